@@ -1,0 +1,1 @@
+"""Scoring (installed as ``samic_vos.eval``): DAVIS J&F identical to the official toolkit."""

@@ -1,0 +1,1 @@
+"""End-to-end jobs (installed as ``samic_vos.pipelines``): thin compositions of library stages."""

@@ -1,0 +1,3 @@
+from samic_vos.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,29 @@
+"""Shared test fixtures: where the real data lives."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """``../shared/data`` beside the checkout (or ``$SAMIC_VOS_SHARED_DATA``)."""
+    env = os.environ.get("SAMIC_VOS_SHARED_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = shared_data_dir()
+    if not path.is_dir():
+        pytest.fail(f"real data not found at {path}: clone the repository beside ../shared")
+    return path
+
+
+@pytest.fixture(scope="session")
+def davis_root(shared_data: Path) -> Path:
+    return shared_data / "DAVIS"
