@@ -55,25 +55,29 @@ class Peak:
     region_id: int
 
 
-def _regions(binary: np.ndarray) -> list[np.ndarray]:
-    """Boolean masks of the 8-connected regions of ``binary`` (uint8 0/1), found as contours.
+def _regions(binary: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
+    """The 8-connected regions of ``binary`` (uint8 0/1), found as contours.
 
-    A region is everything inside an outer contour that is above the threshold: holes (pixels
-    below the threshold enclosed by the region) are not part of it, so neither its area nor its
-    centroid counts them (a ring-shaped heat map is a ring, not a disk). An island inside a hole
-    belongs to the region that encloses it.
+    Each region is ``(x0, y0, mask)``: a boolean mask of the region's bounding box, whose
+    top-left pixel is column ``x0``, row ``y0`` of ``binary``. A region is everything inside an
+    outer contour that is above the threshold: holes (pixels below the threshold enclosed by
+    the region) are not part of it, so neither its area nor its centroid counts them (a
+    ring-shaped heat map is a ring, not a disk). An island inside a hole belongs to the region
+    that encloses it.
     """
     contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     regions = []
     for contour in contours:
-        filled = np.zeros_like(binary)
-        cv2.drawContours(filled, [contour], -1, color=1, thickness=cv2.FILLED)
-        regions.append((filled & binary).astype(bool))
+        x0, y0, w, h = cv2.boundingRect(contour)
+        window = binary[y0 : y0 + h, x0 : x0 + w]
+        filled = np.zeros_like(window)
+        cv2.drawContours(filled, [contour], -1, 1, cv2.FILLED, offset=(-x0, -y0))
+        regions.append((x0, y0, (filled & window).astype(bool)))
     return regions
 
 
 def _region_point(heat: np.ndarray, region: np.ndarray, weighted: bool) -> tuple[float, float]:
-    """The (x, y) heat-map point of ``region``: its centroid, or its maximum if that is outside.
+    """The (x, y) point of ``region`` in ``heat`` (same shape): its centroid, or its maximum.
 
     The centroid comes from the spatial moments of the region (weighted by heat if
     ``weighted``). If the pixel containing it is not in the region (e.g. a C shape), the
@@ -122,12 +126,13 @@ def find_peaks(
     binary = (heat >= cut).astype(np.uint8)
 
     found = []
-    for region in _regions(binary):
+    for x0, y0, region in _regions(binary):
         area = int(region.sum())
         if area < config.min_area:
             continue
-        x, y = _region_point(heat, region, config.weighted_centroid)
-        found.append((float(heat[region].max()), area, y, x))
+        window = heat[y0 : y0 + region.shape[0], x0 : x0 + region.shape[1]]
+        x, y = _region_point(window, region, config.weighted_centroid)
+        found.append((float(window[region].max()), area, y0 + y, x0 + x))
     found.sort(key=lambda f: (-f[0], -f[1], f[2], f[3]))
     found = found[: config.max_points]
     if not found:
