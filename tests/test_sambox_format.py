@@ -1,0 +1,182 @@
+"""The SAMBOX annotation JSON: reading, validation messages, atomic writing, discovery."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from samic_vos.errors import UserError
+from samic_vos.mask_io import write_mask
+from samic_vos.sambox_format import (
+    SamboxAnnotation,
+    SamboxObject,
+    annotation_path_for,
+    find_annotations,
+    read_annotation,
+    write_annotation,
+)
+
+H, W = 40, 60
+
+
+def make_image(path: Path, height: int = H, width: int = W) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (width, height), (90, 120, 30)).save(path)
+    return path
+
+
+def valid_dict() -> dict:
+    return {
+        "format": "sambox",
+        "version": 1,
+        "image": "frame_00001.jpg",
+        "image_size": [H, W],
+        "objects": [
+            {
+                "id": 1,
+                "label": "dog",
+                "points": [[10, 5], [59, 38.5]],
+                "negative_points": [[0, 0]],
+                "mask": "masks/frame_00001.png",
+                "sam_confidence": 1.02,
+            },
+            {"id": 3, "points": [[30.25, 20]]},
+        ],
+        "meta": {"tool": "test"},
+    }
+
+
+@pytest.fixture()
+def folder(tmp_path: Path) -> Path:
+    make_image(tmp_path / "frame_00001.jpg")
+    ids = np.zeros((H, W), dtype=np.uint8)
+    ids[2:10, 5:15] = 1
+    (tmp_path / "masks").mkdir()
+    write_mask(tmp_path / "masks/frame_00001.png", ids)
+    return tmp_path
+
+
+def save(path: Path, data: dict) -> Path:
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_read_valid_annotation(folder: Path) -> None:
+    path = save(folder / "frame_00001.sambox.json", valid_dict())
+    annotation = read_annotation(path)
+    assert annotation.image_size == (H, W)
+    assert annotation.image_path() == folder / "frame_00001.jpg"
+    dog, other = annotation.objects
+    assert (dog.id, dog.label, dog.sam_confidence) == (1, "dog", pytest.approx(1.02))
+    np.testing.assert_array_equal(dog.points, [[10, 5], [59, 38.5]])
+    assert dog.points.dtype == np.float64 and dog.negative_points.shape == (1, 2)
+    assert annotation.mask_path(dog) == folder / "masks/frame_00001.png"
+    assert other.label is None and other.mask is None and other.negative_points.shape == (0, 2)
+    assert annotation.object_by_id(3) is other and annotation.object_by_id(2) is None
+    assert annotation.meta == {"tool": "test"}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.update(version=2), "unknown 'version' 2"),
+        (lambda d: d.pop("version"), "unknown 'version' null"),
+        (lambda d: d.update(format="coco"), "not a SAMBOX annotation"),
+        (lambda d: d["objects"][0]["points"].append([60, 3]), r"objects\[0\].points\[2\]' = "),
+        (lambda d: d["objects"][1]["points"].append([3, -1]), "outside the 60x40 image"),
+        (lambda d: d["objects"][0]["negative_points"].append([1, 40]), "negative_points"),
+        (lambda d: d["objects"][0]["points"].append([1]), r"points\[2\]' must be an \[x, y\]"),
+        (lambda d: d["objects"][1].update(points=[]), "needs a positive click"),
+        (lambda d: d["objects"][1].update(id=1), "object id 1 appears twice"),
+        (lambda d: d["objects"][1].update(id=255), "1..254"),
+        (lambda d: d["objects"][1].update(id=True), "must be an integer"),
+        (lambda d: d["objects"][1].update(colour="red"), "unknown key 'colour'"),
+        (lambda d: d.update(imgae="x.jpg"), "unknown key 'imgae'"),
+        (lambda d: d.pop("image_size"), "missing 'image_size'"),
+        (lambda d: d.update(image_size=[H]), r"\[H, W\]"),
+        (lambda d: d.update(image="/abs/frame.jpg"), "relative to the JSON"),
+        (lambda d: d.update(image="missing.jpg"), "'image' file .*missing.jpg not found"),
+        (lambda d: d.update(image_size=[W, H], objects=[]), "is 60x40 but 'image_size' says"),
+        (lambda d: d["objects"][0].update(mask="masks/none.png"), r"objects\[0\].mask' file"),
+        (lambda d: d["objects"][0].update(sam_confidence="high"), "sam_confidence"),
+    ],
+)
+def test_invalid_annotations_name_file_and_field(folder: Path, change, message: str) -> None:
+    data = valid_dict()
+    change(data)
+    path = save(folder / "frame_00001.sambox.json", data)
+    with pytest.raises(UserError, match=message) as info:
+        read_annotation(path)
+    text = str(info.value)
+    assert text.startswith(str(path) + ": ") and "\n" not in text
+
+
+def test_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="not found"):
+        read_annotation(tmp_path / "nothing.sambox.json")
+    (tmp_path / "bad.sambox.json").write_text("{not json")
+    with pytest.raises(UserError, match="not readable JSON"):
+        read_annotation(tmp_path / "bad.sambox.json")
+
+
+def test_write_then_read_round_trip(folder: Path) -> None:
+    annotation = SamboxAnnotation(
+        image="frame_00001.jpg",
+        image_size=(H, W),
+        objects=[
+            SamboxObject(id=2, points=np.array([[3.0, 4.0], [5.5, 6.0]]), label="cat"),
+            SamboxObject(
+                id=7,
+                points=np.array([[1, 1]]),
+                negative_points=np.array([[2.0, 2.0]]),
+                sam_confidence=0.5,
+            ),
+        ],
+    )
+    path = annotation_path_for(folder / "frame_00001.jpg")
+    assert path == folder / "frame_00001.sambox.json"
+    write_annotation(path, annotation)
+    data = json.loads(path.read_text())
+    assert data["format"] == "sambox" and data["version"] == 1
+    assert data["objects"][0]["points"] == [[3, 4], [5.5, 6]]
+    back = read_annotation(path)
+    assert [o.id for o in back.objects] == [2, 7] and back.objects[0].label == "cat"
+    np.testing.assert_array_equal(back.objects[0].points, annotation.objects[0].points)
+    np.testing.assert_array_equal(back.objects[1].negative_points, [[2, 2]])
+    assert back.objects[1].sam_confidence == 0.5
+
+
+def test_write_refuses_invalid_and_keeps_old_file(folder: Path) -> None:
+    path = folder / "frame_00001.sambox.json"
+    save(path, valid_dict())
+    before = path.read_bytes()
+    bad = SamboxAnnotation("frame_00001.jpg", (H, W), [SamboxObject(1, np.array([[W, 0.0]]))])
+    with pytest.raises(UserError, match="outside"):
+        write_annotation(path, bad)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "frame_00001.jpg",
+        "frame_00001.sambox.json",
+        "masks",
+    ]
+
+
+def test_find_annotations_natural_order(tmp_path: Path) -> None:
+    for name in ["b/f10", "b/f9", "a/x2", "a/x1", "b/f100"]:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / f"{name}.sambox.json").write_text("{}")
+    (tmp_path / "a/other.json").write_text("{}")
+    found = [p.relative_to(tmp_path).as_posix() for p in find_annotations(tmp_path)]
+    assert found == [
+        "a/x1.sambox.json",
+        "a/x2.sambox.json",
+        "b/f9.sambox.json",
+        "b/f10.sambox.json",
+        "b/f100.sambox.json",
+    ]
+    with pytest.raises(UserError, match="annotation folder not found"):
+        find_annotations(tmp_path / "nope")
