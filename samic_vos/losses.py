@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from samic_vos.errors import UserError
+
 # Guards divisions and logarithms; small against heat-map sums/variances, safe in float32.
 EPS = 1e-7
 
@@ -30,6 +32,10 @@ class LossWeights:
     kld: float = 1.0
     cc: float = 1.0
     nss: float = 1.0
+
+    def __post_init__(self) -> None:
+        if min(self.kld, self.cc, self.nss) < 0:
+            raise UserError(f"loss weights must be >= 0, got {self}")
 
 
 def _flat(x: Tensor) -> Tensor:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from samic_vos.errors import UserError
 from samic_vos.heatmaps import rescale_points
 
 
@@ -34,6 +35,17 @@ class PeakConfig:
     # Centroid from heat-weighted moments (sub-pixel accurate on a Gaussian) or, if False, from
     # the binary region's moments; paper silent ("centroid").
     weighted_centroid: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 < self.threshold <= 1:
+            raise UserError(f"peaks.threshold must be in (0, 1], got {self.threshold}")
+        if not 0 <= self.floor <= 1:
+            raise UserError(f"peaks.floor must be in [0, 1], got {self.floor}")
+        if self.min_area < 1 or self.max_points < 0:
+            raise UserError(
+                f"peaks.min_area must be >= 1 and peaks.max_points >= 0, "
+                f"got {self.min_area} and {self.max_points}"
+            )
 
 
 @dataclass(frozen=True)

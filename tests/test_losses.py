@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from samic_vos.config import apply_overrides
+from samic_vos.errors import UserError
 from samic_vos.losses import LossWeights, saliency_loss
 
 
@@ -120,3 +122,8 @@ def test_shape_mismatch_is_rejected():
         saliency_loss(torch.rand(1, 1, 4, 4), torch.rand(1, 1, 4, 5), torch.zeros(1, 1, 4, 4))
     with pytest.raises(ValueError, match="pred"):
         saliency_loss(torch.rand(1, 4, 4), torch.rand(1, 4, 4), torch.zeros(1, 4, 4))
+
+
+def test_negative_weights_are_user_errors():
+    with pytest.raises(UserError, match="weights"):
+        apply_overrides(LossWeights(), {"nss": -1.0}, "train.yaml")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from samic_vos.config import apply_overrides
+from samic_vos.errors import UserError
 from samic_vos.heatmaps import points_to_heatmap, rescale_points
 from samic_vos.peaks import Peak, PeakConfig, find_peaks
 
@@ -137,3 +139,13 @@ def test_round_trip_points_heatmap_peaks(out_size, tolerance):
         expected = points[np.argsort(points[:, 1])]
         assert np.all(np.abs(found - expected) <= tolerance)
         assert all(p.score == 1.0 for p in peaks)
+
+
+def test_bad_settings_are_user_errors():
+    with pytest.raises(UserError, match="threshold"):
+        apply_overrides(PeakConfig(), {"threshold": 1.5}, "tracker.yaml")
+    with pytest.raises(UserError, match="floor"):
+        PeakConfig(floor=-0.1)
+    with pytest.raises(UserError, match="min_area"):
+        PeakConfig(min_area=0)
+    assert apply_overrides(PeakConfig(), {"threshold": 0.3}).threshold == 0.3
