@@ -25,7 +25,7 @@ class PeakConfig:
     # If True the cut is threshold × the map's maximum instead of threshold itself (paper: False).
     relative: bool = False
     # Regions smaller than this many heat-map pixels are noise and dropped (paper silent; a
-    # Gaussian of σ = 0.02·64 px on a 64×64 map covers 9 pixels above 0.5, so 4 keeps it).
+    # Gaussian of σ = 0.02·64 px on a 64×64 map covers 7–9 pixels above 0.5, so 4 keeps it).
     min_area: int = 4
     # "No object": a map whose maximum is below this gives no points (paper silent; equal to
     # the threshold, so by default only the threshold decides; raise it to demand confidence).
