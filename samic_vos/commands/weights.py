@@ -1,0 +1,96 @@
+"""``samic-vos weights list | download NAME... | path NAME``: the model weights cache."""
+
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = """\
+Official checkpoints the tool loads (SAM, the ResNet-50 backbone), kept in a cache folder:
+$SAMIC_VOS_HOME/weights, else $XDG_CACHE_HOME/samic-vos/weights or ~/.cache/samic-vos/weights.
+Commands that need a checkpoint download it on first use; `download` fetches it ahead of time
+(resumable, SHA-256 verified). Offline, download the file yourself and pass it with the
+command's flag (--sam-checkpoint, --backbone-weights).
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "weights",
+        help="list, download and locate model weights (SAM, ResNet-50)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = parser.add_subparsers(dest="weights_action", metavar="ACTION")
+    parser.set_defaults(func=lambda args: _usage(parser))
+
+    listing = actions.add_parser(
+        "list", help="the known weights, their size and whether they are cached"
+    )
+    listing.set_defaults(func=_list)
+
+    fetch = actions.add_parser(
+        "download",
+        help="download weights into the cache (progress on stderr; prints the paths)",
+        description="Download into the cache, resuming a partial download, and verify the "
+        "SHA-256. Prints each file's path. A verified cached copy is not downloaded again.",
+    )
+    fetch.add_argument("names", nargs="+", metavar="NAME", help="registry name(s), see `list`")
+    fetch.add_argument(
+        "--force", action="store_true", help="discard the cached copy and download it again"
+    )
+    fetch.set_defaults(func=_download)
+
+    where = actions.add_parser(
+        "path",
+        help="print the cached file's path (exit status 2 when it is not cached)",
+        description="Print the path of NAME's verified file in the cache; nothing is "
+        "downloaded. Exit status 2 when it is not cached.",
+    )
+    where.add_argument("name", metavar="NAME", help="registry name, see `list`")
+    where.set_defaults(func=_path)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _size(n_bytes: int | None) -> str:
+    if n_bytes is None:
+        return "?"
+    if n_bytes >= 1 << 30:
+        return f"{n_bytes / (1 << 30):.1f} GiB"
+    return f"{n_bytes / (1 << 20):.0f} MiB"
+
+
+def _list(args: argparse.Namespace) -> int:
+    from samic_vos.weights import REGISTRY, cache_dir, cache_state
+
+    header = ("NAME", "FILE", "SIZE", "CACHED", "DESCRIPTION")
+    rows = [header] + [
+        (e.name, e.filename, _size(e.size), cache_state(e.name), e.description)
+        for e in REGISTRY.values()
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        print("  ".join([*cells, row[-1]]))
+    print(f"\ncache folder: {cache_dir()}")
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    from samic_vos.weights import download, get_entry
+
+    for name in args.names:  # check every name before the first (long) download
+        get_entry(name)
+    for name in args.names:
+        print(download(name, force=args.force), flush=True)
+    return 0
+
+
+def _path(args: argparse.Namespace) -> int:
+    from samic_vos.weights import resolve
+
+    print(resolve(args.name, flag=None, download=False))
+    return 0

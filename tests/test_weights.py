@@ -1,0 +1,370 @@
+"""The weights registry against a local HTTP server on 127.0.0.1 serving a small checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.server
+import io
+import os
+import re
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import torch
+
+from samic_vos import weights
+from samic_vos.cli import main
+from samic_vos.errors import UserError
+from samic_vos.weights import REGISTRY, WeightsEntry, cache_dir, load_checkpoint, resolve
+
+FLAG = "--tiny-weights"
+FILENAME = "tiny_weights.pth"
+
+
+@dataclass
+class ServerState:
+    """What the test server serves and what it saw."""
+
+    payload: bytes
+    requests: list[dict[str, str]] = field(default_factory=list)
+    ignore_range: bool = False
+    cut_at: int | None = None  # send only this many body bytes, then drop the connection
+
+
+def _handler(state: ServerState) -> type[http.server.BaseHTTPRequestHandler]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            state.requests.append({"path": self.path, **dict(self.headers.items())})
+            if self.path != "/" + FILENAME:
+                self.send_error(404)
+                return
+            size = len(state.payload)
+            match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
+            start = int(match.group(1)) if match and not state.ignore_range else 0
+            if start >= size > 0 and match:
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{size}")
+                self.end_headers()
+                return
+            self.send_response(206 if start else 200)
+            if start:
+                self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+            self.send_header("Content-Length", str(size - start))
+            self.end_headers()
+            body = state.payload[start:]
+            self.wfile.write(body if state.cut_at is None else body[: state.cut_at])
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture(scope="module")
+def payload() -> bytes:
+    """A real (small, ~300 kB) checkpoint: a state dict saved by torch.save."""
+    buffer = io.BytesIO()
+    torch.save({"w": torch.arange(75_000, dtype=torch.float32)}, buffer)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def server(payload: bytes) -> Iterator[tuple[ServerState, str]]:
+    """An HTTP server on 127.0.0.1 (ephemeral port) with Range support; stopped afterwards."""
+    state = ServerState(payload)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield state, f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The cache under tmp_path; no proxy between us and 127.0.0.1."""
+    monkeypatch.setenv("SAMIC_VOS_HOME", str(tmp_path / "home"))
+    for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+
+
+def _register(monkeypatch: pytest.MonkeyPatch, url: str, data: bytes, **changes: object) -> None:
+    entry = WeightsEntry(
+        "tiny", FILENAME, url, hashlib.sha256(data).hexdigest(), "test weights", len(data)
+    )
+    monkeypatch.setattr(weights, "REGISTRY", {"tiny": WeightsEntry(**{**vars(entry), **changes})})
+
+
+@pytest.fixture
+def tiny(
+    server: tuple[ServerState, str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[ServerState, Path]:
+    """Registry entry "tiny" pointing at the server; returns (server state, cached path)."""
+    state, base = server
+    _register(monkeypatch, f"{base}/{FILENAME}", state.payload)
+    return state, cache_dir() / FILENAME
+
+
+def _ranges(state: ServerState) -> list[str | None]:
+    return [r.get("Range") for r in state.requests]
+
+
+def test_download_verifies_caches_and_loads(tiny: tuple[ServerState, Path]) -> None:
+    state, final = tiny
+    assert weights.cache_state("tiny") == "no"
+    path = resolve("tiny", flag=FLAG)
+    assert path == final and path.read_bytes() == state.payload
+    assert _ranges(state) == [None]
+    assert sorted(p.name for p in final.parent.iterdir() if not p.name.startswith(".")) == [
+        FILENAME,
+        "verified.json",
+    ]
+    assert weights.cache_state("tiny") == "yes"
+    assert torch.equal(load_checkpoint(path)["w"], torch.arange(75_000, dtype=torch.float32))
+
+
+def test_cached_file_reused_without_request_or_rehash(
+    tiny: tuple[ServerState, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state, final = tiny
+    resolve("tiny", flag=FLAG)
+    state.requests.clear()
+
+    def no_hashing(*args: object) -> str:
+        raise AssertionError("an unchanged verified file was hashed again")
+
+    monkeypatch.setattr(weights, "sha256_file", no_hashing)
+    assert resolve("tiny", flag=FLAG) == final
+    assert weights.download("tiny") == final
+    assert state.requests == []
+
+
+def test_changed_cached_file_is_rehashed_and_downloaded_again(
+    tiny: tuple[ServerState, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    state, final = tiny
+    resolve("tiny", flag=FLAG)
+    corrupt = bytearray(state.payload)
+    corrupt[1000] ^= 0xFF  # same size, different bytes, new mtime
+    final.write_bytes(bytes(corrupt))
+    os.utime(final, ns=(1, 1))
+    state.requests.clear()
+    with pytest.raises(UserError, match="checksum differs.*--force"):
+        resolve("tiny", flag=FLAG, download=False)
+    assert resolve("tiny", flag=FLAG).read_bytes() == state.payload
+    assert _ranges(state) == [None]
+    assert "downloading it again" in capsys.readouterr().err
+
+
+def test_resume_from_existing_part(tiny: tuple[ServerState, Path]) -> None:
+    state, final = tiny
+    final.parent.mkdir(parents=True)
+    final.with_name(FILENAME + ".part").write_bytes(state.payload[:100_000])
+    assert resolve("tiny", flag=FLAG).read_bytes() == state.payload
+    assert _ranges(state) == ["bytes=100000-"]
+    assert not final.with_name(FILENAME + ".part").exists()
+
+
+def test_dropped_connection_keeps_part_and_next_call_resumes(
+    tiny: tuple[ServerState, Path],
+) -> None:
+    state, final = tiny
+    part = final.with_name(FILENAME + ".part")
+    state.cut_at = 120_000
+    with pytest.raises(UserError, match="could not be downloaded") as err:
+        resolve("tiny", flag=FLAG)
+    assert "connection closed after 120000" in str(err.value)
+    assert part.stat().st_size == 120_000 and not final.exists()
+    assert weights.cache_state("tiny") == f"partial {100 * 120_000 // len(state.payload)}%"
+    state.cut_at = None
+    assert resolve("tiny", flag=FLAG).read_bytes() == state.payload
+    assert _ranges(state) == [None, "bytes=120000-"]
+
+
+def test_server_ignoring_range_gets_a_fresh_download(tiny: tuple[ServerState, Path]) -> None:
+    state, final = tiny
+    final.parent.mkdir(parents=True)
+    final.with_name(FILENAME + ".part").write_bytes(b"stale bytes")
+    state.ignore_range = True
+    assert resolve("tiny", flag=FLAG).read_bytes() == state.payload
+    assert _ranges(state) == ["bytes=11-"]
+
+
+def test_checksum_mismatch_is_refused_and_removed(
+    server: tuple[ServerState, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state, base = server
+    _register(monkeypatch, f"{base}/{FILENAME}", state.payload, sha256="ab" * 32)
+    with pytest.raises(UserError) as err:
+        resolve("tiny", flag=FLAG)
+    message = str(err.value)
+    assert f"downloaded {FILENAME} from {base}/{FILENAME} but its SHA-256" in message
+    assert "not the official abababababab" in message and f"pass {FLAG} PATH" in message
+    assert "\n" not in message
+    assert sorted(p.name for p in cache_dir().iterdir() if not p.name.startswith(".")) == []
+
+
+def test_server_down_names_file_url_and_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/{FILENAME}"
+    _register(monkeypatch, url, b"x")
+    with pytest.raises(UserError) as err:
+        resolve("tiny", flag=FLAG)
+    assert str(err.value) == (
+        f"{FILENAME} is not in the cache ({cache_dir()}) and could not be downloaded from "
+        f"{url} (Connection refused); download it yourself and pass {FLAG} PATH"
+    )
+
+
+def test_http_error_and_not_cached_without_download(
+    server: tuple[ServerState, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state, base = server
+    _register(monkeypatch, f"{base}/missing.pth", b"x")
+    with pytest.raises(UserError, match=r"\(HTTP 404 Not Found\)"):
+        resolve("tiny", flag=FLAG)
+    state.requests.clear()
+    with pytest.raises(UserError, match=f"run `samic-vos weights download tiny`, or pass {FLAG}"):
+        resolve("tiny", flag=FLAG, download=False)
+    assert state.requests == []
+
+
+def test_not_enough_disk_space_is_refused_before_downloading(
+    tiny: tuple[ServerState, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state, _ = tiny
+    entry = weights.REGISTRY["tiny"]
+    monkeypatch.setitem(weights.REGISTRY, "tiny", WeightsEntry(**{**vars(entry), "size": 1 << 60}))
+    with pytest.raises(UserError, match=r"needs \d+ MiB but .* MiB free"):
+        resolve("tiny", flag=FLAG)
+    assert state.requests == []
+
+
+def test_resolve_with_local_path(
+    tiny: tuple[ServerState, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state, _ = tiny
+    official = tmp_path / "mine" / FILENAME
+    official.parent.mkdir()
+    official.write_bytes(state.payload)
+    assert resolve("tiny", official, flag=FLAG) == official
+
+    own = tmp_path / "finetuned.pth"
+    own.write_bytes(b"my own weights")
+    assert resolve("tiny", own, flag=FLAG) == own
+    assert f"{FLAG} {own}: not the official {FILENAME}; used as is, unverified" in (
+        capsys.readouterr().err
+    )
+
+    official.write_bytes(state.payload[:-10])  # truncated copy under the official name
+    with pytest.raises(UserError, match=r"not the official .*bytes, expected .*corrupt"):
+        resolve("tiny", official, flag=FLAG)
+    same_size = tmp_path / "renamed.pth"
+    same_size.write_bytes(bytes(len(state.payload)))
+    with pytest.raises(UserError, match=r"SHA-256 [0-9a-f]{12}…, expected"):
+        resolve("tiny", same_size, flag=FLAG)
+    with pytest.raises(UserError, match=f"{FLAG} .*nowhere.pth: file not found"):
+        resolve("tiny", tmp_path / "nowhere.pth", flag=FLAG)
+    assert state.requests == []
+
+
+def test_cli_list_path_download(
+    tiny: tuple[ServerState, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    state, final = tiny
+    assert main(["weights", "list"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(rf"^tiny\s+{FILENAME}\s+\d+ MiB\s+no\s+test weights$", out, re.M)
+    assert f"cache folder: {cache_dir()}" in out
+
+    assert main(["weights", "path", "tiny"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        f"samic-vos: error: {FILENAME} is not in the cache ({cache_dir()}); "
+        "run `samic-vos weights download tiny`\n"
+    )
+
+    assert main(["weights", "download", "tiny"]) == 0
+    assert capsys.readouterr().out == f"{final}\n"
+    assert final.read_bytes() == state.payload
+
+    assert main(["weights", "path", "tiny"]) == 0
+    assert capsys.readouterr().out == f"{final}\n"
+    assert main(["weights", "list"]) == 0
+    assert re.search(r"^tiny\s+\S+\s+\d+ MiB\s+yes\s", capsys.readouterr().out, re.M)
+
+    assert main(["weights", "download", "tiny", "--force"]) == 0
+    assert _ranges(state) == [None, None]
+
+
+@pytest.mark.parametrize("action", ["path", "download"])
+def test_cli_unknown_name_is_one_line(action: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["weights", action, "sam_vit_x"]) == 2
+    assert capsys.readouterr().err == (
+        "samic-vos: error: unknown weights 'sam_vit_x' "
+        "(known: sam_vit_b, sam_vit_l, sam_vit_h, resnet50_imagenet)\n"
+    )
+
+
+def test_load_checkpoint(tmp_path: Path) -> None:
+    good = tmp_path / "state.pth"
+    torch.save({"layer.weight": torch.ones(2, 3), "step": 7}, good)
+    state = load_checkpoint(good)
+    assert state["step"] == 7 and torch.equal(state["layer.weight"], torch.ones(2, 3))
+    assert load_checkpoint(good, map_location="meta")["layer.weight"].is_meta
+
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"definitely not a checkpoint" * 10)
+    with pytest.raises(UserError, match=f"{garbage}: not a readable PyTorch checkpoint"):
+        load_checkpoint(garbage)
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(UserError, match="truncated.pth: not a readable PyTorch checkpoint"):
+        load_checkpoint(truncated)
+
+    objects = tmp_path / "objects.pth"
+    torch.save({"args": argparse.Namespace(lr=1e-3)}, objects)
+    with pytest.raises(UserError, match=r"holds a Python object \(argparse.Namespace\)"):
+        load_checkpoint(objects)
+    tensor = tmp_path / "tensor.pth"
+    torch.save(torch.zeros(3), tensor)
+    with pytest.raises(UserError, match="expected a checkpoint dict, found Tensor"):
+        load_checkpoint(tensor)
+    with pytest.raises(UserError, match="checkpoint file not found"):
+        load_checkpoint(tmp_path / "missing.pth")
+
+
+def test_cache_dir_locations(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert cache_dir() == tmp_path / "home" / "weights"
+    monkeypatch.delenv("SAMIC_VOS_HOME")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "samic-vos" / "weights"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/ignored")
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    assert cache_dir() == tmp_path / "user" / ".cache" / "samic-vos" / "weights"
+
+
+def test_registry_entries_are_consistent() -> None:
+    assert list(REGISTRY) == ["sam_vit_b", "sam_vit_l", "sam_vit_h", "resnet50_imagenet"]
+    for name, entry in REGISTRY.items():
+        assert entry.name == name
+        assert re.fullmatch(r"[0-9a-f]{64}", entry.sha256)
+        assert entry.url.startswith("https://") and entry.url.endswith("/" + entry.filename)
+        assert entry.size and entry.size > 10_000_000
+    # torchvision names its files <name>-<first 8 hex of the SHA-256>.pth
+    resnet = REGISTRY["resnet50_imagenet"]
+    assert resnet.sha256.startswith(resnet.filename.removesuffix(".pth").split("-")[1])
+    assert REGISTRY["sam_vit_b"].sha256.startswith("ec2df627")
