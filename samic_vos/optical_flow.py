@@ -64,10 +64,11 @@ class FlowConfig:
     """Settings of the flow computation and of the dynamic-frame selection."""
 
     method: Literal["dis", "farneback"] = "dis"
-    # DIS preset; "medium" at 320 px takes ~20 ms a frame pair on one CPU core.
+    # DIS preset: OpenCV's "medium" (the most accurate of its three presets).
     dis_preset: Literal["ultrafast", "fast", "medium"] = "medium"
-    # Long side (pixels) of the grayscale frames the flow is computed on: 320 keeps DAVIS
-    # objects tens of pixels wide while flow stays cheap; scores are in these pixels.
+    # Long side (pixels) of the grayscale frames the flow is computed on; scores are in these
+    # pixels. 320 px picks frames as dynamic as full-resolution flow does at ~1/6 of the
+    # time (BENCHMARKS.md, "Dynamic-frame selection").
     working_size: int = 320
     # Frames kept per video: 10 of DAVIS's 25–104 frames is about the paper's 20%.
     top_k: int = 10
@@ -233,10 +234,17 @@ def select_dynamic_frames(scores: np.ndarray, top_k: int, min_gap: int) -> list[
 
 
 def default_cache_dir() -> Path:
-    """``$SAMIC_VOS_HOME/cache/flow``, or ``~/.cache/samic-vos/cache/flow``."""
+    """``$SAMIC_VOS_HOME/cache/flow``, else ``<user cache>/samic-vos/cache/flow``.
+
+    The user cache is ``$XDG_CACHE_HOME`` when set to an absolute path, else ``~/.cache``
+    (as for the weights cache, :func:`samic_vos.weights.cache_dir`).
+    """
     home = os.environ.get("SAMIC_VOS_HOME")
-    base = Path(home) if home else Path.home() / ".cache" / "samic-vos"
-    return base / "cache" / "flow"
+    if home:
+        return Path(home).expanduser() / "cache" / "flow"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base / "samic-vos" / "cache" / "flow"
 
 
 def _fingerprint(path: str | os.PathLike) -> list:

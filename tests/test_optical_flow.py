@@ -193,6 +193,9 @@ def test_default_cache_dir_follows_samic_vos_home(
     monkeypatch.setenv("SAMIC_VOS_HOME", str(tmp_path))
     assert optical_flow.default_cache_dir() == tmp_path / "cache" / "flow"
     monkeypatch.delenv("SAMIC_VOS_HOME")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert optical_flow.default_cache_dir() == tmp_path / "xdg/samic-vos/cache/flow"
+    monkeypatch.delenv("XDG_CACHE_HOME")
     assert optical_flow.default_cache_dir() == Path.home() / ".cache/samic-vos/cache/flow"
 
 
