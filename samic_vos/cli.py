@@ -19,7 +19,10 @@ from samic_vos import __version__
 from samic_vos.errors import UserError
 
 # Modules that contribute subcommands, in the order `--help` lists them.
-SUBCOMMAND_MODULES: tuple[str, ...] = ()
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "samic_vos.commands.weights",
+    "samic_vos.commands.render",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

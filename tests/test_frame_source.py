@@ -1,0 +1,188 @@
+from __future__ import annotations
+
+import gc
+import sys
+import weakref
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from samic_vos.errors import UserError
+from samic_vos.frame_source import DEFAULT_FOLDER_FPS, open_frames
+
+BEAR_FRAMES = 82
+VIDEO_BACKENDS = ["auto", "pyav", "decord"]
+
+
+def synthetic_frames(count: int, height: int = 48, width: int = 64) -> list[np.ndarray]:
+    """Smooth, distinct frames (they survive H.264 compression nearly unchanged)."""
+    y, x = np.mgrid[0:height, 0:width]
+    return [
+        np.stack([x * 2 + 10 * i, y * 4, np.full_like(x, 30 + 20 * i)], -1).astype(np.uint8)
+        for i in range(count)
+    ]
+
+
+def encode(path, frames: list[np.ndarray], rate: int = 24) -> None:
+    """Encode ``frames`` with PyAV directly (independent of the project's writer)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.height, stream.width = frames[0].shape[:2] if frames else (48, 64)
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "4"}
+        if not frames:
+            container.start_encoding()
+        for rgb in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+@pytest.fixture(scope="module")
+def video10(tmp_path_factory):
+    frames = synthetic_frames(10)
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    encode(path, frames, rate=25)
+    return path, frames
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096 / 2**20
+
+
+@pytest.mark.parametrize("backend", VIDEO_BACKENDS)
+def test_video_frames_names_and_metadata(video10, backend):
+    path, originals = video10
+    with open_frames(path, backend) as source:
+        assert source.size == (48, 64)
+        assert source.fps == 25.0
+        assert source.num_frames == 10
+        assert source.names == [f"{i:05d}" for i in range(10)]
+        frames = list(source)
+        assert [f.index for f in frames] == list(range(10))
+        assert [f.name for f in frames] == source.names
+        assert len(frames) == len(originals)
+        for frame in frames:
+            assert frame.rgb.dtype == np.uint8 and frame.rgb.shape == (48, 64, 3)
+            errors = [np.abs(frame.rgb.astype(int) - other).mean() for other in originals]
+            assert errors[frame.index] < 3 and int(np.argmin(errors)) == frame.index
+        # A second iteration starts again at frame 0.
+        again = next(iter(source))
+        assert again.index == 0 and np.array_equal(again.rgb, frames[0].rgb)
+
+
+def test_auto_uses_decord_when_importable_else_pyav(video10, monkeypatch):
+    path, _ = video10
+    assert type(open_frames(path)).__name__ == "DecordSource"
+    monkeypatch.setitem(sys.modules, "decord", None)  # `import decord` now raises ImportError
+    assert type(open_frames(path)).__name__ == "PyAVSource"
+    with pytest.raises(UserError, match="decord is not installed.*--backend pyav"):
+        open_frames(path, "decord")
+
+
+def test_folder_keeps_stems_in_natural_order(tmp_path):
+    originals = synthetic_frames(3, 5, 7)
+    for name, rgb in zip(["frame2", "frame10", "frame1"], originals, strict=True):
+        Image.fromarray(rgb).save(tmp_path / f"{name}.png")
+    (tmp_path / "notes.txt").write_text("not a frame")
+    Image.fromarray(originals[0]).convert("L").save(tmp_path / "frame3.jpg")
+    with open_frames(tmp_path) as source:
+        assert source.names == ["frame1", "frame2", "frame3", "frame10"]
+        assert source.size == (5, 7) and source.num_frames == 4
+        assert source.fps == DEFAULT_FOLDER_FPS == 24.0
+        frames = list(source)
+    assert [f.name for f in frames] == source.names
+    assert np.array_equal(frames[0].rgb, originals[2])  # PNG: lossless
+    assert np.array_equal(frames[3].rgb, originals[1])
+    assert frames[2].rgb.shape == (5, 7, 3)  # grayscale JPEG converted to RGB
+    assert open_frames(tmp_path, "folder", fps=10).fps == 10.0
+
+
+def test_iteration_holds_no_frames(video10, tmp_path):
+    """Frames are freed as soon as the caller drops them: the source keeps no references."""
+    path, originals = video10
+    for name, rgb in enumerate(originals):
+        Image.fromarray(rgb).save(tmp_path / f"{name:05d}.png")
+    for target, backend in [(path, "decord"), (path, "pyav"), (tmp_path, "folder")]:
+        alive = []
+        for frame in open_frames(target, backend):
+            alive.append(weakref.ref(frame))
+            del frame
+            gc.collect()
+            assert sum(ref() is not None for ref in alive) <= 1, backend
+
+
+@pytest.mark.slow
+def test_bear_decord_equals_pyav_equals_davis_with_flat_memory(shared_data):
+    """Decoded frame k is DAVIS frame k with both backends; memory stays flat over the video."""
+    video = shared_data / "videos/davis_bear.mp4"
+    jpegs = sorted((shared_data / "DAVIS/JPEGImages/480p/bear").glob("*.jpg"))
+    assert len(jpegs) == BEAR_FRAMES
+    with open_frames(video, "decord") as dec, open_frames(video, "pyav") as pya:
+        assert dec.num_frames == pya.num_frames == BEAR_FRAMES
+        assert dec.size == pya.size == (480, 854)
+        count, rss, previous = 0, [], None
+        for a, b, jpeg in zip(dec, pya, jpegs, strict=True):
+            assert a.name == b.name == jpeg.stem
+            assert np.abs(a.rgb.astype(np.int16) - b.rgb).mean() < 0.5
+            davis = np.asarray(Image.open(jpeg), dtype=np.int16)
+            same = np.abs(a.rgb - davis).mean()
+            assert same < 8, jpeg.name  # H.264 vs JPEG compression: a few grey levels
+            if previous is not None:  # and clearly closer than the neighbouring DAVIS frame
+                assert same < 0.7 * np.abs(a.rgb - previous).mean(), jpeg.name
+            previous = davis
+            rss.append(rss_mb())
+            count += 1
+    assert count == BEAR_FRAMES
+    # Holding every decoded frame would add ~1.2 MB per frame (~86 MB after frame 10).
+    assert max(rss[10:]) - rss[10] < 20
+
+
+def test_close_stops_iteration(video10):
+    path, _ = video10
+    for backend in ("decord", "pyav"):
+        source = open_frames(path, backend)
+        iterator = iter(source)
+        next(iterator)
+        source.close()
+        assert list(iterator) == []
+
+
+def one_line_error(call) -> str:
+    with pytest.raises(UserError) as info:
+        call()
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize("backend", VIDEO_BACKENDS)
+def test_video_errors(tmp_path, backend):
+    assert "not found" in one_line_error(lambda: open_frames(tmp_path / "nope.mp4", backend))
+    text = tmp_path / "text.mp4"
+    text.write_text("not a video\n")
+    assert "cannot decode the video" in one_line_error(lambda: open_frames(text, backend))
+    empty = tmp_path / "empty.mp4"
+    encode(empty, [])
+    assert empty.stat().st_size > 0
+    assert "0 frames" in one_line_error(lambda: open_frames(empty, backend))
+
+
+def test_folder_and_backend_errors(tmp_path, video10):
+    (tmp_path / "readme.txt").write_text("no frames here")
+    assert "no images" in one_line_error(lambda: open_frames(tmp_path))
+    assert "unknown backend 'opencv'" in one_line_error(lambda: open_frames(tmp_path, "opencv"))
+    assert "reads video files only" in one_line_error(lambda: open_frames(tmp_path, "pyav"))
+    assert "needs a folder" in one_line_error(lambda: open_frames(video10[0], "folder"))
+    Image.new("RGB", (8, 6)).save(tmp_path / "00000.png")
+    Image.new("RGB", (9, 6)).save(tmp_path / "00001.png")
+    Image.new("RGB", (8, 6)).save(tmp_path / "00001.jpg")
+    assert "two frames named '00001'" in one_line_error(lambda: open_frames(tmp_path))
+    (tmp_path / "00001.jpg").unlink()
+    source = open_frames(tmp_path)
+    message = one_line_error(lambda: list(source))
+    assert "00001.png: image is 9x6 but the first frame is 8x6" in message
