@@ -76,6 +76,18 @@ class FlowConfig:
     # rather than cluster in one burst of motion (1 = only distinct frames).
     min_gap: int = 3
 
+    def __post_init__(self) -> None:
+        if self.method not in ("dis", "farneback"):
+            raise UserError(f"flow.method '{self.method}' is unknown; use 'dis' or 'farneback'")
+        if self.dis_preset not in _DIS_PRESETS:
+            presets = ", ".join(_DIS_PRESETS)
+            raise UserError(f"flow.dis_preset '{self.dis_preset}' is unknown; use one of {presets}")
+        if self.working_size < 16 or self.top_k < 0 or self.min_gap < 1:
+            raise UserError(
+                "flow.working_size must be >= 16, flow.top_k >= 0 and flow.min_gap >= 1 "
+                f"(got {self.working_size}, {self.top_k}, {self.min_gap})"
+            )
+
 
 def _gray(frame: Frame) -> np.ndarray:
     """A frame (RGB array or image path) as a ``uint8`` grayscale array ``(H, W)``."""
@@ -104,20 +116,23 @@ def working_shape(height: int, width: int, working_size: int) -> tuple[int, int]
 Region = tuple[np.ndarray, np.ndarray]  # (object, valid) bool maps (h, w) at working size
 
 
-def _object_region(mask: Mask, shape: tuple[int, int], size: tuple[int, int]) -> Region | None:
-    """``(object, valid)`` bool maps at working shape ``size`` of a mask of image ``shape``.
+def _object_region(
+    mask: Mask, shape: tuple[int, int], size: tuple[int, int], index: int
+) -> Region | None:
+    """``(object, valid)`` bool maps at working shape ``size`` of frame ``index``'s mask.
 
-    ``valid`` excludes void pixels. ``None`` for ``None`` masks.
+    ``shape`` is the frame's ``(H, W)``; ``valid`` excludes void pixels. ``None`` for ``None``.
     """
     if mask is None:
         return None
+    name = f"{mask}" if isinstance(mask, (str, os.PathLike)) else f"the mask of frame {index}"
     if isinstance(mask, (str, os.PathLike)):
         mask = read_mask(mask)
     mask = np.asarray(mask)
     if mask.shape != shape:
         raise UserError(
-            f"a mask of shape {mask.shape} does not match its frame of shape {shape}: "
-            "masks must have the frame's height and width"
+            f"{name}: size {mask.shape[-1]}x{mask.shape[0]} differs from its frame's "
+            f"{shape[1]}x{shape[0]}; masks must have the frame's width and height"
         )
     ids = mask.astype(np.uint8)  # bool → 0/1
     small = cv2.resize(ids, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
@@ -131,18 +146,11 @@ def compute_flow(prev: np.ndarray, curr: np.ndarray, config: FlowConfig) -> np.n
     Returns ``float32`` ``(h, w, 2)``: ``(dx, dy)`` in pixels, so the content of ``prev`` at
     ``(x, y)`` is found in ``curr`` at ``(x + dx, y + dy)``.
     """
-    if config.method == "dis":
-        if config.dis_preset not in _DIS_PRESETS:
-            raise UserError(
-                f"flow dis_preset '{config.dis_preset}' is unknown; use one of "
-                f"{', '.join(_DIS_PRESETS)}"
-            )
-        dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[config.dis_preset])
-        return dis.calc(prev, curr, None)
     if config.method == "farneback":
         # OpenCV's sample settings: 3-level pyramid at scale 0.5, 15 px window, 3 iterations.
         return cv2.calcOpticalFlowFarneback(prev, curr, None, 0.5, 3, 15, 3, 5, 1.2, 0)
-    raise UserError(f"flow method '{config.method}' is unknown; use 'dis' or 'farneback'")
+    dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[config.dis_preset])
+    return dis.calc(prev, curr, None)
 
 
 def motion_score(flow: np.ndarray, region: Region | None) -> float:
@@ -197,7 +205,7 @@ def motion_scores(
             mask = next(mask_iter, _MISSING)
             if mask is _MISSING:
                 raise UserError(f"fewer masks than frames (no mask for frame {index})")
-            region = _object_region(mask, shape, size)
+            region = _object_region(mask, shape, size, index)
         if prev_gray is None:
             scores.append(float("nan"))
         else:

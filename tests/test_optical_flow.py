@@ -135,14 +135,18 @@ def test_min_gap_and_greedy_order() -> None:
 
 def test_bad_inputs_raise_user_errors(tmp_path: Path) -> None:
     frames, masks, _ = moving_square()
-    with pytest.raises(UserError, match="does not match"):
+    with pytest.raises(UserError, match="mask of frame 0: size 127x96 differs .* 128x96"):
         motion_scores(frames, [m[:, :-1] for m in masks], NATIVE)
     with pytest.raises(UserError, match="fewer masks"):
         motion_scores(frames, masks[:5], NATIVE)
     with pytest.raises(UserError, match="cannot read"):
         motion_scores([tmp_path / "missing.jpg"], None, NATIVE)
-    with pytest.raises(UserError, match="unknown"):
-        motion_scores(frames[:2], None, FlowConfig(method="raft"))
+    with pytest.raises(UserError, match="flow.method 'raft' is unknown"):
+        FlowConfig(method="raft")
+    with pytest.raises(UserError, match="flow.dis_preset 'slow' is unknown"):
+        FlowConfig(dis_preset="slow")
+    with pytest.raises(UserError, match="flow.working_size must be >= 16"):
+        FlowConfig(working_size=0)
 
 
 def write_frames(folder: Path, frames: list[np.ndarray]) -> list[Path]:
