@@ -33,7 +33,8 @@ from samic_vos.errors import UserError
 
 BACKENDS = ("auto", "decord", "pyav", "folder")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-# A folder of images has no frame rate; overlays of it play at this rate unless told otherwise.
+# A folder of images (or a video declaring no rate) has no frame rate; overlays of it play at
+# this rate unless told otherwise.
 DEFAULT_FOLDER_FPS = 24.0
 
 
@@ -244,11 +245,16 @@ class PyAVSource(_VideoSource):
     def _decode(self) -> Iterator[tuple[str, np.ndarray]]:
         import av
 
+        index = 0
         with av.open(str(self.path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"  # frame threading: a few frames in flight, still O(1)
-            for index, frame in enumerate(container.decode(stream)):
-                yield video_frame_name(index), frame.to_ndarray(format="rgb24")
+            try:
+                for frame in container.decode(stream):
+                    yield video_frame_name(index), frame.to_ndarray(format="rgb24")
+                    index += 1
+            except av.FFmpegError as err:
+                raise _corrupt_error(self.path, index, err.strerror) from err
 
 
 class DecordSource(_VideoSource):
@@ -272,9 +278,24 @@ class DecordSource(_VideoSource):
         self._num_frames = len(self._reader)
 
     def _decode(self) -> Iterator[tuple[str, np.ndarray]]:
+        import decord
+
         self._reader.seek(0)
         for index in range(len(self._reader)):
-            yield video_frame_name(index), self._reader.next().asnumpy()
+            try:
+                rgb = self._reader.next().asnumpy()
+            except StopIteration:  # fewer frames than the index promised
+                return
+            except decord.DECORDError as err:
+                raise _corrupt_error(self.path, index, str(err).splitlines()[0]) from err
+            yield video_frame_name(index), rgb
+
+
+def _corrupt_error(path: Path, index: int, reason: str) -> UserError:
+    return UserError(
+        f"{path}: frame {index} cannot be decoded ({reason}); the file is damaged, "
+        "re-encode it (e.g. ffmpeg -i in.mp4 out.mp4)"
+    )
 
 
 def decord_available() -> bool:
