@@ -30,11 +30,19 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     tmp = Path(tmp_name)
     try:
         yield tmp
+        # mkstemp creates the file with mode 0600; give it the mode a plain open() would.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

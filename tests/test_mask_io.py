@@ -60,3 +60,14 @@ def test_missing_and_undecodable(tmp_path):
     bad.write_bytes(b"not a png")
     with pytest.raises(UserError, match="cannot decode"):
         read_mask(bad)
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        write_mask(tmp_path / "a.png", np.zeros((2, 2), np.uint8))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.png").stat().st_mode & 0o777 == 0o644
