@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from segment_anything import build_sam_vit_b, build_sam_vit_h, build_sam_vit_l
 
 from samic_vos.errors import UserError
@@ -59,17 +60,15 @@ def tiny_sam():
 
 
 @pytest.fixture(scope="module")
-def frame() -> np.ndarray:
-    rng = np.random.default_rng(0)
-    image = rng.integers(0, 60, (72, 100, 3), dtype=np.uint8)
-    image[10:50, 20:60] = (200, 40, 40)
-    return image
+def frame(davis_root) -> np.ndarray:
+    """A real DAVIS frame (480, 854, 3) uint8."""
+    return np.array(Image.open(davis_root / "JPEGImages/480p/bear/00000.jpg").convert("RGB"))
 
 
 def _masks(sam, frame) -> list[np.ndarray]:
     segmenter = SamSegmenter(sam, "cpu")
     segmenter.set_frame(frame)
-    groups = [np.array([[30.0, 25.0]]), np.array([[70.0, 60.0], [80.0, 20.0]])]
+    groups = [np.array([[400.0, 250.0]]), np.array([[300.0, 200.0], [500.0, 300.0]])]
     return [segmenter.segment([g]).logits for g in groups]
 
 
