@@ -84,9 +84,10 @@ def pairs_from_davis(
 ) -> list[TrainingPair]:
     """Pairs ``t−1 → t`` at the dynamic frames of every sequence (or of ``sequences``).
 
-    For each sequence: motion scores with the ground-truth masks (cached in ``cache_dir``,
-    see :func:`~samic_vos.optical_flow.cached_motion_scores`), ``flow_config.top_k`` frames
-    at least ``flow_config.min_gap`` apart, then one pair per object id present with at least
+    For each sequence: motion scores with the ground-truth masks (all objects together form
+    the moving region; cached in ``cache_dir``, see
+    :func:`~samic_vos.optical_flow.cached_motion_scores`), ``flow_config.top_k`` frames at
+    least ``flow_config.min_gap`` apart, then one pair per object id present with at least
     ``min_area`` pixels in both ``t−1`` and ``t`` (smaller or absent objects are skipped),
     holding up to ``points_per_object`` interior points per frame. Every frame of a sequence
     must be annotated (DAVIS train splits are). Order: sequence, frame, object id.
