@@ -160,8 +160,13 @@ def hypercorrelation(
 
 
 def _conv4d_block(
-    in_channels: int, channels: tuple[int, ...], kernels: tuple[int, ...], strides, groups: int
+    in_channels: int,
+    channels: tuple[int, ...],
+    kernels: tuple[int, ...],
+    strides: tuple[int, ...],
+    groups: int,
 ) -> nn.Sequential:
+    """4D convolutions (support strides ``strides``), each followed by GroupNorm and ReLU."""
     layers: list[nn.Module] = []
     for out_channels, kernel, stride in zip(channels, kernels, strides, strict=True):
         layers += [
