@@ -1,0 +1,219 @@
+"""The causal tracker: frame t−1, with its accepted prompts, is the reference for frame t.
+
+One :class:`CausalTracker` owns the state of one video (as Cutie's inference core does):
+:meth:`CausalTracker.step` takes one frame, and a mask on the first frame (or whenever objects
+are added), and returns that frame's id map with the prompts that made it.
+
+Per frame: the SAM image embedding and the SAMIC backbone features are computed once and shared
+by all objects; the features are kept, since frame t is the reference at t+1. Per object:
+SAMIC predicts a heat map from the object's reference → peaks → one SAM prompt per peak region
+→ union → mask; the peaks that fall inside the new mask become the next reference. An object
+with no peak (or no accepted peak) gets an empty mask and keeps its last good reference, so it
+can come back. Overlaps between objects go to the object with the highest SAM logit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from samic_vos.heatmaps import average_heatmaps, points_to_heatmap
+from samic_vos.peaks import PeakConfig, find_peaks
+from samic_vos.samic_net import SamicNet, preprocess
+from samic_vos.segmenter import SamSegmenter, prompts_from_mask
+
+
+@dataclass
+class TrackerConfig:
+    """Settings of the causal tracker (defaults; YAML only overrides)."""
+
+    heat_sigma: float = 0.02  # σ of the prompt Gaussians, as a share of the heat-map size
+    peaks: PeakConfig = field(default_factory=PeakConfig)
+    # Frame 0 (where the object was given) as a second reference against drift; the two
+    # heat maps are averaged, as K-shot references are.
+    first_frame_reference: bool = True
+    first_frame_max_points: int = 8  # points SAMBOX-style prompting may add on a given mask
+    first_frame_target_iou: float = 0.9  # stop adding points once SAM reproduces the mask so well
+    batch_size: int = 8  # references decoded by SAMIC at once (memory grows with it)
+
+
+@dataclass
+class ObjectResult:
+    """One object in one frame. ``points``: (N, 2) float (x, y) in frame pixels."""
+
+    points: np.ndarray
+    peak_scores: list[float]
+    confidence: float
+    given: bool = False
+
+
+@dataclass
+class FrameResult:
+    """One frame: ``ids`` (H, W) uint8 id map (0 background) and each tracked object's result."""
+
+    ids: np.ndarray
+    objects: dict[int, ObjectResult]
+
+
+@dataclass
+class _Reference:
+    feats: list[torch.Tensor]  # SAMIC backbone features of the reference frame, batch 1
+    heat: torch.Tensor  # (1, 1, h, w) heat map of the reference prompts, in [0, 1]
+
+
+@dataclass
+class _ObjectState:
+    last: _Reference  # the last frame where the object was found
+    first: _Reference  # the frame where the object was given
+
+
+class CausalTracker:
+    """Tracks the objects of one video, one frame at a time.
+
+    ``net`` and ``segmenter`` must already sit on ``device``; the tracker never moves them.
+    """
+
+    def __init__(
+        self,
+        net: SamicNet,
+        segmenter: SamSegmenter,
+        config: TrackerConfig | None = None,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.net = net.eval()
+        self.segmenter = segmenter
+        self.config = config or TrackerConfig()
+        self.device = torch.device(device)
+        self.input_size: tuple[int, int] = tuple(net.config.input_size)  # (h, w)
+        self.objects: dict[int, _ObjectState] = {}
+        self.frame_index = -1
+        self.image_size: tuple[int, int] | None = None
+
+    @torch.inference_mode()
+    def step(self, rgb: np.ndarray, mask: np.ndarray | None = None) -> FrameResult:
+        """Process the next frame.
+
+        Args:
+            rgb: the frame, uint8 (H, W, 3) RGB; every frame of a video has the same size.
+            mask: optional uint8 (H, W) id map giving objects on this frame (0 background,
+                255 void, ignored); a given object's mask is taken as is and (re)starts it.
+
+        Returns:
+            The frame's id map and per-object prompts. The first call needs a mask.
+        """
+        height, width = rgb.shape[:2]
+        if self.image_size is None:
+            self.image_size = (height, width)
+        elif self.image_size != (height, width):
+            raise ValueError(f"frame size {(height, width)} differs from {self.image_size}")
+        given_ids = _object_ids(mask) if mask is not None else []
+        if not self.objects and not given_ids:
+            raise ValueError("the first frame needs a mask with at least one object")
+        self.frame_index += 1
+
+        feats = self.net.extract_features(preprocess(rgb, self.input_size).to(self.device))
+        self.segmenter.set_frame(rgb)
+
+        results: dict[int, ObjectResult] = {}
+        masks: dict[int, np.ndarray] = {}
+        logits: dict[int, np.ndarray] = {}
+        tracked = {k: state for k, state in self.objects.items() if k not in given_ids}
+        for obj_id, heat in self._predict(tracked, feats).items():
+            results[obj_id], masks[obj_id], logits[obj_id] = self._track(
+                tracked[obj_id], heat, feats
+            )
+        for obj_id in given_ids:
+            object_mask = mask == obj_id
+            points, _ = prompts_from_mask(
+                self.segmenter,
+                object_mask,
+                max_points=self.config.first_frame_max_points,
+                target_iou=self.config.first_frame_target_iou,
+            )
+            reference = _Reference(feats, self._heat(points))
+            self.objects[obj_id] = _ObjectState(last=reference, first=reference)
+            results[obj_id] = ObjectResult(points, [1.0] * len(points), 1.0, given=True)
+        ids = _compose(masks, logits, (height, width))
+        for obj_id in given_ids:
+            ids[mask == obj_id] = obj_id
+        return FrameResult(ids=ids, objects=dict(sorted(results.items())))
+
+    def _track(
+        self, state: _ObjectState, heat: np.ndarray, feats: list[torch.Tensor]
+    ) -> tuple[ObjectResult, np.ndarray, np.ndarray]:
+        """Peaks → SAM for one object; updates its reference when it is found.
+
+        Returns the object's result, its mask (H, W) bool and SAM logits (H, W) float32.
+        """
+        assert self.image_size is not None
+        peaks = find_peaks(heat, self.image_size, self.config.peaks)
+        points = np.array([[p.x, p.y] for p in peaks], dtype=np.float32).reshape(-1, 2)
+        segmentation = self.segmenter.segment([point[None] for point in points])
+        inside = _inside(segmentation.mask, points)
+        if inside.any():
+            state.last = _Reference(feats, self._heat(points[inside]))
+        result = ObjectResult(
+            points=points,
+            peak_scores=[p.score for p in peaks],
+            confidence=segmentation.confidence,
+        )
+        return result, segmentation.mask, segmentation.logits
+
+    def _predict(
+        self, states: dict[int, _ObjectState], feats: list[torch.Tensor]
+    ) -> dict[int, np.ndarray]:
+        """SAMIC's heat map (h, w) float32 in [0, 1] of every object on the current frame.
+
+        All references (each object's last, and its first when it differs) are decoded in
+        batches of ``config.batch_size``; an object's heat maps are averaged, as K shots are.
+        """
+        refs: list[tuple[int, _Reference]] = []
+        for obj_id, state in states.items():
+            refs.append((obj_id, state.last))
+            if self.config.first_frame_reference and state.first is not state.last:
+                refs.append((obj_id, state.first))
+        heats: dict[int, list[np.ndarray]] = {obj_id: [] for obj_id in states}
+        for start in range(0, len(refs), self.config.batch_size):
+            chunk = refs[start : start + self.config.batch_size]
+            ref_feats = [torch.cat(lv) for lv in zip(*(r.feats for _, r in chunk), strict=True)]
+            ref_heat = torch.cat([r.heat for _, r in chunk])
+            tgt_feats = [f.expand(len(chunk), -1, -1, -1) for f in feats]
+            out = torch.sigmoid(self.net.predict(ref_feats, ref_heat, tgt_feats))
+            for (obj_id, _), heat in zip(chunk, out[:, 0].float().cpu().numpy(), strict=True):
+                heats[obj_id].append(heat)
+        return {obj_id: average_heatmaps(maps) for obj_id, maps in heats.items()}
+
+    def _heat(self, points: np.ndarray) -> torch.Tensor:
+        assert self.image_size is not None
+        heat = points_to_heatmap(points, self.image_size, self.input_size, self.config.heat_sigma)
+        return torch.from_numpy(heat)[None, None].to(self.device)
+
+
+def _object_ids(mask: np.ndarray) -> list[int]:
+    """Object ids of an id map: every value but 0 (background) and 255 (void), ascending."""
+    return [int(v) for v in np.unique(mask) if v not in (0, 255)]
+
+
+def _inside(mask: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(N,) bool: whether each (x, y) point's pixel lies inside ``mask`` (H, W)."""
+    height, width = mask.shape
+    cols = np.clip(np.rint(points[:, 0]).astype(int), 0, width - 1)
+    rows = np.clip(np.rint(points[:, 1]).astype(int), 0, height - 1)
+    return mask[rows, cols]
+
+
+def _compose(
+    masks: dict[int, np.ndarray], logits: dict[int, np.ndarray], size: tuple[int, int]
+) -> np.ndarray:
+    """One id map from per-object masks; a pixel claimed twice goes to the highest logit."""
+    ids = np.zeros(size, dtype=np.uint8)
+    if not masks:
+        return ids
+    order = list(masks)
+    stacked = np.stack([np.where(masks[k], logits[k], -np.inf) for k in order])
+    best = stacked.argmax(axis=0)
+    claimed = np.isfinite(stacked.max(axis=0))
+    ids[claimed] = np.asarray(order, dtype=np.uint8)[best[claimed]]
+    return ids

@@ -1,0 +1,269 @@
+"""`samic-vos track` end to end on tiny random-weight SAM and SAMIC models, and its errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from samic_vos.cli import main
+from samic_vos.mask_io import DAVIS_PALETTE, read_mask, write_mask
+from samic_vos.sam_models import build_sam, save_sam
+from samic_vos.samic_checkpoint import load_samic, save_samic
+from samic_vos.samic_net import SamicNetConfig, build_samic
+
+# A small head keeps the end-to-end runs to seconds; the checkpoint carries the architecture.
+TINY_NET = SamicNetConfig(input_size=(64, 64), backbone="random", channels=(8, 16, 32))
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    save_sam(folder / "tiny_sam.pt", build_sam("tiny", random_init=True), "tiny")
+    save_samic(folder / "tiny_samic.pt", build_samic(TINY_NET))
+    return {"sam": folder / "tiny_sam.pt", "samic": folder / "tiny_samic.pt"}
+
+
+def _track(args: list[str], models: dict[str, Path], samic: bool = True) -> int:
+    extra = ["--sam-checkpoint", str(models["sam"])]
+    if samic:
+        extra += ["--samic", str(models["samic"])]
+    return main(["track", *args, *extra])
+
+
+def _h264_info(path: Path) -> tuple[str, str, int, tuple[int, int]]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        return stream.codec_context.name, stream.pix_fmt, frames, (stream.height, stream.width)
+
+
+def _prompt_lines(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "prompts.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_track_video_end_to_end(tmp_path, shared_data, tiny_models):
+    video = shared_data / "videos/davis_bear.mp4"
+    first = shared_data / "videos/davis_bear_first_mask.png"
+    out = tmp_path / "bear"
+    overlay = tmp_path / "bear.mp4"
+    args = [str(video), "--first-mask", str(first), "-o", str(out), "--overlay", str(overlay)]
+    assert _track(args, tiny_models) == 0
+
+    names = sorted(p.name for p in (out / "masks").iterdir())
+    assert names == [f"{i:05d}.png" for i in range(82)]
+    for name in names[::20]:
+        with Image.open(out / "masks" / name) as image:
+            assert image.mode == "P" and image.size == (854, 480)
+            palette = np.array(image.getpalette(), np.uint8).reshape(-1, 3)
+            assert np.array_equal(palette[:2], DAVIS_PALETTE[:2])
+        assert set(np.unique(read_mask(out / "masks" / name)).tolist()) <= {0, 1}
+    # Frame 0 is the given mask, exactly.
+    assert np.array_equal(read_mask(out / "masks/00000.png"), read_mask(first))
+
+    lines = _prompt_lines(out)
+    assert [line["frame"] for line in lines] == [f"{i:05d}" for i in range(82)]
+    first_points = np.array(lines[0]["objects"]["1"]["points"])
+    assert len(first_points) >= 1
+    first_mask = read_mask(first)
+    assert all(first_mask[int(round(y)), int(round(x))] == 1 for x, y in first_points)
+    for line in lines:
+        obj = line["objects"]["1"]
+        assert len(obj["points"]) == len(obj["scores"])
+        assert 0.0 <= obj["confidence"] <= 1.0
+
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["sam_model"] == "vit_b" and config["samic"] == str(tiny_models["samic"])
+    assert _h264_info(overlay) == ("h264", "yuv420p", 82, (480, 854))
+
+    # The masks are scorable by `samic-vos eval davis` (bear is a DAVIS-2016 train sequence).
+    davis = ["--davis-root", str(shared_data / "DAVIS"), "--year", "2016", "--set", "train"]
+    masks_root = tmp_path / "results"
+    (masks_root).mkdir()
+    (out / "masks").rename(masks_root / "bear")
+    assert main(["eval", "davis", str(masks_root), *davis, "--sequences", "bear"]) == 0
+
+
+@pytest.mark.slow
+def test_track_frame_folder_multi_object(tmp_path, shared_data, tiny_models):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    source = shared_data / "DAVIS/JPEGImages/480p/bmx-trees"
+    for path in sorted(source.glob("*.jpg"))[:8]:
+        shutil.copy(path, frames / path.name)
+    first = shared_data / "multiobject/bmx-trees/00000.png"
+    out = tmp_path / "out"
+    assert _track([str(frames), "--first-mask", str(first), "-o", str(out)], tiny_models) == 0
+
+    names = sorted(p.stem for p in (out / "masks").iterdir())
+    assert names == sorted(p.stem for p in frames.iterdir())
+    assert set(np.unique(read_mask(out / "masks/00000.png")).tolist()) == {0, 1, 2}
+    for name in names:
+        assert set(np.unique(read_mask(out / "masks" / f"{name}.png")).tolist()) <= {0, 1, 2}
+    lines = _prompt_lines(out)
+    assert len(lines) == 8
+    assert all(set(line["objects"]) == {"1", "2"} for line in lines)
+
+
+@pytest.mark.slow
+def test_track_adapts_on_first_frame_without_checkpoint(tmp_path, shared_data, tiny_models):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for path in sorted((shared_data / "DAVIS/JPEGImages/480p/bear").glob("*.jpg"))[:3]:
+        shutil.copy(path, frames / path.name)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "network": {"input_size": [64, 64], "channels": [8, 16, 32]},
+                "adaptation": {"views": 3, "steps": 4, "batch_size": 2},
+            }
+        )
+    )
+    out = tmp_path / "out"
+    first = shared_data / "videos/davis_bear_first_mask.png"
+    args = [str(frames), "--first-mask", str(first), "-o", str(out), "--config", str(config)]
+    assert _track([*args, "--random-backbone"], tiny_models, samic=False) == 0
+
+    adapted = out / "samic_adapted.pt"
+    net, meta = load_samic(adapted)
+    assert net.config.input_size == (64, 64) and net.config.backbone == "random"
+    assert set(meta["metrics"]) >= {"kld", "cc", "nss"}
+    assert len(list((out / "masks").iterdir())) == 3
+    # The saved network is reusable with --samic and gives the same masks.
+    again = tmp_path / "again"
+    reuse = [str(frames), "--first-mask", str(first), "-o", str(again), "--samic", str(adapted)]
+    assert main(["track", *reuse, "--sam-checkpoint", str(tiny_models["sam"])]) == 0
+    for name in ("00001.png", "00002.png"):
+        assert np.array_equal(read_mask(out / "masks" / name), read_mask(again / "masks" / name))
+
+
+def _assert_user_error(capsys, code: int, *fragments: str) -> None:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) >= 1
+    message = err[-1]
+    assert message.startswith("samic-vos: error: ")
+    assert "Traceback" not in "\n".join(err)
+    for fragment in fragments:
+        assert fragment in message
+
+
+@pytest.fixture
+def small_video(tmp_path, shared_data) -> tuple[Path, Path]:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for path in sorted((shared_data / "DAVIS/JPEGImages/480p/bear").glob("*.jpg"))[:2]:
+        shutil.copy(path, frames / path.name)
+    return frames, shared_data / "videos/davis_bear_first_mask.png"
+
+
+def _bad_mask(tmp_path: Path, kind: str) -> Path:
+    path = tmp_path / f"{kind}.png"
+    if kind == "empty":
+        write_mask(path, np.zeros((480, 854), np.uint8))
+    elif kind == "rgb":
+        Image.new("RGB", (854, 480), (128, 0, 0)).save(path)
+    elif kind == "ids_without_palette":
+        ids = np.zeros((480, 854), np.uint8)
+        ids[100:200, 100:200], ids[300:400, 300:400] = 1, 2
+        Image.fromarray(ids, mode="L").save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "fragment"),
+    [
+        ("empty", "no object"),
+        ("rgb", "colour"),
+        ("ids_without_palette", "grayscale mask"),
+        ("wrong_size", "853x480"),
+    ],
+)
+def test_bad_first_mask(tmp_path, capsys, shared_data, small_video, tiny_models, kind, fragment):
+    frames, _ = small_video
+    if kind == "wrong_size":
+        mask = shared_data / "judo/Annotations/480p/judo/00005.png"
+    else:
+        mask = _bad_mask(tmp_path, kind)
+    out = tmp_path / "out"
+    code = _track([str(frames), "--first-mask", str(mask), "-o", str(out)], tiny_models)
+    _assert_user_error(capsys, code, fragment)
+    assert not out.exists()
+
+
+def test_bad_video_and_output(tmp_path, capsys, small_video, tiny_models):
+    frames, first = small_video
+    cases = {
+        "missing": tmp_path / "nope.mp4",
+        "undecodable": tmp_path / "text.mp4",
+        "no frames": tmp_path / "empty_folder",
+    }
+    cases["undecodable"].write_text("not a video")
+    cases["no frames"].mkdir()
+    for video in cases.values():
+        out = tmp_path / "out"
+        code = _track([str(video), "--first-mask", str(first), "-o", str(out)], tiny_models)
+        _assert_user_error(capsys, code, str(video))
+        assert not out.exists()
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    code = _track(
+        [str(frames), "--first-mask", str(first), "-o", str(blocker / "out")], tiny_models
+    )
+    _assert_user_error(capsys, code, "not writable")
+
+
+def test_missing_sam_weights_offline(tmp_path, capsys, monkeypatch, small_video):
+    from samic_vos import weights
+
+    monkeypatch.setenv("SAMIC_VOS_HOME", str(tmp_path / "home"))
+    entry = weights.REGISTRY["sam_vit_b"]
+    offline = type(entry)(**{**entry.__dict__, "url": "http://127.0.0.1:9/sam_vit_b_01ec64.pth"})
+    monkeypatch.setitem(weights.REGISTRY, "sam_vit_b", offline)
+    frames, first = small_video
+    out = tmp_path / "out"
+    code = main(["track", str(frames), "--first-mask", str(first), "-o", str(out)])
+    _assert_user_error(capsys, code, "sam_vit_b_01ec64.pth", "--sam-checkpoint")
+    assert not out.exists()
+
+
+def test_interrupt_leaves_only_complete_frames(tmp_path, monkeypatch, shared_data, tiny_models):
+    from samic_vos.tracker import CausalTracker
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for path in sorted((shared_data / "DAVIS/JPEGImages/480p/bear").glob("*.jpg"))[:6]:
+        shutil.copy(path, frames / path.name)
+    real_step = CausalTracker.step
+
+    def step(self, rgb, mask=None):
+        if self.frame_index == 2:
+            raise KeyboardInterrupt
+        return real_step(self, rgb, mask)
+
+    monkeypatch.setattr(CausalTracker, "step", step)
+    out = tmp_path / "out"
+    first = shared_data / "videos/davis_bear_first_mask.png"
+    overlay = tmp_path / "overlay.mp4"
+    args = [str(frames), "--first-mask", str(first), "-o", str(out), "--overlay", str(overlay)]
+    assert _track(args, tiny_models) == 130
+    assert sorted(p.name for p in (out / "masks").iterdir()) == [
+        "00000.png",
+        "00001.png",
+        "00002.png",
+    ]
+    for path in (out / "masks").iterdir():
+        assert read_mask(path).shape == (480, 854)
+    assert len(_prompt_lines(out)) == 3
+    assert not overlay.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".overlay")]
