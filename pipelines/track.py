@@ -112,6 +112,8 @@ def run_track(inputs: TrackInputs, config: TrackConfig, progress: bool = True) -
     segmenter = SamSegmenter(load_sam(config.sam_model, inputs.sam_checkpoint, device), device)
     out = inputs.out_dir
     (out / "masks").mkdir(parents=True, exist_ok=True)
+    if inputs.overlay is not None:
+        inputs.overlay.parent.mkdir(parents=True, exist_ok=True)
     net, samic_source = _samic(inputs, config, frames, first_mask, device, progress)
     save_config(
         config,
