@@ -1,0 +1,275 @@
+"""Score a folder of DAVIS results (semi-supervised task) as the official toolkit does.
+
+``RESULTS_DIR/<sequence>/<frame>.png`` holds the result masks (indexed PNGs, ids 1..K of
+the sequence's first ground-truth frame; any mask :func:`samic_vos.mask_io.read_mask`
+accepts). Every annotated frame except the first and the last is scored; each PNG is read
+once; sequences are scored in parallel processes. Numbers equal the toolkit's
+(``davis2017-evaluation``), except Decay for 257+ scored frames (see
+:func:`samic_vos.eval.davis_metrics.statistics`).
+
+Unlike the toolkit, bad input stops with a :class:`UserError` naming the file (the toolkit
+exits with status 0), and CSV files already in the results folder are never read back.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from samic_vos.atomic import atomic_write_text
+from samic_vos.davis import DavisDataset
+from samic_vos.errors import UserError
+from samic_vos.indexed_png import read_ids
+
+from .davis_metrics import Statistics, boundary_radius, frame_scores, statistics
+
+GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
+SEQUENCE_COLUMNS = ("Sequence", "J-Mean", "F-Mean")
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+# The progress bar shows when stderr is a terminal, or in logs for runs this long (frames).
+LONG_RUN_FRAMES = 3000
+
+
+@dataclass(frozen=True)
+class SequenceScores:
+    """Per-frame scores of one sequence.
+
+    ``frames``: names of the scored annotation files (``"00001.png"``, ...), in order.
+    ``J``, ``F``: ``float64`` arrays of shape ``(num_objects, len(frames))``; row ``k`` is
+    object ``k + 1``.
+    """
+
+    sequence: str
+    frames: tuple[str, ...]
+    J: np.ndarray
+    F: np.ndarray
+
+
+@dataclass(frozen=True)
+class ObjectScores:
+    """Statistics of one object over its sequence; ``name`` is ``"<sequence>_<id>"``."""
+
+    name: str
+    J: Statistics
+    F: Statistics
+
+
+@dataclass(frozen=True)
+class DavisEvaluation:
+    """Everything the evaluation found: per frame, per object and global."""
+
+    split: str
+    sequences: tuple[SequenceScores, ...]
+    objects: tuple[ObjectScores, ...]
+    global_scores: dict[str, float]  # keys: GLOBAL_COLUMNS
+
+    def to_json(self) -> dict:
+        """``{"global": {...}, "per_object": {"<seq>_<id>": {"J": mean, "F": mean}}}``."""
+        return {
+            "global": dict(self.global_scores),
+            "per_object": {o.name: {"J": o.J.mean, "F": o.F.mean} for o in self.objects},
+        }
+
+
+def _scored_frames(dataset: DavisDataset, sequence: str) -> list[Path]:
+    paths = dataset.annotation_paths(sequence)
+    if len(paths) < 3:
+        raise UserError(
+            f"{dataset.annotation_dir / sequence}: {len(paths)} annotated frame(s); the first "
+            "and last are not scored, so a sequence needs at least 3"
+        )
+    return paths[1:-1]
+
+
+def check_results(results_dir: Path, dataset: DavisDataset, sequences: Sequence[str]) -> None:
+    """Raise :class:`UserError` for a missing results folder, sequence folder or frame."""
+    if not results_dir.is_dir():
+        raise UserError(f"{results_dir}: results folder not found")
+    for sequence in sequences:
+        folder = results_dir / sequence
+        if not folder.is_dir():
+            raise UserError(
+                f"{folder}: no results for sequence '{sequence}'; the results folder needs "
+                "one folder of PNG masks per sequence"
+            )
+        present = set(os.listdir(folder))
+        missing = [p.name for p in _scored_frames(dataset, sequence) if p.name not in present]
+        if missing:
+            more = (
+                f" (and {len(missing) - 1} more frames of {sequence})" if len(missing) > 1 else ""
+            )
+            raise UserError(
+                f"{folder / missing[0]}: result frame missing{more}; write one PNG per "
+                "annotated frame, named like the ground truth (the first and last are not scored)"
+            )
+
+
+def _read_result(path: Path, gt_path: Path, shape: tuple[int, int], num_objects: int, year: str):
+    ids = read_ids(path)
+    if ids.shape != shape:
+        raise UserError(
+            f"{path}: result is {ids.shape[1]}x{ids.shape[0]} px but the ground truth "
+            f"{gt_path.name} is {shape[1]}x{shape[0]}; write results at the annotation size"
+        )
+    if year == "2016":
+        return ids > 0
+    top = int(ids.max())
+    if top > num_objects:
+        raise UserError(
+            f"{path}: object id {top} but the sequence has {num_objects} object(s) in its first "
+            f"ground-truth frame; use ids 1..{num_objects} (0 = background)"
+        )
+    return ids
+
+
+def score_sequence(dataset: DavisDataset, results_dir: Path, sequence: str) -> SequenceScores:
+    """Per-frame J and F of every object of ``sequence`` (results must exist: see
+    :func:`check_results`)."""
+    num_objects = dataset.num_objects(sequence)
+    scored = _scored_frames(dataset, sequence)
+    j = np.empty((num_objects, len(scored)))
+    f = np.empty((num_objects, len(scored)))
+    for column, gt_path in enumerate(scored, start=1):
+        gt = dataset.read_annotation(sequence, column)
+        path = results_dir / sequence / gt_path.name
+        res = _read_result(path, gt_path, gt.shape, num_objects, dataset.year)
+        radius = boundary_radius(gt.shape)
+        j[:, column - 1], f[:, column - 1] = frame_scores(
+            gt, res.view(np.uint8), num_objects, radius
+        )
+    return SequenceScores(sequence, tuple(p.name for p in scored), j, f)
+
+
+def _keep_freed_memory() -> None:
+    """Let this process keep the heap memory it frees (glibc only).
+
+    Scoring a frame allocates and frees a few MB of arrays; glibc hands freed memory back to
+    the system at once and maps it again for the next frame, paying page faults that cost as
+    much time as the scoring itself. Only the worker processes are changed.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+        libc.mallopt(_M_TRIM_THRESHOLD, 64 << 20)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def _worker_init() -> None:
+    # The parent handles Ctrl-C; OpenCV threads would only compete with the other workers.
+    import cv2
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    cv2.setNumThreads(1)
+    _keep_freed_memory()
+
+
+def _score_all(
+    dataset: DavisDataset, results_dir: Path, sequences: list[str], workers: int, progress
+) -> dict[str, SequenceScores]:
+    """Score ``sequences`` in ``workers`` processes, longest first; updates ``progress``."""
+    sizes = {s: len(dataset.annotation_paths(s)) - 2 for s in sequences}
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init)
+    try:
+        futures = {
+            pool.submit(score_sequence, dataset, results_dir, s): s
+            for s in sorted(sequences, key=sizes.__getitem__, reverse=True)
+        }
+        pending, scores = set(futures), {}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done:
+                scores[futures[future]] = future.result()  # re-raises a worker's UserError
+                progress.update(sizes[futures[future]])
+        return scores
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def evaluate_davis(
+    results_dir: str | os.PathLike[str],
+    dataset: DavisDataset,
+    sequences: Sequence[str] | None = None,
+    workers: int | None = None,
+    progress: bool | None = None,
+) -> DavisEvaluation:
+    """Score ``results_dir`` against ``dataset`` (all its sequences, or ``sequences``).
+
+    ``workers``: worker processes (default: one per CPU, at most one per sequence); the
+    scoring always runs in workers, whose memory settings are tuned. ``progress``:
+    a progress bar on stderr (default: when stderr is a terminal or the run is long).
+    """
+    from tqdm import tqdm
+
+    results_dir = Path(results_dir)
+    names = list(dataset.sequences if sequences is None else dict.fromkeys(sequences))
+    for name in names:
+        dataset.annotation_paths(name)  # unknown sequence → UserError
+    check_results(results_dir, dataset, names)
+    total = sum(len(dataset.annotation_paths(s)) - 2 for s in names)
+    workers = max(1, min(workers or len(os.sched_getaffinity(0)), len(names)))
+    tty = sys.stderr.isatty()
+    show = (tty or total >= LONG_RUN_FRAMES) if progress is None else progress
+    bar = tqdm(
+        total=total,
+        unit="frame",
+        desc="DAVIS J&F",
+        disable=not show,
+        mininterval=0.1 if tty else 10.0,
+    )
+    with bar:
+        by_name = _score_all(dataset, results_dir, names, workers, bar)
+    scores = tuple(by_name[name] for name in names)
+    objects = tuple(
+        ObjectScores(f"{s.sequence}_{k + 1}", statistics(s.J[k]), statistics(s.F[k]))
+        for s in scores
+        for k in range(s.J.shape[0])
+    )
+    if not objects:
+        raise UserError("nothing to score: the first annotations of these sequences hold no object")
+    j_mean = float(np.mean([o.J.mean for o in objects]))
+    f_mean = float(np.mean([o.F.mean for o in objects]))
+    values = (
+        (j_mean + f_mean) / 2.0,
+        j_mean,
+        float(np.mean([o.J.recall for o in objects])),
+        float(np.mean([o.J.decay for o in objects])),
+        f_mean,
+        float(np.mean([o.F.recall for o in objects])),
+        float(np.mean([o.F.decay for o in objects])),
+    )
+    return DavisEvaluation(
+        dataset.split, scores, objects, dict(zip(GLOBAL_COLUMNS, values, strict=True))
+    )
+
+
+def _csv(rows: list[list[str]]) -> str:
+    return "".join(",".join(row) + "\n" for row in rows)
+
+
+def write_csvs(evaluation: DavisEvaluation, csv_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Write ``global_results-<split>.csv`` and ``per-sequence_results-<split>.csv``.
+
+    The toolkit's columns and number format (3 decimals); written atomically. Returns the
+    two paths.
+    """
+    csv_dir = Path(csv_dir)
+    csv_dir.mkdir(parents=True, exist_ok=True)
+    global_path = csv_dir / f"global_results-{evaluation.split}.csv"
+    sequence_path = csv_dir / f"per-sequence_results-{evaluation.split}.csv"
+    values = [f"{evaluation.global_scores[c]:.3f}" for c in GLOBAL_COLUMNS]
+    atomic_write_text(global_path, _csv([list(GLOBAL_COLUMNS), values]))
+    rows = [[o.name, f"{o.J.mean:.3f}", f"{o.F.mean:.3f}"] for o in evaluation.objects]
+    atomic_write_text(sequence_path, _csv([list(SEQUENCE_COLUMNS), *rows]))
+    return global_path, sequence_path
