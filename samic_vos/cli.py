@@ -22,6 +22,7 @@ from samic_vos.errors import UserError
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "samic_vos.commands.weights",
     "samic_vos.commands.render",
+    "samic_vos.commands.eval",
 )
 
 
