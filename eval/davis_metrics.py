@@ -170,9 +170,10 @@ def statistics(values: np.ndarray) -> Statistics:
 
     Decay splits the frames into four bins at ``round(linspace(1, T, 5)) - 1`` and subtracts
     the mean of the last bin from the mean of the first, as the toolkit does. Known toolkit
-    bug, fixed here: it stores these indices as ``uint8``, so from T = 257 on the last index
-    wraps around and its Decay is NaN (or, for longer sequences, wrong); here they are
-    integers and Decay stays defined. For T <= 256 the numbers are the toolkit's.
+    bug, fixed here: it keeps these indices as ``uint8``, so on long sequences they wrap
+    around: from T = 257 on (T = 256 under NumPy 2, where ``255 + 1`` wraps as well) its
+    Decay is NaN or, on longer sequences, taken over the wrong frames. Here the indices are
+    integers; for T <= 255 the numbers are the toolkit's.
     """
     values = np.asarray(values, dtype=np.float64)
     edges = (np.round(np.linspace(1, len(values), 5) + 1e-10) - 1).astype(np.int64)
