@@ -44,6 +44,7 @@ import numpy as np
 
 from samic_vos.atomic import atomic_path
 from samic_vos.errors import UserError
+from samic_vos.home import samic_home
 from samic_vos.mask_io import VOID_ID, read_mask
 
 Frame = np.ndarray | str | os.PathLike  # RGB uint8 (H, W, 3) or an image path
@@ -247,12 +248,7 @@ def default_cache_dir() -> Path:
     The user cache is ``$XDG_CACHE_HOME`` when set to an absolute path, else ``~/.cache``
     (as for the weights cache, :func:`samic_vos.weights.cache_dir`).
     """
-    home = os.environ.get("SAMIC_VOS_HOME")
-    if home:
-        return Path(home).expanduser() / "cache" / "flow"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
-    return base / "samic-vos" / "cache" / "flow"
+    return samic_home() / "cache" / "flow"
 
 
 def _fingerprint(path: str | os.PathLike) -> list:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from samic_vos.atomic import atomic_write_text
 from samic_vos.errors import UserError
 from samic_vos.fetch import describe_error, download_resumable, sha256_file
+from samic_vos.home import samic_home
 
 if TYPE_CHECKING:
     import torch
@@ -121,12 +122,7 @@ def cache_dir() -> Path:
     The user cache is ``$XDG_CACHE_HOME`` when set to an absolute path, else ``~/.cache``.
     The folder is not created here.
     """
-    home = os.environ.get("SAMIC_VOS_HOME")
-    if home:
-        return Path(home).expanduser() / "weights"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
-    return base / "samic-vos" / "weights"
+    return samic_home() / "weights"
 
 
 def cache_state(name: str) -> str:
