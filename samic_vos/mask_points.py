@@ -25,30 +25,38 @@ def _check_mask(mask: np.ndarray, name: str) -> np.ndarray:
 
 
 def _components(mask: np.ndarray) -> tuple[np.ndarray, list[int], np.ndarray]:
-    """The 8-connected components of ``mask``: ``(labels, order, areas)``.
+    """The 8-connected components of ``mask``: ``(labels, order, stats)``.
 
     ``labels`` is the (H, W) int32 label image (0 = background), ``order`` the component labels
-    sorted largest first (ties: first pixel in row-major order) and ``areas[k]`` the pixel count
-    of label ``k``.
+    sorted largest first (ties: first pixel in row-major order) and ``stats`` OpenCV's
+    per-label (left, top, width, height, area) rows.
     """
     count, labels, stats, _ = cv2.connectedComponentsWithStats(
         mask.astype(np.uint8), connectivity=8
     )
-    _, first_pixel = np.unique(labels.ravel(), return_index=True)
+    width = labels.shape[1]
+
+    def first_pixel(k: int) -> int:
+        left, top, box_width = stats[k, :3]
+        return top * width + left + int(np.argmax(labels[top, left : left + box_width] == k))
+
     areas = stats[:, cv2.CC_STAT_AREA]
-    order = sorted(range(1, count), key=lambda k: (-areas[k], first_pixel[k]))
-    return labels, order, areas
+    order = sorted(range(1, count), key=lambda k: (-areas[k], first_pixel(k)))
+    return labels, order, stats
 
 
-def _farthest_from_boundary(component: np.ndarray) -> tuple[float, float]:
-    """(x, y) of the pixel of ``component`` farthest from its boundary.
+def _farthest_from_boundary(labels: np.ndarray, stats: np.ndarray, k: int) -> tuple[float, float]:
+    """(x, y) of the pixel of component ``k`` farthest from its boundary.
 
-    Ties go to the smallest (row, col); the image border counts as boundary.
+    Ties go to the smallest (row, col); the image border counts as boundary. Works in the
+    component's bounding box (padded by one background pixel), which gives the same distances.
     """
-    padded = np.pad(component.astype(np.uint8), 1)
+    left, top, box_width, box_height = stats[k, :4]
+    box = labels[top : top + box_height, left : left + box_width] == k
+    padded = np.pad(box.astype(np.uint8), 1)
     distance = cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
     row, col = np.unravel_index(np.argmax(distance), distance.shape)  # first max: row-major
-    return float(col), float(row)
+    return float(left + col), float(top + row)
 
 
 def interior_points(
@@ -70,9 +78,9 @@ def interior_points(
     Returns:
         (N, 2) float32 array of (x, y) pixel coordinates, N <= max_points; (0, 2) if empty.
     """
-    labels, order, areas = _components(_check_mask(mask, "mask"))
-    kept = [k for k in order if areas[k] >= min_area] or order[:1]
-    points = [_farthest_from_boundary(labels == k) for k in kept[: max(max_points, 0)]]
+    labels, order, stats = _components(_check_mask(mask, "mask"))
+    kept = [k for k in order if stats[k, cv2.CC_STAT_AREA] >= min_area] or order[:1]
+    points = [_farthest_from_boundary(labels, stats, k) for k in kept[: max(max_points, 0)]]
     return np.array(points, dtype=np.float32).reshape(-1, 2)
 
 
@@ -94,5 +102,5 @@ def largest_error_point(target: np.ndarray, current: np.ndarray) -> tuple[float,
     current = _check_mask(current, "current")
     if target.shape != current.shape:
         raise ValueError(f"target {target.shape} and current {current.shape} differ in shape")
-    labels, order, _ = _components(target & ~current)
-    return _farthest_from_boundary(labels == order[0]) if order else None
+    labels, order, stats = _components(target & ~current)
+    return _farthest_from_boundary(labels, stats, order[0]) if order else None
