@@ -10,10 +10,11 @@ lives in a temporary folder):
 Each is scored by ``samic_vos.eval.davis_eval.evaluate_davis`` and, with ``--official PATH``
 (a checkout of https://github.com/davisvideochallenge/davis2017-evaluation; run it with a
 Python that has its dependencies, ``--official-python``), by the toolkit's
-``DAVISEvaluation``, each in a fresh process. Two times are taken: the evaluation itself
-(reading the masks included, interpreter start-up and imports excluded) and the whole
-process (``samic-vos eval davis ... --json`` for ours). Every global and per-object number of
-the two is compared.
+``DAVISEvaluation``, each in a fresh process. Three times are taken: the evaluation itself
+(reading the masks included, interpreter start-up and imports excluded), the whole process
+(``samic-vos eval davis ... --json`` for ours), and the CPU time of the evaluation process
+and its workers (less sensitive to other jobs on the machine than wall time). Every global
+and per-object number of the two is compared.
 
     python benchmarks/bench_davis_eval.py --official /tmp/davis2017-evaluation \\
         --official-python /tmp/davis_official_venv/bin/python
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -96,18 +98,26 @@ def _shifted_results(tmp: Path, data: Path, sequences: list[str]) -> Path:
     return results
 
 
-def _best_of(command: list[str], repeats: int) -> tuple[float, float, dict]:
-    """Best process time, best in-process ``seconds`` and the JSON printed by ``command``."""
-    process, inner, output = [], [], {}
+def _best_of(command: list[str], repeats: int) -> tuple[list[float], dict]:
+    """Best ``[evaluation, process, CPU]`` seconds of ``command`` and the JSON it printed.
+
+    Evaluation: the ``seconds`` the command reports; process: wall time of the whole
+    process; CPU: user + system time of the process and its children (worker processes).
+    """
+    best, output = [float("inf")] * 3, {}
     for _ in range(repeats):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
-        process.append(time.perf_counter() - start)
+        wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if done.returncode != 0:
             sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
         output = json.loads(done.stdout)
-        inner.append(output.pop("seconds", float("nan")))
-    return min(process), min(inner), output
+        cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+        times = [output.pop("seconds", float("nan")), wall, cpu]
+        best = [min(b, t) for b, t in zip(best, times, strict=True)]
+    return best, output
 
 
 def _max_difference(ours: dict, theirs: dict) -> float:
@@ -150,16 +160,14 @@ def main() -> None:
         (tmp / "official_runner.py").write_text(OFFICIAL_RUNNER)
         print(
             f"load average before: {os.getloadavg()[0]:.2f}; CPUs: {os.cpu_count()}; "
-            f"best of {args.repeats}; times in s as evaluation / whole process"
+            f"best of {args.repeats}; seconds as evaluation / whole process / CPU"
         )
         print("| workload | scored frames | official | ours | speed-up | max abs diff |")
         print("| --- | --- | --- | --- | --- | --- |")
         for name, root, results in workloads:
             frames = sum(len(list(p.iterdir())) - 2 for p in results.iterdir())
-            _, ours_s, ours = _best_of(
-                [sys.executable, str(tmp / "ours_runner.py"), str(root), str(results), *workers],
-                args.repeats,
-            )
+            runner = [sys.executable, str(tmp / "ours_runner.py"), str(root), str(results)]
+            (ours_s, _, ours_cpu), ours = _best_of(runner + workers, args.repeats)
             cli = [
                 sys.executable,
                 "-m",
@@ -171,29 +179,28 @@ def main() -> None:
                 str(root),
                 "--json",
             ]
-            cli_s, _, cli_out = _best_of(
+            (_, cli_s, _), cli_out = _best_of(
                 cli + (["--workers", *workers] if workers else []), args.repeats
             )
             diff = _max_difference(cli_out, ours)
-            row = f"| {name} | {frames} | {{}} | {ours_s:.2f} / {cli_s:.2f} | {{}} | {{}} |"
-            if args.official:
-                official = [
-                    args.official_python,
-                    str(tmp / "official_runner.py"),
-                    str(args.official),
-                    str(root),
-                    str(results),
-                ]
-                theirs_process, theirs_s, theirs = _best_of(official, args.repeats)
-                print(
-                    row.format(
-                        f"{theirs_s:.2f} / {theirs_process:.2f}",
-                        f"{theirs_s / ours_s:.1f}x / {theirs_process / cli_s:.1f}x",
-                        f"{max(diff, _max_difference(ours, theirs)):.1e}",
-                    )
-                )
-            else:
-                print(row.format("-", "-", "-"))
+            mine = f"{ours_s:.2f} / {cli_s:.2f} / {ours_cpu:.2f}"
+            if not args.official:
+                print(f"| {name} | {frames} | - | {mine} | - | - |")
+                continue
+            official = [
+                args.official_python,
+                str(tmp / "official_runner.py"),
+                str(args.official),
+                str(root),
+                str(results),
+            ]
+            (theirs_s, theirs_process, theirs_cpu), theirs = _best_of(official, args.repeats)
+            ratios = (theirs_s / ours_s, theirs_process / cli_s, theirs_cpu / ours_cpu)
+            print(
+                f"| {name} | {frames} | {theirs_s:.2f} / {theirs_process:.2f} / "
+                f"{theirs_cpu:.2f} | {mine} | {' / '.join(f'{r:.1f}x' for r in ratios)} | "
+                f"{max(diff, _max_difference(ours, theirs)):.1e} |"
+            )
         print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

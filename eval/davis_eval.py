@@ -113,7 +113,10 @@ def check_results(results_dir: Path, dataset: DavisDataset, sequences: Sequence[
             )
 
 
-def _read_result(path: Path, gt_path: Path, shape: tuple[int, int], num_objects: int, year: str):
+def _read_result(
+    path: Path, gt_path: Path, shape: tuple[int, int], num_objects: int, year: str
+) -> np.ndarray:
+    """A result's id map (``uint8``, ``shape``), binarised for DAVIS-2016, validated."""
     ids = read_ids(path)
     if ids.shape != shape:
         raise UserError(
@@ -121,7 +124,7 @@ def _read_result(path: Path, gt_path: Path, shape: tuple[int, int], num_objects:
             f"{gt_path.name} is {shape[1]}x{shape[0]}; write results at the annotation size"
         )
     if year == "2016":
-        return ids > 0
+        return (ids > 0).view(np.uint8)
     top = int(ids.max())
     if top > num_objects:
         raise UserError(
@@ -143,9 +146,7 @@ def score_sequence(dataset: DavisDataset, results_dir: Path, sequence: str) -> S
         path = results_dir / sequence / gt_path.name
         res = _read_result(path, gt_path, gt.shape, num_objects, dataset.year)
         radius = boundary_radius(gt.shape)
-        j[:, column - 1], f[:, column - 1] = frame_scores(
-            gt, res.view(np.uint8), num_objects, radius
-        )
+        j[:, column - 1], f[:, column - 1] = frame_scores(gt, res, num_objects, radius)
     return SequenceScores(sequence, tuple(p.name for p in scored), j, f)
 
 

@@ -126,11 +126,14 @@ def object_scores(gt: np.ndarray, res: np.ndarray, radius: int) -> tuple[float, 
     n_gt, n_res = np.count_nonzero(gt_boundary), np.count_nonzero(res_boundary)
     matched_res = matched_gt = 0
     if n_gt and n_res:
-        kernel = disk(radius)
-        gt_near = cv2.dilate(gt_boundary.view(np.uint8), kernel)
-        res_near = cv2.dilate(res_boundary.view(np.uint8), kernel)
-        matched_res = np.count_nonzero(res_boundary & gt_near.view(bool))
-        matched_gt = np.count_nonzero(gt_boundary & res_near.view(bool))
+        # One dilation of both maps side by side, `radius` blank columns apart (one wide
+        # image costs less than two narrow ones).
+        width = gt_boundary.shape[1]
+        pair = np.zeros((gt_boundary.shape[0], 2 * width + radius), np.uint8)
+        pair[:, :width], pair[:, width + radius :] = gt_boundary, res_boundary
+        near = cv2.dilate(pair, disk(radius)).view(bool)
+        matched_res = np.count_nonzero(res_boundary & near[:, :width])
+        matched_gt = np.count_nonzero(gt_boundary & near[:, width + radius :])
     return float(j), _f_measure(matched_res, n_res, matched_gt, n_gt)
 
 

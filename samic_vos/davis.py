@@ -127,11 +127,13 @@ class DavisDataset:
             if path.is_file():
                 return path
         splits = sorted({p.stem for folder in candidates for p in folder.glob("*.txt")})
-        hint = f"splits available: {', '.join(splits)}" if splits else "no split lists there"
-        raise UserError(
-            f"{sets / self.year / f'{self.split}.txt'}: sequence list of split "
-            f"'{self.split}' not found ({hint}); pass one of those splits"
-        )
+        wanted = sets / self.year / f"{self.split}.txt"
+        if splits:
+            raise UserError(
+                f"{wanted}: sequence list of split '{self.split}' not found (splits available: "
+                f"{', '.join(splits)}); pass one of those"
+            )
+        raise UserError(f"{wanted}: sequence list not found, nor any other list for {self.year}")
 
     def _require(self, sequence: str) -> None:
         if sequence not in self.sequences:
