@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--first-mask", type=Path, required=True, help="mask PNG of frame 0 (object ids)"
     )
-    parser.add_argument("-o", "--out", type=Path, default=None, help="output folder")
+    parser.add_argument("-o", "--out", type=Path, help="output folder (default: runs/<video name>)")
     parser.add_argument("--overlay", type=Path, help="also write an overlay video (H.264 mp4)")
     parser.add_argument("--samic", type=Path, help="SAMIC checkpoint (else: adapt on frame 0)")
     parser.add_argument(
@@ -55,14 +55,9 @@ def run(args: argparse.Namespace) -> int:
     from samic_vos.pipelines.track import TrackConfig, TrackInputs, run_track
 
     config = load_config(TrackConfig(), args.config)
-    for name, key in (
-        ("sam_model", "sam_model"),
-        ("device", "device"),
-        ("backend", "backend"),
-    ):
-        value = getattr(args, name)
-        if value is not None:
-            setattr(config, key, value)
+    for name in ("sam_model", "device", "backend"):  # flags override the config file
+        if getattr(args, name) is not None:
+            setattr(config, name, getattr(args, name))
     out = args.out or Path("runs") / args.video.stem
     inputs = TrackInputs(
         video=args.video,
