@@ -4,8 +4,8 @@
 the sequence's first ground-truth frame; any mask :func:`samic_vos.mask_io.read_mask`
 accepts). Every annotated frame except the first and the last is scored; each PNG is read
 once; sequences are scored in parallel processes. Numbers equal the toolkit's
-(``davis2017-evaluation``), except Decay for 257+ scored frames (see
-:func:`samic_vos.eval.davis_metrics.statistics`).
+(``davis2017-evaluation``), except Decay from 256 scored frames on, where the toolkit's is
+wrong (see :func:`samic_vos.eval.davis_metrics.statistics`).
 
 Unlike the toolkit, bad input stops with a :class:`UserError` naming the file (the toolkit
 exits with status 0), and CSV files already in the results folder are never read back.
@@ -167,6 +167,13 @@ def _keep_freed_memory() -> None:
         pass
 
 
+def _cpu_count() -> int:
+    """CPUs this process may use."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _worker_init() -> None:
     # The parent handles Ctrl-C; OpenCV threads would only compete with the other workers.
     import cv2
@@ -219,7 +226,7 @@ def evaluate_davis(
         dataset.annotation_paths(name)  # unknown sequence → UserError
     check_results(results_dir, dataset, names)
     total = sum(len(dataset.annotation_paths(s)) - 2 for s in names)
-    workers = max(1, min(workers or len(os.sched_getaffinity(0)), len(names)))
+    workers = max(1, min(workers or _cpu_count(), len(names)))
     tty = sys.stderr.isatty()
     show = (tty or total >= LONG_RUN_FRAMES) if progress is None else progress
     bar = tqdm(
