@@ -104,9 +104,7 @@ def check_results(results_dir: Path, dataset: DavisDataset, sequences: Sequence[
         present = set(os.listdir(folder))
         missing = [p.name for p in _scored_frames(dataset, sequence) if p.name not in present]
         if missing:
-            more = (
-                f" (and {len(missing) - 1} more frames of {sequence})" if len(missing) > 1 else ""
-            )
+            more = f" (and {len(missing) - 1} more in {sequence})" if len(missing) > 1 else ""
             raise UserError(
                 f"{folder / missing[0]}: result frame missing{more}; write one PNG per "
                 "annotated frame, named like the ground truth (the first and last are not scored)"
