@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from davis_roots import make_davis_root, write_masks
 from PIL import Image
-from samic_vos.eval.davis_eval import GLOBAL_COLUMNS, evaluate_davis
-from samic_vos.eval.davis_metrics import boundary_map, disk, object_scores, statistics
 
 from samic_vos.cli import main
 from samic_vos.davis import DavisDataset
+from samic_vos.eval.davis_eval import GLOBAL_COLUMNS, evaluate_davis
+from samic_vos.eval.davis_metrics import boundary_map, disk, object_scores, statistics
 from samic_vos.mask_io import write_mask
 
 TOL = 1e-6
