@@ -27,9 +27,8 @@ import numpy as np
 from samic_vos.atomic import atomic_write_text
 from samic_vos.davis import DavisDataset
 from samic_vos.errors import UserError
+from samic_vos.eval.davis_metrics import Statistics, boundary_radius, frame_scores, statistics
 from samic_vos.indexed_png import read_ids
-
-from .davis_metrics import Statistics, boundary_radius, frame_scores, statistics
 
 GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
 SEQUENCE_COLUMNS = ("Sequence", "J-Mean", "F-Mean")
