@@ -267,3 +267,12 @@ def test_interrupt_leaves_only_complete_frames(tmp_path, monkeypatch, shared_dat
     assert len(_prompt_lines(out)) == 3
     assert not overlay.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".overlay")]
+
+
+def test_shipped_track_configs_load(shared_data):
+    from samic_vos.config import load_config
+    from samic_vos.pipelines.track import TrackConfig
+
+    repo = Path(__file__).resolve().parents[1]
+    config = load_config(TrackConfig(), repo / "configs/track_vit_h.yaml")
+    assert (config.sam_model, config.network.input_size) == ("vit_h", (400, 400))
