@@ -269,7 +269,7 @@ def test_interrupt_leaves_only_complete_frames(tmp_path, monkeypatch, shared_dat
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".overlay")]
 
 
-def test_shipped_track_configs_load(shared_data):
+def test_shipped_track_configs_load():
     from samic_vos.config import load_config
     from samic_vos.pipelines.track import TrackConfig
 
