@@ -20,6 +20,7 @@ import json
 import math
 import os
 import random
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from samic_vos.atomic import atomic_write_text
+from samic_vos.atomic import atomic_path, atomic_write_text
 from samic_vos.losses import LossWeights, saliency_loss
 from samic_vos.samic_checkpoint import save_samic
 from samic_vos.samic_net import SamicNet
@@ -371,6 +372,8 @@ def _save(
     """Write ``latest.pt`` (and ``best.pt``) and ``history.json`` atomically."""
     metrics = {**history[-1], "best_loss": state["best_loss"], "best_epoch": state["best_epoch"]}
     training = {"state": dict(state), "optimizer": optimizer.state_dict(), "history": history}
-    for name in (LATEST, BEST) if best else (LATEST,):
-        save_samic(out_dir / name, model, config=run_config, metrics=metrics, training=training)
+    save_samic(out_dir / LATEST, model, config=run_config, metrics=metrics, training=training)
+    if best:  # the same content: copy rather than serialise (and verify) it again
+        with atomic_path(out_dir / BEST) as tmp:
+            shutil.copyfile(out_dir / LATEST, tmp)
     atomic_write_text(out_dir / HISTORY, json.dumps(history, indent=1) + "\n")
