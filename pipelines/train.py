@@ -38,9 +38,15 @@ class DataConfig:
     sequences: list[str] | None = None  # DAVIS sequences to use (None: the whole split)
     points_per_object: int = DEFAULT_POINTS_PER_OBJECT  # ground-truth points per mask
     sambox_pairing: str = "sequence"  # SAMBOX: "sequence" (videos) or "label" (images)
-    # Share of sequences held out for validation (at least one when there are two or more);
-    # with a single sequence, every k-th pair (k = round(1 / val_fraction)) is held out.
+    # Share of sequences (SAMBOX label pairing: labels) held out for validation, at least one
+    # when there are two or more; with a single one, every k-th pair, k = round(1/val_fraction).
     val_fraction: float = 0.125
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.val_fraction < 1:
+            raise UserError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.points_per_object < 1:
+            raise UserError(f"data.points_per_object must be >= 1, got {self.points_per_object}")
 
 
 @dataclass

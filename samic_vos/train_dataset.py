@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from samic_vos.davis import read_image
+from samic_vos.errors import UserError
 from samic_vos.heatmaps import fixation_map, points_to_heatmap
 from samic_vos.samic_net import preprocess
 from samic_vos.training_pairs import TrainingPair
@@ -42,6 +43,18 @@ class AugmentConfig:
     brightness: float = 0.25
     contrast: float = 0.25
     saturation: float = 0.25
+
+    def __post_init__(self) -> None:
+        if not (
+            0 <= self.flip_prob <= 1 and 0 < self.min_scale <= 1 and 0 <= self.crop_margin < 0.5
+        ):
+            raise UserError(
+                "augment.flip_prob must be in [0, 1], augment.min_scale in (0, 1] and "
+                f"augment.crop_margin in [0, 0.5), got {self.flip_prob}, {self.min_scale} and "
+                f"{self.crop_margin}"
+            )
+        if not all(0 <= v < 1 for v in (self.brightness, self.contrast, self.saturation)):
+            raise UserError("augment.brightness, contrast and saturation must be in [0, 1)")
 
 
 @dataclass
@@ -139,8 +152,7 @@ class PairDataset(Dataset):
     - ``ref_image``, ``tgt_image``: float32 (3, h, w), normalised as the backbone expects
       (only when ``with_images``);
     - ``ref_heat``, ``tgt_heat``: float32 (1, h, w) in [0, 1], Gaussians at the points;
-    - ``tgt_fix``: float32 (1, h, w), the target's binary fixation (point) map;
-    - ``index``: the item's index (int).
+    - ``tgt_fix``: float32 (1, h, w), the target's binary fixation (point) map.
 
     Augmentation is drawn from ``(seed, epoch, index)``; call :meth:`set_epoch` every epoch.
     """
@@ -196,7 +208,6 @@ class PairDataset(Dataset):
         crop_size = (geometry.height, geometry.width)
         ref_xy, tgt_xy = geometry.points(ref_pts), geometry.points(tgt_pts)
         item: dict[str, object] = {
-            "index": index,
             "ref_heat": self._heat(ref_xy, crop_size),
             "tgt_heat": self._heat(tgt_xy, crop_size),
             "tgt_fix": torch.from_numpy(fixation_map(tgt_xy, crop_size, self.input_size))[None],

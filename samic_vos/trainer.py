@@ -35,12 +35,14 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from samic_vos.atomic import atomic_path, atomic_write_text
+from samic_vos.errors import UserError
 from samic_vos.losses import LossWeights, saliency_loss
 from samic_vos.samic_checkpoint import save_samic
 from samic_vos.samic_net import SamicNet
 from samic_vos.train_dataset import PairDataset
 
 LATEST, BEST, HISTORY = "latest.pt", "best.pt", "history.json"
+CACHE_DTYPES = ("float16", "bfloat16", "float32")
 TERMS = ("loss", "kld", "cc", "nss")  # what saliency_loss logs, in the order logs show them
 
 
@@ -60,6 +62,20 @@ class TrainConfig:
     cache_features: bool = True
     cache_dtype: str = "float16"
     num_workers: int = 0  # data-loader worker processes per training process
+
+    def __post_init__(self) -> None:
+        if not (self.lr > 0 and self.batch_size >= 1 and self.max_epochs >= 1):
+            raise UserError(
+                "train.lr must be > 0, train.batch_size and train.max_epochs >= 1, got "
+                f"{self.lr}, {self.batch_size} and {self.max_epochs}"
+            )
+        if self.patience < 1 or self.num_workers < 0:
+            raise UserError("train.patience must be >= 1 and train.num_workers >= 0")
+        if self.cache_dtype not in CACHE_DTYPES:
+            raise UserError(
+                f"train.cache_dtype must be one of {', '.join(CACHE_DTYPES)}, "
+                f"got '{self.cache_dtype}'"
+            )
 
 
 @dataclass

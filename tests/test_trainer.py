@@ -346,6 +346,13 @@ def test_cli_errors_are_one_line_with_exit_status_2(tiny, tmp_path, capsys, monk
     assert main([*args, "--backbone-weights", str(tmp_path / "nope.pth")]) == 2
     assert "nope.pth" in capsys.readouterr().err
     assert not out.exists()  # nothing written by failed runs
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {cache_dtype: float8}\n")
+    assert _train(tiny_davis, out, bad) == 2
+    assert "train.cache_dtype must be one of" in capsys.readouterr().err
+    assert _train(tiny_davis, out, tiny_config, "--epochs", "0") == 2
+    assert "train.max_epochs" in capsys.readouterr().err
+    assert not out.exists()  # nothing written by failed runs
     with pytest.raises(SystemExit) as exit_info:  # argparse: the two backbone flags clash
         main([*args, "--random-backbone", "--backbone-weights", "x.pth"])
     assert exit_info.value.code == 2
