@@ -20,10 +20,11 @@ from samic_vos.errors import UserError
 
 # Modules that contribute subcommands, in the order `--help` lists them.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
-    "samic_vos.commands.weights",
-    "samic_vos.commands.train",
+    "samic_vos.commands.track",
     "samic_vos.commands.render",
+    "samic_vos.commands.train",
     "samic_vos.commands.eval",
+    "samic_vos.commands.weights",
 )
 
 
