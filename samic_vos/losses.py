@@ -1,11 +1,15 @@
-"""Saliency-prediction losses for SAMIC's predicted heat maps: KLD, CC and NSS.
+"""Saliency-prediction losses for SAMIC's predicted heat maps: KLD, CC and NSS, plus BCE.
 
 Definitions follow the saliency literature (MIT/Tuebingen saliency benchmark):
 
 - KLD(P, Q) = Σ P · log(ε + P / (Q + ε)), with P = target / Σ target and Q = pred / Σ pred;
 - CC = Pearson correlation of prediction and target heat map;
 - NSS = mean, over the fixation pixels, of the prediction standardised by its mean and
-  standard deviation (the *binary* point map gives the fixations).
+  standard deviation (the *binary* point map gives the fixations);
+- BCE = mean over pixels of −[t·log p + (1 − t)·log(1 − p)], the target heat map t as soft
+  labels, p clamped to [ε, 1 − ε]. Not in the paper: KLD, CC and NSS do not change when the
+  prediction is multiplied by a constant, so only BCE ties the map's scale to the target's
+  (peaks near 1 at the points), which an absolute peak threshold (0.5) relies on.
 
 All are computed per sample in float32 and averaged over the batch. Epsilons keep every term
 and its gradient finite: an all-zero target or prediction, a constant prediction (CC = 0,
@@ -25,16 +29,22 @@ from samic_vos.errors import UserError
 EPS = 1e-7
 
 
+# The measures saliency_loss logs (besides "loss"), in the order logs show them.
+TERMS = ("kld", "cc", "nss", "bce")
+
+
 @dataclass
 class LossWeights:
-    """Weights of the loss terms: loss = kld·KLD + cc·(1 − CC) + nss·(−NSS) (paper: 1, 1, 1)."""
+    """Weights: loss = kld·KLD + cc·(1 − CC) + nss·(−NSS) + bce·BCE (paper: 1, 1, 1, no BCE)."""
 
     kld: float = 1.0
     cc: float = 1.0
     nss: float = 1.0
+    # Calibration term, not in the paper (see the module doc); 0 = the paper's loss.
+    bce: float = 0.0
 
     def __post_init__(self) -> None:
-        if min(self.kld, self.cc, self.nss) < 0:
+        if min(self.kld, self.cc, self.nss, self.bce) < 0:
             raise UserError(f"loss weights must be >= 0, got {self}")
 
 
@@ -95,10 +105,26 @@ def nss(pred: Tensor, fixations: Tensor) -> Tensor:
     return (a / std * fix).sum(dim=1) / count.clamp(min=1.0)
 
 
+def bce(pred: Tensor, target: Tensor) -> Tensor:
+    """Per-sample pixel-wise binary cross-entropy with the target heat map as soft labels.
+
+    Args:
+        pred: (B, 1, h, w) predicted heat map in [0, 1]; clamped to [ε, 1 − ε] so the
+            logarithms stay finite.
+        target: (B, 1, h, w) target heat map in [0, 1].
+
+    Returns:
+        (B,) float32, >= 0; its minimum over ``pred`` is at ``pred == target`` (the binary
+        entropy of the target, 0 for a 0/1 target).
+    """
+    p, t = _flat(pred).clamp(EPS, 1 - EPS), _flat(target)
+    return -(t * torch.log(p) + (1 - t) * torch.log(1 - p)).mean(dim=1)
+
+
 def saliency_loss(
     pred: Tensor, target_heat: Tensor, fixations: Tensor, weights: LossWeights | None = None
 ) -> tuple[Tensor, dict[str, float]]:
-    """The training loss: kld·KLD + cc·(1 − CC) + nss·(−NSS), averaged over the batch.
+    """The training loss: kld·KLD + cc·(1 − CC) + nss·(−NSS) + bce·BCE, averaged over the batch.
 
     Args:
         pred: (B, 1, h, w) predicted heat map in [0, 1] (after the sigmoid).
@@ -108,7 +134,8 @@ def saliency_loss(
 
     Returns:
         The scalar loss (differentiable, float32) and, for logging, a dict of floats with
-        ``loss``, ``kld``, ``cc`` and ``nss`` (the batch means of the unweighted measures).
+        ``loss`` and the ``TERMS`` (batch means of the unweighted measures; BCE is logged
+        even when its weight is 0).
     """
     weights = weights or LossWeights()
     if pred.dim() != 4 or pred.shape[1] != 1:
@@ -120,8 +147,14 @@ def saliency_loss(
         "kld": kld(pred, target_heat).mean(),
         "cc": cc(pred, target_heat).mean(),
         "nss": nss(pred, fixations).mean(),
+        "bce": bce(pred, target_heat).mean(),
     }
-    loss = weights.kld * terms["kld"] + weights.cc * (1 - terms["cc"]) - weights.nss * terms["nss"]
+    loss = (
+        weights.kld * terms["kld"]
+        + weights.cc * (1 - terms["cc"])
+        - weights.nss * terms["nss"]
+        + weights.bce * terms["bce"]
+    )
     logged = {"loss": float(loss.detach())}
     logged.update({name: float(value.detach()) for name, value in terms.items()})
     return loss, logged

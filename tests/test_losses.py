@@ -1,4 +1,4 @@
-"""Saliency losses (KLD, CC, NSS) against values computed by hand and with plain numpy."""
+"""Saliency losses (KLD, CC, NSS) and the BCE term against values by hand and in plain numpy."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 
 from samic_vos.config import apply_overrides
 from samic_vos.errors import UserError
-from samic_vos.losses import LossWeights, saliency_loss
+from samic_vos.losses import TERMS, LossWeights, saliency_loss
 
 
 def t(values) -> torch.Tensor:
@@ -25,25 +25,32 @@ def numpy_terms(pred: np.ndarray, target: np.ndarray, fix: np.ndarray) -> dict[s
     kld = float(np.sum(p[mask] * np.log(p[mask] / q[mask])))
     cc = float(np.corrcoef(pred.ravel(), target.ravel())[0, 1])
     nss = float(((pred - pred.mean()) / pred.std(ddof=1))[fix > 0].mean())
-    return {"kld": kld, "cc": cc, "nss": nss}
+    bce = float(np.mean(-(target * np.log(pred) + (1 - target) * np.log(1 - pred))))
+    return {"kld": kld, "cc": cc, "nss": nss, "bce": bce}
 
 
 def test_two_pixel_example_computed_by_hand():
     # pred (0.25, 0.75) → Q = (1/4, 3/4); target (0.5, 0.5) → P = (1/2, 1/2).
     # KLD = ½·log(2) + ½·log(2/3); CC of a constant target is 0 by convention here;
     # NSS at pixel 2: mean 0.5, std (N−1) = √(2·0.25²) → 0.25 / 0.35355 = 1/√2.
-    loss, terms = saliency_loss(t([[[0.25, 0.75]]]), t([[[0.5, 0.5]]]), t([[[0.0, 1.0]]]))
+    # BCE: both pixels −(½·log ¼ + ½·log ¾) = ½·log(16/3).
+    weights = LossWeights(kld=1.0, cc=1.0, nss=1.0, bce=2.0)
+    pred = t([[[0.25, 0.75]]])
+    loss, terms = saliency_loss(pred, t([[[0.5, 0.5]]]), t([[[0.0, 1.0]]]), weights)
     kld = 0.5 * math.log(2) + 0.5 * math.log(2 / 3)
+    bce = 0.5 * math.log(16 / 3)
     assert terms["kld"] == pytest.approx(kld, abs=1e-5)
     assert terms["cc"] == pytest.approx(0.0, abs=1e-6)
     assert terms["nss"] == pytest.approx(1 / math.sqrt(2), abs=1e-5)
-    assert terms["loss"] == pytest.approx(kld + 1 - 1 / math.sqrt(2), abs=1e-5)
+    assert terms["bce"] == pytest.approx(bce, abs=1e-5)
+    assert terms["loss"] == pytest.approx(kld + 1 - 1 / math.sqrt(2) + 2 * bce, abs=1e-5)
     assert float(loss) == pytest.approx(terms["loss"])
 
-    # Against a target (0, 1): CC = 1, KLD = log(1 / (3/4)).
-    _, terms = saliency_loss(t([[[0.25, 0.75]]]), t([[[0.0, 1.0]]]), t([[[0.0, 1.0]]]))
+    # Against a target (0, 1): CC = 1, KLD = log(1 / (3/4)), BCE = −log ¾ at both pixels.
+    _, terms = saliency_loss(pred, t([[[0.0, 1.0]]]), t([[[0.0, 1.0]]]), weights)
     assert terms["cc"] == pytest.approx(1.0, abs=1e-5)
     assert terms["kld"] == pytest.approx(math.log(4 / 3), abs=1e-5)
+    assert terms["bce"] == pytest.approx(math.log(4 / 3), abs=1e-5)
 
 
 def test_batch_matches_numpy_formulas_and_weights():
@@ -53,13 +60,19 @@ def test_batch_matches_numpy_formulas_and_weights():
     fix = np.zeros((3, 4, 5))
     fix[0, 1, 2] = fix[1, 3, 4] = fix[1, 0, 0] = fix[2, 2, 1] = 1
     per_sample = [numpy_terms(pred[b], target[b], fix[b]) for b in range(3)]
-    expected = {k: np.mean([s[k] for s in per_sample]) for k in ("kld", "cc", "nss")}
+    expected = {k: np.mean([s[k] for s in per_sample]) for k in TERMS}
 
-    weights = LossWeights(kld=2.0, cc=0.5, nss=0.25)
+    weights = LossWeights(kld=2.0, cc=0.5, nss=0.25, bce=3.0)
     loss, terms = saliency_loss(t(pred), t(target), t(fix), weights)
-    for name in ("kld", "cc", "nss"):
+    assert set(terms) == {"loss", *TERMS}
+    for name in TERMS:
         assert terms[name] == pytest.approx(expected[name], abs=1e-5)
-    want = 2.0 * expected["kld"] + 0.5 * (1 - expected["cc"]) - 0.25 * expected["nss"]
+    want = (
+        2.0 * expected["kld"]
+        + 0.5 * (1 - expected["cc"])
+        - 0.25 * expected["nss"]
+        + 3.0 * expected["bce"]
+    )
     assert float(loss) == pytest.approx(want, abs=1e-5)
     assert terms["loss"] == pytest.approx(want, abs=1e-5)
 
@@ -72,9 +85,24 @@ def test_perfect_prediction_has_zero_kld_and_unit_cc():
     assert terms["nss"] > 0
 
 
+def test_only_bce_depends_on_the_scale_of_the_prediction():
+    # KLD, CC and NSS cannot tell a map from a tenth of it; BCE prefers the calibrated one.
+    target = torch.zeros(1, 1, 8, 8)
+    target[0, 0, 2:4, 5:7] = 1.0
+    fix = torch.zeros_like(target)
+    fix[0, 0, 3, 6] = 1.0
+    pred = 0.01 + 0.98 * target
+    _, full = saliency_loss(pred, target, fix)
+    _, tenth = saliency_loss(pred / 10, target, fix)
+    for name in ("kld", "cc", "nss"):
+        assert tenth[name] == pytest.approx(full[name], rel=1e-3)  # ε in the std
+    assert full["bce"] == pytest.approx(-math.log(0.99), abs=1e-5)
+    assert tenth["bce"] > full["bce"] + 0.1
+
+
 def finite_loss_and_grad(pred_logits: torch.Tensor, target: torch.Tensor, fix: torch.Tensor):
     logits = pred_logits.clone().requires_grad_(True)
-    loss, terms = saliency_loss(torch.sigmoid(logits), target, fix)
+    loss, terms = saliency_loss(torch.sigmoid(logits), target, fix, LossWeights(bce=1.0))
     loss.backward()
     assert torch.isfinite(loss)
     assert all(math.isfinite(v) for v in terms.values())
@@ -97,6 +125,12 @@ def test_empty_fixations_and_zero_maps_are_finite():
     assert terms["nss"] == 0.0
     # Saturated prediction (sigmoid underflows to 0) and an all-zero target.
     finite_loss_and_grad(torch.full((1, 1, 6, 6), -200.0), torch.zeros(1, 1, 6, 6), target[:1])
+    # Saturated at 0 and at 1 against the opposite labels: BCE is capped near −log ε (1 − ε
+    # rounds to 1 − 1.19e-7 in float32, hence the 2% tolerance).
+    ones = torch.ones(1, 1, 6, 6)
+    for logit, label in ((-200.0, ones), (200.0, 0 * ones)):
+        terms = finite_loss_and_grad(torch.full((1, 1, 6, 6), logit), label, target[:1])
+        assert terms["bce"] == pytest.approx(-math.log(1e-7), rel=2e-2)
 
 
 def test_gradients_are_finite_and_the_loss_decreases_under_gradient_descent():
