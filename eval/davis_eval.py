@@ -14,6 +14,7 @@ exits with status 0), and CSV files already in the results folder are never read
 from __future__ import annotations
 
 import ctypes
+import multiprocessing
 import os
 import signal
 import sys
@@ -171,6 +172,15 @@ def _cpu_count() -> int:
     return os.cpu_count() or 1
 
 
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """The platform's default start method (fork on Linux: the fastest start), but forkserver
+    once torch is loaded here: a child forked while torch's thread pools hold a lock can wait
+    on it forever (seen when `track` and `eval` run in one process)."""
+    if "torch" in sys.modules and "forkserver" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("forkserver")
+    return multiprocessing.get_context()
+
+
 def _worker_init() -> None:
     # The parent handles Ctrl-C; OpenCV threads would only compete with the other workers.
     import cv2
@@ -185,7 +195,9 @@ def _score_all(
 ) -> dict[str, SequenceScores]:
     """Score ``sequences`` in ``workers`` processes, longest first; updates ``progress``."""
     sizes = {s: len(dataset.annotation_paths(s)) - 2 for s in sequences}
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init)
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=_pool_context(), initializer=_worker_init
+    )
     try:
         futures = {
             pool.submit(score_sequence, dataset, results_dir, s): s
