@@ -40,7 +40,8 @@ class LossWeights:
     kld: float = 1.0
     cc: float = 1.0
     nss: float = 1.0
-    # Calibration term, not in the paper (see the module doc); 0 = the paper's loss.
+    # Calibration term, not in the paper (module doc). 0 = the paper's loss: on DAVIS, BCE
+    # (weight 1 or 10) neither lifted the peaks to 0.5 nor helped relative peaks (BENCHMARKS.md).
     bce: float = 0.0
 
     def __post_init__(self) -> None:
