@@ -9,8 +9,8 @@
    (``samic_vos.mask_points.interior_points``, as in training), and the methods give points
    for frame t:
 
-   - ``samic``: the trained network's heat map → ``find_peaks`` with the default PeakConfig
-     (absolute threshold 0.5), and with a threshold relative to each map's maximum;
+   - ``samic``: the trained network's heat map → ``find_peaks`` with the paper's absolute
+     threshold 0.5 (floor 0.5), and with a threshold of 0.5 × each map's maximum (floor 0);
    - ``copy t-1``: the reference points unchanged;
    - ``correlation``: no training: for each reference point, the target position whose
      backbone feature (layer2, the finest level, cosine similarity averaged over its 4 blocks)
@@ -80,8 +80,8 @@ def evaluate(
     val = DavisDataset(davis_root, "2016", "val")
     size_in = model.config.input_size
     peak_configs = {
-        "samic (peaks: threshold 0.5)": PeakConfig(),
-        "samic (peaks: 0.5 x max)": PeakConfig(relative=True, floor=0.0),
+        "samic (peaks: threshold 0.5)": PeakConfig(threshold=0.5, relative=False, floor=0.5),
+        "samic (peaks: 0.5 x max)": PeakConfig(threshold=0.5, relative=True, floor=0.0),
     }
     names = [*peak_configs, "copy t-1", "correlation"]
     # Per method and sequence: [points inside, points, frames hit, frames, sum of per-frame
@@ -151,6 +151,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument(
+        "--bce", type=float, default=None, help="weight of the BCE loss term (default: LossWeights)"
+    )
     parser.add_argument("--skip-training", action="store_true", help="reuse OUT/best.pt")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -159,6 +162,8 @@ def main() -> None:
         "augment": {"enabled": False},
         "train": {"max_epochs": args.epochs, "patience": args.patience},
     }
+    if args.bce is not None:
+        overrides["train"]["loss"] = {"bce": args.bce}
     config = apply_overrides(TrainJobConfig(), overrides, "benchmark")
     out = Path(args.out)
     start = time.perf_counter()
