@@ -22,14 +22,16 @@ class PeakConfig:
 
     # Regions are the pixels with heat >= threshold (the paper's 0.5).
     threshold: float = 0.5
-    # If True the cut is threshold × the map's maximum instead of threshold itself (paper: False).
-    relative: bool = False
+    # If True the cut is threshold × the map's maximum instead of threshold itself (paper:
+    # False). True by default: SAMIC's scale-free loss leaves trained maps peaking at 0.07–0.3,
+    # even with a BCE term, so an absolute 0.5 gives no points (BENCHMARKS.md, SAMIC points).
+    relative: bool = True
     # Regions smaller than this many heat-map pixels are noise and dropped (paper silent; a
     # Gaussian of σ = 0.02·64 px on a 64×64 map covers 7–9 pixels above 0.5, so 4 keeps it).
     min_area: int = 4
-    # "No object": a map whose maximum is below this gives no points (paper silent; equal to
-    # the threshold, so by default only the threshold decides; raise it to demand confidence).
-    floor: float = 0.5
+    # "No object": a map whose maximum is below this gives no points (paper silent). 0.05: under
+    # the smallest maximum of a trained map on DAVIS val (0.068), above an all-zero map.
+    floor: float = 0.05
     # At most this many points (the highest-scoring regions); paper silent.
     max_points: int = 8
     # Centroid from heat-weighted moments (sub-pixel accurate on a Gaussian) or, if False, from

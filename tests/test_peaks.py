@@ -12,6 +12,7 @@ from samic_vos.peaks import Peak, PeakConfig, find_peaks
 
 IMAGE = (480, 854)  # (H, W) of a DAVIS frame: anisotropic against a square heat map
 MAP = (64, 64)
+PAPER = PeakConfig(threshold=0.5, relative=False, floor=0.5)  # the paper's absolute detector
 SCALE_X, SCALE_Y = IMAGE[1] / MAP[1], IMAGE[0] / MAP[0]  # original pixels per heat-map pixel
 
 
@@ -37,7 +38,7 @@ def test_two_blobs_give_two_points_at_their_centres_in_original_coordinates():
     heat = np.zeros(MAP, np.float32)
     blob(heat, col=15, row=20, sigma=2.5, amplitude=0.8)
     blob(heat, col=45, row=50, sigma=3.0, amplitude=0.95)
-    peaks = find_peaks(heat, IMAGE)
+    peaks = find_peaks(heat, IMAGE, PAPER)
     assert len(peaks) == 2
     assert [p.score for p in peaks] == pytest.approx([0.95, 0.8])  # sorted, highest first
     assert [p.region_id for p in peaks] == [0, 1]
@@ -82,13 +83,15 @@ def test_ring_region_excludes_its_hole():
 def test_blob_below_the_floor_gives_no_points():
     heat = np.zeros(MAP, np.float32)
     blob(heat, col=30, row=30, sigma=3, amplitude=0.55)
-    assert len(find_peaks(heat, IMAGE)) == 1  # above the default threshold and floor (0.5)
-    assert find_peaks(heat, IMAGE, PeakConfig(floor=0.6)) == []
-    # Relative threshold: a weak but clear blob is found, unless it is below the floor.
+    assert len(find_peaks(heat, IMAGE, PAPER)) == 1  # above the paper's threshold and floor 0.5
+    assert find_peaks(heat, IMAGE, PeakConfig(relative=False, floor=0.6)) == []
+    # Relative threshold (the default): a weak but clear blob is found, unless below the floor.
     weak = heat * 0.5
-    assert find_peaks(weak, IMAGE) == []
+    assert find_peaks(weak, IMAGE, PAPER) == []
+    assert len(find_peaks(weak, IMAGE)) == 1
     assert len(find_peaks(weak, IMAGE, PeakConfig(relative=True, floor=0.2))) == 1
     assert find_peaks(weak, IMAGE, PeakConfig(relative=True, floor=0.3)) == []
+    assert find_peaks(heat * 0.08, IMAGE) == []  # maximum 0.044 < the default floor 0.05
 
 
 def test_empty_and_zero_maps_give_no_points():
