@@ -44,16 +44,16 @@ from pathlib import Path
 from unittest import mock
 
 import numpy as np
-import samic_vos.pipelines.track as track_module
 import torch
-from samic_vos.pipelines.track import TrackConfig, TrackInputs, run_track
 
+import samic_vos.pipelines.track as track_module
 import samic_vos.tracker as tracker_module
 from samic_vos.frame_source import Frame, open_frames
 from samic_vos.heatmaps import points_to_heatmap
 from samic_vos.mask_io import read_mask
 from samic_vos.mask_points import interior_points
 from samic_vos.peaks import PeakConfig, find_peaks
+from samic_vos.pipelines.track import TrackConfig, TrackInputs, run_track
 from samic_vos.sam_models import build_sam, load_sam, save_sam
 from samic_vos.samic_checkpoint import save_samic
 from samic_vos.samic_net import SamicNet, SamicNetConfig, build_samic, preprocess
