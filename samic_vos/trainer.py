@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from samic_vos.atomic import atomic_path, atomic_write_text
 from samic_vos.errors import UserError
+from samic_vos.losses import TERMS as LOSS_TERMS
 from samic_vos.losses import LossWeights, saliency_loss
 from samic_vos.samic_checkpoint import save_samic
 from samic_vos.samic_net import SamicNet
@@ -43,7 +44,7 @@ from samic_vos.train_dataset import PairDataset
 
 LATEST, BEST, HISTORY = "latest.pt", "best.pt", "history.json"
 CACHE_DTYPES = ("float16", "bfloat16", "float32")
-TERMS = ("loss", "kld", "cc", "nss")  # what saliency_loss logs, in the order logs show them
+TERMS = ("loss", *LOSS_TERMS)  # what saliency_loss logs, in the order logs show them
 
 
 @dataclass
