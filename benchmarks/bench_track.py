@@ -204,7 +204,12 @@ def _calibrate_peaks(net: SamicNet, frames: list[np.ndarray]) -> dict[str, float
         logits = net.predict(ref, torch.from_numpy(ref_heat)[None, None], tgt)
         heat = torch.sigmoid(logits)[0, 0].numpy()
     for threshold in np.linspace(0.5, float(heat.max()), 201)[1:]:
-        peaks = {"threshold": round(float(threshold), 5), "floor": 0.0, "max_points": MAX_PEAKS}
+        peaks = {
+            "threshold": round(float(threshold), 5),
+            "relative": False,
+            "floor": 0.0,
+            "max_points": MAX_PEAKS,
+        }
         if len(find_peaks(heat, image_size, PeakConfig(**peaks))) == TARGET_PEAKS:
             return peaks
     raise RuntimeError(f"no threshold gives {TARGET_PEAKS} peaks on this random SAMIC head")
