@@ -107,6 +107,10 @@ def run_track(inputs: TrackInputs, config: TrackConfig, progress: bool = True) -
     from samic_vos.segmenter import SamSegmenter
 
     frames, first_mask = check_inputs(inputs, config)
+    if inputs.random_backbone:  # resolved here so that config.yaml says so
+        config = dataclasses.replace(
+            config, network=dataclasses.replace(config.network, backbone="random")
+        )
     device = select_device(config.device)
     torch.manual_seed(0)
     segmenter = SamSegmenter(load_sam(config.sam_model, inputs.sam_checkpoint, device), device)
@@ -160,10 +164,7 @@ def _samic(
     if inputs.samic_checkpoint is not None:
         net, _ = load_samic(inputs.samic_checkpoint, device, inputs.backbone_weights)
         return net, str(inputs.samic_checkpoint)
-    network = config.network
-    if inputs.random_backbone:
-        network = dataclasses.replace(network, backbone="random")
-    net = build_samic(network, inputs.backbone_weights).to(device)
+    net = build_samic(config.network, inputs.backbone_weights).to(device)
     log.warning(
         "no SAMIC checkpoint given (--samic): adapting a fresh network on frame 0 "
         "(%d steps); pass a trained checkpoint for the paper's setting",

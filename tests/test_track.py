@@ -134,6 +134,9 @@ def test_track_adapts_on_first_frame_without_checkpoint(tmp_path, shared_data, t
     args = [str(frames), "--first-mask", str(first), "-o", str(out), "--config", str(config)]
     assert _track([*args, "--random-backbone"], tiny_models, samic=False) == 0
 
+    resolved = yaml.safe_load((out / "config.yaml").read_text())
+    assert resolved["network"]["backbone"] == "random"
+    assert resolved["samic"].startswith("adapted on frame 0")
     adapted = out / "samic_adapted.pt"
     net, meta = load_samic(adapted)
     assert net.config.input_size == (64, 64) and net.config.backbone == "random"
