@@ -46,7 +46,6 @@ class ObjectResult:
     points: np.ndarray
     peak_scores: list[float]
     confidence: float
-    given: bool = False
 
 
 @dataclass
@@ -126,7 +125,7 @@ class CausalTracker:
             )
         for obj_id in given_ids:
             object_mask = mask == obj_id
-            points, _ = prompts_from_mask(
+            points, segmentation = prompts_from_mask(
                 self.segmenter,
                 object_mask,
                 max_points=self.config.first_frame_max_points,
@@ -134,7 +133,9 @@ class CausalTracker:
             )
             reference = _Reference(feats, self._heat(points))
             self.objects[obj_id] = _ObjectState(last=reference, first=reference)
-            results[obj_id] = ObjectResult(points, [1.0] * len(points), 1.0, given=True)
+            # A given prompt's heat value is 1 by construction; SAM's confidence is its own.
+            scores = [1.0] * len(points)
+            results[obj_id] = ObjectResult(points, scores, segmentation.confidence)
         ids = _compose(masks, logits, (height, width))
         for obj_id in given_ids:
             ids[mask == obj_id] = obj_id
