@@ -75,20 +75,24 @@ def check_inputs(inputs: TrackInputs, config: TrackConfig) -> tuple[FrameSource,
     Raises :class:`UserError` with the fix for each user mistake.
     """
     frames = open_frames(inputs.video, backend=config.backend)
-    first_mask = read_mask(inputs.first_mask)
-    if first_mask.shape != frames.size:
-        raise UserError(
-            f"{inputs.first_mask}: mask is {first_mask.shape[1]}x{first_mask.shape[0]} but the "
-            f"video frames are {frames.size[1]}x{frames.size[0]}; pass the mask of frame 0"
-        )
-    if not np.isin(first_mask, (0, 255), invert=True).any():
-        raise UserError(f"{inputs.first_mask}: the first mask has no object (only background)")
-    if inputs.samic_checkpoint is not None and not inputs.samic_checkpoint.is_file():
-        raise UserError(f"{inputs.samic_checkpoint}: SAMIC checkpoint not found (--samic)")
-    if inputs.overlay is not None and inputs.overlay.suffix.lower() != ".mp4":
-        raise UserError(f"{inputs.overlay}: overlay videos are mp4; give a name ending in .mp4")
-    for folder in {inputs.out_dir, *(p.parent for p in [inputs.overlay] if p is not None)}:
-        _check_writable(folder)
+    try:
+        first_mask = read_mask(inputs.first_mask)
+        if first_mask.shape != frames.size:
+            raise UserError(
+                f"{inputs.first_mask}: mask is {first_mask.shape[1]}x{first_mask.shape[0]} but the "
+                f"video frames are {frames.size[1]}x{frames.size[0]}; pass the mask of frame 0"
+            )
+        if not np.isin(first_mask, (0, 255), invert=True).any():
+            raise UserError(f"{inputs.first_mask}: the first mask has no object (only background)")
+        if inputs.samic_checkpoint is not None and not inputs.samic_checkpoint.is_file():
+            raise UserError(f"{inputs.samic_checkpoint}: SAMIC checkpoint not found (--samic)")
+        if inputs.overlay is not None and inputs.overlay.suffix.lower() != ".mp4":
+            raise UserError(f"{inputs.overlay}: overlay videos are mp4; give a name ending in .mp4")
+        for folder in {inputs.out_dir, *(p.parent for p in [inputs.overlay] if p is not None)}:
+            _check_writable(folder)
+    except BaseException:
+        frames.close()
+        raise
     return frames, first_mask
 
 
