@@ -94,7 +94,7 @@ class StageTimer:
         self.seconds: dict[tuple[str, int], float] = defaultdict(float)
         self.counts: dict[tuple[str, int], list[int]] = defaultdict(list)
         self.loop_start: float | None = None
-        self.frame1_start: float | None = None
+        self.starts: dict[int, float] = {}  # frame index → when its decoding was requested
 
     def add(self, stage: str, seconds: float) -> None:
         self.seconds[stage, self.frame] += seconds
@@ -127,8 +127,7 @@ class StageTimer:
                 if frame is None:
                     return
                 self.frame, self.rgb = frame.index, frame.rgb
-                if frame.index == 1:
-                    self.frame1_start = start
+                self.starts[frame.index] = start
                 self.add("decode", time.perf_counter() - start)
                 yield frame
         finally:
@@ -236,8 +235,8 @@ def _report_timing(timer: StageTimer, frames: int, end: float) -> None:
     """Print the stage table and the ratios (the final flush counts in frames ≥ 1)."""
     first, rest, everything = range(-1, 1), range(1, frames), range(-1, frames)
     walls = {
-        first: timer.frame1_start - timer.loop_start - timer.total("alone", first),
-        rest: end - timer.frame1_start - timer.total("alone", rest),
+        first: timer.starts[1] - timer.loop_start - timer.total("alone", first),
+        rest: end - timer.starts[1] - timer.total("alone", rest),
     }
     walls[everything] = walls[first] + walls[rest]
     per_frame = {first: 1e3, rest: 1e3 / len(rest)}  # seconds → ms (per frame)
@@ -266,6 +265,13 @@ def _report_timing(timer: StageTimer, frames: int, end: float) -> None:
     ):
         wall, alone = walls[part] / count, timer.total("alone", part) / count
         print(f"| {label} | {wall:.2f} | {alone:.2f} | {wall / alone:.3f} | ≤ 1.15 |")
+    bounds = [timer.loop_start, *(timer.starts[f] for f in rest), end]
+    ratios = [
+        (bounds[f + 1] - bounds[f] - timer.total("alone", range(f, f + 1)))
+        / timer.total("alone", range(f, f + 1))
+        for f in range(frames)
+    ]
+    print(f"\nper frame, pipeline / encoder alone: {[round(r, 3) for r in ratios]}")
     inside = timer.total("encoder", everything)
     print(
         f"\nencoder inside the pipeline: {inside / frames:.2f} s/frame; "
