@@ -138,8 +138,11 @@ def test_bear_decord_equals_pyav_equals_davis_with_flat_memory(shared_data):
             rss.append(rss_mb())
             count += 1
     assert count == BEAR_FRAMES
-    # Holding every decoded frame would add ~1.2 MB per frame (~86 MB after frame 10).
-    assert max(rss[10:]) - rss[10] < 20
+    # Holding every decoded frame would add ~1.2 MB per frame (~86 MB after frame 10); the
+    # allocator alone was seen to drift by 21 MB late in a full test run, so the bound is half
+    # of the growth that holding frames would cause (test_iteration_holds_no_frames checks
+    # references exactly).
+    assert max(rss[10:]) - rss[10] < 43
 
 
 def test_close_stops_iteration(video10):
