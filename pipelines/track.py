@@ -32,7 +32,7 @@ from samic_vos.config import save_config
 from samic_vos.errors import UserError
 from samic_vos.first_frame_adaptation import AdaptationConfig
 from samic_vos.frame_source import FrameSource, open_frames
-from samic_vos.mask_io import read_mask, write_mask
+from samic_vos.mask_io import object_ids, read_mask, write_mask
 from samic_vos.render import overlay
 from samic_vos.samic_net import SamicNet, SamicNetConfig
 from samic_vos.tracker import CausalTracker, FrameResult, TrackerConfig
@@ -82,7 +82,7 @@ def check_inputs(inputs: TrackInputs, config: TrackConfig) -> tuple[FrameSource,
                 f"{inputs.first_mask}: mask is {first_mask.shape[1]}x{first_mask.shape[0]} but the "
                 f"video frames are {frames.size[1]}x{frames.size[0]}; pass the mask of frame 0"
             )
-        if not np.isin(first_mask, (0, 255), invert=True).any():
+        if not object_ids(first_mask):
             raise UserError(f"{inputs.first_mask}: the first mask has no object (only background)")
         if inputs.samic_checkpoint is not None and not inputs.samic_checkpoint.is_file():
             raise UserError(f"{inputs.samic_checkpoint}: SAMIC checkpoint not found (--samic)")

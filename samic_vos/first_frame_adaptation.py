@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from samic_vos.heatmaps import fixation_map, points_to_heatmap
 from samic_vos.losses import LossWeights, saliency_loss
+from samic_vos.mask_io import object_ids
 from samic_vos.mask_points import interior_points
 from samic_vos.samic_net import SamicNet, preprocess
 from samic_vos.train_dataset import (
@@ -72,16 +73,16 @@ def adapt_on_first_frame(
     """
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
-    object_ids = [int(v) for v in np.unique(ids) if v not in (0, 255)]
+    present = object_ids(ids)
     views = [
-        _make_view(net, rgb, ids, object_ids, geometry, factors, config, heat_sigma, device)
+        _make_view(net, rgb, ids, present, geometry, factors, config, heat_sigma, device)
         for geometry, factors in _draw_views(rng, rgb, ids, config)
     ]
     triples = [
         (r, t, k)
         for r in range(len(views))
         for t in range(len(views))
-        for k in object_ids
+        for k in present
         if r != t and k in views[r].heats and k in views[t].heats
     ]
     if not triples:
@@ -125,7 +126,7 @@ def _make_view(
     net: SamicNet,
     rgb: np.ndarray,
     ids: np.ndarray,
-    object_ids: list[int],
+    present: list[int],
     geometry: Geometry,
     factors: list[float] | None,
     config: AdaptationConfig,
@@ -142,7 +143,7 @@ def _make_view(
         feats = net.extract_features(preprocess(image, input_size).to(device))
     heats: dict[int, torch.Tensor] = {}
     fixations: dict[int, torch.Tensor] = {}
-    for obj_id in object_ids:
+    for obj_id in present:
         points = interior_points(view_ids == obj_id, config.points_per_object)
         if len(points) == 0:
             continue  # the object is cropped out of this view

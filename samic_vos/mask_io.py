@@ -50,6 +50,11 @@ def davis_palette() -> np.ndarray:
 DAVIS_PALETTE: np.ndarray = davis_palette()
 
 
+def object_ids(ids: np.ndarray) -> list[int]:
+    """The object ids present in an id map: every value but 0 and :data:`VOID_ID`, ascending."""
+    return [int(v) for v in np.unique(ids) if v not in (0, VOID_ID)]
+
+
 def ids_from_image(image: Image.Image, name: str = "mask") -> np.ndarray:
     """Convert an opened mask image to an id map (``uint8``, shape ``(H, W)``).
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from samic_vos.heatmaps import average_heatmaps, points_to_heatmap
+from samic_vos.mask_io import object_ids
 from samic_vos.peaks import PeakConfig, find_peaks
 from samic_vos.samic_net import SamicNet, preprocess
 from samic_vos.segmenter import SamSegmenter, prompts_from_mask
@@ -107,7 +108,7 @@ class CausalTracker:
             self.image_size = (height, width)
         elif self.image_size != (height, width):
             raise ValueError(f"frame size {(height, width)} differs from {self.image_size}")
-        given_ids = _object_ids(mask) if mask is not None else []
+        given_ids = object_ids(mask) if mask is not None else []
         if not self.objects and not given_ids:
             raise ValueError("the first frame needs a mask with at least one object")
         self.frame_index += 1
@@ -190,11 +191,6 @@ class CausalTracker:
         assert self.image_size is not None
         heat = points_to_heatmap(points, self.image_size, self.input_size, self.config.heat_sigma)
         return torch.from_numpy(heat)[None, None].to(self.device)
-
-
-def _object_ids(mask: np.ndarray) -> list[int]:
-    """Object ids of an id map: every value but 0 (background) and 255 (void), ascending."""
-    return [int(v) for v in np.unique(mask) if v not in (0, 255)]
 
 
 def _inside(mask: np.ndarray, points: np.ndarray) -> np.ndarray:
