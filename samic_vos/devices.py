@@ -1,4 +1,4 @@
-"""Compute device selection and mixed precision.
+"""Compute device selection.
 
 ``--device auto|cuda|cuda:N|mps|cpu``: ``auto`` picks CUDA, then Apple's MPS, then the CPU.
 Asking for a device this machine does not have is a user mistake: one line naming the device
@@ -6,8 +6,6 @@ and the ones that are available.
 """
 
 from __future__ import annotations
-
-import contextlib
 
 import torch
 
@@ -55,18 +53,3 @@ def select_device(name: str = "auto") -> torch.device:
             f"{torch.cuda.device_count()} CUDA device(s) (cuda:0 ...)"
         )
     return torch.device(name)
-
-
-def amp_supported(device: torch.device) -> bool:
-    """Whether bfloat16 autocast is used on ``device`` (CUDA with bfloat16 support only).
-
-    CPU and MPS run in float32: bfloat16 autocast is slower than float32 on most CPUs.
-    """
-    return device.type == "cuda" and torch.cuda.is_bf16_supported()
-
-
-def autocast_context(device: torch.device) -> contextlib.AbstractContextManager[object]:
-    """A bfloat16 autocast context on CUDA where supported, else a context that does nothing."""
-    if amp_supported(device):
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()

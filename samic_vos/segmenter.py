@@ -1,8 +1,11 @@
 """The SAM segmenter: points → masks with Meta's ``segment-anything``.
 
 :meth:`SamSegmenter.set_frame` runs SAM's image encoder once per frame (the dominant cost,
-timed on its own by the benchmark); :meth:`SamSegmenter.segment` then decodes any number of
-point groups against that one embedding, for every object of the frame.
+timed on its own by the benchmark; which encoder runs, and how, is chosen by
+:func:`samic_vos.sam_encoder.build_image_encoder`); :meth:`SamSegmenter.segment` then decodes
+any number of point groups against that one embedding, for every object of the frame.
+:meth:`SamSegmenter.embed` and :meth:`SamSegmenter.set_embedding` split ``set_frame`` in two,
+so that a frame can be encoded ahead of time (see :mod:`samic_vos.run_ahead`).
 
 Coordinates: points are float (x, y) = (col, row) in original image pixels (x right, y down,
 pixel centres at integers), as in ``SamPredictor.predict``.
@@ -10,19 +13,17 @@ pixel centres at integers), as in ``SamPredictor.predict``.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
-from segment_anything import SamPredictor
 from segment_anything.modeling import Sam
+from segment_anything.utils.transforms import ResizeLongestSide
 
-from samic_vos.devices import amp_supported, autocast_context
-from samic_vos.errors import UserError
 from samic_vos.mask_points import DEFAULT_MIN_AREA, interior_points, largest_error_point
+from samic_vos.sam_encoder import EncoderConfig, build_image_encoder
 
 # Logit of a pixel no group covers (an object with no prompt): far below any SAM logit, yet
 # finite so that differences and softmaxes over objects stay NaN-free.
@@ -50,40 +51,65 @@ class Segmentation:
     group_scores: list[float]
 
 
+@dataclass(frozen=True)
+class FrameEmbedding:
+    """SAM's image embedding of one frame, with the sizes the decoder needs.
+
+    Attributes:
+        features: (1, C, h, w) float32 image embedding, on the segmenter's device.
+        input_size: (rows, cols) of the frame resized to the encoder's longest side.
+        original_size: (rows, cols) of the frame.
+    """
+
+    features: torch.Tensor
+    input_size: tuple[int, int]
+    original_size: tuple[int, int]
+
+
 class SamSegmenter:
     """SAM on one frame at a time: an image embedding per frame, shared by all prompts.
 
     Args:
         sam: a SAM model (see :mod:`samic_vos.sam_models`); moved to ``device``, eval mode.
         device: where SAM runs.
-        amp: bfloat16 autocast around the image encoder. ``None``: on where supported (CUDA
-            with bfloat16); ``True``: required (``UserError`` if ``device`` lacks it);
-            ``False``: float32 everywhere. The prompt decoder always runs in float32.
+        encoder: how SAM's image encoder runs (implementation, precision, compile; default
+            ``EncoderConfig()``). The prompt encoder and mask decoder always run in float32.
     """
 
-    def __init__(self, sam: Sam, device: torch.device | str, *, amp: bool | None = None) -> None:
+    def __init__(
+        self, sam: Sam, device: torch.device | str, encoder: EncoderConfig | None = None
+    ) -> None:
         self.device = torch.device(device)
-        supported = amp_supported(self.device)
-        if amp and not supported:
-            raise UserError(
-                f"mixed precision needs a CUDA device with bfloat16 support, not {self.device}; "
-                "run without it"
-            )
-        self.amp = supported if amp is None else amp
         self.sam = sam.to(self.device).eval()
-        self._predictor = SamPredictor(self.sam)
-        self._frame_size: tuple[int, int] | None = None
+        self.encoder = build_image_encoder(self.sam, encoder, self.device)
+        self.transform = ResizeLongestSide(self.sam.image_encoder.img_size)
+        self._embedding: FrameEmbedding | None = None
+
+    def embed(self, rgb: np.ndarray) -> FrameEmbedding:
+        """SAM's embedding of ``rgb``, a (H, W, 3) uint8 RGB frame; the segmenter is unchanged.
+
+        Preprocessing as ``SamPredictor.set_image``: resize the longest side to the encoder's
+        input size, normalise, pad to a square.
+        """
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB frame, got {rgb.shape} {rgb.dtype}")
+        resized = self.transform.apply_image(rgb)
+        with torch.inference_mode():
+            image = torch.as_tensor(resized, device=self.device).permute(2, 0, 1)[None]
+            features = self.encoder(self.sam.preprocess(image.float()))
+        return FrameEmbedding(
+            features=features,
+            input_size=(resized.shape[0], resized.shape[1]),
+            original_size=(rgb.shape[0], rgb.shape[1]),
+        )
+
+    def set_embedding(self, embedding: FrameEmbedding) -> None:
+        """Make ``embedding`` (from :meth:`embed`) the current frame's."""
+        self._embedding = embedding
 
     def set_frame(self, rgb: np.ndarray) -> None:
         """Compute the image embedding of ``rgb``, a (H, W, 3) uint8 RGB frame."""
-        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-            raise ValueError(f"expected an (H, W, 3) uint8 RGB frame, got {rgb.shape} {rgb.dtype}")
-        context = autocast_context(self.device) if self.amp else contextlib.nullcontext()
-        with torch.inference_mode(), context:
-            self._predictor.set_image(rgb, image_format="RGB")
-            # The decoder runs in float32, whatever precision the encoder gave.
-            self._predictor.features = self._predictor.features.float()
-        self._frame_size = (rgb.shape[0], rgb.shape[1])
+        self.set_embedding(self.embed(rgb))
 
     @torch.inference_mode()
     def segment(self, groups: Sequence[np.ndarray]) -> Segmentation:
@@ -94,9 +120,9 @@ class SamSegmenter:
         several points → SAM's single mask. The object's mask is the union of the groups'.
         Groups with the same number of points are decoded in one batch.
         """
-        if self._frame_size is None:
+        if self._embedding is None:
             raise RuntimeError("call set_frame() before segment()")
-        height, width = self._frame_size
+        height, width = self._embedding.original_size
         groups = [np.asarray(g, dtype=np.float32).reshape(-1, 2) for g in groups]
         groups = [g for g in groups if len(g)]
         if not groups:
@@ -131,14 +157,15 @@ class SamSegmenter:
 
     def _decode(self, points: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode a batch of B groups of N points (B, N, 2) → logits (B, H, W), IoU (B,)."""
-        predictor = self._predictor
+        embedding = self._embedding
+        assert embedding is not None
         batch, count = points.shape[:2]
-        coords = predictor.transform.apply_coords(points, predictor.original_size)
+        coords = self.transform.apply_coords(points, embedding.original_size)
         coords_t = torch.as_tensor(coords, dtype=torch.float32, device=self.device)
         labels_t = torch.ones((batch, count), dtype=torch.int, device=self.device)
         sparse, dense = self.sam.prompt_encoder(points=(coords_t, labels_t), boxes=None, masks=None)
         low_res, iou = self.sam.mask_decoder(
-            image_embeddings=predictor.features,
+            image_embeddings=embedding.features,
             image_pe=self.sam.prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
@@ -148,7 +175,7 @@ class SamSegmenter:
         rows = torch.arange(batch, device=self.device)
         low_res, iou = low_res[rows, best][:, None], iou[rows, best]
         # Upscale only the kept mask of each group (SamPredictor upscales all three).
-        full = self.sam.postprocess_masks(low_res, predictor.input_size, predictor.original_size)
+        full = self.sam.postprocess_masks(low_res, embedding.input_size, embedding.original_size)
         return full[:, 0], iou
 
 
