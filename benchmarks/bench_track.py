@@ -70,7 +70,7 @@ MAX_PEAKS = 4
 # Table rows: (stage key, label). Keys are filled by the timers installed in `_timed_run`.
 STAGES = (
     ("decode", "decode (frame source)"),
-    ("encoder", "SAM image encoder (set_frame)"),
+    ("encoder", "SAM image encoder (embed)"),
     ("resize", "SAMIC input resize (preprocess)"),
     ("backbone", "SAMIC backbone features"),
     ("predict", "SAMIC predict (head)"),
@@ -82,7 +82,8 @@ STAGES = (
     ("encode", "overlay encode (+ final flush)"),
     ("loop_rest", "rest of the loop (prompts.jsonl ...)"),
 )
-INNER_STEP = ("encoder", "resize", "backbone", "predict", "peaks", "decoder")
+# Stages inside CausalTracker.step (the loop encodes each frame before step, see run_ahead).
+INNER_STEP = ("resize", "backbone", "predict", "peaks", "decoder")
 
 
 class StageTimer:
@@ -137,7 +138,7 @@ class StageTimer:
 def _timed_run(
     inputs: TrackInputs, config: TrackConfig, alone: SamSegmenter
 ) -> tuple[StageTimer, float]:
-    """Run the pipeline with every stage timed, and ``alone.set_frame`` after each frame.
+    """Run the pipeline with every stage timed, and ``alone.embed`` after each frame.
 
     Returns the timer (stage ``"alone"``: the encoder alone) and the time the run ended.
     """
@@ -166,13 +167,13 @@ def _timed_run(
         timer.add("alone", time.perf_counter() - start)
 
     original_peaks, segment = tracker_module.find_peaks, SamSegmenter.segment
-    encode_alone = SamSegmenter.set_frame
+    encode_alone = SamSegmenter.embed
     with ExitStack() as stack:
         stack.enter_context(mock.patch.object(track_module, "open_frames", open_timed))
         stack.enter_context(mock.patch.object(tracker_module, "find_peaks", count_peaks))
         stack.enter_context(mock.patch.object(SamSegmenter, "segment", count_groups))
         for owner, name, stage in (
-            (SamSegmenter, "set_frame", "encoder"),
+            (SamSegmenter, "embed", "encoder"),
             (SamSegmenter, "segment", "decoder"),
             (tracker_module, "preprocess", "resize"),
             (SamicNet, "extract_features", "backbone"),

@@ -34,6 +34,8 @@ from samic_vos.first_frame_adaptation import AdaptationConfig
 from samic_vos.frame_source import FrameSource, open_frames
 from samic_vos.mask_io import object_ids, read_mask, write_mask
 from samic_vos.render import overlay
+from samic_vos.run_ahead import run_ahead, run_ahead_enabled
+from samic_vos.sam_encoder import EncoderConfig
 from samic_vos.samic_net import SamicNet, SamicNetConfig
 from samic_vos.tracker import CausalTracker, FrameResult, TrackerConfig
 from samic_vos.video_writer import VideoWriter
@@ -50,6 +52,7 @@ class TrackConfig:
     backend: str = "auto"  # frame decoding: auto | decord | pyav | folder
     overlay_alpha: float = 0.5
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)  # how SAM's encoder runs
     # Used only without --samic: the network built fresh and adapted on frame 0.
     network: SamicNetConfig = field(default_factory=SamicNetConfig)
     adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
@@ -117,7 +120,8 @@ def run_track(inputs: TrackInputs, config: TrackConfig, progress: bool = True) -
         )
     device = select_device(config.device)
     torch.manual_seed(0)
-    segmenter = SamSegmenter(load_sam(config.sam_model, inputs.sam_checkpoint, device), device)
+    sam = load_sam(config.sam_model, inputs.sam_checkpoint, device)
+    segmenter = SamSegmenter(sam, device, config.encoder)
     out = inputs.out_dir
     (out / "masks").mkdir(parents=True, exist_ok=True)
     if inputs.overlay is not None:
@@ -133,12 +137,26 @@ def run_track(inputs: TrackInputs, config: TrackConfig, progress: bool = True) -
     tracker = CausalTracker(net, segmenter, config.tracker, device)
     writer = VideoWriter(inputs.overlay, frames.fps, frames.size) if inputs.overlay else None
     count = 0
-    with frames, writer or contextlib.nullcontext(), open(out / "prompts.jsonl", "w") as prompts:
+    # Decoding and SAM's encoder run one frame ahead where config.encoder.run_ahead says; the
+    # run-ahead is closed (its worker finished) before the frame source is.
+    encoded = run_ahead(
+        frames,
+        lambda frame: segmenter.embed(frame.rgb),
+        enabled=run_ahead_enabled(config.encoder, device),
+        device=device,
+    )
+    with (
+        frames,
+        writer or contextlib.nullcontext(),
+        open(out / "prompts.jsonl", "w") as prompts,
+        contextlib.closing(encoded),
+    ):
         bar = tqdm(
-            frames, total=frames.num_frames, desc="track", unit="frame", disable=not progress
+            encoded, total=frames.num_frames, desc="track", unit="frame", disable=not progress
         )
-        for frame in bar:
-            result = tracker.step(frame.rgb, first_mask if frame.index == 0 else None)
+        for frame, embedding in bar:
+            mask = first_mask if frame.index == 0 else None
+            result = tracker.step(frame.rgb, mask, embedding=embedding)
             write_mask(out / "masks" / f"{frame.name}.png", result.ids)
             prompts.write(json.dumps(_prompt_record(frame.name, result)) + "\n")
             prompts.flush()

@@ -23,7 +23,7 @@ from samic_vos.heatmaps import average_heatmaps, points_to_heatmap
 from samic_vos.mask_io import object_ids
 from samic_vos.peaks import PeakConfig, find_peaks
 from samic_vos.samic_net import SamicNet, preprocess
-from samic_vos.segmenter import SamSegmenter, prompts_from_mask
+from samic_vos.segmenter import FrameEmbedding, SamSegmenter, prompts_from_mask
 
 
 @dataclass
@@ -92,13 +92,20 @@ class CausalTracker:
         self.image_size: tuple[int, int] | None = None
 
     @torch.inference_mode()
-    def step(self, rgb: np.ndarray, mask: np.ndarray | None = None) -> FrameResult:
+    def step(
+        self,
+        rgb: np.ndarray,
+        mask: np.ndarray | None = None,
+        embedding: FrameEmbedding | None = None,
+    ) -> FrameResult:
         """Process the next frame.
 
         Args:
             rgb: the frame, uint8 (H, W, 3) RGB; every frame of a video has the same size.
             mask: optional uint8 (H, W) id map giving objects on this frame (0 background,
                 255 void, ignored); a given object's mask is taken as is and (re)starts it.
+            embedding: SAM's embedding of ``rgb`` if already computed
+                (``segmenter.embed(rgb)``, e.g. ahead of time); None: computed here.
 
         Returns:
             The frame's id map and per-object prompts. The first call needs a mask.
@@ -114,7 +121,10 @@ class CausalTracker:
         self.frame_index += 1
 
         feats = self.net.extract_features(preprocess(rgb, self.input_size).to(self.device))
-        self.segmenter.set_frame(rgb)
+        if embedding is None:
+            self.segmenter.set_frame(rgb)
+        else:
+            self.segmenter.set_embedding(embedding)
 
         results: dict[int, ObjectResult] = {}
         masks: dict[int, np.ndarray] = {}

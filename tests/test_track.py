@@ -249,10 +249,10 @@ def test_interrupt_leaves_only_complete_frames(tmp_path, monkeypatch, shared_dat
         shutil.copy(path, frames / path.name)
     real_step = CausalTracker.step
 
-    def step(self, rgb, mask=None):
+    def step(self, rgb, mask=None, embedding=None):
         if self.frame_index == 2:
             raise KeyboardInterrupt
-        return real_step(self, rgb, mask)
+        return real_step(self, rgb, mask, embedding)
 
     monkeypatch.setattr(CausalTracker, "step", step)
     out = tmp_path / "out"
