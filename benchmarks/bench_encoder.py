@@ -3,14 +3,15 @@
 SAM ViT-B architecture with random weights (no checkpoint can be downloaded here); the
 relative-position tables, which SAM initialises to zero, are drawn at random too (σ 0.2) so
 that the bias our SDPA path adds as a mask is not zero. The weights are written once to a
-temporary checkpoint and every variant loads that same file in a fresh child process, so each
-variant's peak memory is its own:
+temporary checkpoint that every child process loads:
 
 - time: seconds per frame of ``SamSegmenter.embed`` (resize, normalise, encode) on real DAVIS
   frames (854×480), after one warm-up frame (reported apart: for ``compile`` it includes the
-  compilation);
-- memory: the child's peak RSS (VmHWM) while encoding, its high-water mark reset once the
-  model is loaded (``/proc/self/clear_refs``), and the child's whole peak (loading included);
+  compilation). All variants run in one child, interleaved frame by frame with the order
+  rotating, so that each sees the same load from the other jobs on a shared machine;
+- memory: each variant in a fresh child encoding one frame: its peak RSS (VmHWM) while
+  encoding, the high-water mark reset once the model is loaded (``/proc/self/clear_refs``),
+  and the child's whole peak (loading included);
 - parity against Meta fp32: the relative error ‖ours − Meta‖ / ‖Meta‖ of each frame's
   embedding (worst frame), and the IoU of the masks SAM's decoder gives from the same prompts
   (one point, and three points, per frame, inside the DAVIS ground truth; worst mask).
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -38,7 +38,7 @@ from samic_vos.mask_io import read_mask
 from samic_vos.mask_points import interior_points
 from samic_vos.sam_encoder import EncoderConfig
 from samic_vos.sam_models import build_sam, load_sam, save_sam
-from samic_vos.segmenter import SamSegmenter
+from samic_vos.segmenter import SamSegmenter, mask_iou
 
 DAVIS = Path(__file__).resolve().parents[2] / "shared" / "data" / "DAVIS"
 SEQUENCE = "bear"
@@ -69,47 +69,57 @@ def _status_mib(field: str) -> float:
     raise KeyError(field)
 
 
-def _child(variant: str, checkpoint: Path, frames: int, threads: int, out: Path) -> None:
-    """One variant in this (fresh) process: times, peaks, embeddings and masks → ``out``."""
-    torch.set_num_threads(threads)
-    segmenter = SamSegmenter(load_sam("vit_b", checkpoint), "cpu", VARIANTS[variant])
-    data = _frames(frames)
+def _segmenters(checkpoint: Path, variants: list[str]) -> dict[str, SamSegmenter]:
+    """One segmenter per variant, all over one SAM model (the same weights in memory)."""
+    sam = load_sam("vit_b", checkpoint)
+    return {variant: SamSegmenter(sam, "cpu", VARIANTS[variant]) for variant in variants}
+
+
+def _memory_child(variant: str, checkpoint: Path, out: Path) -> None:
+    """Peak RSS of one variant encoding one frame, in this fresh process → ``out``."""
+    segmenter = _segmenters(checkpoint, [variant])[variant]
     load_peak = _status_mib("VmHWM")
-    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM: peak of encoding from here
-    seconds, embeddings, masks = [], [], []
-    for rgb, truth in data:
-        start = time.perf_counter()
-        embedding = segmenter.embed(rgb)
-        seconds.append(time.perf_counter() - start)
-        segmenter.set_embedding(embedding)
-        embeddings.append(embedding.features.numpy())
-        points = interior_points(truth, 3, 1)
-        for prompt in (points[:1], points):
-            masks.append(segmenter.segment([prompt]).mask)
-    np.savez(out.with_suffix(".npz"), embeddings=np.stack(embeddings), masks=np.stack(masks))
-    record = {
-        "seconds": seconds,
-        "encode_peak_mib": _status_mib("VmHWM"),
-        "process_peak_mib": max(load_peak, _status_mib("VmHWM")),
-    }
+    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM: the peak of encoding from here
+    segmenter.embed(_frames(1)[0][0])
+    encode_peak = _status_mib("VmHWM")
+    record = {"encode_peak_mib": encode_peak, "process_peak_mib": max(load_peak, encode_peak)}
     out.write_text(json.dumps(record))
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = (a | b).sum()
-    return float((a & b).sum() / union) if union else 1.0
+def _timing_child(variants: list[str], checkpoint: Path, frames: int, out: Path) -> None:
+    """All variants in this process, interleaved frame by frame (the order rotating), so that
+    each sees the same load from other jobs; times, embeddings and masks → ``out``."""
+    segmenters = _segmenters(checkpoint, variants)
+    seconds: dict[str, list[float]] = {v: [] for v in variants}
+    embeddings: dict[str, list[np.ndarray]] = {v: [] for v in variants}
+    masks: dict[str, list[np.ndarray]] = {v: [] for v in variants}
+    for index, (rgb, truth) in enumerate(_frames(frames)):
+        points = interior_points(truth, 3, 1)
+        shift = index % len(variants)
+        for variant in variants[shift:] + variants[:shift]:
+            segmenter = segmenters[variant]
+            start = time.perf_counter()
+            embedding = segmenter.embed(rgb)
+            seconds[variant].append(time.perf_counter() - start)
+            print(f"frame {index} {variant}: {seconds[variant][-1]:.1f} s", flush=True)
+            segmenter.set_embedding(embedding)
+            embeddings[variant].append(embedding.features.numpy())
+            masks[variant] += [segmenter.segment([prompt]).mask for prompt in (points[:1], points)]
+    np.savez(
+        out.with_suffix(".npz"),
+        **{f"{v}/embeddings": np.stack(embeddings[v]) for v in variants},
+        **{f"{v}/masks": np.stack(masks[v]) for v in variants},
+    )
+    out.write_text(json.dumps(seconds))
 
 
-def _run_variant(variant: str, checkpoint: Path, args: argparse.Namespace, tmp: Path) -> dict:
-    out = tmp / f"{variant}.json"
-    load = os.getloadavg()[0]
-    command = [sys.executable, __file__, "--child", variant, "--checkpoint", str(checkpoint)]
-    command += ["--frames", str(args.frames), "--threads", str(args.threads), "--out", str(out)]
-    subprocess.run(command, check=True)
-    record = json.loads(out.read_text())
-    record.update(np.load(out.with_suffix(".npz")))
-    record["load_before"] = load
-    return record
+def _child_command(tmp: Path, args: argparse.Namespace, *extra: str) -> list[str]:
+    command = [sys.executable, __file__, "--checkpoint", str(tmp / "sam.pt")]
+    return command + ["--threads", str(args.threads), "--frames", str(args.frames), *extra]
+
+
+def _uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def main() -> int:
@@ -117,17 +127,22 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=3, help="frames (the first is warm-up)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS children")
+    parser.add_argument("--child", choices=("memory", "timing"), help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        _child(args.child, args.checkpoint, args.frames, args.threads, args.out)
-        return 0
     variants = args.variants.split(",")
+    if args.child:
+        torch.set_num_threads(args.threads)
+        if args.child == "memory":
+            _memory_child(variants[0], args.checkpoint, args.out)
+        else:
+            _timing_child(variants, args.checkpoint, args.frames, args.out)
+        return 0
     unknown = sorted(set(variants) - set(VARIANTS))
-    if unknown or REFERENCE not in variants:
-        parser.error(f"--variants: one of {', '.join(VARIANTS)} each, {REFERENCE} included")
+    if unknown or REFERENCE not in variants or args.frames < 2:
+        parser.error(f"--variants: from {', '.join(VARIANTS)}, {REFERENCE} included; --frames >= 2")
     with tempfile.TemporaryDirectory(prefix="bench_encoder_") as name:
         tmp = Path(name)
         torch.manual_seed(0)
@@ -138,43 +153,66 @@ def main() -> int:
                 block.attn.rel_pos_w.normal_(std=0.2)
         save_sam(tmp / "sam.pt", sam, "vit_b")
         del sam
-        print(f"uptime: {os.popen('uptime').read().strip()}", flush=True)
-        results = {}
-        for variant in variants:
-            results[variant] = _run_variant(variant, tmp / "sam.pt", args, tmp)
-            print(f"{variant}: {[round(s, 2) for s in results[variant]['seconds']]} s", flush=True)
-        print(f"uptime: {os.popen('uptime').read().strip()}")
-    _print_table(results, args)
+        memory = {}
+        for variant in [] if args.no_memory else variants:
+            print(f"{_uptime()}: memory child {variant}", flush=True)
+            out = tmp / f"memory-{variant}.json"
+            command = _child_command(tmp, args, "--child", "memory", "--variants", variant)
+            subprocess.run([*command, "--out", str(out)], check=True)
+            memory[variant] = json.loads(out.read_text())
+        print(f"{_uptime()}: timing child", flush=True)
+        out = tmp / "timing.json"
+        command = _child_command(tmp, args, "--child", "timing", "--variants", ",".join(variants))
+        subprocess.run([*command, "--out", str(out)], check=True)
+        seconds = json.loads(out.read_text())
+        arrays = dict(np.load(out.with_suffix(".npz")))
+        print(f"{_uptime()}: done", flush=True)
+    _print_table(variants, seconds, arrays, memory, args)
     return 0
 
 
-def _print_table(results: dict[str, dict], args: argparse.Namespace) -> None:
-    ref = results[REFERENCE]
-    ref_time = float(np.mean(ref["seconds"][1:]))
+def _print_table(
+    variants: list[str],
+    seconds: dict[str, list[float]],
+    arrays: dict[str, np.ndarray],
+    memory: dict[str, dict],
+    args: argparse.Namespace,
+) -> None:
+    ref_time = float(np.mean(seconds[REFERENCE][1:]))
     print(
         f"\nSAM ViT-B (random weights), {args.frames} DAVIS {SEQUENCE} frames 854x480, "
-        f"{args.threads} threads; s/frame over frames 2..{args.frames}"
+        f"{args.threads} threads; s/frame: mean over frames 2..{args.frames}"
     )
     print(
         "| variant | s/frame | speed-up vs Meta | first frame (s) | peak RSS encoding (MiB) "
-        "| vs Meta | process peak (MiB) | embedding rel. error | mask IoU (worst) "
-        "| load avg before |"
+        "| vs Meta | process peak (MiB) | embedding rel. error | mask IoU (worst) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for variant, r in results.items():
-        per_frame = float(np.mean(r["seconds"][1:]))
+    print("|---|---|---|---|---|---|---|---|---|")
+    ref_peak = memory.get(REFERENCE, {}).get("encode_peak_mib", float("nan"))
+    for variant in variants:
+        per_frame = float(np.mean(seconds[variant][1:]))
         error = max(
             float(np.linalg.norm(o - m) / np.linalg.norm(m))
-            for o, m in zip(r["embeddings"], ref["embeddings"], strict=True)
+            for o, m in zip(
+                arrays[f"{variant}/embeddings"], arrays[f"{REFERENCE}/embeddings"], strict=True
+            )
         )
-        iou = min(_iou(o, m) for o, m in zip(r["masks"], ref["masks"], strict=True))
+        iou = min(
+            mask_iou(o, m)
+            for o, m in zip(arrays[f"{variant}/masks"], arrays[f"{REFERENCE}/masks"], strict=True)
+        )
+        peak = memory.get(variant, {}).get("encode_peak_mib", float("nan"))
+        whole = memory.get(variant, {}).get("process_peak_mib", float("nan"))
         print(
-            f"| {variant} | {per_frame:.2f} | {ref_time / per_frame:.2f}x | {r['seconds'][0]:.1f} "
-            f"| {r['encode_peak_mib']:.0f} | {r['encode_peak_mib'] / ref['encode_peak_mib']:.2f} "
-            f"| {r['process_peak_mib']:.0f} | {error:.1e} | {iou:.4f} | {r['load_before']:.1f} |"
+            f"| {variant} | {per_frame:.2f} | {ref_time / per_frame:.2f}x | "
+            f"{seconds[variant][0]:.1f} | {peak:.0f} | {peak / ref_peak:.2f} | {whole:.0f} "
+            f"| {error:.1e} | {iou:.4f} |"
         )
-    areas = [int(m.sum()) for m in ref["masks"]]
-    print(f"Meta's mask areas (pixels, per frame: 1 point, 3 points): {areas}")
+    for variant in variants:
+        ratios = [m / o for m, o in zip(seconds[REFERENCE], seconds[variant], strict=True)]
+        print(f"per frame, Meta / {variant} time: {[round(r, 2) for r in ratios]}")
+    areas = [int(m.sum()) for m in arrays[f"{REFERENCE}/masks"]]
+    print(f"Meta's mask areas (pixels; per frame: 1 point, 3 points): {areas}")
 
 
 if __name__ == "__main__":

@@ -193,7 +193,8 @@ def group_points_by_component(points: np.ndarray, mask: np.ndarray) -> list[np.n
     return [np.stack(group) for group in groups.values()]
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two (H, W) bool masks (1.0 when both are empty)."""
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
@@ -229,14 +230,14 @@ def prompts_from_mask(
     mask = np.asarray(mask, dtype=bool)
     points = interior_points(mask, max_points, min_area)
     best = segmenter.segment(group_points_by_component(points, mask))
-    best_iou = _iou(best.mask, mask)
+    best_iou = mask_iou(best.mask, mask)
     while best_iou < target_iou and len(points) < max_points:
         missed = largest_error_point(mask, best.mask)
         if missed is None:
             break
         candidate = np.vstack([points, np.array([missed], dtype=np.float32)])
         segmentation = segmenter.segment(group_points_by_component(candidate, mask))
-        iou = _iou(segmentation.mask, mask)
+        iou = mask_iou(segmentation.mask, mask)
         if iou <= best_iou:
             break
         points, best, best_iou = candidate, segmentation, iou

@@ -18,7 +18,7 @@ from segment_anything.modeling.image_encoder import Attention, Block
 from samic_vos.errors import UserError
 from samic_vos.sam_encoder import EncoderConfig, build_image_encoder, resolve_precision
 from samic_vos.sam_models import SamArch, build_sam
-from samic_vos.segmenter import SamSegmenter
+from samic_vos.segmenter import SamSegmenter, mask_iou
 
 ARCH = SamArch(
     encoder_embed_dim=32,
@@ -41,10 +41,6 @@ META_FORWARDS = (ImageEncoderViT.forward, Block.forward, Attention.forward)
 
 def _relative_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
     return float((ours - reference).norm() / reference.norm())
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a & b).sum() / max(1, (a | b).sum()))
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +126,7 @@ def test_masks_equal_meta_from_the_same_prompts(sam, frame):
     for theirs, mine in zip(reference, ours, strict=True):
         assert mine.mask.shape == (100, 150)
         np.testing.assert_allclose(mine.logits, theirs.logits, atol=1e-3)
-        assert _iou(mine.mask, theirs.mask) >= 0.999
+        assert mask_iou(mine.mask, theirs.mask) >= 0.999
         assert mine.confidence == pytest.approx(theirs.confidence, abs=1e-4)
 
 
@@ -139,7 +135,7 @@ def test_bf16_masks_close_to_meta(sam, frame):
     ours = _masks(SamSegmenter(sam, "cpu", EncoderConfig(precision="bf16")), frame)
     for theirs, mine in zip(reference, ours, strict=True):
         assert theirs.mask.sum() > 100  # a real mask, not an empty one matching an empty one
-        assert _iou(mine.mask, theirs.mask) >= 0.98
+        assert mask_iou(mine.mask, theirs.mask) >= 0.98
 
 
 @pytest.mark.parametrize(
