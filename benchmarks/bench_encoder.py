@@ -37,7 +37,7 @@ from PIL import Image
 from samic_vos.mask_io import read_mask
 from samic_vos.mask_points import interior_points
 from samic_vos.sam_encoder import EncoderConfig
-from samic_vos.sam_models import build_sam, load_sam, save_sam
+from samic_vos.sam_models import build_sam, load_sam, randomize_relative_positions, save_sam
 from samic_vos.segmenter import SamSegmenter, mask_iou
 
 DAVIS = Path(__file__).resolve().parents[2] / "shared" / "data" / "DAVIS"
@@ -149,10 +149,7 @@ def main() -> int:
         tmp = Path(name)
         torch.manual_seed(0)
         sam = build_sam("vit_b", random_init=True)
-        with torch.no_grad():
-            for block in sam.image_encoder.blocks:
-                block.attn.rel_pos_h.normal_(std=0.2)
-                block.attn.rel_pos_w.normal_(std=0.2)
+        randomize_relative_positions(sam, std=0.2)
         save_sam(tmp / "sam.pt", sam, "vit_b")
         del sam
         memory = {}

@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from samic_vos.sam_encoder import EncoderConfig
-from samic_vos.sam_models import build_sam
+from samic_vos.sam_models import build_sam, randomize_relative_positions
 from samic_vos.segmenter import SamSegmenter, mask_iou
 
 FRAMES = Path(__file__).resolve().parents[2] / "shared/data/DAVIS/JPEGImages/480p/bear"
@@ -105,10 +105,7 @@ def main() -> int:
     for model in args.models.split(","):
         torch.manual_seed(0)
         sam = build_sam(model, random_init=True)
-        with torch.no_grad():
-            for block in sam.image_encoder.blocks:
-                block.attn.rel_pos_h.normal_(std=0.2)
-                block.attn.rel_pos_w.normal_(std=0.2)
+        randomize_relative_positions(sam, std=0.2)
         sam = sam.to(device)
         results = {
             variant: _run(sam, config, frames, device) for variant, config in VARIANTS.items()

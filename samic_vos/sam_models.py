@@ -226,6 +226,18 @@ def build_sam(
     return _sam_from_state(arch, state_dict, Path(checkpoint))
 
 
+def randomize_relative_positions(sam: Sam, std: float = 0.2) -> None:
+    """Draw the encoder's relative-position tables from N(0, std²), in place (global RNG).
+
+    SAM initialises them to zero, so a random-weight model would hide a wrong relative-position
+    bias; tests and benchmarks that compare encoders call this on their random model.
+    """
+    with torch.no_grad():
+        for block in sam.image_encoder.blocks:
+            block.attn.rel_pos_h.normal_(std=std)
+            block.attn.rel_pos_w.normal_(std=std)
+
+
 def save_sam(path: str | os.PathLike[str], sam: Sam, arch: SamArch | str) -> None:
     """Write ``sam`` with its architecture in our checkpoint format, atomically."""
     arch = _arch(arch)

@@ -7,6 +7,7 @@ would hide a wrong bias). Frames are not square, as video frames are not.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -17,25 +18,11 @@ from segment_anything.modeling.image_encoder import Attention, Block
 
 from samic_vos.errors import UserError
 from samic_vos.sam_encoder import EncoderConfig, build_image_encoder, resolve_precision
-from samic_vos.sam_models import SamArch, build_sam
+from samic_vos.sam_models import SAM_ARCHS, build_sam, randomize_relative_positions
 from samic_vos.segmenter import SamSegmenter, mask_iou
 
-ARCH = SamArch(
-    encoder_embed_dim=32,
-    encoder_depth=3,
-    encoder_num_heads=2,
-    encoder_global_attn_indexes=(1,),
-    image_size=160,
-    patch_size=16,
-    window_size=4,
-    prompt_embed_dim=32,
-    mask_in_chans=4,
-    decoder_depth=2,
-    decoder_mlp_dim=64,
-    decoder_num_heads=2,
-    iou_head_depth=3,
-    iou_head_hidden_dim=32,
-)
+# The tests' tiny SAM with one more windowed block and a 10×10 token grid (windows of 4: padded).
+ARCH = dataclasses.replace(SAM_ARCHS["tiny"], encoder_depth=3, image_size=160)
 META_FORWARDS = (ImageEncoderViT.forward, Block.forward, Attention.forward)
 
 
@@ -47,10 +34,7 @@ def _relative_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
 def sam():
     torch.manual_seed(0)
     model = build_sam(ARCH, random_init=True)
-    with torch.no_grad():
-        for block in model.image_encoder.blocks:
-            block.attn.rel_pos_h.normal_(std=0.5)
-            block.attn.rel_pos_w.normal_(std=0.5)
+    randomize_relative_positions(model, std=0.5)
     return model
 
 
