@@ -306,7 +306,7 @@ class _Runner:
                 resume=True,
                 progress=self.progress,
                 desc=name,
-                ahead=run_ahead_enabled(config.track.encoder, self.device),
+                ahead=run_ahead_enabled(config.encoder, self.device),
             )
             self.wall += time.perf_counter() - start
             self.computed += computed
