@@ -43,11 +43,11 @@ class PeakConfig:
             raise UserError(f"peaks.threshold must be in (0, 1], got {self.threshold}")
         if not 0 <= self.floor <= 1:
             raise UserError(f"peaks.floor must be in [0, 1], got {self.floor}")
-        if self.min_area < 1 or self.max_points < 0:
-            raise UserError(
-                f"peaks.min_area must be >= 1 and peaks.max_points >= 0, "
-                f"got {self.min_area} and {self.max_points}"
-            )
+        if self.min_area < 1:
+            raise UserError(f"peaks.min_area must be >= 1, got {self.min_area}")
+        if self.max_points < 1:
+            # 0 would give every object an empty mask from frame 1 on, silently.
+            raise UserError(f"peaks.max_points must be >= 1, got {self.max_points}")
 
 
 @dataclass(frozen=True)
@@ -94,13 +94,17 @@ def _region_point(heat: np.ndarray, region: np.ndarray, weighted: bool) -> tuple
     """The (x, y) point of ``region`` in ``heat`` (same shape): its centroid, or its maximum.
 
     The centroid comes from the spatial moments of the region (weighted by heat if
-    ``weighted``). If the pixel containing it is not in the region (e.g. a C shape), the
-    region's highest pixel is used instead (ties: smallest (row, col)).
+    ``weighted``), computed in float64 with numpy: ``cv2.moments`` reads a float32 array with
+    2 columns as a list of 2-D points, which misplaces every region 2 pixels wide. If the
+    pixel containing the centroid is not in the region (e.g. a C shape), the region's highest
+    pixel is used instead (ties: smallest (row, col)).
     """
-    image = np.where(region, heat, 0).astype(np.float32) if weighted else region.astype(np.uint8)
-    moments = cv2.moments(image, binaryImage=not weighted)
-    if moments["m00"] > 0:
-        cx, cy = moments["m10"] / moments["m00"], moments["m01"] / moments["m00"]
+    weights = np.where(region, heat, 0.0) if weighted else region
+    weights = weights.astype(np.float64)
+    m00 = weights.sum()
+    if m00 > 0:
+        rows, cols = np.indices(region.shape)
+        cx, cy = float((weights * cols).sum() / m00), float((weights * rows).sum() / m00)
         col, row = int(np.floor(cx + 0.5)), int(np.floor(cy + 0.5))
         if 0 <= row < region.shape[0] and 0 <= col < region.shape[1] and region[row, col]:
             return cx, cy
@@ -131,7 +135,7 @@ def find_peaks(
     heat = np.nan_to_num(np.asarray(heatmap, dtype=np.float32), nan=0.0)
     if heat.ndim != 2:
         raise ValueError(f"heatmap must be 2-D (h, w), got shape {heat.shape}")
-    if heat.size == 0 or config.max_points <= 0:
+    if heat.size == 0:
         return []
     top = float(heat.max())
     if top < config.floor:
