@@ -129,6 +129,7 @@ def run_training(
     sambox: str | None = None,
     resume: str | os.PathLike[str] | None = None,
     backbone_weights: str | os.PathLike[str] | None = None,
+    init_hsnet: str | os.PathLike[str] | None = None,
     device: str = "auto",
 ) -> JobResult:
     """Train SAMIC as ``config`` says and write the run into ``out_dir`` (rank 0 only).
@@ -136,12 +137,16 @@ def run_training(
     ``resume``: a checkpoint of an earlier run with the same network config; training goes
     on from its epoch (``config.train.max_epochs`` counts the epochs of the whole run).
     ``backbone_weights``: a ResNet-50 ImageNet state dict (``None``: the weights registry).
+    ``init_hsnet``: an HSNet ResNet-50 checkpoint whose learner initialises the head of a new
+    run (:func:`samic_vos.hsnet_weights.load_hsnet_learner`); not with ``resume``.
     """
     from samic_vos.devices import select_device
     from samic_vos.samic_checkpoint import load_samic
     from samic_vos.samic_net import build_samic
     from samic_vos.trainer import seed_everything
 
+    if resume is not None and init_hsnet is not None:
+        raise UserError("init_hsnet starts a new run; a resumed run has its weights: drop one")
     torch_device = select_device(device)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -167,6 +172,10 @@ def run_training(
         else:
             seed_everything(config.train.seed)  # the head's initial weights
             model, resume_state = build_samic(config.net, backbone_weights), None
+            if init_hsnet is not None:
+                from samic_vos.hsnet_weights import load_hsnet_learner
+
+                load_hsnet_learner(model.head, init_hsnet)
         pairs = load_pairs(config, davis_root, sambox, dist.is_main)
         train_pairs, val_pairs = split_pairs(pairs, config.data.val_fraction, config.train.seed)
         size = config.net.input_size
@@ -178,6 +187,7 @@ def run_training(
             "source": {"davis_root": davis_root, "sambox": sambox},
             "backbone_weights": None if backbone_weights is None else str(backbone_weights),
             "resumed_from": None if resume is None else str(resume),
+            "init_hsnet": None if init_hsnet is None else str(init_hsnet),
             "world_size": dist.world_size,
             "pairs": {"train": len(train_pairs), "val": len(val_pairs)},
             "val_sequences": sorted({p.sequence for p in val_pairs}),

@@ -32,7 +32,7 @@ from samic_vos.backbone import (
     build_backbone,
     preprocess,
 )
-from samic_vos.conv4d import CenterPivotConv4d, resize_query_dims
+from samic_vos.conv4d import ALIGN_CORNERS, CenterPivotConv4d, resize_query_dims
 from samic_vos.errors import UserError
 
 __all__ = [
@@ -231,9 +231,13 @@ class SamicHead(nn.Module):
         mixed = self.mix32(resize_query_dims(mixed, tuple(sq2.shape[2:4])) + sq2)
         encoded = mixed.flatten(4).mean(dim=-1)  # average over the support dims: (B, C, Hq, Wq)
         x = self.decoder1(encoded)
-        x = F.interpolate(x, size=(2 * x.shape[-2], 2 * x.shape[-1]), mode="bilinear")
+        # HSNet doubles the width on both sides (square inputs only); we double each side.
+        size = (2 * x.shape[-2], 2 * x.shape[-1])
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=ALIGN_CORNERS)
         x = self.decoder2(x)
-        return F.interpolate(x, size=tuple(ref_heat.shape[-2:]), mode="bilinear")
+        return F.interpolate(
+            x, size=tuple(ref_heat.shape[-2:]), mode="bilinear", align_corners=ALIGN_CORNERS
+        )
 
 
 class SamicNet(nn.Module):

@@ -21,10 +21,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hsnet_reference import random_hsnet_checkpoint
 from PIL import Image
 
 from samic_vos.cli import main
 from samic_vos.heatmaps import points_to_heatmap
+from samic_vos.hsnet_weights import hsnet_learner_state
 from samic_vos.mask_io import read_mask, write_mask
 from samic_vos.mask_points import interior_points
 from samic_vos.peaks import PeakConfig, find_peaks
@@ -325,6 +327,37 @@ def test_cli_trains_on_sambox_annotations(tiny, tmp_path, capsys):
     # 3 folders of 7 annotated frames: 6 consecutive pairs each, one folder held out.
     assert "12 training and 6 validation pairs" in capsys.readouterr().err
     assert json.loads((out / "history.json").read_text())[0]["epoch"] == 1
+
+
+@pytest.mark.slow
+def test_init_hsnet_starts_the_learner_from_an_hsnet_checkpoint(tiny, tmp_path, capsys):
+    root, tiny_config = tiny
+    hsnet = tmp_path / "best_model.pt"
+    torch.save(random_hsnet_checkpoint(seed=5), hsnet)
+    config = tmp_path / "hsnet.yaml"  # HSNet's channels; a learning rate too small to move
+    config.write_text(
+        "\n".join(tiny_config.read_text().splitlines()[1:]) + "\ntrain: {lr: 1.0e-9}\n"
+    )
+    out = tmp_path / "run"
+    one_epoch = ["--epochs", "1", "--batch-size", "4"]
+    assert _train(root, out, config, *one_epoch, "--init-hsnet", str(hsnet)) == 0
+    trained = _head(out / "latest.pt")
+    expected = hsnet_learner_state(torch.load(hsnet))
+    assert trained.keys() == expected.keys()
+    for key, value in expected.items():
+        torch.testing.assert_close(trained[key], value, rtol=0, atol=1e-6)
+    assert "init_hsnet: " + str(hsnet) in (out / "config.yaml").read_text()
+    # Another file (here a SAMIC checkpoint): one error line, exit 2, nothing written.
+    capsys.readouterr()
+    refused, samic = tmp_path / "refused", str(out / "latest.pt")
+    assert _train(root, refused, config, *one_epoch, "--init-hsnet", samic) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert errors == [
+        f"samic-vos: error: {samic}: not an HSNet ResNet-50 checkpoint (no HSNet "
+        "learner weights (keys 'module.hpn_learner.*')); pass the best_model.pt of "
+        "an HSNet ResNet-50 run (FSS-1000 or PASCAL-5i)"
+    ]
+    assert not refused.exists()
 
 
 def test_cli_errors_are_one_line_with_exit_status_2(tiny, tmp_path, capsys, monkeypatch):

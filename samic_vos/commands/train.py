@@ -55,6 +55,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--resume", metavar="CKPT", help="continue the run saved in CKPT (e.g. OUT_DIR/latest.pt)"
     )
+    parser.add_argument(
+        "--init-hsnet",
+        metavar="CKPT",
+        help="start the learner from an HSNet ResNet-50 checkpoint (FSS-1000 or PASCAL-5i)",
+    )
     backbone = parser.add_mutually_exclusive_group()
     backbone.add_argument(
         "--backbone-weights", metavar="PATH", help="torchvision ResNet-50 ImageNet state dict"
@@ -105,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         sambox=args.sambox,
         resume=args.resume,
         backbone_weights=args.backbone_weights,
+        init_hsnet=args.init_hsnet,
         device=args.device,
     )
     best = result.out_dir / "best.pt"
