@@ -95,7 +95,7 @@ def evaluate(
             for t, path in enumerate(paths):
                 image = read_image(path)
                 size = image.shape[:2]
-                feats = model.extract_features(preprocess(image, size_in))
+                feats = model.extract_features(preprocess(image, size_in, model.config.resize))
                 mask = val.read_annotation(seq, t) > 0
                 if prev_feats is not None and prev_mask.any():
                     ref_xy = interior_points(prev_mask, points_per_object).astype(np.float64)

@@ -179,10 +179,13 @@ def run_training(
         pairs = load_pairs(config, davis_root, sambox, dist.is_main)
         train_pairs, val_pairs = split_pairs(pairs, config.data.val_fraction, config.train.seed)
         size = config.net.input_size
+        resize = config.net.resize
         train_set = PairDataset(
-            train_pairs, size, config.augment, config.heat_sigma, config.train.seed
+            train_pairs, size, config.augment, config.heat_sigma, config.train.seed, resize
         )
-        val_set = PairDataset(val_pairs, size, AugmentConfig(enabled=False), config.heat_sigma)
+        val_set = PairDataset(
+            val_pairs, size, AugmentConfig(enabled=False), config.heat_sigma, resize=resize
+        )
         run_info = {
             "source": {"davis_root": davis_root, "sambox": sambox},
             "backbone_weights": None if backbone_weights is None else str(backbone_weights),

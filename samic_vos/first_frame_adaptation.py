@@ -140,7 +140,7 @@ def _make_view(
     size = (view_ids.shape[0], view_ids.shape[1])
     input_size = net.config.input_size
     with torch.no_grad():
-        feats = net.extract_features(preprocess(image, input_size).to(device))
+        feats = net.extract_features(preprocess(image, input_size, net.config.resize).to(device))
     heats: dict[int, torch.Tensor] = {}
     fixations: dict[int, torch.Tensor] = {}
     for obj_id in present:

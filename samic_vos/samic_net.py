@@ -28,6 +28,7 @@ from samic_vos.backbone import (
     BACKBONE_KINDS,
     LEVEL_BLOCKS,
     NUM_FEATURES,
+    RESIZE_MODES,
     ResNet50Pyramid,
     build_backbone,
     preprocess,
@@ -78,6 +79,9 @@ class SamicNetConfig:
             so correlations keep the heat map's grading. ``True``: HSNet's order, raw features
             × heat then normalised, which makes every position with nonzero heat (including a
             Gaussian's far tail) count fully, as a binary mask would.
+        resize: how :func:`preprocess` resizes images to ``input_size``, one of
+            ``RESIZE_MODES`` (:mod:`samic_vos.backbone`): ``"cv2"`` (ours) or
+            ``"pil_bilinear"`` (HSNet's, for runs warm-started from HSNet).
     """
 
     input_size: tuple[int, int] = (224, 224)
@@ -87,6 +91,7 @@ class SamicNetConfig:
     groups: int = 4
     heat_pool: str = "max"
     heat_before_norm: bool = False
+    resize: str = RESIZE_MODES[0]  # cv2 area/linear: see RESIZE_MODES for why not PIL's
 
     def __post_init__(self) -> None:
         size = tuple(self.input_size)
@@ -100,6 +105,9 @@ class SamicNetConfig:
         if self.heat_pool not in HEAT_POOLS:
             pools = ", ".join(HEAT_POOLS)
             raise UserError(f"unknown heat_pool '{self.heat_pool}' (choose one of: {pools})")
+        if self.resize not in RESIZE_MODES:
+            modes = ", ".join(RESIZE_MODES)
+            raise UserError(f"net.resize must be one of: {modes}, got '{self.resize}'")
         if len(self.channels) != 3 or any(c <= 0 or c % self.groups for c in self.channels):
             raise UserError(
                 f"channels must be 3 positive multiples of groups={self.groups}, "

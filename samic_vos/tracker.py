@@ -113,7 +113,9 @@ class CausalTracker:
             raise ValueError("the first frame needs a mask with at least one object")
         self.frame_index += 1
 
-        feats = self.net.extract_features(preprocess(rgb, self.input_size).to(self.device))
+        feats = self.net.extract_features(
+            preprocess(rgb, self.input_size, self.net.config.resize).to(self.device)
+        )
         self.segmenter.set_frame(rgb)
 
         results: dict[int, ObjectResult] = {}
