@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -81,3 +83,13 @@ def test_wrong_checkpoints_are_refused_in_one_line(tmp_path):
         load_hsnet_learner(head, not_hsnet)
     assert "\n" not in str(err.value)
     assert all(torch.equal(before[k], v) for k, v in head.state_dict().items())  # untouched
+
+
+def test_shipped_hsnet_warm_start_config_loads():
+    from samic_vos.config import load_config
+    from samic_vos.pipelines.train import TrainJobConfig
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "train_hsnet_warm.yaml"
+    net = load_config(TrainJobConfig(), path).net
+    assert (net.input_size, net.heat_before_norm, net.resize) == ((400, 400), True, "pil_bilinear")
+    assert net.channels == (16, 64, 128) and net.groups == 4  # HSNet's learner fits

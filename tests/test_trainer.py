@@ -46,13 +46,7 @@ SIZE = 64  # synthetic frames and network input, pixels
 RADIUS = 12  # disc radius, pixels
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a shared, loaded CPU several threads are many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _background(rng: np.random.Generator) -> np.ndarray:
