@@ -90,9 +90,8 @@ def main() -> None:
     report: dict = {"config": overrides, "threads": args.threads}
     if not args.skip_curve:
         rgb = read_image(JUDO / "JPEGImages" / "480p" / "judo" / "00000.jpg")
-        _, metrics = adapt(
-            rgb, read_mask(JUDO / "Annotations" / "480p" / "judo" / "00000.png"), config
-        )
+        ids = read_mask(JUDO / "Annotations" / "480p" / "judo" / "00000.png")
+        _, metrics = adapt(rgb, ids, config, RANDOM)
         report["judo"] = metrics
         print_curve(metrics)
     if args.proxy:
