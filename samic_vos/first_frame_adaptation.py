@@ -18,7 +18,8 @@ its best validation loss.
 Interruptions: with a ``state_path`` the whole state is saved (atomically) as it goes, and a
 later call with the same path, frame, mask, network and config continues it. **Identical**: the
 adapted weights are a function of the inputs, the config and the number of steps done; a resumed
-adaptation gives bit-for-bit the weights of an uninterrupted one that did as many steps. Steps
+adaptation gives bit-for-bit the weights of an uninterrupted one that did as many steps (on
+the CPU; on a GPU as far as its kernels are deterministic). Steps
 and plateaus do not depend on the machine; the time bound does, so the step count reached is
 returned (``metrics["steps"]``) and kept in the state: calling again with a finished state
 does no step and returns the same weights, and ``steps: N`` with ``max_seconds: null``
@@ -133,10 +134,12 @@ def adapt_on_first_frame(
 
     Returns:
         Plain values: ``steps`` done, ``stop`` (``"steps"``, ``"plateau"`` or ``"time"``),
-        ``best_step`` and ``best_val_loss`` (the weights kept), ``seconds`` spent in steps,
-        ``seconds_per_step``, ``setup_seconds`` (views), ``history`` (the loss curve: per
-        validation, ``step``, ``lr``, mean ``train_loss`` since the previous one, ``val_loss``)
-        and the mean training loss terms (``loss``, ``kld``, ...) of the last interval.
+        ``best_step`` and ``best_val_loss`` (the weights kept), ``seconds`` spent in steps
+        (their validations included; over every call on a state), ``seconds_per_step``,
+        ``setup_seconds`` (views), ``steps_this_call`` (0 for a finished state), ``history``
+        (the loss curve: per validation, ``step``, ``lr``, mean ``train_loss`` since the
+        previous one, ``val_loss``) and the mean training loss terms (``loss``, ``kld``, ...)
+        of the last interval.
         Empty if no object is in frame 0.
     """
     setup_start = time.perf_counter()
