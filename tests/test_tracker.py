@@ -18,7 +18,7 @@ class BrightNet(torch.nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.config = SimpleNamespace(input_size=(SIZE, SIZE))
+        self.config = SimpleNamespace(input_size=(SIZE, SIZE), resize="cv2")
         self.calls: list[int] = []
 
     def extract_features(self, images: torch.Tensor) -> list[torch.Tensor]:
@@ -55,7 +55,7 @@ def test_object_that_leaves_and_returns_keeps_its_last_good_reference(monkeypatc
     import samic_vos.samic_prompter as prompter_module
 
     # Features in [0, 1] (no ImageNet normalisation), so BrightNet's threshold is simple.
-    def to_unit(rgb, size):
+    def to_unit(rgb, size, resize):
         return torch.from_numpy(rgb / 255.0).permute(2, 0, 1)[None].float()
 
     monkeypatch.setattr(prompter_module, "preprocess", to_unit)

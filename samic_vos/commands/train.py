@@ -72,6 +72,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="continue the training in OUT (OUT/latest.pt), or the one saved in CKPT",
     )
     group.add_argument(
+        "--init-hsnet",
+        type=Path,
+        metavar="CKPT",
+        help="start the learner from an HSNet ResNet-50 checkpoint (FSS-1000 or PASCAL-5i)",
+    )
+    group.add_argument(
         "--force", action="store_true", help="start afresh over a training already in OUT"
     )
     common.add_models(parser, sam=False, samic_checkpoint=False)
@@ -97,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         force=args.force,
         backbone_weights=args.backbone_weights,
+        init_hsnet=args.init_hsnet,
     )
     best = result.out_dir / "best.pt"
     if result.is_main and best.is_file():
