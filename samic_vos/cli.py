@@ -26,6 +26,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "samic_vos.commands.train",
     "samic_vos.commands.eval",
     "samic_vos.commands.weights",
+    "samic_vos.commands.data",
 )
 
 # Library messages name arguments in backticks; the CLI shows each as its flag.
@@ -48,6 +49,7 @@ ARGUMENT_FLAGS: dict[str, str] = {
     "init_hsnet": "--init-hsnet",
     "resolution": "--resolution",
     "split": "--set",
+    "root": "--root",
 }
 
 
