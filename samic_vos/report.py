@@ -24,6 +24,7 @@ import numpy as np
 from samic_vos.atomic import atomic_write_text
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 # A table cell: text, a number (formatted by the table's ``number``), or None (shown as "–").
@@ -187,7 +188,7 @@ def bar_chart(
         axes.set_xlim(*xlim)
     axes.grid(axis="x", alpha=0.3)
     if len(labels) > 1:
-        axes.legend(loc="lower right", fontsize=8)
+        _legend(figure, axes, "upper")
     return figure
 
 
@@ -213,9 +214,17 @@ def line_chart(
         if ylim is not None:
             axes.set_ylim(*ylim)
     if panels and len(panels[0][1]) > 1:
-        axes_all[-1].legend(fontsize=8)
+        _legend(figure, axes_all[0], "lower")  # above would cover the title
     figure.suptitle(title)
     return figure
+
+
+def _legend(figure: Figure, axes: Axes, side: str) -> None:
+    """The labels of ``axes``'s artists in rows of up to 5, outside the plots (never on data),
+    on the ``side`` ``"upper"`` or ``"lower"``."""
+    handles, labels = axes.get_legend_handles_labels()
+    ncols = min(5, len(labels))
+    figure.legend(handles, labels, loc=f"outside {side} center", ncols=ncols, fontsize=8)
 
 
 def image_grid(
