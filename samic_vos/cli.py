@@ -27,6 +27,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "samic_vos.commands.eval",
     "samic_vos.commands.bench",
     "samic_vos.commands.weights",
+    "samic_vos.commands.data",
 )
 
 # Library messages name arguments in backticks; the CLI shows each as its flag.
@@ -49,6 +50,7 @@ ARGUMENT_FLAGS: dict[str, str] = {
     "init_hsnet": "--init-hsnet",
     "resolution": "--resolution",
     "split": "--set",
+    "root": "--root",
 }
 
 
