@@ -1,0 +1,331 @@
+"""Few-shot image datasets: FSS-1000, PerSeg, plain image/mask folders and SAMBOX folders.
+
+Every reader is a :class:`FewShotDataset`: a list of class names and, per class, its labelled
+images (:class:`FewShotItem`, image path + mask path) in natural file-name order (``2`` before
+``10``). :meth:`FewShotDataset.read_mask` turns an item's mask file into a ``bool`` array of
+shape ``(H, W)`` (row, column; ``True`` = the class), with the rule of that dataset's reference
+toolkit, and :meth:`FewShotDataset.load` reads image and mask together and checks their sizes.
+
+Layouts (``ROOT`` is the folder passed in):
+
+- ``fss1000``: ``ROOT/<class>/<n>.jpg`` with mask ``<n>.png`` (or ``ROOT/FSS-1000/<class>/``,
+  HSNet's ``datapath``); masks are read as grayscale (Pillow ``L``) and values ``>= 128`` are
+  foreground, as HSNet's ``data/fss.py`` reads them. The split (``train``/``val``/``test``,
+  520/240/240 classes) is HSNet's class list (``data/splits/fss/{trn,val,test}.txt``), shipped in
+  ``samic_vos/splits/fss1000/``; classes are sorted by name, as HSNet sorts them.
+- ``perseg``: ``ROOT/Images/<object>/NN.jpg`` and ``ROOT/Annotations/<object>/NN.png``; the
+  reference is ``00`` (:data:`PERSEG_REFERENCE`); masks: grayscale ``> 0`` is foreground, as
+  PerSAM's ``eval_miou.py`` reads them.
+- ``folder``: ``ROOT/images/<class>/<name>.<jpg|jpeg|png>`` and ``ROOT/masks/<class>/<name>.png``
+  (images directly in ``ROOT/images/`` form one class named after ``ROOT``); masks as
+  :func:`samic_vos.mask_io.read_mask` reads them (palette, binary grayscale), every object id is
+  foreground (void 255 is not).
+- ``sambox``: the ``*.sambox.json`` annotations under ``ROOT``
+  (:func:`samic_vos.sambox_format.find_annotations`); every object with a saved ``mask`` is an
+  item of the class named by its ``label`` (objects without a label: ``id<N>``); the object's
+  pixels are its id in a palette mask, or non-zero in a binary one. Objects without a saved
+  mask carry points only and are not items.
+
+Each reader checks its tree when opened and raises a one-line
+:class:`~samic_vos.errors.UserError` naming the first inconsistent file or folder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from samic_vos.davis import read_image
+from samic_vos.errors import UserError
+from samic_vos.frame_source import IMAGE_SUFFIXES
+from samic_vos.mask_io import VOID_ID, read_mask
+from samic_vos.sambox_format import find_annotations, natural_key, read_annotation
+
+KINDS = ("fss1000", "perseg", "folder", "sambox")
+FSS_SPLITS = ("train", "val", "test")
+FSS_FOREGROUND = 128  # HSNet data/fss.py: grayscale mask values >= 128 are foreground
+PERSEG_REFERENCE = "00"  # PerSAM's ref_idx: the one labelled image of each PerSeg object
+
+
+@dataclass(frozen=True)
+class FewShotItem:
+    """One labelled image of a class: ``image`` and its ``mask`` file.
+
+    ``object_id``: the palette id of the class in ``mask`` (SAMBOX objects); ``None`` when the
+    dataset's own rule says which pixels are foreground.
+    """
+
+    image: Path
+    mask: Path
+    object_id: int | None = None
+
+    @property
+    def name(self) -> str:
+        """The image's file name without its suffix (``"3"`` for ``.../3.jpg``)."""
+        return self.image.stem
+
+
+def _read_gray(path: Path) -> np.ndarray:
+    """A mask file as Pillow grayscale ``L`` values, ``uint8`` ``(H, W)``."""
+    if not path.is_file():
+        raise UserError(f"{path}: mask file not found")
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("L"), dtype=np.uint8).copy()
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: cannot decode the mask image ({err})") from err
+
+
+def _sorted_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """The files of ``folder`` (not hidden) whose suffix is one of ``suffixes``, natural order."""
+    found = [
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")
+    ]
+    return sorted(found, key=lambda p: natural_key(p.name))
+
+
+def _sub_folders(folder: Path) -> list[Path]:
+    """The sub-folders of ``folder`` (not hidden), natural order."""
+    found = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    return sorted(found, key=lambda p: natural_key(p.name))
+
+
+def _require_dir(folder: Path, what: str) -> None:
+    if not folder.is_dir():
+        raise UserError(f"{folder}: folder not found; {what}")
+
+
+class FewShotDataset:
+    """Classes and their labelled images; subclasses say how a tree is laid out and read.
+
+    ``classes``: the class names in the dataset's order. ``kind``: one of :data:`KINDS`.
+    """
+
+    kind: str = ""
+
+    def __init__(self, root: Path, items: dict[str, list[FewShotItem]]) -> None:
+        self.root = root
+        self._items = items
+        if not items:
+            raise UserError(f"{root}: holds no class of labelled images")
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names, in the dataset's order."""
+        return list(self._items)
+
+    def items(self, class_name: str) -> list[FewShotItem]:
+        """The labelled images of ``class_name``, natural file-name order."""
+        if class_name not in self._items:
+            raise UserError(f"unknown class '{class_name}' in {self.root} ({self.kind})")
+        return list(self._items[class_name])
+
+    def __len__(self) -> int:
+        """The number of labelled images over all classes."""
+        return sum(len(v) for v in self._items.values())
+
+    def read_mask(self, item: FewShotItem) -> np.ndarray:
+        """The mask of ``item``: ``bool`` ``(H, W)``, ``True`` where the class is."""
+        ids = read_mask(item.mask)
+        if item.object_id is not None:
+            return ids == item.object_id
+        return (ids > 0) & (ids != VOID_ID)
+
+    def load(self, item: FewShotItem) -> tuple[np.ndarray, np.ndarray]:
+        """Image (``uint8`` RGB ``(H, W, 3)``) and mask (``bool`` ``(H, W)``) of ``item``.
+
+        Raises :class:`UserError` naming the mask when the two sizes differ.
+        """
+        image, mask = read_image(item.image), self.read_mask(item)
+        if image.shape[:2] != mask.shape:
+            raise UserError(
+                f"{item.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image "
+                f"{item.image} is {image.shape[1]}x{image.shape[0]}; masks have their image's size"
+            )
+        return image, mask
+
+
+def fss_split_classes(split: str) -> list[str]:
+    """HSNet's FSS-1000 class list of ``split`` (``train``: 520, ``val``: 240, ``test``: 240),
+    sorted by name as HSNet sorts it."""
+    if split not in FSS_SPLITS:
+        raise UserError(f"unknown FSS-1000 split '{split}': use one of {', '.join(FSS_SPLITS)}")
+    text = resources.files("samic_vos").joinpath(f"splits/fss1000/{split}.txt").read_text("utf-8")
+    return sorted(line for line in text.splitlines() if line)
+
+
+class Fss1000Dataset(FewShotDataset):
+    """One split of FSS-1000: ``<class>/<n>.jpg`` + ``<n>.png``; masks ``>= 128`` foreground."""
+
+    kind = "fss1000"
+
+    def __init__(self, root: str | os.PathLike[str], split: str = "test") -> None:
+        root = Path(root)
+        _require_dir(root, "pass the FSS-1000 folder that holds one folder per class")
+        if (root / "FSS-1000").is_dir():
+            root = root / "FSS-1000"
+        self.split = split
+        items: dict[str, list[FewShotItem]] = {}
+        for name in fss_split_classes(split):
+            folder = root / name
+            _require_dir(
+                folder,
+                f"class '{name}' of the FSS-1000 {split} split is missing; complete the download",
+            )
+            images = _sorted_files(folder, (".jpg",))
+            if not images:
+                raise UserError(f"{folder}: class folder holds no .jpg image")
+            for image in images:
+                if not image.with_suffix(".png").is_file():
+                    raise UserError(
+                        f"{image}: image has no mask {image.with_suffix('.png').name} beside it"
+                    )
+            items[name] = [FewShotItem(p, p.with_suffix(".png")) for p in images]
+        super().__init__(root, items)
+
+    def read_mask(self, item: FewShotItem) -> np.ndarray:
+        """HSNet's rule: grayscale ``>= 128`` is foreground; ``bool`` ``(H, W)``."""
+        return _read_gray(item.mask) >= FSS_FOREGROUND
+
+
+def _pair_files(image_dir: Path, mask_dir: Path, suffixes: tuple[str, ...]) -> list[FewShotItem]:
+    """Images of ``image_dir`` with the mask of the same stem (``.png``) in ``mask_dir``.
+
+    Raises :class:`UserError` for the first image without a mask, mask without an image, or
+    stem given by two images.
+    """
+    images = _sorted_files(image_dir, suffixes)
+    if not images:
+        raise UserError(f"{image_dir}: holds no image ({', '.join(suffixes)})")
+    by_stem: dict[str, Path] = {}
+    for image in images:
+        if image.stem in by_stem:
+            raise UserError(
+                f"{image}: two images named '{image.stem}' ({by_stem[image.stem].name}); "
+                "keep one per mask"
+            )
+        by_stem[image.stem] = image
+    masks = {p.stem: p for p in _sorted_files(mask_dir, (".png",))} if mask_dir.is_dir() else {}
+    for stem, image in by_stem.items():
+        if stem not in masks:
+            raise UserError(f"{image}: image has no mask {mask_dir / (stem + '.png')}")
+    for stem, mask in masks.items():
+        if stem not in by_stem:
+            raise UserError(f"{mask}: mask has no image of the same name in {image_dir}")
+    return [FewShotItem(image, masks[stem]) for stem, image in by_stem.items()]
+
+
+def _check_no_orphans(mask_dir: Path, image_dir: Path, classes: dict) -> None:
+    """Raise :class:`UserError` for the first class folder of masks without images."""
+    for folder in _sub_folders(mask_dir):
+        if folder.name not in classes:
+            raise UserError(f"{folder}: masks of a class with no folder in {image_dir}")
+
+
+class PerSegDataset(FewShotDataset):
+    """PerSeg: ``Images/<object>/NN.jpg`` + ``Annotations/<object>/NN.png``; reference ``00``.
+
+    Masks: grayscale ``> 0`` is foreground (PerSAM's ``eval_miou.py``).
+    """
+
+    kind = "perseg"
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        root = Path(root)
+        hint = "pass the PerSeg folder that holds Images/ and Annotations/"
+        _require_dir(root / "Images", hint)
+        _require_dir(root / "Annotations", hint)
+        items: dict[str, list[FewShotItem]] = {}
+        for folder in _sub_folders(root / "Images"):
+            masks = root / "Annotations" / folder.name
+            _require_dir(masks, f"object '{folder.name}' has images but no annotations")
+            pairs = _pair_files(folder, masks, (".jpg",))
+            if not any(item.name == PERSEG_REFERENCE for item in pairs):
+                raise UserError(
+                    f"{folder / (PERSEG_REFERENCE + '.jpg')}: reference image of object "
+                    f"'{folder.name}' not found; PerSeg's reference is {PERSEG_REFERENCE}"
+                )
+            items[folder.name] = pairs
+        _check_no_orphans(root / "Annotations", root / "Images", items)
+        super().__init__(root, items)
+
+    def reference(self, class_name: str) -> FewShotItem:
+        """The labelled reference (``00``) of ``class_name``."""
+        return next(i for i in self.items(class_name) if i.name == PERSEG_REFERENCE)
+
+    def targets(self, class_name: str) -> list[FewShotItem]:
+        """Every image of ``class_name`` but the reference: PerSAM's scored targets."""
+        return [i for i in self.items(class_name) if i.name != PERSEG_REFERENCE]
+
+    def read_mask(self, item: FewShotItem) -> np.ndarray:
+        """PerSAM's rule: grayscale ``> 0`` is foreground; ``bool`` ``(H, W)``."""
+        return _read_gray(item.mask) > 0
+
+
+class FolderDataset(FewShotDataset):
+    """``images/<class>/<name>.<ext>`` + ``masks/<class>/<name>.png`` (or one flat class)."""
+
+    kind = "folder"
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        root = Path(root)
+        hint = "pass a folder holding images/ and masks/ (same names, masks .png)"
+        _require_dir(root / "images", hint)
+        _require_dir(root / "masks", hint)
+        items: dict[str, list[FewShotItem]] = {}
+        if _sorted_files(root / "images", IMAGE_SUFFIXES):
+            items[root.resolve().name] = _pair_files(
+                root / "images", root / "masks", IMAGE_SUFFIXES
+            )
+        for folder in _sub_folders(root / "images"):
+            items[folder.name] = _pair_files(folder, root / "masks" / folder.name, IMAGE_SUFFIXES)
+        _check_no_orphans(root / "masks", root / "images", items)
+        super().__init__(root, items)
+
+
+class SamboxDataset(FewShotDataset):
+    """The SAMBOX annotations under a folder: objects with a saved mask, classes by label."""
+
+    kind = "sambox"
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        root = Path(root)
+        items: dict[str, list[FewShotItem]] = {}
+        for path in find_annotations(root):
+            annotation = read_annotation(path)
+            for obj in annotation.objects:
+                mask = annotation.mask_path(obj)
+                if mask is not None:
+                    label = obj.label if obj.label is not None else f"id{obj.id}"
+                    item = FewShotItem(annotation.image_path(), mask, obj.id)
+                    items.setdefault(label, []).append(item)
+        if not items:
+            raise UserError(
+                f"{root}: no SAMBOX object with a saved mask (*.sambox.json 'mask'); "
+                "save masks in SAMBOX"
+            )
+        super().__init__(root, {k: items[k] for k in sorted(items, key=natural_key)})
+
+    def read_mask(self, item: FewShotItem) -> np.ndarray:
+        """The object's pixels: its id in a palette mask, non-zero in a binary one."""
+        ids = read_mask(item.mask)  # checks the file first
+        with Image.open(item.mask) as image:
+            palette = image.mode == "P"
+        return ids == item.object_id if palette else ids > 0
+
+
+def open_fewshot(kind: str, root: str | os.PathLike[str], split: str = "test") -> FewShotDataset:
+    """The reader of ``kind`` (one of :data:`KINDS`) on ``root``; ``split`` for FSS-1000 only."""
+    if kind == "fss1000":
+        return Fss1000Dataset(root, split)
+    readers = {"perseg": PerSegDataset, "folder": FolderDataset, "sambox": SamboxDataset}
+    if kind not in readers:
+        raise UserError(f"unknown few-shot dataset '{kind}': use one of {', '.join(KINDS)}")
+    return readers[kind](root)
