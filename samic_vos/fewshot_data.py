@@ -144,12 +144,20 @@ class FewShotDataset:
         Raises :class:`UserError` naming the mask when the two sizes differ.
         """
         image, mask = read_image(item.image), self.read_mask(item)
-        if image.shape[:2] != mask.shape:
-            raise UserError(
-                f"{item.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image "
-                f"{item.image} is {image.shape[1]}x{image.shape[0]}; masks have their image's size"
-            )
+        check_mask_size(item, mask.shape, image.shape[:2])
         return image, mask
+
+
+def check_mask_size(
+    item: FewShotItem, mask_shape: tuple[int, ...], image_shape: tuple[int, ...]
+) -> None:
+    """Raise :class:`UserError` naming ``item.mask`` unless the two (H, W) shapes agree."""
+    if tuple(mask_shape) != tuple(image_shape):
+        (mask_h, mask_w), (image_h, image_w) = mask_shape, image_shape
+        raise UserError(
+            f"{item.mask}: mask is {mask_w}x{mask_h} but its image {item.image} is "
+            f"{image_w}x{image_h}; masks have their image's size"
+        )
 
 
 def fss_split_classes(split: str) -> list[str]:
