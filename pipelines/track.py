@@ -36,6 +36,7 @@ from samic_vos.first_frame_adaptation import AdaptationConfig
 from samic_vos.frame_source import BACKENDS, FrameSource, open_frames
 from samic_vos.mask_io import object_ids, read_mask, write_mask
 from samic_vos.output_paths import check_writable_dir, check_writable_file
+from samic_vos.prompter import PROMPTERS, build_prompter
 from samic_vos.prompts_log import complete_records, frame_record, keep_first, write_record
 from samic_vos.render import OverlayConfig, overlay
 from samic_vos.runs import RunManifest, RunState, fingerprint, open_run, write_manifest
@@ -60,6 +61,7 @@ class TrackConfig:
     # vit_b | vit_l | vit_h (tiny: tests); None: the SAM checkpoint's own (vit_b to download).
     sam_model: str | None = None
     device: str = "auto"  # auto | cuda | cuda:N | mps | cpu
+    prompter: str = "samic"  # samic | previous-mask | persam (training-free baselines)
     backend: str = "auto"  # frame decoding: auto | decord | pyav | folder
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
@@ -75,6 +77,7 @@ class TrackConfig:
             valid_device_name(self.device), "device", "auto, cuda, cuda:N, mps or cpu", self.device
         )
         require_choice("backend", self.backend, BACKENDS)
+        require_choice("prompter", self.prompter, PROMPTERS)
 
 
 @dataclass
@@ -184,16 +187,17 @@ def run_track(inputs: TrackInputs, config: TrackConfig, progress: bool = True) -
     frames = open_frames(inputs.video, backend=config.backend)
     try:
         given = given_masks(inputs, frames)
+        uses_samic = config.prompter == "samic"
         device = select_device(config.device)
         torch.manual_seed(0)
         sam = load_sam(config.sam_model, inputs.sam_checkpoint, device)
-        net, samic_source = _samic(inputs, config, device)
+        net, samic_source = _samic(inputs, config, device) if uses_samic else (None, None)
         loaded = sam_arch_name(sam)
         ran = dataclasses.replace(
             config,
             device=str(device),
             sam_model=loaded if loaded in SAM_ARCHS else config.sam_model,
-            network=net.config,
+            network=net.config if net is not None else config.network,
         )
         manifest = RunManifest(
             command="track",
@@ -215,10 +219,12 @@ def run_track(inputs: TrackInputs, config: TrackConfig, progress: bool = True) -
         out.mkdir(parents=True, exist_ok=True)
         write_manifest(out, manifest)
         save_config(ran, out / "config.yaml", version=__version__, samic=samic_source)
-        net = _adapt_if_needed(inputs, ran, net, frames, given, device, state, progress)
+        if net is not None:
+            net = _adapt_if_needed(inputs, ran, net, frames, given, device, state, progress)
         (out / "masks").mkdir(exist_ok=True)
         segmenter = SamSegmenter(sam, device)
-        tracker = CausalTracker(net, segmenter, ran.tracker, device)
+        prompter = build_prompter(ran.prompter, segmenter, ran.tracker, net, device)
+        tracker = CausalTracker(prompter, segmenter, ran.tracker)
         computed = _track_frames(inputs, ran, frames, given, tracker, state, progress)
         manifest.finished = True
         write_manifest(out, manifest)
@@ -248,7 +254,7 @@ def _track_frames(
         if done:
             log.info("%s: continuing the run after its %d finished frames", out, done)
     plan = plan_restore(records)
-    kept: dict[int, list[torch.Tensor]] = {}
+    kept: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     writer = VideoWriter(inputs.overlay, frames.fps, frames.size) if inputs.overlay else None
     computed = 0
     mode = "a" if done else "w"
@@ -258,13 +264,14 @@ def _track_frames(
         )
         for frame in frames_bar:
             if frame.index < done:  # finished by an earlier run: its state is rebuilt
+                if frame.index in plan.frames or writer is not None:
+                    ids = read_mask(out / "masks" / f"{frame.name}.png")
                 if frame.index in plan.frames:
-                    kept[frame.index] = tracker.features(frame.rgb)
+                    kept[frame.index] = (frame.rgb.copy(), ids)
                 if frame.index == done - 1:
                     restore_tracker(tracker, plan, kept, records, frames.size)
                     kept.clear()
                 if writer is not None:
-                    ids = read_mask(out / "masks" / f"{frame.name}.png")
                     writer.write(_drawn(frame.rgb, ids, records[frame.index], config))
                 continue
             mask = read_mask(given[frame.index]) if frame.index in given else None
