@@ -19,9 +19,9 @@ from itertools import permutations
 import numpy as np
 from PIL import Image
 
-from samic_vos.config import require
+from samic_vos.config import require, require_choice
 from samic_vos.errors import UserError
-from samic_vos.fewshot_data import FewShotDataset, FewShotItem, check_mask_size
+from samic_vos.fewshot_data import FSS_SPLITS, FewShotDataset, FewShotItem, check_mask_size
 from samic_vos.mask_points import DEFAULT_MIN_AREA, interior_points
 from samic_vos.training_pairs import DEFAULT_POINTS_PER_OBJECT, TrainingPair
 
@@ -32,17 +32,22 @@ FEWSHOT_OBJECT_ID = 1  # a few-shot class is one object: id 1 of its (binary) ma
 
 @dataclass
 class FewShotPairConfig:
-    """Which images of each class make training pairs (key ``fewshot:`` of the train job)."""
+    """Which images of each class make training pairs (key ``fewshot:`` of the train job).
+
+    ``split`` is read for FSS-1000 only (the other datasets have no split).
+    """
 
     train_fraction: float = 0.2  # the paper: 20% of each class's training images
     seed: int = 0  # which images a fraction chooses
     min_images: int = 2  # the fewest images chosen per class (a pair needs two; paper silent)
+    split: str = "train"  # FSS-1000: the split whose classes train (HSNet's 520 classes)
 
     def __post_init__(self) -> None:
         ok = 0 < self.train_fraction <= 1
         require(ok, "train_fraction", "a fraction in (0, 1]", self.train_fraction)
         require(self.seed >= 0, "seed", "an integer >= 0", self.seed)
         require(self.min_images >= 2, "min_images", "an integer >= 2", self.min_images)
+        require_choice("split", self.split, FSS_SPLITS)
 
 
 def chosen_items(
