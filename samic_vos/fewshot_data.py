@@ -42,7 +42,7 @@ from PIL import Image
 
 from samic_vos.davis import read_image
 from samic_vos.errors import UserError
-from samic_vos.frame_source import IMAGE_SUFFIXES
+from samic_vos.frame_source import IMAGE_SUFFIXES, image_files
 from samic_vos.mask_io import VOID_ID, read_mask
 from samic_vos.sambox_format import find_annotations, natural_key, read_annotation
 
@@ -72,23 +72,7 @@ class FewShotItem:
 
 def _read_gray(path: Path) -> np.ndarray:
     """A mask file as Pillow grayscale ``L`` values, ``uint8`` ``(H, W)``."""
-    if not path.is_file():
-        raise UserError(f"{path}: mask file not found")
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("L"), dtype=np.uint8).copy()
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path}: cannot decode the mask image ({err})") from err
-
-
-def _sorted_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
-    """The files of ``folder`` (not hidden) whose suffix is one of ``suffixes``, natural order."""
-    found = [
-        p
-        for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")
-    ]
-    return sorted(found, key=lambda p: natural_key(p.name))
+    return read_image(path, mode="L", what="mask")
 
 
 def _sub_folders(folder: Path) -> list[Path]:
@@ -187,7 +171,7 @@ class Fss1000Dataset(FewShotDataset):
                 folder,
                 f"class '{name}' of the FSS-1000 {split} split is missing; complete the download",
             )
-            images = _sorted_files(folder, (".jpg",))
+            images = image_files(folder, (".jpg",))
             if not images:
                 raise UserError(f"{folder}: class folder holds no .jpg image")
             for image in images:
@@ -209,18 +193,10 @@ def _pair_files(image_dir: Path, mask_dir: Path, suffixes: tuple[str, ...]) -> l
     Raises :class:`UserError` for the first image without a mask, mask without an image, or
     stem given by two images.
     """
-    images = _sorted_files(image_dir, suffixes)
-    if not images:
+    by_stem = {p.stem: p for p in image_files(image_dir, suffixes)}
+    if not by_stem:
         raise UserError(f"{image_dir}: holds no image ({', '.join(suffixes)})")
-    by_stem: dict[str, Path] = {}
-    for image in images:
-        if image.stem in by_stem:
-            raise UserError(
-                f"{image}: two images named '{image.stem}' ({by_stem[image.stem].name}); "
-                "keep one per mask"
-            )
-        by_stem[image.stem] = image
-    masks = {p.stem: p for p in _sorted_files(mask_dir, (".png",))} if mask_dir.is_dir() else {}
+    masks = {p.stem: p for p in image_files(mask_dir, (".png",))} if mask_dir.is_dir() else {}
     for stem, image in by_stem.items():
         if stem not in masks:
             raise UserError(f"{image}: image has no mask {mask_dir / (stem + '.png')}")
@@ -230,11 +206,25 @@ def _pair_files(image_dir: Path, mask_dir: Path, suffixes: tuple[str, ...]) -> l
     return [FewShotItem(image, masks[stem]) for stem, image in by_stem.items()]
 
 
-def _check_no_orphans(mask_dir: Path, image_dir: Path, classes: dict) -> None:
-    """Raise :class:`UserError` for the first class folder of masks without images."""
-    for folder in _sub_folders(mask_dir):
-        if folder.name not in classes:
-            raise UserError(f"{folder}: masks of a class with no folder in {image_dir}")
+def _class_folders(
+    image_root: Path, mask_root: Path, suffixes: tuple[str, ...], hint: str
+) -> dict[str, list[FewShotItem]]:
+    """One class per sub-folder of ``image_root``, paired with the same folder of ``mask_root``.
+
+    Raises :class:`UserError` for a missing root (with ``hint``), a class without its mask
+    folder, an unpaired file (:func:`_pair_files`) or a mask folder without images.
+    """
+    _require_dir(image_root, hint)
+    _require_dir(mask_root, hint)
+    items: dict[str, list[FewShotItem]] = {}
+    for folder in _sub_folders(image_root):
+        masks = mask_root / folder.name
+        _require_dir(masks, f"class '{folder.name}' has images but no masks")
+        items[folder.name] = _pair_files(folder, masks, suffixes)
+    for folder in _sub_folders(mask_root):
+        if folder.name not in items:
+            raise UserError(f"{folder}: masks of a class with no folder in {image_root}")
+    return items
 
 
 class PerSegDataset(FewShotDataset):
@@ -248,20 +238,13 @@ class PerSegDataset(FewShotDataset):
     def __init__(self, root: str | os.PathLike[str]) -> None:
         root = Path(root)
         hint = "pass the PerSeg folder that holds Images/ and Annotations/"
-        _require_dir(root / "Images", hint)
-        _require_dir(root / "Annotations", hint)
-        items: dict[str, list[FewShotItem]] = {}
-        for folder in _sub_folders(root / "Images"):
-            masks = root / "Annotations" / folder.name
-            _require_dir(masks, f"object '{folder.name}' has images but no annotations")
-            pairs = _pair_files(folder, masks, (".jpg",))
+        items = _class_folders(root / "Images", root / "Annotations", (".jpg",), hint)
+        for name, pairs in items.items():
             if not any(item.name == PERSEG_REFERENCE for item in pairs):
                 raise UserError(
-                    f"{folder / (PERSEG_REFERENCE + '.jpg')}: reference image of object "
-                    f"'{folder.name}' not found; PerSeg's reference is {PERSEG_REFERENCE}"
+                    f"{root / 'Images' / name / (PERSEG_REFERENCE + '.jpg')}: reference image "
+                    f"of object '{name}' not found; PerSeg's reference is {PERSEG_REFERENCE}"
                 )
-            items[folder.name] = pairs
-        _check_no_orphans(root / "Annotations", root / "Images", items)
         super().__init__(root, items)
 
     def reference(self, class_name: str) -> FewShotItem:
@@ -285,16 +268,10 @@ class FolderDataset(FewShotDataset):
     def __init__(self, root: str | os.PathLike[str]) -> None:
         root = Path(root)
         hint = "pass a folder holding images/ and masks/ (same names, masks .png)"
-        _require_dir(root / "images", hint)
-        _require_dir(root / "masks", hint)
-        items: dict[str, list[FewShotItem]] = {}
-        if _sorted_files(root / "images", IMAGE_SUFFIXES):
-            items[root.resolve().name] = _pair_files(
-                root / "images", root / "masks", IMAGE_SUFFIXES
-            )
-        for folder in _sub_folders(root / "images"):
-            items[folder.name] = _pair_files(folder, root / "masks" / folder.name, IMAGE_SUFFIXES)
-        _check_no_orphans(root / "masks", root / "images", items)
+        items = _class_folders(root / "images", root / "masks", IMAGE_SUFFIXES, hint)
+        if image_files(root / "images"):
+            flat = _pair_files(root / "images", root / "masks", IMAGE_SUFFIXES)
+            items = {root.resolve().name: flat, **items}
         super().__init__(root, items)
 
 
