@@ -22,9 +22,10 @@ Layouts (``ROOT`` is the folder passed in):
   foreground (void 255 is not).
 - ``sambox``: the ``*.sambox.json`` annotations under ``ROOT``
   (:func:`samic_vos.sambox_format.find_annotations`); every object with a saved ``mask`` is an
-  item of the class named by its ``label`` (objects without a label: ``id<N>``); the object's
-  pixels are its id in a palette mask, or non-zero in a binary one. Objects without a saved
-  mask carry points only and are not items.
+  part of the class named by its ``label`` (objects without a label: ``id<N>``), the objects
+  of one label in one image forming one item (their union); an object's pixels are its id in a
+  palette mask, or non-zero in a binary one. Objects without a saved mask carry points only
+  and are not items.
 
 Each reader checks its tree when opened and raises a one-line
 :class:`~samic_vos.errors.UserError` naming the first inconsistent file or folder.
@@ -56,13 +57,14 @@ PERSEG_REFERENCE = "00"  # PerSAM's ref_idx: the one labelled image of each PerS
 class FewShotItem:
     """One labelled image of a class: ``image`` and its ``mask`` file.
 
-    ``object_id``: the palette id of the class in ``mask`` (SAMBOX objects); ``None`` when the
-    dataset's own rule says which pixels are foreground.
+    ``parts`` (SAMBOX only): ``(mask file, object id)`` of every object of the class in the
+    image, whose union is the class (``mask`` is the first one's file); empty when the
+    dataset's own rule says which pixels of ``mask`` are foreground.
     """
 
     image: Path
     mask: Path
-    object_id: int | None = None
+    parts: tuple[tuple[Path, int], ...] = ()
 
     @property
     def name(self) -> str:
@@ -116,10 +118,12 @@ class FewShotDataset:
         return sum(len(v) for v in self._items.values())
 
     def read_mask(self, item: FewShotItem) -> np.ndarray:
-        """The mask of ``item``: ``bool`` ``(H, W)``, ``True`` where the class is."""
+        """The mask of ``item``: ``bool`` ``(H, W)``, ``True`` where the class is.
+
+        This rule (the ``folder`` layout's): every object id of a palette or binary mask,
+        void (255) excluded.
+        """
         ids = read_mask(item.mask)
-        if item.object_id is not None:
-            return ids == item.object_id
         return (ids > 0) & (ids != VOID_ID)
 
     def load(self, item: FewShotItem) -> tuple[np.ndarray, np.ndarray]:
@@ -285,12 +289,15 @@ class SamboxDataset(FewShotDataset):
         items: dict[str, list[FewShotItem]] = {}
         for path in find_annotations(root):
             annotation = read_annotation(path)
+            parts: dict[str, list[tuple[Path, int]]] = {}
             for obj in annotation.objects:
                 mask = annotation.mask_path(obj)
                 if mask is not None:
                     label = obj.label if obj.label is not None else f"id{obj.id}"
-                    item = FewShotItem(annotation.image_path(), mask, obj.id)
-                    items.setdefault(label, []).append(item)
+                    parts.setdefault(label, []).append((mask, obj.id))
+            for label, found in parts.items():
+                item = FewShotItem(annotation.image_path(), found[0][0], tuple(found))
+                items.setdefault(label, []).append(item)
         if not items:
             raise UserError(
                 f"{root}: no SAMBOX object with a saved mask (*.sambox.json 'mask'); "
@@ -299,11 +306,13 @@ class SamboxDataset(FewShotDataset):
         super().__init__(root, {k: items[k] for k in sorted(items, key=natural_key)})
 
     def read_mask(self, item: FewShotItem) -> np.ndarray:
-        """The object's pixels: its id in a palette mask, non-zero in a binary one."""
-        ids = read_mask(item.mask)  # checks the file first
-        with Image.open(item.mask) as image:
-            palette = image.mode == "P"
-        return ids == item.object_id if palette else ids > 0
+        """The union of the parts: each object's id in a palette mask, non-zero in a binary one."""
+        parts = []
+        for path, object_id in item.parts:
+            ids = read_mask(path)  # checks the file first
+            with Image.open(path) as image:
+                parts.append(ids == object_id if image.mode == "P" else ids > 0)
+        return np.logical_or.reduce(parts)  # one size: read_annotation checked every mask
 
 
 def open_fewshot(kind: str, root: str | os.PathLike[str], split: str = "test") -> FewShotDataset:

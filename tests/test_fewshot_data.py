@@ -156,8 +156,9 @@ def annotate(folder: Path, name: str, objects: list[SamboxObject]) -> None:
 def test_sambox_classes_by_label_from_saved_masks(tmp_path: Path) -> None:
     ids = square(2)
     ids[8:10, 0:4] = 5
+    ids[10:12, 10:13] = 6
     (tmp_path / "masks").mkdir()
-    write_mask(tmp_path / "masks/f1.png", ids)  # palette: object 2 and object 5
+    write_mask(tmp_path / "masks/f1.png", ids)  # palette: objects 2, 5 and 6
     gray(tmp_path / "masks/f2.png", square(255))  # binary: the one object
     point = np.array([[4.0, 3.0]])
     annotate(
@@ -166,15 +167,20 @@ def test_sambox_classes_by_label_from_saved_masks(tmp_path: Path) -> None:
         [
             SamboxObject(2, point, label="cup", mask="masks/f1.png"),
             SamboxObject(5, np.array([[1.0, 8.0]]), mask="masks/f1.png"),
-            SamboxObject(7, point, label="cup"),  # points only: not an item
+            SamboxObject(6, np.array([[11.0, 10.0]]), label="cup", mask="masks/f1.png"),
+            SamboxObject(7, point, label="cup"),  # points only: no mask
         ],
     )
     annotate(tmp_path / "more", "f2", [SamboxObject(3, point, label="cup", mask="../masks/f2.png")])
     dataset = SamboxDataset(tmp_path)
     assert dataset.classes == ["cup", "id5"]
     cups = dataset.items("cup")
-    assert [(i.image.name, i.object_id) for i in cups] == [("f1.jpg", 2), ("f2.jpg", 3)]
-    assert dataset.read_mask(cups[0]).sum() == 24
+    assert [(i.image.name, [k for _, k in i.parts]) for i in cups] == [
+        ("f1.jpg", [2, 6]),
+        ("f2.jpg", [3]),
+    ]
+    both = dataset.read_mask(cups[0])  # the label's objects of one image: their union
+    assert both.sum() == 24 + 6 and both[10:12, 10:13].all() and not both[8:10, 0:4].any()
     assert dataset.read_mask(cups[1]).sum() == 24  # binary mask: non-zero, whatever the id
     assert dataset.read_mask(dataset.items("id5")[0]).sum() == 8
 
