@@ -91,3 +91,12 @@ def test_train_fraction_flag_is_the_yaml_key(tmp_path: Path) -> None:
     from_flag = job_config(TrainJobConfig(), parse(["train", "-o", "o", "--train-fraction", "0.5"]))
     from_yaml = job_config(TrainJobConfig(), parse(["train", "-o", "o", "--config", str(path)]))
     assert from_flag == from_yaml != TrainJobConfig()
+
+
+def test_the_fss1000_config_loads() -> None:
+    from samic_vos.config import load_config
+
+    repo = Path(__file__).resolve().parents[1]
+    config = load_config(TrainJobConfig(), repo / "configs/train_fss1000.yaml")
+    assert (config.fewshot.split, config.fewshot.train_fraction) == ("train", 0.2)
+    assert config.data.val_fraction == 0.125
