@@ -4,8 +4,8 @@ Predictions live in ``PRED/<class>/<query name>.png`` (:func:`prediction_path`),
 (every query appears once in both protocols); any mask PNG that
 :func:`samic_vos.mask_io.read_mask` reads, every non-zero id (but void 255) being the class.
 FSS-1000, plain folders and SAMBOX folders are scored as HSNet scores FSS-1000 (mIoU and
-FB-IoU over the dataset's classes), PerSeg as PerSAM scores it (mIoU); see
-:mod:`samic_vos.eval.fewshot_metrics`.
+FB-IoU over the dataset's classes; FSS-1000 at HSNet's 400 × 400), PerSeg as PerSAM scores it
+(mIoU); see :mod:`samic_vos.eval.fewshot_metrics`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from samic_vos.errors import UserError
-from samic_vos.eval.fewshot_metrics import HsnetMeter, PersamMeter
+from samic_vos.eval.fewshot_metrics import HSNET_EVAL_SIZE, HsnetMeter, PersamMeter
 from samic_vos.fewshot_data import FewShotDataset
 from samic_vos.fewshot_episodes import Episode
 from samic_vos.mask_io import VOID_ID, read_mask
@@ -27,8 +27,12 @@ def prediction_path(pred_dir: str | os.PathLike[str], episode: Episode) -> Path:
 
 
 def meter_for(dataset: FewShotDataset) -> HsnetMeter | PersamMeter:
-    """The reference scoring of ``dataset``: PerSAM's for PerSeg, HSNet's for the others."""
-    return PersamMeter() if dataset.kind == "perseg" else HsnetMeter(dataset.classes)
+    """The reference scoring of ``dataset``: PerSAM's for PerSeg, HSNet's for the others
+    (FSS-1000 counted at HSNet's 400 × 400, the others at their own size)."""
+    if dataset.kind == "perseg":
+        return PersamMeter()
+    size = HSNET_EVAL_SIZE if dataset.kind == "fss1000" else None
+    return HsnetMeter(dataset.classes, eval_size=size)
 
 
 def score_predictions(

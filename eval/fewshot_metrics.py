@@ -14,6 +14,11 @@ episodes counts, with IoU 0, as HSNet's ``class_ids_interest`` does):
 - **FB-IoU** = mean over {background, foreground} of ``Σ_classes ΣI / Σ_classes ΣU`` × 100 (the
   areas of all classes are summed first, then divided: not a mean of per-class ratios).
 
+HSNet counts FSS-1000 pixels at 400 × 400 (``test.py``: ``img_size=400``; ``data/fss.py``
+resizes the 224 × 224 query mask with ``F.interpolate(mode='nearest')`` and has no
+original-size option): :data:`HSNET_EVAL_SIZE`, given as ``eval_size`` to :class:`HsnetMeter`,
+resizes ground truth and prediction alike with the same nearest rule (:func:`nearest_resize`).
+
 **PerSeg, as PerSAM** (``ZrrSkywalker/Personalize-SAM``: ``eval_miou.py``): per class (object),
 the foreground intersections and unions of its targets are summed; its IoU is
 ``ΣI / (ΣU + 1e-10)``; **mIoU** = mean over classes × 100.
@@ -26,6 +31,23 @@ from collections.abc import Sequence
 import numpy as np
 
 PERSAM_EPS = 1e-10  # eval_miou.py: iou_class = intersection.sum / (union.sum + 1e-10)
+HSNET_EVAL_SIZE = (400, 400)  # (H, W) at which HSNet counts FSS-1000 areas
+
+
+def nearest_resize(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``mask`` (``(H, W)``) resized to ``size`` = ``(h, w)`` as PyTorch's nearest mode does.
+
+    Output pixel ``i`` takes input pixel ``min(floor(i · s), n − 1)`` along each axis, with
+    ``s = n / size`` computed in float32, as ``F.interpolate(mode='nearest')`` computes it.
+    """
+
+    def source(n_in: int, n_out: int) -> np.ndarray:
+        scale = np.float32(n_in) / np.float32(n_out)
+        index = np.floor(np.arange(n_out, dtype=np.float32) * scale).astype(np.int64)
+        return np.minimum(index, n_in - 1)
+
+    mask = np.asarray(mask)
+    return mask[np.ix_(source(mask.shape[0], size[0]), source(mask.shape[1], size[1]))]
 
 
 def _check(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -58,12 +80,15 @@ class HsnetMeter:
     """HSNet's FSS-1000 scores over episodes of the split's ``classes``.
 
     ``update`` adds one episode; ``miou``/``fb_iou``/``per_class`` read the sums at any time.
+    ``eval_size``: ``(h, w)`` at which pixels are counted (FSS-1000 as HSNet:
+    :data:`HSNET_EVAL_SIZE`); ``None`` counts them at the masks' own size.
     """
 
-    def __init__(self, classes: Sequence[str]) -> None:
+    def __init__(self, classes: Sequence[str], eval_size: tuple[int, int] | None = None) -> None:
         if not classes or len(set(classes)) != len(classes):
             raise ValueError("classes must be a non-empty list of distinct names")
         self.classes = list(classes)
+        self.eval_size = eval_size
         self._index = {name: k for k, name in enumerate(self.classes)}
         # [I or U][bg, fg][class]: HSNet's intersection_buf / union_buf.
         self._areas = np.zeros((2, 2, len(self.classes)), dtype=np.int64)
@@ -72,6 +97,9 @@ class HsnetMeter:
         """Add the episode of ``class_name``: prediction and ground truth, ``bool`` ``(H, W)``."""
         if class_name not in self._index:
             raise ValueError(f"class '{class_name}' is not one of the meter's classes")
+        pred, gt = _check(pred, gt)
+        if self.eval_size is not None:
+            pred, gt = nearest_resize(pred, self.eval_size), nearest_resize(gt, self.eval_size)
         self._areas[:, :, self._index[class_name]] += hsnet_areas(pred, gt)
 
     def per_class(self) -> dict[str, float]:

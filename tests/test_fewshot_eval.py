@@ -9,8 +9,9 @@ import pytest
 from fewshot_trees import H, W, gray, image, perseg_tree, square
 
 from samic_vos.errors import UserError
-from samic_vos.eval.fewshot_eval import prediction_path, score_predictions
-from samic_vos.fewshot_data import FolderDataset, PerSegDataset
+from samic_vos.eval.fewshot_eval import meter_for, prediction_path, score_predictions
+from samic_vos.eval.fewshot_metrics import HsnetMeter, PersamMeter
+from samic_vos.fewshot_data import FolderDataset, Fss1000Dataset, PerSegDataset, fss_split_classes
 from samic_vos.fewshot_episodes import EpisodeConfig, fss_episodes, perseg_episodes
 from samic_vos.mask_io import write_mask
 
@@ -55,3 +56,17 @@ def test_folder_predictions_scored_as_hsnet(tmp_path: Path) -> None:
     gray(prediction_path(pred, episodes[0]), np.zeros((H + 1, W), np.uint8))
     with pytest.raises(UserError, match="prediction is 16x13 but the ground truth"):
         score_predictions(dataset, episodes, pred)
+
+
+def test_fss1000_is_counted_at_hsnets_size_and_folders_at_their_own(tmp_path: Path) -> None:
+    for name in fss_split_classes("test"):
+        for n in (1, 2):
+            image(tmp_path / "fss" / name / f"{n}.jpg")
+            gray(tmp_path / "fss" / name / f"{n}.png", square())
+    fss = meter_for(Fss1000Dataset(tmp_path / "fss", "test"))
+    assert isinstance(fss, HsnetMeter) and fss.eval_size == (400, 400)
+    image(tmp_path / "folder/images/a/1.jpg")
+    gray(tmp_path / "folder/masks/a/1.png", square())
+    folder = meter_for(FolderDataset(tmp_path / "folder"))
+    assert isinstance(folder, HsnetMeter) and folder.eval_size is None
+    assert isinstance(meter_for(PerSegDataset(perseg_tree(tmp_path / "perseg"))), PersamMeter)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from samic_vos.eval.fewshot_metrics import HsnetMeter, PersamMeter, hsnet_areas
+from samic_vos.eval.fewshot_metrics import HsnetMeter, PersamMeter, hsnet_areas, nearest_resize
 
 
 def row(*values: int) -> np.ndarray:
@@ -84,3 +84,26 @@ def test_persam_iou_with_its_epsilon() -> None:
 def test_masks_of_different_sizes_are_refused() -> None:
     with pytest.raises(ValueError, match="one size"):
         hsnet_areas(row(1, 0), row(1, 0, 0))
+
+
+@pytest.mark.parametrize(
+    ("shape", "size"), [((224, 224), (400, 400)), ((7, 5), (3, 13)), ((480, 854), (400, 400))]
+)
+def test_nearest_resize_is_torchs_nearest_interpolation(shape, size) -> None:
+    import torch
+    import torch.nn.functional as F
+
+    mask = np.random.default_rng(0).random(shape) < 0.5
+    want = F.interpolate(torch.from_numpy(mask).float()[None, None], size, mode="nearest")
+    assert np.array_equal(nearest_resize(mask, size), want[0, 0].numpy() > 0.5)
+
+
+def test_hsnet_counts_at_its_eval_size() -> None:
+    # 1x3 → 1x4: source columns 0, 0, 1, 2 (pixel 0 counts twice).
+    gt, pred = row(1, 0, 0), row(1, 1, 0)
+    native, hsnet = HsnetMeter(["a"]), HsnetMeter(["a"], eval_size=(1, 4))
+    native.update("a", pred, gt)
+    hsnet.update("a", pred, gt)  # gt 1100, pred 1110: fg I 2 U 3; bg I 1 U 2
+    assert native.miou() == pytest.approx(100 / 2)
+    assert hsnet.miou() == pytest.approx(100 * 2 / 3)
+    assert hsnet.fb_iou() == pytest.approx(100 * (2 / 3 + 1 / 2) / 2)
