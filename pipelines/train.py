@@ -22,6 +22,7 @@ from samic_vos.config import config_to_dict, require, require_choice, save_confi
 from samic_vos.davis import DavisSelection
 from samic_vos.devices import valid_device_name
 from samic_vos.errors import UserError
+from samic_vos.fewshot_pairs import FewShotPairConfig
 from samic_vos.heatmaps import DEFAULT_SIGMA
 from samic_vos.optical_flow import FlowConfig
 from samic_vos.output_paths import check_writable_dir
@@ -68,6 +69,7 @@ class TrainJobConfig:
     network: SamicNetConfig = field(default_factory=SamicNetConfig)
     davis: DavisSelection = field(default_factory=lambda: DavisSelection(split="train"))
     flow: FlowConfig = field(default_factory=FlowConfig)
+    fewshot: FewShotPairConfig = field(default_factory=FewShotPairConfig)
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -113,14 +115,25 @@ def split_pairs(
 
 
 def load_pairs(
-    config: TrainJobConfig, davis_root: str | None, sambox: str | None, show: bool
+    config: TrainJobConfig,
+    davis_root: str | None,
+    sambox: str | None,
+    show: bool,
+    fewshot: tuple[str, str] | None = None,
 ) -> list[TrainingPair]:
-    """The training pairs of the job's data source (exactly one of ``davis_root``/``sambox``)."""
+    """The training pairs of the job's data source: exactly one of ``davis_root``, ``sambox``
+    and ``fewshot`` (a few-shot dataset: ``(kind, root)``, see :mod:`samic_vos.fewshot_data`)."""
     from samic_vos.training_pairs import pairs_from_davis, pairs_from_sambox
 
-    if (davis_root is None) == (sambox is None):
-        raise UserError("give exactly one data source: `davis_root` or `sambox`")
-    if sambox is not None:
+    if [davis_root, sambox, fewshot].count(None) != 2:
+        raise UserError("give exactly one data source: `davis_root`, `sambox` or `fewshot`")
+    if fewshot is not None:
+        from samic_vos.fewshot_data import open_fewshot
+        from samic_vos.fewshot_pairs import pairs_from_fewshot
+
+        dataset = open_fewshot(fewshot[0], fewshot[1], split=config.fewshot.split)
+        pairs = pairs_from_fewshot(dataset, config.fewshot, config.data.points_per_object)
+    elif sambox is not None:
         pairs = pairs_from_sambox(sambox, pairing=config.data.sambox_pairing)
     else:
         pairs = pairs_from_davis(
@@ -149,6 +162,7 @@ def run_training(
     force: bool = False,
     backbone_weights: str | os.PathLike[str] | None = None,
     init_hsnet: str | os.PathLike[str] | None = None,
+    fewshot: tuple[str, str | os.PathLike[str]] | None = None,
 ) -> JobResult:
     """Train SAMIC as ``config`` says and write the run into ``out_dir`` (rank 0 only).
 
@@ -159,6 +173,8 @@ def run_training(
     ImageNet state dict (``None``: the weights registry). ``init_hsnet``: an HSNet ResNet-50
     checkpoint whose learner initialises the head of a new run
     (:func:`samic_vos.hsnet_weights.load_hsnet_learner`); not with ``resume``.
+    ImageNet state dict (``None``: the weights registry). ``fewshot``: ``(kind, root)`` of a
+    few-shot image dataset, the data source instead of ``davis_root``/``sambox``.
     """
     from samic_vos.devices import select_device
     from samic_vos.samic_checkpoint import load_samic
@@ -174,6 +190,8 @@ def run_training(
     if resume is not None and not Path(resume).is_file():
         raise UserError(f"{resume}: no checkpoint to resume (`resume`)")
     source = {"davis_root": davis_root, "sambox": sambox}
+    if fewshot is not None:
+        source[f"fewshot_{fewshot[0]}"] = fewshot[1]
     manifest = RunManifest(
         command="train",
         inputs={k: None if v is None else str(Path(v).resolve()) for k, v in source.items()},
@@ -208,7 +226,8 @@ def run_training(
                 from samic_vos.hsnet_weights import load_hsnet_learner
 
                 load_hsnet_learner(model.head, init_hsnet)
-        pairs = load_pairs(config, davis_root, sambox, dist.is_main)
+        few = None if fewshot is None else (fewshot[0], str(fewshot[1]))
+        pairs = load_pairs(config, davis_root, sambox, dist.is_main, few)
         train_pairs, val_pairs = split_pairs(pairs, config.data.val_fraction, config.train.seed)
         size = config.network.input_size
         resize = config.network.resize
