@@ -137,7 +137,7 @@ class CausalTracker:
             # A given prompt's heat value is 1 by construction; SAM's confidence is its own.
             scores = [1.0] * len(points)
             results[obj_id] = ObjectResult(points, scores, segmentation.confidence)
-        ids = _compose(masks, logits, (height, width))
+        ids = compose_ids(masks, logits, (height, width))
         for obj_id in given_ids:
             ids[mask == obj_id] = obj_id
         return FrameResult(ids=ids, objects=dict(sorted(results.items())))
@@ -201,7 +201,7 @@ def _inside(mask: np.ndarray, points: np.ndarray) -> np.ndarray:
     return mask[rows, cols]
 
 
-def _compose(
+def compose_ids(
     masks: dict[int, np.ndarray], logits: dict[int, np.ndarray], size: tuple[int, int]
 ) -> np.ndarray:
     """One id map from per-object masks; a pixel claimed twice goes to the highest logit."""
