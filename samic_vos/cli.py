@@ -25,6 +25,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "samic_vos.commands.train",
     "samic_vos.commands.eval",
     "samic_vos.commands.weights",
+    "samic_vos.commands.annotate",
 )
 
 

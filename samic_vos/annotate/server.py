@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import io
 import logging
+import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,6 +34,7 @@ from samic_vos.annotate.annotator import Annotator, UnknownImage
 from samic_vos.annotate.image_folder import PathRefused, load_rgb
 from samic_vos.annotate.session_store import ActionError
 from samic_vos.errors import UserError
+from samic_vos.sam_models import OFFICIAL_MODELS
 from samic_vos.segmenter import SamSegmenter
 
 logger = logging.getLogger(__name__)
@@ -109,6 +112,40 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+DEFAULT_PORT = 8765
+
+
+@dataclass
+class AnnotateConfig:
+    """Everything `samic-vos annotate` can be told (defaults; a YAML file only overrides)."""
+
+    sam_model: str = "vit_b"  # vit_b | vit_l | vit_h (the official checkpoints)
+    device: str = "auto"  # auto | cuda | cuda:N | mps | cpu
+    port: int = DEFAULT_PORT  # on 127.0.0.1 only
+
+    def __post_init__(self) -> None:
+        if self.sam_model not in OFFICIAL_MODELS:
+            raise UserError(
+                f"annotate.sam_model must be one of {', '.join(OFFICIAL_MODELS)}, "
+                f"got {self.sam_model!r}"
+            )
+        if isinstance(self.port, bool) or not isinstance(self.port, int):
+            raise UserError(f"annotate.port must be an integer, got {self.port!r}")
+        if not 1 <= self.port <= 65535:
+            raise UserError(f"annotate.port must be in 1..65535, got {self.port}")
+
+
+def check_port_free(port: int) -> None:
+    """Raise :class:`UserError` if 127.0.0.1:``port`` cannot be listened on."""
+    with socket.socket() as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError as err:
+            raise UserError(
+                f"port {port} on {HOST} is in use ({err.strerror}); pass another port"
+            ) from err
 
 
 def serve(app: FastAPI, port: int) -> None:
