@@ -113,6 +113,9 @@ class SamSegmenter:
         self.sam = sam.to(self.device).eval()
         self._predictor = SamPredictor(self.sam)
         self._frame_size: tuple[int, int] | None = None
+        # SAM's dense positional encoding of the embedding grid: constant for a model, and
+        # costing about as much as the prompt encoder, so computed once.
+        self._image_pe: torch.Tensor | None = None
 
     def set_frame(self, rgb: np.ndarray) -> None:
         """Compute the image embedding of ``rgb``, a (H, W, 3) uint8 RGB frame, and use it."""
@@ -268,9 +271,11 @@ class SamSegmenter:
             )
         mask_t = None if masks is None else torch.as_tensor(masks, device=self.device)
         sparse, dense = self.sam.prompt_encoder(points=point_prompt, boxes=box_t, masks=mask_t)
+        if self._image_pe is None:
+            self._image_pe = self.sam.prompt_encoder.get_dense_pe()
         low_res, iou = self.sam.mask_decoder(
             image_embeddings=predictor.features,
-            image_pe=self.sam.prompt_encoder.get_dense_pe(),
+            image_pe=self._image_pe,
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
             multimask_output=multimask,
