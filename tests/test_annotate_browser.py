@@ -58,9 +58,31 @@ def test_click_undo_instance_object_save_in_chromium(tmp_path: Path) -> None:
 
         sambox.press("s")
         assert sambox.text("#progress") == "1 / 4"
+        assert "· saved" in sambox.text("#image-name")
+
+        # Zoom in with the wheel and pan with a right drag: clicks still land on their pixel.
+        cx, cy = sambox.to_client(60, 20)
+        page.mouse.move(cx, cy)
+        page.mouse.wheel(0, -400)
+        page.mouse.move(cx, cy)
+        page.mouse.down(button="right")
+        page.mouse.move(cx - 40, cy + 30, steps=4)
+        page.mouse.up(button="right")
+        sambox.click(65, 15)
+        assert sambox.view()["objects"][1]["instances"][0]["steps"][-1]["coords"] == [65, 15]
+        after_zoom = sambox.mask()
+
+        sambox.press("?")
+        assert page.is_visible("#help") and "negative point" in sambox.text("#help")
+        sambox.press("Escape")
+        assert not page.is_visible("#help")
+
+        sambox.press("d")  # the next image: the changed one is saved on leaving
+        assert sambox.text("#image-name").startswith("b.jpg")
         latencies = sambox.latencies()
 
-    np.testing.assert_array_equal(read_mask(annotations / "masks/a.png"), shown)
+    np.testing.assert_array_equal(read_mask(annotations / "masks/a.png"), after_zoom)
+    assert not np.array_equal(shown, after_zoom)
     data = json.loads((annotations / "a.sambox.json").read_text())
     assert data["version"] == 2
     annotation = read_annotation(annotations / "a.sambox.json")
@@ -71,7 +93,7 @@ def test_click_undo_instance_object_save_in_chromium(tmp_path: Path) -> None:
     np.testing.assert_allclose(second.points, [[60, 40]], atol=0.02)
     np.testing.assert_allclose(second.negative_points, [[50, 30]], atol=0.02)
     np.testing.assert_allclose(second.box, [44, 28, 76, 56], atol=0.02)
-    np.testing.assert_allclose(blue.points, [[70, 50]], atol=0.02)
+    np.testing.assert_allclose(blue.points, [[70, 50], [65, 15]], atol=0.02)
     print(
         f"\nclick to mask drawn (tiny SAM, {len(latencies)} prompts): "
         f"median {np.median(latencies):.1f} ms, max {max(latencies):.1f} ms"
