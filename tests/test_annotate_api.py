@@ -341,3 +341,33 @@ def test_two_servers_on_one_folder_the_later_save_wins(folders, segmenter):
     np.testing.assert_array_equal(obj.points, [B])
     leftovers = [p.name for p in folders[1].rglob("*") if ".part" in p.name]
     assert leftovers == []
+
+
+def test_broken_and_vanished_images_are_4xx(folders, segmenter):
+    images, _ = folders
+    with client_for(folders, segmenter) as client:
+        (images / "c.bmp").write_bytes(b"not an image")
+        (images / "d.tif").unlink()
+        for name in ("c.bmp", "d.tif"):
+            for response in (
+                client.get("/api/state", params={"name": name}),
+                client.get("/api/image", params={"name": name}),
+            ):
+                assert response.status_code == 400 and name in response.json()["detail"]
+        assert point(client, *A)["objects"]
+
+
+def test_saved_folder_gives_training_pairs(folders, segmenter):
+    from samic_vos.training_pairs import pairs_from_sambox
+
+    with client_for(folders, segmenter) as client:
+        for image, (x, y) in (("a.png", A), ("b.jpg", B)):
+            point(client, x, y, image=image)
+            act(client, {"type": "new_instance"}, image)
+            point(client, 25.0, 30.0, image=image)
+            assert client.post("/api/save", json={"image": image}).status_code == 200
+    (pair,) = pairs_from_sambox(folders[1])
+    frames = (pair.ref_frame.resolve(), pair.tgt_frame.resolve())
+    assert frames == (folders[0] / "a.png", folders[0] / "b.jpg")
+    np.testing.assert_array_equal(pair.ref_points, [A, (25, 30)])
+    np.testing.assert_array_equal(pair.tgt_points, [B, (25, 30)])

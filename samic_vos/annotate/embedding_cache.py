@@ -21,6 +21,7 @@ from segment_anything.modeling import Sam
 
 from samic_vos.annotate.image_folder import content_hash, load_rgb
 from samic_vos.atomic import atomic_path
+from samic_vos.errors import UserError
 from samic_vos.segmenter import ImageEmbedding, SamSegmenter
 
 logger = logging.getLogger(__name__)
@@ -86,7 +87,10 @@ class EmbeddingCache:
         self._background.shutdown(wait=True, cancel_futures=True)
 
     def _hash(self, image: Path) -> str:
-        stat = image.stat()
+        try:
+            stat = image.stat()
+        except OSError as err:
+            raise UserError(f"{image}: cannot read the image ({err.strerror})") from err
         marker = (image, stat.st_mtime_ns, stat.st_size)
         with self._lock:
             known = self._hashes.get(marker)

@@ -99,7 +99,10 @@ def load_rgb(path: Path) -> np.ndarray:
 def content_hash(path: Path) -> str:
     """SHA-256 (hex) of the file's bytes: the key of its cached embedding."""
     digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
+    try:
+        with path.open("rb") as file:
+            for block in iter(lambda: file.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as err:
+        raise UserError(f"{path}: cannot read the image ({err.strerror})") from err
     return digest.hexdigest()
