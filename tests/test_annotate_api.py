@@ -179,16 +179,17 @@ def test_save_writes_what_was_shown_and_a_restart_restores_everything(folders, s
         assert undone["mask_png"] == shown["mask_png"] and not undone["dirty"]
 
 
-def test_a_saved_annotation_without_session_reopens(folders, segmenter):
+def test_a_saved_annotation_without_a_session_reopens(folders, segmenter, caplog):
     images, annotations = folders
     with client_for(folders, segmenter) as client:
         point(client, *A)
         act(client, {"type": "box", "box": [5, 5, 45, 45]})
         shown = client.post("/api/save", json={"image": "a.png"}).json()
-    for session in (annotations / ".sambox/sessions").iterdir():
-        session.unlink()
-    with client_for(folders, segmenter) as client:
+    (session,) = (annotations / ".sambox/sessions").iterdir()
+    session.write_text('{"format": "sambox-session", "version": 1, "image_si')  # damaged
+    with client_for(folders, segmenter) as client, caplog.at_level(logging.WARNING):
         again = client.get("/api/state", params={"name": "a.png"}).json()
+    assert "ignoring the session of a.png: damaged session file" in caplog.text
     assert again["mask_png"] == shown["mask_png"] and not again["dirty"]
     assert not again["can_undo"]  # the history went with the session file
 

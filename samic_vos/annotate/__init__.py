@@ -6,5 +6,6 @@ and confidence at once, and saves the prompts (SAMBOX format) and masks.
 - :mod:`~samic_vos.annotate.session_store`: objects, instances, clicks and undo history;
 - :mod:`~samic_vos.annotate.prompt_decoding`: prompts → masks, instances unioned;
 - :mod:`~samic_vos.annotate.annotator`: one folder's annotation work, without HTTP;
-- :mod:`~samic_vos.annotate.server`: the FastAPI app (bound to 127.0.0.1) and ``static/``.
+- :mod:`~samic_vos.annotate.server`: the FastAPI app (bound to 127.0.0.1) and ``static/``;
+- :mod:`~samic_vos.annotate.browser`: the page driven in headless Chromium (tests, benchmark).
 """

@@ -17,8 +17,9 @@ from samic_vos.annotate.session_store import ImageState, Step
 from samic_vos.segmenter import PromptResult, SamSegmenter, weighted_confidence
 from samic_vos.tracker import compose_ids
 
-# Instance results kept (full-size float32 logits each: 1.6 MiB for 480x854).
-MEMO_ITEMS = 256
+# Memory for remembered instance results (full-size float32 logits and a bool mask each:
+# 2 MiB for 854x480, 60 MiB for a 12-megapixel photo); the least recently used go first.
+MEMO_BYTES = 512 * 2**20
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,12 @@ class Composite:
     objects: dict[int, ObjectResult]
 
 
+def _size(result: PromptResult | None) -> int:
+    if result is None:
+        return 0
+    return result.logits.nbytes + result.mask.nbytes + result.low_res_logits.nbytes
+
+
 class PromptDecoder:
     """Decodes instances against the segmenter's current embedding, memoised.
 
@@ -78,6 +85,7 @@ class PromptDecoder:
     def __init__(self, segmenter: SamSegmenter) -> None:
         self.segmenter = segmenter
         self.decoded = 0  # SAM decoder calls made
+        self._bytes = 0
         self._memo: OrderedDict[tuple[str, tuple[Step, ...]], PromptResult | None] = OrderedDict()
 
     def instance(self, image_key: str, steps: tuple[Step, ...]) -> PromptResult | None:
@@ -112,8 +120,9 @@ class PromptDecoder:
             )
             self.decoded += 1
         self._memo[key] = result
-        while len(self._memo) > MEMO_ITEMS:
-            self._memo.popitem(last=False)
+        self._bytes += _size(result)
+        while self._bytes > MEMO_BYTES and len(self._memo) > 1:
+            self._bytes -= _size(self._memo.popitem(last=False)[1])
         return result
 
     def compose(self, image_key: str, state: ImageState, size: tuple[int, int]) -> Composite:

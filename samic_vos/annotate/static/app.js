@@ -218,12 +218,13 @@ function save() {
 
 async function open(index) {
   if (index < 0 || index >= app.images.length) return;
-  if (app.view && app.view.dirty) await save();  // automatic save on leaving an image
-  app.index = index;
-  const name = app.images[index];
-  $("loading").hidden = false;
-  $("loading").textContent = `encoding ${name}…`;
   await enqueue(async () => {
+    // Leaving an image saves it (after every click queued before, hence inside the queue).
+    if (app.view && app.view.dirty) await api("/api/save", {image: app.view.image});
+    app.index = index;
+    const name = app.images[index];
+    $("loading").hidden = false;
+    $("loading").textContent = `encoding ${name}…`;
     const [blob, view] = await Promise.all([
       fetch(`/api/image?name=${encodeURIComponent(name)}`).then((r) => {
         if (!r.ok) throw new Error(`cannot load ${name} (${r.status})`);
