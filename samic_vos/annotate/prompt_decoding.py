@@ -8,6 +8,7 @@ previous low-resolution logits are fed back as SAM's ``mask_input``.
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -132,7 +133,7 @@ class PromptDecoder:
             decoded = [self.instance(image_key, steps) for steps in obj.instances]
             kept = [r for r in decoded if r is not None]
             if kept:
-                logits = np.max([r.logits for r in kept], axis=0)
+                logits = functools.reduce(np.maximum, [r.logits for r in kept])
                 scores = np.clip([r.iou for r in kept], 0.0, 1.0)
                 confidence = weighted_confidence(scores, [r.mask.sum() for r in kept])
             else:
