@@ -38,7 +38,6 @@ from samic_vos.annotate.session_store import (
 from samic_vos.errors import UserError
 from samic_vos.mask_io import DAVIS_PALETTE, mask_image, object_ids, read_mask, write_mask
 from samic_vos.sambox_format import (
-    MAX_OBJECT_ID,
     SamboxAnnotation,
     SamboxInstance,
     SamboxObject,
@@ -160,7 +159,11 @@ class Annotator:
         return ImageState(), False
 
     def _imported_state(self, name: str, path: Path, size: tuple[int, int]) -> ImageState:
-        ids = read_mask(path)
+        try:
+            ids = read_mask(path)
+        except UserError as err:
+            logger.warning("not importing %s", err)
+            return ImageState()
         if ids.shape != size:
             logger.warning(
                 "not importing %s: the mask is %dx%d, the image %dx%d",
@@ -172,9 +175,7 @@ class Annotator:
             )
             return ImageState()
         objects = []
-        for object_id in object_ids(ids):
-            if object_id > MAX_OBJECT_ID:
-                continue
+        for object_id in object_ids(ids):  # 1..254: void (255) is not an object
             mask = ids == object_id
             points, _ = prompts_from_mask(self.segmenter, mask)
             groups = group_points_by_component(points, mask) if len(points) else []
