@@ -26,7 +26,12 @@ from segment_anything.modeling import Sam
 
 from samic_vos.devices import amp_supported, autocast_context
 from samic_vos.errors import UserError
-from samic_vos.mask_points import DEFAULT_MIN_AREA, interior_points, largest_error_point
+from samic_vos.mask_points import (
+    DEFAULT_MIN_AREA,
+    MAX_POINTS_PER_OBJECT,
+    interior_points,
+    largest_error_point,
+)
 
 # Logit of a pixel no group covers (an object with no prompt): far below any SAM logit, yet
 # finite so that differences and softmaxes over objects stay NaN-free.
@@ -136,6 +141,18 @@ class SamSegmenter:
             features=features.float(),
             input_size=(int(pixels.shape[-2]), int(pixels.shape[-1])),
             original_size=(int(rgb.shape[0]), int(rgb.shape[1])),
+        )
+
+    @property
+    def embedding(self) -> ImageEmbedding:
+        """The current frame's embedding (what :meth:`set_frame` computed)."""
+        if self._frame_size is None:
+            raise RuntimeError("call set_frame() before reading the embedding")
+        predictor = self._predictor
+        return ImageEmbedding(
+            features=predictor.features,
+            input_size=tuple(predictor.input_size),  # type: ignore[arg-type]
+            original_size=tuple(predictor.original_size),  # type: ignore[arg-type]
         )
 
     def set_embedding(self, embedding: ImageEmbedding) -> None:
@@ -323,7 +340,7 @@ def prompts_from_mask(
     segmenter: SamSegmenter,
     mask: np.ndarray,
     *,
-    max_points: int = 8,
+    max_points: int = MAX_POINTS_PER_OBJECT,
     target_iou: float = 0.9,
     min_area: int = DEFAULT_MIN_AREA,
 ) -> tuple[np.ndarray, Segmentation]:

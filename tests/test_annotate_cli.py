@@ -53,12 +53,12 @@ def test_input_errors_are_one_line_and_write_nothing(tmp_path, capsys, tiny_chec
         busy.listen()
         port = busy.getsockname()[1]
         code = main(["annotate", str(images), *base, "--port", str(port)])
-        assert_user_error(capsys, code, f"port {port} on 127.0.0.1 is in use")
+        assert_user_error(capsys, code, f"port {port} on 127.0.0.1 is in use", "another --port")
     assert_user_error(capsys, main(["annotate", str(images), *base, "--port", "0"]), "1..65535")
     config = tmp_path / "bad.yaml"
     config.write_text("sam_model: vit_x\n")
     code = main(["annotate", str(images), *base, "--config", str(config)])
-    assert_user_error(capsys, code, "annotate.sam_model must be one of vit_b")
+    assert_user_error(capsys, code, "bad.yaml: sam_model must be one of vit_b")
     assert not out.exists()
 
 

@@ -33,8 +33,10 @@ from PIL import Image
 from samic_vos.annotate.annotator import Annotator, UnknownImage
 from samic_vos.annotate.image_folder import PathRefused, load_rgb
 from samic_vos.annotate.session_store import ActionError
+from samic_vos.config import require, require_choice
+from samic_vos.devices import valid_device_name
 from samic_vos.errors import UserError
-from samic_vos.sam_models import OFFICIAL_MODELS
+from samic_vos.sam_models import SAM_ARCHS
 from samic_vos.segmenter import SamSegmenter
 
 logger = logging.getLogger(__name__)
@@ -119,22 +121,27 @@ DEFAULT_PORT = 8765
 
 @dataclass
 class AnnotateConfig:
-    """Everything `samic-vos annotate` can be told (defaults; a YAML file only overrides)."""
+    """Everything `samic-vos annotate` can be told (defaults; YAML and flags override)."""
 
-    sam_model: str = "vit_b"  # vit_b | vit_l | vit_h (the official checkpoints)
+    # vit_b | vit_l | vit_h (tiny: tests); None: the SAM checkpoint's own (vit_b to download).
+    sam_model: str | None = None
     device: str = "auto"  # auto | cuda | cuda:N | mps | cpu
     port: int = DEFAULT_PORT  # on 127.0.0.1 only
 
     def __post_init__(self) -> None:
-        if self.sam_model not in OFFICIAL_MODELS:
-            raise UserError(
-                f"annotate.sam_model must be one of {', '.join(OFFICIAL_MODELS)}, "
-                f"got {self.sam_model!r}"
-            )
-        if isinstance(self.port, bool) or not isinstance(self.port, int):
-            raise UserError(f"annotate.port must be an integer, got {self.port!r}")
-        if not 1 <= self.port <= 65535:
-            raise UserError(f"annotate.port must be in 1..65535, got {self.port}")
+        if self.sam_model is not None:
+            require_choice("sam_model", self.sam_model, SAM_ARCHS)
+        require(
+            valid_device_name(self.device), "device", "auto, cuda, cuda:N, mps or cpu", self.device
+        )
+        require(
+            not isinstance(self.port, bool)
+            and isinstance(self.port, int)
+            and 1 <= self.port <= 65535,
+            "port",
+            "an integer in 1..65535",
+            self.port,
+        )
 
 
 def check_port_free(port: int) -> None:
@@ -144,7 +151,7 @@ def check_port_free(port: int) -> None:
             sock.bind((HOST, port))
         except OSError as err:
             raise UserError(
-                f"port {port} on {HOST} is in use ({err.strerror}); pass another port"
+                f"port {port} on {HOST} is in use ({err.strerror}); pass another `port`"
             ) from err
 
 

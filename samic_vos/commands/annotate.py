@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
+from samic_vos.commands import common
 from samic_vos.errors import UserError
 
 DESCRIPTION = """\
@@ -30,49 +30,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("images", type=Path, metavar="IMAGES_DIR", help="folder of images")
-    parser.add_argument(
-        "-o",
-        "--out",
-        type=Path,
-        metavar="ANNOTATIONS_DIR",
-        help="annotations (default: IMAGES_DIR)",
-    )
+    common.add_out(parser, "folder of the annotations (default: IMAGES_DIR)")
     parser.add_argument(
         "--import-masks",
         type=Path,
         metavar="DIR",
         help="masks <image name>.png turned into point prompts for images not yet annotated",
     )
-    parser.add_argument(
-        "--sam-model", choices=("vit_b", "vit_l", "vit_h"), help="SAM model (default vit_b)"
+    common.add_models(parser, samic_checkpoint=False, backbone=False)
+    common.add_device(parser)
+    common.config_flag(
+        parser, "--port", key="port", metavar="PORT", help="port on 127.0.0.1 (default 8765)"
     )
-    parser.add_argument("--sam-checkpoint", type=Path, help="local SAM checkpoint file")
-    parser.add_argument("--device", help="auto | cuda | cuda:N | mps | cpu (default auto)")
-    parser.add_argument("--port", type=int, help="port on 127.0.0.1 (default 8765)")
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser")
-    parser.add_argument("--config", type=Path, metavar="YAML", help="settings overriding defaults")
-    verbosity = parser.add_mutually_exclusive_group()
-    verbosity.add_argument("-v", "--verbose", action="store_true", help="say more")
-    verbosity.add_argument("-q", "--quiet", action="store_true", help="errors only")
+    common.add_common(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from samic_vos.annotate.image_folder import list_images
-    from samic_vos.annotate.server import (
-        AnnotateConfig,
-        check_port_free,
-        create_app,
-        serve,
-    )
-    from samic_vos.config import apply_overrides, load_config
+    from samic_vos.annotate.server import AnnotateConfig, check_port_free, create_app, serve
 
-    level = logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.INFO
-    logging.basicConfig(format="samic-vos: %(message)s")
-    logging.getLogger("samic_vos").setLevel(level)
-    config = load_config(AnnotateConfig(), args.config)
-    flags = {k: getattr(args, k) for k in ("sam_model", "device", "port")}
-    config = apply_overrides(config, {k: v for k, v in flags.items() if v is not None}, "flags")
+    config = common.job_config(AnnotateConfig(), args)
     # Input checks first: nothing is loaded or written before they pass.
     list_images(args.images)
     if args.import_masks is not None and not args.import_masks.is_dir():
@@ -90,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     sam = load_sam(config.sam_model, args.sam_checkpoint, device)
     app = create_app(args.images, out, SamSegmenter(sam, device), args.import_masks)
     url = f"http://127.0.0.1:{config.port}/"
-    print(f"SAMBOX: {url} (annotations in {out}; Ctrl+C stops)", flush=True)
+    common.stdout(f"SAMBOX: {url} (annotations in {out}; Ctrl+C stops)")
     if not args.no_browser:
         import webbrowser
 
