@@ -172,9 +172,9 @@ def run_training(
     refused, unless ``force`` (which starts afresh). ``backbone_weights``: a ResNet-50
     ImageNet state dict (``None``: the weights registry). ``init_hsnet``: an HSNet ResNet-50
     checkpoint whose learner initialises the head of a new run
-    (:func:`samic_vos.hsnet_weights.load_hsnet_learner`); not with ``resume``.
-    ImageNet state dict (``None``: the weights registry). ``fewshot``: ``(kind, root)`` of a
-    few-shot image dataset, the data source instead of ``davis_root``/``sambox``.
+    (:func:`samic_vos.hsnet_weights.load_hsnet_learner`); not with ``resume``. ``fewshot``:
+    ``(kind, root)`` of a few-shot image dataset, the data source instead of
+    ``davis_root``/``sambox``.
     """
     from samic_vos.devices import select_device
     from samic_vos.samic_checkpoint import load_samic
@@ -189,7 +189,11 @@ def run_training(
         resume = out_dir / LATEST
     if resume is not None and not Path(resume).is_file():
         raise UserError(f"{resume}: no checkpoint to resume (`resume`)")
-    source = {"davis_root": davis_root, "sambox": sambox}
+    source = {
+        "davis_root": davis_root,
+        "sambox": sambox,
+        "fewshot": None if fewshot is None else fewshot[1],
+    }
     if fewshot is not None:
         source[f"fewshot_{fewshot[0]}"] = fewshot[1]
     manifest = RunManifest(

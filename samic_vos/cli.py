@@ -28,6 +28,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "samic_vos.commands.bench",
     "samic_vos.commands.weights",
     "samic_vos.commands.data",
+    "samic_vos.commands.annotate",
 )
 
 # Library messages name arguments in backticks; the CLI shows each as its flag.
@@ -51,6 +52,7 @@ ARGUMENT_FLAGS: dict[str, str] = {
     "resolution": "--resolution",
     "split": "--set",
     "root": "--root",
+    "port": "--port",
 }
 
 
