@@ -74,10 +74,17 @@ def score(points: np.ndarray, mask: np.ndarray) -> tuple[int, int]:
 
 
 def evaluate(
-    model: SamicNet, davis_root: Path, points_per_object: int, sigma: float
+    model: SamicNet,
+    davis_root: Path,
+    points_per_object: int,
+    sigma: float,
+    sequences: list[str] | None = None,
 ) -> dict[str, dict]:
-    """Precision/recall of every method over all val frames t >= 1 (see the module doc)."""
+    """Precision/recall of every method over all val frames t >= 1 (see the module doc), of
+    the val ``sequences`` only if given."""
     val = DavisDataset(davis_root, "2016", "val")
+    if sequences is not None:
+        val.sequences = list(sequences)
     size_in = model.config.input_size
     peak_configs = {
         "samic (peaks: threshold 0.5)": PeakConfig(threshold=0.5, relative=False, floor=0.5),
@@ -95,7 +102,7 @@ def evaluate(
             for t, path in enumerate(paths):
                 image = read_image(path)
                 size = image.shape[:2]
-                feats = model.extract_features(preprocess(image, size_in))
+                feats = model.extract_features(preprocess(image, size_in, model.config.resize))
                 mask = val.read_annotation(seq, t) > 0
                 if prev_feats is not None and prev_mask.any():
                     ref_xy = interior_points(prev_mask, points_per_object).astype(np.float64)

@@ -200,7 +200,9 @@ def _calibrate_peaks(net: SamicNet, frames: list[np.ndarray]) -> dict[str, float
     points = interior_points(read_mask(FIRST_MASK) != 0, max_points=1)
     ref_heat = points_to_heatmap(points, image_size, size, TrackerConfig().heat_sigma)
     with torch.inference_mode():
-        ref, tgt = (net.extract_features(preprocess(rgb, size)) for rgb in frames[:2])
+        ref, tgt = (
+            net.extract_features(preprocess(rgb, size, net.config.resize)) for rgb in frames[:2]
+        )
         logits = net.predict(ref, torch.from_numpy(ref_heat)[None, None], tgt)
         heat = torch.sigmoid(logits)[0, 0].numpy()
     for threshold in np.linspace(0.5, float(heat.max()), 201)[1:]:

@@ -1,1 +1,2 @@
-"""Scoring (installed as ``samic_vos.eval``): DAVIS J&F identical to the official toolkit."""
+"""Scoring (installed as ``samic_vos.eval``): DAVIS J&F identical to the official toolkit, and
+few-shot mIoU / FB-IoU as HSNet and PerSAM define them."""

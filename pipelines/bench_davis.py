@@ -316,6 +316,7 @@ class _Runner:
         from samic_vos.samic_checkpoint import load_samic, save_samic
 
         path = self.out / "adapted" / f"{name}.pt"
+        path.parent.mkdir(exist_ok=True)
         if self._initial_head is None:
             self._initial_head = {k: v.clone() for k, v in self.net.head.state_dict().items()}
         if path.is_file():
@@ -333,9 +334,10 @@ class _Runner:
             heat_sigma=self.config.track.tracker.heat_sigma,
             device=self.device,
             progress=self.progress,
+            state_path=path.with_suffix(".state.pt"),
         )
-        path.parent.mkdir(exist_ok=True)
         save_samic(path, self.net, config=self.ran.track, metrics=metrics)
+        path.with_suffix(".state.pt").unlink(missing_ok=True)
 
     def save_timings(self) -> None:
         """This process's frames, wall seconds and stage seconds: OUT/timings/<pid>.json."""

@@ -51,9 +51,10 @@ from samic_vos.video_writer import VideoWriter
 log = logging.getLogger(__name__)
 
 ADAPTED = "samic_adapted.pt"
+ADAPTATION_STATE = "adaptation_state.pt"  # an unfinished first-frame adaptation
 PROMPTS = "prompts.jsonl"
 # What a track run writes in OUT (removed by `force`).
-OUTPUTS = ("masks", PROMPTS, "config.yaml", ADAPTED)
+OUTPUTS = ("masks", PROMPTS, "config.yaml", ADAPTED, ADAPTATION_STATE)
 
 
 @dataclass
@@ -382,6 +383,8 @@ def _adapt_if_needed(
         heat_sigma=config.tracker.heat_sigma,
         device=device,
         progress=progress,
+        state_path=inputs.out_dir / ADAPTATION_STATE,
     )
     save_samic(path, net, config=config, metrics=metrics)
+    (inputs.out_dir / ADAPTATION_STATE).unlink(missing_ok=True)
     return net

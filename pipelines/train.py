@@ -22,10 +22,11 @@ from samic_vos.config import config_to_dict, require, require_choice, save_confi
 from samic_vos.davis import DavisSelection
 from samic_vos.devices import valid_device_name
 from samic_vos.errors import UserError
+from samic_vos.fewshot_pairs import FewShotPairConfig
 from samic_vos.heatmaps import DEFAULT_SIGMA
 from samic_vos.optical_flow import FlowConfig
 from samic_vos.output_paths import check_writable_dir
-from samic_vos.runs import RunManifest, open_run, write_manifest
+from samic_vos.runs import RunManifest, open_run, read_manifest, write_manifest
 from samic_vos.samic_net import SamicNetConfig
 from samic_vos.train_dataset import AugmentConfig, PairDataset
 from samic_vos.trainer import (
@@ -68,6 +69,7 @@ class TrainJobConfig:
     network: SamicNetConfig = field(default_factory=SamicNetConfig)
     davis: DavisSelection = field(default_factory=lambda: DavisSelection(split="train"))
     flow: FlowConfig = field(default_factory=FlowConfig)
+    fewshot: FewShotPairConfig = field(default_factory=FewShotPairConfig)
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -113,14 +115,25 @@ def split_pairs(
 
 
 def load_pairs(
-    config: TrainJobConfig, davis_root: str | None, sambox: str | None, show: bool
+    config: TrainJobConfig,
+    davis_root: str | None,
+    sambox: str | None,
+    show: bool,
+    fewshot: tuple[str, str] | None = None,
 ) -> list[TrainingPair]:
-    """The training pairs of the job's data source (exactly one of ``davis_root``/``sambox``)."""
+    """The training pairs of the job's data source: exactly one of ``davis_root``, ``sambox``
+    and ``fewshot`` (a few-shot dataset: ``(kind, root)``, see :mod:`samic_vos.fewshot_data`)."""
     from samic_vos.training_pairs import pairs_from_davis, pairs_from_sambox
 
-    if (davis_root is None) == (sambox is None):
-        raise UserError("give exactly one data source: `davis_root` or `sambox`")
-    if sambox is not None:
+    if [davis_root, sambox, fewshot].count(None) != 2:
+        raise UserError("give exactly one data source: `davis_root`, `sambox` or `fewshot`")
+    if fewshot is not None:
+        from samic_vos.fewshot_data import open_fewshot
+        from samic_vos.fewshot_pairs import pairs_from_fewshot
+
+        dataset = open_fewshot(fewshot[0], fewshot[1], split=config.fewshot.split)
+        pairs = pairs_from_fewshot(dataset, config.fewshot, config.data.points_per_object)
+    elif sambox is not None:
         pairs = pairs_from_sambox(sambox, pairing=config.data.sambox_pairing)
     else:
         pairs = pairs_from_davis(
@@ -148,6 +161,8 @@ def run_training(
     resume: str | os.PathLike[str] | bool | None = None,
     force: bool = False,
     backbone_weights: str | os.PathLike[str] | None = None,
+    init_hsnet: str | os.PathLike[str] | None = None,
+    fewshot: tuple[str, str | os.PathLike[str]] | None = None,
 ) -> JobResult:
     """Train SAMIC as ``config`` says and write the run into ``out_dir`` (rank 0 only).
 
@@ -155,20 +170,32 @@ def run_training(
     ``out_dir/latest.pt``; training goes on from its epoch (``config.train.max_epochs``
     counts the epochs of the whole run). Without it, an ``out_dir`` that holds a training is
     refused, unless ``force`` (which starts afresh). ``backbone_weights``: a ResNet-50
-    ImageNet state dict (``None``: the weights registry).
+    ImageNet state dict (``None``: the weights registry). ``init_hsnet``: an HSNet ResNet-50
+    checkpoint whose learner initialises the head of a new run
+    (:func:`samic_vos.hsnet_weights.load_hsnet_learner`); not with ``resume``. ``fewshot``:
+    ``(kind, root)`` of a few-shot image dataset, the data source instead of
+    ``davis_root``/``sambox``.
     """
     from samic_vos.devices import select_device
     from samic_vos.samic_checkpoint import load_samic
     from samic_vos.samic_net import build_samic
     from samic_vos.trainer import seed_everything
 
+    if resume is not None and init_hsnet is not None:
+        raise UserError("`init_hsnet` starts a new run; a resumed run has its weights: drop one")
     out_dir = Path(out_dir)
     check_writable_dir(out_dir)
     if resume is True:
         resume = out_dir / LATEST
     if resume is not None and not Path(resume).is_file():
         raise UserError(f"{resume}: no checkpoint to resume (`resume`)")
-    source = {"davis_root": davis_root, "sambox": sambox}
+    source = {
+        "davis_root": davis_root,
+        "sambox": sambox,
+        "fewshot": None if fewshot is None else fewshot[1],
+    }
+    if fewshot is not None:
+        source[f"fewshot_{fewshot[0]}"] = fewshot[1]
     manifest = RunManifest(
         command="train",
         inputs={k: None if v is None else str(Path(v).resolve()) for k, v in source.items()},
@@ -180,12 +207,14 @@ def run_training(
         torch_device = torch.device("cuda", dist.local_rank)
     try:
         if resume is None and dist.is_main:
-            state = open_run(out_dir, manifest, force=force, outputs=OUTPUTS)
-            if state != "new":
-                raise UserError(
-                    f"{out_dir}: holds this training already; pass `resume` to continue it, "
-                    "or `force` to start afresh"
-                )
+            old = None if force or not out_dir.is_dir() else read_manifest(out_dir)
+            if (old is not None and old.command == "train") or (out_dir / LATEST).is_file():
+                if not force:
+                    raise UserError(
+                        f"{out_dir}: holds a training already; pass `resume` to continue it, "
+                        "or `force` to start afresh"
+                    )
+            open_run(out_dir, manifest, force=force, outputs=OUTPUTS)  # other files refused
         if resume is not None:
             model, meta = load_samic(resume, backbone_weights=backbone_weights)
             if meta["net_config"] != config_to_dict(config.network) or not meta.get("training"):
@@ -197,17 +226,26 @@ def run_training(
         else:
             seed_everything(config.train.seed)  # the head's initial weights
             model, resume_state = build_samic(config.network, backbone_weights), None
-        pairs = load_pairs(config, davis_root, sambox, dist.is_main)
+            if init_hsnet is not None:
+                from samic_vos.hsnet_weights import load_hsnet_learner
+
+                load_hsnet_learner(model.head, init_hsnet)
+        few = None if fewshot is None else (fewshot[0], str(fewshot[1]))
+        pairs = load_pairs(config, davis_root, sambox, dist.is_main, few)
         train_pairs, val_pairs = split_pairs(pairs, config.data.val_fraction, config.train.seed)
         size = config.network.input_size
+        resize = config.network.resize
         train_set = PairDataset(
-            train_pairs, size, config.augment, config.heat_sigma, config.train.seed
+            train_pairs, size, config.augment, config.heat_sigma, config.train.seed, resize
         )
-        val_set = PairDataset(val_pairs, size, AugmentConfig(enabled=False), config.heat_sigma)
+        val_set = PairDataset(
+            val_pairs, size, AugmentConfig(enabled=False), config.heat_sigma, resize=resize
+        )
         run_info = {
             "source": {k: None if v is None else str(v) for k, v in source.items()},
             "backbone_weights": None if backbone_weights is None else str(backbone_weights),
             "resumed_from": None if resume is None else str(resume),
+            "init_hsnet": None if init_hsnet is None else str(init_hsnet),
             "world_size": dist.world_size,
             "pairs": {"train": len(train_pairs), "val": len(val_pairs)},
             "val_sequences": sorted({p.sequence for p in val_pairs}),

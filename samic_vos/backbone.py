@@ -15,6 +15,7 @@ import os
 import cv2
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor, nn
 from torchvision.models import resnet50
 from torchvision.models.resnet import Bottleneck
@@ -30,16 +31,23 @@ LEVEL_BLOCKS = (4, 6, 3)
 LEVEL_CHANNELS = (512, 1024, 2048)
 NUM_FEATURES = sum(LEVEL_BLOCKS)
 BACKBONE_KINDS = ("imagenet", "random")
+# How an image is resized to the network input: "cv2" (cv2 area when shrinking, no aliasing on
+# large video frames; linear when enlarging) or "pil_bilinear" (PIL's antialiased bilinear, what
+# HSNet's torchvision Resize does). They change the features of one image by 4–8%.
+RESIZE_MODES = ("cv2", "pil_bilinear")
 
 
-def preprocess(image_rgb: np.ndarray, input_size: tuple[int, int]) -> Tensor:
+def preprocess(
+    image_rgb: np.ndarray, input_size: tuple[int, int], resize: str = RESIZE_MODES[0]
+) -> Tensor:
     """An RGB image as the network's input batch.
 
     Args:
         image_rgb: ``(H, W, 3)`` uint8 RGB image, any size.
         input_size: ``(h, w)`` network input size; the image is resized to exactly this size
-            (anisotropically: aspect ratio not kept). Area interpolation when shrinking (no
-            aliasing on large video frames), bilinear when enlarging.
+            (anisotropically: aspect ratio not kept).
+        resize: one of :data:`RESIZE_MODES`: ``"cv2"``, area interpolation when shrinking,
+            bilinear when enlarging; ``"pil_bilinear"``, PIL's bilinear filter (HSNet's).
 
     Returns:
         ``(1, 3, h, w)`` float32 tensor on the CPU, ImageNet-normalised (``(x/255 - mean) / std``).
@@ -50,10 +58,15 @@ def preprocess(image_rgb: np.ndarray, input_size: tuple[int, int]) -> Tensor:
             f"{image_rgb.shape}"
         )
     h, w = (int(v) for v in input_size)
-    shrink = h <= image_rgb.shape[0] and w <= image_rgb.shape[1]
-    resized = cv2.resize(
-        image_rgb, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-    )
+    if resize == "pil_bilinear":
+        resized = np.asarray(Image.fromarray(image_rgb).resize((w, h), Image.BILINEAR))
+    elif resize == "cv2":
+        shrink = h <= image_rgb.shape[0] and w <= image_rgb.shape[1]
+        resized = cv2.resize(
+            image_rgb, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        )
+    else:
+        raise ValueError(f"unknown resize '{resize}' (choose one of: {', '.join(RESIZE_MODES)})")
     x = torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1).float().div_(255.0)
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)

@@ -27,6 +27,8 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "samic_vos.commands.eval",
     "samic_vos.commands.bench",
     "samic_vos.commands.weights",
+    "samic_vos.commands.data",
+    "samic_vos.commands.annotate",
 )
 
 # Library messages name arguments in backticks; the CLI shows each as its flag.
@@ -49,6 +51,8 @@ ARGUMENT_FLAGS: dict[str, str] = {
     "init_hsnet": "--init-hsnet",
     "resolution": "--resolution",
     "split": "--set",
+    "root": "--root",
+    "port": "--port",
 }
 
 

@@ -15,6 +15,10 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+# Every bilinear resize of the learner (between levels and in the decoder) aligns corners, as
+# HSNet's HPNLearner does, so that HSNet's trained weights give HSNet's outputs.
+ALIGN_CORNERS = True
+
 
 class CenterPivotConv4d(nn.Module):
     """4D convolution as the sum of a query-dims and a support-dims 2D convolution.
@@ -55,12 +59,12 @@ class CenterPivotConv4d(nn.Module):
 def resize_query_dims(x: Tensor, size: tuple[int, int]) -> Tensor:
     """Bilinearly resize the query dims of ``(B, C, Hq, Wq, Hs, Ws)`` to ``size = (Hq', Wq')``.
 
-    Uses ``align_corners=False`` (pixel centres at half-integer positions, as strided feature
-    maps are), leaving the support dims untouched.
+    Uses ``align_corners=True`` (:data:`ALIGN_CORNERS`: the corner cells of both grids
+    coincide, as in HSNet), leaving the support dims untouched.
     """
     b, c, hq, wq, hs, ws = x.shape
     if (hq, wq) == tuple(size):
         return x
     y = x.permute(0, 4, 5, 1, 2, 3).reshape(b * hs * ws, c, hq, wq)
-    y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+    y = F.interpolate(y, size=size, mode="bilinear", align_corners=ALIGN_CORNERS)
     return y.view(b, hs, ws, c, *size).permute(0, 3, 4, 5, 1, 2)

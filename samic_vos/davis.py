@@ -61,16 +61,20 @@ class DavisSelection:
         return DavisDataset(root, self.year, self.split, self.resolution)
 
 
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read a frame as ``uint8`` RGB, shape ``(H, W, 3)`` (row, column, channel)."""
+def read_image(path: str | os.PathLike[str], mode: str = "RGB", what: str = "image") -> np.ndarray:
+    """Read a frame as ``uint8`` RGB, shape ``(H, W, 3)`` (row, column, channel).
+
+    ``mode``: another Pillow mode to convert to, e.g. ``"L"`` (grayscale, ``(H, W)``);
+    ``what`` names the file in error messages.
+    """
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: image file not found")
+        raise UserError(f"{path}: {what} file not found")
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+            return np.asarray(image.convert(mode), dtype=np.uint8).copy()
     except (OSError, ValueError) as err:
-        raise UserError(f"{path}: cannot decode the image ({err})") from err
+        raise UserError(f"{path}: cannot decode the {what} ({err})") from err
 
 
 def _sequence_names(list_file: Path) -> list[str]:

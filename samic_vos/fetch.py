@@ -1,18 +1,27 @@
-"""Moving big files: resumable HTTP downloads and SHA-256 hashing, with progress on stderr.
+"""Moving big files: resumable HTTP downloads, SHA-256 hashing, a download lock and a free-space
+check, with progress on stderr.
 
-Knows nothing about which files exist: the weights registry (:mod:`samic_vos.weights`) decides
-what to fetch, where to keep it and what counts as the right file.
+Knows nothing about which files exist: the weights registry (:mod:`samic_vos.weights`) and the
+dataset downloads (:mod:`samic_vos.dataset_download`) decide what to fetch, where to keep it and
+what counts as the right file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
+import shutil
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from samic_vos import __version__
+from samic_vos.errors import UserError
+
+log = logging.getLogger(__name__)
 
 # Seconds without a byte from the server before a download is given up (resumable later).
 TIMEOUT_S = 60.0
@@ -105,3 +114,37 @@ def describe_error(err: BaseException) -> str:
     if isinstance(err, OSError) and err.strerror:
         return err.strerror
     return " ".join(str(err).split()) or type(err).__name__
+
+
+@contextlib.contextmanager
+def download_lock(final: Path) -> Iterator[None]:
+    """Hold ``.<name>.lock`` beside ``final`` so that two processes never write the same files
+    (POSIX only; ``final``'s folder must exist). A second process waits, with a note."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock; concurrent first downloads fail their checks
+        yield
+        return
+    with final.with_name(f".{final.name}.lock").open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info(f"waiting for another samic-vos process working on {final.name}")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def check_free_space(folder: Path, needed: int, what: str, fix: str) -> None:
+    """Raise :class:`UserError` when ``folder``'s disk has fewer than ``needed`` bytes free.
+
+    The message: ``"<what> needs N MiB but <folder> has M MiB free; free some space, or <fix>"``.
+    """
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise UserError(
+            f"{what} needs {needed >> 20} MiB but {folder} has {free >> 20} MiB free; free some "
+            f"space, or {fix}"
+        )

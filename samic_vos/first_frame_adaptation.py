@@ -8,60 +8,96 @@ prompts in a view are interior points of its mask in that view
 target view, object) triples, the target view's heat map from the reference view's, with the
 saliency loss of training. The frozen backbone never changes, so every view's features are
 computed once and the steps run on the head alone.
+
+Convergence and bounds: Adam with a linear warm-up and a cosine decay of the learning rate; one
+more augmented view is held out, and every ``val_every`` steps the loss of predicting it from
+each training view is the validation loss. Adaptation stops at ``steps``, on a plateau of the
+validation loss, or when the steps have taken ``max_seconds``; the head ends with the weights of
+its best validation loss.
+
+Interruptions: with a ``state_path`` the whole state is saved (atomically) as it goes, and a
+later call with the same path, frame, mask, network and config continues it. **Identical**: the
+adapted weights are a function of the inputs, the config and the number of steps done; a resumed
+adaptation gives bit-for-bit the weights of an uninterrupted one that did as many steps (on
+the CPU; on a GPU as far as its kernels are deterministic). Steps
+and plateaus do not depend on the machine; the time bound does, so the step count reached is
+returned (``metrics["steps"]``) and kept in the state: calling again with a finished state
+does no step and returns the same weights, and ``steps: N`` with ``max_seconds: null``
+reproduces a time-bounded run of N steps anywhere (a plateau stop before N aside).
 """
 
 from __future__ import annotations
 
+import copy
+import logging
+import math
+import os
+import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
-from samic_vos.config import require
-from samic_vos.console import bar
-from samic_vos.heatmaps import fixation_map, points_to_heatmap
-from samic_vos.losses import LossWeights, saliency_loss
-from samic_vos.mask_io import VOID_ID, object_ids
-from samic_vos.mask_points import interior_points
-from samic_vos.samic_net import SamicNet, preprocess
-from samic_vos.train_dataset import (
-    AugmentConfig,
-    Geometry,
-    draw_geometry,
-    identity_geometry,
-    jitter_colours,
-)
+from samic_vos.adaptation_state import fingerprint, load_state, save_state
+from samic_vos.adaptation_views import all_triples, draw_views, make_view, view_loss
+from samic_vos.config import config_to_dict, require
+from samic_vos.console import bar as progress_bar
+from samic_vos.losses import LossWeights
+from samic_vos.mask_io import object_ids
+from samic_vos.samic_net import SamicNet
+from samic_vos.train_dataset import AugmentConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class AdaptationConfig:
     """First-frame adaptation (the paper trains offline; this is our bounded stand-in)."""
 
-    views: int = 8  # augmented views of frame 0 (view 0 is the frame itself)
-    steps: int = 150  # optimisation steps; bounded so a CPU run stays in minutes
+    views: int = 8  # augmented training views of frame 0 (view 0 is the frame itself)
+    steps: int = 150  # at most this many optimisation steps
     batch_size: int = 4
-    lr: float = 1e-3  # Adam, as training
+    lr: float = 1e-3  # Adam's peak learning rate, as training
+    warmup_steps: int = 5  # linear warm-up of the learning rate (paper silent)
+    final_lr_fraction: float = 0.05  # cosine decay to this share of lr at `steps`
+    val_every: int = 10  # steps between validation losses (one held-out augmented view)
+    patience: int = 4  # stop after this many validations without improvement; 0: never
+    min_delta: float = 0.01  # a validation loss must drop by this much to count as better
+    # Time bound on the steps (set-up excluded), seconds; None: none.
+    max_seconds: float | None = 300.0
+    checkpoint_seconds: float = 30.0  # with a state path: save at most this often; 0: each step
     points_per_object: int = 3  # interior points per object and view (its prompts)
     seed: int = 0
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(min_scale=0.7))
     loss: LossWeights = field(default_factory=LossWeights)
 
     def __post_init__(self) -> None:
-        require(
-            self.views >= 2, "views", "an integer >= 2 (frame 0 and an augmented view)", self.views
-        )
-        require(self.steps >= 0, "steps", "an integer >= 0", self.steps)
-        require(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
+        at_least = {"views": 2, "steps": 1, "batch_size": 1, "val_every": 1}
+        at_least.update(points_per_object=1, warmup_steps=0, patience=0)
+        for key, low in at_least.items():
+            value = getattr(self, key)
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
+            require(ok, key, f"an integer >= {low}", value)
         require(self.lr > 0, "lr", "a number > 0", self.lr)
-        ppo = self.points_per_object
-        require(ppo >= 1, "points_per_object", "an integer >= 1", ppo)
+        fraction = self.final_lr_fraction
+        require(0 <= fraction <= 1, "final_lr_fraction", "in [0, 1]", fraction)
+        require(self.min_delta >= 0, "min_delta", "a number >= 0", self.min_delta)
+        bound = self.max_seconds
+        require(bound is None or bound > 0, "max_seconds", "a number > 0 or null (no bound)", bound)
+        every = self.checkpoint_seconds
+        require(every >= 0, "checkpoint_seconds", "a number >= 0", every)
 
 
-@dataclass
-class _View:
-    feats: list[torch.Tensor]  # backbone features, batch 1
-    heats: dict[int, torch.Tensor]  # object id → (1, h, w) heat map of its prompts
-    fixations: dict[int, torch.Tensor]  # object id → (1, h, w) binary point map
+def lr_factor(config: AdaptationConfig, step: int) -> float:
+    """The learning rate of step ``step`` (0-based) as a share of ``config.lr``: linear
+    warm-up over ``warmup_steps``, then a cosine from 1 to ``final_lr_fraction`` at ``steps``."""
+    if step < config.warmup_steps:
+        return (step + 1) / (config.warmup_steps + 1)
+    span = max(config.steps - config.warmup_steps, 1)
+    progress = min((step - config.warmup_steps) / span, 1.0)
+    low = config.final_lr_fraction
+    return low + (1 - low) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def adapt_on_first_frame(
@@ -73,99 +109,196 @@ def adapt_on_first_frame(
     heat_sigma: float,
     device: torch.device,
     progress: bool = True,
-) -> dict[str, float]:
-    """Train ``net``'s head in place on views of one frame; returns the final loss terms.
+    state_path: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Train ``net``'s head in place on views of one frame (see the module docstring).
 
     Args:
         net: the network, on ``device``; its head is trained, its backbone stays frozen.
         rgb: frame 0, uint8 (H, W, 3) RGB.
         ids: frame 0's id map, uint8 (H, W): 0 background, 255 void, other values objects.
         heat_sigma: σ of the prompt Gaussians (the tracker's, so both draw the same maps).
+        state_path: where the adaptation saves its state to continue after an interruption
+            (``None``: nowhere); an existing state of the same adaptation is continued.
+
+    Returns:
+        Plain values: ``steps`` done, ``stop`` (``"steps"``, ``"plateau"`` or ``"time"``),
+        ``best_step`` and ``best_val_loss`` (the weights kept), ``seconds`` spent in steps
+        (their validations included; over every call on a state), ``seconds_per_step``,
+        ``setup_seconds`` (views), ``steps_this_call`` (0 for a finished state), ``history``
+        (the loss curve: per validation, ``step``, ``lr``, mean ``train_loss`` since the
+        previous one, ``val_loss``) and the mean training loss terms (``loss``, ``kld``, ...)
+        of the last interval.
+        Empty if no object is in frame 0.
     """
+    setup_start = time.perf_counter()
+    initial = fingerprint(
+        config_to_dict(config),
+        config_to_dict(net.config),
+        rgb,
+        ids,
+        net.head.state_dict(),
+        heat_sigma,
+    )
+    saved = load_state(state_path, initial) if state_path is not None else None
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
-    present = object_ids(ids)
+    present, points = object_ids(ids), config.points_per_object
     views = [
-        _make_view(net, rgb, ids, present, geometry, factors, config, heat_sigma, device)
-        for geometry, factors in _draw_views(rng, rgb, ids, config)
+        make_view(net, rgb, ids, present, geometry, factors, points, heat_sigma, device)
+        for geometry, factors in draw_views(rng, rgb, ids, config.views, config.augment)
     ]
-    triples = [
-        (r, t, k)
-        for r in range(len(views))
-        for t in range(len(views))
-        for k in present
-        if r != t and k in views[r].heats and k in views[t].heats
-    ]
-    if not triples:
+    held_out, views = views[-1], views[:-1]
+    triples = all_triples(views, views, present)
+    val_batch = all_triples(views, [held_out], present)
+    if not triples or not val_batch:
         return {}
-    net.head.train()
     optimizer = torch.optim.Adam(net.head.parameters(), lr=config.lr)
-    terms: dict[str, float] = {}
-    steps_bar = bar(range(config.steps), desc="adapting SAMIC on frame 0", disable=not progress)
-    for _ in steps_bar:
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(config, s))
+    run: dict[str, Any] = {
+        "step": 0,
+        "seconds": 0.0,
+        "best_val_loss": math.inf,
+        "best_step": 0,
+        "stale": 0,
+        "history": [],
+        "stop": None,
+        "terms": {},
+    }
+    best_head = _copy_state(net.head)
+    if saved is not None:
+        net.head.load_state_dict(saved["head"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        rng.bit_generator.state = saved["numpy_rng"]
+        torch.set_rng_state(saved["torch_rng"])
+        best_head, run = saved["best_head"], saved["progress"]
+        log.info("continuing the adaptation saved in %s after %d steps", state_path, run["step"])
+    setup_seconds = time.perf_counter() - setup_start
+
+    def save() -> None:
+        save_state(
+            state_path,
+            {
+                "fingerprint": initial,
+                "head": _copy_state(net.head),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "numpy_rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+                "best_head": best_head,
+                "progress": run,
+            },
+        )
+
+    def validate() -> None:
+        nonlocal best_head
+        val_loss = view_loss(net, views, [held_out], val_batch, config.loss)[1]["loss"]
+        pending = run.pop("pending", [])
+        mean_train = float(np.mean([t["loss"] for t in pending])) if pending else None
+        if pending:
+            run["terms"] = {k: float(np.mean([t[k] for t in pending])) for k in pending[0]}
+        run["history"].append(
+            {
+                "step": run["step"],
+                "lr": float(optimizer.param_groups[0]["lr"]),
+                "train_loss": mean_train,
+                "val_loss": val_loss,
+            }
+        )
+        if val_loss < run["best_val_loss"] - config.min_delta:
+            run["best_val_loss"], run["best_step"], run["stale"] = val_loss, run["step"], 0
+            best_head = _copy_state(net.head)
+        else:
+            run["stale"] += 1
+            if config.patience and run["stale"] >= config.patience:
+                run["stop"] = "plateau"
+
+    net.head.train()
+    if run["step"] == 0 and not run["history"]:
+        with torch.no_grad():
+            validate()  # the untrained head's loss: the baseline of the curve
+    bar = progress_bar(
+        total=config.steps,
+        initial=run["step"],
+        desc="adapting SAMIC on frame 0",
+        disable=not progress or run["stop"] is not None,
+    )
+    last_save, first_step = time.monotonic(), run["step"]
+    while run["stop"] is None:
+        if run["step"] >= config.steps:
+            run["stop"] = "steps"
+        elif config.max_seconds is not None and run["seconds"] >= config.max_seconds:
+            run["stop"] = "time"
+            if run["history"][-1]["step"] != run["step"]:
+                with torch.no_grad():
+                    validate()  # the steps since the last validation count too
+                run["stop"] = "time"  # even if that validation saw a plateau
+        if run["stop"] is not None:
+            if state_path is not None:
+                save()
+            break
+        start = time.perf_counter()
         chosen = [triples[i] for i in rng.integers(0, len(triples), config.batch_size)]
-        ref_feats = _stack([views[r].feats for r, _, _ in chosen])
-        tgt_feats = _stack([views[t].feats for _, t, _ in chosen])
-        ref_heat = torch.stack([views[r].heats[k] for r, _, k in chosen])
-        tgt_heat = torch.stack([views[t].heats[k] for _, t, k in chosen])
-        tgt_fix = torch.stack([views[t].fixations[k] for _, t, k in chosen])
-        pred = torch.sigmoid(net.predict(ref_feats, ref_heat, tgt_feats))
-        loss, terms = saliency_loss(pred, tgt_heat, tgt_fix, config.loss)
+        loss, terms = view_loss(net, views, views, chosen, config.loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        steps_bar.set_postfix({k: f"{v:.3f}" for k, v in terms.items()})
+        scheduler.step()
+        run["step"] += 1
+        run.setdefault("pending", []).append(terms)
+        if run["step"] % config.val_every == 0 or run["step"] == config.steps:
+            with torch.no_grad():
+                validate()
+        run["seconds"] += time.perf_counter() - start
+        if run["step"] == first_step + 1:
+            _log_eta(time.perf_counter() - start, run, config)
+        bar.update(1)
+        bar.set_postfix({"loss": f"{terms['loss']:.3f}", "best val": f"{run['best_val_loss']:.3f}"})
+        if state_path is not None and (
+            run["stop"] is not None or time.monotonic() - last_save >= config.checkpoint_seconds
+        ):
+            save()
+            last_save = time.monotonic()
+    bar.close()
+    net.head.load_state_dict(best_head)
     net.head.eval()
-    return terms
+    log.info(
+        "adaptation stopped (%s) after %d steps; kept step %d (validation loss %.4f)",
+        run["stop"],
+        run["step"],
+        run["best_step"],
+        run["best_val_loss"],
+    )
+    return {
+        "steps": run["step"],
+        "stop": run["stop"],
+        "best_step": run["best_step"],
+        "best_val_loss": run["best_val_loss"],
+        "seconds": run["seconds"],
+        "seconds_per_step": run["seconds"] / max(run["step"], 1),
+        "setup_seconds": setup_seconds,
+        "steps_this_call": run["step"] - first_step,
+        "history": run["history"],
+        **run["terms"],
+    }
 
 
-def _draw_views(
-    rng: np.random.Generator, rgb: np.ndarray, ids: np.ndarray, config: AdaptationConfig
-) -> list[tuple[Geometry, list[float] | None]]:
-    """View 0 is the frame as is; the others keep every object's interior point in the crop."""
-    size = (rgb.shape[0], rgb.shape[1])
-    anchors = interior_points((ids != 0) & (ids != VOID_ID), max_points=64)
-    spans = (config.augment.brightness, config.augment.contrast, config.augment.saturation)
-    views: list[tuple[Geometry, list[float] | None]] = [(identity_geometry(size), None)]
-    for _ in range(config.views - 1):
-        geometry = draw_geometry(rng, size, anchors, config.augment)
-        views.append((geometry, [rng.uniform(1.0 - v, 1.0 + v) for v in spans]))
-    return views
+def _log_eta(step_seconds: float, run: dict[str, Any], config: AdaptationConfig) -> None:
+    """Say, after the first step, how long the adaptation will take at most."""
+    left = step_seconds * (config.steps - run["step"])
+    if config.max_seconds is not None:
+        left = min(left, max(config.max_seconds - run["seconds"], 0.0))
+    bound = "none" if config.max_seconds is None else f"{config.max_seconds:g} s"
+    log.info(
+        "adapting SAMIC on frame 0: %.2f s per step, at most %d steps (time bound %s, earlier "
+        "on a plateau): ETA %d min %02d s",
+        step_seconds,
+        config.steps,
+        bound,
+        *divmod(round(left), 60),
+    )
 
 
-def _make_view(
-    net: SamicNet,
-    rgb: np.ndarray,
-    ids: np.ndarray,
-    present: list[int],
-    geometry: Geometry,
-    factors: list[float] | None,
-    config: AdaptationConfig,
-    heat_sigma: float,
-    device: torch.device,
-) -> _View:
-    image = geometry.image(rgb)
-    if factors is not None:
-        image = jitter_colours(image, factors)
-    view_ids = geometry.image(ids)
-    size = (view_ids.shape[0], view_ids.shape[1])
-    input_size = net.config.input_size
-    with torch.no_grad():
-        feats = net.extract_features(preprocess(image, input_size).to(device))
-    heats: dict[int, torch.Tensor] = {}
-    fixations: dict[int, torch.Tensor] = {}
-    for obj_id in present:
-        points = interior_points(view_ids == obj_id, config.points_per_object)
-        if len(points) == 0:
-            continue  # the object is cropped out of this view
-        heat = points_to_heatmap(points, size, input_size, heat_sigma)
-        heats[obj_id] = torch.from_numpy(heat)[None].to(device)
-        fixations[obj_id] = torch.from_numpy(fixation_map(points, size, input_size))[None].to(
-            device
-        )
-    return _View(feats, heats, fixations)
-
-
-def _stack(feature_lists: list[list[torch.Tensor]]) -> list[torch.Tensor]:
-    """Per level, the batch-1 feature maps of several views concatenated along the batch."""
-    return [torch.cat(level) for level in zip(*feature_lists, strict=True)]
+def _copy_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return copy.deepcopy({k: v.detach() for k, v in module.state_dict().items()})

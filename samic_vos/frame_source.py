@@ -118,31 +118,43 @@ def _natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
+def image_files(
+    folder: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES, noun: str = "image"
+) -> list[Path]:
+    """The files of ``folder`` with one of ``suffixes`` (not hidden), natural name order.
+
+    Raises :class:`UserError` when two of them share a name but for the suffix (``a.jpg``
+    and ``a.png``): names identify frames and the masks that go with images.
+    """
+    files = sorted(
+        (
+            p
+            for p in folder.iterdir()
+            if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")
+        ),
+        key=lambda p: _natural_key(p.name),
+    )
+    stems: dict[str, Path] = {}
+    for file in files:
+        if file.stem in stems:
+            raise UserError(
+                f"{file}: two {noun}s named '{file.stem}' ({stems[file.stem].name}); "
+                "keep one image per name"
+            )
+        stems[file.stem] = file
+    return files
+
+
 class FolderSource(FrameSource):
     """The JPEG/PNG images of a folder, in natural order of their names."""
 
     def __init__(self, path: Path, fps: float = DEFAULT_FOLDER_FPS) -> None:
-        files = sorted(
-            (
-                p
-                for p in path.iterdir()
-                if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-            ),
-            key=lambda p: _natural_key(p.name),
-        )
+        files = image_files(path, noun="frame")
         if not files:
             raise UserError(
                 f"{path}: folder has no images (.jpg, .jpeg, .png); pass a folder of frames "
                 "or a video file"
             )
-        stems: dict[str, Path] = {}
-        for file in files:
-            if file.stem in stems:
-                raise UserError(
-                    f"{file}: two frames named '{file.stem}' ({stems[file.stem].name}); "
-                    "keep one image per frame name"
-                )
-            stems[file.stem] = file
         self._files = files
         try:
             with Image.open(files[0]) as image:

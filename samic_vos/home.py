@@ -1,7 +1,8 @@
 """Where samic-vos keeps its files: ``$SAMIC_VOS_HOME``, else ``<user cache>/samic-vos``.
 
 The user cache is ``$XDG_CACHE_HOME`` when set to an absolute path, else ``~/.cache``.
-Subfolders: ``weights/`` (the weights registry), ``cache/flow/`` (optical-flow scores).
+Subfolders: ``weights/`` (the weights registry), ``cache/flow/`` (optical-flow scores),
+``downloads/`` (dataset archives) and ``datasets/`` (unpacked datasets).
 """
 
 from __future__ import annotations

@@ -91,13 +91,17 @@ def _region_point(heat: np.ndarray, region: np.ndarray, weighted: bool) -> tuple
     """The (x, y) point of ``region`` in ``heat`` (same shape): its centroid, or its maximum.
 
     The centroid comes from the spatial moments of the region (weighted by heat if
-    ``weighted``). If the pixel containing it is not in the region (e.g. a C shape), the
-    region's highest pixel is used instead (ties: smallest (row, col)).
+    ``weighted``), computed in float64 with numpy: ``cv2.moments`` reads a float32 array with
+    2 columns as a list of 2-D points, which misplaces every region 2 pixels wide. If the
+    pixel containing the centroid is not in the region (e.g. a C shape), the region's highest
+    pixel is used instead (ties: smallest (row, col)).
     """
-    image = np.where(region, heat, 0).astype(np.float32) if weighted else region.astype(np.uint8)
-    moments = cv2.moments(image, binaryImage=not weighted)
-    if moments["m00"] > 0:
-        cx, cy = moments["m10"] / moments["m00"], moments["m01"] / moments["m00"]
+    weights = np.where(region, heat, 0.0) if weighted else region
+    weights = weights.astype(np.float64)
+    m00 = weights.sum()
+    if m00 > 0:
+        rows, cols = np.indices(region.shape)
+        cx, cy = float((weights * cols).sum() / m00), float((weights * rows).sum() / m00)
         col, row = int(np.floor(cx + 0.5)), int(np.floor(cy + 0.5))
         if 0 <= row < region.shape[0] and 0 <= col < region.shape[1] and region[row, col]:
             return cx, cy
@@ -128,7 +132,7 @@ def find_peaks(
     heat = np.nan_to_num(np.asarray(heatmap, dtype=np.float32), nan=0.0)
     if heat.ndim != 2:
         raise ValueError(f"heatmap must be 2-D (h, w), got shape {heat.shape}")
-    if heat.size == 0 or config.max_points <= 0:
+    if heat.size == 0:
         return []
     top = float(heat.max())
     if top < config.floor:

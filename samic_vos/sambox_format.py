@@ -3,25 +3,14 @@
 SAMBOX (the annotation tool) saves, beside each annotated image ``frame_00012.jpg``, a sidecar
 ``frame_00012.sambox.json`` (the ``.sambox.json`` suffix finds annotations without opening
 other JSON files). A folder of images with their sidecars is a *sequence*: its annotated frames
-are ordered by file name, natural order (``f9`` before ``f10``). Version 1::
-
-    {
-      "format": "sambox",                 required, exactly "sambox"
-      "version": 1,                       required, an integer this reader knows (1)
-      "image": "frame_00012.jpg",         required, path relative to the JSON's folder, "/"
-      "image_size": [480, 854],           required, [H, W] of the image, in pixels
-      "objects": [                        required, possibly empty; ids unique
-        {
-          "id": 1,                        required, 1..254 (the id in palette masks)
-          "label": "dog",                 optional, a name (null or absent: none)
-          "points": [[412.0, 230.5]],     required, >= 1 positive click, [x, y]
-          "negative_points": [[10, 20]],  optional, negative clicks, [x, y] (default [])
-          "mask": "masks/frame_00012.png",optional, relative path of SAM's accepted mask
-          "sam_confidence": 0.97          optional, SAM's predicted IoU (may exceed 1)
-        }
-      ],
-      "meta": {"tool": "sambox 0.1"}      optional, free-form, kept but not interpreted
-    }
+are ordered by file name, natural order (``f9`` before ``f10``). The schema, field by field:
+``docs/sambox_format.md``. In short: ``format`` ("sambox"), ``version`` (1 or 2), ``image``
+(relative path), ``image_size`` ([H, W]), ``objects`` (ids 1..254, optional ``label``,
+``mask``, ``sam_confidence``) and ``meta``. A version-1 object holds ``points`` (>= 1 positive
+click) and ``negative_points``; a version-2 object holds ``instances``, each prompted on its own
+by a person (SAM joins separate objects through the background, so the instances' masks are
+unioned): ``points``, ``negative_points``, an optional ``box`` [x0, y0, x1, y1] and
+``sam_confidence``, with a positive click or a box. Version 1 files still read.
 
 Points are pixel coordinates ``[x, y]`` (x = column rightwards, y = row downwards, pixel
 centres at integers, as SAM's ``SamPredictor`` takes them; fractions allowed), inside the
@@ -48,12 +37,33 @@ from samic_vos.atomic import atomic_write_text
 from samic_vos.errors import UserError
 
 FORMAT_NAME = "sambox"
-VERSION = 1
+VERSION = 2  # the newest version; :func:`write_annotation` writes 1 when it holds the data
+KNOWN_VERSIONS = (1, 2)
 SUFFIX = ".sambox.json"
 MAX_OBJECT_ID = 254  # palette masks are uint8 and 255 is DAVIS's "void"
 
 _TOP_KEYS = {"format", "version", "image", "image_size", "objects", "meta"}
 _OBJECT_KEYS = {"id", "label", "points", "negative_points", "mask", "sam_confidence"}
+_OBJECT_KEYS_V2 = {"id", "label", "instances", "mask", "sam_confidence"}
+_INSTANCE_KEYS = {"points", "negative_points", "box", "sam_confidence"}
+
+
+def _no_points() -> np.ndarray:
+    return np.zeros((0, 2))
+
+
+@dataclass
+class SamboxInstance:
+    """One separately prompted instance of an object (version 2).
+
+    ``points``/``negative_points``: ``float64`` ``(N, 2)`` / ``(M, 2)`` ``(x, y)`` pixel
+    coordinates; ``box``: ``float64`` ``(4,)`` ``(x0, y0, x1, y1)`` or ``None``.
+    """
+
+    points: np.ndarray = field(default_factory=_no_points)
+    negative_points: np.ndarray = field(default_factory=_no_points)
+    box: np.ndarray | None = None
+    sam_confidence: float | None = None
 
 
 @dataclass
@@ -61,15 +71,32 @@ class SamboxObject:
     """One object's prompts on one image.
 
     ``points``/``negative_points``: ``float64`` ``(N, 2)`` / ``(M, 2)`` arrays of ``(x, y)``
-    pixel coordinates. ``mask``: the mask PNG path as stored (relative to the JSON's folder).
+    pixel coordinates, all of the object's clicks (every instance's, in order; N may be 0 in
+    version 2, for box-only instances). ``mask``: the mask PNG path as stored (relative to the
+    JSON's folder). ``instances``: the per-instance prompts of version 2 (build such objects
+    with :meth:`from_instances`); empty for a version-1 object.
     """
 
     id: int
     points: np.ndarray
-    negative_points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    negative_points: np.ndarray = field(default_factory=_no_points)
     label: str | None = None
     mask: str | None = None
     sam_confidence: float | None = None
+    instances: list[SamboxInstance] = field(default_factory=list)
+
+    @classmethod
+    def from_instances(
+        cls, id: int, instances: list[SamboxInstance], **fields: Any
+    ) -> SamboxObject:
+        """An object of ``instances``; its ``points``/``negative_points`` are theirs joined."""
+        return cls(
+            id=id,
+            points=np.concatenate([_no_points()] + [i.points for i in instances]),
+            negative_points=np.concatenate([_no_points()] + [i.negative_points for i in instances]),
+            instances=list(instances),
+            **fields,
+        )
 
 
 @dataclass
@@ -152,38 +179,78 @@ def _unknown_keys(data: dict, known: set[str], where: str, name: str) -> None:
         )
 
 
-def _parse_object(data: Any, where: str, name: str, size: tuple[int, int]) -> SamboxObject:
+def _confidence(value: Any, where: str, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _fail(where, f"'{name}' must be a number or null")
+    return float(value)
+
+
+def _box(value: Any, where: str, name: str, size: tuple[int, int]) -> np.ndarray | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 4:
+        raise _fail(where, f"'{name}' must be [x0, y0, x1, y1]")
+    corners = _points([value[:2], value[2:]], where, name, size)
+    if np.any(corners[0] > corners[1]):
+        raise _fail(where, f"'{name}' = {value} needs x0 <= x1 and y0 <= y1")
+    return corners.reshape(4)
+
+
+def _parse_instance(data: Any, where: str, name: str, size: tuple[int, int]) -> SamboxInstance:
     if not isinstance(data, dict):
         raise _fail(where, f"'{name}' must be an object")
-    _unknown_keys(data, _OBJECT_KEYS, where, f"'{name}'")
-    if "id" not in data or "points" not in data:
-        raise _fail(where, f"'{name}' needs 'id' and 'points'")
-    points = _points(data["points"], where, f"{name}.points", size)
-    if len(points) == 0:
-        raise _fail(where, f"'{name}.points' is empty; an object needs a positive click")
+    _unknown_keys(data, _INSTANCE_KEYS, where, f"'{name}'")
+    if "points" not in data:
+        raise _fail(where, f"'{name}' needs 'points'")
+    instance = SamboxInstance(
+        points=_points(data["points"], where, f"{name}.points", size),
+        negative_points=_points(
+            data.get("negative_points", []), where, f"{name}.negative_points", size
+        ),
+        box=_box(data.get("box"), where, f"{name}.box", size),
+        sam_confidence=_confidence(data.get("sam_confidence"), where, f"{name}.sam_confidence"),
+    )
+    if len(instance.points) == 0 and instance.box is None:
+        raise _fail(where, f"'{name}' has neither a positive click nor a box")
+    return instance
+
+
+def _parse_object(
+    data: Any, where: str, name: str, size: tuple[int, int], version: int
+) -> SamboxObject:
+    if not isinstance(data, dict):
+        raise _fail(where, f"'{name}' must be an object")
+    prompts = "points" if version == 1 else "instances"
+    _unknown_keys(data, _OBJECT_KEYS if version == 1 else _OBJECT_KEYS_V2, where, f"'{name}'")
+    if "id" not in data or prompts not in data:
+        raise _fail(where, f"'{name}' needs 'id' and '{prompts}'")
     label = data.get("label")
     if label is not None and not isinstance(label, str):
         raise _fail(where, f"'{name}.label' must be a string or null")
     mask = data.get("mask")
     if mask is not None:
         mask = _relative_path(mask, where, f"{name}.mask")
-    confidence = data.get("sam_confidence")
-    if confidence is not None and (
-        isinstance(confidence, bool)
-        or not isinstance(confidence, (int, float))
-        or not math.isfinite(confidence)
-    ):
-        raise _fail(where, f"'{name}.sam_confidence' must be a number or null")
-    return SamboxObject(
-        id=_int(data["id"], where, f"{name}.id", 1, MAX_OBJECT_ID),
-        points=points,
-        negative_points=_points(
-            data.get("negative_points", []), where, f"{name}.negative_points", size
-        ),
-        label=label,
-        mask=mask,
-        sam_confidence=None if confidence is None else float(confidence),
-    )
+    fields = {
+        "id": _int(data["id"], where, f"{name}.id", 1, MAX_OBJECT_ID),
+        "label": label,
+        "mask": mask,
+        "sam_confidence": _confidence(data.get("sam_confidence"), where, f"{name}.sam_confidence"),
+    }
+    if version == 2:
+        if not isinstance(data["instances"], list) or not data["instances"]:
+            raise _fail(where, f"'{name}.instances' must be a non-empty list")
+        instances = [
+            _parse_instance(i, where, f"{name}.instances[{k}]", size)
+            for k, i in enumerate(data["instances"])
+        ]
+        return SamboxObject.from_instances(instances=instances, **fields)
+    points = _points(data["points"], where, f"{name}.points", size)
+    if len(points) == 0:
+        raise _fail(where, f"'{name}.points' is empty; an object needs a positive click")
+    negative = _points(data.get("negative_points", []), where, f"{name}.negative_points", size)
+    return SamboxObject(points=points, negative_points=negative, **fields)
 
 
 def parse_annotation(data: Any, where: str) -> SamboxAnnotation:
@@ -195,10 +262,11 @@ def parse_annotation(data: Any, where: str) -> SamboxAnnotation:
         raise _fail(where, f"not a SAMBOX annotation ('format' must be \"{FORMAT_NAME}\")")
     _unknown_keys(data, _TOP_KEYS, where, "the annotation")
     version = data.get("version")
-    if version != VERSION:
+    if isinstance(version, bool) or version not in KNOWN_VERSIONS:
         raise _fail(
             where,
-            f"unknown 'version' {json.dumps(version)}; this samic-vos reads version {VERSION} "
+            f"unknown 'version' {json.dumps(version)}; this samic-vos reads versions "
+            f"{' and '.join(map(str, KNOWN_VERSIONS))} "
             "(upgrade samic-vos, or re-save the annotation with a matching SAMBOX)",
         )
     for key in ("image", "image_size", "objects"):
@@ -212,7 +280,8 @@ def parse_annotation(data: Any, where: str) -> SamboxAnnotation:
     if not isinstance(data["objects"], list):
         raise _fail(where, "'objects' must be a list")
     objects = [
-        _parse_object(o, where, f"objects[{k}]", size) for k, o in enumerate(data["objects"])
+        _parse_object(o, where, f"objects[{k}]", size, version)
+        for k, o in enumerate(data["objects"])
     ]
     ids = [o.id for o in objects]
     duplicate = next((i for i in ids if ids.count(i) > 1), None)
@@ -270,18 +339,36 @@ def _number(value: float) -> int | float:
 
 
 def annotation_to_dict(annotation: SamboxAnnotation) -> dict[str, Any]:
-    """The JSON-ready dict of ``annotation`` (the inverse of :func:`parse_annotation`)."""
+    """The JSON-ready dict of ``annotation`` (the inverse of :func:`parse_annotation`).
+
+    Version 2 when an object has ``instances`` (objects without are written as one instance),
+    else version 1, which older readers understand too.
+    """
 
     def points(array: np.ndarray) -> list[list[int | float]]:
         return [[_number(x), _number(y)] for x, y in np.asarray(array, dtype=float).reshape(-1, 2)]
 
+    def instance(inst: SamboxInstance) -> dict[str, Any]:
+        entry: dict[str, Any] = {"points": points(inst.points)}
+        entry["negative_points"] = points(inst.negative_points)
+        if inst.box is not None:
+            entry["box"] = [_number(v) for v in np.asarray(inst.box, dtype=float).reshape(4)]
+        if inst.sam_confidence is not None:
+            entry["sam_confidence"] = float(inst.sam_confidence)
+        return entry
+
+    version = 2 if any(obj.instances for obj in annotation.objects) else 1
     objects = []
     for obj in annotation.objects:
         entry: dict[str, Any] = {"id": int(obj.id)}
         if obj.label is not None:
             entry["label"] = obj.label
-        entry["points"] = points(obj.points)
-        entry["negative_points"] = points(obj.negative_points)
+        if version == 2:
+            instances = obj.instances or [SamboxInstance(obj.points, obj.negative_points)]
+            entry["instances"] = [instance(i) for i in instances]
+        else:
+            entry["points"] = points(obj.points)
+            entry["negative_points"] = points(obj.negative_points)
         if obj.mask is not None:
             entry["mask"] = obj.mask
         if obj.sam_confidence is not None:
@@ -289,7 +376,7 @@ def annotation_to_dict(annotation: SamboxAnnotation) -> dict[str, Any]:
         objects.append(entry)
     data: dict[str, Any] = {
         "format": FORMAT_NAME,
-        "version": VERSION,
+        "version": version,
         "image": annotation.image,
         "image_size": [int(annotation.image_size[0]), int(annotation.image_size[1])],
         "objects": objects,

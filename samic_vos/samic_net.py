@@ -28,12 +28,14 @@ from samic_vos.backbone import (
     BACKBONE_KINDS,
     LEVEL_BLOCKS,
     NUM_FEATURES,
+    RESIZE_MODES,
     ResNet50Pyramid,
     build_backbone,
     preprocess,
 )
 from samic_vos.config import require, require_choice
-from samic_vos.conv4d import CenterPivotConv4d, resize_query_dims
+from samic_vos.conv4d import ALIGN_CORNERS, CenterPivotConv4d, resize_query_dims
+from samic_vos.heatmaps import HEAT_CUTOFF
 
 __all__ = [
     "SamicHead",
@@ -78,6 +80,13 @@ class SamicNetConfig:
             so correlations keep the heat map's grading. ``True``: HSNet's order, raw features
             × heat then normalised, which makes every position with nonzero heat (including a
             Gaussian's far tail) count fully, as a binary mask would.
+        heat_cutoff: reference heat below this is 0 where it enters the correlation (after
+            pooling to each level's grid), so no denormal float reaches its matrix products;
+            in [0, 1). Heat maps from :func:`samic_vos.heatmaps.points_to_heatmap` already
+            stop at the same default, :data:`samic_vos.heatmaps.HEAT_CUTOFF`.
+        resize: how :func:`preprocess` resizes images to ``input_size``, one of
+            ``RESIZE_MODES`` (:mod:`samic_vos.backbone`): ``"cv2"`` (ours) or
+            ``"pil_bilinear"`` (HSNet's, for runs warm-started from HSNet).
     """
 
     input_size: tuple[int, int] = (224, 224)
@@ -87,6 +96,8 @@ class SamicNetConfig:
     groups: int = 4
     heat_pool: str = "max"
     heat_before_norm: bool = False
+    heat_cutoff: float = HEAT_CUTOFF  # no denormals in the correlation: see HEAT_CUTOFF
+    resize: str = RESIZE_MODES[0]  # cv2 area/linear: see RESIZE_MODES for why not PIL's
 
     def __post_init__(self) -> None:
         size = tuple(self.input_size)
@@ -99,6 +110,8 @@ class SamicNetConfig:
         require(self.groups >= 1, "groups", "an integer >= 1", self.groups)
         ok = len(self.channels) == 3 and all(c > 0 and c % self.groups == 0 for c in self.channels)
         require(ok, "channels", f"3 positive multiples of groups={self.groups}", self.channels)
+        require(0 <= self.heat_cutoff < 1, "heat_cutoff", "in [0, 1)", self.heat_cutoff)
+        require_choice("resize", self.resize, RESIZE_MODES)
 
 
 def pool_heat(heat: Tensor, size: tuple[int, int], mode: str = "max") -> Tensor:
@@ -120,12 +133,14 @@ def hypercorrelation(
     tgt_feats: list[Tensor],
     heat_pool: str = "max",
     heat_before_norm: bool = False,
+    heat_cutoff: float = HEAT_CUTOFF,
 ) -> list[Tensor]:
     """Heat-weighted cosine correlations stacked per pyramid level, coarse to fine.
 
     Args:
         ref_feats, tgt_feats: the 13 backbone maps of reference and target (same batch B).
         ref_heat: ``(B, 1, H, W)`` reference heat map in [0, 1] at the input resolution.
+        heat_cutoff: pooled heat below it counts as 0 (see :class:`SamicNetConfig`).
 
     Returns:
         3 tensors ``(B, L, Hq, Wq, Hs, Ws)``, L = 3 (layer4), 6 (layer3), 4 (layer2); query
@@ -136,6 +151,7 @@ def hypercorrelation(
         # Norms in float32: a 2048-dim sum of squares can overflow float16 under autocast.
         ref, tgt = ref.float(), tgt.float()
         heat = pool_heat(ref_heat.float(), tuple(ref.shape[-2:]), heat_pool)
+        heat = heat.masked_fill(heat < heat_cutoff, 0.0)
         if heat_before_norm:
             ref = F.normalize(ref * heat, dim=1, eps=COSINE_EPS)
         else:
@@ -183,6 +199,7 @@ class SamicHead(nn.Module):
         super().__init__()
         self.heat_pool = config.heat_pool
         self.heat_before_norm = config.heat_before_norm
+        self.heat_cutoff = config.heat_cutoff
         c1, c2, c3 = config.channels
         g = config.groups
         self.squeeze = nn.ModuleList(
@@ -218,16 +235,25 @@ class SamicHead(nn.Module):
             )
         with torch.no_grad():  # nothing learnable before the correlation (as in HSNet)
             pyramid = hypercorrelation(
-                ref_feats, ref_heat, tgt_feats, self.heat_pool, self.heat_before_norm
+                ref_feats,
+                ref_heat,
+                tgt_feats,
+                self.heat_pool,
+                self.heat_before_norm,
+                self.heat_cutoff,
             )
         sq4, sq3, sq2 = (block(c) for block, c in zip(self.squeeze, pyramid, strict=True))
         mixed = self.mix43(resize_query_dims(sq4, tuple(sq3.shape[2:4])) + sq3)
         mixed = self.mix32(resize_query_dims(mixed, tuple(sq2.shape[2:4])) + sq2)
         encoded = mixed.flatten(4).mean(dim=-1)  # average over the support dims: (B, C, Hq, Wq)
         x = self.decoder1(encoded)
-        x = F.interpolate(x, size=(2 * x.shape[-2], 2 * x.shape[-1]), mode="bilinear")
+        # HSNet doubles the width on both sides (square inputs only); we double each side.
+        size = (2 * x.shape[-2], 2 * x.shape[-1])
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=ALIGN_CORNERS)
         x = self.decoder2(x)
-        return F.interpolate(x, size=tuple(ref_heat.shape[-2:]), mode="bilinear")
+        return F.interpolate(
+            x, size=tuple(ref_heat.shape[-2:]), mode="bilinear", align_corners=ALIGN_CORNERS
+        )
 
 
 class SamicNet(nn.Module):

@@ -59,7 +59,8 @@ class SamicPrompter:
     @torch.inference_mode()
     def features(self, rgb: np.ndarray) -> list[torch.Tensor]:
         """SAMIC backbone features of a (H, W, 3) uint8 RGB frame, batch 1, on the device."""
-        return self.net.extract_features(preprocess(rgb, self.input_size).to(self.device))
+        image = preprocess(rgb, self.input_size, self.net.config.resize)
+        return self.net.extract_features(image.to(self.device))
 
     def new_frame(self, rgb: np.ndarray) -> None:
         self._size = (rgb.shape[0], rgb.shape[1])

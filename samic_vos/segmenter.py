@@ -112,6 +112,9 @@ class SamSegmenter:
         self.encoder = build_image_encoder(self.sam, encoder, self.device)
         self._predictor = SamPredictor(self.sam)
         self._frame_size: tuple[int, int] | None = None
+        # SAM's dense positional encoding of the embedding grid: constant for a model, and
+        # costing about as much as the prompt encoder, so computed once.
+        self._image_pe: torch.Tensor | None = None
 
     def set_frame(self, rgb: np.ndarray) -> None:
         """Compute the image embedding of ``rgb``, a (H, W, 3) uint8 RGB frame, and use it."""
@@ -190,10 +193,9 @@ class SamSegmenter:
             scores[indexes] = batch_scores
         group_masks = logits > self.sam.mask_threshold
         union_logits = logits.amax(dim=0)
-        areas = group_masks.flatten(1).sum(dim=1).float()
+        areas = group_masks.flatten(1).sum(dim=1)
         scores = scores.clamp(0.0, 1.0)
-        weights = areas if areas.sum() > 0 else torch.ones_like(areas)
-        confidence = float((scores * weights).sum() / weights.sum())
+        confidence = weighted_confidence(scores.cpu().numpy(), areas.cpu().numpy())
         union_logits = union_logits.float().cpu().numpy()
         return Segmentation(
             mask=union_logits > self.sam.mask_threshold,
@@ -278,9 +280,11 @@ class SamSegmenter:
             )
         mask_t = None if masks is None else torch.as_tensor(masks, device=self.device)
         sparse, dense = self.sam.prompt_encoder(points=point_prompt, boxes=box_t, masks=mask_t)
+        if self._image_pe is None:
+            self._image_pe = self.sam.prompt_encoder.get_dense_pe()
         low_res, iou = self.sam.mask_decoder(
             image_embeddings=predictor.features,
-            image_pe=self.sam.prompt_encoder.get_dense_pe(),
+            image_pe=self._image_pe,
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
             multimask_output=multimask,
@@ -291,6 +295,18 @@ class SamSegmenter:
         # Upscale only the kept mask of each prompt (SamPredictor upscales all three).
         full = self.sam.postprocess_masks(low_res, predictor.input_size, predictor.original_size)
         return full[:, 0], iou, low_res[:, 0]
+
+
+def weighted_confidence(scores: np.ndarray, areas: np.ndarray) -> float:
+    """The mean of (K,) ``scores`` weighted by the (K,) ``areas`` of their masks (the plain mean
+    when every area is 0; 0 for K = 0): one confidence for masks that are unioned."""
+    scores = np.asarray(scores, dtype=np.float64)
+    weights = np.asarray(areas, dtype=np.float64)
+    if len(scores) == 0:
+        return 0.0
+    if weights.sum() <= 0:
+        weights = np.ones_like(scores)
+    return float((scores * weights).sum() / weights.sum())
 
 
 def group_points_by_component(points: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from samic_vos.backbone import RESIZE_MODES
 from samic_vos.config import require
 from samic_vos.davis import read_image
 from samic_vos.heatmaps import DEFAULT_SIGMA, fixation_map, points_to_heatmap
@@ -142,7 +143,8 @@ def jitter_colours(image: np.ndarray, factors: Sequence[float]) -> np.ndarray:
 class PairDataset(Dataset):
     """Training pairs → tensors at the network input size.
 
-    ``input_size`` is the network input (h, w). An item is a dict:
+    ``input_size`` is the network input (h, w), ``resize`` the image resize mode
+    (:data:`samic_vos.backbone.RESIZE_MODES`). An item is a dict:
 
     - ``ref_image``, ``tgt_image``: float32 (3, h, w), normalised as the backbone expects
       (only when ``with_images``);
@@ -159,12 +161,14 @@ class PairDataset(Dataset):
         augment: AugmentConfig | None = None,
         heat_sigma: float = DEFAULT_SIGMA,
         seed: int = 0,
+        resize: str = RESIZE_MODES[0],
     ) -> None:
         self.pairs = list(pairs)
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.augment = augment if augment is not None else AugmentConfig(enabled=False)
         self.heat_sigma = heat_sigma
         self.seed = seed
+        self.resize = resize
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -212,7 +216,7 @@ class PairDataset(Dataset):
                 image = geometry.image(read_image(path))
                 if factors is not None:
                     image = jitter_colours(image, factors)
-                item[key] = preprocess(image, self.input_size)[0]
+                item[key] = preprocess(image, self.input_size, self.resize)[0]
         return item
 
     def _heat(self, points_xy: np.ndarray, crop_size: tuple[int, int]) -> torch.Tensor:

@@ -158,7 +158,8 @@ def _sequence_pairs(root: Path, annotations: list[SamboxAnnotation]) -> list[Tra
         sequence = tgt.path.parent.relative_to(root.parent).as_posix()
         for obj in tgt.objects:
             previous = ref.object_by_id(obj.id)
-            if previous is not None:
+            # A version-2 object prompted with boxes only has no point to learn from.
+            if previous is not None and len(previous.points) and len(obj.points):
                 pairs.append(_sambox_pair(sequence, obj.id, ref, tgt, previous.points, obj.points))
     return pairs
 
@@ -169,7 +170,7 @@ def _label_pairs(annotations: list[SamboxAnnotation]) -> list[TrainingPair]:
     for annotation in annotations:
         labelled: dict[str, list] = {}
         for obj in annotation.objects:
-            if obj.label is not None:
+            if obj.label is not None and len(obj.points):
                 labelled.setdefault(obj.label, []).append(obj)
         for label, objects in labelled.items():
             # All instances of the label in one image form one target (class-level prompts).

@@ -24,8 +24,6 @@ import json
 import logging
 import os
 import re
-import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
@@ -33,7 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 from samic_vos.atomic import atomic_write_text
 from samic_vos.errors import UserError
-from samic_vos.fetch import describe_error, download_resumable, sha256_file
+from samic_vos.fetch import (
+    check_free_space,
+    describe_error,
+    download_lock,
+    download_resumable,
+    sha256_file,
+)
 from samic_vos.home import samic_home
 
 if TYPE_CHECKING:
@@ -347,26 +351,6 @@ def _check_local(entry: WeightsEntry, path: Path, flag: str | None) -> Path:
 # --- download ------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _download_lock(final: Path) -> Iterator[None]:
-    """Hold ``.<file>.lock`` so two processes never write the same ``.part`` (POSIX only)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no lock; concurrent first downloads fail the checksum
-        yield
-        return
-    with final.with_name(f".{final.name}.lock").open("a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            _note(f"waiting for another samic-vos process downloading {final.name}")
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _fetch(entry: WeightsEntry, flag: str | None) -> Path:
     """Download ``entry`` into the cache, verify it, rename it into place; return its path."""
     folder = cache_dir()
@@ -380,10 +364,14 @@ def _fetch(entry: WeightsEntry, flag: str | None) -> Path:
             f"cannot create the weights cache {folder} ({describe_error(err)}); set SAMIC_VOS_HOME "
             f"to a writable folder, or download {entry.filename} yourself and {fix}"
         ) from err
-    with _download_lock(final):
+    with download_lock(final):
         if final.is_file() and _matches(final, entry):  # another process just finished it
             return final
-        _check_free_space(entry, part, fix)
+        if entry.size is not None:
+            needed = entry.size - (part.stat().st_size if part.is_file() else 0)
+            check_free_space(
+                part.parent, needed, entry.filename, f"set SAMIC_VOS_HOME to another disk, or {fix}"
+            )
         try:
             download_resumable(entry.url, part, entry.filename, entry.size)
         except (OSError, HTTPException, ValueError) as err:
@@ -402,16 +390,3 @@ def _fetch(entry: WeightsEntry, flag: str | None) -> Path:
         os.replace(part, final)
         _remember_digest(final, digest)
     return final
-
-
-def _check_free_space(entry: WeightsEntry, part: Path, fix: str) -> None:
-    """Refuse early when the cache's disk cannot hold the rest of the download."""
-    if entry.size is None:
-        return
-    needed = entry.size - (part.stat().st_size if part.is_file() else 0)
-    free = shutil.disk_usage(part.parent).free
-    if needed > free:
-        raise UserError(
-            f"{entry.filename} needs {needed >> 20} MiB but {part.parent} has {free >> 20} MiB "
-            f"free; free some space, set SAMIC_VOS_HOME to another disk, or {fix}"
-        )

@@ -1,4 +1,4 @@
-"""Shared test fixtures: where the real data lives."""
+"""Shared test fixtures: where the real data lives, and one torch thread for heavy modules."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,3 +28,12 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def davis_root(shared_data: Path) -> Path:
     return shared_data / "DAVIS"
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread: on a shared, loaded CPU several threads are many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

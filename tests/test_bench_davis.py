@@ -241,3 +241,31 @@ def test_the_paper_configs_load():
         assert config.track.tracker.heat_sigma == 0.02 == config.train.heat_sigma
         train = config.train.train
         assert (train.max_epochs, train.patience, train.batch_size, train.lr) == (300, 10, 4, 1e-3)
+
+
+@pytest.mark.slow
+def test_train_first_then_track_with_the_trained_network(tmp_path, shared_data, models):
+    root = _short_root(tmp_path / "davis", shared_data / "DAVIS", ["car-shadow"], "2016")
+    for name in ("bear", "boat"):  # a train set of two short sequences beside the val set
+        for kind, suffix in (("JPEGImages", "jpg"), ("Annotations", "png")):
+            folder = root / kind / "480p" / name
+            folder.mkdir(parents=True)
+            source = shared_data / "DAVIS" / kind / "480p" / name
+            for path in sorted(source.glob(f"*.{suffix}"))[:FRAMES]:
+                shutil.copy(path, folder / path.name)
+    (root / "ImageSets/2016/train.txt").write_text("bear\nboat\n")
+    config = tmp_path / "tiny.yaml"
+    tiny = "{input_size: [64, 64], backbone: random, channels: [8, 16, 32]}"
+    config.write_text(
+        f"track: {{network: {tiny}}}\n"
+        f"train: {{network: {tiny}, flow: {{top_k: 3, min_gap: 1, working_size: 64}},"
+        " train: {max_epochs: 1, cache_dtype: float32}, augment: {enabled: false}}\n"
+    )
+    out = tmp_path / "out"
+    sam = models[:2]  # the SAM checkpoint only: SAMIC is trained here
+    code, text = _bench(root, out, sam, "--train", "--config", str(config), "--json")
+    assert code == 0
+    scores = json.loads(text)
+    assert (out / "samic.pt").is_file() and (out / "train/best.pt").is_file()
+    assert (out / "train/run.json").is_file() and set(scores["per_object"]) == {"car-shadow_1"}
+    assert "trained on the 2016 train set" in (out / "config.yaml").read_text()

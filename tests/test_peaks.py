@@ -111,7 +111,6 @@ def test_max_points_keeps_the_highest_scoring_regions():
     assert [p.score for p in peaks] == pytest.approx([1.0, 0.9, 0.8])
     expected_x = [to_image(6 + 12 * i, 32)[0] for i in (3, 1, 4)]
     assert [p.x for p in peaks] == pytest.approx(expected_x, abs=0.1 * SCALE_X)
-    assert find_peaks(heat, IMAGE, PeakConfig(max_points=0)) == []
 
 
 def test_min_area_drops_small_regions():
@@ -151,4 +150,36 @@ def test_bad_settings_are_user_errors():
         PeakConfig(floor=-0.1)
     with pytest.raises(UserError, match="min_area"):
         PeakConfig(min_area=0)
+    # 0 points would silently lose every object after frame 0.
+    with pytest.raises(UserError, match=r"max_points must be an integer >= 1, got 0"):
+        apply_overrides(PeakConfig(), {"max_points": 0}, "tracker.yaml")
     assert apply_overrides(PeakConfig(), {"threshold": 0.3}).threshold == 0.3
+
+
+@pytest.mark.parametrize("width", [1, 2, 3])
+@pytest.mark.parametrize("height", [1, 2, 3])
+@pytest.mark.parametrize("weighted", [True, False])
+def test_small_regions_get_their_exact_centroid(width, height, weighted):
+    # Regions 1–3 pixels wide and tall (cv2.moments once misread 2-column float arrays as
+    # point lists: a uniform 2×2 region at (30, 30) came out at (30.0, 30.0), not (30.5, 30.5)).
+    heat = np.zeros(MAP, np.float32)
+    values = {}
+    for dy in range(height):
+        for dx in range(width):
+            values[30 + dx, 28 + dy] = 0.6 + 0.1 * dx + 0.05 * dy  # (col, row) → heat
+            heat[28 + dy, 30 + dx] = values[30 + dx, 28 + dy]
+    weights = {key: (value if weighted else 1.0) for key, value in values.items()}
+    total = sum(weights.values())
+    expected_x = sum(col * w for (col, _), w in weights.items()) / total
+    expected_y = sum(row * w for (_, row), w in weights.items()) / total
+    config = PeakConfig(threshold=0.5, relative=False, min_area=1, weighted_centroid=weighted)
+    (peak,) = find_peaks(heat, MAP, config)  # image size = map size: coordinates unchanged
+    assert (peak.x, peak.y) == pytest.approx((expected_x, expected_y), abs=1e-5)
+    assert peak.area == width * height
+
+
+def test_uniform_two_by_two_region_is_centred_between_its_pixels():
+    heat = np.zeros(MAP, np.float32)
+    heat[30:32, 30:32] = 0.9
+    (peak,) = find_peaks(heat, MAP, PeakConfig(min_area=1))
+    assert (peak.x, peak.y) == pytest.approx((30.5, 30.5), abs=1e-6)

@@ -83,7 +83,7 @@ def test_read_valid_annotation(folder: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda d: d.update(version=2), "unknown 'version' 2"),
+        (lambda d: d.update(version=3), "unknown 'version' 3"),
         (lambda d: d.pop("version"), "unknown 'version' null"),
         (lambda d: d.update(format="coco"), "not a SAMBOX annotation"),
         (lambda d: d["objects"][0]["points"].append([60, 3]), r"objects\[0\].points\[2\]' = "),
@@ -180,3 +180,92 @@ def test_find_annotations_natural_order(tmp_path: Path) -> None:
     ]
     with pytest.raises(UserError, match="annotation folder not found"):
         find_annotations(tmp_path / "nope")
+
+
+def v2_dict() -> dict:
+    return {
+        "format": "sambox",
+        "version": 2,
+        "image": "frame_00001.jpg",
+        "image_size": [H, W],
+        "objects": [
+            {
+                "id": 1,
+                "label": "dog",
+                "mask": "masks/frame_00001.png",
+                "sam_confidence": 0.9,
+                "instances": [
+                    {"points": [[10, 5]], "negative_points": [[0, 0]], "sam_confidence": 0.8},
+                    {"points": [], "box": [20, 10, 50.5, 30]},
+                    {"points": [[40, 20], [41, 21]]},
+                ],
+            }
+        ],
+    }
+
+
+def test_read_version_2_instances(folder: Path) -> None:
+    annotation = read_annotation(save(folder / "frame_00001.sambox.json", v2_dict()))
+    (dog,) = annotation.objects
+    assert (dog.id, dog.label, dog.sam_confidence) == (1, "dog", 0.9)
+    first, boxed, third = dog.instances
+    np.testing.assert_array_equal(first.negative_points, [[0, 0]])
+    assert first.sam_confidence == 0.8 and first.box is None
+    assert boxed.points.shape == (0, 2) and boxed.box.tolist() == [20, 10, 50.5, 30]
+    assert third.negative_points.shape == (0, 2) and third.sam_confidence is None
+    # The object's points are its instances' joined: what training reads.
+    np.testing.assert_array_equal(dog.points, [[10, 5], [40, 20], [41, 21]])
+    np.testing.assert_array_equal(dog.negative_points, [[0, 0]])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda o: o.update(points=[[1, 1]]), "unknown key 'points'"),
+        (lambda o: o.pop("instances"), "needs 'id' and 'instances'"),
+        (lambda o: o.update(instances=[]), "non-empty list"),
+        (lambda o: o["instances"][1].pop("box"), r"instances\[1\]' has neither"),
+        (lambda o: o["instances"][1].update(box=[50, 10, 20, 30]), "x0 <= x1"),
+        (lambda o: o["instances"][1].update(box=[1, 2, 3]), r"\[x0, y0, x1, y1\]"),
+        (lambda o: o["instances"][1].update(box=[1, 2, 3, 40]), "outside the 60x40 image"),
+        (lambda o: o["instances"][2]["points"].append([60, 1]), r"instances\[2\].points\[2\]"),
+        (lambda o: o["instances"][0].update(colour=1), "unknown key 'colour'"),
+        (lambda o: o["instances"][0].update(sam_confidence="x"), "sam_confidence"),
+        (lambda o: o["instances"][0].pop("points"), "needs 'points'"),
+    ],
+)
+def test_invalid_version_2_objects(folder: Path, change, message: str) -> None:
+    data = v2_dict()
+    change(data["objects"][0])
+    path = save(folder / "frame_00001.sambox.json", data)
+    with pytest.raises(UserError, match=message) as info:
+        read_annotation(path)
+    assert str(info.value).startswith(str(path) + ": ")
+
+
+def test_version_2_round_trip_and_version_1_when_it_suffices(folder: Path) -> None:
+    path = save(folder / "frame_00001.sambox.json", v2_dict())
+    annotation = read_annotation(path)
+    out = folder / "again.sambox.json"
+    write_annotation(out, annotation)
+    data = json.loads(out.read_text())
+    assert data["version"] == 2 and data["objects"] == [
+        {
+            **v2_dict()["objects"][0],
+            "instances": [
+                {"points": [[10, 5]], "negative_points": [[0, 0]], "sam_confidence": 0.8},
+                {"points": [], "negative_points": [], "box": [20, 10, 50.5, 30]},
+                {"points": [[40, 20], [41, 21]], "negative_points": []},
+            ],
+        }
+    ]
+    # Objects without instances beside version-2 ones: written as one instance each.
+    plain = SamboxObject(2, np.array([[3.0, 3.0]]), negative_points=np.array([[4.0, 4.0]]))
+    annotation.objects.append(plain)
+    write_annotation(out, annotation)
+    back = read_annotation(out)
+    (instance,) = back.objects[1].instances
+    np.testing.assert_array_equal(instance.negative_points, [[4, 4]])
+    # Without instances anywhere, version 1 (what older readers understand).
+    write_annotation(out, SamboxAnnotation("frame_00001.jpg", (H, W), [plain]))
+    assert json.loads(out.read_text())["version"] == 1

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torchvision.models import resnet50
 
 from samic_vos.backbone import IMAGENET_MEAN, IMAGENET_STD, build_backbone
@@ -168,6 +169,19 @@ def test_preprocess_resizes_anisotropically_and_normalises() -> None:
     torch.testing.assert_close(x[0, :, 10, 50], torch.tensor(expected), rtol=0, atol=1e-5)
     with pytest.raises(ValueError):
         preprocess(image.astype(np.float32), (64, 64))
+
+
+def test_pil_bilinear_resize_is_hsnets_and_differs_from_cv2_area() -> None:
+    image = np.random.default_rng(0).integers(0, 256, (90, 300, 3), dtype=np.uint8)
+    pil = np.asarray(Image.fromarray(image).resize((96, 64), Image.BILINEAR), np.float32)
+    std = np.array(IMAGENET_STD, np.float32)
+    expected = (pil / 255 - np.array(IMAGENET_MEAN, np.float32)) / std
+    got = preprocess(image, (64, 96), "pil_bilinear")[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    cv2_area = preprocess(image, (64, 96), "cv2")[0].permute(1, 2, 0).numpy()
+    assert np.abs(cv2_area - got).max() > 0.05  # not the same filter
+    with pytest.raises(UserError, match=r"resize must be one of cv2, pil_bilinear, got .x."):
+        SamicNetConfig(resize="x")
 
 
 def test_random_backbone_is_seeded_and_announced(

@@ -200,7 +200,7 @@ class NearNet(torch.nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.config = SimpleNamespace(input_size=(SIZE, SIZE))
+        self.config = SimpleNamespace(input_size=(SIZE, SIZE), resize="cv2")
 
     def extract_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         return [images.clone()]
@@ -242,7 +242,7 @@ def test_a_restored_tracker_continues_exactly_as_the_straight_one(monkeypatch):
     from samic_vos.prompts_log import frame_record
     from samic_vos.track_resume import plan_restore, restore_tracker
 
-    def to_unit(rgb, size):
+    def to_unit(rgb, size, resize):
         return torch.from_numpy(rgb / 255.0).permute(2, 0, 1)[None].float()
 
     monkeypatch.setattr(prompter_module, "preprocess", to_unit)
@@ -270,3 +270,50 @@ def test_a_restored_tracker_continues_exactly_as_the_straight_one(monkeypatch):
             result = resumed.step(frames[index])
             assert np.array_equal(result.ids, results[index].ids), (done, index)
             assert np.array_equal(result.objects[1].points, results[index].objects[1].points)
+
+
+@pytest.mark.slow
+def test_an_interrupt_during_first_frame_adaptation_keeps_its_steps(
+    tmp_path, shared_data, models, monkeypatch
+):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for path in sorted((shared_data / "DAVIS/JPEGImages/480p/bear").glob("*.jpg"))[:3]:
+        shutil.copy(path, frames / path.name)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "network: {input_size: [64, 64], channels: [8, 16, 32], backbone: random}\n"
+        "adaptation: {views: 3, steps: 6, batch_size: 2, val_every: 2, patience: 0,"
+        " max_seconds: null, checkpoint_seconds: 0}\n"
+    )
+    first = shared_data / "videos/davis_bear_first_mask.png"
+    args = ["track", str(frames), "--first-mask", str(first), "--config", str(config), "-q"]
+    args += models[:2]  # SAM only: SAMIC is adapted on frame 0
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert main([*args, "-o", str(straight)]) == 0
+
+    steps, real_step = [0], torch.optim.Adam.step
+
+    def step(self, *a, **k):
+        if steps[0] == 4:
+            raise KeyboardInterrupt
+        steps[0] += 1
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    assert main([*args, "-o", str(split)]) == 130
+    monkeypatch.undo()
+    assert (split / "adaptation_state.pt").is_file() and not (split / "masks").exists()
+    steps[0] = 0
+
+    def counted(self, *a, **k):
+        steps[0] += 1
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", counted)
+    assert main([*args, "-o", str(split)]) == 0
+    assert steps[0] == 2  # only the steps the interrupt cut are done again
+    assert not (split / "adaptation_state.pt").exists()
+    got, want = _files(split), _files(straight)
+    config = got.pop("config.yaml").replace(b"/split/", b"/straight/")  # it names its folder
+    assert config == want.pop("config.yaml") and got == want

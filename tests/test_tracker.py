@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from samic_vos.segmenter import Segmentation
-from samic_vos.tracker import CausalTracker, TrackerConfig, _compose
+from samic_vos.tracker import CausalTracker, TrackerConfig, compose_ids
 
 SIZE = 64
 
@@ -18,7 +18,7 @@ class BrightNet(torch.nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.config = SimpleNamespace(input_size=(SIZE, SIZE))
+        self.config = SimpleNamespace(input_size=(SIZE, SIZE), resize="cv2")
         self.calls: list[int] = []
 
     def extract_features(self, images: torch.Tensor) -> list[torch.Tensor]:
@@ -55,7 +55,7 @@ def test_object_that_leaves_and_returns_keeps_its_last_good_reference(monkeypatc
     import samic_vos.samic_prompter as prompter_module
 
     # Features in [0, 1] (no ImageNet normalisation), so BrightNet's threshold is simple.
-    def to_unit(rgb, size):
+    def to_unit(rgb, size, resize):
         return torch.from_numpy(rgb / 255.0).permute(2, 0, 1)[None].float()
 
     monkeypatch.setattr(prompter_module, "preprocess", to_unit)
@@ -88,7 +88,7 @@ def test_overlaps_go_to_the_highest_logit():
     logits_a = np.full((4, 4), 1.0, np.float32)
     logits_b = np.full((4, 4), 2.0, np.float32)
     logits_b[:, 1] = 0.5
-    ids = _compose({3: a, 7: b}, {3: logits_a, 7: logits_b}, (4, 4))
+    ids = compose_ids({3: a, 7: b}, {3: logits_a, 7: logits_b}, (4, 4))
     assert ids[:, 0].tolist() == [3] * 4
     assert ids[:, 1].tolist() == [3] * 4  # both claim it; 1.0 > 0.5
     assert ids[:, 2].tolist() == [7] * 4  # both claim it; 2.0 > 1.0

@@ -21,10 +21,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hsnet_reference import random_hsnet_checkpoint
 from PIL import Image
 
 from samic_vos.cli import main
 from samic_vos.heatmaps import points_to_heatmap
+from samic_vos.hsnet_weights import hsnet_learner_state
 from samic_vos.mask_io import read_mask, write_mask
 from samic_vos.mask_points import interior_points
 from samic_vos.peaks import PeakConfig, find_peaks
@@ -44,13 +46,7 @@ SIZE = 64  # synthetic frames and network input, pixels
 RADIUS = 12  # disc radius, pixels
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a shared, loaded CPU several threads are many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _background(rng: np.random.Generator) -> np.ndarray:
@@ -287,11 +283,18 @@ def test_cli_run_writes_checkpoints_config_and_history(two_epochs):
 
 
 @pytest.mark.slow
-def test_resume_continues_from_the_saved_epoch(tiny, two_epochs, tmp_path):
+def test_resume_continues_from_the_saved_epoch(tiny, two_epochs, tmp_path, capsys):
     root, config = tiny
     split, straight = tmp_path / "split", tmp_path / "straight"
     shutil.copytree(two_epochs[0], split)
-    resumed = ["--epochs", "3", "--batch-size", "2", "--resume", str(split / "latest.pt")]
+    capsys.readouterr()
+    # A folder holding a training is refused without --resume or --force, untouched.
+    before = {p.name: p.read_bytes() for p in split.iterdir()}
+    assert _train(root, split, config, "--epochs", "3", "--batch-size", "2") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "holds" in err and "--resume" in err and "--force" in err
+    assert {p.name: p.read_bytes() for p in split.iterdir()} == before
+    resumed = ["--epochs", "3", "--batch-size", "2", "--resume"]  # OUT/latest.pt
     assert _train(root, split, config, *resumed) == 0
     assert _train(root, straight, config, "--epochs", "3", "--batch-size", "2") == 0
     history = json.loads((split / "history.json").read_text())
@@ -325,6 +328,37 @@ def test_cli_trains_on_sambox_annotations(tiny, tmp_path, capsys):
     # 3 folders of 7 annotated frames: 6 consecutive pairs each, one folder held out.
     assert "12 training and 6 validation pairs" in capsys.readouterr().err
     assert json.loads((out / "history.json").read_text())[0]["epoch"] == 1
+
+
+@pytest.mark.slow
+def test_init_hsnet_starts_the_learner_from_an_hsnet_checkpoint(tiny, tmp_path, capsys):
+    root, tiny_config = tiny
+    hsnet = tmp_path / "best_model.pt"
+    torch.save(random_hsnet_checkpoint(seed=5), hsnet)
+    config = tmp_path / "hsnet.yaml"  # HSNet's channels; a learning rate too small to move
+    config.write_text(
+        "\n".join(tiny_config.read_text().splitlines()[1:]) + "\ntrain: {lr: 1.0e-9}\n"
+    )
+    out = tmp_path / "run"
+    one_epoch = ["--epochs", "1", "--batch-size", "4"]
+    assert _train(root, out, config, *one_epoch, "--init-hsnet", str(hsnet)) == 0
+    trained = _head(out / "latest.pt")
+    expected = hsnet_learner_state(torch.load(hsnet))
+    assert trained.keys() == expected.keys()
+    for key, value in expected.items():
+        torch.testing.assert_close(trained[key], value, rtol=0, atol=1e-6)
+    assert "init_hsnet: " + str(hsnet) in (out / "config.yaml").read_text()
+    # Another file (here a SAMIC checkpoint): one error line, exit 2, nothing written.
+    capsys.readouterr()
+    refused, samic = tmp_path / "refused", str(out / "latest.pt")
+    assert _train(root, refused, config, *one_epoch, "--init-hsnet", samic) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert errors == [
+        f"samic-vos: error: {samic}: not an HSNet ResNet-50 checkpoint (no HSNet "
+        "learner weights (keys 'module.hpn_learner.*')); pass the best_model.pt of "
+        "an HSNet ResNet-50 run (FSS-1000 or PASCAL-5i)"
+    ]
+    assert not refused.exists()
 
 
 def test_cli_errors_are_one_line_with_exit_status_2(tiny, tmp_path, capsys, monkeypatch):

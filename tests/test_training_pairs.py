@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from samic_vos.errors import UserError
 from samic_vos.optical_flow import FlowConfig, motion_scores, select_dynamic_frames
 from samic_vos.sambox_format import (
     SamboxAnnotation,
+    SamboxInstance,
     SamboxObject,
     annotation_path_for,
     write_annotation,
@@ -140,3 +142,21 @@ def test_sambox_errors(tmp_path: Path) -> None:
     annotate(tmp_path, "c.png", [obj(2, (1, 1))], size=(20, 40))
     with pytest.raises(UserError, match="c.sambox.json: 'image_size'.*share a size"):
         pairs_from_sambox(tmp_path)
+
+
+def test_sambox_version_2_instances_pair_with_all_their_points(tmp_path: Path) -> None:
+    def two_instances(object_id: int, a: tuple, b: tuple) -> SamboxObject:
+        instances = [
+            SamboxInstance(np.array([a], float), np.array([[0.0, 0.0]])),
+            SamboxInstance(np.array([b], float), box=np.array([1.0, 1.0, 20.0, 20.0])),
+        ]
+        return SamboxObject.from_instances(object_id, instances)
+
+    box_only = SamboxObject.from_instances(2, [SamboxInstance(box=np.array([2.0, 2.0, 9.0, 9.0]))])
+    first = annotate(tmp_path, "f1.png", [two_instances(1, (5, 5), (15, 6)), box_only])
+    annotate(tmp_path, "f2.png", [two_instances(1, (6, 5), (16, 7)), box_only])
+    assert json.loads(first.read_text())["version"] == 2
+    pairs = pairs_from_sambox(tmp_path)
+    assert [(p.object_id, p.tgt_frame.name) for p in pairs] == [(1, "f2.png")]  # box only: none
+    np.testing.assert_array_equal(pairs[0].ref_points, [[5, 5], [15, 6]])
+    np.testing.assert_array_equal(pairs[0].tgt_points, [[6, 5], [16, 7]])

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import http.server
 import io
 import os
 import re
 import socket
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import torch
+from http_server import ServerState, isolate, local_server
 
 from samic_vos import weights
 from samic_vos.cli import main
@@ -24,45 +22,6 @@ from samic_vos.weights import REGISTRY, WeightsEntry, cache_dir, load_checkpoint
 
 FLAG = "--tiny-weights"
 FILENAME = "tiny_weights.pth"
-
-
-@dataclass
-class ServerState:
-    """What the test server serves and what it saw."""
-
-    payload: bytes
-    requests: list[dict[str, str]] = field(default_factory=list)
-    ignore_range: bool = False
-    cut_at: int | None = None  # send only this many body bytes, then drop the connection
-
-
-def _handler(state: ServerState) -> type[http.server.BaseHTTPRequestHandler]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            state.requests.append({"path": self.path, **dict(self.headers.items())})
-            if self.path != "/" + FILENAME:
-                self.send_error(404)
-                return
-            size = len(state.payload)
-            match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
-            start = int(match.group(1)) if match and not state.ignore_range else 0
-            if start >= size > 0 and match:
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{size}")
-                self.end_headers()
-                return
-            self.send_response(206 if start else 200)
-            if start:
-                self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
-            self.send_header("Content-Length", str(size - start))
-            self.end_headers()
-            body = state.payload[start:]
-            self.wfile.write(body if state.cut_at is None else body[: state.cut_at])
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    return Handler
 
 
 @pytest.fixture(scope="module")
@@ -75,27 +34,16 @@ def payload() -> bytes:
 
 @pytest.fixture
 def server(payload: bytes) -> Iterator[tuple[ServerState, str]]:
-    """An HTTP server on 127.0.0.1 (ephemeral port) with Range support; stopped afterwards."""
-    state = ServerState(payload)
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield state, f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+    """An HTTP server on 127.0.0.1 serving the payload as /tiny_weights.pth."""
+    state = ServerState(payload, "/" + FILENAME)
+    with local_server(state) as base:
+        yield state, base
 
 
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The cache under tmp_path; no proxy between us and 127.0.0.1."""
-    monkeypatch.setenv("SAMIC_VOS_HOME", str(tmp_path / "home"))
-    for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    isolate(monkeypatch, tmp_path / "home")
 
 
 def _register(monkeypatch: pytest.MonkeyPatch, url: str, data: bytes, **changes: object) -> None:
@@ -115,16 +63,12 @@ def tiny(
     return state, cache_dir() / FILENAME
 
 
-def _ranges(state: ServerState) -> list[str | None]:
-    return [r.get("Range") for r in state.requests]
-
-
 def test_download_verifies_caches_and_loads(tiny: tuple[ServerState, Path]) -> None:
     state, final = tiny
     assert weights.cache_state("tiny") == "no"
     path = resolve("tiny", flag=FLAG)
     assert path == final and path.read_bytes() == state.payload
-    assert _ranges(state) == [None]
+    assert state.ranges() == [None]
     assert sorted(p.name for p in final.parent.iterdir() if not p.name.startswith(".")) == [
         FILENAME,
         "verified.json",
@@ -162,7 +106,7 @@ def test_changed_cached_file_is_rehashed_and_downloaded_again(
     with pytest.raises(UserError, match="checksum differs.*--force"):
         resolve("tiny", flag=FLAG, download=False)
     assert resolve("tiny", flag=FLAG).read_bytes() == state.payload
-    assert _ranges(state) == [None]
+    assert state.ranges() == [None]
     assert "downloading it again" in capsys.readouterr().err
 
 
@@ -171,7 +115,7 @@ def test_resume_from_existing_part(tiny: tuple[ServerState, Path]) -> None:
     final.parent.mkdir(parents=True)
     final.with_name(FILENAME + ".part").write_bytes(state.payload[:100_000])
     assert resolve("tiny", flag=FLAG).read_bytes() == state.payload
-    assert _ranges(state) == ["bytes=100000-"]
+    assert state.ranges() == ["bytes=100000-"]
     assert not final.with_name(FILENAME + ".part").exists()
 
 
@@ -188,7 +132,7 @@ def test_dropped_connection_keeps_part_and_next_call_resumes(
     assert weights.cache_state("tiny") == f"partial {100 * 120_000 // len(state.payload)}%"
     state.cut_at = None
     assert resolve("tiny", flag=FLAG).read_bytes() == state.payload
-    assert _ranges(state) == [None, "bytes=120000-"]
+    assert state.ranges() == [None, "bytes=120000-"]
 
 
 def test_server_ignoring_range_gets_a_fresh_download(tiny: tuple[ServerState, Path]) -> None:
@@ -197,7 +141,7 @@ def test_server_ignoring_range_gets_a_fresh_download(tiny: tuple[ServerState, Pa
     final.with_name(FILENAME + ".part").write_bytes(b"stale bytes")
     state.ignore_range = True
     assert resolve("tiny", flag=FLAG).read_bytes() == state.payload
-    assert _ranges(state) == ["bytes=11-"]
+    assert state.ranges() == ["bytes=11-"]
 
 
 def test_checksum_mismatch_is_refused_and_removed(
@@ -307,7 +251,7 @@ def test_cli_list_path_download(
     assert re.search(r"^tiny\s+\S+\s+\d+ MiB\s+yes\s", capsys.readouterr().out, re.M)
 
     assert main(["weights", "download", "tiny", "--force"]) == 0
-    assert _ranges(state) == [None, None]
+    assert state.ranges() == [None, None]
 
 
 @pytest.mark.parametrize("action", ["path", "download"])

@@ -148,10 +148,12 @@ def add_models(
     *,
     sam: bool = True,
     samic_checkpoint: bool = True,
+    backbone: bool = True,
     prefix: str = "",
 ) -> None:
     """The model flags, with the same names in every job that runs SAM and/or SAMIC.
 
+    ``backbone``: the SAMIC backbone's flags (jobs that run SAM alone leave them out).
     ``prefix``: where the job keeps `track`'s keys (``"track."`` in the benchmark).
     """
     from samic_vos.sam_models import OFFICIAL_MODELS
@@ -175,6 +177,8 @@ def add_models(
             metavar="PATH",
             help="local SAM checkpoint (default: the official one, from the weights cache)",
         )
+    if not backbone:
+        return
     group.add_argument(
         "--backbone-weights",
         type=Path,

@@ -1,4 +1,4 @@
-"""``samic-vos train``: train SAMIC on DAVIS or on SAMBOX annotations."""
+"""``samic-vos train``: train SAMIC on DAVIS, SAMBOX annotations or a few-shot image dataset."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ from pathlib import Path
 
 from samic_vos.commands import common
 
+FEWSHOT_KINDS = ("fss1000", "perseg", "folder")  # SAMBOX folders train through --sambox
+
 DESCRIPTION = """\
 Train the SAMIC network (the frozen ResNet-50 backbone stays fixed) on pairs of frames
-(t-1 -> t) picked by optical flow from DAVIS videos, or on a folder of SAMBOX annotations.
+(t-1 -> t) picked by optical flow from DAVIS videos, on a folder of SAMBOX annotations, or on
+pairs of images of one class of a few-shot dataset (--fewshot KIND --root ROOT).
 The target heat maps come from points inside the ground-truth masks.
 
 Writes into OUT: config.yaml (the resolved settings), latest.pt and best.pt (checkpoints
@@ -26,6 +29,7 @@ examples:
   samic-vos train --davis-root ../shared/data/DAVIS --year 2016 --set train -o runs/davis16
   samic-vos train --davis-root DAVIS --year 2016 -o runs/davis16 --resume
   samic-vos train --sambox my_annotations/ -o runs/mine --config configs/train_davis.yaml
+  samic-vos train --fewshot fss1000 --root FSS-1000 --train-fraction 0.2 -o runs/fss
 """
 
 
@@ -46,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--sambox", type=Path, metavar="DIR", help="train on this folder of SAMBOX annotations"
     )
     common.add_davis(parser, root_required=False)
+    _add_fewshot(parser)
     group = parser.add_argument_group("training")
     common.config_flag(group, "--epochs", key="train.max_epochs", metavar="N", help="most epochs")
     common.config_flag(
@@ -72,6 +77,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="continue the training in OUT (OUT/latest.pt), or the one saved in CKPT",
     )
     group.add_argument(
+        "--init-hsnet",
+        type=Path,
+        metavar="CKPT",
+        help="start the learner from an HSNet ResNet-50 checkpoint (FSS-1000 or PASCAL-5i)",
+    )
+    group.add_argument(
         "--force", action="store_true", help="start afresh over a training already in OUT"
     )
     common.add_models(parser, sam=False, samic_checkpoint=False)
@@ -80,12 +91,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _add_fewshot(parser: argparse.ArgumentParser) -> None:
+    """``--fewshot KIND --root ROOT`` and ``--train-fraction`` (key ``fewshot.*``)."""
+    group = parser.add_argument_group("few-shot images")
+    group.add_argument(
+        "--fewshot",
+        choices=FEWSHOT_KINDS,
+        help="train on image pairs of one class of this few-shot dataset (needs --root)",
+    )
+    group.add_argument("--root", type=Path, metavar="ROOT", help="the few-shot dataset's folder")
+    common.config_flag(
+        group,
+        "--train-fraction",
+        key="fewshot.train_fraction",
+        metavar="F",
+        help="share of each class's images that make pairs (default 0.2; drawn by fewshot.seed)",
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from samic_vos.errors import UserError
     from samic_vos.pipelines.train import TrainJobConfig, run_training
 
-    if (args.davis_root is None) == (args.sambox is None):
-        raise UserError("give exactly one data source: --davis-root ROOT or --sambox DIR")
+    if (args.fewshot is None) != (args.root is None):
+        raise UserError("--fewshot KIND and --root ROOT go together: give both, or neither")
+    if [args.davis_root, args.sambox, args.fewshot].count(None) != 2:
+        raise UserError(
+            "give exactly one data source: --davis-root ROOT, --sambox DIR or --fewshot KIND"
+        )
     if args.resume is not None and args.force:
         raise UserError("--resume and --force exclude each other: continue, or start afresh")
     config = common.job_config(TrainJobConfig(), args)
@@ -97,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         force=args.force,
         backbone_weights=args.backbone_weights,
+        init_hsnet=args.init_hsnet,
+        fewshot=None if args.fewshot is None else (args.fewshot, args.root),
     )
     best = result.out_dir / "best.pt"
     if result.is_main and best.is_file():

@@ -1,0 +1,384 @@
+"""One folder's annotation work, without HTTP: open an image, apply actions, undo, save.
+
+Files in the annotations folder (``ANNOTATIONS_DIR``):
+
+- ``<stem>.sambox.json``: the SAMBOX annotation (version 2) of image ``<stem>.<ext>``;
+- ``masks/<stem>.png``: its palette mask (pixel = object id), what the page showed;
+- ``.sambox/sessions/<image>.json``: the session (every click and the undo history);
+- ``.sambox/embeddings/<model key>/<sha256>.pt``: SAM embeddings.
+
+All are written atomically. The images folder is only read.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from samic_vos.annotate.embedding_cache import EmbeddingCache, model_key
+from samic_vos.annotate.image_folder import list_images, resolve_inside
+from samic_vos.annotate.prompt_decoding import Composite, PromptDecoder, instance_prompts
+from samic_vos.annotate.session_store import (
+    ImageState,
+    ObjectState,
+    Session,
+    Step,
+    read_session,
+    write_session,
+)
+from samic_vos.errors import UserError
+from samic_vos.mask_io import DAVIS_PALETTE, mask_image, object_ids, read_mask, write_mask
+from samic_vos.sambox_format import (
+    SamboxAnnotation,
+    SamboxInstance,
+    SamboxObject,
+    annotation_path_for,
+    read_annotation,
+    write_annotation,
+)
+from samic_vos.segmenter import SamSegmenter, group_points_by_component, prompts_from_mask
+
+logger = logging.getLogger(__name__)
+
+STATE_FOLDER = ".sambox"
+MASK_FOLDER = "masks"
+PREFETCH = 2  # images encoded ahead in the background (the issue's "next two")
+
+
+class UnknownImage(LookupError):
+    """A request names an image that is not in the folder (HTTP 404)."""
+
+
+@dataclass
+class _Open:
+    """An image being worked on: its name, size (H, W) and session."""
+
+    name: str
+    size: tuple[int, int]
+    session: Session
+
+
+class Annotator:
+    """SAMBOX's work on ``images_dir``, saved in ``annotations_dir``; thread-safe.
+
+    Args:
+        images_dir: the images (JPEG/PNG/BMP/TIFF directly in it; read only).
+        annotations_dir: where annotations, masks, sessions and embeddings go (created).
+        segmenter: SAM; its encoder makes the embeddings, its decoder the masks.
+        import_masks: a folder of masks ``<stem>.png`` turned into prompts for images that have
+            no annotation yet (:func:`~samic_vos.segmenter.prompts_from_mask`).
+    """
+
+    def __init__(
+        self,
+        images_dir: Path,
+        annotations_dir: Path,
+        segmenter: SamSegmenter,
+        import_masks: Path | None = None,
+    ) -> None:
+        self.images_dir = Path(images_dir)
+        self.annotations_dir = Path(annotations_dir)
+        self.names = list_images(self.images_dir)
+        if import_masks is not None and not Path(import_masks).is_dir():
+            raise UserError(f"{import_masks}: mask folder to import not found")
+        self.import_masks = None if import_masks is None else Path(import_masks)
+        self.annotations_dir.mkdir(parents=True, exist_ok=True)
+        self.segmenter = segmenter
+        state = self.annotations_dir / STATE_FOLDER
+        self.embeddings = EmbeddingCache(
+            state / "embeddings", segmenter, model_key(segmenter.sam, segmenter.amp)
+        )
+        self.decoder = PromptDecoder(segmenter)
+        self._lock = threading.RLock()
+        self._open: dict[str, _Open] = {}
+        self._current_embedding: str | None = None
+        self._annotated = {n for n in self.names if self._has_objects(n)}
+
+    # ----- paths -----------------------------------------------------------------------------
+
+    def image_path(self, name: str) -> Path:
+        """The file of image ``name``; :class:`PathRefused` outside the folder,
+        :class:`UnknownImage` for a name that is not one of its images."""
+        if not isinstance(name, str):
+            raise UnknownImage("the image name must be a string")
+        path = resolve_inside(self.images_dir, name)
+        if name not in self.names:
+            raise UnknownImage(f"no image '{name}' in {self.images_dir}")
+        return path
+
+    def annotation_path(self, name: str) -> Path:
+        return annotation_path_for(self.annotations_dir / name)
+
+    def mask_path(self, name: str) -> Path:
+        return self.annotations_dir / MASK_FOLDER / f"{Path(name).stem}.png"
+
+    def _session_path(self, name: str) -> Path:
+        return self.annotations_dir / STATE_FOLDER / "sessions" / f"{name}.json"
+
+    def _has_objects(self, name: str) -> bool:
+        path = self.annotation_path(name)
+        if not path.is_file():
+            return False
+        try:
+            return bool(read_annotation(path).objects)
+        except UserError as err:
+            logger.warning("ignoring an unreadable annotation: %s", err)
+            return False
+
+    # ----- opening ---------------------------------------------------------------------------
+
+    def _use_embedding(self, name: str) -> tuple[int, int]:
+        """Set image ``name``'s embedding on the segmenter (lock held); its size (H, W)."""
+        embedding = self.embeddings.get(self.image_path(name))
+        if self._current_embedding != name:
+            self.segmenter.set_embedding(embedding)
+            self._current_embedding = name
+        return embedding.original_size
+
+    def _initial_state(self, name: str, size: tuple[int, int]) -> tuple[ImageState, bool]:
+        """The state an image starts from, and whether it is saved as it is."""
+        path = self.annotation_path(name)
+        if path.is_file():
+            try:
+                return _state_from_annotation(read_annotation(path)), True
+            except UserError as err:
+                logger.warning("starting %s afresh: %s", name, err)
+        if self.import_masks is not None:
+            mask = self.import_masks / f"{Path(name).stem}.png"
+            if mask.is_file():
+                return self._imported_state(name, mask, size), False
+        return ImageState(), False
+
+    def _imported_state(self, name: str, path: Path, size: tuple[int, int]) -> ImageState:
+        try:
+            ids = read_mask(path)
+        except UserError as err:
+            logger.warning("not importing %s", err)
+            return ImageState()
+        if ids.shape != size:
+            logger.warning(
+                "not importing %s: the mask is %dx%d, the image %dx%d",
+                path,
+                ids.shape[1],
+                ids.shape[0],
+                size[1],
+                size[0],
+            )
+            return ImageState()
+        objects = []
+        for object_id in object_ids(ids):  # 1..254: void (255) is not an object
+            mask = ids == object_id
+            points, _ = prompts_from_mask(self.segmenter, mask)
+            groups = group_points_by_component(points, mask) if len(points) else []
+            instances = tuple(
+                tuple(Step("point", (float(x), float(y))) for x, y in group) for group in groups
+            )
+            if instances:
+                objects.append(ObjectState(object_id, None, instances))
+        logger.info("imported %d objects of %s from %s", len(objects), name, path)
+        first = (objects[0].id, 0) if objects else None
+        return ImageState(tuple(objects), first)
+
+    def _session(self, name: str) -> _Open:
+        """The open image ``name`` (lock held, its embedding set), opened on first use."""
+        size = self._use_embedding(name)
+        opened = self._open.get(name)
+        if opened is not None:
+            return opened
+        path = self._session_path(name)
+        session = None
+        if path.is_file():
+            try:
+                session = read_session(path, size)
+            except ValueError as err:
+                logger.warning("ignoring the session of %s: %s", name, err)
+        if session is None:
+            initial, saved = self._initial_state(name, size)
+            session = Session(size=size, initial=initial, saved_position=0 if saved else None)
+        opened = _Open(name, size, session)
+        self._open[name] = opened
+        index = self.names.index(name)
+        ahead = self.names[index + 1 : index + 1 + PREFETCH]
+        self.embeddings.prefetch(self.image_path(n) for n in ahead)
+        return opened
+
+    # ----- the API ---------------------------------------------------------------------------
+
+    def listing(self) -> dict[str, Any]:
+        """The images, which are annotated, and the progress count."""
+        with self._lock:
+            return {
+                "images": [{"name": n, "annotated": n in self._annotated} for n in self.names],
+                "annotated": len(self._annotated),
+                "total": len(self.names),
+            }
+
+    def view(self, name: str) -> dict[str, Any]:
+        """Image ``name``'s state, mask and confidences; the next images start encoding."""
+        self.embeddings.get(self.image_path(name))  # encoding (slow) holds no lock
+        with self._lock:
+            return self._view(self._session(name))
+
+    def act(self, name: str, action: Any) -> dict[str, Any]:
+        """Apply ``action`` (see :func:`~samic_vos.annotate.session_store.apply_action`)."""
+        self.image_path(name)
+        with self._lock:
+            opened = self._session(name)
+            if isinstance(action, dict) and action.get("type") in ("undo", "redo"):
+                getattr(opened.session, action["type"])()
+            else:
+                opened.session.apply(action)
+            self._persist(opened)
+            return self._view(opened)
+
+    def save(self, name: str) -> dict[str, Any]:
+        """Write image ``name``'s SAMBOX JSON and palette mask (what the page shows)."""
+        self.image_path(name)
+        with self._lock:
+            opened = self._session(name)
+            composite = self._compose(opened)
+            self._write(opened, composite)
+            opened.session.mark_saved()
+            self._persist(opened)
+            return self._view(opened, composite)
+
+    def close(self) -> None:
+        self.embeddings.close()
+
+    # ----- internals -------------------------------------------------------------------------
+
+    def _persist(self, opened: _Open) -> None:
+        write_session(self._session_path(opened.name), opened.name, opened.session)
+
+    def _compose(self, opened: _Open) -> Composite:
+        return self.decoder.compose(opened.name, opened.session.state, opened.size)
+
+    def _write(self, opened: _Open, composite: Composite) -> None:
+        json_path = self.annotation_path(opened.name)
+        mask_path = self.mask_path(opened.name)
+        mask_path.parent.mkdir(parents=True, exist_ok=True)
+        mask_ref = os.path.relpath(mask_path, json_path.parent).replace(os.sep, "/")
+        objects = []
+        for obj in opened.session.state.objects:
+            result = composite.objects[obj.id]
+            instances = []
+            for steps, iou in zip(obj.instances, result.instance_ious, strict=True):
+                prompts = instance_prompts(steps)
+                if prompts.decodable:
+                    instances.append(
+                        SamboxInstance(
+                            points=prompts.points[prompts.labels == 1].astype(np.float64),
+                            negative_points=prompts.points[prompts.labels == 0].astype(np.float64),
+                            box=None if prompts.box is None else prompts.box.astype(np.float64),
+                            sam_confidence=iou,
+                        )
+                    )
+            if instances:
+                objects.append(
+                    SamboxObject.from_instances(
+                        obj.id,
+                        instances,
+                        label=obj.label,
+                        mask=mask_ref,
+                        sam_confidence=result.confidence,
+                    )
+                )
+        image_ref = os.path.relpath(self.image_path(opened.name), json_path.parent)
+        annotation = SamboxAnnotation(
+            image=image_ref.replace(os.sep, "/"),
+            image_size=opened.size,
+            objects=objects,
+            meta={"tool": "samic-vos annotate", "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+        )
+        # The mask first, so that an annotation never names a mask that is not there.
+        write_mask(mask_path, composite.ids)
+        write_annotation(json_path, annotation)
+        if objects:
+            self._annotated.add(opened.name)
+        else:
+            self._annotated.discard(opened.name)
+
+    def _view(self, opened: _Open, composite: Composite | None = None) -> dict[str, Any]:
+        started = time.perf_counter()
+        composite = composite or self._compose(opened)
+        state, session = opened.session.state, opened.session
+        active = state.active
+        active_iou = None
+        if active is not None:
+            obj = state.object(active[0])
+            active_iou = composite.objects[obj.id].instance_ious[active[1]]
+        decode_ms = (time.perf_counter() - started) * 1000
+        return {
+            "image": opened.name,
+            "size": list(opened.size),
+            "objects": [
+                {
+                    "id": o.id,
+                    "label": o.label,
+                    "color": DAVIS_PALETTE[o.id].tolist(),
+                    "confidence": composite.objects[o.id].confidence,
+                    "instances": [
+                        {
+                            "steps": [_step_dict(s) for s in steps],
+                            "iou": composite.objects[o.id].instance_ious[k],
+                        }
+                        for k, steps in enumerate(o.instances)
+                    ],
+                }
+                for o in state.objects
+            ],
+            "active": None if active is None else {"object": active[0], "instance": active[1]},
+            "confidence": None if active_iou is None else float(np.clip(active_iou, 0, 1)),
+            "iou": active_iou,
+            "mask_png": base64.b64encode(display_png(composite.ids)).decode("ascii"),
+            "can_undo": session.can_undo,
+            "can_redo": session.can_redo,
+            "dirty": session.dirty,
+            "annotated": len(self._annotated),
+            "total": len(self.names),
+            "decode_ms": decode_ms,
+        }
+
+
+def _step_dict(step: Step) -> dict[str, Any]:
+    return {"kind": step.kind, "coords": list(step.coords), "positive": step.positive}
+
+
+def display_png(ids: np.ndarray) -> bytes:
+    """The id map (H, W) uint8 as a palette PNG whose background (0) is transparent: the
+    overlay the page draws (decoded, the same ids as the saved mask)."""
+    buffer = io.BytesIO()
+    mask_image(ids).save(buffer, format="PNG", transparency=0, compress_level=1)
+    return buffer.getvalue()
+
+
+def _state_from_annotation(annotation: SamboxAnnotation) -> ImageState:
+    """A saved annotation as a state: per instance its box, positive then negative points."""
+    objects = []
+    for obj in annotation.objects:
+        instances = obj.instances or [SamboxInstance(obj.points, obj.negative_points)]
+        objects.append(
+            ObjectState(
+                obj.id,
+                obj.label,
+                tuple(
+                    (
+                        *([Step("box", tuple(map(float, i.box)))] if i.box is not None else []),
+                        *(Step("point", (float(x), float(y)), True) for x, y in i.points),
+                        *(Step("point", (float(x), float(y)), False) for x, y in i.negative_points),
+                    )
+                    for i in instances
+                ),
+            )
+        )
+    active = (objects[0].id, 0) if objects else None
+    return ImageState(tuple(objects), active)

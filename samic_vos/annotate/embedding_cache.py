@@ -1,0 +1,169 @@
+"""SAM image embeddings cached on disk, keyed by the image's content hash and the model.
+
+Computing an embedding is the slow part of annotating (seconds per image for ViT-B on a CPU);
+it is done once per image and model, saved under ``folder/<model key>/<sha256>.pt``, and the
+next images are encoded by a background thread while the person works on the current one.
+Revisiting an image, or restarting the server, loads the embedding instead of encoding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+from segment_anything.modeling import Sam
+
+from samic_vos.annotate.image_folder import content_hash, load_rgb
+from samic_vos.atomic import atomic_path
+from samic_vos.errors import UserError
+from samic_vos.segmenter import ImageEmbedding, SamSegmenter
+
+logger = logging.getLogger(__name__)
+
+# Embeddings kept in memory besides the disk cache (ViT-B: 4 MiB each).
+MEMORY_ITEMS = 4
+# Elements hashed per encoder tensor for the model key: enough to tell checkpoints apart
+# (fine-tuning changes every weight) without reading gigabytes at start-up.
+_FINGERPRINT_SAMPLES = 4096
+
+
+def model_key(sam: Sam, amp: bool) -> str:
+    """A short key of ``sam``'s image encoder weights and its precision (``amp``): embeddings
+    from another model or precision never hit the cache."""
+    digest = hashlib.sha256(f"amp={amp}".encode())
+    for name, tensor in sam.image_encoder.state_dict().items():
+        flat = tensor.detach().flatten()
+        step = max(1, flat.numel() // _FINGERPRINT_SAMPLES)
+        digest.update(f"{name}{tuple(tensor.shape)}".encode())
+        digest.update(flat[::step].float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+class EmbeddingCache:
+    """Embeddings of image files, from memory, disk, a running background job, or SAM.
+
+    Args:
+        folder: the cache's root; entries go to ``folder/<model key>/``.
+        segmenter: computes missing embeddings (:meth:`SamSegmenter.embed`).
+        key: the model key (:func:`model_key`).
+
+    ``encoded`` counts the embeddings this cache computed (the encoder's calls). Thread-safe.
+    """
+
+    def __init__(self, folder: Path, segmenter: SamSegmenter, key: str) -> None:
+        self.folder = folder / key
+        self.segmenter = segmenter
+        self.encoded = 0
+        self._lock = threading.Lock()
+        self._memory: OrderedDict[str, ImageEmbedding] = OrderedDict()
+        self._pending: dict[str, Future[ImageEmbedding]] = {}
+        self._hashes: dict[tuple[Path, int, int], str] = {}
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sambox-encode")
+
+    def get(self, image: Path) -> ImageEmbedding:
+        """The embedding of the image file ``image`` (waits for it if it is being computed)."""
+        return self._future(image).result()
+
+    def prefetch(self, images: Iterable[Path]) -> None:
+        """Compute the embeddings of ``images`` in the background, if not cached yet."""
+        for image in images:
+            self._future(image, background=True)
+
+    def wait(self) -> None:
+        """Wait until every embedding being computed is done (cached)."""
+        with self._lock:
+            pending = list(self._pending.values())
+        for future in pending:
+            future.exception()
+
+    def close(self) -> None:
+        """Stop the background thread (jobs not started are dropped)."""
+        self._background.shutdown(wait=True, cancel_futures=True)
+
+    def _hash(self, image: Path) -> str:
+        try:
+            stat = image.stat()
+        except OSError as err:
+            raise UserError(f"{image}: cannot read the image ({err.strerror})") from err
+        marker = (image, stat.st_mtime_ns, stat.st_size)
+        with self._lock:
+            known = self._hashes.get(marker)
+        if known is None:
+            known = content_hash(image)
+            with self._lock:
+                self._hashes[marker] = known
+        return known
+
+    def _future(self, image: Path, background: bool = False) -> Future[ImageEmbedding]:
+        digest = self._hash(image)
+        with self._lock:
+            if digest in self._memory:
+                self._memory.move_to_end(digest)
+                done: Future[ImageEmbedding] = Future()
+                done.set_result(self._memory[digest])
+                return done
+            if digest in self._pending:
+                return self._pending[digest]
+            future: Future[ImageEmbedding] = Future()
+            self._pending[digest] = future
+        if background:
+            self._background.submit(self._fill, image, digest, future)
+        else:
+            self._fill(image, digest, future)
+        return future
+
+    def _fill(self, image: Path, digest: str, future: Future[ImageEmbedding]) -> None:
+        try:
+            embedding = self._load(digest)
+            if embedding is None:
+                embedding = self._encode(image, digest)
+        except BaseException as err:  # handed to whoever waits for it
+            with self._lock:
+                del self._pending[digest]
+            future.set_exception(err)
+            return
+        with self._lock:
+            self._memory[digest] = embedding
+            while len(self._memory) > MEMORY_ITEMS:
+                self._memory.popitem(last=False)
+            del self._pending[digest]
+        future.set_result(embedding)
+
+    def _path(self, digest: str) -> Path:
+        return self.folder / f"{digest}.pt"
+
+    def _load(self, digest: str) -> ImageEmbedding | None:
+        path = self._path(digest)
+        if not path.is_file():
+            return None
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+            return ImageEmbedding(
+                features=data["features"],
+                input_size=tuple(data["input_size"]),
+                original_size=tuple(data["original_size"]),
+            )
+        except Exception as err:  # a damaged entry is recomputed, never fatal
+            logger.warning("ignoring the damaged cached embedding %s (%s)", path, err)
+            return None
+
+    def _encode(self, image: Path, digest: str) -> ImageEmbedding:
+        logger.info("encoding %s with SAM's image encoder", image.name)
+        embedding = self.segmenter.embed(load_rgb(image))
+        with self._lock:
+            self.encoded += 1
+        self.folder.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "features": embedding.features.cpu().clone(),
+            "input_size": list(embedding.input_size),
+            "original_size": list(embedding.original_size),
+        }
+        with atomic_path(self._path(digest)) as tmp:
+            torch.save(payload, tmp)
+        return embedding

@@ -1,0 +1,108 @@
+"""The images SAMBOX annotates: listing, safe path resolution and decoding to RGB.
+
+Only files inside the folder are ever opened: a name that is absolute, climbs out (``..``) or
+resolves (through a symlink) outside the folder is refused with :class:`PathRefused`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from samic_vos.errors import UserError
+from samic_vos.sambox_format import natural_key
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+
+class PathRefused(Exception):
+    """A requested path lies outside the folder it must stay in (HTTP 403)."""
+
+
+def resolve_inside(root: Path, name: str) -> Path:
+    """``root / name``, refusing anything that is not a plain relative path inside ``root``.
+
+    Raises :class:`PathRefused` for an absolute path, a ``..`` component, a backslash or NUL,
+    or a path whose real location (symlinks followed) is outside ``root``.
+    """
+    parts = name.split("/")
+    if (
+        not name
+        or name.startswith("/")
+        or "\\" in name
+        or "\0" in name
+        or any(p in ("", ".", "..") for p in parts)
+        or (len(name) > 1 and name[1] == ":")
+    ):
+        raise PathRefused(f"'{name}' is not a plain relative path")
+    path = root / name
+    real_root = root.resolve()
+    if not path.resolve().is_relative_to(real_root):
+        raise PathRefused(f"'{name}' leads outside {root}")
+    return path
+
+
+def list_images(folder: Path) -> list[str]:
+    """Names of the images directly in ``folder`` (JPEG/PNG/BMP/TIFF), natural order.
+
+    Symlinks that lead outside ``folder`` are skipped (and logged). Raises :class:`UserError`
+    when the folder is missing or holds no image, or when two images share a name stem (their
+    annotation files would collide).
+    """
+    if not folder.is_dir():
+        raise UserError(f"{folder}: image folder not found")
+    names = []
+    for entry in sorted(os.scandir(folder), key=lambda e: natural_key(e.name)):
+        if not entry.name.lower().endswith(IMAGE_SUFFIXES) or entry.name.startswith("."):
+            continue
+        try:
+            path = resolve_inside(folder, entry.name)
+        except PathRefused:
+            logger.warning("skipping %s: a symlink that leads outside %s", entry.name, folder)
+            continue
+        if path.is_file():
+            names.append(entry.name)
+    if not names:
+        raise UserError(
+            f"{folder}: no images found (JPEG, PNG, BMP or TIFF files directly in the folder)"
+        )
+    stems: dict[str, str] = {}
+    for name in names:
+        stem = Path(name).stem
+        if stem in stems:
+            raise UserError(
+                f"{folder}: images '{stems[stem]}' and '{name}' share the name '{stem}', and "
+                "SAMBOX names its files after it; rename one of them"
+            )
+        stems[stem] = name
+    return names
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    """The image at ``path`` as (H, W, 3) uint8 RGB, upright (EXIF orientation applied);
+    grayscale, palette and RGBA images are converted (alpha dropped)."""
+    try:
+        with Image.open(path) as image:
+            upright = ImageOps.exif_transpose(image)
+            return np.asarray(upright.convert("RGB"), dtype=np.uint8).copy()
+    except OSError as err:
+        raise UserError(f"{path}: cannot decode the image ({err})") from err
+
+
+def content_hash(path: Path) -> str:
+    """SHA-256 (hex) of the file's bytes: the key of its cached embedding."""
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as file:
+            for block in iter(lambda: file.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as err:
+        raise UserError(f"{path}: cannot read the image ({err.strerror})") from err
+    return digest.hexdigest()

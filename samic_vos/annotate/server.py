@@ -1,0 +1,162 @@
+"""SAMBOX's web server: a FastAPI app over an :class:`~samic_vos.annotate.annotator.Annotator`.
+
+:func:`create_app` builds the app (the tests drive it with FastAPI's ``TestClient``);
+:func:`serve` runs it with uvicorn on 127.0.0.1 only. The page (``static/``: plain HTML, CSS
+and JavaScript, no build step) talks to this JSON API:
+
+- ``GET /api/images``: the images and the progress count;
+- ``GET /api/image?name=N``: image N, upright, as a PNG;
+- ``GET /api/state?name=N``: its objects, instances, clicks, confidences and mask (PNG,
+  base64; palette indices are object ids, 0 transparent);
+- ``POST /api/action`` ``{"image": N, "action": {...}}``: a click, box, new instance or object,
+  select, label, reset, undo or redo; answers the new state;
+- ``POST /api/save`` ``{"image": N}``: writes the SAMBOX JSON and the palette mask.
+
+A request naming a path outside the folders is refused (403) and logged; a malformed one gets
+a 4xx with a message (``{"detail": ...}``), never a 500.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Body, FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+
+from samic_vos.annotate.annotator import Annotator, UnknownImage
+from samic_vos.annotate.image_folder import PathRefused, load_rgb
+from samic_vos.annotate.session_store import ActionError
+from samic_vos.config import require, require_choice
+from samic_vos.devices import valid_device_name
+from samic_vos.errors import UserError
+from samic_vos.sam_models import SAM_ARCHS
+from samic_vos.segmenter import SamSegmenter
+
+logger = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+HOST = "127.0.0.1"  # local only: the page and the API are never exposed to the network
+
+
+JsonBody = Annotated[dict[str, Any], Body()]
+
+
+def _image_name(payload: dict[str, Any]) -> str:
+    name = payload.get("image")
+    if not isinstance(name, str):
+        raise ActionError("the request needs 'image', the name of an image")
+    return name
+
+
+def create_app(
+    images_dir: Path,
+    annotations_dir: Path,
+    segmenter: SamSegmenter,
+    import_masks: Path | None = None,
+) -> FastAPI:
+    """The SAMBOX app for ``images_dir``, saving into ``annotations_dir`` (see
+    :class:`~samic_vos.annotate.annotator.Annotator`); ``app.state.annotator`` is its work."""
+    annotator = Annotator(images_dir, annotations_dir, segmenter, import_masks)
+    app = FastAPI(title="SAMBOX", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.annotator = annotator
+    app.router.add_event_handler("shutdown", annotator.close)
+
+    @app.exception_handler(PathRefused)
+    async def refused(request: Request, err: PathRefused) -> JSONResponse:
+        logger.warning("refused %s %s: %s", request.method, request.url.path, err)
+        return JSONResponse({"detail": f"refused: {err}"}, status_code=403)
+
+    @app.exception_handler(UnknownImage)
+    async def unknown(request: Request, err: UnknownImage) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=404)
+
+    @app.exception_handler(ActionError)
+    async def bad_action(request: Request, err: ActionError) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=400)
+
+    @app.exception_handler(UserError)
+    async def user_error(request: Request, err: UserError) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=400)
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/images")
+    def images() -> dict[str, Any]:
+        return annotator.listing()
+
+    @app.get("/api/image")
+    def image(name: str) -> Response:
+        rgb = load_rgb(annotator.image_path(name))
+        buffer = io.BytesIO()
+        Image.fromarray(rgb).save(buffer, format="PNG", compress_level=1)
+        return Response(buffer.getvalue(), media_type="image/png")
+
+    @app.get("/api/state")
+    def state(name: str) -> dict[str, Any]:
+        return annotator.view(name)
+
+    @app.post("/api/action")
+    def action(payload: JsonBody) -> dict[str, Any]:
+        return annotator.act(_image_name(payload), payload.get("action"))
+
+    @app.post("/api/save")
+    def save(payload: JsonBody) -> dict[str, Any]:
+        return annotator.save(_image_name(payload))
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+DEFAULT_PORT = 8765
+
+
+@dataclass
+class AnnotateConfig:
+    """Everything `samic-vos annotate` can be told (defaults; YAML and flags override)."""
+
+    # vit_b | vit_l | vit_h (tiny: tests); None: the SAM checkpoint's own (vit_b to download).
+    sam_model: str | None = None
+    device: str = "auto"  # auto | cuda | cuda:N | mps | cpu
+    port: int = DEFAULT_PORT  # on 127.0.0.1 only
+
+    def __post_init__(self) -> None:
+        if self.sam_model is not None:
+            require_choice("sam_model", self.sam_model, SAM_ARCHS)
+        require(
+            valid_device_name(self.device), "device", "auto, cuda, cuda:N, mps or cpu", self.device
+        )
+        require(
+            not isinstance(self.port, bool)
+            and isinstance(self.port, int)
+            and 1 <= self.port <= 65535,
+            "port",
+            "an integer in 1..65535",
+            self.port,
+        )
+
+
+def check_port_free(port: int) -> None:
+    """Raise :class:`UserError` if 127.0.0.1:``port`` cannot be listened on."""
+    with socket.socket() as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError as err:
+            raise UserError(
+                f"port {port} on {HOST} is in use ({err.strerror}); pass another `port`"
+            ) from err
+
+
+def serve(app: FastAPI, port: int) -> None:
+    """Run ``app`` on http://127.0.0.1:``port`` until interrupted."""
+    import uvicorn
+
+    uvicorn.run(app, host=HOST, port=port, log_level="warning")

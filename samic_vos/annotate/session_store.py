@@ -1,0 +1,318 @@
+"""What a person did on one image: objects, their instances, every click, and the undo history.
+
+The state of an image is immutable (:class:`ImageState`); an action (a click, a box, a new
+instance or object, ...) makes a new one. A session keeps the image's *initial* state (from a
+saved annotation, imported masks, or empty) and the list of actions applied since, with a
+position in it: undo moves the position back, redo forward, a new action drops the actions
+after the position. The session file (JSON) holds exactly that, so a restarted server restores
+every object, instance, click and the undo history; it is rewritten atomically after every
+action, so killing the server loses nothing.
+
+Coordinates: (x, y) pixel coordinates of the upright image, x = column, y = row, pixel centres
+at integers (as SAM's ``SamPredictor`` takes them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from samic_vos.atomic import atomic_write_text
+from samic_vos.sambox_format import MAX_OBJECT_ID
+
+SESSION_FORMAT = "sambox-session"
+SESSION_VERSION = 1
+
+
+class ActionError(ValueError):
+    """An action that does not apply (bad field, point outside the image, unknown id)."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One prompt added to an instance: a point (``coords`` = (x, y), ``positive`` or not) or
+    a box (``coords`` = (x0, y0, x1, y1), x0 <= x1, y0 <= y1). ``refine``: decode it with the
+    instance's previous low-resolution logits as SAM's ``mask_input``."""
+
+    kind: str  # "point" or "box"
+    coords: tuple[float, ...]
+    positive: bool = True
+    refine: bool = False
+
+
+@dataclass(frozen=True)
+class ObjectState:
+    """An object (a class in the palette mask): its id (1..254), label and instances, each a
+    tuple of steps, prompted on its own."""
+
+    id: int
+    label: str | None = None
+    instances: tuple[tuple[Step, ...], ...] = ((),)
+
+
+@dataclass(frozen=True)
+class ImageState:
+    """Every object of one image and the instance being edited (``active`` =
+    (object id, instance index), or ``None`` with no object)."""
+
+    objects: tuple[ObjectState, ...] = ()
+    active: tuple[int, int] | None = None
+
+    def object(self, object_id: int) -> ObjectState:
+        for obj in self.objects:
+            if obj.id == object_id:
+                return obj
+        raise ActionError(f"no object with id {object_id} on this image")
+
+
+def _number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ActionError(f"'{name}' must be a finite number, got {json.dumps(value)}")
+    return float(value)
+
+
+def _label(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 200:
+        raise ActionError("'label' must be a string of at most 200 characters, or null")
+    return value
+
+
+def _inside(x: float, y: float, size: tuple[int, int], name: str) -> None:
+    height, width = size
+    if not (0 <= x <= width - 1 and 0 <= y <= height - 1):
+        raise ActionError(
+            f"{name} ({x:g}, {y:g}) lies outside the {width}x{height} image "
+            f"(x in [0, {width - 1}], y in [0, {height - 1}])"
+        )
+
+
+def _replace_object(state: ImageState, new: ObjectState, active: tuple[int, int]) -> ImageState:
+    objects = tuple(new if o.id == new.id else o for o in state.objects)
+    return ImageState(objects, active)
+
+
+def _add_step(state: ImageState, step: Step) -> ImageState:
+    if state.active is None:
+        state = _new_object(state, None)
+    object_id, index = state.active  # type: ignore[misc]
+    obj = state.object(object_id)
+    instances = list(obj.instances)
+    instances[index] = (*instances[index], step)
+    return _replace_object(
+        state, dataclasses.replace(obj, instances=tuple(instances)), (object_id, index)
+    )
+
+
+def _new_object(state: ImageState, label: str | None) -> ImageState:
+    object_id = max((o.id for o in state.objects), default=0) + 1
+    if object_id > MAX_OBJECT_ID:
+        raise ActionError(f"an image holds at most {MAX_OBJECT_ID} objects (palette masks)")
+    return ImageState((*state.objects, ObjectState(object_id, label)), (object_id, 0))
+
+
+def apply_action(state: ImageState, action: Any, size: tuple[int, int]) -> ImageState:
+    """The state after ``action`` (a decoded JSON object) on an image of ``size`` (H, W).
+
+    Actions: ``{"type": "point", "x", "y", "positive": bool, "refine": bool}``,
+    ``{"type": "box", "box": [x0, y0, x1, y1], "refine": bool}`` (corners in any order),
+    ``{"type": "new_instance"}``, ``{"type": "new_object", "label": str | null}``,
+    ``{"type": "select", "object": id, "instance": index}``,
+    ``{"type": "label", "object": id, "label": str | null}``, ``{"type": "reset"}`` (removes
+    every object). Points and boxes go to the active instance (a first one makes object 1).
+    Raises :class:`ActionError` saying what is wrong.
+    """
+    if not isinstance(action, dict) or not isinstance(action.get("type"), str):
+        raise ActionError("an action is a JSON object with a string 'type'")
+    kind = action["type"]
+    refine = action.get("refine", False)
+    if not isinstance(refine, bool):
+        raise ActionError("'refine' must be true or false")
+    if kind == "point":
+        x, y = _number(action.get("x"), "x"), _number(action.get("y"), "y")
+        _inside(x, y, size, "point")
+        positive = action.get("positive", True)
+        if not isinstance(positive, bool):
+            raise ActionError("'positive' must be true or false")
+        return _add_step(state, Step("point", (x, y), positive, refine))
+    if kind == "box":
+        box = action.get("box")
+        if not isinstance(box, list) or len(box) != 4:
+            raise ActionError("'box' must be [x0, y0, x1, y1]")
+        x0, y0, x1, y1 = (_number(v, "box") for v in box)
+        _inside(x0, y0, size, "box corner")
+        _inside(x1, y1, size, "box corner")
+        corners = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+        return _add_step(state, Step("box", corners, True, refine))
+    if kind == "new_object":
+        return _new_object(state, _label(action.get("label")))
+    if kind == "new_instance":
+        if state.active is None:
+            return _new_object(state, None)
+        obj = state.object(state.active[0])
+        grown = dataclasses.replace(obj, instances=(*obj.instances, ()))
+        return _replace_object(state, grown, (obj.id, len(obj.instances)))
+    if kind == "select":
+        object_id, index = action.get("object"), action.get("instance", 0)
+        if isinstance(object_id, bool) or not isinstance(object_id, int):
+            raise ActionError("'object' must be an object id")
+        obj = state.object(object_id)
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise ActionError("'instance' must be an integer")
+        if not 0 <= index < len(obj.instances):
+            raise ActionError(f"object {object_id} has no instance {index}")
+        return ImageState(state.objects, (object_id, index))
+    if kind == "label":
+        object_id = action.get("object")
+        if isinstance(object_id, bool) or not isinstance(object_id, int):
+            raise ActionError("'object' must be an object id")
+        obj = dataclasses.replace(state.object(object_id), label=_label(action.get("label")))
+        return _replace_object(state, obj, state.active or (object_id, 0))
+    if kind == "reset":
+        return ImageState()
+    raise ActionError(
+        f"unknown action type '{kind}' (point, box, new_instance, new_object, select, label, reset)"
+    )
+
+
+@dataclass
+class Session:
+    """An image's initial state, the actions applied since and the undo position.
+
+    ``saved_position``: the position whose state was last saved (``None``: never saved, or
+    that state was dropped by a new action after undos).
+    """
+
+    size: tuple[int, int]
+    initial: ImageState = field(default_factory=ImageState)
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    position: int = 0
+    saved_position: int | None = None
+    _states: list[ImageState] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        self._states = [self.initial]
+        for action in self.actions:
+            self._states.append(apply_action(self._states[-1], action, self.size))
+        if not 0 <= self.position <= len(self.actions):
+            raise ActionError(f"undo position {self.position} out of range")
+
+    @property
+    def state(self) -> ImageState:
+        return self._states[self.position]
+
+    @property
+    def can_undo(self) -> bool:
+        return self.position > 0
+
+    @property
+    def can_redo(self) -> bool:
+        return self.position < len(self.actions)
+
+    @property
+    def dirty(self) -> bool:
+        """Whether the current state differs from the last saved one."""
+        if self.saved_position is None:
+            return True
+        return self._states[self.saved_position] != self.state
+
+    def apply(self, action: dict[str, Any]) -> None:
+        """Apply ``action`` (see :func:`apply_action`); the actions after the position go."""
+        new = apply_action(self.state, action, self.size)
+        del self.actions[self.position :], self._states[self.position + 1 :]
+        if self.saved_position is not None and self.saved_position > self.position:
+            self.saved_position = None
+        self.actions.append(action)
+        self._states.append(new)
+        self.position += 1
+
+    def undo(self) -> None:
+        if not self.can_undo:
+            raise ActionError("nothing to undo")
+        self.position -= 1
+
+    def redo(self) -> None:
+        if not self.can_redo:
+            raise ActionError("nothing to redo")
+        self.position += 1
+
+    def mark_saved(self) -> None:
+        self.saved_position = self.position
+
+
+def _state_to_dict(state: ImageState) -> dict[str, Any]:
+    return {
+        "objects": [
+            {
+                "id": o.id,
+                "label": o.label,
+                "instances": [[dataclasses.asdict(s) for s in inst] for inst in o.instances],
+            }
+            for o in state.objects
+        ],
+        "active": list(state.active) if state.active is not None else None,
+    }
+
+
+def _state_from_dict(data: dict[str, Any]) -> ImageState:
+    objects = tuple(
+        ObjectState(
+            id=int(o["id"]),
+            label=o["label"],
+            instances=tuple(
+                tuple(
+                    Step(
+                        s["kind"], tuple(float(c) for c in s["coords"]), s["positive"], s["refine"]
+                    )
+                    for s in inst
+                )
+                for inst in o["instances"]
+            ),
+        )
+        for o in data["objects"]
+    )
+    active = tuple(data["active"]) if data["active"] is not None else None
+    return ImageState(objects, active)  # type: ignore[arg-type]
+
+
+def write_session(path: Path, image: str, session: Session) -> None:
+    """Write ``session`` (of image file ``image``) to ``path`` as JSON, atomically."""
+    data = {
+        "format": SESSION_FORMAT,
+        "version": SESSION_VERSION,
+        "image": image,
+        "image_size": list(session.size),
+        "initial": _state_to_dict(session.initial),
+        "actions": session.actions,
+        "position": session.position,
+        "saved_position": session.saved_position,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(data) + "\n")
+
+
+def read_session(path: Path, size: tuple[int, int]) -> Session:
+    """The session saved at ``path`` for an image of ``size`` (H, W).
+
+    Raises ``ValueError`` when the file is damaged, of another format, or of another size.
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("format") != SESSION_FORMAT or data.get("version") != SESSION_VERSION:
+            raise ValueError("not a SAMBOX session file of a known version")
+        if tuple(data["image_size"]) != tuple(size):
+            raise ValueError(f"made for an image of size {data['image_size']}, not {list(size)}")
+        return Session(
+            size=size,
+            initial=_state_from_dict(data["initial"]),
+            actions=list(data["actions"]),
+            position=int(data["position"]),
+            saved_position=data["saved_position"],
+        )
+    except (OSError, KeyError, TypeError, AttributeError, json.JSONDecodeError) as err:
+        raise ValueError(f"damaged session file ({err!r})") from err

@@ -1,0 +1,377 @@
+// SAMBOX page: draws the image and SAM's mask on a canvas, sends clicks to the server.
+// Coordinates sent to the server are (x, y) image pixels, pixel centres at integers (SAM's
+// convention); on the canvas the pixel (x, y) covers [x, x + 1) x [y, y + 1).
+"use strict";
+
+const canvas = document.getElementById("canvas");
+const ctx = canvas.getContext("2d");
+const $ = (id) => document.getElementById(id);
+
+const app = {
+  images: [],
+  index: 0,
+  view: null,     // the server's answer for the current image
+  image: null,    // ImageBitmap of the current image
+  mask: null,     // ImageBitmap of the mask overlay (palette PNG, background transparent)
+  scale: 1, ox: 0, oy: 0,
+  drag: null,     // {button, x0, y0, x, y, moved, pan}
+  space: false,
+  queue: Promise.resolve(),
+};
+
+// What the browser test reads: readiness, click-to-drawn latencies and the drawn mask.
+window.sambox = {
+  ready: false,
+  pending: 0,
+  latencies: [],
+  lastMaskPng: null,
+  view: () => app.view,
+  imageToClient(x, y) {
+    const r = canvas.getBoundingClientRect();
+    return [r.left + app.ox + (x + 0.5) * app.scale, r.top + app.oy + (y + 0.5) * app.scale];
+  },
+};
+
+function status(text, error = false) {
+  $("status").textContent = text;
+  $("status").className = error ? "muted error" : "muted";
+}
+
+async function api(path, body) {
+  const options = body === undefined ? {} : {
+    method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body),
+  };
+  const response = await fetch(path, options);
+  const data = await response.json().catch(() => ({detail: response.statusText}));
+  if (!response.ok) {
+    const detail = typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail);
+    throw new Error(detail);
+  }
+  return data;
+}
+
+// Requests run one after another, in click order.
+function enqueue(job) {
+  window.sambox.pending += 1;
+  app.queue = app.queue.then(job).catch((err) => status(err.message, true)).finally(() => {
+    window.sambox.pending -= 1;
+  });
+  return app.queue;
+}
+
+async function bitmapFromBase64(png) {
+  const bytes = Uint8Array.from(atob(png), (c) => c.charCodeAt(0));
+  return createImageBitmap(new Blob([bytes], {type: "image/png"}));
+}
+
+async function show(view, started) {
+  app.view = view;
+  app.mask = await bitmapFromBase64(view.mask_png);
+  window.sambox.lastMaskPng = view.mask_png;
+  draw();
+  if (started !== undefined) {
+    const ms = performance.now() - started;
+    window.sambox.latencies.push(ms);
+    status(`mask drawn ${ms.toFixed(0)} ms after the click (server ${view.decode_ms.toFixed(0)} ms)`);
+  }
+  renderPanel();
+}
+
+function fit() {
+  if (!app.image) return;
+  const {width, height} = canvas;
+  app.scale = Math.min(width / app.image.width, height / app.image.height) * 0.98;
+  app.ox = (width - app.image.width * app.scale) / 2;
+  app.oy = (height - app.image.height * app.scale) / 2;
+}
+
+function resize() {
+  const r = canvas.getBoundingClientRect();
+  canvas.width = Math.round(r.width);
+  canvas.height = Math.round(r.height);
+  fit();
+  draw();
+}
+
+function color(obj, alpha = 1) {
+  const [r, g, b] = obj.color;
+  return `rgba(${r}, ${g}, ${b}, ${alpha})`;
+}
+
+function draw() {
+  ctx.setTransform(1, 0, 0, 1, 0, 0);
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  if (!app.image) return;
+  ctx.setTransform(app.scale, 0, 0, app.scale, app.ox, app.oy);
+  ctx.imageSmoothingEnabled = app.scale < 2;
+  ctx.drawImage(app.image, 0, 0);
+  if (app.mask) {
+    ctx.globalAlpha = 0.55;
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(app.mask, 0, 0);
+    ctx.globalAlpha = 1;
+  }
+  const view = app.view;
+  if (view) {
+    const px = 1 / app.scale;
+    for (const obj of view.objects) {
+      obj.instances.forEach((inst, k) => {
+        const active = view.active && view.active.object === obj.id && view.active.instance === k;
+        for (const step of inst.steps) {
+          if (step.kind === "box") {
+            const [x0, y0, x1, y1] = step.coords;
+            ctx.strokeStyle = color(obj);
+            ctx.lineWidth = (active ? 3 : 1.5) * px;
+            ctx.strokeRect(x0 + 0.5, y0 + 0.5, x1 - x0, y1 - y0);
+          }
+        }
+        for (const step of inst.steps) {
+          if (step.kind !== "point") continue;
+          const [x, y] = step.coords;
+          ctx.beginPath();
+          ctx.arc(x + 0.5, y + 0.5, (active ? 6 : 4.5) * px, 0, 2 * Math.PI);
+          ctx.fillStyle = step.positive ? "#2ecc40" : "#ff4136";
+          ctx.fill();
+          ctx.lineWidth = 1.5 * px;
+          ctx.strokeStyle = active ? "#fff" : color(obj);
+          ctx.stroke();
+        }
+      });
+    }
+  }
+  const drag = app.drag;
+  if (drag && drag.moved && !drag.pan) {
+    const [ax, ay] = toImage(drag.x0, drag.y0);
+    const [bx, by] = toImage(drag.x, drag.y);
+    ctx.setLineDash([6 / app.scale, 4 / app.scale]);
+    ctx.strokeStyle = "#fff";
+    ctx.lineWidth = 1.5 / app.scale;
+    ctx.strokeRect(Math.min(ax, bx) + 0.5, Math.min(ay, by) + 0.5, Math.abs(bx - ax), Math.abs(by - ay));
+    ctx.setLineDash([]);
+  }
+}
+
+function renderPanel() {
+  const view = app.view;
+  $("progress").textContent = view ? `${view.annotated} / ${view.total}` : "";
+  $("image-name").textContent = view
+    ? `${view.image} (${app.index + 1} of ${app.images.length})${view.dirty ? " · unsaved" : " · saved"}`
+    : "";
+  const iou = view ? view.iou : null;
+  $("score").textContent = iou === null || iou === undefined ? "–" : iou.toFixed(3);
+  $("score-bar").style.width = `${Math.round(100 * (view && view.confidence ? view.confidence : 0))}%`;
+  const active = view && view.active ? view.objects.find((o) => o.id === view.active.object) : null;
+  $("object-score").textContent = active ? active.confidence.toFixed(3) : "–";
+  $("undo").disabled = !(view && view.can_undo);
+  $("redo").disabled = !(view && view.can_redo);
+  $("prev").disabled = app.index === 0;
+  $("next").disabled = app.index >= app.images.length - 1;
+  const list = $("objects");
+  list.replaceChildren();
+  for (const obj of view ? view.objects : []) {
+    const item = document.createElement("li");
+    item.className = active && active.id === obj.id ? "active" : "";
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.style.background = color(obj);
+    const label = document.createElement("input");
+    label.className = "object-label";
+    label.value = obj.label || "";
+    label.placeholder = `object ${obj.id}`;
+    label.addEventListener("change", () =>
+      act({type: "label", object: obj.id, label: label.value || null}));
+    const score = document.createElement("span");
+    score.className = "muted";
+    score.textContent = ` ${obj.confidence.toFixed(3)}`;
+    const instances = document.createElement("div");
+    instances.className = "instances";
+    obj.instances.forEach((inst, k) => {
+      const chip = document.createElement("span");
+      const isActive = view.active && view.active.object === obj.id && view.active.instance === k;
+      chip.className = isActive ? "active" : "";
+      chip.textContent = `#${k + 1} · ${inst.steps.length} · ${inst.iou === null ? "–" : inst.iou.toFixed(2)}`;
+      chip.title = "instance: prompts · SAM's predicted IoU";
+      chip.addEventListener("click", () => act({type: "select", object: obj.id, instance: k}));
+      instances.append(chip);
+    });
+    item.append(swatch, label, score, instances);
+    list.append(item);
+  }
+}
+
+function act(action, started) {
+  const name = app.images[app.index];
+  return enqueue(async () => {
+    const view = await api("/api/action", {image: name, action});
+    if (name === app.images[app.index]) await show(view, started);
+  });
+}
+
+function save() {
+  const name = app.images[app.index];
+  return enqueue(async () => {
+    const view = await api("/api/save", {image: name});
+    if (name === app.images[app.index]) await show(view);
+    status(`saved ${name}`);
+  });
+}
+
+async function open(index) {
+  if (index < 0 || index >= app.images.length) return;
+  await enqueue(async () => {
+    // Leaving an image saves it (after every click queued before, hence inside the queue).
+    if (app.view && app.view.dirty) await api("/api/save", {image: app.view.image});
+    app.index = index;
+    const name = app.images[index];
+    $("loading").hidden = false;
+    $("loading").textContent = `encoding ${name}…`;
+    const [blob, view] = await Promise.all([
+      fetch(`/api/image?name=${encodeURIComponent(name)}`).then((r) => {
+        if (!r.ok) throw new Error(`cannot load ${name} (${r.status})`);
+        return r.blob();
+      }),
+      api(`/api/state?name=${encodeURIComponent(name)}`),
+    ]);
+    app.image = await createImageBitmap(blob);
+    fit();
+    await show(view);
+    $("loading").hidden = true;
+    window.sambox.ready = true;
+  });
+}
+
+function toImage(clientX, clientY) {
+  const r = canvas.getBoundingClientRect();
+  return [(clientX - r.left - app.ox) / app.scale - 0.5, (clientY - r.top - app.oy) / app.scale - 0.5];
+}
+
+function insideImage(x, y) {
+  return app.image && x >= 0 && y >= 0 && x <= app.image.width - 1 && y <= app.image.height - 1;
+}
+
+function clamp(v, hi) {
+  return Math.min(Math.max(v, 0), hi);
+}
+
+canvas.addEventListener("contextmenu", (e) => e.preventDefault());
+canvas.addEventListener("pointerdown", (e) => {
+  canvas.setPointerCapture(e.pointerId);
+  app.drag = {button: e.button, x0: e.clientX, y0: e.clientY, x: e.clientX, y: e.clientY,
+    moved: false, pan: e.button === 1 || app.space, shift: e.shiftKey};
+});
+canvas.addEventListener("pointermove", (e) => {
+  const drag = app.drag;
+  if (!drag) return;
+  if (Math.hypot(e.clientX - drag.x0, e.clientY - drag.y0) > 4) drag.moved = true;
+  if (drag.moved && drag.button === 2) drag.pan = true;
+  if (drag.pan) {
+    app.ox += e.clientX - drag.x;
+    app.oy += e.clientY - drag.y;
+  }
+  drag.x = e.clientX;
+  drag.y = e.clientY;
+  draw();
+});
+canvas.addEventListener("pointerup", (e) => {
+  const drag = app.drag;
+  app.drag = null;
+  if (!drag || drag.pan || !app.image) return draw();
+  const started = performance.now();
+  const refine = $("refine").checked;
+  if (drag.moved && drag.button === 0) {
+    const [ax, ay] = toImage(drag.x0, drag.y0);
+    const [bx, by] = toImage(e.clientX, e.clientY);
+    const w = app.image.width - 1, h = app.image.height - 1;
+    act({type: "box", box: [clamp(ax, w), clamp(ay, h), clamp(bx, w), clamp(by, h)], refine}, started);
+    return;
+  }
+  const [x, y] = toImage(e.clientX, e.clientY);
+  if (!insideImage(x, y)) return draw();
+  const positive = drag.button === 0 && !drag.shift && !e.shiftKey;
+  act({type: "point", x: Math.round(x * 100) / 100, y: Math.round(y * 100) / 100, positive, refine}, started);
+});
+canvas.addEventListener("wheel", (e) => {
+  e.preventDefault();
+  const r = canvas.getBoundingClientRect();
+  const cx = e.clientX - r.left, cy = e.clientY - r.top;
+  const factor = Math.exp(-e.deltaY * 0.0015);
+  app.ox = cx - (cx - app.ox) * factor;
+  app.oy = cy - (cy - app.oy) * factor;
+  app.scale *= factor;
+  draw();
+}, {passive: false});
+
+function toggleHelp(show) {
+  $("help").hidden = show === undefined ? !$("help").hidden : !show;
+}
+
+function newObject() {
+  act({type: "new_object", label: $("label").value.trim() || null});
+  $("label").value = "";
+}
+
+document.addEventListener("keydown", (e) => {
+  if (e.target instanceof HTMLInputElement && e.target.type !== "checkbox") {
+    if (e.key === "Enter" && e.target.id === "label") newObject();
+    if (e.key === "Escape") e.target.blur();
+    return;
+  }
+  const key = e.key.toLowerCase();
+  if (e.ctrlKey || e.metaKey) {
+    if (key === "z") act({type: e.shiftKey ? "redo" : "undo"});
+    else if (key === "y") act({type: "redo"});
+    else if (key === "s") save();
+    else return;
+    e.preventDefault();
+    return;
+  }
+  const keys = {
+    n: () => act({type: "new_instance"}),
+    c: newObject,
+    a: () => open(app.index - 1),
+    arrowleft: () => open(app.index - 1),
+    d: () => open(app.index + 1),
+    arrowright: () => open(app.index + 1),
+    s: save,
+    r: () => act({type: "reset"}),
+    f: () => { $("refine").checked = !$("refine").checked; },
+    "0": () => { fit(); draw(); },
+    "?": () => toggleHelp(),
+    escape: () => toggleHelp(false),
+    " ": () => { app.space = true; },
+  };
+  if (keys[key]) {
+    e.preventDefault();
+    keys[key]();
+  }
+});
+document.addEventListener("keyup", (e) => { if (e.key === " ") app.space = false; });
+$("help").addEventListener("click", () => toggleHelp(false));
+$("help-button").addEventListener("click", () => toggleHelp());
+$("prev").addEventListener("click", () => open(app.index - 1));
+$("next").addEventListener("click", () => open(app.index + 1));
+$("undo").addEventListener("click", () => act({type: "undo"}));
+$("redo").addEventListener("click", () => act({type: "redo"}));
+$("new-instance").addEventListener("click", () => act({type: "new_instance"}));
+$("new-object").addEventListener("click", newObject);
+$("reset").addEventListener("click", () => act({type: "reset"}));
+$("save").addEventListener("click", save);
+window.addEventListener("resize", resize);
+window.addEventListener("beforeunload", () => {
+  if (app.view && app.view.dirty) {
+    const body = JSON.stringify({image: app.images[app.index]});
+    navigator.sendBeacon("/api/save", new Blob([body], {type: "application/json"}));
+  }
+});
+
+(async () => {
+  try {
+    const listing = await api("/api/images");
+    app.images = listing.images.map((i) => i.name);
+    const first = listing.images.findIndex((i) => !i.annotated);
+    resize();
+    await open(first < 0 ? 0 : first);
+  } catch (err) {
+    status(err.message, true);
+  }
+})();

@@ -1,0 +1,78 @@
+"""`samic-vos annotate IMAGES_DIR [-o ANNOTATIONS_DIR]`: SAMBOX, the annotation tool."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from samic_vos.commands import common
+from samic_vos.errors import UserError
+
+DESCRIPTION = """\
+SAMBOX: a local web page where you click points on each image and see SAM's mask and its
+confidence (SAM's predicted IoU) at once. Left click: positive point; right click or
+Shift+click: negative point; drag: box; N: new instance; C: new object; Ctrl+Z: undo;
+S: save; A/D: previous/next image; ?: every key.
+
+IMAGES_DIR holds the images (JPEG, PNG, BMP, TIFF). Saved in ANNOTATIONS_DIR (default:
+IMAGES_DIR): <image>.sambox.json (prompts, SAMBOX format version 2, see docs/sambox_format.md)
+and masks/<image>.png (palette PNG, pixel = object id); .sambox/ keeps the sessions (every
+click and the undo history) and SAM's image embeddings. The server listens on 127.0.0.1 only.
+Train SAMIC on the result with `samic-vos train --sambox ANNOTATIONS_DIR`.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "annotate",
+        help="SAMBOX: click point prompts on images, see SAM's mask live, save them",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("images", type=Path, metavar="IMAGES_DIR", help="folder of images")
+    common.add_out(parser, "folder of the annotations (default: IMAGES_DIR)")
+    parser.add_argument(
+        "--import-masks",
+        type=Path,
+        metavar="DIR",
+        help="masks <image name>.png turned into point prompts for images not yet annotated",
+    )
+    common.add_models(parser, samic_checkpoint=False, backbone=False)
+    common.add_device(parser)
+    common.config_flag(
+        parser, "--port", key="port", metavar="PORT", help="port on 127.0.0.1 (default 8765)"
+    )
+    parser.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    common.add_common(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from samic_vos.annotate.image_folder import list_images
+    from samic_vos.annotate.server import AnnotateConfig, check_port_free, create_app, serve
+
+    config = common.job_config(AnnotateConfig(), args)
+    # Input checks first: nothing is loaded or written before they pass.
+    list_images(args.images)
+    if args.import_masks is not None and not args.import_masks.is_dir():
+        raise UserError(f"{args.import_masks}: --import-masks folder not found")
+    out = args.out or args.images
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: is a file; pass a folder with -o")
+    check_port_free(config.port)
+
+    from samic_vos.devices import select_device
+    from samic_vos.sam_models import load_sam
+    from samic_vos.segmenter import SamSegmenter
+
+    device = select_device(config.device)
+    sam = load_sam(config.sam_model, args.sam_checkpoint, device)
+    app = create_app(args.images, out, SamSegmenter(sam, device), args.import_masks)
+    url = f"http://127.0.0.1:{config.port}/"
+    common.stdout(f"SAMBOX: {url} (annotations in {out}; Ctrl+C stops)")
+    if not args.no_browser:
+        import webbrowser
+
+        webbrowser.open(url)
+    serve(app, config.port)
+    return 0

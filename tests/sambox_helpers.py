@@ -1,0 +1,46 @@
+"""Shared by the SAMBOX tests: a tiny random-weight SAM and a folder of synthetic images."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from samic_vos.sam_models import build_sam
+from samic_vos.segmenter import SamSegmenter
+
+HEIGHT, WIDTH = 60, 80
+NAMES = ["a.png", "b.jpg", "c.bmp", "d.tif"]
+
+
+def tiny_segmenter() -> SamSegmenter:
+    torch.manual_seed(0)
+    return SamSegmenter(build_sam("tiny", random_init=True), "cpu")
+
+
+def synthetic_image(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 60, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    image[10:40, 10:40] = (220, 40, 40)
+    image[30:55, 45:75] = (40, 40, 220)
+    return image
+
+
+def make_images(folder: Path) -> Path:
+    """Four synthetic HEIGHT x WIDTH images, one per format (PNG, JPEG, BMP, TIFF)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for seed, name in enumerate(NAMES):
+        Image.fromarray(synthetic_image(seed)).save(folder / name)
+    return folder
+
+
+def decode_png(data: str | bytes) -> np.ndarray:
+    """The pixel indices of a (base64) palette PNG."""
+    raw = base64.b64decode(data) if isinstance(data, str) else data
+    with Image.open(io.BytesIO(raw)) as image:
+        assert image.mode == "P"
+        return np.asarray(image).copy()

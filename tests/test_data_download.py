@@ -1,0 +1,344 @@
+"""Dataset downloads against a local HTTP server on 127.0.0.1 serving a small DAVIS zip."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import shutil
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from davis_roots import make_davis_root
+from http_server import ServerState, isolate, local_server
+
+from samic_vos import dataset_download
+from samic_vos.cli import main
+from samic_vos.dataset_download import (
+    ARCHIVES,
+    DAVIS_BY_YEAR,
+    DatasetArchive,
+    default_root,
+    downloads_dir,
+    ensure_dataset,
+)
+from samic_vos.errors import UserError
+
+FILENAME = "tiny-davis.zip"
+NAME = "tiny-davis"
+SEQUENCES = {"train": ["cows", "dogs"], "val": ["bear"]}
+
+
+def _masks(frames: int, value: int) -> list[np.ndarray]:
+    masks = []
+    for t in range(frames):
+        ids = np.zeros((6, 8), np.uint8)
+        ids[1:4, t : t + 3] = value
+        masks.append(ids)
+    return masks
+
+
+def _tree(folder: Path, year: str) -> Path:
+    """A DAVIS root at ``folder``: 2 train + 1 val sequences of 3 frames, 8x6 px.
+
+    Year 2017 lists names (``ImageSets/2017``); year 2016 lists frame/mask paths in
+    ``ImageSets/480p`` as DAVIS-data.zip does.
+    """
+    for split, names in SEQUENCES.items():
+        make_davis_root(folder, {n: _masks(3, 1) for n in names}, year="2017", split=split)
+    if year == "2016":
+        old = folder / "ImageSets" / "2017"
+        new = folder / "ImageSets" / "480p"
+        new.mkdir()
+        for split, names in SEQUENCES.items():
+            lines = [
+                f"/JPEGImages/480p/{n}/{t:05d}.jpg /Annotations/480p/{n}/{t:05d}.png\n"
+                for n in names
+                for t in range(3)
+            ]
+            (new / f"{split}.txt").write_text("".join(lines))
+        shutil.rmtree(old)
+    return folder
+
+
+def _zip(folder: Path, top: str = "DAVIS") -> bytes:
+    """``folder``'s files in a zip under ``top/``, sorted, deflated."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, f"{top}/{path.relative_to(folder).as_posix()}")
+    return buffer.getvalue()
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    isolate(monkeypatch, tmp_path / "home")
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    """The tree the archive holds (year 2017 layout)."""
+    return _tree(tmp_path / "source", "2017")
+
+
+@pytest.fixture
+def server(source: Path) -> Iterator[tuple[ServerState, str]]:
+    state = ServerState(_zip(source), "/" + FILENAME)
+    with local_server(state) as base:
+        yield state, base
+
+
+def _register(
+    monkeypatch: pytest.MonkeyPatch, base: str, data: bytes, year: str = "2017", **changes: object
+) -> DatasetArchive:
+    entry = DatasetArchive(
+        NAME,
+        FILENAME,
+        f"{base}/{FILENAME}",
+        hashlib.sha256(data).hexdigest(),
+        len(data),
+        year,
+        ("train", "val"),
+        "DAVIS",
+        "test dataset",
+    )
+    entry = DatasetArchive(**{**vars(entry), **changes})
+    monkeypatch.setattr(dataset_download, "ARCHIVES", {NAME: entry})
+    return entry
+
+
+def _left_in(folder: Path) -> list[str]:
+    """Names in ``folder`` other than the lock files."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".lock"))
+
+
+@pytest.mark.parametrize("year", ["2017", "2016"])
+def test_download_unpack_check_and_print_the_root(
+    year: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    tree = _tree(tmp_path / f"source{year}", year)
+    state = ServerState(_zip(tree), "/" + FILENAME)
+    with local_server(state) as base:
+        _register(monkeypatch, base, state.payload, year=year)
+        assert main(["data", "download", NAME]) == 0
+        target = default_root() / NAME
+        assert capsys.readouterr().out == f"{target}\n"
+        assert _files(target) == _files(tree)  # every file, byte for byte
+        assert state.ranges() == [None]
+        assert _left_in(default_root()) == [NAME]  # no unpacking leftovers
+        assert _left_in(downloads_dir()) == []  # the archive is deleted once unpacked
+
+        # A complete folder is only checked: no request, same path.
+        assert ensure_dataset(NAME) == target
+        assert len(state.requests) == 1
+        assert main(["data", "list"]) == 0
+        assert capsys.readouterr().out == f"{NAME}  {target}\n    test dataset\n"
+
+
+def test_root_and_keep_archive(
+    server: tuple[ServerState, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    state, base = server
+    _register(monkeypatch, base, state.payload)
+    root = tmp_path / "my datasets"
+    path = ensure_dataset(NAME, root, keep_archive=True)
+    assert path == root / NAME and (path / "JPEGImages" / "480p" / "bear" / "00002.jpg").is_file()
+    assert (downloads_dir() / FILENAME).read_bytes() == state.payload
+    assert not default_root().exists()
+
+
+def test_cut_connection_resumes_with_a_range_request(
+    server: tuple[ServerState, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state, base = server
+    _register(monkeypatch, base, state.payload)
+    half = len(state.payload) // 2
+    state.cut_at = half
+    with pytest.raises(UserError, match="could not be downloaded.*run again to resume") as err:
+        ensure_dataset(NAME)
+    assert f"connection closed after {half} of {len(state.payload)} bytes" in str(err.value)
+    assert (downloads_dir() / (FILENAME + ".part")).stat().st_size == half
+    assert _left_in(default_root()) == []  # no tree, no half tree
+    state.cut_at = None
+    target = ensure_dataset(NAME)
+    assert state.ranges() == [None, f"bytes={half}-"]
+    assert (target / "ImageSets" / "2017" / "val.txt").read_text() == "bear\n"
+    assert _left_in(downloads_dir()) == []
+
+
+def _flip_member_byte(data: bytes) -> bytes:
+    """``data`` with one byte of the first member's compressed data changed (its CRC fails)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        info = zf.infolist()[0]
+    name_len, extra_len = (int.from_bytes(data[o : o + 2], "little") for o in (26, 28))
+    start = info.header_offset + 30 + name_len + extra_len
+    changed = bytearray(data)
+    changed[start + info.compress_size // 2] ^= 0xFF
+    return bytes(changed)
+
+
+@pytest.mark.parametrize(
+    ("corruption", "message"),
+    [
+        ("hash", r"is corrupt \(SHA-256 [0-9a-f]{12}…, expected abababababab…\)"),
+        ("size", r"is corrupt \(\d+ bytes, expected \d+\)"),
+        ("not a zip", r"is corrupt or incomplete \(not a valid zip: File is not a zip file\)"),
+        ("damaged member", r"is corrupt or incomplete \(not a valid zip: .*"),
+    ],
+)
+def test_corrupt_archive_is_refused_in_one_line_and_removed(
+    corruption: str,
+    message: str,
+    server: tuple[ServerState, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    state, base = server
+    if corruption == "hash":
+        _register(monkeypatch, base, state.payload, sha256="ab" * 32)
+    elif corruption == "size":
+        _register(monkeypatch, base, state.payload, size=len(state.payload) + 1)
+    else:  # no published hash or size: the zip itself must catch it
+        state.payload = (
+            b"<html>not found</html>" * 50
+            if corruption == "not a zip"
+            else _flip_member_byte(state.payload)
+        )
+        _register(monkeypatch, base, state.payload, sha256=None, size=None)
+    assert main(["data", "download", NAME, "-q"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"samic-vos: error: {FILENAME} from {base}")
+    assert re.search(message, lines[0]) and lines[0].endswith("run again to download it anew")
+    assert _left_in(downloads_dir()) == [] and _left_in(default_root()) == []
+
+
+def _pngs(tree: Path, sequence: str) -> list[Path]:
+    return sorted((tree / "Annotations" / "480p" / sequence).glob("*.png"))
+
+
+@pytest.mark.parametrize(
+    ("break_tree", "message"),
+    [
+        (
+            lambda t: shutil.rmtree(t / "Annotations" / "480p" / "dogs"),
+            r"Annotations/480p/dogs: folder of sequence 'dogs' \(listed in "
+            r"ImageSets/2017/train.txt\) not found",
+        ),
+        (
+            lambda t: (t / "Annotations" / "480p" / "bear" / "00001.png").unlink(),
+            r"sequence 'bear' \(val\) has 3 frames but 2 annotations, not one per frame",
+        ),
+        (
+            lambda t: [p.rename(p.with_suffix(".txt")) for p in _pngs(t, "cows")],
+            r"Annotations/480p/cows: no .png annotations",
+        ),
+    ],
+)
+def test_inconsistent_tree_is_refused_naming_the_sequence(
+    break_tree,
+    message: str,
+    source: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    break_tree(source)
+    state = ServerState(_zip(source), "/" + FILENAME)
+    with local_server(state) as base:
+        _register(monkeypatch, base, state.payload)
+        assert main(["data", "download", NAME, "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(message, err)
+    assert "is corrupt or incomplete" in err and ".unpacking-" not in err
+    assert _left_in(downloads_dir()) == [] and _left_in(default_root()) == []
+
+
+def test_interrupted_unpack_leaves_no_tree_and_is_redone(
+    server: tuple[ServerState, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state, base = server
+    _register(monkeypatch, base, state.payload)
+    extract = zipfile.ZipFile.extract
+    calls = []
+
+    def interrupted(self: zipfile.ZipFile, member: zipfile.ZipInfo, path: Path) -> str:
+        calls.append(member)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return extract(self, member, path)
+
+    monkeypatch.setattr(zipfile.ZipFile, "extract", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ensure_dataset(NAME)
+    assert _left_in(default_root()) == []  # the 4 unpacked files went with their folder
+    assert (downloads_dir() / FILENAME).read_bytes() == state.payload  # verified: kept
+
+    # A process killed in mid-unpack leaves only its hidden scratch folder: the next run
+    # removes it, unpacks from the kept archive (no new request) and completes.
+    monkeypatch.setattr(zipfile.ZipFile, "extract", extract)
+    stale = default_root() / f".{NAME}.unpacking-killed"
+    (stale / "DAVIS" / "JPEGImages").mkdir(parents=True)
+    target = ensure_dataset(NAME)
+    assert _left_in(default_root()) == [NAME] and len(state.requests) == 1
+    assert (target / "Annotations" / "480p" / "cows" / "00000.png").is_file()
+
+
+def test_incomplete_folder_in_place_is_refused(
+    server: tuple[ServerState, str], monkeypatch: pytest.MonkeyPatch, source: Path
+) -> None:
+    state, base = server
+    _register(monkeypatch, base, state.payload)
+    target = default_root() / NAME
+    shutil.copytree(source, target)
+    (target / "ImageSets" / "2017" / "val.txt").write_text("bear\nlion\n")
+    with pytest.raises(UserError) as err:
+        ensure_dataset(NAME)
+    assert str(err.value).startswith(f"{target}: not a complete {NAME} (")
+    assert "sequence 'lion'" in str(err.value) and "remove the folder" in str(err.value)
+    assert state.requests == []
+
+
+def test_no_disk_space_is_refused_before_downloading(
+    server: tuple[ServerState, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state, base = server
+    _register(monkeypatch, base, state.payload, size=1 << 60)
+    with pytest.raises(UserError, match=r"needs \d+ MiB but .* MiB free; free some space"):
+        ensure_dataset(NAME)
+    assert state.requests == []
+
+
+def test_unknown_dataset_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "download", "davis-2019"]) == 2
+    assert capsys.readouterr().err == (
+        "samic-vos: error: unknown dataset 'davis-2019' "
+        "(known: davis-2017-trainval-480p, davis-2016-trainval-480p)\n"
+    )
+
+
+def test_registry_entries_are_consistent() -> None:
+    assert list(ARCHIVES) == ["davis-2017-trainval-480p", "davis-2016-trainval-480p"]
+    for name, entry in ARCHIVES.items():
+        assert entry.name == name and entry.year in name
+        assert entry.url.startswith("https://") and entry.url.endswith("/" + entry.filename)
+        assert entry.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", entry.sha256)
+        assert (entry.size is None) == (entry.sha256 is None)
+    assert ARCHIVES["davis-2017-trainval-480p"].size == 832_766_765
+    for year, name in DAVIS_BY_YEAR.items():
+        assert ARCHIVES[name].year == year
