@@ -95,7 +95,7 @@ class Annotator:
         self.segmenter = segmenter
         state = self.annotations_dir / STATE_FOLDER
         self.embeddings = EmbeddingCache(
-            state / "embeddings", segmenter, model_key(segmenter.sam, segmenter.amp)
+            state / "embeddings", segmenter, model_key(segmenter.sam, str(segmenter.encoder.dtype))
         )
         self.decoder = PromptDecoder(segmenter)
         self._lock = threading.RLock()

@@ -33,10 +33,11 @@ MEMORY_ITEMS = 4
 _FINGERPRINT_SAMPLES = 4096
 
 
-def model_key(sam: Sam, amp: bool) -> str:
-    """A short key of ``sam``'s image encoder weights and its precision (``amp``): embeddings
-    from another model or precision never hit the cache."""
-    digest = hashlib.sha256(f"amp={amp}".encode())
+def model_key(sam: Sam, precision: str) -> str:
+    """A short key of ``sam``'s image encoder weights and the encoder's ``precision`` (its
+    compute dtype, e.g. ``"torch.float32"``): embeddings from another model or precision never
+    hit the cache."""
+    digest = hashlib.sha256(f"precision={precision}".encode())
     for name, tensor in sam.image_encoder.state_dict().items():
         flat = tensor.detach().flatten()
         step = max(1, flat.numel() // _FINGERPRINT_SAMPLES)
