@@ -196,7 +196,9 @@ def test_a_saved_annotation_without_a_session_reopens(folders, segmenter, caplog
 
 def test_embeddings_are_cached_on_disk_and_the_next_two_encoded_ahead(folders, segmenter):
     calls = []
-    hook = segmenter.sam.image_encoder.register_forward_hook(lambda *args: calls.append(1))
+    # The patch embedding is the first module of every encoder implementation.
+    patch_embed = segmenter.sam.image_encoder.patch_embed
+    hook = patch_embed.register_forward_hook(lambda *args: calls.append(1))
     try:
         app = create_app(*folders, segmenter)
         with TestClient(app) as client:
