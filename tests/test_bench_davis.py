@@ -269,3 +269,40 @@ def test_train_first_then_track_with_the_trained_network(tmp_path, shared_data, 
     assert (out / "samic.pt").is_file() and (out / "train/best.pt").is_file()
     assert (out / "train/run.json").is_file() and set(scores["per_object"]) == {"car-shadow_1"}
     assert "trained on the 2016 train set" in (out / "config.yaml").read_text()
+
+
+@pytest.mark.slow
+def test_report_puts_prompters_side_by_side(tmp_path, root16, models):
+    import base64
+    import re
+
+    from PIL import Image
+
+    samic, baseline = tmp_path / "samic", tmp_path / "previous"
+    assert _bench(root16, samic, models, "--sequences", "car-shadow")[0] == 0
+    extra = ["--sequences", "car-shadow", "--prompter", "previous-mask", "--report", "--json"]
+    code, text = _bench(root16, baseline, models, *extra, "--compare", str(samic))
+    assert code == 0
+    page = (baseline / "report.html").read_text()
+    assert "previous-mask (previous)" in page and "samic (samic)" in page
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert images
+    for data in images:
+        Image.open(io.BytesIO(base64.b64decode(data))).verify()
+    ours = json.loads(text)["global"]["J&F-Mean"]
+    assert re.search(rf'data-value="{re.escape(repr(ours))}"', page) or f"{100 * ours:.1f}" in page
+
+
+def test_download_picks_the_root(tmp_path, capsys, root16, models, monkeypatch):
+    import samic_vos.dataset_download as download
+
+    asked = []
+    monkeypatch.setattr(
+        download, "ensure_dataset", lambda name, root=None: asked.append(name) or root16
+    )
+    out = tmp_path / "out"
+    argv = ["bench", "davis", "--download", "--year", "2016", "--sequences", "car-shadow"]
+    assert main([*argv, "-o", str(out), *models, "-q"]) == 0
+    assert asked == ["davis-2016-trainval-480p"]
+    assert main([*argv, "--davis-root", str(root16), "-o", str(out), *models]) == 2
+    assert "--download picks the DAVIS root itself" in _error(capsys)
