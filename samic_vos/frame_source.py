@@ -272,7 +272,7 @@ class DecordSource(_VideoSource):
         except (RuntimeError, decord.DECORDError) as err:
             raise UserError(
                 f"{path}: decord cannot decode this video ({str(err).splitlines()[0]}); "
-                "use --backend pyav"
+                "use `backend` pyav"
             ) from err
         super().__init__(path, info, fps)
         self._num_frames = len(self._reader)
@@ -335,7 +335,7 @@ def open_frames(
     if backend == "decord" and not decord_available():
         raise UserError(
             "decord is not installed (it has wheels for Linux x86_64 only); "
-            "use --backend pyav or `pip install decord`"
+            "use `backend` pyav, or `pip install decord`"
         )
     info = _probe_video(path)
     if backend == "decord" or (backend == "auto" and decord_available()):

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from samic_vos.errors import UserError
+from samic_vos.config import require
 from samic_vos.heatmaps import rescale_points
+from samic_vos.mask_points import MAX_POINTS_PER_OBJECT
 
 
 @dataclass
@@ -33,21 +34,17 @@ class PeakConfig:
     # the smallest maximum of a trained map on DAVIS val (0.068), above an all-zero map.
     floor: float = 0.05
     # At most this many points (the highest-scoring regions); paper silent.
-    max_points: int = 8
+    max_points: int = MAX_POINTS_PER_OBJECT
     # Centroid from heat-weighted moments (sub-pixel accurate on a Gaussian) or, if False, from
     # the binary region's moments; paper silent ("centroid").
     weighted_centroid: bool = True
 
     def __post_init__(self) -> None:
-        if not 0 < self.threshold <= 1:
-            raise UserError(f"peaks.threshold must be in (0, 1], got {self.threshold}")
-        if not 0 <= self.floor <= 1:
-            raise UserError(f"peaks.floor must be in [0, 1], got {self.floor}")
-        if self.min_area < 1:
-            raise UserError(f"peaks.min_area must be >= 1, got {self.min_area}")
-        if self.max_points < 1:
-            # 0 would give every object an empty mask from frame 1 on, silently.
-            raise UserError(f"peaks.max_points must be >= 1, got {self.max_points}")
+        require(0 < self.threshold <= 1, "threshold", "in (0, 1]", self.threshold)
+        require(0 <= self.floor <= 1, "floor", "in [0, 1]", self.floor)
+        require(self.min_area >= 1, "min_area", "an integer >= 1", self.min_area)
+        # 0 would silently lose every object after the first frame.
+        require(self.max_points >= 1, "max_points", "an integer >= 1", self.max_points)
 
 
 @dataclass(frozen=True)

@@ -101,7 +101,7 @@ def test_every_job_flushes_denormals_on_the_cpu(no_flush):
 
 
 def test_cutoff_settings_are_checked():
-    with pytest.raises(UserError, match=r"net\.heat_cutoff must be in \[0, 1\), got -1"):
+    with pytest.raises(UserError, match=r"heat_cutoff must be in \[0, 1\), got -1"):
         SamicNetConfig(heat_cutoff=-1)
     with pytest.raises(ValueError, match="cutoff"):
         points_to_heatmap(np.zeros((1, 2)), (10, 10), (10, 10), cutoff=1.0)

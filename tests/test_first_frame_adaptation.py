@@ -11,6 +11,7 @@ from samic_vos.davis import read_image
 from samic_vos.errors import UserError
 from samic_vos.first_frame_adaptation import AdaptationConfig, adapt_on_first_frame, lr_factor
 from samic_vos.mask_io import read_mask
+from samic_vos.pipelines.track import TrackConfig
 from samic_vos.samic_net import SamicNetConfig, build_samic
 
 TINY = SamicNetConfig(input_size=(64, 64), backbone="random", channels=(8, 16, 32))
@@ -145,6 +146,7 @@ def test_validation_loss_falls_with_the_defaults_schedule(judo):
     ],
 )
 def test_bad_settings_are_one_line_user_errors_naming_the_key(key, value):
-    with pytest.raises(UserError, match=rf"^adaptation\.{key} must be .*got {value}") as err:
-        apply_overrides(AdaptationConfig(), {key: value}, "track.yaml")
+    message = rf"^track\.yaml: adaptation\.{key} must be .*got {value}"
+    with pytest.raises(UserError, match=message) as err:
+        apply_overrides(TrackConfig(), {"adaptation": {key: value}}, "track.yaml")
     assert "\n" not in str(err.value)

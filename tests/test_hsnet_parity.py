@@ -90,6 +90,6 @@ def test_shipped_hsnet_warm_start_config_loads():
     from samic_vos.pipelines.train import TrainJobConfig
 
     path = Path(__file__).resolve().parents[1] / "configs" / "train_hsnet_warm.yaml"
-    net = load_config(TrainJobConfig(), path).net
+    net = load_config(TrainJobConfig(), path).network
     assert (net.input_size, net.heat_before_norm, net.resize) == ((400, 400), True, "pil_bilinear")
     assert net.channels == (16, 64, 128) and net.groups == 4  # HSNet's learner fits

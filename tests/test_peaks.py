@@ -151,7 +151,7 @@ def test_bad_settings_are_user_errors():
     with pytest.raises(UserError, match="min_area"):
         PeakConfig(min_area=0)
     # 0 points would silently lose every object after frame 0.
-    with pytest.raises(UserError, match=r"peaks\.max_points must be >= 1, got 0"):
+    with pytest.raises(UserError, match=r"max_points must be an integer >= 1, got 0"):
         apply_overrides(PeakConfig(), {"max_points": 0}, "tracker.yaml")
     assert apply_overrides(PeakConfig(), {"threshold": 0.3}).threshold == 0.3
 

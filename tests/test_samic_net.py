@@ -180,7 +180,7 @@ def test_pil_bilinear_resize_is_hsnets_and_differs_from_cv2_area() -> None:
     np.testing.assert_allclose(got, expected, atol=1e-5)
     cv2_area = preprocess(image, (64, 96), "cv2")[0].permute(1, 2, 0).numpy()
     assert np.abs(cv2_area - got).max() > 0.05  # not the same filter
-    with pytest.raises(UserError, match=r"net\.resize must be one of: cv2, pil_bilinear, got 'x'"):
+    with pytest.raises(UserError, match=r"resize must be one of cv2, pil_bilinear, got 'x'"):
         SamicNetConfig(resize="x")
 
 
