@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import re
+
 import pytest
 import torch
 
@@ -94,11 +97,16 @@ def test_interrupted_adaptation_resumes_to_the_same_weights(judo, tmp_path, monk
         _adapt(judo, apply_overrides(SHORT, {"lr": 5e-4}), state_path=state)
 
 
-def test_time_bound_stops_and_is_recorded(judo, tmp_path):
+def test_time_bound_stops_and_is_recorded(judo, tmp_path, caplog):
     config = apply_overrides(SHORT, {"max_seconds": 1e-6})
     state = tmp_path / "state.pt"
-    net, metrics = _adapt(judo, config, state_path=state)
+    with caplog.at_level(logging.INFO, logger="samic_vos.first_frame_adaptation"):
+        net, metrics = _adapt(judo, config, state_path=state)
     assert (metrics["stop"], metrics["steps"]) == ("time", 1)
+    # Said after the first step: its time, the bounds and the ETA.
+    assert re.search(
+        r"s per step, at most 8 steps \(time bound 1e-06 s.*ETA 0 min 00 s", caplog.text
+    )
     # Rerun on any machine: the recorded count is kept, whatever the bound would give now.
     again, metrics = _adapt(judo, config, state_path=state)
     assert (metrics["steps"], metrics["steps_this_call"]) == (1, 0)
