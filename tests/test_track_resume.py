@@ -200,7 +200,7 @@ class NearNet(torch.nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.config = SimpleNamespace(input_size=(SIZE, SIZE))
+        self.config = SimpleNamespace(input_size=(SIZE, SIZE), resize="cv2")
 
     def extract_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         return [images.clone()]
@@ -242,7 +242,7 @@ def test_a_restored_tracker_continues_exactly_as_the_straight_one(monkeypatch):
     from samic_vos.prompts_log import frame_record
     from samic_vos.track_resume import plan_restore, restore_tracker
 
-    def to_unit(rgb, size):
+    def to_unit(rgb, size, resize):
         return torch.from_numpy(rgb / 255.0).permute(2, 0, 1)[None].float()
 
     monkeypatch.setattr(tracker_module, "preprocess", to_unit)
