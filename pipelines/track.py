@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,11 +26,13 @@ import torch
 from tqdm import tqdm
 
 from samic_vos import __version__
+from samic_vos.atomic import JsonLinesWriter
 from samic_vos.config import save_config
 from samic_vos.errors import UserError
 from samic_vos.first_frame_adaptation import AdaptationConfig
 from samic_vos.frame_source import FrameSource, open_frames
 from samic_vos.mask_io import object_ids, read_mask, write_mask
+from samic_vos.output_paths import check_output_file, check_output_folder
 from samic_vos.render import overlay
 from samic_vos.samic_net import SamicNet, SamicNetConfig
 from samic_vos.tracker import CausalTracker, FrameResult, TrackerConfig
@@ -88,20 +88,13 @@ def check_inputs(inputs: TrackInputs, config: TrackConfig) -> tuple[FrameSource,
             raise UserError(f"{inputs.samic_checkpoint}: SAMIC checkpoint not found (--samic)")
         if inputs.overlay is not None and inputs.overlay.suffix.lower() != ".mp4":
             raise UserError(f"{inputs.overlay}: overlay videos are mp4; give a name ending in .mp4")
-        for folder in {inputs.out_dir, *(p.parent for p in [inputs.overlay] if p is not None)}:
-            _check_writable(folder)
+        check_output_folder(inputs.out_dir)
+        if inputs.overlay is not None:
+            check_output_file(inputs.overlay)
     except BaseException:
         frames.close()
         raise
     return frames, first_mask
-
-
-def _check_writable(folder: Path) -> None:
-    existing = folder
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"{folder}: output folder is not writable; choose another with -o")
 
 
 def run_track(inputs: TrackInputs, config: TrackConfig, progress: bool = True) -> int:
@@ -133,15 +126,18 @@ def run_track(inputs: TrackInputs, config: TrackConfig, progress: bool = True) -
     tracker = CausalTracker(net, segmenter, config.tracker, device)
     writer = VideoWriter(inputs.overlay, frames.fps, frames.size) if inputs.overlay else None
     count = 0
-    with frames, writer or contextlib.nullcontext(), open(out / "prompts.jsonl", "w") as prompts:
+    with (
+        frames,
+        writer or contextlib.nullcontext(),
+        JsonLinesWriter(out / "prompts.jsonl") as prompts,
+    ):
         bar = tqdm(
             frames, total=frames.num_frames, desc="track", unit="frame", disable=not progress
         )
         for frame in bar:
             result = tracker.step(frame.rgb, first_mask if frame.index == 0 else None)
             write_mask(out / "masks" / f"{frame.name}.png", result.ids)
-            prompts.write(json.dumps(_prompt_record(frame.name, result)) + "\n")
-            prompts.flush()
+            prompts.write(_prompt_record(frame.name, result))
             if writer is not None:
                 points = {k: obj.points for k, obj in result.objects.items()}
                 writer.write(overlay(frame.rgb, result.ids, config.overlay_alpha, points=points))

@@ -223,7 +223,7 @@ def test_bad_video_and_output(tmp_path, capsys, small_video, tiny_models):
     code = _track(
         [str(frames), "--first-mask", str(first), "-o", str(blocker / "out")], tiny_models
     )
-    _assert_user_error(capsys, code, "not writable")
+    _assert_user_error(capsys, code, f"{blocker}: is a file")
 
 
 def test_missing_sam_weights_offline(tmp_path, capsys, monkeypatch, small_video):
