@@ -7,6 +7,7 @@ import weakref
 import av
 import numpy as np
 import pytest
+from damaged_files import corrupt_video, cut_video
 from PIL import Image
 
 from samic_vos.errors import UserError
@@ -217,33 +218,9 @@ def test_truncated_jpeg_in_a_folder_is_one_line_when_reached(tmp_path, shared_da
     assert f"{cut}: cannot decode the image (image file is truncated" in message
 
 
-def faststart_copy(video, out):
-    """``video`` remuxed (no re-encoding) with its index first, as streaming sites serve mp4s."""
-    with (
-        av.open(str(video)) as src,
-        av.open(str(out), "w", options={"movflags": "+faststart"}) as dst,
-    ):
-        stream = dst.add_stream_from_template(src.streams.video[0])
-        for packet in src.demux(src.streams.video[0]):
-            if packet.dts is not None:
-                packet.stream = stream
-                dst.mux(packet)
-
-
-def truncated_bear(shared_data, folder, fraction: float):
-    """A copy of davis_bear.mp4 cut after ``fraction`` of its bytes, index intact."""
-    whole = folder / "whole.mp4"
-    faststart_copy(shared_data / "videos/davis_bear.mp4", whole)
-    data = whole.read_bytes()
-    cut = folder / f"bear_cut{int(100 * fraction)}.mp4"
-    cut.write_bytes(data[: int(len(data) * fraction)])
-    whole.unlink()
-    return cut
-
-
 @pytest.mark.parametrize("backend", VIDEO_BACKENDS)
 def test_truncated_video_reports_both_counts(tmp_path, shared_data, backend):
-    cut = truncated_bear(shared_data, tmp_path, 0.5)
+    cut = cut_video(shared_data / "videos/davis_bear.mp4", tmp_path, 0.5)
     with open_frames(cut, backend) as source:
         assert source.num_frames == BEAR_FRAMES  # what the index declares, for every backend
         decoded = []
@@ -264,3 +241,13 @@ def test_cut_video_without_its_index_is_refused_when_opened(tmp_path, shared_dat
     cut.write_bytes(data[: len(data) // 2])
     for backend in ("auto", *INSTALLED_BACKENDS):
         assert "cannot decode the video" in one_line_error(lambda b=backend: open_frames(cut, b))
+
+
+@pytest.mark.parametrize("backend", VIDEO_BACKENDS)
+def test_corrupt_video_is_one_error_and_no_library_text(tmp_path, shared_data, backend, capfd):
+    bad = corrupt_video(shared_data / "videos/davis_bear.mp4", tmp_path)
+    with open_frames(bad, backend) as source:
+        assert source.num_frames == BEAR_FRAMES
+        message = one_line_error(lambda: list(source))
+    assert message.startswith(f"{bad}: frame ") and "cannot be decoded" in message
+    assert capfd.readouterr().err == ""  # no FFmpeg or decord log lines on stderr's descriptor

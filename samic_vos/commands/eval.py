@@ -95,7 +95,10 @@ def run_davis(args: argparse.Namespace) -> int:
         evaluate_davis,
         write_csvs,
     )
+    from samic_vos.output_paths import check_output_folder
 
+    if args.csv_dir is not None:  # refused before scoring, not after
+        check_output_folder(args.csv_dir)
     dataset = DavisDataset(args.davis_root, args.year, args.split, args.resolution)
     evaluation = evaluate_davis(args.results_dir, dataset, args.sequences, args.workers)
     if args.csv_dir is not None:
