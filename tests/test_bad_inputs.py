@@ -108,7 +108,8 @@ def assert_complete_frames(out: Path) -> list[str]:
 def test_track_of_a_cut_short_video_names_both_counts(
     tmp_path, shared_data, tiny_models, capfd, backend
 ):
-    cut = cut_video(shared_data / "videos/davis_bear.mp4", tmp_path, 0.3)
+    # Half of the bytes: decord still opens it (at 30% it refuses the file outright).
+    cut = cut_video(shared_data / "videos/davis_bear.mp4", tmp_path, 0.5)
     out = tmp_path / "out"
     code = main([*track_args(cut, shared_data, out, tiny_models), "--backend", backend])
     message = one_error_line(capfd)
