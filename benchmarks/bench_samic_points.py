@@ -158,7 +158,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     overrides = {
-        "net": {"backbone": "random", "input_size": (args.input_size, args.input_size)},
+        "network": {"backbone": "random", "input_size": (args.input_size, args.input_size)},
+        "davis": {"year": "2016"},
+        "device": "cpu",
         "augment": {"enabled": False},
         "train": {"max_epochs": args.epochs, "patience": args.patience},
     }
@@ -168,7 +170,7 @@ def main() -> None:
     out = Path(args.out)
     start = time.perf_counter()
     if not args.skip_training:
-        run_training(config, out_dir=out, davis_root=args.davis_root, device="cpu")
+        run_training(config, out_dir=out, davis_root=args.davis_root, force=True)
     train_seconds = time.perf_counter() - start
     model, meta = load_samic(out / "best.pt")
     start = time.perf_counter()

@@ -20,13 +20,15 @@ import signal
 import sys
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from samic_vos import console
 from samic_vos.atomic import atomic_write_text
-from samic_vos.davis import DavisDataset
+from samic_vos.config import require
+from samic_vos.davis import DavisDataset, DavisSelection
 from samic_vos.errors import UserError
 from samic_vos.eval.davis_metrics import Statistics, boundary_radius, frame_scores, statistics
 from samic_vos.indexed_png import read_ids
@@ -37,6 +39,18 @@ SEQUENCE_COLUMNS = ("Sequence", "J-Mean", "F-Mean")
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 # The progress bar shows when stderr is a terminal, or in logs for runs this long (frames).
 LONG_RUN_FRAMES = 3000
+
+
+@dataclass
+class DavisEvalConfig:
+    """Everything `samic-vos eval davis` can be told (defaults; YAML and flags override)."""
+
+    davis: DavisSelection = field(default_factory=DavisSelection)
+    workers: int | None = None  # scoring processes (None: one per CPU, at most one per sequence)
+
+    def __post_init__(self) -> None:
+        ok = self.workers is None or self.workers >= 1
+        require(ok, "workers", "an integer >= 1 or null", self.workers)
 
 
 @dataclass(frozen=True)
@@ -227,8 +241,6 @@ def evaluate_davis(
     scoring always runs in workers, whose memory settings are tuned. ``progress``:
     a progress bar on stderr (default: when stderr is a terminal or the run is long).
     """
-    from tqdm import tqdm
-
     results_dir = Path(results_dir)
     names = list(dataset.sequences if sequences is None else dict.fromkeys(sequences))
     for name in names:
@@ -238,7 +250,7 @@ def evaluate_davis(
     workers = max(1, min(workers or _cpu_count(), len(names)))
     tty = sys.stderr.isatty()
     show = (tty or total >= LONG_RUN_FRAMES) if progress is None else progress
-    bar = tqdm(
+    bar = console.bar(
         total=total,
         unit="frame",
         desc="DAVIS J&F",

@@ -1,16 +1,19 @@
-"""`samic-vos track`: segment the objects of a first-frame mask through a video, causally.
+"""`samic-vos track`: segment the objects of given masks through a video, causally.
 
 Composition: frame source → :class:`~samic_vos.tracker.CausalTracker` (SAMIC + SAM) → palette
 PNGs, ``prompts.jsonl`` and an optional overlay video, all written as frames are produced.
 
 Outputs in ``OUT``:
-- ``masks/<frame name>.png``: DAVIS palette PNGs, object ids as in the first mask;
-- ``prompts.jsonl``: one line per frame, ``{"frame": name, "objects": {"<id>": {"points":
-  [[x, y], ...], "scores": [...], "confidence": c}}}``;
-- ``config.yaml``: the resolved configuration; ``samic_adapted.pt`` when SAMIC was adapted
-  on the first frame.
-Every file is complete: masks are written atomically, one prompts line per finished frame, and
-the overlay appears only once the video is finished.
+- ``masks/<frame name>.png``: DAVIS palette PNGs, object ids as in the given masks;
+- ``prompts.jsonl``: one line per frame (:mod:`samic_vos.prompts_log`);
+- ``config.yaml``: the configuration that ran (the device used, the SAM architecture loaded,
+  the SAMIC network's own config); ``run.json``: the run's manifest (:mod:`samic_vos.runs`);
+  ``samic_adapted.pt`` when SAMIC was adapted on the first frame.
+
+Every input, weight and output path is checked before anything is written. A rerun of the same
+run into ``OUT`` continues from the first frame without a mask and a prompts line (the
+tracker's state rebuilt from the recorded points, :meth:`CausalTracker.restore`), and ends with
+the bytes an uninterrupted run writes; a finished run is not redone (``force`` redoes it).
 """
 
 from __future__ import annotations
@@ -23,150 +26,314 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from samic_vos import __version__
 from samic_vos.atomic import JsonLinesWriter
-from samic_vos.config import save_config
+from samic_vos.config import config_to_dict, require, require_choice, save_config
+from samic_vos.console import bar
+from samic_vos.devices import valid_device_name
 from samic_vos.errors import UserError
 from samic_vos.first_frame_adaptation import AdaptationConfig
-from samic_vos.frame_source import FrameSource, open_frames
+from samic_vos.frame_source import BACKENDS, FrameSource, open_frames
 from samic_vos.mask_io import object_ids, read_mask, write_mask
-from samic_vos.output_paths import check_output_file, check_output_folder
-from samic_vos.render import overlay
+from samic_vos.output_paths import check_writable_dir, check_writable_file
+from samic_vos.prompts_log import complete_records, frame_record, keep_first
+from samic_vos.render import OverlayConfig, overlay
+from samic_vos.runs import RunManifest, RunState, fingerprint, open_run, write_manifest
+from samic_vos.sam_models import SAM_ARCHS
 from samic_vos.samic_net import SamicNet, SamicNetConfig
-from samic_vos.tracker import CausalTracker, FrameResult, TrackerConfig
+from samic_vos.track_resume import plan_restore, restore_tracker
+from samic_vos.tracker import CausalTracker, TrackerConfig
 from samic_vos.video_writer import VideoWriter
 
 log = logging.getLogger(__name__)
 
+ADAPTED = "samic_adapted.pt"
+PROMPTS = "prompts.jsonl"
+# What a track run writes in OUT (removed by `force`).
+OUTPUTS = ("masks", PROMPTS, "config.yaml", ADAPTED)
+
 
 @dataclass
 class TrackConfig:
-    """Everything `samic-vos track` can be told (defaults; a YAML file only overrides)."""
+    """Everything `samic-vos track` can be told (defaults; YAML and flags override)."""
 
-    sam_model: str = "vit_b"  # vit_b | vit_l | vit_h (the official checkpoints)
-    device: str = "auto"  # auto | cuda | mps | cpu
+    # vit_b | vit_l | vit_h (tiny: tests); None: the SAM checkpoint's own (vit_b to download).
+    sam_model: str | None = None
+    device: str = "auto"  # auto | cuda | cuda:N | mps | cpu
     backend: str = "auto"  # frame decoding: auto | decord | pyav | folder
-    overlay_alpha: float = 0.5
+    overlay: OverlayConfig = field(default_factory=OverlayConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
-    # Used only without --samic: the network built fresh and adapted on frame 0.
+    # The network built and adapted on the first frame without a SAMIC checkpoint; with one,
+    # config.yaml records the checkpoint's own network config here.
     network: SamicNetConfig = field(default_factory=SamicNetConfig)
     adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
+
+    def __post_init__(self) -> None:
+        if self.sam_model is not None:
+            require_choice("sam_model", self.sam_model, SAM_ARCHS)
+        require(
+            valid_device_name(self.device), "device", "auto, cuda, cuda:N, mps or cpu", self.device
+        )
+        require_choice("backend", self.backend, BACKENDS)
 
 
 @dataclass
 class TrackInputs:
-    """Paths given on the command line (None: not given)."""
+    """Paths and switches given on the command line (None: not given)."""
 
     video: Path
-    first_mask: Path
     out_dir: Path
+    first_mask: Path | None = None
+    masks_dir: Path | None = None  # masks named like frames: objects added or restarted there
     overlay: Path | None = None
     samic_checkpoint: Path | None = None
     sam_checkpoint: Path | None = None
     backbone_weights: Path | None = None
     random_backbone: bool = False
+    force: bool = False  # redo a finished run, or replace another run in out_dir
 
 
-def check_inputs(inputs: TrackInputs, config: TrackConfig) -> tuple[FrameSource, np.ndarray]:
-    """Validate everything before any output is made; returns the opened frames and first mask.
+@dataclass
+class TrackSummary:
+    """What a run did: ``frames`` written in all, ``computed`` by this call."""
 
-    Raises :class:`UserError` with the fix for each user mistake.
+    frames: int
+    computed: int
+    state: RunState
+    out_dir: Path
+
+
+def given_masks(inputs: TrackInputs, frames: FrameSource) -> dict[int, Path]:
+    """Frame index → mask file of every given mask, each checked (ids, size) here.
+
+    Raises:
+        UserError: a mask that names no frame, is unreadable, has the wrong size or no
+            object; no mask for the first frame; object ids that are not 1..K.
     """
-    frames = open_frames(inputs.video, backend=config.backend)
-    try:
-        first_mask = read_mask(inputs.first_mask)
-        if first_mask.shape != frames.size:
+    names = frames.names
+    index = {name: i for i, name in enumerate(names)}
+    found: dict[int, Path] = {}
+    if inputs.masks_dir is not None:
+        if not inputs.masks_dir.is_dir():
+            raise UserError(f"{inputs.masks_dir}: mask folder not found (`masks_dir`)")
+        for path in sorted(inputs.masks_dir.glob("*.png")):
+            if path.stem not in index:
+                raise UserError(
+                    f"{path}: names no frame of {inputs.video} (frames are named "
+                    f"{names[0]} ... {names[-1]}); name masks like the frames"
+                )
+            found[index[path.stem]] = path
+    if inputs.first_mask is not None:
+        if 0 in found and found[0].resolve() != inputs.first_mask.resolve():
             raise UserError(
-                f"{inputs.first_mask}: mask is {first_mask.shape[1]}x{first_mask.shape[0]} but the "
-                f"video frames are {frames.size[1]}x{frames.size[0]}; pass the mask of frame 0"
+                f"{inputs.first_mask}: the mask folder also has a mask of the first frame "
+                f"({found[0]}); give one of them"
             )
-        if not object_ids(first_mask):
-            raise UserError(f"{inputs.first_mask}: the first mask has no object (only background)")
-        if inputs.samic_checkpoint is not None and not inputs.samic_checkpoint.is_file():
-            raise UserError(f"{inputs.samic_checkpoint}: SAMIC checkpoint not found (--samic)")
-        if inputs.overlay is not None and inputs.overlay.suffix.lower() != ".mp4":
+        found[0] = inputs.first_mask
+    if 0 not in found:
+        raise UserError(
+            f"{inputs.video}: no mask for the first frame ({names[0]}); pass `first_mask` or "
+            f"put {names[0]}.png in the mask folder"
+        )
+    ids: set[int] = set()
+    for frame, path in sorted(found.items()):
+        mask = read_mask(path)
+        if mask.shape != frames.size:
+            raise UserError(
+                f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but the video frames are "
+                f"{frames.size[1]}x{frames.size[0]}; pass the mask of frame {names[frame]}"
+            )
+        present = object_ids(mask)
+        if not present:
+            raise UserError(f"{path}: the mask has no object (only background)")
+        ids.update(present)
+    if sorted(ids) != list(range(1, len(ids) + 1)):
+        shown = ", ".join(map(str, sorted(ids)))
+        raise UserError(
+            f"{found[0]}: object ids are {shown}; masks must number objects 1..K without "
+            f"gaps (as DAVIS does), so that they are tracked and scored as 1..{len(ids)}"
+        )
+    return dict(sorted(found.items()))
+
+
+def check_inputs(inputs: TrackInputs) -> None:
+    """The checks that need no decoding: files exist, flags agree, outputs are writable."""
+    if inputs.first_mask is None and inputs.masks_dir is None:
+        raise UserError("no mask given: pass `first_mask` (frame 0) and/or `masks_dir`")
+    if inputs.first_mask is not None and not inputs.first_mask.is_file():
+        raise UserError(f"{inputs.first_mask}: mask file not found (`first_mask`)")
+    if inputs.samic_checkpoint is not None:
+        if inputs.random_backbone:
+            raise UserError(
+                "`random_backbone` applies to a network adapted here, not to a SAMIC "
+                "checkpoint (it carries its own backbone); drop one of them"
+            )
+        if not inputs.samic_checkpoint.is_file():
+            raise UserError(
+                f"{inputs.samic_checkpoint}: SAMIC checkpoint not found (`samic_checkpoint`)"
+            )
+    check_writable_dir(inputs.out_dir)
+    check_writable_dir(inputs.out_dir / "masks")
+    if inputs.overlay is not None:
+        if inputs.overlay.suffix.lower() != ".mp4":
             raise UserError(f"{inputs.overlay}: overlay videos are mp4; give a name ending in .mp4")
-        check_output_folder(inputs.out_dir)
-        if inputs.overlay is not None:
-            check_output_file(inputs.overlay)
-    except BaseException:
-        frames.close()
-        raise
-    return frames, first_mask
+        check_writable_file(inputs.overlay)
 
 
-def run_track(inputs: TrackInputs, config: TrackConfig, progress: bool = True) -> int:
-    """Run the whole job; returns the number of frames written."""
+def run_track(inputs: TrackInputs, config: TrackConfig, progress: bool = True) -> TrackSummary:
+    """Run (or continue) the whole job; see the module docstring."""
     from samic_vos.devices import select_device
-    from samic_vos.sam_models import load_sam
+    from samic_vos.sam_models import load_sam, sam_arch_name
     from samic_vos.segmenter import SamSegmenter
 
-    frames, first_mask = check_inputs(inputs, config)
-    if inputs.random_backbone:  # resolved here so that config.yaml says so
-        config = dataclasses.replace(
-            config, network=dataclasses.replace(config.network, backbone="random")
+    check_inputs(inputs)
+    frames = open_frames(inputs.video, backend=config.backend)
+    try:
+        given = given_masks(inputs, frames)
+        device = select_device(config.device)
+        torch.manual_seed(0)
+        sam = load_sam(config.sam_model, inputs.sam_checkpoint, device)
+        net, samic_source = _samic(inputs, config, device)
+        loaded = sam_arch_name(sam)
+        ran = dataclasses.replace(
+            config,
+            device=str(device),
+            sam_model=loaded if loaded in SAM_ARCHS else config.sam_model,
+            network=net.config,
         )
-    device = select_device(config.device)
-    torch.manual_seed(0)
-    segmenter = SamSegmenter(load_sam(config.sam_model, inputs.sam_checkpoint, device), device)
-    out = inputs.out_dir
-    (out / "masks").mkdir(parents=True, exist_ok=True)
-    if inputs.overlay is not None:
-        inputs.overlay.parent.mkdir(parents=True, exist_ok=True)
-    net, samic_source = _samic(inputs, config, frames, first_mask, device, progress)
-    save_config(
-        config,
-        out / "config.yaml",
-        version=__version__,
-        inputs={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(inputs).items()},
-        samic=samic_source,
-    )
-    tracker = CausalTracker(net, segmenter, config.tracker, device)
-    writer = VideoWriter(inputs.overlay, frames.fps, frames.size) if inputs.overlay else None
-    count = 0
-    with (
-        frames,
-        writer or contextlib.nullcontext(),
-        JsonLinesWriter(out / "prompts.jsonl") as prompts,
-    ):
-        bar = tqdm(
-            frames, total=frames.num_frames, desc="track", unit="frame", disable=not progress
+        manifest = RunManifest(
+            command="track",
+            inputs={
+                "video": fingerprint(inputs.video),
+                "masks": {frames.names[k]: fingerprint(p) for k, p in given.items()},
+                "samic": fingerprint(inputs.samic_checkpoint),
+                "sam": fingerprint(inputs.sam_checkpoint),
+                "backbone_weights": fingerprint(inputs.backbone_weights),
+            },
+            config=config_to_dict(ran),
         )
-        for frame in bar:
-            result = tracker.step(frame.rgb, first_mask if frame.index == 0 else None)
-            write_mask(out / "masks" / f"{frame.name}.png", result.ids)
-            prompts.write(_prompt_record(frame.name, result))
-            if writer is not None:
-                points = {k: obj.points for k, obj in result.objects.items()}
-                writer.write(overlay(frame.rgb, result.ids, config.overlay_alpha, points=points))
-            count += 1
-    return count
+        out = inputs.out_dir
+        state = open_run(out, manifest, force=inputs.force, outputs=OUTPUTS)
+        if state == "finished":
+            count = len(complete_records(out / PROMPTS))
+            log.info("%s: this run is finished (%d frames); pass `force` to redo it", out, count)
+            return TrackSummary(count, 0, state, out)
+        (out / "masks").mkdir(parents=True, exist_ok=True)
+        write_manifest(out, manifest)
+        save_config(ran, out / "config.yaml", version=__version__, samic=samic_source)
+        net = _adapt_if_needed(inputs, ran, net, frames, given, device, state, progress)
+        segmenter = SamSegmenter(sam, device)
+        tracker = CausalTracker(net, segmenter, ran.tracker, device)
+        computed = _track_frames(inputs, ran, frames, given, tracker, state, progress)
+        manifest.finished = True
+        write_manifest(out, manifest)
+        return TrackSummary(len(frames.names), computed, state, out)
+    finally:
+        frames.close()
 
 
-def _samic(
+def _track_frames(
     inputs: TrackInputs,
     config: TrackConfig,
     frames: FrameSource,
-    first_mask: np.ndarray,
-    device: torch.device,
+    given: dict[int, Path],
+    tracker: CausalTracker,
+    state: RunState,
     progress: bool,
-) -> tuple[SamicNet, str]:
-    """The SAMIC network: the given checkpoint, or a fresh one adapted on frame 0 and saved.
+) -> int:
+    """The tracking loop; frames done by an earlier call are skipped. Returns frames computed."""
+    out = inputs.out_dir
+    records = complete_records(out / PROMPTS) if state == "resume" else []
+    done = 0
+    while done < len(records) and (out / "masks" / f"{records[done]['frame']}.png").is_file():
+        done += 1
+    records = records[:done]
+    if state == "resume":
+        keep_first(out / PROMPTS, done)
+        if done:
+            log.info("%s: continuing the run after its %d finished frames", out, done)
+    plan = plan_restore(records)
+    kept: dict[int, list[torch.Tensor]] = {}
+    writer = VideoWriter(inputs.overlay, frames.fps, frames.size) if inputs.overlay else None
+    computed = 0
+    prompts = JsonLinesWriter(out / PROMPTS, append=done > 0)  # whole lines, even on a full disk
+    with writer or contextlib.nullcontext(), prompts:
+        frames_bar = bar(
+            frames, total=frames.num_frames, desc="track", unit="frame", disable=not progress
+        )
+        for frame in frames_bar:
+            if frame.index < done:  # finished by an earlier run: its state is rebuilt
+                if frame.index in plan.frames:
+                    kept[frame.index] = tracker.features(frame.rgb)
+                if frame.index == done - 1:
+                    restore_tracker(tracker, plan, kept, records, frames.size)
+                    kept.clear()
+                if writer is not None:
+                    ids = read_mask(out / "masks" / f"{frame.name}.png")
+                    writer.write(_drawn(frame.rgb, ids, records[frame.index], config))
+                continue
+            mask = read_mask(given[frame.index]) if frame.index in given else None
+            result = tracker.step(frame.rgb, mask)
+            record = frame_record(frame.name, result)
+            write_mask(out / "masks" / f"{frame.name}.png", result.ids)
+            prompts.write(record)
+            if writer is not None:
+                writer.write(_drawn(frame.rgb, result.ids, record, config))
+            computed += 1
+    return computed
+
+
+def _drawn(rgb: np.ndarray, ids: np.ndarray, record: dict, config: TrackConfig) -> np.ndarray:
+    """The overlay frame of one record."""
+    points = {
+        int(k): np.asarray(v["points"], dtype=np.float32).reshape(-1, 2)
+        for k, v in record["objects"].items()
+    }
+    return overlay(rgb, ids, config.overlay.alpha, config.overlay.outline, points=points)
+
+
+def _samic(inputs: TrackInputs, config: TrackConfig, device: torch.device) -> tuple[SamicNet, str]:
+    """The SAMIC network before any adaptation: the checkpoint's, or a fresh one.
 
     Returns the network on ``device`` and where it came from (for config.yaml).
     """
-    from samic_vos.first_frame_adaptation import adapt_on_first_frame
-    from samic_vos.samic_checkpoint import load_samic, save_samic
+    from samic_vos.samic_checkpoint import load_samic
     from samic_vos.samic_net import build_samic
 
     if inputs.samic_checkpoint is not None:
         net, _ = load_samic(inputs.samic_checkpoint, device, inputs.backbone_weights)
         return net, str(inputs.samic_checkpoint)
-    net = build_samic(config.network, inputs.backbone_weights).to(device)
+    network = config.network
+    if inputs.random_backbone:
+        network = dataclasses.replace(network, backbone="random")
+    net = build_samic(network, inputs.backbone_weights).to(device)
+    return net, f"adapted on frame 0, saved as {inputs.out_dir / ADAPTED}"
+
+
+def _adapt_if_needed(
+    inputs: TrackInputs,
+    config: TrackConfig,
+    net: SamicNet,
+    frames: FrameSource,
+    given: dict[int, Path],
+    device: torch.device,
+    state: RunState,
+    progress: bool,
+) -> SamicNet:
+    """Without a checkpoint: adapt ``net`` on the first frame (or reload an earlier run's)."""
+    from samic_vos.first_frame_adaptation import adapt_on_first_frame
+    from samic_vos.samic_checkpoint import load_samic, save_samic
+
+    if inputs.samic_checkpoint is not None:
+        return net
+    path = inputs.out_dir / ADAPTED
+    if state == "resume" and path.is_file():
+        adapted, _ = load_samic(path, device, inputs.backbone_weights)
+        log.info("%s: using the network this run adapted on frame 0", path)
+        return adapted
     log.warning(
-        "no SAMIC checkpoint given (--samic): adapting a fresh network on frame 0 "
+        "no SAMIC checkpoint given (`samic_checkpoint`): adapting a fresh network on frame 0 "
         "(%d steps); pass a trained checkpoint for the paper's setting",
         config.adaptation.steps,
     )
@@ -174,27 +341,11 @@ def _samic(
     metrics = adapt_on_first_frame(
         net,
         first,
-        first_mask,
+        read_mask(given[0]),
         config.adaptation,
         heat_sigma=config.tracker.heat_sigma,
         device=device,
         progress=progress,
     )
-    path = inputs.out_dir / "samic_adapted.pt"
     save_samic(path, net, config=config, metrics=metrics)
-    return net, f"adapted on frame 0, saved as {path}"
-
-
-def _prompt_record(name: str, result: FrameResult) -> dict:
-    """One prompts.jsonl line (see the module docstring)."""
-    return {
-        "frame": name,
-        "objects": {
-            str(obj_id): {
-                "points": np.round(obj.points.astype(float), 2).tolist(),
-                "scores": [round(float(s), 4) for s in obj.peak_scores],
-                "confidence": round(float(obj.confidence), 4),
-            }
-            for obj_id, obj in result.objects.items()
-        },
-    }
+    return net

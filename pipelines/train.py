@@ -8,34 +8,46 @@ one video are near-duplicates, so pairs of one sequence never sit on both sides 
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 import random
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from samic_vos import __version__
-from samic_vos.config import config_to_dict, save_config
+from samic_vos.config import config_to_dict, require, require_choice, save_config
+from samic_vos.davis import DavisSelection
+from samic_vos.devices import valid_device_name
 from samic_vos.errors import UserError
+from samic_vos.heatmaps import DEFAULT_SIGMA
 from samic_vos.optical_flow import FlowConfig
+from samic_vos.output_paths import check_writable_dir
+from samic_vos.runs import RunManifest, open_run, write_manifest
 from samic_vos.samic_net import SamicNetConfig
 from samic_vos.train_dataset import AugmentConfig, PairDataset
-from samic_vos.trainer import DistInfo, TrainConfig, TrainResult, fit, init_distributed
+from samic_vos.trainer import (
+    BEST,
+    HISTORY,
+    LATEST,
+    DistInfo,
+    TrainConfig,
+    TrainResult,
+    fit,
+    init_distributed,
+)
 from samic_vos.training_pairs import DEFAULT_POINTS_PER_OBJECT, TrainingPair
 
 CONFIG_FILE = "config.yaml"
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class DataConfig:
-    """Where the training pairs come from and how validation is held out."""
+    """How training pairs are made and how validation is held out (DAVIS: key ``davis:``)."""
 
-    year: str = "2016"  # DAVIS year
-    split: str = "train"  # DAVIS ImageSets split to train on
-    resolution: str = "480p"
-    sequences: list[str] | None = None  # DAVIS sequences to use (None: the whole split)
     points_per_object: int = DEFAULT_POINTS_PER_OBJECT  # ground-truth points per mask
     sambox_pairing: str = "sequence"  # SAMBOX: "sequence" (videos) or "label" (images)
     # Share of sequences (SAMBOX label pairing: labels) held out for validation, at least one
@@ -43,22 +55,29 @@ class DataConfig:
     val_fraction: float = 0.125
 
     def __post_init__(self) -> None:
-        if not 0 <= self.val_fraction < 1:
-            raise UserError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.points_per_object < 1:
-            raise UserError(f"data.points_per_object must be >= 1, got {self.points_per_object}")
+        require(0 <= self.val_fraction < 1, "val_fraction", "in [0, 1)", self.val_fraction)
+        ppo = self.points_per_object
+        require(ppo >= 1, "points_per_object", "an integer >= 1", ppo)
+        require_choice("sambox_pairing", self.sambox_pairing, ("sequence", "label"))
 
 
 @dataclass
 class TrainJobConfig:
     """Everything ``samic-vos train`` uses; YAML files override these defaults."""
 
-    net: SamicNetConfig = field(default_factory=SamicNetConfig)
+    network: SamicNetConfig = field(default_factory=SamicNetConfig)
+    davis: DavisSelection = field(default_factory=lambda: DavisSelection(split="train"))
     flow: FlowConfig = field(default_factory=FlowConfig)
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    heat_sigma: float = 0.02  # σ of the heat-map Gaussians, share of the heat map's longer side
+    heat_sigma: float = DEFAULT_SIGMA  # σ of the heat-map Gaussians (heatmaps.DEFAULT_SIGMA)
+    device: str = "auto"  # auto | cuda | cuda:N | mps | cpu; config.yaml records the one used
+
+    def __post_init__(self) -> None:
+        require(0 < self.heat_sigma <= 1, "heat_sigma", "in (0, 1]", self.heat_sigma)
+        ok = valid_device_name(self.device)
+        require(ok, "device", "auto, cuda, cuda:N, mps or cpu", self.device)
 
 
 @dataclass
@@ -100,20 +119,15 @@ def load_pairs(
     from samic_vos.training_pairs import pairs_from_davis, pairs_from_sambox
 
     if (davis_root is None) == (sambox is None):
-        raise UserError("give exactly one data source: --davis-root ROOT or --sambox DIR")
+        raise UserError("give exactly one data source: `davis_root` or `sambox`")
     if sambox is not None:
         pairs = pairs_from_sambox(sambox, pairing=config.data.sambox_pairing)
     else:
-        from samic_vos.davis import DavisDataset
-
-        dataset = DavisDataset(
-            davis_root, config.data.year, config.data.split, config.data.resolution
-        )
         pairs = pairs_from_davis(
-            dataset,
+            config.davis.open(davis_root),
             config.flow,
             points_per_object=config.data.points_per_object,
-            sequences=config.data.sequences,
+            sequences=config.davis.sequences,
             progress=show,
         )
     if not pairs:
@@ -121,44 +135,60 @@ def load_pairs(
     return pairs
 
 
+# What a training writes in OUT (removed by `force`).
+OUTPUTS = (CONFIG_FILE, LATEST, BEST, HISTORY)
+
+
 def run_training(
     config: TrainJobConfig,
     *,
     out_dir: str | os.PathLike[str],
-    davis_root: str | None = None,
-    sambox: str | None = None,
-    resume: str | os.PathLike[str] | None = None,
+    davis_root: str | os.PathLike[str] | None = None,
+    sambox: str | os.PathLike[str] | None = None,
+    resume: str | os.PathLike[str] | bool | None = None,
+    force: bool = False,
     backbone_weights: str | os.PathLike[str] | None = None,
-    device: str = "auto",
 ) -> JobResult:
     """Train SAMIC as ``config`` says and write the run into ``out_dir`` (rank 0 only).
 
-    ``resume``: a checkpoint of an earlier run with the same network config; training goes
-    on from its epoch (``config.train.max_epochs`` counts the epochs of the whole run).
-    ``backbone_weights``: a ResNet-50 ImageNet state dict (``None``: the weights registry).
+    ``resume``: a checkpoint of an earlier run with the same network config, or ``True`` for
+    ``out_dir/latest.pt``; training goes on from its epoch (``config.train.max_epochs``
+    counts the epochs of the whole run). Without it, an ``out_dir`` that holds a training is
+    refused, unless ``force`` (which starts afresh). ``backbone_weights``: a ResNet-50
+    ImageNet state dict (``None``: the weights registry).
     """
     from samic_vos.devices import select_device
     from samic_vos.samic_checkpoint import load_samic
     from samic_vos.samic_net import build_samic
     from samic_vos.trainer import seed_everything
 
-    torch_device = select_device(device)
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"{out_dir}: exists and is not a folder; choose another --output")
+    check_writable_dir(out_dir)
+    if resume is True:
+        resume = out_dir / LATEST
+    if resume is not None and not Path(resume).is_file():
+        raise UserError(f"{resume}: no checkpoint to resume (`resume`)")
+    source = {"davis_root": davis_root, "sambox": sambox}
+    manifest = RunManifest(
+        command="train",
+        inputs={k: None if v is None else str(Path(v).resolve()) for k, v in source.items()},
+        config=config_to_dict(config),
+    )
+    torch_device = select_device(config.device)
     dist = init_distributed(torch_device)
     if torch_device.type == "cuda" and dist.world_size > 1:
         torch_device = torch.device("cuda", dist.local_rank)
     try:
-        if config.net.backbone == "random" and dist.is_main:
-            print(
-                "samic-vos: WARNING: training on a RANDOMLY INITIALISED backbone "
-                "(net.backbone: random, recorded in config.yaml); not for real use",
-                file=sys.stderr,
-            )
+        if resume is None and dist.is_main:
+            state = open_run(out_dir, manifest, force=force, outputs=OUTPUTS)
+            if state != "new":
+                raise UserError(
+                    f"{out_dir}: holds this training already; pass `resume` to continue it, "
+                    "or `force` to start afresh"
+                )
         if resume is not None:
             model, meta = load_samic(resume, backbone_weights=backbone_weights)
-            if meta["net_config"] != config_to_dict(config.net) or not meta.get("training"):
+            if meta["net_config"] != config_to_dict(config.network) or not meta.get("training"):
                 raise UserError(
                     f"{resume}: cannot resume: the checkpoint's network config differs from "
                     "this run's, or it holds no training state; use the run's own settings"
@@ -166,16 +196,16 @@ def run_training(
             resume_state = meta["training"]
         else:
             seed_everything(config.train.seed)  # the head's initial weights
-            model, resume_state = build_samic(config.net, backbone_weights), None
+            model, resume_state = build_samic(config.network, backbone_weights), None
         pairs = load_pairs(config, davis_root, sambox, dist.is_main)
         train_pairs, val_pairs = split_pairs(pairs, config.data.val_fraction, config.train.seed)
-        size = config.net.input_size
+        size = config.network.input_size
         train_set = PairDataset(
             train_pairs, size, config.augment, config.heat_sigma, config.train.seed
         )
         val_set = PairDataset(val_pairs, size, AugmentConfig(enabled=False), config.heat_sigma)
         run_info = {
-            "source": {"davis_root": davis_root, "sambox": sambox},
+            "source": {k: None if v is None else str(v) for k, v in source.items()},
             "backbone_weights": None if backbone_weights is None else str(backbone_weights),
             "resumed_from": None if resume is None else str(resume),
             "world_size": dist.world_size,
@@ -183,15 +213,19 @@ def run_training(
             "val_sequences": sorted({p.sequence for p in val_pairs}),
             "version": __version__,
         }
+        ran = dataclasses.replace(config, device=str(torch_device))
         if dist.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
-            save_config(config, out_dir / CONFIG_FILE, run=run_info)
-            print(
-                f"samic-vos: {len(train_pairs)} training and {len(val_pairs)} validation pairs, "
-                f"{dist.world_size} process(es), device {torch_device}",
-                file=sys.stderr,
+            write_manifest(out_dir, manifest)
+            save_config(ran, out_dir / CONFIG_FILE, run=run_info)
+            log.info(
+                "%d training and %d validation pairs, %d process(es), device %s",
+                len(train_pairs),
+                len(val_pairs),
+                dist.world_size,
+                torch_device,
             )
-        run_config = {**config_to_dict(config), "run": run_info}
+        run_config = {**config_to_dict(ran), "run": run_info}
         result = fit(
             model,
             train_set,
@@ -203,6 +237,9 @@ def run_training(
             resume=resume_state,
             run_config=run_config,
         )
+        if dist.is_main:
+            manifest.finished = True
+            write_manifest(out_dir, manifest)
     finally:
         _leave(dist)
     return JobResult(**vars(result), rank=dist.rank)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 
 import cv2
 import numpy as np
@@ -119,7 +118,7 @@ def build_backbone(
     Args:
         kind: ``"imagenet"``: torchvision's ImageNet weights, from ``weights`` or else through
             the weights registry (downloaded into the cache when online; offline, a one-line
-            UserError naming ``--backbone-weights``). ``"random"``: torchvision's random
+            UserError naming the ``backbone_weights`` argument). ``"random"``: torchvision's random
             initialisation drawn from ``seed`` (the global RNG is left untouched), with a loud
             warning that the backbone is untrained.
         seed: seed of the random initialisation (``kind="random"`` only).
@@ -128,7 +127,7 @@ def build_backbone(
     if kind == "imagenet":
         from samic_vos.weights import load_checkpoint, resolve
 
-        flag = "--backbone-weights"
+        flag = "`backbone_weights`"
         path = resolve("resnet50_imagenet", path=weights, flag=flag)
         state = load_checkpoint(path, map_location="cpu")
         net = resnet50(weights=None)
@@ -144,7 +143,7 @@ def build_backbone(
         if weights is not None:
             raise UserError(
                 f"backbone weights given for a random backbone (rebuilt from seed {seed}); "
-                "drop --backbone-weights"
+                "drop `backbone_weights`"
             )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -154,7 +153,5 @@ def build_backbone(
             "results are for tests and experiments only"
         )
         log.warning(message)
-        if log.hasHandlers():  # else logging's last-resort handler already wrote it to stderr
-            print(f"samic-vos: WARNING: {message}", file=sys.stderr)
         return ResNet50Pyramid(net)
     raise UserError(f"unknown backbone '{kind}' (choose one of: {', '.join(BACKBONE_KINDS)})")

@@ -3,25 +3,27 @@
 Each subcommand lives in its own module under ``samic_vos/commands/``, which exposes
 ``register(subparsers)``; the module adds its parser and sets ``func`` (a callable taking the
 parsed namespace and returning an exit status). Command modules import heavy libraries (torch,
-cv2) inside ``func`` so that ``--help`` stays fast. :func:`main` turns
-:class:`~samic_vos.errors.UserError` into one line on stderr and exit status 2, Ctrl-C into
-exit status 130 and SIGTERM into 143 (128 + the signal number, the shell's convention), never a
-traceback. SIGTERM unwinds exactly as Ctrl-C does (it raises :class:`Terminated`, a
-``KeyboardInterrupt``), so temporary files are removed and finished outputs stay complete.
+cv2) inside ``func`` so that ``--help`` stays fast. :func:`main` sets up logging and progress
+bars (:mod:`samic_vos.console`), turns :class:`~samic_vos.errors.UserError` into one line on
+stderr and exit status 2, Ctrl-C into exit status 130 and SIGTERM into 143 (128 + the signal
+number, the shell's convention), never a traceback. SIGTERM unwinds exactly as Ctrl-C does (it
+raises :class:`Terminated`, a ``KeyboardInterrupt``), so temporary files are removed and
+finished outputs stay complete.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import importlib
+import logging
+import re
 import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
 from types import FrameType
 
-from samic_vos import __version__
+from samic_vos import __version__, console
+from samic_vos.commands.common import Parser, verbosity
 from samic_vos.errors import UserError
 
 # Modules that contribute subcommands, in the order `--help` lists them.
@@ -33,10 +35,41 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "samic_vos.commands.weights",
 )
 
+# Library messages name arguments in backticks; the CLI shows each as its flag.
+ARGUMENT_FLAGS: dict[str, str] = {
+    "sam_checkpoint": "--sam-checkpoint",
+    "sam_model": "--sam-model",
+    "backbone_weights": "--backbone-weights",
+    "random_backbone": "--random-backbone",
+    "samic_checkpoint": "--samic",
+    "device": "--device",
+    "backend": "--backend",
+    "out_dir": "-o",
+    "davis_root": "--davis-root",
+    "sambox": "--sambox",
+    "resume": "--resume",
+    "first_mask": "--first-mask",
+    "masks_dir": "--masks",
+    "overlay": "--overlay",
+    "force": "--force",
+    "init_hsnet": "--init-hsnet",
+    "resolution": "--resolution",
+    "split": "--set",
+}
 
-def build_parser() -> argparse.ArgumentParser:
+
+def user_message(err: UserError) -> str:
+    """The error's message with every backticked argument name shown as its flag."""
+    return re.sub(
+        r"`(\w+)`", lambda m: ARGUMENT_FLAGS.get(m.group(1), m.group(0)), str(err)
+    ).replace("\n", " ")
+
+
+def build_parser() -> Parser:
     """The top-level parser with every registered subcommand."""
-    parser = argparse.ArgumentParser(
+    import importlib
+
+    parser = Parser(
         prog="samic-vos",
         description=(
             "Segment objects through videos and images from one labelled example: "
@@ -80,17 +113,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
-        parser.print_help()
+        parser.print_help(sys.stderr)
         return 2
+    console.configure(verbosity(args))
     try:
         with _sigterm_as_interrupt():
             return int(args.func(args) or 0)
     except UserError as err:
-        print(f"samic-vos: error: {err}", file=sys.stderr)
+        logging.getLogger("samic_vos").error(user_message(err))
         return err.exit_code
     except Terminated:
-        print("samic-vos: terminated", file=sys.stderr)
+        logging.getLogger("samic_vos").error("terminated")
         return Terminated.exit_code
     except KeyboardInterrupt:
-        print("samic-vos: interrupted", file=sys.stderr)
+        logging.getLogger("samic_vos").error("interrupted")
         return 130

@@ -20,16 +20,45 @@ read too, the sequence being the folder of each frame.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
 
+from samic_vos.config import require, require_choice
 from samic_vos.errors import UserError
 from samic_vos.indexed_png import read_ids
 from samic_vos.mask_io import VOID_ID
 
 YEARS = ("2016", "2017")
+DEFAULT_YEAR = "2017"  # every job's default (the benchmark of the official toolkit)
+RESOLUTIONS = ("480p", "Full-Resolution")
+
+
+@dataclass
+class DavisSelection:
+    """Which part of a DAVIS root a job reads; the key ``davis:`` of every job's config.
+
+    ``split`` is the ImageSets list (flag ``--set``); ``sequences`` a subset of it (``None``:
+    the whole list).
+    """
+
+    year: str = DEFAULT_YEAR
+    split: str = "val"
+    resolution: str = RESOLUTIONS[0]
+    sequences: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        require_choice("year", self.year, YEARS)
+        require(bool(self.split), "split", "the name of an ImageSets list (val, train)", self.split)
+        require_choice("resolution", self.resolution, RESOLUTIONS)
+        seqs = self.sequences
+        require(seqs is None or len(seqs) > 0, "sequences", "a non-empty list of names", seqs)
+
+    def open(self, root: str | os.PathLike[str]) -> DavisDataset:
+        """The :class:`DavisDataset` of this selection under ``root``."""
+        return DavisDataset(root, self.year, self.split, self.resolution)
 
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
@@ -107,9 +136,14 @@ class DavisDataset:
         if folder.is_dir():
             return folder
         parent = self.root / kind
-        found = sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
-        hint = f"resolutions found: {', '.join(found)}" if found else f"{parent} is missing"
-        raise UserError(f"{folder}: folder not found ({hint}); pass the resolution to use")
+        if not parent.is_dir():
+            raise UserError(
+                f"{self.root}: not a DAVIS root ({kind}/ is missing); pass the folder that "
+                "holds JPEGImages/, Annotations/ and ImageSets/"
+            )
+        found = sorted(p.name for p in parent.iterdir() if p.is_dir())
+        hint = f"resolutions found: {', '.join(found)}" if found else f"{parent} is empty"
+        raise UserError(f"{folder}: folder not found ({hint}); choose one of those resolutions")
 
     def _find_list_file(self) -> Path:
         sets = self.root / "ImageSets"

@@ -32,6 +32,14 @@ def available_devices() -> list[str]:
     return names
 
 
+def valid_device_name(name: str) -> bool:
+    """Whether ``name`` is spelled as a device: auto, cuda, cuda:N, mps or cpu."""
+    kind, colon, index = name.strip().lower().partition(":")
+    if kind == "cuda" and colon:
+        return index.isdigit()
+    return not colon and kind in DEVICE_CHOICES
+
+
 def select_device(name: str = "auto") -> torch.device:
     """The torch device for ``name`` (``auto``, ``cuda``, ``cuda:N``, ``mps`` or ``cpu``).
 
@@ -41,13 +49,13 @@ def select_device(name: str = "auto") -> torch.device:
     available = available_devices()
     if name == "auto":
         return torch.device(available[0])
-    kind, _, index = name.partition(":")
-    if kind not in DEVICE_CHOICES[1:] or (index and (kind != "cuda" or not index.isdigit())):
+    if not valid_device_name(name):
         raise UserError(f"unknown device '{name}': use one of auto, cuda, cuda:N, mps, cpu")
+    kind, _, index = name.partition(":")
     if kind not in available:
         raise UserError(
             f"device '{name}' is not available on this machine; "
-            f"use --device auto or one of: {', '.join(available)}"
+            f"use `device` auto or one of: {', '.join(available)}"
         )
     if index and int(index) >= torch.cuda.device_count():
         raise UserError(

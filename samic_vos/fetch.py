@@ -7,7 +7,6 @@ what to fetch, where to keep it and what counts as the right file.
 from __future__ import annotations
 
 import hashlib
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -24,16 +23,15 @@ HASH_PROGRESS_BYTES = 64 << 20
 
 def progress_bar(desc: str, total: int | None, initial: int = 0, **kwargs: Any) -> Any:
     """A tqdm progress bar in bytes (KiB/MiB/GiB) on stderr."""
-    from tqdm import tqdm
+    from samic_vos.console import bar
 
-    return tqdm(
+    return bar(
         desc=desc,
         total=total,
         initial=initial,
         unit="B",
         unit_scale=True,
         unit_divisor=1024,
-        file=sys.stderr,
         **kwargs,
     )
 

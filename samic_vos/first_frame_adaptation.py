@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from samic_vos.console import bar
 from samic_vos.heatmaps import fixation_map, points_to_heatmap
 from samic_vos.losses import LossWeights, saliency_loss
-from samic_vos.mask_io import object_ids
+from samic_vos.mask_io import VOID_ID, object_ids
 from samic_vos.mask_points import interior_points
 from samic_vos.samic_net import SamicNet, preprocess
 from samic_vos.train_dataset import (
@@ -90,8 +90,8 @@ def adapt_on_first_frame(
     net.head.train()
     optimizer = torch.optim.Adam(net.head.parameters(), lr=config.lr)
     terms: dict[str, float] = {}
-    bar = tqdm(range(config.steps), desc="adapting SAMIC on frame 0", disable=not progress)
-    for _ in bar:
+    steps_bar = bar(range(config.steps), desc="adapting SAMIC on frame 0", disable=not progress)
+    for _ in steps_bar:
         chosen = [triples[i] for i in rng.integers(0, len(triples), config.batch_size)]
         ref_feats = _stack([views[r].feats for r, _, _ in chosen])
         tgt_feats = _stack([views[t].feats for _, t, _ in chosen])
@@ -103,7 +103,7 @@ def adapt_on_first_frame(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        bar.set_postfix({k: f"{v:.3f}" for k, v in terms.items()})
+        steps_bar.set_postfix({k: f"{v:.3f}" for k, v in terms.items()})
     net.head.eval()
     return terms
 
@@ -113,7 +113,7 @@ def _draw_views(
 ) -> list[tuple[Geometry, list[float] | None]]:
     """View 0 is the frame as is; the others keep every object's interior point in the crop."""
     size = (rgb.shape[0], rgb.shape[1])
-    anchors = interior_points((ids != 0) & (ids != 255), max_points=64)
+    anchors = interior_points((ids != 0) & (ids != VOID_ID), max_points=64)
     spans = (config.augment.brightness, config.augment.contrast, config.augment.saturation)
     views: list[tuple[Geometry, list[float] | None]] = [(identity_geometry(size), None)]
     for _ in range(config.views - 1):

@@ -295,8 +295,7 @@ class DecordSource(_VideoSource):
             self._reader = decord.VideoReader(str(path), ctx=decord.cpu(0))
         except (RuntimeError, decord.DECORDError) as err:
             raise UserError(
-                f"{path}: decord cannot open this video ({_decord_reason(err)}); "
-                "use the pyav backend"
+                f"{path}: decord cannot open this video ({_decord_reason(err)}); use `backend` pyav"
             ) from err
         super().__init__(path, info, fps)
 
@@ -385,7 +384,7 @@ def open_frames(
     if backend == "decord" and not decord_available():
         raise UserError(
             "decord is not installed (it has wheels for Linux x86_64 only); "
-            "use the pyav backend or `pip install decord`"
+            "use `backend` pyav, or `pip install decord`"
         )
     info = _probe_video(path)
     if backend == "decord" or (backend == "auto" and decord_available()):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from samic_vos.errors import UserError
+from samic_vos.config import require
 
 # Guards divisions and logarithms; small against heat-map sums/variances, safe in float32.
 EPS = 1e-7
@@ -45,8 +45,8 @@ class LossWeights:
     bce: float = 0.0
 
     def __post_init__(self) -> None:
-        if min(self.kld, self.cc, self.nss, self.bce) < 0:
-            raise UserError(f"loss weights must be >= 0, got {self}")
+        for name in ("kld", "cc", "nss", "bce"):
+            require(getattr(self, name) >= 0, name, "a weight >= 0", getattr(self, name))
 
 
 def _flat(x: Tensor) -> Tensor:

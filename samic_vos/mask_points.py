@@ -15,6 +15,9 @@ import numpy as np
 
 # Components smaller than this many pixels are noise (paper silent; a 4×4 patch at 480p).
 DEFAULT_MIN_AREA = 16
+# The most point prompts of one object in one frame, everywhere: peaks kept per heat map,
+# points added on a given mask, ground-truth points of a training target (paper silent).
+MAX_POINTS_PER_OBJECT = 8
 
 
 def _check_mask(mask: np.ndarray, name: str) -> np.ndarray:

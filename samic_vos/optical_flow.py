@@ -43,6 +43,7 @@ import cv2
 import numpy as np
 
 from samic_vos.atomic import atomic_path
+from samic_vos.config import require, require_choice
 from samic_vos.errors import UserError
 from samic_vos.home import samic_home
 from samic_vos.mask_io import VOID_ID, read_mask
@@ -78,16 +79,11 @@ class FlowConfig:
     min_gap: int = 3
 
     def __post_init__(self) -> None:
-        if self.method not in ("dis", "farneback"):
-            raise UserError(f"flow.method '{self.method}' is unknown; use 'dis' or 'farneback'")
-        if self.dis_preset not in _DIS_PRESETS:
-            presets = ", ".join(_DIS_PRESETS)
-            raise UserError(f"flow.dis_preset '{self.dis_preset}' is unknown; use one of {presets}")
-        if self.working_size < 16 or self.top_k < 0 or self.min_gap < 1:
-            raise UserError(
-                "flow.working_size must be >= 16, flow.top_k >= 0 and flow.min_gap >= 1 "
-                f"(got {self.working_size}, {self.top_k}, {self.min_gap})"
-            )
+        require_choice("method", self.method, ("dis", "farneback"))
+        require_choice("dis_preset", self.dis_preset, _DIS_PRESETS)
+        require(self.working_size >= 16, "working_size", "an integer >= 16", self.working_size)
+        require(self.top_k >= 0, "top_k", "an integer >= 0", self.top_k)
+        require(self.min_gap >= 1, "min_gap", "an integer >= 1", self.min_gap)
 
 
 def _gray(frame: Frame) -> np.ndarray:

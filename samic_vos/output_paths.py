@@ -1,13 +1,15 @@
-"""Output paths: checked before the work starts, and write failures reported as one line.
+"""Output paths: checked before any work starts, and write failures reported as one line.
 
-:func:`check_output_file` and :func:`check_output_folder` are called before a job decodes,
-scores or renders anything, so that a path that can never be written is refused at once, not
-after the work. They create nothing that stays: a folder that does not exist yet is checked
-through its nearest existing parent (by creating and removing a probe file there, which also
-catches read-only mounts and permissions that ``os.access`` gets wrong).
+A job checks every output path up front (:func:`check_writable_dir`,
+:func:`check_writable_file`), so that a mistake in ``-o`` costs nothing: one line naming the
+path, before a model is loaded or a frame decoded. The checks create nothing that stays: a
+folder that does not exist yet is checked through its nearest existing parent, by creating and
+removing a probe file there (which also catches read-only mounts, and permissions that
+``os.access`` misjudges, as for root).
 
-:func:`reporting_write_errors` is the one place where an ``OSError`` while writing an output
-(a full disk, a folder that became read-only) becomes a :class:`UserError` naming the file.
+:func:`reporting_write_errors` is the one place where an ``OSError`` while writing an output (a
+full disk, a folder that became read-only) becomes a :class:`UserError` naming the file;
+:func:`removing_new_folders` leaves no empty folder behind a failed job.
 """
 
 from __future__ import annotations
@@ -49,42 +51,45 @@ def reporting_write_errors(path: str | os.PathLike[str]) -> Iterator[None]:
         raise error from err
 
 
-def check_output_file(path: str | os.PathLike[str]) -> None:
-    """UserError unless the file ``path`` can be written (created, or replaced).
-
-    ``path`` must not be a folder, and its folder (or, when that does not exist yet, the
-    nearest existing parent, where it will be created) must be a writable folder.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise UserError(f"{path}: is a folder; give the name of a file to write")
-    _check_folder_writable(path.parent, path)
-
-
-def check_output_folder(path: str | os.PathLike[str]) -> None:
-    """UserError unless ``path`` is, or can be created as, a folder this process writes into."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"{path}: is a file, but a folder is needed here; choose another path")
-    _check_folder_writable(path, path)
-
-
-def _check_folder_writable(folder: Path, wanted: Path) -> None:
-    existing = folder.absolute()
-    while not existing.exists():
+def _existing_ancestor(path: Path) -> Path:
+    existing = path.absolute()
+    while not existing.exists() and existing != existing.parent:
         existing = existing.parent
+    return existing
+
+
+def check_writable_dir(folder: str | os.PathLike[str]) -> None:
+    """``folder`` is, or can be created as, a folder we can write in.
+
+    Raises:
+        UserError: ``folder`` (or a part of its path) is a file, or is not writable.
+    """
+    folder = Path(folder)
+    existing = _existing_ancestor(folder)
     if not existing.is_dir():
-        raise UserError(
-            f"{existing}: is a file, so {wanted} cannot be created; choose another path"
-        )
+        raise UserError(f"{folder}: {existing} is a file, not a folder; choose another path")
     try:
         fd, probe = tempfile.mkstemp(prefix=".samic-vos-probe.", dir=existing)
     except OSError as err:
-        raise write_error(wanted, err) or UserError(
-            f"{wanted}: cannot be written ({existing}: {err.strerror}); choose another path"
+        raise write_error(folder, err) or UserError(
+            f"{folder}: cannot be written ({existing}: {err.strerror}); choose another path"
         ) from err
     os.close(fd)
     os.unlink(probe)
+
+
+def check_writable_file(path: str | os.PathLike[str]) -> None:
+    """``path`` can be written as a file: not a folder, in a writable (or creatable) folder.
+
+    Raises:
+        UserError: ``path`` is a folder, or its folder cannot be written.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder; give a file name")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UserError(f"{path}: not writable; choose another path")
+    check_writable_dir(path.parent)
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ import numpy as np
 
 from samic_vos.errors import UserError
 from samic_vos.heatmaps import rescale_points
+from samic_vos.mask_points import MAX_POINTS_PER_OBJECT
 
 
 @dataclass
@@ -33,7 +34,7 @@ class PeakConfig:
     # the smallest maximum of a trained map on DAVIS val (0.068), above an all-zero map.
     floor: float = 0.05
     # At most this many points (the highest-scoring regions); paper silent.
-    max_points: int = 8
+    max_points: int = MAX_POINTS_PER_OBJECT
     # Centroid from heat-weighted moments (sub-pixel accurate on a Gaussian) or, if False, from
     # the binary region's moments; paper silent ("centroid").
     weighted_centroid: bool = True

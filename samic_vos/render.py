@@ -13,16 +13,45 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from samic_vos.config import require, require_choice
 from samic_vos.errors import UserError
 from samic_vos.frame_source import FrameSource
 from samic_vos.mask_io import DAVIS_PALETTE, VOID_ID, read_mask
 
 # Prompt points are drawn as discs of this radius in pixels (plus a 1 px contrasting border).
 POINT_RADIUS = 4
+
+
+@dataclass
+class OverlayConfig:
+    """How objects are drawn over frames (key ``overlay:`` of the track and render jobs)."""
+
+    alpha: float = 0.5  # weight of the object colours
+    outline: int = 2  # outline width in pixels (0: none)
+
+    def __post_init__(self) -> None:
+        require(0.0 <= self.alpha <= 1.0, "alpha", "in [0, 1]", self.alpha)
+        require(self.outline >= 0, "outline", "an integer >= 0 (pixels)", self.outline)
+
+
+@dataclass
+class RenderConfig:
+    """Everything `samic-vos render` can be told (defaults; YAML and flags override)."""
+
+    overlay: OverlayConfig = field(default_factory=OverlayConfig)
+    backend: str = "auto"  # frame decoding: auto | decord | pyav | folder
+    fps: float | None = None  # frame rate of the output (None: the video's, or 25 for folders)
+
+    def __post_init__(self) -> None:
+        from samic_vos.frame_source import BACKENDS
+
+        require_choice("backend", self.backend, BACKENDS)
+        require(self.fps is None or self.fps > 0, "fps", "a number > 0 or null", self.fps)
 
 
 def overlay(
@@ -212,14 +241,10 @@ def render_video(
     size and content, checked as it is read; on any error nothing is left at ``out_path``.
     Returns the frame count.
     """
-    from tqdm import tqdm
-
+    from samic_vos.console import bar
     from samic_vos.video_writer import VideoWriter
 
-    if not 0.0 <= alpha <= 1.0:
-        raise UserError(f"--alpha must be between 0 and 1, got {alpha}")
-    if outline < 0:
-        raise UserError(f"--outline must be 0 or more pixels, got {outline}")
+    OverlayConfig(alpha=alpha, outline=outline)  # validates both
     writer = VideoWriter(out_path, frames.fps, frames.size)  # checks the path, opens nothing
     masks_dir = Path(masks_dir)
     names = frames.names
@@ -230,7 +255,7 @@ def render_video(
         check_points(points, frames, Path(points_jsonl))
     height, width = frames.size
     with writer:
-        for frame in tqdm(
+        for frame in bar(
             frames, total=len(names), desc="render", unit="frame", disable=not progress
         ):
             mask_path = masks_dir / f"{frame.name}.png"

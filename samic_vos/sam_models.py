@@ -187,10 +187,10 @@ def _sam_from_state(arch: SamArch, state_dict: dict[str, torch.Tensor], path: Pa
     if shapes != _shapes(arch):
         fits = [name for name, known in SAM_ARCHS.items() if _shapes(known) == shapes]
         hint = (
-            f"it holds a SAM {fits[0]} model: pass --sam-model {fits[0]}"
+            f"it holds a SAM {fits[0]} model: pass `sam_model` {fits[0]}"
             if fits
             else "it is not a SAM checkpoint of any known size "
-            f"({', '.join(SAM_ARCHS)}): check the --sam-checkpoint path"
+            f"({', '.join(SAM_ARCHS)}): check the `sam_checkpoint` path"
         )
         raise UserError(f"{path}: weights do not fit SAM {_arch_name(arch)}; {hint}")
     sam = _make_sam(arch)
@@ -213,7 +213,7 @@ def build_sam(
     Weights come from ``checkpoint`` (an official raw state dict or our format, loaded on the
     CPU whatever device saved it); ``random_init=True`` must be passed to get random weights.
     The model is on the CPU, in eval mode. Weights that do not fit ``arch`` raise
-    :class:`UserError` naming the file and the ``--sam-model`` that fits it.
+    :class:`UserError` naming the file and the ``sam_model`` that fits it.
     """
     arch = _arch(arch)
     if checkpoint is None and not random_init:
@@ -240,26 +240,60 @@ def save_sam(path: str | os.PathLike[str], sam: Sam, arch: SamArch | str) -> Non
 
 
 def load_sam(
-    model: str = "vit_b",
+    model: str | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     device: torch.device | str = "cpu",
 ) -> Sam:
     """The SAM model ``model`` (``vit_b``, ``vit_l``, ``vit_h`` or ``tiny``) on ``device``.
 
+    ``model=None``: the checkpoint's own architecture (a checkpoint in our format carries it,
+    an official raw state dict is recognised by its shapes), ``vit_b`` without a checkpoint.
     Without ``checkpoint``, an official model's weights are resolved through the weights
-    registry (``sam_vit_b`` ...: the cached file, downloaded on first use). A checkpoint in our
-    format rebuilds the architecture it carries, whatever ``model`` says; a raw state dict is
-    loaded into ``model``'s architecture. Returns the model in eval mode.
+    registry (``sam_vit_b`` ...: the cached file, downloaded on first use). A ``model`` that
+    disagrees with the checkpoint's architecture is refused. Returns the model in eval mode.
     """
-    _arch(model)
-    if checkpoint is None and model not in OFFICIAL_MODELS:
-        raise UserError(
-            f"SAM model '{model}' has no downloadable weights: pass --sam-checkpoint FILE"
-        )
+    if model is not None:
+        _arch(model)
+    if checkpoint is None:
+        model = model or "vit_b"
+        if model not in OFFICIAL_MODELS:
+            raise UserError(
+                f"SAM model '{model}' has no downloadable weights: pass `sam_checkpoint` FILE"
+            )
     if model in OFFICIAL_MODELS:
-        path = resolve(f"sam_{model}", path=checkpoint, flag="--sam-checkpoint")
+        path = resolve(f"sam_{model}", path=checkpoint, flag="`sam_checkpoint`")
     else:
         path = Path(checkpoint)  # type: ignore[arg-type]
+        if not path.is_file():
+            raise UserError(f"{path}: SAM checkpoint not found (`sam_checkpoint`)")
     state_dict, stored_arch = _read_checkpoint(Path(path))
-    arch = stored_arch if stored_arch is not None else SAM_ARCHS[model]
-    return _sam_from_state(arch, state_dict, Path(path)).to(device)
+    if stored_arch is None:
+        stored_arch = SAM_ARCHS[model] if model is not None else _fitting_arch(state_dict, path)
+    elif model is not None and stored_arch != SAM_ARCHS[model]:
+        raise UserError(
+            f"{path}: holds a SAM {_arch_name(stored_arch)} model, not {model}; drop "
+            f"`sam_model` or pass `sam_model` {_arch_name(stored_arch)}"
+        )
+    return _sam_from_state(stored_arch, state_dict, Path(path)).to(device)
+
+
+def _fitting_arch(state_dict: dict[str, torch.Tensor], path: Path) -> SamArch:
+    """The known architecture whose shapes ``state_dict`` has (official raw checkpoints)."""
+    shapes = {k: tuple(v.shape) for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
+    for arch in SAM_ARCHS.values():
+        if _shapes(arch) == shapes:
+            return arch
+    raise UserError(
+        f"{path}: not a SAM checkpoint of any known size ({', '.join(SAM_ARCHS)}); check "
+        "the `sam_checkpoint` path"
+    )
+
+
+def sam_arch_name(sam: Sam) -> str:
+    """The name in :data:`SAM_ARCHS` of a built model's architecture (``custom`` if none)."""
+    encoder = sam.image_encoder
+    signature = (encoder.img_size, encoder.patch_embed.proj.out_channels, len(encoder.blocks))
+    for name, arch in SAM_ARCHS.items():
+        if (arch.image_size, arch.encoder_embed_dim, arch.encoder_depth) == signature:
+            return name
+    return "custom"

@@ -32,8 +32,8 @@ from samic_vos.backbone import (
     build_backbone,
     preprocess,
 )
+from samic_vos.config import require, require_choice
 from samic_vos.conv4d import CenterPivotConv4d, resize_query_dims
-from samic_vos.errors import UserError
 
 __all__ = [
     "SamicHead",
@@ -90,21 +90,15 @@ class SamicNetConfig:
 
     def __post_init__(self) -> None:
         size = tuple(self.input_size)
-        if len(size) != 2 or not all(isinstance(v, int) and v >= 32 for v in size):
-            raise UserError(f"input_size must be two integers (H, W), each >= 32, got {size}")
+        ok = len(size) == 2 and all(isinstance(v, int) and v >= 32 for v in size)
+        require(ok, "input_size", "two integers [H, W], each >= 32", list(size))
         self.input_size = (int(size[0]), int(size[1]))
         self.channels = tuple(int(c) for c in self.channels)  # type: ignore[assignment]
-        if self.backbone not in BACKBONE_KINDS:
-            kinds = ", ".join(BACKBONE_KINDS)
-            raise UserError(f"unknown backbone '{self.backbone}' (choose one of: {kinds})")
-        if self.heat_pool not in HEAT_POOLS:
-            pools = ", ".join(HEAT_POOLS)
-            raise UserError(f"unknown heat_pool '{self.heat_pool}' (choose one of: {pools})")
-        if len(self.channels) != 3 or any(c <= 0 or c % self.groups for c in self.channels):
-            raise UserError(
-                f"channels must be 3 positive multiples of groups={self.groups}, "
-                f"got {self.channels}"
-            )
+        require_choice("backbone", self.backbone, BACKBONE_KINDS)
+        require_choice("heat_pool", self.heat_pool, HEAT_POOLS)
+        require(self.groups >= 1, "groups", "an integer >= 1", self.groups)
+        ok = len(self.channels) == 3 and all(c > 0 and c % self.groups == 0 for c in self.channels)
+        require(ok, "channels", f"3 positive multiples of groups={self.groups}", self.channels)
 
 
 def pool_heat(heat: Tensor, size: tuple[int, int], mode: str = "max") -> Tensor:
@@ -294,7 +288,7 @@ def build_samic(
 
     ``backbone_weights``: torchvision ResNet-50 ImageNet state dict for ``config.backbone ==
     "imagenet"``; ``None`` looks it up in the weights registry (cache, download when online,
-    else a one-line UserError naming ``--backbone-weights``).
+    else a one-line UserError naming the ``backbone_weights`` argument).
     """
     backbone = build_backbone(config.backbone, config.backbone_seed, backbone_weights)
     return SamicNet(config, backbone)

@@ -22,7 +22,12 @@ from segment_anything.modeling import Sam
 
 from samic_vos.devices import amp_supported, autocast_context
 from samic_vos.errors import UserError
-from samic_vos.mask_points import DEFAULT_MIN_AREA, interior_points, largest_error_point
+from samic_vos.mask_points import (
+    DEFAULT_MIN_AREA,
+    MAX_POINTS_PER_OBJECT,
+    interior_points,
+    largest_error_point,
+)
 
 # Logit of a pixel no group covers (an object with no prompt): far below any SAM logit, yet
 # finite so that differences and softmaxes over objects stay NaN-free.
@@ -175,7 +180,7 @@ def prompts_from_mask(
     segmenter: SamSegmenter,
     mask: np.ndarray,
     *,
-    max_points: int = 8,
+    max_points: int = MAX_POINTS_PER_OBJECT,
     target_iou: float = 0.9,
     min_area: int = DEFAULT_MIN_AREA,
 ) -> tuple[np.ndarray, Segmentation]:

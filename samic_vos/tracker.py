@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from samic_vos.heatmaps import average_heatmaps, points_to_heatmap
+from samic_vos.config import require
+from samic_vos.heatmaps import DEFAULT_SIGMA, average_heatmaps, points_to_heatmap
 from samic_vos.mask_io import object_ids
+from samic_vos.mask_points import MAX_POINTS_PER_OBJECT
 from samic_vos.peaks import PeakConfig, find_peaks
 from samic_vos.samic_net import SamicNet, preprocess
 from samic_vos.segmenter import SamSegmenter, prompts_from_mask
@@ -30,23 +32,47 @@ from samic_vos.segmenter import SamSegmenter, prompts_from_mask
 class TrackerConfig:
     """Settings of the causal tracker (defaults; YAML only overrides)."""
 
-    heat_sigma: float = 0.02  # σ of the prompt Gaussians, as a share of the heat-map size
+    heat_sigma: float = DEFAULT_SIGMA  # σ of the prompt Gaussians, share of the heat-map side
     peaks: PeakConfig = field(default_factory=PeakConfig)
     # Frame 0 (where the object was given) as a second reference against drift; the two
     # heat maps are averaged, as K-shot references are.
     first_frame_reference: bool = True
-    first_frame_max_points: int = 8  # points SAMBOX-style prompting may add on a given mask
+    # Points SAMBOX-style prompting may add on a given mask.
+    first_frame_max_points: int = MAX_POINTS_PER_OBJECT
     first_frame_target_iou: float = 0.9  # stop adding points once SAM reproduces the mask so well
     batch_size: int = 8  # references decoded by SAMIC at once (memory grows with it)
+
+    def __post_init__(self) -> None:
+        require(0 < self.heat_sigma <= 1, "heat_sigma", "in (0, 1]", self.heat_sigma)
+        points = self.first_frame_max_points
+        require(points >= 1, "first_frame_max_points", "an integer >= 1", points)
+        iou = self.first_frame_target_iou
+        require(0 < iou <= 1, "first_frame_target_iou", "in (0, 1]", iou)
+        require(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
+
+
+# A frame's SAMIC features (batch 1, from CausalTracker.features) and (N, 2) (x, y) points.
+Prompted = tuple[list[torch.Tensor], np.ndarray]
 
 
 @dataclass
 class ObjectResult:
-    """One object in one frame. ``points``: (N, 2) float (x, y) in frame pixels."""
+    """One object in one frame.
+
+    Attributes:
+        points: (N, 2) float32 (x, y) prompts in frame pixels.
+        peak_scores: per point, its heat value (1 for the points of a given mask).
+        confidence: SAM's confidence in the object's mask, in [0, 1].
+        reference: indexes of the points that became the object's reference for the next
+            frame (inside its new mask); empty when the reference was kept from before.
+        given: the object's mask was given on this frame (its points derived from it).
+    """
 
     points: np.ndarray
     peak_scores: list[float]
     confidence: float
+    reference: list[int] = field(default_factory=list)
+    given: bool = False
 
 
 @dataclass
@@ -59,6 +85,8 @@ class FrameResult:
 
 @dataclass
 class _Reference:
+    """A reference of one object: a frame's SAMIC features and its prompts' heat map."""
+
     feats: list[torch.Tensor]  # SAMIC backbone features of the reference frame, batch 1
     heat: torch.Tensor  # (1, 1, h, w) heat map of the reference prompts, in [0, 1]
 
@@ -113,7 +141,7 @@ class CausalTracker:
             raise ValueError("the first frame needs a mask with at least one object")
         self.frame_index += 1
 
-        feats = self.net.extract_features(preprocess(rgb, self.input_size).to(self.device))
+        feats = self.features(rgb)
         self.segmenter.set_frame(rgb)
 
         results: dict[int, ObjectResult] = {}
@@ -132,11 +160,14 @@ class CausalTracker:
                 max_points=self.config.first_frame_max_points,
                 target_iou=self.config.first_frame_target_iou,
             )
-            reference = _Reference(feats, self._heat(points))
+            reference = self._reference(feats, points)
             self.objects[obj_id] = _ObjectState(last=reference, first=reference)
             # A given prompt's heat value is 1 by construction; SAM's confidence is its own.
             scores = [1.0] * len(points)
-            results[obj_id] = ObjectResult(points, scores, segmentation.confidence)
+            everything = list(range(len(points)))
+            results[obj_id] = ObjectResult(
+                points, scores, segmentation.confidence, reference=everything, given=True
+            )
         ids = _compose(masks, logits, (height, width))
         for obj_id in given_ids:
             ids[mask == obj_id] = obj_id
@@ -155,13 +186,45 @@ class CausalTracker:
         segmentation = self.segmenter.segment([point[None] for point in points])
         inside = _inside(segmentation.mask, points)
         if inside.any():
-            state.last = _Reference(feats, self._heat(points[inside]))
+            state.last = self._reference(feats, points[inside])
         result = ObjectResult(
             points=points,
             peak_scores=[p.score for p in peaks],
             confidence=segmentation.confidence,
+            reference=[int(i) for i in np.flatnonzero(inside)],
         )
         return result, segmentation.mask, segmentation.logits
+
+    @torch.inference_mode()
+    def features(self, rgb: np.ndarray) -> list[torch.Tensor]:
+        """SAMIC backbone features of a (H, W, 3) uint8 RGB frame, batch 1, on the device."""
+        return self.net.extract_features(preprocess(rgb, self.input_size).to(self.device))
+
+    def restore(
+        self,
+        next_frame: int,
+        image_size: tuple[int, int],
+        objects: dict[int, tuple[Prompted, Prompted | None]],
+    ) -> None:
+        """Continue an interrupted video: the state as it was before frame ``next_frame``.
+
+        Args:
+            next_frame: index of the next frame :meth:`step` will get (>= 1).
+            image_size: (H, W) of the video's frames.
+            objects: per object id, ``(first, last)``: the frame features (:meth:`features`)
+                and (N, 2) (x, y) points where the object was given, and where it was last
+                found (``None``: where it was given). The points are those a run recorded
+                (``ObjectResult.points[reference]``), so the state equals the run's.
+        """
+        if next_frame < 1 or not objects:
+            raise ValueError("restore needs next_frame >= 1 and at least one object")
+        self.frame_index = next_frame - 1
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.objects = {}
+        for obj_id, (first, last) in objects.items():
+            first_ref = self._reference(*first)
+            last_ref = first_ref if last is None else self._reference(*last)
+            self.objects[obj_id] = _ObjectState(last=last_ref, first=first_ref)
 
     def _predict(
         self, states: dict[int, _ObjectState], feats: list[torch.Tensor]
@@ -186,6 +249,9 @@ class CausalTracker:
             for (obj_id, _), heat in zip(chunk, out[:, 0].float().cpu().numpy(), strict=True):
                 heats[obj_id].append(heat)
         return {obj_id: average_heatmaps(maps) for obj_id, maps in heats.items()}
+
+    def _reference(self, feats: list[torch.Tensor], points: np.ndarray) -> _Reference:
+        return _Reference(feats, self._heat(points))
 
     def _heat(self, points: np.ndarray) -> torch.Tensor:
         assert self.image_size is not None

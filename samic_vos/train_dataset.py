@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from samic_vos.config import require
 from samic_vos.davis import read_image
-from samic_vos.errors import UserError
-from samic_vos.heatmaps import fixation_map, points_to_heatmap
+from samic_vos.heatmaps import DEFAULT_SIGMA, fixation_map, points_to_heatmap
 from samic_vos.samic_net import preprocess
 from samic_vos.training_pairs import TrainingPair
 
@@ -45,16 +45,11 @@ class AugmentConfig:
     saturation: float = 0.25
 
     def __post_init__(self) -> None:
-        if not (
-            0 <= self.flip_prob <= 1 and 0 < self.min_scale <= 1 and 0 <= self.crop_margin < 0.5
-        ):
-            raise UserError(
-                "augment.flip_prob must be in [0, 1], augment.min_scale in (0, 1] and "
-                f"augment.crop_margin in [0, 0.5), got {self.flip_prob}, {self.min_scale} and "
-                f"{self.crop_margin}"
-            )
-        if not all(0 <= v < 1 for v in (self.brightness, self.contrast, self.saturation)):
-            raise UserError("augment.brightness, contrast and saturation must be in [0, 1)")
+        require(0 <= self.flip_prob <= 1, "flip_prob", "in [0, 1]", self.flip_prob)
+        require(0 < self.min_scale <= 1, "min_scale", "in (0, 1]", self.min_scale)
+        require(0 <= self.crop_margin < 0.5, "crop_margin", "in [0, 0.5)", self.crop_margin)
+        for name in ("brightness", "contrast", "saturation"):
+            require(0 <= getattr(self, name) < 1, name, "in [0, 1)", getattr(self, name))
 
 
 @dataclass
@@ -162,7 +157,7 @@ class PairDataset(Dataset):
         pairs: Sequence[TrainingPair],
         input_size: tuple[int, int],
         augment: AugmentConfig | None = None,
-        heat_sigma: float = 0.02,
+        heat_sigma: float = DEFAULT_SIGMA,
         seed: int = 0,
     ) -> None:
         self.pairs = list(pairs)

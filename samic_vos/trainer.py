@@ -17,11 +17,11 @@ continues as if never stopped.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import random
 import shutil
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,12 +35,15 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from samic_vos.atomic import atomic_path, atomic_write_text
-from samic_vos.errors import UserError
+from samic_vos.config import require, require_choice
+from samic_vos.console import bar
 from samic_vos.losses import TERMS as LOSS_TERMS
 from samic_vos.losses import LossWeights, saliency_loss
 from samic_vos.samic_checkpoint import save_samic
 from samic_vos.samic_net import SamicNet
 from samic_vos.train_dataset import PairDataset
+
+_log = logging.getLogger(__name__)
 
 LATEST, BEST, HISTORY = "latest.pt", "best.pt", "history.json"
 CACHE_DTYPES = ("float16", "bfloat16", "float32")
@@ -65,18 +68,13 @@ class TrainConfig:
     num_workers: int = 0  # data-loader worker processes per training process
 
     def __post_init__(self) -> None:
-        if not (self.lr > 0 and self.batch_size >= 1 and self.max_epochs >= 1):
-            raise UserError(
-                "train.lr must be > 0, train.batch_size and train.max_epochs >= 1, got "
-                f"{self.lr}, {self.batch_size} and {self.max_epochs}"
-            )
-        if self.patience < 1 or self.num_workers < 0:
-            raise UserError("train.patience must be >= 1 and train.num_workers >= 0")
-        if self.cache_dtype not in CACHE_DTYPES:
-            raise UserError(
-                f"train.cache_dtype must be one of {', '.join(CACHE_DTYPES)}, "
-                f"got '{self.cache_dtype}'"
-            )
+        require(self.lr > 0, "lr", "a number > 0", self.lr)
+        require(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
+        require(self.max_epochs >= 1, "max_epochs", "an integer >= 1", self.max_epochs)
+        require(self.patience >= 1, "patience", "an integer >= 1", self.patience)
+        require(self.min_delta >= 0, "min_delta", "a number >= 0", self.min_delta)
+        require(self.num_workers >= 0, "num_workers", "an integer >= 0", self.num_workers)
+        require_choice("cache_dtype", self.cache_dtype, CACHE_DTYPES)
 
 
 @dataclass
@@ -168,7 +166,7 @@ class CachedFeatures(Dataset):
                 self.features[key] = [f[i].to("cpu", store) for f in feats]
             pending.clear()
 
-        for index in tqdm(range(len(base)), desc="caching features", disable=not show):
+        for index in bar(range(len(base)), desc="caching features", disable=not show):
             keys = base.frame_keys(index)
             if all(k in self.features or k in pending for k in keys):
                 continue
@@ -232,7 +230,7 @@ def _run_epoch(
     optimizer: torch.optim.Optimizer | None,
     config: TrainConfig,
     device: torch.device,
-    bar: tqdm,
+    progress: tqdm,
 ) -> dict[str, float]:
     """One pass; returns the per-pair sums of the loss terms and ``count`` on this process."""
     sums = dict.fromkeys(TERMS, 0.0)
@@ -253,8 +251,8 @@ def _run_epoch(
         count += size
         for key in TERMS:
             sums[key] += terms[key] * size
-        bar.update(1)
-        bar.set_postfix({k: f"{v / count:.3f}" for k, v in sums.items()}, refresh=False)
+        progress.update(1)
+        progress.set_postfix({k: f"{v / count:.3f}" for k, v in sums.items()}, refresh=False)
     sums["count"] = float(count)
     return sums
 
@@ -301,7 +299,7 @@ def fit(
     if log is None:
 
         def log(line: str) -> None:
-            tqdm.write(line, file=sys.stderr)
+            _log.info(line)
 
     emit = log if show else (lambda line: None)
     seed_everything(config.seed)
@@ -341,13 +339,13 @@ def fit(
         train_data.set_epoch(epoch)
         sampler.set_epoch(epoch)
         total = len(loader) + (len(val_loader) if val_loader else 0)
-        with tqdm(total=total, desc=f"epoch {epoch + 1}", disable=not show, file=sys.stderr) as bar:
+        with bar(total=total, desc=f"epoch {epoch + 1}", disable=not show) as epoch_bar:
             model.train()
-            sums = _run_epoch(head, model, loader, optimizer, config, device, bar)
+            sums = _run_epoch(head, model, loader, optimizer, config, device, epoch_bar)
             metrics = {f"train_{k}": v for k, v in _mean_terms(sums, dist, device).items()}
             if val_loader is not None:
                 model.eval()
-                sums = _run_epoch(head, model, val_loader, None, config, device, bar)
+                sums = _run_epoch(head, model, val_loader, None, config, device, epoch_bar)
                 metrics.update({f"val_{k}": v for k, v in _mean_terms(sums, dist, device).items()})
         monitored = metrics.get("val_loss", metrics["train_loss"])
         improved = monitored < state["best_loss"] - config.min_delta

@@ -16,7 +16,6 @@ SAMIC learns to move point prompts from a reference image to a target image. A
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -24,20 +23,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from tqdm import tqdm
 
+from samic_vos.console import bar
 from samic_vos.errors import UserError
-from samic_vos.mask_points import DEFAULT_MIN_AREA, interior_points
+from samic_vos.mask_points import DEFAULT_MIN_AREA, MAX_POINTS_PER_OBJECT, interior_points
 from samic_vos.optical_flow import FlowConfig, cached_motion_scores, select_dynamic_frames
 from samic_vos.sambox_format import SamboxAnnotation, find_annotations, read_annotation
 
 if TYPE_CHECKING:
     from samic_vos.davis import DavisDataset
 
-# The most ground-truth points per object and frame; equal to the peak detector's default
-# cap (samic_vos.peaks.PeakConfig.max_points), so targets never hold more points than the
-# network's output can.
-DEFAULT_POINTS_PER_OBJECT = 8
+# The most ground-truth points per object and frame: the peak detector's cap, so targets
+# never hold more points than the network's output can.
+DEFAULT_POINTS_PER_OBJECT = MAX_POINTS_PER_OBJECT
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,9 +93,7 @@ def pairs_from_davis(
     config = flow_config or FlowConfig()
     pairs: list[TrainingPair] = []
     names = _chosen_sequences(list(dataset.sequences), sequences)
-    for seq in tqdm(
-        names, desc="dynamic frames", unit="seq", disable=not progress, file=sys.stderr
-    ):
+    for seq in bar(names, desc="dynamic frames", unit="seq", disable=not progress):
         frames = list(dataset.frame_paths(seq))
         annotations = list(dataset.annotation_paths(seq))
         if len(annotations) != len(frames):

@@ -29,7 +29,7 @@ import numpy as np
 
 from samic_vos.atomic import atomic_path
 from samic_vos.errors import UserError
-from samic_vos.output_paths import check_output_file, reporting_write_errors
+from samic_vos.output_paths import check_writable_file, reporting_write_errors
 
 # Preferred first: libx264 is the reference encoder; libopenh264 is Cisco's, in some builds.
 H264_ENCODERS = ("libx264", "libopenh264")
@@ -81,7 +81,7 @@ class VideoWriter:
             raise UserError(
                 f"{self.path}: overlay videos are written as mp4; give a name ending in .mp4"
             )
-        check_output_file(self.path)
+        check_writable_file(self.path)
         if not self.path.parent.is_dir():
             raise UserError(
                 f"{self.path.parent}: output folder does not exist; create it or choose another"

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import shutil
-import sys
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -41,6 +41,8 @@ from samic_vos.output_paths import removing_new_folders, write_error
 
 if TYPE_CHECKING:
     import torch
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -158,8 +160,8 @@ def resolve(
     Args:
         name: registry key, e.g. ``"sam_vit_b"``.
         path: the user's local copy (from ``flag``), or ``None`` for the cache.
-        flag: the command-line option that passes a local copy (``"--sam-checkpoint"``);
-            error messages name it as the fix (``None``: no such option).
+        flag: the argument that passes a local copy, in backticks (``"`sam_checkpoint`"``;
+            the CLI shows it as its flag); error messages name it as the fix (``None``: none).
         download: download into the cache when the file is missing (else raise).
 
     A local ``path`` must exist. It is checksum-verified when it claims to be the official
@@ -250,7 +252,7 @@ def load_checkpoint(
 
 
 def _note(message: str) -> None:
-    print(f"samic-vos: {message}", file=sys.stderr)
+    log.info(message)
 
 
 def _part_path(final: Path) -> Path:

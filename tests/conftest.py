@@ -32,16 +32,6 @@ def davis_root(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """Checkpoints of a tiny random-weight SAM and SAMIC: ``{"sam": path, "samic": path}``."""
-    import torch
+    from tiny_models import write_tiny_models  # imports torch: only for the tests that use it
 
-    from samic_vos.sam_models import build_sam, save_sam
-    from samic_vos.samic_checkpoint import save_samic
-    from samic_vos.samic_net import SamicNetConfig, build_samic
-
-    # A small head keeps end-to-end runs to seconds; the checkpoint carries the architecture.
-    tiny_net = SamicNetConfig(input_size=(64, 64), backbone="random", channels=(8, 16, 32))
-    folder = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    save_sam(folder / "tiny_sam.pt", build_sam("tiny", random_init=True), "tiny")
-    save_samic(folder / "tiny_samic.pt", build_samic(tiny_net))
-    return {"sam": folder / "tiny_sam.pt", "samic": folder / "tiny_samic.pt"}
+    return write_tiny_models(tmp_path_factory.mktemp("models"))

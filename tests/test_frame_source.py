@@ -87,7 +87,7 @@ def test_auto_uses_decord_when_importable_else_pyav(video10, monkeypatch):
     assert type(open_frames(path)).__name__ == expected
     monkeypatch.setitem(sys.modules, "decord", None)  # `import decord` now raises ImportError
     assert type(open_frames(path)).__name__ == "PyAVSource"
-    with pytest.raises(UserError, match="decord is not installed.*the pyav backend"):
+    with pytest.raises(UserError, match="decord is not installed.*`backend` pyav"):
         open_frames(path, "decord")
 
 

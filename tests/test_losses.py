@@ -159,5 +159,5 @@ def test_shape_mismatch_is_rejected():
 
 
 def test_negative_weights_are_user_errors():
-    with pytest.raises(UserError, match="weights"):
+    with pytest.raises(UserError, match="must be a weight >= 0"):
         apply_overrides(LossWeights(), {"nss": -1.0}, "train.yaml")

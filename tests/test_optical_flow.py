@@ -141,11 +141,11 @@ def test_bad_inputs_raise_user_errors(tmp_path: Path) -> None:
         motion_scores(frames, masks[:5], NATIVE)
     with pytest.raises(UserError, match="cannot read"):
         motion_scores([tmp_path / "missing.jpg"], None, NATIVE)
-    with pytest.raises(UserError, match="flow.method 'raft' is unknown"):
+    with pytest.raises(UserError, match="method must be one of dis, farneback, got 'raft'"):
         FlowConfig(method="raft")
-    with pytest.raises(UserError, match="flow.dis_preset 'slow' is unknown"):
+    with pytest.raises(UserError, match="dis_preset must be one of ultrafast, fast, medium"):
         FlowConfig(dis_preset="slow")
-    with pytest.raises(UserError, match="flow.working_size must be >= 16"):
+    with pytest.raises(UserError, match="working_size must be an integer >= 16"):
         FlowConfig(working_size=0)
 
 

@@ -13,8 +13,8 @@ from samic_vos import atomic
 from samic_vos.atomic import JsonLinesWriter, atomic_write_text
 from samic_vos.errors import UserError
 from samic_vos.output_paths import (
-    check_output_file,
-    check_output_folder,
+    check_writable_dir,
+    check_writable_file,
     removing_new_folders,
     reporting_write_errors,
 )
@@ -26,19 +26,19 @@ def enospc() -> OSError:
 
 
 def test_output_checks_create_nothing(tmp_path):
-    check_output_file(tmp_path / "new" / "deeper" / "out.mp4")  # created later, by the job
-    check_output_folder(tmp_path / "new" / "deeper")
+    check_writable_file(tmp_path / "new" / "deeper" / "out.mp4")  # created later, by the job
+    check_writable_dir(tmp_path / "new" / "deeper")
     assert list(tmp_path.iterdir()) == []  # the probe file is gone, no folder was made
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
-    with pytest.raises(UserError, match=f"{tmp_path}: is a folder; give the name of a file"):
-        check_output_file(tmp_path)
-    with pytest.raises(UserError, match="is a file, but a folder is needed here"):
-        check_output_folder(a_file)
-    with pytest.raises(UserError, match=f"{a_file}: is a file, so .*out cannot be created"):
-        check_output_folder(a_file / "out")
-    with pytest.raises(UserError, match="is a file, so .*o.mp4 cannot be created"):
-        check_output_file(a_file / "sub" / "o.mp4")
+    with pytest.raises(UserError, match=f"{tmp_path}: is a folder; give a file name"):
+        check_writable_file(tmp_path)
+    with pytest.raises(UserError, match=f"{a_file}: {a_file} is a file, not a folder"):
+        check_writable_dir(a_file)
+    with pytest.raises(UserError, match=f"{a_file / 'out'}: {a_file} is a file, not a folder"):
+        check_writable_dir(a_file / "out")
+    with pytest.raises(UserError, match=f"{a_file / 'sub'}: {a_file} is a file, not a folder"):
+        check_writable_file(a_file / "sub" / "o.mp4")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
 
 

@@ -226,6 +226,6 @@ def test_render_needs_a_mask_per_frame(tmp_path):
         render_video(
             open_frames(frames_dir), masks, tmp_path / "o.mp4", points_jsonl=prompts, progress=False
         )
-    with pytest.raises(UserError, match="--alpha must be between 0 and 1"):
+    with pytest.raises(UserError, match=r"alpha must be in \[0, 1\]"):
         render_video(open_frames(frames_dir), masks, tmp_path / "o.mp4", alpha=1.5)
     assert not (tmp_path / "o.mp4").exists()

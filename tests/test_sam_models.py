@@ -76,8 +76,8 @@ def test_our_format_round_trip_rebuilds_the_architecture(tmp_path, tiny_sam, fra
     path = tmp_path / "tiny_sam.pth"
     save_sam(path, tiny_sam, "tiny")
     assert list(tmp_path.iterdir()) == [path]  # written atomically, no temporary left
-    # The file carries its architecture: the default --sam-model (vit_b) does not matter.
-    for loaded in (load_sam("vit_b", path, device="cpu"), build_sam("tiny", path)):
+    # The file carries its architecture: without a model name, it is the one loaded.
+    for loaded in (load_sam(None, path, device="cpu"), build_sam("tiny", path)):
         assert _shapes(loaded) == _shapes(tiny_sam)
         assert not loaded.training
         for a, b in zip(_masks(tiny_sam, frame), _masks(loaded, frame), strict=True):
@@ -101,15 +101,25 @@ def test_mismatched_checkpoint_names_file_and_right_model(tmp_path, tiny_sam):
         with pytest.raises(UserError) as err:
             load()
         message = str(err.value)
-        assert str(path) in message and "--sam-model tiny" in message
+        assert str(path) in message and "`sam_model` tiny" in message
         assert "\n" not in message
+
+
+def test_a_model_name_that_disagrees_with_the_checkpoint_is_refused(tmp_path, tiny_sam):
+    path = tmp_path / "tiny_sam.pth"
+    save_sam(path, tiny_sam, "tiny")
+    with pytest.raises(UserError, match="holds a SAM tiny model, not vit_b"):
+        load_sam("vit_b", path)
+    raw = tmp_path / "raw.pth"
+    torch.save(tiny_sam.state_dict(), raw)
+    assert _shapes(load_sam(None, raw)) == _shapes(tiny_sam)  # recognised by its shapes
 
 
 def test_our_format_with_another_architecture_is_refused_by_build_sam(tmp_path, tiny_sam):
     path = tmp_path / "tiny_sam.pth"
     save_sam(path, tiny_sam, "tiny")
     wider = dataclasses.replace(SAM_ARCHS["tiny"], encoder_embed_dim=48)
-    with pytest.raises(UserError, match="--sam-model tiny"):
+    with pytest.raises(UserError, match="`sam_model` tiny"):
         build_sam(wider, path)
 
 
@@ -130,7 +140,7 @@ def test_unreadable_and_missing_checkpoints_are_user_errors(tmp_path):
 
 
 def test_tiny_without_checkpoint_and_unknown_model_are_user_errors():
-    with pytest.raises(UserError, match="--sam-checkpoint"):
+    with pytest.raises(UserError, match="`sam_checkpoint`"):
         load_sam("tiny")
     with pytest.raises(UserError, match="vit_b"):
         load_sam("vit_x")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
+from tiny_models import TINY_NET
 
 from samic_vos.cli import main
 from samic_vos.mask_io import DAVIS_PALETTE, read_mask, write_mask
@@ -67,7 +68,11 @@ def test_track_video_end_to_end(tmp_path, shared_data, tiny_models):
         assert 0.0 <= obj["confidence"] <= 1.0
 
     config = yaml.safe_load((out / "config.yaml").read_text())
-    assert config["sam_model"] == "vit_b" and config["samic"] == str(tiny_models["samic"])
+    # config.yaml records what ran: the SAM architecture loaded, the device used, the
+    # checkpoint's own network config.
+    assert config["sam_model"] == "tiny" and config["samic"] == str(tiny_models["samic"])
+    assert config["device"] == "cpu"
+    assert config["network"]["input_size"] == list(TINY_NET.input_size)
     assert _h264_info(overlay) == ("h264", "yuv420p", 82, (480, 854))
 
     # The masks are scorable by `samic-vos eval davis` (bear is a DAVIS-2016 train sequence).
@@ -208,7 +213,10 @@ def test_bad_video_and_output(tmp_path, capsys, small_video, tiny_models):
     code = _track(
         [str(frames), "--first-mask", str(first), "-o", str(blocker / "out")], tiny_models
     )
-    _assert_user_error(capsys, code, f"{blocker}: is a file")
+    _assert_user_error(capsys, code, "a_file is a file, not a folder")
+    code = _track([str(frames), "--first-mask", str(first), "-o", str(blocker)], tiny_models)
+    _assert_user_error(capsys, code, "a_file is a file, not a folder")
+    assert blocker.read_text() == ""
 
 
 def test_missing_sam_weights_offline(tmp_path, capsys, monkeypatch, small_video):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from samic_vos import weights
+from samic_vos import console, weights
 from samic_vos.cli import main
 from samic_vos.errors import UserError
 from samic_vos.weights import REGISTRY, WeightsEntry, cache_dir, load_checkpoint, resolve
@@ -93,7 +93,9 @@ def server(payload: bytes) -> Iterator[tuple[ServerState, str]]:
 
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The cache under tmp_path; no proxy between us and 127.0.0.1."""
+    """The cache under tmp_path; no proxy between us and 127.0.0.1; notes on stderr as in a
+    CLI run (whether or not an earlier test ran the CLI, which configures logging)."""
+    console.configure()
     monkeypatch.setenv("SAMIC_VOS_HOME", str(tmp_path / "home"))
     for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import logging
 from collections.abc import Sequence
+from pathlib import Path
 
+from samic_vos.commands import common
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,27 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "scored. Prints the global and per-object tables, or one JSON object with --json."
         ),
     )
-    davis.add_argument("results_dir", metavar="RESULTS_DIR", help="folder of result masks")
-    davis.add_argument(
-        "--davis-root",
-        required=True,
-        metavar="ROOT",
-        help="DAVIS folder holding JPEGImages/, Annotations/ and ImageSets/",
-    )
-    davis.add_argument(
-        "--year",
-        choices=("2016", "2017"),
-        default="2017",
-        help="2017: objects 1..K of the first frame (default); 2016: one object, masks "
-        "binarised (value > 0 is the object)",
-    )
-    davis.add_argument(
-        "--set", dest="split", default="val", help="ImageSets split to score (default: val)"
-    )
-    davis.add_argument("--resolution", default="480p", help="480p (default) or Full-Resolution")
-    davis.add_argument(
-        "--sequences", nargs="+", metavar="SEQ", help="score only these sequences of the split"
-    )
+    davis.add_argument("results_dir", type=Path, metavar="RESULTS_DIR", help="folder of masks")
+    common.add_davis(davis)
     davis.add_argument(
         "--json",
         action="store_true",
@@ -67,15 +46,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     davis.add_argument(
         "--csv-dir",
+        type=Path,
         metavar="DIR",
         help="also write global_results-<set>.csv and per-sequence_results-<set>.csv here",
     )
-    davis.add_argument(
+    common.config_flag(
+        davis,
         "--workers",
-        type=_positive_int,
+        key="workers",
         metavar="N",
         help="processes scoring sequences in parallel (default: one per CPU)",
     )
+    common.add_common(davis)
     davis.set_defaults(func=run_davis)
 
 
@@ -88,22 +70,23 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def run_davis(args: argparse.Namespace) -> int:
-    from samic_vos.davis import DavisDataset
     from samic_vos.eval.davis_eval import (
         GLOBAL_COLUMNS,
         SEQUENCE_COLUMNS,
+        DavisEvalConfig,
         evaluate_davis,
         write_csvs,
     )
-    from samic_vos.output_paths import check_output_folder
+    from samic_vos.output_paths import check_writable_dir
 
-    if args.csv_dir is not None:  # refused before scoring, not after
-        check_output_folder(args.csv_dir)
-    dataset = DavisDataset(args.davis_root, args.year, args.split, args.resolution)
-    evaluation = evaluate_davis(args.results_dir, dataset, args.sequences, args.workers)
+    config = common.job_config(DavisEvalConfig(), args)
+    if args.csv_dir is not None:
+        check_writable_dir(args.csv_dir)
+    dataset = config.davis.open(args.davis_root)
+    evaluation = evaluate_davis(args.results_dir, dataset, config.davis.sequences, config.workers)
     if args.csv_dir is not None:
         for path in write_csvs(evaluation, args.csv_dir):
-            print(f"samic-vos: wrote {path}", file=sys.stderr)
+            log.info("wrote %s", path)
     if args.json:
         print(json.dumps(evaluation.to_json(), indent=2))
         return 0

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
+
+from samic_vos.commands import common
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION = """\
 Draw masks (DAVIS palette PNGs, one <frame name>.png per frame, as `samic-vos track` writes
@@ -16,7 +21,7 @@ keep their file names. A frame without a mask, or a mask of the wrong size, is a
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from samic_vos.frame_source import BACKENDS, DEFAULT_FOLDER_FPS
+    from samic_vos.frame_source import DEFAULT_FOLDER_FPS
 
     parser = subparsers.add_parser(
         "render",
@@ -28,49 +33,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "masks_dir", type=Path, metavar="MASKS_DIR", help="folder of <frame name>.png masks"
     )
-    parser.add_argument(
-        "-o", "--output", type=Path, required=True, metavar="OUT.mp4", help="the video to write"
-    )
-    parser.add_argument(
-        "--alpha", type=float, default=0.5, help="weight of the object colours, 0..1 (0.5)"
-    )
-    parser.add_argument(
-        "--outline", type=int, default=2, help="outline width in pixels, 0 for none (2)"
-    )
+    common.add_out(parser, "the video to write (.mp4)", required=True)
     parser.add_argument(
         "--points", type=Path, metavar="PROMPTS.jsonl", help="draw the prompt points of a track run"
     )
-    parser.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default="auto",
-        help="frame decoder (auto: decord, else PyAV)",
+    common.config_flag(
+        parser, "--alpha", key="overlay.alpha", metavar="A", help="weight of the colours, 0..1"
     )
-    parser.add_argument(
+    common.config_flag(
+        parser, "--outline", key="overlay.outline", metavar="PX", help="outline width, 0: none"
+    )
+    common.config_flag(
+        parser,
         "--fps",
-        type=float,
+        key="fps",
+        metavar="FPS",
         help=f"frame rate of the output (default: the video's; {DEFAULT_FOLDER_FPS:g} for folders)",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    common.add_backend(parser)
+    common.add_common(parser)
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from samic_vos.errors import UserError
     from samic_vos.frame_source import open_frames
-    from samic_vos.render import render_video
+    from samic_vos.render import RenderConfig, render_video
 
-    with open_frames(args.video, backend=args.backend, fps=args.fps) as frames:
-        if args.output.resolve() == frames.path.resolve():
-            raise UserError(f"{args.output}: is the input video; choose another output name")
+    config = common.job_config(RenderConfig(), args)
+    with open_frames(args.video, backend=config.backend, fps=config.fps) as frames:
+        if args.out.resolve() == frames.path.resolve():
+            raise UserError(f"{args.out}: is the input video; choose another output name")
         count = render_video(
             frames,
             args.masks_dir,
-            args.output,
-            alpha=args.alpha,
-            outline=args.outline,
+            args.out,
+            alpha=config.overlay.alpha,
+            outline=config.overlay.outline,
             points_jsonl=args.points,
-            progress=not args.quiet,
         )
-    print(f"wrote {args.output} ({count} frames)")
+    log.info("wrote %s (%d frames)", args.out, count)
     return 0

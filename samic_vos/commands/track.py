@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
+
+from samic_vos.commands import common
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION = """\
 Segment the objects of a first-frame mask through a video, causally: frame t-1 and its
 prompts are the reference for frame t. SAMIC predicts point prompts, SAM turns them into masks.
 
-VIDEO is a video file (mp4, ...) or a folder of frames (JPEG/PNG, in name order). The first
-mask is a palette PNG (0 background, 1..K objects, as DAVIS-2017) or a binary PNG, of the size
-of the frames. Outputs in OUT: masks/<frame>.png (DAVIS palette, scorable with
-`samic-vos eval davis`), prompts.jsonl, config.yaml. Without --samic, SAMIC is first adapted on
-frame 0 and saved as OUT/samic_adapted.pt (pass it with --samic to reuse it). Missing SAM or
+VIDEO is a video file (mp4, ...) or a folder of frames (JPEG/PNG, in name order). Masks are
+palette PNGs (0 background, 1..K objects, as DAVIS-2017) or binary PNGs, of the frames' size.
+--masks DIR adds masks on later frames (named like the frames: 00005.png): their objects start,
+or restart, there. Outputs in OUT: masks/<frame>.png (DAVIS palette, scorable with
+`samic-vos eval davis`), prompts.jsonl, config.yaml (what ran) and run.json (the manifest).
+Without --samic, SAMIC is first adapted on frame 0 and saved as OUT/samic_adapted.pt.
+
+An interrupted run continues where it stopped when run again with the same inputs and
+settings into the same OUT; a finished one is not redone (--force redoes it). Missing SAM or
 ResNet-50 weights are downloaded into the cache (see `samic-vos weights`).
+"""
+
+EPILOG = """\
+examples:
+  samic-vos track video.mp4 --first-mask first.png -o runs/video --overlay runs/video.mp4
+  samic-vos track frames/ --masks annotations/ -o runs/judo --samic samic.pt
 """
 
 
@@ -23,54 +38,57 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "track",
         help="segment the objects of a first-frame mask through a video",
         description=DESCRIPTION,
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("video", type=Path, help="video file or folder of frames")
+    parser.add_argument("video", type=Path, metavar="VIDEO", help="video file or folder of frames")
     parser.add_argument(
-        "--first-mask", type=Path, required=True, help="mask PNG of frame 0 (object ids)"
+        "--first-mask", type=Path, metavar="MASK.png", help="mask of frame 0 (object ids)"
     )
-    parser.add_argument("-o", "--out", type=Path, help="output folder (default: runs/<video name>)")
-    parser.add_argument("--overlay", type=Path, help="also write an overlay video (H.264 mp4)")
-    parser.add_argument("--samic", type=Path, help="SAMIC checkpoint (else: adapt on frame 0)")
     parser.add_argument(
-        "--sam-model", choices=("vit_b", "vit_l", "vit_h"), help="SAM model (default vit_b)"
+        "--masks",
+        type=Path,
+        metavar="DIR",
+        help="masks of later frames (and of frame 0), named like the frames",
     )
-    parser.add_argument("--sam-checkpoint", type=Path, help="local SAM checkpoint file")
-    parser.add_argument("--backbone-weights", type=Path, help="local ResNet-50 ImageNet weights")
+    common.add_out(parser, "output folder (default: runs/<video name>)")
     parser.add_argument(
-        "--random-backbone",
-        action="store_true",
-        help="adapt SAMIC on a randomly initialised backbone (experiments only)",
+        "--overlay", type=Path, metavar="OUT.mp4", help="also write an overlay video"
     )
-    parser.add_argument("--device", help="auto | cuda | mps | cpu (default auto)")
     parser.add_argument(
-        "--backend", choices=("auto", "decord", "pyav", "folder"), help="frame decoder"
+        "--force", action="store_true", help="redo a finished run, or replace another run in OUT"
     )
-    parser.add_argument("--config", type=Path, help="YAML file overriding the defaults")
+    common.add_models(parser)
+    common.add_device(parser)
+    common.add_backend(parser)
+    common.add_common(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from samic_vos.config import load_config
     from samic_vos.pipelines.track import TrackConfig, TrackInputs, run_track
 
-    config = load_config(TrackConfig(), args.config)
-    for name in ("sam_model", "device", "backend"):  # flags override the config file
-        if getattr(args, name) is not None:
-            setattr(config, name, getattr(args, name))
-    out = args.out or Path("runs") / args.video.stem
+    config = common.job_config(TrackConfig(), args)
     inputs = TrackInputs(
         video=args.video,
+        out_dir=args.out or Path("runs") / args.video.stem,
         first_mask=args.first_mask,
-        out_dir=out,
+        masks_dir=args.masks,
         overlay=args.overlay,
         samic_checkpoint=args.samic,
         sam_checkpoint=args.sam_checkpoint,
         backbone_weights=args.backbone_weights,
         random_backbone=args.random_backbone,
+        force=args.force,
     )
-    count = run_track(inputs, config)
-    print(f"wrote {count} masks to {out / 'masks'}")
-    if args.overlay:
-        print(f"wrote the overlay video {args.overlay}")
+    summary = run_track(inputs, config, progress=True)
+    if summary.computed:
+        log.info(
+            "wrote %d masks to %s (%d computed now)",
+            summary.frames,
+            summary.out_dir / "masks",
+            summary.computed,
+        )
+    if args.overlay and summary.state != "finished":
+        log.info("wrote the overlay video %s", args.overlay)
     return 0

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from samic_vos.commands import common
 
 DESCRIPTION = """\
 Train the SAMIC network (the frozen ResNet-50 backbone stays fixed) on pairs of frames
 (t-1 -> t) picked by optical flow from DAVIS videos, or on a folder of SAMBOX annotations.
 The target heat maps come from points inside the ground-truth masks.
 
-Writes into OUT_DIR: config.yaml (the resolved settings), latest.pt and best.pt (checkpoints
+Writes into OUT: config.yaml (the resolved settings), latest.pt and best.pt (checkpoints
 with the config, the package version, the metrics and the resume state), history.json (the
 loss terms of every epoch). Stops after `patience` epochs without a better validation loss.
 
@@ -20,10 +23,14 @@ Each process trains on a shard of the pairs; the global batch is --batch-size x 
 
 EPILOG = """\
 examples:
-  samic-vos train --davis-root ../shared/data/DAVIS --year 2016 --split train -o runs/davis16
-  samic-vos train --davis-root DAVIS -o runs/davis16 --resume runs/davis16/latest.pt
+  samic-vos train --davis-root ../shared/data/DAVIS --year 2016 --set train -o runs/davis16
+  samic-vos train --davis-root DAVIS --year 2016 -o runs/davis16 --resume
   samic-vos train --sambox my_annotations/ -o runs/mine --config configs/train_davis.yaml
 """
+
+
+def _square(text: str) -> list[str]:
+    return [text, text]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,80 +41,77 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--davis-root", metavar="ROOT", help="DAVIS folder (JPEGImages/, ...)")
-    source.add_argument("--sambox", metavar="DIR", help="folder of SAMBOX annotations")
-    parser.add_argument("--year", choices=("2016", "2017"), help="DAVIS year (default 2016)")
-    parser.add_argument("--split", help="DAVIS split to train on (default train)")
+    common.add_out(parser, "output folder (checkpoints, config.yaml, history.json)", required=True)
     parser.add_argument(
-        "--sequences", metavar="A,B", help="train on these DAVIS sequences only (comma-separated)"
+        "--sambox", type=Path, metavar="DIR", help="train on this folder of SAMBOX annotations"
     )
-    parser.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="output folder")
-    parser.add_argument("--config", metavar="YAML", help="settings overriding the defaults")
-    parser.add_argument("--epochs", type=int, metavar="N", help="maximum number of epochs")
-    parser.add_argument(
-        "--batch-size", type=int, metavar="N", help="pairs per step and process (default 4)"
+    common.add_davis(parser, root_required=False)
+    group = parser.add_argument_group("training")
+    common.config_flag(group, "--epochs", key="train.max_epochs", metavar="N", help="most epochs")
+    common.config_flag(
+        group,
+        "--batch-size",
+        key="train.batch_size",
+        metavar="N",
+        help="pairs per step and process",
     )
-    parser.add_argument(
-        "--input-size", type=int, metavar="S", help="network input S x S pixels (default 224)"
+    common.config_flag(
+        group,
+        "--input-size",
+        key="network.input_size",
+        metavar="S",
+        convert=_square,
+        help="network input S x S pixels",
     )
-    parser.add_argument("--seed", type=int, metavar="N", help="random seed (default 0)")
-    parser.add_argument(
-        "--resume", metavar="CKPT", help="continue the run saved in CKPT (e.g. OUT_DIR/latest.pt)"
+    common.config_flag(group, "--seed", key="train.seed", metavar="N", help="random seed")
+    group.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        metavar="CKPT",
+        help="continue the training in OUT (OUT/latest.pt), or the one saved in CKPT",
     )
-    backbone = parser.add_mutually_exclusive_group()
-    backbone.add_argument(
-        "--backbone-weights", metavar="PATH", help="torchvision ResNet-50 ImageNet state dict"
+    group.add_argument(
+        "--force", action="store_true", help="start afresh over a training already in OUT"
     )
-    backbone.add_argument(
+    models = parser.add_argument_group("models")
+    models.add_argument(
+        "--backbone-weights",
+        type=Path,
+        metavar="PATH",
+        help="local torchvision ResNet-50 ImageNet weights (default: the weights cache)",
+    )
+    common.config_flag(
+        models,
         "--random-backbone",
-        action="store_true",
-        help="randomly initialised backbone instead of ImageNet weights (experiments only)",
+        key="network.backbone",
+        switch="random",
+        help="a randomly initialised backbone instead of ImageNet weights (experiments only)",
     )
-    parser.add_argument(
-        "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)"
-    )
+    common.add_device(parser)
+    common.add_common(parser)
     parser.set_defaults(func=run)
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, dict[str, object]]:
-    """The command-line flags as config overrides (they win over --config)."""
-    out: dict[str, dict[str, object]] = {"data": {}, "train": {}, "net": {}}
-    if args.year:
-        out["data"]["year"] = args.year
-    if args.split:
-        out["data"]["split"] = args.split
-    if args.sequences:
-        out["data"]["sequences"] = [s for s in args.sequences.split(",") if s]
-    if args.epochs is not None:
-        out["train"]["max_epochs"] = args.epochs
-    if args.batch_size is not None:
-        out["train"]["batch_size"] = args.batch_size
-    if args.seed is not None:
-        out["train"]["seed"] = args.seed
-    if args.input_size is not None:
-        out["net"]["input_size"] = (args.input_size, args.input_size)
-    if args.random_backbone:
-        out["net"]["backbone"] = "random"
-    return {k: v for k, v in out.items() if v}
-
-
 def run(args: argparse.Namespace) -> int:
-    from samic_vos.config import apply_overrides, load_config
+    from samic_vos.errors import UserError
     from samic_vos.pipelines.train import TrainJobConfig, run_training
 
-    config = load_config(TrainJobConfig(), args.config)
-    config = apply_overrides(config, _overrides(args), "command line")
+    if (args.davis_root is None) == (args.sambox is None):
+        raise UserError("give exactly one data source: --davis-root ROOT or --sambox DIR")
+    if args.resume is not None and args.force:
+        raise UserError("--resume and --force exclude each other: continue, or start afresh")
+    config = common.job_config(TrainJobConfig(), args)
     result = run_training(
         config,
-        out_dir=args.output,
+        out_dir=args.out,
         davis_root=args.davis_root,
         sambox=args.sambox,
         resume=args.resume,
+        force=args.force,
         backbone_weights=args.backbone_weights,
-        device=args.device,
     )
     best = result.out_dir / "best.pt"
     if result.is_main and best.is_file():
-        print(best)  # the checkpoint to use: lowest validation loss
+        common.stdout(str(best))  # the checkpoint to use: lowest validation loss
     return 0

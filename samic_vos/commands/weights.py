@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from samic_vos.commands import common
+
 DESCRIPTION = """\
 Official checkpoints the tool loads (SAM, the ResNet-50 backbone), kept in a cache folder:
 $SAMIC_VOS_HOME/weights, else $XDG_CACHE_HOME/samic-vos/weights or ~/.cache/samic-vos/weights.
@@ -26,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing = actions.add_parser(
         "list", help="the known weights, their size and whether they are cached"
     )
+    common.add_common(listing, config=False)
     listing.set_defaults(func=_list)
 
     fetch = actions.add_parser(
@@ -38,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fetch.add_argument(
         "--force", action="store_true", help="discard the cached copy and download it again"
     )
+    common.add_common(fetch, config=False)
     fetch.set_defaults(func=_download)
 
     where = actions.add_parser(
@@ -47,6 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "downloaded. Exit status 2 when it is not cached.",
     )
     where.add_argument("name", metavar="NAME", help="registry name, see `list`")
+    common.add_common(where, config=False)
     where.set_defaults(func=_path)
 
 

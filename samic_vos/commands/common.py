@@ -1,0 +1,222 @@
+"""Flags every command shares, and the one way a command builds its job config.
+
+A *config flag* (:func:`config_flag`) is a command-line spelling of one key of the job's config
+(``--batch-size`` is ``tracker.batch_size``): its text goes through
+:func:`samic_vos.config.apply_overrides` after the ``--config`` YAML file, so it is parsed and
+validated exactly as the same key in YAML is (:func:`job_config`). Other flags name inputs and
+outputs (paths), which are not settings. The same concept has the same flag in every command:
+``-o/--out``, ``--config``, ``-v/-q``, ``--device``, ``--sam-model``, ``--set``, ``--sequences``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+from samic_vos.config import apply_overrides, load_config
+
+T = TypeVar("T")
+
+# Flag values collected by config flags, in command-line order: (key, value, flag).
+_OVERRIDES = "config_overrides"
+
+DEVICE_HELP = "auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps or cpu (default auto)"
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"samic-vos: error: {self.prog}: {message}; see '{self.prog} --help'\n")
+
+
+class _ConfigFlag(argparse.Action):
+    """Records ``(key, value, flag)``; :func:`job_config` applies it to the config."""
+
+    def __init__(
+        self,
+        option_strings: Sequence[str],
+        dest: str,
+        key: str,
+        convert: Callable[[Any], Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.key, self.convert = key, convert
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        value = self.const if self.nargs == 0 else values
+        if self.convert is not None:
+            value = self.convert(value)
+        found = list(getattr(namespace, _OVERRIDES, None) or [])
+        found.append((self.key, value, option_string or self.option_strings[0]))
+        setattr(namespace, _OVERRIDES, found)
+
+
+def config_flag(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    *flags: str,
+    key: str,
+    help: str,
+    switch: Any = None,
+    convert: Callable[[Any], Any] | None = None,
+    **kwargs: Any,
+) -> None:
+    """Add a flag that sets config ``key`` (dotted path from the job config's root).
+
+    ``switch``: a flag without a value that sets ``key`` to this value (e.g. ``True``).
+    ``convert``: applied to the flag's text (or list of texts) before it becomes the value.
+    The key is shown in ``--help`` so users can find it in YAML.
+    """
+    if switch is not None:
+        kwargs.update(nargs=0, const=switch)
+    parser.add_argument(
+        *flags,
+        action=_ConfigFlag,
+        dest=_OVERRIDES,
+        key=key,
+        convert=convert,
+        default=argparse.SUPPRESS,
+        help=f"{help} [config: {key}]",
+        **kwargs,
+    )
+
+
+def job_config(default: T, args: argparse.Namespace) -> T:
+    """The job's config: ``default`` → ``--config`` YAML → config flags, all validated."""
+    config = load_config(default, getattr(args, "config", None))
+    for key, value, flag in getattr(args, _OVERRIDES, None) or []:
+        nested: Any = value
+        for part in reversed(key.split(".")):
+            nested = {part: nested}
+        config = apply_overrides(config, nested, flag, from_text=True)
+    return config
+
+
+def add_common(parser: argparse.ArgumentParser, *, config: bool = True) -> None:
+    """``--config`` (when the command has a job config), ``-v/--verbose`` and ``-q/--quiet``."""
+    if config:
+        parser.add_argument(
+            "--config", type=Path, metavar="YAML", help="YAML file overriding the defaults"
+        )
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("-v", "--verbose", action="store_true", help="also print debug messages")
+    loudness.add_argument(
+        "-q", "--quiet", action="store_true", help="only warnings and errors, no progress bars"
+    )
+
+
+def verbosity(args: argparse.Namespace) -> int:
+    """-1 (``-q``), 0, or 1 (``-v``)."""
+    return -1 if getattr(args, "quiet", False) else int(bool(getattr(args, "verbose", False)))
+
+
+def add_out(parser: argparse.ArgumentParser, help: str, *, required: bool = False) -> None:
+    """``-o/--out``: the command's output (a folder or a file, as ``help`` says)."""
+    parser.add_argument("-o", "--out", type=Path, required=required, metavar="OUT", help=help)
+
+
+def add_device(parser: argparse.ArgumentParser, key: str = "device") -> None:
+    """``--device`` as config ``key``."""
+    config_flag(parser, "--device", key=key, metavar="DEVICE", help=DEVICE_HELP)
+
+
+def add_backend(parser: argparse.ArgumentParser, key: str = "backend") -> None:
+    """``--backend``: the frame decoder."""
+    from samic_vos.frame_source import BACKENDS
+
+    config_flag(
+        parser,
+        "--backend",
+        key=key,
+        metavar="{" + ",".join(BACKENDS) + "}",
+        help="frame decoder (auto: decord where installed, else PyAV; folders of images)",
+    )
+
+
+def add_models(parser: argparse.ArgumentParser, *, samic: bool = True) -> None:
+    """The model flags of every job that runs SAM (and SAMIC): the same names everywhere."""
+    from samic_vos.sam_models import OFFICIAL_MODELS
+
+    group = parser.add_argument_group("models")
+    if samic:
+        group.add_argument(
+            "--samic", type=Path, metavar="CKPT", help="trained SAMIC checkpoint (.pt)"
+        )
+    config_flag(
+        group,
+        "--sam-model",
+        key="sam_model",
+        metavar="{" + ",".join(OFFICIAL_MODELS) + "}",
+        help="SAM architecture (default: the checkpoint's own; vit_b when downloading)",
+    )
+    group.add_argument(
+        "--sam-checkpoint",
+        type=Path,
+        metavar="PATH",
+        help="local SAM checkpoint (default: the official one, from the weights cache)",
+    )
+    if samic:
+        group.add_argument(
+            "--backbone-weights",
+            type=Path,
+            metavar="PATH",
+            help="local torchvision ResNet-50 ImageNet weights (default: the weights cache)",
+        )
+        group.add_argument(
+            "--random-backbone",
+            action="store_true",
+            help="a randomly initialised backbone instead of ImageNet weights (experiments only)",
+        )
+
+
+def add_davis(parser: argparse.ArgumentParser, *, root_required: bool = True) -> None:
+    """``--davis-root``, ``--year``, ``--set``, ``--resolution``, ``--sequences`` (key davis.*)."""
+    from samic_vos.davis import DEFAULT_YEAR, RESOLUTIONS, YEARS
+
+    group = parser.add_argument_group("DAVIS")
+    group.add_argument(
+        "--davis-root",
+        type=Path,
+        required=root_required,
+        metavar="ROOT",
+        help="DAVIS folder holding JPEGImages/, Annotations/ and ImageSets/",
+    )
+    config_flag(
+        group,
+        "--year",
+        key="davis.year",
+        metavar="{" + ",".join(YEARS) + "}",
+        help=f"2017: objects 1..K of the first mask; 2016: one object, masks binarised "
+        f"(default {DEFAULT_YEAR})",
+    )
+    config_flag(group, "--set", key="davis.split", metavar="SET", help="ImageSets list to use")
+    config_flag(
+        group,
+        "--resolution",
+        key="davis.resolution",
+        metavar="{" + ",".join(RESOLUTIONS) + "}",
+        help=f"frame resolution (default {RESOLUTIONS[0]})",
+    )
+    config_flag(
+        group,
+        "--sequences",
+        key="davis.sequences",
+        nargs="+",
+        metavar="SEQ",
+        help="only these sequences of the set",
+    )
+
+
+def stdout(line: str) -> None:
+    """A result line for programs (paths, tables): stdout, flushed."""
+    print(line, file=sys.stdout, flush=True)
