@@ -90,7 +90,6 @@ class TrackInputs:
     samic_checkpoint: Path | None = None
     sam_checkpoint: Path | None = None
     backbone_weights: Path | None = None
-    random_backbone: bool = False
     force: bool = False  # redo a finished run, or replace another run in out_dir
 
 
@@ -164,11 +163,6 @@ def check_inputs(inputs: TrackInputs) -> None:
     if inputs.first_mask is not None and not inputs.first_mask.is_file():
         raise UserError(f"{inputs.first_mask}: mask file not found (`first_mask`)")
     if inputs.samic_checkpoint is not None:
-        if inputs.random_backbone:
-            raise UserError(
-                "`random_backbone` applies to a network adapted here, not to a SAMIC "
-                "checkpoint (it carries its own backbone); drop one of them"
-            )
         if not inputs.samic_checkpoint.is_file():
             raise UserError(
                 f"{inputs.samic_checkpoint}: SAMIC checkpoint not found (`samic_checkpoint`)"
@@ -219,10 +213,11 @@ def run_track(inputs: TrackInputs, config: TrackConfig, progress: bool = True) -
             count = len(complete_records(out / PROMPTS))
             log.info("%s: this run is finished (%d frames); pass `force` to redo it", out, count)
             return TrackSummary(count, 0, state, out)
-        (out / "masks").mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
         write_manifest(out, manifest)
         save_config(ran, out / "config.yaml", version=__version__, samic=samic_source)
         net = _adapt_if_needed(inputs, ran, net, frames, given, device, state, progress)
+        (out / "masks").mkdir(exist_ok=True)
         segmenter = SamSegmenter(sam, device)
         tracker = CausalTracker(net, segmenter, ran.tracker, device)
         computed = _track_frames(inputs, ran, frames, given, tracker, state, progress)
@@ -304,10 +299,7 @@ def _samic(inputs: TrackInputs, config: TrackConfig, device: torch.device) -> tu
     if inputs.samic_checkpoint is not None:
         net, _ = load_samic(inputs.samic_checkpoint, device, inputs.backbone_weights)
         return net, str(inputs.samic_checkpoint)
-    network = config.network
-    if inputs.random_backbone:
-        network = dataclasses.replace(network, backbone="random")
-    net = build_samic(network, inputs.backbone_weights).to(device)
+    net = build_samic(config.network, inputs.backbone_weights).to(device)
     return net, f"adapted on frame 0, saved as {inputs.out_dir / ADAPTED}"
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from samic_vos.config import require
 from samic_vos.console import bar
 from samic_vos.heatmaps import fixation_map, points_to_heatmap
 from samic_vos.losses import LossWeights, saliency_loss
@@ -44,6 +45,16 @@ class AdaptationConfig:
     seed: int = 0
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(min_scale=0.7))
     loss: LossWeights = field(default_factory=LossWeights)
+
+    def __post_init__(self) -> None:
+        require(
+            self.views >= 2, "views", "an integer >= 2 (frame 0 and an augmented view)", self.views
+        )
+        require(self.steps >= 0, "steps", "an integer >= 0", self.steps)
+        require(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
+        require(self.lr > 0, "lr", "a number > 0", self.lr)
+        ppo = self.points_per_object
+        require(ppo >= 1, "points_per_object", "an integer >= 1", ppo)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from samic_vos.errors import UserError
+from samic_vos.config import require
 from samic_vos.heatmaps import rescale_points
 from samic_vos.mask_points import MAX_POINTS_PER_OBJECT
 
@@ -40,15 +40,11 @@ class PeakConfig:
     weighted_centroid: bool = True
 
     def __post_init__(self) -> None:
-        if not 0 < self.threshold <= 1:
-            raise UserError(f"peaks.threshold must be in (0, 1], got {self.threshold}")
-        if not 0 <= self.floor <= 1:
-            raise UserError(f"peaks.floor must be in [0, 1], got {self.floor}")
-        if self.min_area < 1 or self.max_points < 0:
-            raise UserError(
-                f"peaks.min_area must be >= 1 and peaks.max_points >= 0, "
-                f"got {self.min_area} and {self.max_points}"
-            )
+        require(0 < self.threshold <= 1, "threshold", "in (0, 1]", self.threshold)
+        require(0 <= self.floor <= 1, "floor", "in [0, 1]", self.floor)
+        require(self.min_area >= 1, "min_area", "an integer >= 1", self.min_area)
+        # 0 would silently lose every object after the first frame.
+        require(self.max_points >= 1, "max_points", "an integer >= 1", self.max_points)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,10 @@
 :meth:`SamSegmenter.set_frame` runs SAM's image encoder once per frame (the dominant cost,
 timed on its own by the benchmark); :meth:`SamSegmenter.segment` then decodes any number of
 point groups against that one embedding, for every object of the frame.
+:meth:`SamSegmenter.prompt` takes every kind of SAM prompt (positive and negative points, a box,
+the previous low-resolution logits as ``mask_input``). :meth:`SamSegmenter.embed` and
+:meth:`SamSegmenter.set_embedding` split ``set_frame`` so that an embedding can be computed
+elsewhere (a background thread) or loaded from a cache.
 
 Coordinates: points are float (x, y) = (col, row) in original image pixels (x right, y down,
 pixel centres at integers), as in ``SamPredictor.predict``.
@@ -55,6 +59,42 @@ class Segmentation:
     group_scores: list[float]
 
 
+@dataclass(frozen=True)
+class ImageEmbedding:
+    """SAM's image embedding of one image.
+
+    Attributes:
+        features: (1, C, h, w) float32, the image encoder's output (C = 256, h = w = 64 for the
+            official models).
+        input_size: (rows, cols) of the image once resized for the encoder (longest side =
+            the encoder's input side), before padding.
+        original_size: (H, W) of the image.
+    """
+
+    features: torch.Tensor
+    input_size: tuple[int, int]
+    original_size: tuple[int, int]
+
+
+@dataclass
+class PromptResult:
+    """SAM's answer to one prompt.
+
+    Attributes:
+        mask: (H, W) bool, ``logits > 0``.
+        logits: (H, W) float32 mask logits at the image's resolution.
+        low_res_logits: (4h, 4w) float32 logits as SAM's decoder gives them, h × w being the
+            embedding's grid ((256, 256) for the official models; padded like the encoder's
+            square input): pass them back as ``mask_input`` to refine.
+        iou: SAM's predicted IoU of the mask (it can exceed 1).
+    """
+
+    mask: np.ndarray
+    logits: np.ndarray
+    low_res_logits: np.ndarray
+    iou: float
+
+
 class SamSegmenter:
     """SAM on one frame at a time: an image embedding per frame, shared by all prompts.
 
@@ -80,15 +120,35 @@ class SamSegmenter:
         self._frame_size: tuple[int, int] | None = None
 
     def set_frame(self, rgb: np.ndarray) -> None:
-        """Compute the image embedding of ``rgb``, a (H, W, 3) uint8 RGB frame."""
+        """Compute the image embedding of ``rgb``, a (H, W, 3) uint8 RGB frame, and use it."""
+        self.set_embedding(self.embed(rgb))
+
+    def embed(self, rgb: np.ndarray) -> ImageEmbedding:
+        """SAM's image embedding of ``rgb``, a (H, W, 3) uint8 RGB image (the current frame is
+        left as it is, so this may run in another thread than the decoding)."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB frame, got {rgb.shape} {rgb.dtype}")
+        resized = self._predictor.transform.apply_image(rgb)
+        pixels = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
         context = autocast_context(self.device) if self.amp else contextlib.nullcontext()
         with torch.inference_mode(), context:
-            self._predictor.set_image(rgb, image_format="RGB")
-            # The decoder runs in float32, whatever precision the encoder gave.
-            self._predictor.features = self._predictor.features.float()
-        self._frame_size = (rgb.shape[0], rgb.shape[1])
+            features = self.sam.image_encoder(self.sam.preprocess(pixels))
+        # The decoder runs in float32, whatever precision the encoder gave.
+        return ImageEmbedding(
+            features=features.float(),
+            input_size=(int(pixels.shape[-2]), int(pixels.shape[-1])),
+            original_size=(int(rgb.shape[0]), int(rgb.shape[1])),
+        )
+
+    def set_embedding(self, embedding: ImageEmbedding) -> None:
+        """Decode the following prompts against ``embedding`` (from :meth:`embed`)."""
+        predictor = self._predictor
+        predictor.reset_image()
+        predictor.features = embedding.features.to(self.device, torch.float32)
+        predictor.input_size = embedding.input_size
+        predictor.original_size = embedding.original_size
+        predictor.is_image_set = True
+        self._frame_size = embedding.original_size
 
     @torch.inference_mode()
     def segment(self, groups: Sequence[np.ndarray]) -> Segmentation:
@@ -117,7 +177,11 @@ class SamSegmenter:
         for index, group in enumerate(groups):
             by_size.setdefault(len(group), []).append(index)
         for indexes in by_size.values():
-            batch_logits, batch_scores = self._decode(np.stack([groups[i] for i in indexes]))
+            points = np.stack([groups[i] for i in indexes])
+            labels = np.ones(points.shape[:2], dtype=np.int64)
+            batch_logits, batch_scores, _ = self._decode(
+                points, labels, multimask=len(points[0]) == 1
+            )
             logits[indexes] = batch_logits
             scores[indexes] = batch_scores
         group_masks = logits > self.sam.mask_threshold
@@ -134,27 +198,95 @@ class SamSegmenter:
             group_scores=[float(s) for s in scores.cpu()],
         )
 
-    def _decode(self, points: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decode a batch of B groups of N points (B, N, 2) → logits (B, H, W), IoU (B,)."""
+    @torch.inference_mode()
+    def prompt(
+        self,
+        points: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask: bool | None = None,
+    ) -> PromptResult:
+        """One SAM prompt of any kind on the current frame.
+
+        Args:
+            points: (N, 2) float (x, y) pixel coordinates, or ``None``.
+            labels: (N,) int, 1 for a positive point, 0 for a negative one (default: all 1).
+            box: (4,) float (x0, y0, x1, y1) pixel coordinates, or ``None``.
+            mask_input: (4h, 4w) float32 low-resolution logits of an earlier
+                :class:`PromptResult` (refinement), or ``None``.
+            multimask: SAM's three masks, the best predicted IoU kept. Default: only for a lone
+                point (one point, no box, no mask input), where SAM's single mask is ambiguous.
+
+        At least one point or a box is needed.
+        """
+        if self._frame_size is None:
+            raise RuntimeError("call set_frame() before prompt()")
+        coords = None if points is None else np.asarray(points, dtype=np.float32).reshape(1, -1, 2)
+        if coords is not None and coords.shape[1] == 0:
+            coords = None
+        if coords is None and box is None:
+            raise ValueError("a SAM prompt needs at least one point or a box")
+        if coords is not None:
+            labels = np.ones(coords.shape[1]) if labels is None else np.asarray(labels)
+            labels = labels.reshape(1, -1)
+        boxes = None if box is None else np.asarray(box, dtype=np.float32).reshape(1, 4)
+        masks = None if mask_input is None else np.asarray(mask_input, np.float32)[None, None]
+        if multimask is None:
+            multimask = coords is not None and coords.shape[1] == 1 and box is None
+            multimask = multimask and mask_input is None
+        logits, iou, low_res = self._decode(coords, labels, boxes, masks, multimask=multimask)
+        full = logits[0].float().cpu().numpy()
+        return PromptResult(
+            mask=full > self.sam.mask_threshold,
+            logits=full,
+            low_res_logits=low_res[0].float().cpu().numpy(),
+            iou=float(iou[0]),
+        )
+
+    def _decode(
+        self,
+        points: np.ndarray | None,
+        labels: np.ndarray | None,
+        boxes: np.ndarray | None = None,
+        masks: np.ndarray | None = None,
+        *,
+        multimask: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Decode a batch of B prompts: points (B, N, 2) with labels (B, N), boxes (B, 4),
+        low-res masks (B, 1, 4h, 4w), each optional → full-size logits (B, H, W), IoU (B,),
+        low-res logits (B, 4h, 4w); with ``multimask``, the best of SAM's three masks."""
         predictor = self._predictor
-        batch, count = points.shape[:2]
-        coords = predictor.transform.apply_coords(points, predictor.original_size)
-        coords_t = torch.as_tensor(coords, dtype=torch.float32, device=self.device)
-        labels_t = torch.ones((batch, count), dtype=torch.int, device=self.device)
-        sparse, dense = self.sam.prompt_encoder(points=(coords_t, labels_t), boxes=None, masks=None)
+        size = predictor.original_size
+        point_prompt = None
+        if points is not None:
+            coords = predictor.transform.apply_coords(points, size)
+            point_prompt = (
+                torch.as_tensor(coords, dtype=torch.float32, device=self.device),
+                torch.as_tensor(labels, dtype=torch.int, device=self.device),
+            )
+        box_t = None
+        if boxes is not None:
+            box_t = torch.as_tensor(
+                predictor.transform.apply_boxes(boxes, size),
+                dtype=torch.float32,
+                device=self.device,
+            )
+        mask_t = None if masks is None else torch.as_tensor(masks, device=self.device)
+        sparse, dense = self.sam.prompt_encoder(points=point_prompt, boxes=box_t, masks=mask_t)
         low_res, iou = self.sam.mask_decoder(
             image_embeddings=predictor.features,
             image_pe=self.sam.prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
-            multimask_output=count == 1,
+            multimask_output=multimask,
         )
         best = iou.argmax(dim=1)  # single-mask output: C == 1, so best == 0
-        rows = torch.arange(batch, device=self.device)
+        rows = torch.arange(low_res.shape[0], device=self.device)
         low_res, iou = low_res[rows, best][:, None], iou[rows, best]
-        # Upscale only the kept mask of each group (SamPredictor upscales all three).
+        # Upscale only the kept mask of each prompt (SamPredictor upscales all three).
         full = self.sam.postprocess_masks(low_res, predictor.input_size, predictor.original_size)
-        return full[:, 0], iou
+        return full[:, 0], iou, low_res[:, 0]
 
 
 def group_points_by_component(points: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:

@@ -167,3 +167,9 @@ def test_fast_decoder_matches_pillow(tmp_path: Path) -> None:
     truncated.write_bytes(written.read_bytes()[:60])
     with pytest.raises(UserError, match="truncated.png"):
         read_ids(truncated)
+
+
+def test_a_folder_that_is_not_a_davis_root_says_so(tmp_path):
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(UserError, match="not a DAVIS root \\(JPEGImages/ is missing\\)"):
+        DavisDataset(tmp_path / "photos")

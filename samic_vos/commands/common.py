@@ -143,40 +143,49 @@ def add_backend(parser: argparse.ArgumentParser, key: str = "backend") -> None:
     )
 
 
-def add_models(parser: argparse.ArgumentParser, *, samic: bool = True) -> None:
-    """The model flags of every job that runs SAM (and SAMIC): the same names everywhere."""
+def add_models(
+    parser: argparse.ArgumentParser, *, sam: bool = True, samic_checkpoint: bool = True
+) -> None:
+    """The model flags, with the same names in every job that runs SAM and/or SAMIC."""
     from samic_vos.sam_models import OFFICIAL_MODELS
 
     group = parser.add_argument_group("models")
-    if samic:
+    if samic_checkpoint:
         group.add_argument(
             "--samic", type=Path, metavar="CKPT", help="trained SAMIC checkpoint (.pt)"
         )
-    config_flag(
-        group,
-        "--sam-model",
-        key="sam_model",
-        metavar="{" + ",".join(OFFICIAL_MODELS) + "}",
-        help="SAM architecture (default: the checkpoint's own; vit_b when downloading)",
-    )
-    group.add_argument(
-        "--sam-checkpoint",
-        type=Path,
-        metavar="PATH",
-        help="local SAM checkpoint (default: the official one, from the weights cache)",
-    )
-    if samic:
+    if sam:
+        config_flag(
+            group,
+            "--sam-model",
+            key="sam_model",
+            metavar="{" + ",".join(OFFICIAL_MODELS) + "}",
+            help="SAM architecture (default: the checkpoint's own; vit_b when downloading)",
+        )
         group.add_argument(
-            "--backbone-weights",
+            "--sam-checkpoint",
             type=Path,
             metavar="PATH",
-            help="local torchvision ResNet-50 ImageNet weights (default: the weights cache)",
+            help="local SAM checkpoint (default: the official one, from the weights cache)",
         )
-        group.add_argument(
-            "--random-backbone",
-            action="store_true",
-            help="a randomly initialised backbone instead of ImageNet weights (experiments only)",
-        )
+    group.add_argument(
+        "--backbone-weights",
+        type=Path,
+        metavar="PATH",
+        help="local torchvision ResNet-50 ImageNet weights (default: the weights cache)",
+    )
+    config_flag(
+        group,
+        "--random-backbone",
+        key="network.backbone",
+        switch="random",
+        help="a randomly initialised SAMIC backbone, not ImageNet's (experiments only)",
+    )
+
+
+def given(args: argparse.Namespace, flag: str) -> bool:
+    """Whether config flag ``flag`` was on the command line."""
+    return any(name == flag for _, _, name in getattr(args, _OVERRIDES, None) or [])
 
 
 def add_davis(parser: argparse.ArgumentParser, *, root_required: bool = True) -> None:

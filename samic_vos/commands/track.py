@@ -66,8 +66,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from samic_vos.errors import UserError
     from samic_vos.pipelines.track import TrackConfig, TrackInputs, run_track
 
+    if args.samic is not None and common.given(args, "--random-backbone"):
+        raise UserError(
+            "--random-backbone applies to a network adapted here, not to a SAMIC checkpoint "
+            "(it carries its own backbone); drop one of them"
+        )
     config = common.job_config(TrackConfig(), args)
     inputs = TrackInputs(
         video=args.video,
@@ -78,7 +84,6 @@ def run(args: argparse.Namespace) -> int:
         samic_checkpoint=args.samic,
         sam_checkpoint=args.sam_checkpoint,
         backbone_weights=args.backbone_weights,
-        random_backbone=args.random_backbone,
         force=args.force,
     )
     summary = run_track(inputs, config, progress=True)

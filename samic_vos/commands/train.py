@@ -74,20 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument(
         "--force", action="store_true", help="start afresh over a training already in OUT"
     )
-    models = parser.add_argument_group("models")
-    models.add_argument(
-        "--backbone-weights",
-        type=Path,
-        metavar="PATH",
-        help="local torchvision ResNet-50 ImageNet weights (default: the weights cache)",
-    )
-    common.config_flag(
-        models,
-        "--random-backbone",
-        key="network.backbone",
-        switch="random",
-        help="a randomly initialised backbone instead of ImageNet weights (experiments only)",
-    )
+    common.add_models(parser, sam=False, samic_checkpoint=False)
     common.add_device(parser)
     common.add_common(parser)
     parser.set_defaults(func=run)
