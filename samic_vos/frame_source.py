@@ -340,7 +340,13 @@ def _truncated_error(path: Path, decoded: int, declared: int) -> UserError:
 
 
 def _import_decord() -> ModuleType:
-    """decord, with its bundled FFmpeg's log lines on stderr turned off."""
+    """decord, with its bundled FFmpeg's log lines on stderr turned off.
+
+    decord loads its libraries into the global symbol scope, its own zlib 1.2.3 among them;
+    OpenCV loaded after that binds its PNG codec to that zlib, and every ``cv2.imread`` of a
+    PNG then fails ("libpng error: bad parameters to zlib"). OpenCV is loaded first.
+    """
+    import cv2  # noqa: F401 (before decord: see above)
     import decord
 
     decord.logging.set_level(decord.logging.QUIET)

@@ -8,6 +8,7 @@ happens during the work.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -17,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -209,22 +211,28 @@ def test_full_disk_while_writing_a_mask_leaves_whole_masks(
     assert assert_complete_frames(out) == ["00000", "00001"]
 
 
-@pytest.fixture
-def tiny_disk(tmp_path) -> Path:
-    """A folder on a 64 KiB tmpfs (needs root and mount; skipped elsewhere)."""
-    folder = tmp_path / "tiny_disk"
-    folder.mkdir()
+@contextlib.contextmanager
+def tmpfs(folder: Path, options: str) -> Iterator[Path]:
+    """A tmpfs mounted on ``folder`` with ``options`` (root only: skipped where impossible)."""
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("mounting a tmpfs needs root")
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], capture_output=True
-    )
+    command = ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)]
+    mounted = subprocess.run(command, capture_output=True)
     if mounted.returncode:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     try:
         yield folder
     finally:
         subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path) -> Iterator[Path]:
+    """A folder on a 64 KiB tmpfs: a disk that fills after a few masks."""
+    folder = tmp_path / "tiny_disk"
+    folder.mkdir()
+    with tmpfs(folder, "size=64k"):
+        yield folder
 
 
 @pytest.mark.slow
@@ -319,7 +327,7 @@ def test_render_refuses_bad_points_before_drawing(
 
 
 @pytest.fixture
-def readonly_dir(tmp_path) -> Path:
+def readonly_dir(tmp_path) -> Iterator[Path]:
     """A folder this process cannot write into (a read-only tmpfs for root, else chmod)."""
     folder = tmp_path / "readonly"
     folder.mkdir()
@@ -328,15 +336,8 @@ def readonly_dir(tmp_path) -> Path:
         yield folder
         folder.chmod(0o755)
         return
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], capture_output=True
-    )
-    if mounted.returncode:
-        pytest.skip(f"root cannot be kept from writing here: {mounted.stderr.decode().strip()}")
-    try:
+    with tmpfs(folder, "ro,size=64k"):  # root writes through any permission bits
         yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
 
 
 def test_render_output_checked_before_drawing(
@@ -390,8 +391,8 @@ def test_eval_csv_dir_checked_before_scoring(
 @pytest.mark.parametrize(
     ("signum", "status", "said"),
     [
-        (signal.SIGTERM, 143, "samic-vos: terminated"),
-        (signal.SIGINT, 130, "samic-vos: interrupted"),
+        (signal.SIGTERM, 143, "samic-vos: error: terminated"),
+        (signal.SIGINT, 130, "samic-vos: error: interrupted"),
     ],
     ids=["SIGTERM", "Ctrl-C"],
 )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gc
+import subprocess
 import sys
 import weakref
 
@@ -251,3 +252,19 @@ def test_corrupt_video_is_one_error_and_no_library_text(tmp_path, shared_data, b
         message = one_line_error(lambda: list(source))
     assert message.startswith(f"{bad}: frame ") and "cannot be decoded" in message
     assert capfd.readouterr().err == ""  # no FFmpeg or decord log lines on stderr's descriptor
+
+
+@needs_decord
+def test_opencv_still_reads_pngs_after_decord_is_loaded(tmp_path):
+    """decord's global libraries (its own zlib) must not break OpenCV's PNG codec."""
+    png = tmp_path / "frame.png"
+    Image.fromarray(synthetic_frames(1)[0]).save(png)
+    script = (
+        "import sys\n"
+        "from samic_vos.frame_source import decord_available\n"
+        "assert decord_available()\n"
+        "import cv2\n"
+        "sys.exit(0 if cv2.imread(sys.argv[1]) is not None else 1)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(png)], capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
