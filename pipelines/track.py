@@ -37,6 +37,7 @@ from samic_vos.first_frame_adaptation import AdaptationConfig
 from samic_vos.frame_source import BACKENDS, FrameSource, open_frames
 from samic_vos.mask_io import object_ids, read_mask, write_mask
 from samic_vos.output_paths import check_writable_dir, check_writable_file
+from samic_vos.prompter import PROMPTERS, build_prompter
 from samic_vos.prompts_log import complete_records, frame_record, keep_first
 from samic_vos.render import OverlayConfig, overlay
 from samic_vos.runs import RunManifest, RunState, fingerprint, open_run, write_manifest
@@ -61,6 +62,7 @@ class TrackConfig:
     # vit_b | vit_l | vit_h (tiny: tests); None: the SAM checkpoint's own (vit_b to download).
     sam_model: str | None = None
     device: str = "auto"  # auto | cuda | cuda:N | mps | cpu
+    prompter: str = "samic"  # samic | previous-mask | persam (training-free baselines)
     backend: str = "auto"  # frame decoding: auto | decord | pyav | folder
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
@@ -76,6 +78,7 @@ class TrackConfig:
             valid_device_name(self.device), "device", "auto, cuda, cuda:N, mps or cpu", self.device
         )
         require_choice("backend", self.backend, BACKENDS)
+        require_choice("prompter", self.prompter, PROMPTERS)
 
 
 @dataclass
@@ -185,16 +188,17 @@ def run_track(inputs: TrackInputs, config: TrackConfig, progress: bool = True) -
     frames = open_frames(inputs.video, backend=config.backend)
     try:
         given = given_masks(inputs, frames)
+        uses_samic = config.prompter == "samic"
         device = select_device(config.device)
         torch.manual_seed(0)
         sam = load_sam(config.sam_model, inputs.sam_checkpoint, device)
-        net, samic_source = _samic(inputs, config, device)
+        net, samic_source = _samic(inputs, config, device) if uses_samic else (None, None)
         loaded = sam_arch_name(sam)
         ran = dataclasses.replace(
             config,
             device=str(device),
             sam_model=loaded if loaded in SAM_ARCHS else config.sam_model,
-            network=net.config,
+            network=net.config if net is not None else config.network,
         )
         manifest = RunManifest(
             command="track",
@@ -216,11 +220,25 @@ def run_track(inputs: TrackInputs, config: TrackConfig, progress: bool = True) -
         out.mkdir(parents=True, exist_ok=True)
         write_manifest(out, manifest)
         save_config(ran, out / "config.yaml", version=__version__, samic=samic_source)
-        net = _adapt_if_needed(inputs, ran, net, frames, given, device, state, progress)
+        if net is not None:
+            net = _adapt_if_needed(inputs, ran, net, frames, given, device, state, progress)
         (out / "masks").mkdir(exist_ok=True)
         segmenter = SamSegmenter(sam, device)
-        tracker = CausalTracker(net, segmenter, ran.tracker, device)
-        computed = _track_frames(inputs, ran, frames, given, tracker, state, progress)
+        prompter = build_prompter(ran.prompter, segmenter, ran.tracker, net, device)
+        tracker = CausalTracker(prompter, segmenter, ran.tracker)
+        writer = VideoWriter(inputs.overlay, frames.fps, frames.size) if inputs.overlay else None
+        with writer or contextlib.nullcontext():
+            _, computed = track_sequence(
+                frames,
+                dict(given),
+                tracker,
+                out / "masks",
+                out / PROMPTS,
+                resume=state == "resume",
+                writer=writer,
+                overlay_config=ran.overlay,
+                progress=progress,
+            )
         manifest.finished = True
         write_manifest(out, manifest)
         return TrackSummary(len(frames.names), computed, state, out)
@@ -228,64 +246,77 @@ def run_track(inputs: TrackInputs, config: TrackConfig, progress: bool = True) -
         frames.close()
 
 
-def _track_frames(
-    inputs: TrackInputs,
-    config: TrackConfig,
+def track_sequence(
     frames: FrameSource,
-    given: dict[int, Path],
+    given: dict[int, Path | np.ndarray],
     tracker: CausalTracker,
-    state: RunState,
-    progress: bool,
-) -> int:
-    """The tracking loop; frames done by an earlier call are skipped. Returns frames computed."""
-    out = inputs.out_dir
-    records = complete_records(out / PROMPTS) if state == "resume" else []
+    masks_dir: Path,
+    prompts_path: Path,
+    *,
+    resume: bool,
+    writer: VideoWriter | None = None,
+    overlay_config: OverlayConfig | None = None,
+    progress: bool = True,
+    desc: str = "track",
+) -> tuple[int, int]:
+    """Track one video into ``masks_dir/<frame>.png`` and ``prompts_path``; the one loop that
+    ``track`` and ``bench davis`` run.
+
+    ``given``: frame index → mask (a file or a (H, W) uint8 id map). With ``resume``, the frames
+    an earlier call finished (a prompts line and a mask each) are not computed again: the
+    tracker's state is rebuilt from them (:mod:`samic_vos.track_resume`). ``writer`` also
+    receives every frame's overlay. Returns ``(frames finished before, frames computed now)``.
+    """
+    records = complete_records(prompts_path) if resume else []
     done = 0
-    while done < len(records) and (out / "masks" / f"{records[done]['frame']}.png").is_file():
+    while done < len(records) and (masks_dir / f"{records[done]['frame']}.png").is_file():
         done += 1
     records = records[:done]
-    if state == "resume":
-        keep_first(out / PROMPTS, done)
+    if resume and prompts_path.is_file():
+        keep_first(prompts_path, done)
         if done:
-            log.info("%s: continuing the run after its %d finished frames", out, done)
+            log.info("%s: continuing after its %d finished frames", prompts_path.parent, done)
     plan = plan_restore(records)
-    kept: dict[int, list[torch.Tensor]] = {}
-    writer = VideoWriter(inputs.overlay, frames.fps, frames.size) if inputs.overlay else None
+    kept: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    style = overlay_config or OverlayConfig()
     computed = 0
-    prompts = JsonLinesWriter(out / PROMPTS, append=done > 0)  # whole lines, even on a full disk
-    with writer or contextlib.nullcontext(), prompts:
+    # Whole lines only, even on a full disk.
+    with JsonLinesWriter(prompts_path, append=done > 0) as prompts:
         frames_bar = bar(
-            frames, total=frames.num_frames, desc="track", unit="frame", disable=not progress
+            frames, total=frames.num_frames, desc=desc, unit="frame", disable=not progress
         )
         for frame in frames_bar:
             if frame.index < done:  # finished by an earlier run: its state is rebuilt
+                if frame.index in plan.frames or writer is not None:
+                    ids = read_mask(masks_dir / f"{frame.name}.png")
                 if frame.index in plan.frames:
-                    kept[frame.index] = tracker.features(frame.rgb)
+                    kept[frame.index] = (frame.rgb.copy(), ids)
                 if frame.index == done - 1:
                     restore_tracker(tracker, plan, kept, records, frames.size)
                     kept.clear()
                 if writer is not None:
-                    ids = read_mask(out / "masks" / f"{frame.name}.png")
-                    writer.write(_drawn(frame.rgb, ids, records[frame.index], config))
+                    writer.write(_drawn(frame.rgb, ids, records[frame.index], style))
                 continue
-            mask = read_mask(given[frame.index]) if frame.index in given else None
+            mask = given.get(frame.index)
+            if isinstance(mask, Path):
+                mask = read_mask(mask)
             result = tracker.step(frame.rgb, mask)
             record = frame_record(frame.name, result)
-            write_mask(out / "masks" / f"{frame.name}.png", result.ids)
+            write_mask(masks_dir / f"{frame.name}.png", result.ids)
             prompts.write(record)
             if writer is not None:
-                writer.write(_drawn(frame.rgb, result.ids, record, config))
+                writer.write(_drawn(frame.rgb, result.ids, record, style))
             computed += 1
-    return computed
+    return done, computed
 
 
-def _drawn(rgb: np.ndarray, ids: np.ndarray, record: dict, config: TrackConfig) -> np.ndarray:
+def _drawn(rgb: np.ndarray, ids: np.ndarray, record: dict, style: OverlayConfig) -> np.ndarray:
     """The overlay frame of one record."""
     points = {
         int(k): np.asarray(v["points"], dtype=np.float32).reshape(-1, 2)
         for k, v in record["objects"].items()
     }
-    return overlay(rgb, ids, config.overlay.alpha, config.overlay.outline, points=points)
+    return overlay(rgb, ids, style.alpha, style.outline, points=points)
 
 
 def _samic(inputs: TrackInputs, config: TrackConfig, device: torch.device) -> tuple[SamicNet, str]:

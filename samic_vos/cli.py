@@ -32,6 +32,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "samic_vos.commands.render",
     "samic_vos.commands.train",
     "samic_vos.commands.eval",
+    "samic_vos.commands.bench",
     "samic_vos.commands.weights",
 )
 

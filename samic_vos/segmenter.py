@@ -140,6 +140,18 @@ class SamSegmenter:
             original_size=(int(rgb.shape[0]), int(rgb.shape[1])),
         )
 
+    @property
+    def embedding(self) -> ImageEmbedding:
+        """The current frame's embedding (what :meth:`set_frame` computed)."""
+        if self._frame_size is None:
+            raise RuntimeError("call set_frame() before reading the embedding")
+        predictor = self._predictor
+        return ImageEmbedding(
+            features=predictor.features,
+            input_size=tuple(predictor.input_size),  # type: ignore[arg-type]
+            original_size=tuple(predictor.original_size),  # type: ignore[arg-type]
+        )
+
     def set_embedding(self, embedding: ImageEmbedding) -> None:
         """Decode the following prompts against ``embedding`` (from :meth:`embed`)."""
         predictor = self._predictor

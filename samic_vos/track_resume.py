@@ -4,8 +4,9 @@ The state before frame ``k`` is, per object, two references (:class:`CausalTrack
 where the object was last given (its mask), with the points derived there, and the frame where
 it was last found, with the points that became its reference there. Both are in the records of
 frames ``0 .. k-1`` (:mod:`samic_vos.prompts_log`: ``given`` and ``reference``); the frames
-themselves are decoded again and their SAMIC features recomputed, which gives exactly the
-tensors the interrupted run held. The benchmark runner resumes sequences the same way.
+themselves are decoded again and handed to the prompter with their written masks, from which
+it rebuilds exactly the state the interrupted run held (SAMIC recomputes the frames'
+features). The benchmark runner resumes sequences the same way.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
+import numpy as np
 
+from samic_vos.prompter import RestoredFrame
 from samic_vos.prompts_log import points_of
 from samic_vos.tracker import CausalTracker
 
@@ -55,18 +57,22 @@ def plan_restore(records: list[dict[str, Any]]) -> RestorePlan:
 def restore_tracker(
     tracker: CausalTracker,
     plan: RestorePlan,
-    features: dict[int, list[torch.Tensor]],
+    frames: dict[int, tuple[np.ndarray, np.ndarray]],
     records: list[dict[str, Any]],
     image_size: tuple[int, int],
 ) -> None:
     """Put ``tracker`` in the state it had after the frames of ``records``.
 
-    ``features`` maps every index of ``plan.frames`` to that frame's
-    :meth:`CausalTracker.features`.
+    ``frames`` maps every index of ``plan.frames`` to that frame's ``(rgb, ids)``: the
+    decoded (H, W, 3) uint8 frame and its written (H, W) uint8 id map.
     """
-    objects = {}
-    for obj_id, (given, last) in plan.objects.items():
-        first = (features[given], points_of(records[given], obj_id))
-        latest = None if last == given else (features[last], points_of(records[last], obj_id))
-        objects[obj_id] = (first, latest)
+
+    def restored(index: int, obj_id: int) -> RestoredFrame:
+        rgb, ids = frames[index]
+        return RestoredFrame(rgb, ids, points_of(records[index], obj_id))
+
+    objects = {
+        obj_id: (restored(given, obj_id), None if last == given else restored(last, obj_id))
+        for obj_id, (given, last) in plan.objects.items()
+    }
     tracker.restore(len(records), image_size, objects)

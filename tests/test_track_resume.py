@@ -230,19 +230,19 @@ def _moving_square(index: int) -> np.ndarray:
 
 
 def test_a_restored_tracker_continues_exactly_as_the_straight_one(monkeypatch):
-    import samic_vos.tracker as tracker_module
+    import samic_vos.samic_prompter as prompter_module
     from samic_vos.prompts_log import frame_record
     from samic_vos.track_resume import plan_restore, restore_tracker
 
     def to_unit(rgb, size):
         return torch.from_numpy(rgb / 255.0).permute(2, 0, 1)[None].float()
 
-    monkeypatch.setattr(tracker_module, "preprocess", to_unit)
+    monkeypatch.setattr(prompter_module, "preprocess", to_unit)
     frames = [_moving_square(i) for i in range(8)]
     first = (frames[0].mean(axis=2) > 128).astype(np.uint8)
     first[:, 40:] = 0  # only the moving square is the object
     config = TrackerConfig(first_frame_reference=False)
-    straight = CausalTracker(NearNet(), BrightSegmenter(), config)
+    straight = CausalTracker.samic(NearNet(), BrightSegmenter(), config)
     records, results = [], []
     for index, rgb in enumerate(frames):
         result = straight.step(rgb, first if index == 0 else None)
@@ -253,11 +253,11 @@ def test_a_restored_tracker_continues_exactly_as_the_straight_one(monkeypatch):
     assert all(r.ids[4:12, 50:58].max() == 0 and r.ids.sum() == 64 for r in results)
 
     for done in (1, 3, 6):
-        resumed = CausalTracker(NearNet(), BrightSegmenter(), config)
+        resumed = CausalTracker.samic(NearNet(), BrightSegmenter(), config)
         plan = plan_restore(records[:done])
         assert plan.objects == {1: (0, done - 1)}
-        features = {k: resumed.features(frames[k]) for k in plan.frames}
-        restore_tracker(resumed, plan, features, records[:done], (SIZE, SIZE))
+        kept = {k: (frames[k], results[k].ids) for k in plan.frames}
+        restore_tracker(resumed, plan, kept, records[:done], (SIZE, SIZE))
         for index in range(done, len(frames)):
             result = resumed.step(frames[index])
             assert np.array_equal(result.ids, results[index].ids), (done, index)

@@ -52,14 +52,14 @@ def _frame(square: tuple[int, int] | None) -> np.ndarray:
 
 
 def test_object_that_leaves_and_returns_keeps_its_last_good_reference(monkeypatch):
-    import samic_vos.tracker as tracker_module
+    import samic_vos.samic_prompter as prompter_module
 
     # Features in [0, 1] (no ImageNet normalisation), so BrightNet's threshold is simple.
     def to_unit(rgb, size):
         return torch.from_numpy(rgb / 255.0).permute(2, 0, 1)[None].float()
 
-    monkeypatch.setattr(tracker_module, "preprocess", to_unit)
-    tracker = CausalTracker(BrightNet(), BrightSegmenter(), TrackerConfig())
+    monkeypatch.setattr(prompter_module, "preprocess", to_unit)
+    tracker = CausalTracker.samic(BrightNet(), BrightSegmenter(), TrackerConfig())
     first = _frame((10, 10))
     mask = (first[..., 0] > 0).astype(np.uint8)
     result = tracker.step(first, mask)
@@ -67,17 +67,17 @@ def test_object_that_leaves_and_returns_keeps_its_last_good_reference(monkeypatc
 
     result = tracker.step(_frame((12, 14)))
     assert result.ids[14, 20] == 1 and result.ids.sum() == 144
-    reference = tracker.objects[1].last
+    reference = tracker.prompter.states[1].last
     for _ in range(2):  # the object leaves the frame
         result = tracker.step(_frame(None))
         assert not result.ids.any()
         assert result.objects[1].points.shape == (0, 2)
-        assert tracker.objects[1].last is reference
+        assert tracker.prompter.states[1].last is reference
     result = tracker.step(_frame((40, 44)))  # and comes back elsewhere
     assert result.ids[45, 50] == 1 and result.ids.sum() == 144
-    assert tracker.objects[1].last is not reference
+    assert tracker.prompter.states[1].last is not reference
     # Last and first references are decoded together, in one batch of two.
-    assert tracker.net.calls[-1] == 2
+    assert tracker.prompter.net.calls[-1] == 2
 
 
 def test_overlaps_go_to_the_highest_logit():

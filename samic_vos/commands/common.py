@@ -144,9 +144,16 @@ def add_backend(parser: argparse.ArgumentParser, key: str = "backend") -> None:
 
 
 def add_models(
-    parser: argparse.ArgumentParser, *, sam: bool = True, samic_checkpoint: bool = True
+    parser: argparse.ArgumentParser,
+    *,
+    sam: bool = True,
+    samic_checkpoint: bool = True,
+    prefix: str = "",
 ) -> None:
-    """The model flags, with the same names in every job that runs SAM and/or SAMIC."""
+    """The model flags, with the same names in every job that runs SAM and/or SAMIC.
+
+    ``prefix``: where the job keeps `track`'s keys (``"track."`` in the benchmark).
+    """
     from samic_vos.sam_models import OFFICIAL_MODELS
 
     group = parser.add_argument_group("models")
@@ -158,7 +165,7 @@ def add_models(
         config_flag(
             group,
             "--sam-model",
-            key="sam_model",
+            key=f"{prefix}sam_model",
             metavar="{" + ",".join(OFFICIAL_MODELS) + "}",
             help="SAM architecture (default: the checkpoint's own; vit_b when downloading)",
         )
@@ -177,7 +184,7 @@ def add_models(
     config_flag(
         group,
         "--random-backbone",
-        key="network.backbone",
+        key=f"{prefix}network.backbone",
         switch="random",
         help="a randomly initialised SAMIC backbone, not ImageNet's (experiments only)",
     )

@@ -1,0 +1,389 @@
+"""`samic-vos bench davis`: every sequence of a DAVIS set tracked, scored and tabled.
+
+Each sequence is tracked from its first annotated frame (every object of that mask; DAVIS-2016
+masks binarised) by the same loop as `samic-vos track` (:func:`track_sequence`), into
+``OUT/results/<seq>/<frame>.png`` (the DAVIS layout) and ``OUT/prompts/<seq>.jsonl``; then the
+complete folder is scored by `samic-vos eval davis`'s code. SAM and the SAMIC backbone load
+once per process. The SAMIC network is a checkpoint (``samic_checkpoint``), one trained first
+on the root's train set (``train``: ``OUT/samic.pt``), or, with neither, adapted on each
+sequence's first frame (``OUT/adapted/<seq>.pt``), as `track` does.
+
+Runs resume as `track` does: finished sequences are skipped and an unfinished one continues
+from its last complete frame; ``OUT/run.json`` is the manifest (another configuration into the
+same ``OUT`` is refused). Shards (:mod:`samic_vos.shards`) each track their share and write
+their timings in ``OUT/timings/``; the shard that completes the set (or ``merge``) scores it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from samic_vos import __version__
+from samic_vos.atomic import atomic_write_text
+from samic_vos.config import config_to_dict, save_config
+from samic_vos.davis import DavisDataset, DavisSelection
+from samic_vos.errors import UserError
+from samic_vos.output_paths import check_writable_dir
+from samic_vos.pipelines.track import TrackConfig, track_sequence
+from samic_vos.pipelines.train import TrainJobConfig
+from samic_vos.prompts_log import complete_records
+from samic_vos.runs import RunManifest, fingerprint, open_run, read_manifest, write_manifest
+from samic_vos.shards import Shard, resolve_shard
+from samic_vos.stage_timer import StageTimer
+
+log = logging.getLogger(__name__)
+
+# Published J&F-Mean x 100 (1-shot / semi-supervised val), for the table: (DAVIS-16, DAVIS-17).
+PUBLISHED: dict[str, tuple[float | None, float | None]] = {
+    "SAMIC (paper, ViT-H)": (87.2, 80.6),
+    "Matcher": (86.1, 79.5),
+    "PerSAM": (None, 60.3),
+    "SAM-PT": (None, 76.65),
+    "XMem": (92.0, 87.7),
+}
+OUTPUTS = (
+    "results",
+    "prompts",
+    "adapted",
+    "timings",
+    "train",
+    "samic.pt",
+    "config.yaml",
+    "scores.json",
+)
+STAGES = ("encoder", "prompter", "decoder", "other")
+
+
+@dataclass
+class BenchDavisConfig:
+    """Everything `samic-vos bench davis` can be told (defaults; YAML and flags override).
+
+    ``track`` is `samic-vos track`'s config (the same keys); ``train`` is `samic-vos train`'s,
+    used with ``train`` (its DAVIS year and resolution are this run's ``davis``).
+    """
+
+    davis: DavisSelection = field(default_factory=DavisSelection)
+    track: TrackConfig = field(default_factory=TrackConfig)
+    train: TrainJobConfig = field(default_factory=TrainJobConfig)
+
+
+@dataclass
+class BenchInputs:
+    """Paths and switches given on the command line."""
+
+    davis_root: Path
+    out_dir: Path
+    samic_checkpoint: Path | None = None
+    train: bool = False
+    sam_checkpoint: Path | None = None
+    backbone_weights: Path | None = None
+    shard: str | None = None
+    merge: bool = False
+    force: bool = False
+
+
+@dataclass
+class BenchResult:
+    """What the run did; ``scores`` is ``None`` until the whole set is tracked."""
+
+    sequences: list[str]  # this process's share
+    computed: int  # frames computed by this process
+    remaining: list[str]  # sequences of the set not finished yet
+    scores: dict[str, Any] | None = None
+
+
+def _sequence_done(out: Path, dataset: DavisDataset, name: str) -> bool:
+    frames = dataset.frame_paths(name)
+    records = complete_records(out / "prompts" / f"{name}.jsonl")
+    return len(records) == len(frames) and all(
+        (out / "results" / name / f"{p.stem}.png").is_file() for p in frames
+    )
+
+
+def _names(config: BenchDavisConfig, dataset: DavisDataset) -> list[str]:
+    names = list(config.davis.sequences or dataset.sequences)
+    for name in names:
+        dataset.annotation_paths(name)  # an unknown sequence is a UserError naming the list
+    return names
+
+
+def run_bench_davis(
+    inputs: BenchInputs, config: BenchDavisConfig, progress: bool = True
+) -> BenchResult:
+    """Track this process's share of the set, and score the set once it is complete."""
+    dataset = config.davis.open(inputs.davis_root)
+    names = _names(config, dataset)
+    out = inputs.out_dir
+    check_writable_dir(out)
+    if inputs.merge:
+        return _merge(out, dataset, names)
+    shard = resolve_shard(inputs.shard)
+    if inputs.train and inputs.samic_checkpoint is not None:
+        raise UserError("`samic_checkpoint` and `train` exclude each other: use one network")
+    if inputs.train and shard.count > 1 and not (out / "samic.pt").is_file():
+        raise UserError(
+            "training runs once, not per shard: run the benchmark with `train` in one process "
+            "first (it trains OUT/samic.pt, then tracks), then launch the shards"
+        )
+    mine = shard.take([(n, len(dataset.frame_paths(n))) for n in names])
+    runner = _Runner(inputs, config, dataset, shard, progress)
+    manifest = runner.manifest(names)
+    state = open_run(out, manifest, force=inputs.force, outputs=OUTPUTS)
+    if state != "finished":
+        out.mkdir(parents=True, exist_ok=True)
+        write_manifest(out, manifest)
+        save_config(runner.ran, out / "config.yaml", version=__version__, samic=runner.samic_mode)
+        runner.prepare_network()
+        for name in mine:
+            runner.track(name)
+        runner.save_timings()
+    remaining = [n for n in names if not _sequence_done(out, dataset, n)]
+    result = BenchResult(mine, runner.computed, remaining)
+    if not remaining:
+        result.scores = score(out, dataset, names)
+        manifest.finished = True
+        write_manifest(out, manifest)
+    return result
+
+
+class _Runner:
+    """The models (loaded once) and the per-sequence tracking of one process."""
+
+    def __init__(
+        self,
+        inputs: BenchInputs,
+        config: BenchDavisConfig,
+        dataset: DavisDataset,
+        shard: Shard,
+        progress: bool,
+    ) -> None:
+        from samic_vos.devices import select_device
+        from samic_vos.sam_models import SAM_ARCHS, load_sam, sam_arch_name
+        from samic_vos.segmenter import SamSegmenter
+
+        self.inputs, self.config, self.dataset, self.progress = inputs, config, dataset, progress
+        self.out = inputs.out_dir
+        device = select_device(config.track.device)
+        if device.type == "cuda" and shard.local_rank is not None:
+            device = torch.device("cuda", shard.local_rank)  # torchrun: one process per GPU
+        self.device = device
+        torch.manual_seed(0)
+        sam = load_sam(config.track.sam_model, inputs.sam_checkpoint, device)
+        self.segmenter = SamSegmenter(sam, device)
+        self.net = None
+        self.samic_mode = None
+        if config.track.prompter == "samic":
+            self.net, self.samic_mode = self._network()
+        loaded = sam_arch_name(sam)
+        if inputs.train:  # the network is (or will be) trained from train.network
+            network = config.train.network
+        else:
+            network = self.net.config if self.net is not None else config.track.network
+        track = dataclasses.replace(
+            config.track,
+            device=str(device),
+            sam_model=loaded if loaded in SAM_ARCHS else config.track.sam_model,
+            network=network,
+        )
+        self.ran = dataclasses.replace(config, track=track)
+        self.timer = StageTimer()
+        self.timer.wrap(self.segmenter, "set_frame", "encoder")
+        self.timer.wrap(self.segmenter, "segment", "decoder")
+        self.timer.wrap(self.segmenter, "prompt", "decoder")
+        self.computed = 0
+        self.wall = 0.0
+        self._initial_head: dict[str, torch.Tensor] | None = None
+
+    def _network(self):
+        from samic_vos.samic_checkpoint import load_samic
+        from samic_vos.samic_net import build_samic
+
+        if self.inputs.samic_checkpoint is not None:
+            net, _ = load_samic(
+                self.inputs.samic_checkpoint, self.device, self.inputs.backbone_weights
+            )
+            return net, f"checkpoint {self.inputs.samic_checkpoint}"
+        if self.inputs.train and (self.out / "samic.pt").is_file():
+            net, _ = load_samic(self.out / "samic.pt", self.device, self.inputs.backbone_weights)
+            return (
+                net,
+                f"trained on the {self.config.davis.year} train set: {self.out / 'samic.pt'}",
+            )
+        if self.inputs.train:
+            return (
+                None,
+                f"trained on the {self.config.davis.year} train set: {self.out / 'samic.pt'}",
+            )
+        net = build_samic(self.config.track.network, self.inputs.backbone_weights).to(self.device)
+        return net, "adapted on each sequence's first frame (OUT/adapted/<seq>.pt)"
+
+    def manifest(self, names: list[str]) -> RunManifest:
+        """The run's manifest: the same for every shard (the device is not part of it)."""
+        config = config_to_dict(self.ran)
+        config["track"].pop("device")
+        return RunManifest(
+            command="bench-davis",
+            inputs={
+                "davis_root": str(self.inputs.davis_root.resolve()),
+                "sequences": names,
+                "samic": fingerprint(self.inputs.samic_checkpoint),
+                "train": self.inputs.train,
+                "sam": fingerprint(self.inputs.sam_checkpoint),
+                "backbone_weights": fingerprint(self.inputs.backbone_weights),
+            },
+            config=config,
+        )
+
+    def prepare_network(self) -> None:
+        """With ``train``: train SAMIC on the root's train set into OUT/samic.pt (once)."""
+        if not self.inputs.train or self.net is not None or self.config.track.prompter != "samic":
+            return
+        from samic_vos.pipelines.train import run_training
+        from samic_vos.samic_checkpoint import load_samic
+
+        train = self.config.train
+        davis = dataclasses.replace(
+            train.davis, year=self.config.davis.year, resolution=self.config.davis.resolution
+        )
+        train = dataclasses.replace(train, davis=davis, device=str(self.device))
+        folder = self.out / "train"
+        resume = True if (folder / "latest.pt").is_file() else None
+        log.info("training SAMIC on %s's %s set first", self.inputs.davis_root, davis.split)
+        run_training(
+            train,
+            out_dir=folder,
+            davis_root=self.inputs.davis_root,
+            resume=resume,
+            backbone_weights=self.inputs.backbone_weights,
+        )
+        shutil.copyfile(folder / "best.pt", self.out / "samic.pt")
+        self.net, _ = load_samic(self.out / "samic.pt", self.device, self.inputs.backbone_weights)
+
+    def track(self, name: str) -> None:
+        """Track one sequence (or finish it), timing its stages."""
+        from samic_vos.frame_source import open_frames
+        from samic_vos.prompter import build_prompter
+        from samic_vos.tracker import CausalTracker
+
+        if _sequence_done(self.out, self.dataset, name):
+            return
+        results = self.out / "results" / name
+        prompts = self.out / "prompts" / f"{name}.jsonl"
+        results.mkdir(parents=True, exist_ok=True)
+        prompts.parent.mkdir(exist_ok=True)
+        first_path = self.dataset.annotation_paths(name)[0]
+        frame_names = [p.stem for p in self.dataset.frame_paths(name)]
+        if first_path.stem not in frame_names:
+            raise UserError(f"{first_path}: names no frame of sequence '{name}'")
+        given = {frame_names.index(first_path.stem): self.dataset.read_annotation(name, 0)}
+        config = self.ran.track
+        with open_frames(self.dataset.image_dir / name, backend="folder") as frames:
+            if self.net is not None and self.samic_mode.startswith("adapted"):
+                self._adapt(name, frames, given)
+            prompter = build_prompter(
+                config.prompter, self.segmenter, config.tracker, self.net, self.device
+            )
+            self.timer.wrap(prompter, "new_frame", "prompter")
+            self.timer.wrap(prompter, "track", "prompter")
+            tracker = CausalTracker(prompter, self.segmenter, config.tracker)
+            start = time.perf_counter()
+            _, computed = track_sequence(
+                frames,
+                given,
+                tracker,
+                results,
+                prompts,
+                resume=True,
+                progress=self.progress,
+                desc=name,
+            )
+            self.wall += time.perf_counter() - start
+            self.computed += computed
+
+    def _adapt(self, name: str, frames, given) -> None:
+        from samic_vos.first_frame_adaptation import adapt_on_first_frame
+        from samic_vos.samic_checkpoint import load_samic, save_samic
+
+        path = self.out / "adapted" / f"{name}.pt"
+        if self._initial_head is None:
+            self._initial_head = {k: v.clone() for k, v in self.net.head.state_dict().items()}
+        if path.is_file():
+            adapted, _ = load_samic(path, self.device, self.inputs.backbone_weights)
+            self.net.head.load_state_dict(adapted.head.state_dict())
+            return
+        self.net.head.load_state_dict(self._initial_head)
+        index, mask = next(iter(given.items()))
+        rgb = next(f.rgb for f in frames if f.index == index)
+        metrics = adapt_on_first_frame(
+            self.net,
+            rgb,
+            mask,
+            self.config.track.adaptation,
+            heat_sigma=self.config.track.tracker.heat_sigma,
+            device=self.device,
+            progress=self.progress,
+        )
+        path.parent.mkdir(exist_ok=True)
+        save_samic(path, self.net, config=self.ran.track, metrics=metrics)
+
+    def save_timings(self) -> None:
+        """This process's frames, wall seconds and stage seconds: OUT/timings/<pid>.json."""
+        if not self.computed:
+            return
+        seconds = {s: self.timer.seconds.get(s, 0.0) for s in STAGES[:-1]}
+        seconds["other"] = max(self.wall - sum(seconds.values()), 0.0)
+        folder = self.out / "timings"
+        folder.mkdir(exist_ok=True)
+        record = {"frames": self.computed, "wall": self.wall, "seconds": seconds}
+        atomic_write_text(folder / f"{time.time_ns()}.json", json.dumps(record) + "\n")
+
+
+def _merge(out: Path, dataset: DavisDataset, names: list[str]) -> BenchResult:
+    manifest = read_manifest(out)
+    if manifest is None or manifest.command != "bench-davis":
+        raise UserError(f"{out}: holds no `bench davis` run to merge; pass its `out_dir`")
+    remaining = [n for n in names if not _sequence_done(out, dataset, n)]
+    if remaining:
+        shown = ", ".join(remaining[:5]) + (" ..." if len(remaining) > 5 else "")
+        raise UserError(
+            f"{out}: {len(remaining)} of {len(names)} sequences are not finished ({shown}); "
+            "run their shards first"
+        )
+    result = BenchResult([], 0, [], score(out, dataset, names))
+    manifest.finished = True
+    write_manifest(out, manifest)
+    return result
+
+
+def score(out: Path, dataset: DavisDataset, names: list[str]) -> dict[str, Any]:
+    """Score OUT/results; writes and returns ``OUT/scores.json`` (the table's content)."""
+    from samic_vos.eval.davis_eval import evaluate_davis
+
+    evaluation = evaluate_davis(out / "results", dataset, names)
+    timings = [json.loads(p.read_text()) for p in sorted((out / "timings").glob("*.json"))]
+    frames = sum(t["frames"] for t in timings)
+    wall = sum(t["wall"] for t in timings)
+    seconds = {s: sum(t["seconds"][s] for t in timings) for s in STAGES}
+    column = 0 if dataset.year == "2016" else 1
+    manifest = read_manifest(out)
+    scores = {
+        **evaluation.to_json(),
+        "published": {k: v[column] for k, v in PUBLISHED.items()},
+        "frames": frames,
+        "fps": frames / wall if wall > 0 else None,
+        "seconds": seconds,
+        "year": dataset.year,
+        "set": dataset.split,
+        "config": manifest.config if manifest is not None else None,
+    }
+    atomic_write_text(out / "scores.json", json.dumps(scores, indent=1) + "\n")
+    return scores

@@ -1,0 +1,262 @@
+"""`samic-vos bench davis` end to end on tiny random-weight models: scores, table, JSON,
+resume, shards and merge, a 2-object 2017 root, the shipped configs, and bad inputs."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from samic_vos.cli import main
+from samic_vos.mask_io import read_mask, write_mask
+from samic_vos.shards import Shard, parse_shard, resolve_shard
+from samic_vos.tracker import CausalTracker
+
+FRAMES = 6
+
+
+@pytest.fixture(scope="module")
+def models(tiny_models) -> list[str]:
+    return ["--sam-checkpoint", str(tiny_models["sam"]), "--samic", str(tiny_models["samic"])]
+
+
+def _short_root(root: Path, source: Path, names: list[str], year: str) -> Path:
+    """A DAVIS root of the first FRAMES frames and annotations of real sequences."""
+    for name in names:
+        for kind, suffix in (("JPEGImages", "jpg"), ("Annotations", "png")):
+            folder = root / kind / "480p" / name
+            folder.mkdir(parents=True)
+            for path in sorted((source / kind / "480p" / name).glob(f"*.{suffix}"))[:FRAMES]:
+                shutil.copy(path, folder / path.name)
+    (root / "ImageSets" / year).mkdir(parents=True)
+    (root / "ImageSets" / year / "val.txt").write_text("".join(f"{n}\n" for n in names))
+    return root
+
+
+@pytest.fixture(scope="module")
+def root16(tmp_path_factory, shared_data) -> Path:
+    base = tmp_path_factory.mktemp("davis16")
+    return _short_root(base, shared_data / "DAVIS", ["car-shadow", "blackswan"], "2016")
+
+
+def _bench(root: Path, out: Path, models: list[str], *extra: str) -> tuple[int, str]:
+    stdout = io.StringIO()
+    argv = ["bench", "davis", "--davis-root", str(root), "--year", "2016", "-o", str(out)]
+    with redirect_stdout(stdout):
+        code = main([*argv, *models, "-q", *extra])
+    return code, stdout.getvalue()
+
+
+def _outputs(out: Path) -> dict[str, bytes]:
+    files = sorted(
+        p for kind in ("results", "prompts") for p in (out / kind).rglob("*") if p.is_file()
+    )
+    return {str(p.relative_to(out)): p.read_bytes() for p in files}
+
+
+class Steps:
+    """Counts tracker steps; raises KeyboardInterrupt when ``stop_at`` steps are done."""
+
+    def __init__(self, monkeypatch, stop_at: int | None = None) -> None:
+        self.calls, real = 0, CausalTracker.step
+
+        def step(tracker, rgb, mask=None):
+            if self.calls == stop_at:
+                raise KeyboardInterrupt
+            self.calls += 1
+            return real(tracker, rgb, mask)
+
+        monkeypatch.setattr(CausalTracker, "step", step)
+
+
+@pytest.mark.slow
+def test_bench_scores_resumes_and_shards_to_identical_results(
+    tmp_path, root16, models, monkeypatch
+):
+    straight = tmp_path / "straight"
+    code, text = _bench(root16, straight, models, "--json")
+    assert code == 0
+    scores = json.loads(text)
+    assert set(scores["global"]) >= {"J&F-Mean", "J-Mean", "F-Mean", "J-Recall", "F-Decay"}
+    assert set(scores["per_object"]) == {"car-shadow_1", "blackswan_1"}
+    assert scores["published"]["SAMIC (paper, ViT-H)"] == 87.2 and scores["frames"] == 2 * FRAMES
+    assert scores["fps"] > 0 and set(scores["seconds"]) == {
+        "encoder",
+        "prompter",
+        "decoder",
+        "other",
+    }
+    assert json.loads((straight / "scores.json").read_text()) == scores
+    for name in ("car-shadow", "blackswan"):
+        assert len(list((straight / "results" / name).iterdir())) == FRAMES
+    # The same numbers as `samic-vos eval davis` on the folder.
+    stdout = io.StringIO()
+    with redirect_stdout(stdout):
+        assert (
+            main(
+                [
+                    "eval",
+                    "davis",
+                    str(straight / "results"),
+                    "--davis-root",
+                    str(root16),
+                    "--year",
+                    "2016",
+                    "--json",
+                ]
+            )
+            == 0
+        )
+    assert json.loads(stdout.getvalue())["global"] == scores["global"]
+
+    # A finished run: nothing computed, the table printed.
+    steps = Steps(monkeypatch)
+    code, table = _bench(root16, straight, models)
+    assert code == 0 and steps.calls == 0
+    assert (
+        "J&F-Mean" in table
+        and "XMem" in table
+        and f"{100 * scores['global']['J&F-Mean']:.1f}" in table
+    )
+    monkeypatch.undo()
+
+    # Interrupted in the second sequence, then resumed: only the missing frames are computed.
+    split = tmp_path / "split"
+    Steps(monkeypatch, stop_at=FRAMES + 2)
+    assert _bench(root16, split, models)[0] == 130
+    monkeypatch.undo()
+    steps = Steps(monkeypatch)
+    assert _bench(root16, split, models)[0] == 0
+    assert steps.calls == FRAMES - 2
+    assert _outputs(split) == _outputs(straight)
+    monkeypatch.undo()
+
+    # Two shards, by flag and by torchrun's environment, give the same results; merge scores.
+    shards = tmp_path / "shards"
+    code, text = _bench(root16, shards, models, "--shard", "0/2", "--json")
+    assert code == 0 and text == "" and not (shards / "scores.json").exists()
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    code, text = _bench(root16, shards, models, "--json")
+    assert code == 0 and json.loads(text)["global"] == scores["global"]
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("WORLD_SIZE")
+    assert _outputs(shards) == _outputs(straight)
+    code, text = _bench(root16, shards, models, "--merge", "--json")
+    assert code == 0 and json.loads(text)["global"] == scores["global"]
+
+
+@pytest.mark.slow
+def test_bench_on_a_two_object_2017_root(tmp_path, shared_data, models):
+    root = _short_root(tmp_path / "davis17", shared_data / "DAVIS", ["bmx-trees"], "2017")
+    first = read_mask(shared_data / "multiobject/bmx-trees/00000.png")
+    write_mask(root / "Annotations/480p/bmx-trees/00000.png", first)
+    out = tmp_path / "out"
+    argv = ["bench", "davis", "--davis-root", str(root), "--year", "2017", "-o", str(out)]
+    stdout = io.StringIO()
+    with redirect_stdout(stdout):
+        assert main([*argv, *models, "-q", "--json"]) == 0
+    scores = json.loads(stdout.getvalue())
+    assert set(scores["per_object"]) == {"bmx-trees_1", "bmx-trees_2"}
+    assert scores["published"]["PerSAM"] == 60.3
+    ids = set(np.unique(read_mask(out / "results/bmx-trees/00000.png")).tolist())
+    assert ids == {0, 1, 2}
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("samic-vos: error: "), err
+    assert all(line.startswith("samic-vos: warning: ") for line in err[:-1]), err
+    return err[-1]
+
+
+def test_bad_inputs_are_one_line_and_leave_nothing(tmp_path, capsys, root16, models):
+    out = tmp_path / "out"
+    no_sets = tmp_path / "nosets"
+    shutil.copytree(root16 / "JPEGImages", no_sets / "JPEGImages")
+    shutil.copytree(root16 / "Annotations", no_sets / "Annotations")
+    assert _bench(no_sets, out, models)[0] == 2
+    assert "ImageSets" in _error(capsys)
+    assert _bench(root16, out, models, "--sequences", "nope")[0] == 2
+    assert "nope" in _error(capsys)
+    assert _bench(root16, out, models, "--shard", "3/2")[0] == 2
+    assert "shard '3/2'" in _error(capsys)
+    assert _bench(root16, out, models, "--merge")[0] == 2
+    assert "holds no `bench davis` run" in _error(capsys)
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_another_configuration_into_the_same_out_is_refused(tmp_path, capsys, root16, models):
+    out = tmp_path / "out"
+    assert _bench(root16, out, models, "--sequences", "car-shadow")[0] == 0
+    before = _outputs(out)
+    assert (
+        _bench(root16, out, models, "--sequences", "car-shadow", "--prompter", "previous-mask")[0]
+        == 2
+    )
+    assert "holds another run" in _error(capsys)
+    assert _outputs(out) == before
+
+
+def test_shards_split_by_frame_count_and_come_from_launchers():
+    items = [("a", 10), ("b", 80), ("c", 40), ("d", 50)]
+    parts = [Shard(i, 2).take(items) for i in range(2)]
+    assert sorted(parts[0] + parts[1]) == ["a", "b", "c", "d"]
+    assert parts == [["b", "c"], ["a", "d"]]  # 120 and 60 frames: heaviest first, alternating
+    assert parse_shard("1/4") == Shard(1, 4, "shard 1/4")
+    assert resolve_shard(None, {"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "3"}).local_rank == 3
+    slurm = {
+        "SLURM_ARRAY_TASK_ID": "12",
+        "SLURM_ARRAY_TASK_MIN": "10",
+        "SLURM_ARRAY_TASK_COUNT": "4",
+    }
+    assert (resolve_shard(None, slurm).index, resolve_shard(None, slurm).count) == (2, 4)
+    assert resolve_shard(None, {}) == Shard()
+
+
+def test_the_paper_configs_load():
+    from samic_vos.config import load_config
+    from samic_vos.pipelines.bench_davis import BenchDavisConfig
+
+    repo = Path(__file__).resolve().parents[1]
+    for year in ("16", "17"):
+        config = load_config(BenchDavisConfig(), repo / f"configs/davis{year}.yaml")
+        assert config.davis.year == f"20{year}" and config.track.sam_model == "vit_h"
+        assert config.track.network.input_size == (224, 224) == config.train.network.input_size
+        assert config.track.tracker.heat_sigma == 0.02 == config.train.heat_sigma
+        train = config.train.train
+        assert (train.max_epochs, train.patience, train.batch_size, train.lr) == (300, 10, 4, 1e-3)
+
+
+@pytest.mark.slow
+def test_train_first_then_track_with_the_trained_network(tmp_path, shared_data, models):
+    root = _short_root(tmp_path / "davis", shared_data / "DAVIS", ["car-shadow"], "2016")
+    for name in ("bear", "boat"):  # a train set of two short sequences beside the val set
+        for kind, suffix in (("JPEGImages", "jpg"), ("Annotations", "png")):
+            folder = root / kind / "480p" / name
+            folder.mkdir(parents=True)
+            source = shared_data / "DAVIS" / kind / "480p" / name
+            for path in sorted(source.glob(f"*.{suffix}"))[:FRAMES]:
+                shutil.copy(path, folder / path.name)
+    (root / "ImageSets/2016/train.txt").write_text("bear\nboat\n")
+    config = tmp_path / "tiny.yaml"
+    tiny = "{input_size: [64, 64], backbone: random, channels: [8, 16, 32]}"
+    config.write_text(
+        f"track: {{network: {tiny}}}\n"
+        f"train: {{network: {tiny}, flow: {{top_k: 3, min_gap: 1, working_size: 64}},"
+        " train: {max_epochs: 1, cache_dtype: float32}, augment: {enabled: false}}\n"
+    )
+    out = tmp_path / "out"
+    sam = models[:2]  # the SAM checkpoint only: SAMIC is trained here
+    code, text = _bench(root, out, sam, "--train", "--config", str(config), "--json")
+    assert code == 0
+    scores = json.loads(text)
+    assert (out / "samic.pt").is_file() and (out / "train/best.pt").is_file()
+    assert (out / "train/run.json").is_file() and set(scores["per_object"]) == {"car-shadow_1"}
+    assert "trained on the 2016 train set" in (out / "config.yaml").read_text()
