@@ -150,6 +150,7 @@ def test_corrupt_checkpoint_is_one_line_naming_the_file(
     assert code == 2
     assert message.startswith(f"samic-vos: error: {broken}: the checkpoint is truncated")
     assert "weights_only" not in message and "issue" not in message
+    assert not out.exists()  # refused before any output
 
 
 # --- full disk ---------------------------------------------------------------------------------
