@@ -52,14 +52,8 @@ PUBLISHED: dict[str, tuple[float | None, float | None]] = {
     "XMem": (92.0, 87.7),
 }
 OUTPUTS = (
-    "results",
-    "prompts",
-    "adapted",
-    "timings",
-    "train",
-    "samic.pt",
-    "config.yaml",
-    "scores.json",
+    *("results", "prompts", "adapted", "timings", "train"),
+    *("samic.pt", "config.yaml", "scores.json", "report.html"),
 )
 STAGES = ("encoder", "prompter", "decoder", "other")
 
@@ -90,6 +84,8 @@ class BenchInputs:
     shard: str | None = None
     merge: bool = False
     force: bool = False
+    report: bool = False  # also write OUT/report.html
+    compare: tuple[Path, ...] = ()  # other finished bench runs shown beside this one
 
 
 @dataclass
@@ -125,8 +121,13 @@ def run_bench_davis(
     names = _names(config, dataset)
     out = inputs.out_dir
     check_writable_dir(out)
+    for other in inputs.compare:
+        if not (other / "scores.json").is_file():
+            raise UserError(f"{other}: holds no finished `bench davis` run to compare with")
     if inputs.merge:
-        return _merge(out, dataset, names)
+        result = _merge(out, dataset, names)
+        _maybe_report(inputs, dataset, names)
+        return result
     shard = resolve_shard(inputs.shard)
     if inputs.train and inputs.samic_checkpoint is not None:
         raise UserError("`samic_checkpoint` and `train` exclude each other: use one network")
@@ -153,7 +154,43 @@ def run_bench_davis(
         result.scores = score(out, dataset, names)
         manifest.finished = True
         write_manifest(out, manifest)
+        _maybe_report(inputs, dataset, names)
     return result
+
+
+def _label(folder: Path) -> str:
+    """A bench run's name in the report: its prompter and folder."""
+    manifest = read_manifest(folder)
+    track = (manifest.config.get("track", {}) if manifest is not None else {}) or {}
+    return f"{track.get('prompter', folder.name)} ({folder.name})"
+
+
+def _maybe_report(inputs: BenchInputs, dataset: DavisDataset, names: list[str]) -> None:
+    """OUT/report.html: this run and the ``compare`` runs side by side (with ``report``)."""
+    if not inputs.report:
+        return
+    import yaml
+
+    from samic_vos.davis_report import ResultSet, davis_report
+    from samic_vos.eval.davis_eval import evaluate_davis
+
+    column = 0 if dataset.year == "2016" else 1
+    published = {k: {"J&F-Mean": v[column]} for k, v in PUBLISHED.items() if v[column] is not None}
+    sets = [
+        ResultSet(
+            _label(folder),
+            evaluate_davis(folder / "results", dataset, names),
+            folder / "results",
+            folder / "prompts",
+        )
+        for folder in (inputs.out_dir, *inputs.compare)
+    ]
+    manifest = read_manifest(inputs.out_dir)
+    text = yaml.safe_dump(manifest.config, sort_keys=False) if manifest is not None else None
+    title = f"samic-vos bench davis: DAVIS-{dataset.year} {dataset.split}"
+    report = davis_report(sets, dataset, published=published, config_yaml=text, title=title)
+    report.write(inputs.out_dir / "report.html")
+    log.info("wrote %s", inputs.out_dir / "report.html")
 
 
 class _Runner:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from samic_vos import __version__
+from samic_vos.atomic import JsonLinesWriter
 from samic_vos.config import config_to_dict, require, require_choice, save_config
 from samic_vos.console import bar
 from samic_vos.devices import valid_device_name
@@ -37,7 +38,7 @@ from samic_vos.frame_source import BACKENDS, FrameSource, open_frames
 from samic_vos.mask_io import object_ids, read_mask, write_mask
 from samic_vos.output_paths import check_writable_dir, check_writable_file
 from samic_vos.prompter import PROMPTERS, build_prompter
-from samic_vos.prompts_log import complete_records, frame_record, keep_first, write_record
+from samic_vos.prompts_log import complete_records, frame_record, keep_first
 from samic_vos.render import OverlayConfig, overlay
 from samic_vos.run_ahead import run_ahead, run_ahead_enabled
 from samic_vos.runs import RunManifest, RunState, fingerprint, open_run, write_manifest
@@ -295,7 +296,11 @@ def track_sequence(
         enabled=ahead,
         device=segmenter.device,
     )
-    with open(prompts_path, "a" if done else "w") as prompts, contextlib.closing(encoded):
+    # Whole lines only, even on a full disk.
+    with (
+        JsonLinesWriter(prompts_path, append=done > 0) as prompts,
+        contextlib.closing(encoded),
+    ):
         frames_bar = bar(
             encoded, total=frames.num_frames, desc=desc, unit="frame", disable=not progress
         )
@@ -317,7 +322,7 @@ def track_sequence(
             result = tracker.step(frame.rgb, mask, embedding=embedding)
             record = frame_record(frame.name, result)
             write_mask(masks_dir / f"{frame.name}.png", result.ids)
-            write_record(prompts, record)
+            prompts.write(record)
             if writer is not None:
                 writer.write(_drawn(frame.rgb, result.ids, record, style))
             computed += 1

@@ -14,6 +14,7 @@ import torch
 
 from samic_vos.heatmaps import fixation_map, points_to_heatmap
 from samic_vos.losses import LossWeights, saliency_loss
+from samic_vos.mask_io import VOID_ID
 from samic_vos.mask_points import interior_points
 from samic_vos.samic_net import SamicNet, preprocess
 from samic_vos.train_dataset import (
@@ -71,7 +72,7 @@ def draw_views(
     """``count`` training views and, last, one more (held out): geometry and colour factors.
     View 0 is the frame as is; the others keep every object's interior point in the crop."""
     size = (rgb.shape[0], rgb.shape[1])
-    anchors = interior_points((ids != 0) & (ids != 255), max_points=64)
+    anchors = interior_points((ids != 0) & (ids != VOID_ID), max_points=64)
     spans = (augment.brightness, augment.contrast, augment.saturation)
     views: list[tuple[Geometry, list[float] | None]] = [(identity_geometry(size), None)]
     for _ in range(count):

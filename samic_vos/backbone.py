@@ -59,7 +59,7 @@ def preprocess(
         )
     h, w = (int(v) for v in input_size)
     if resize == "pil_bilinear":
-        resized = np.asarray(Image.fromarray(image_rgb).resize((w, h), Image.BILINEAR))
+        resized = np.array(Image.fromarray(image_rgb).resize((w, h), Image.BILINEAR))
     elif resize == "cv2":
         shrink = h <= image_rgb.shape[0] and w <= image_rgb.shape[1]
         resized = cv2.resize(

@@ -5,15 +5,22 @@ Each subcommand lives in its own module under ``samic_vos/commands/``, which exp
 parsed namespace and returning an exit status). Command modules import heavy libraries (torch,
 cv2) inside ``func`` so that ``--help`` stays fast. :func:`main` sets up logging and progress
 bars (:mod:`samic_vos.console`), turns :class:`~samic_vos.errors.UserError` into one line on
-stderr and exit status 2, and Ctrl-C into exit status 130, never a traceback.
+stderr and exit status 2, Ctrl-C into exit status 130 and SIGTERM into 143 (128 + the signal
+number, the shell's convention), never a traceback. SIGTERM unwinds exactly as Ctrl-C does (it
+raises :class:`Terminated`, a ``KeyboardInterrupt``), so temporary files are removed and
+finished outputs stay complete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from types import FrameType
 
 from samic_vos import __version__, console
 from samic_vos.commands.common import Parser, verbosity
@@ -81,6 +88,31 @@ def build_parser() -> Parser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when the process receives SIGTERM."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    # Further SIGTERMs while unwinding would cut the clean-up short; SIGKILL still works.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (main thread only, as signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit status."""
     parser = build_parser()
@@ -90,10 +122,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     console.configure(verbosity(args))
     try:
-        return int(args.func(args) or 0)
+        with _sigterm_as_interrupt():
+            return int(args.func(args) or 0)
     except UserError as err:
         logging.getLogger("samic_vos").error(user_message(err))
         return err.exit_code
+    except Terminated:
+        logging.getLogger("samic_vos").error("terminated")
+        return Terminated.exit_code
     except KeyboardInterrupt:
         logging.getLogger("samic_vos").error("interrupted")
         return 130

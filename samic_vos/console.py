@@ -56,7 +56,6 @@ def configure(verbosity: int = 0) -> None:
     handler = _TqdmHandler()
     handler.setFormatter(_Formatter())
     root.addHandler(handler)
-    root.propagate = False
     levels = {-1: logging.WARNING, 0: logging.INFO}
     root.setLevel(levels.get(verbosity, logging.DEBUG))
     _state["progress"] = verbosity >= 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import shutil
 import urllib.error
 import urllib.request
@@ -119,22 +120,44 @@ def describe_error(err: BaseException) -> str:
 @contextlib.contextmanager
 def download_lock(final: Path) -> Iterator[None]:
     """Hold ``.<name>.lock`` beside ``final`` so that two processes never write the same files
-    (POSIX only; ``final``'s folder must exist). A second process waits, with a note."""
+    (POSIX only; ``final``'s folder must exist). A second process waits, with a note.
+
+    The holder removes the lock file when done, so no empty file stays in the cache; a process
+    that was waiting on the removed file then locks a new one (checked by inode).
+    """
     try:
         import fcntl
     except ImportError:  # Windows: no lock; concurrent first downloads fail their checks
         yield
         return
-    with final.with_name(f".{final.name}.lock").open("a") as fh:
+    lock = final.with_name(f".{final.name}.lock")
+    while True:
+        fh = lock.open("a")
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info(f"waiting for another samic-vos process working on {final.name}")
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("waiting for another samic-vos process working on %s", final.name)
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            if _is_same_file(fh.fileno(), lock):
+                break
+        except BaseException:
+            fh.close()
+            raise
+        fh.close()  # its holder removed it while we waited: lock the new one
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
+        fh.close()  # releases the lock
+
+
+def _is_same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), path.stat())
+    except FileNotFoundError:
+        return False
 
 
 def check_free_space(folder: Path, needed: int, what: str, fix: str) -> None:

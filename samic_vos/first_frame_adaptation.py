@@ -42,7 +42,7 @@ import torch
 from samic_vos.adaptation_state import fingerprint, load_state, save_state
 from samic_vos.adaptation_views import all_triples, draw_views, make_view, view_loss
 from samic_vos.config import config_to_dict, require
-from samic_vos.console import bar as progress_bar
+from samic_vos.console import bar
 from samic_vos.losses import LossWeights
 from samic_vos.mask_io import object_ids
 from samic_vos.samic_net import SamicNet
@@ -56,7 +56,7 @@ class AdaptationConfig:
     """First-frame adaptation (the paper trains offline; this is our bounded stand-in)."""
 
     views: int = 8  # augmented training views of frame 0 (view 0 is the frame itself)
-    steps: int = 150  # at most this many optimisation steps
+    steps: int = 150  # at most this many optimisation steps (0: none, the untrained head)
     batch_size: int = 4
     lr: float = 1e-3  # Adam's peak learning rate, as training
     warmup_steps: int = 5  # linear warm-up of the learning rate (paper silent)
@@ -73,18 +73,17 @@ class AdaptationConfig:
     loss: LossWeights = field(default_factory=LossWeights)
 
     def __post_init__(self) -> None:
-        at_least = {"views": 2, "steps": 1, "batch_size": 1, "val_every": 1}
+        at_least = {"views": 2, "steps": 0, "batch_size": 1, "val_every": 1}
         at_least.update(points_per_object=1, warmup_steps=0, patience=0)
         for key, low in at_least.items():
             value = getattr(self, key)
-            ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
-            require(ok, key, f"an integer >= {low}", value)
+            require(value >= low, key, f"an integer >= {low}", value)
         require(self.lr > 0, "lr", "a number > 0", self.lr)
         fraction = self.final_lr_fraction
         require(0 <= fraction <= 1, "final_lr_fraction", "in [0, 1]", fraction)
         require(self.min_delta >= 0, "min_delta", "a number >= 0", self.min_delta)
         bound = self.max_seconds
-        require(bound is None or bound > 0, "max_seconds", "a number > 0 or null (no bound)", bound)
+        require(bound is None or bound > 0, "max_seconds", "> 0 or null (no bound)", bound)
         every = self.checkpoint_seconds
         require(every >= 0, "checkpoint_seconds", "a number >= 0", every)
 
@@ -218,7 +217,7 @@ def adapt_on_first_frame(
     if run["step"] == 0 and not run["history"]:
         with torch.no_grad():
             validate()  # the untrained head's loss: the baseline of the curve
-    bar = progress_bar(
+    steps_bar = bar(
         total=config.steps,
         initial=run["step"],
         desc="adapting SAMIC on frame 0",
@@ -253,14 +252,16 @@ def adapt_on_first_frame(
         run["seconds"] += time.perf_counter() - start
         if run["step"] == first_step + 1:
             _log_eta(time.perf_counter() - start, run, config)
-        bar.update(1)
-        bar.set_postfix({"loss": f"{terms['loss']:.3f}", "best val": f"{run['best_val_loss']:.3f}"})
+        steps_bar.update(1)
+        steps_bar.set_postfix(
+            {"loss": f"{terms['loss']:.3f}", "best val": f"{run['best_val_loss']:.3f}"}
+        )
         if state_path is not None and (
             run["stop"] is not None or time.monotonic() - last_save >= config.checkpoint_seconds
         ):
             save()
             last_save = time.monotonic()
-    bar.close()
+    steps_bar.close()
     net.head.load_state_dict(best_head)
     net.head.eval()
     log.info(

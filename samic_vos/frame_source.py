@@ -11,9 +11,18 @@ Frame names (the stems of the mask PNGs written for them):
 - videos use zero-padded indices ``"00000"``, ``"00001"``, ... (DAVIS style, so masks can be
   scored with ``samic-vos eval davis``; beyond 99999 frames the names simply get longer).
 
-Every video is probed with PyAV first (PyAV is a hard dependency): the frame rate, frame count
-and size come from it whatever the decoding backend, and a missing, undecodable or empty video
-is reported the same way (decord would print FFmpeg's log lines on stderr before failing).
+Every video is probed with PyAV first (PyAV is a hard dependency): the frame rate, the declared
+frame count and the size come from it whatever the decoding backend, so both backends report
+the same :attr:`FrameSource.num_frames`, and a missing, undecodable or empty video is reported
+the same way. A video that ends before its declared frame count (a truncated file) raises
+:class:`UserError` naming both counts when the iteration reaches its end; a folder's image
+sizes are read from the image headers when it is opened, so a frame of another size is refused
+before the first frame is decoded.
+
+Third-party log text never reaches the user: PyAV leaves FFmpeg's logging off unless asked
+(``av.logging``), and decord's bundled FFmpeg is set to quiet when decord is first imported.
+Both libraries' messages become one-line :class:`UserError` s. (stderr's file descriptor is not
+redirected: that would also swallow this process's own messages and progress bars.)
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 from PIL import Image
@@ -90,8 +100,13 @@ class FrameSource(abc.ABC):
         return iterator
 
     def _frames(self) -> Iterator[Frame]:
+        count = 0
         for index, (name, rgb) in enumerate(self._decode()):
             yield Frame(index, name, rgb)
+            count = index + 1
+        declared = self.num_frames
+        if declared is not None and count < declared:
+            raise _truncated_error(self.path, count, declared)
 
     def close(self) -> None:
         """Stop every iteration in progress (their decoders are closed)."""
@@ -156,11 +171,15 @@ class FolderSource(FrameSource):
                 "or a video file"
             )
         self._files = files
-        try:
-            with Image.open(files[0]) as image:
-                width, height = image.size
-        except (OSError, ValueError) as err:
-            raise _image_error(files[0], err) from err
+        sizes = [_header_size(file) for file in files]
+        for file, size in zip(files, sizes, strict=True):
+            if size != sizes[0]:
+                raise UserError(
+                    f"{file}: image is {size[0]}x{size[1]} but the first frame "
+                    f"({files[0].name}) is {sizes[0][0]}x{sizes[0][1]}; all frames of a folder "
+                    "must have one size"
+                )
+        width, height = sizes[0]
         super().__init__(path, (height, width), fps)
 
     @property
@@ -172,19 +191,22 @@ class FolderSource(FrameSource):
         return [file.stem for file in self._files]
 
     def _decode(self) -> Iterator[tuple[str, np.ndarray]]:
-        height, width = self.size
         for file in self._files:
             try:
                 with Image.open(file) as image:
                     rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
-            except (OSError, ValueError) as err:
+            except (OSError, ValueError) as err:  # e.g. a truncated JPEG
                 raise _image_error(file, err) from err
-            if rgb.shape[:2] != (height, width):
-                raise UserError(
-                    f"{file}: image is {rgb.shape[1]}x{rgb.shape[0]} but the first frame is "
-                    f"{width}x{height}; all frames of a folder must have one size"
-                )
             yield file.stem, rgb
+
+
+def _header_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` of an image from its header (the pixels are not decoded)."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, ValueError) as err:
+        raise _image_error(path, err) from err
 
 
 def _image_error(path: Path, err: Exception) -> UserError:
@@ -274,33 +296,43 @@ class DecordSource(_VideoSource):
 
     decord's batch/index API (``get_batch``, ``vr[a:b]``) materialises every requested frame;
     ``next()`` decodes one frame per call and its memory stays flat over a long video.
+
+    The frame count is the container's declared one (from the PyAV probe), not decord's own
+    index, which counts only the packets it found (35 of 82 in a cut-short file).
     """
 
     def __init__(self, path: Path, info: _VideoInfo, fps: float | None) -> None:
-        import decord
-
+        decord = _import_decord()
         try:
             self._reader = decord.VideoReader(str(path), ctx=decord.cpu(0))
         except (RuntimeError, decord.DECORDError) as err:
             raise UserError(
-                f"{path}: decord cannot decode this video ({str(err).splitlines()[0]}); "
-                "use `backend` pyav"
+                f"{path}: decord cannot open this video ({_decord_reason(err)}); use `backend` pyav"
             ) from err
         super().__init__(path, info, fps)
-        self._num_frames = len(self._reader)
 
     def _decode(self) -> Iterator[tuple[str, np.ndarray]]:
-        import decord
-
+        decord = _import_decord()
         self._reader.seek(0)
-        for index in range(len(self._reader)):
+        found = len(self._reader)
+        for index in range(found):
             try:
                 rgb = self._reader.next().asnumpy()
-            except StopIteration:  # fewer frames than the index promised
+            except StopIteration:  # fewer frames than decord's index promised
                 return
             except decord.DECORDError as err:
-                raise _corrupt_error(self.path, index, str(err).splitlines()[0]) from err
+                declared = self.num_frames
+                if declared is not None and found < declared:  # the file is cut short
+                    raise _truncated_error(self.path, index, declared) from err
+                raise _corrupt_error(self.path, index, _decord_reason(err)) from err
             yield video_frame_name(index), rgb
+
+
+def _decord_reason(err: BaseException) -> str:
+    """decord's error without its C++ log prefixes ("[20:15:01] /src/…/x.cc:486: ")."""
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    text = re.sub(r"\[\d\d:\d\d:\d\d\] \S+:\d+: ", "", text)
+    return text.split("Check failed: ")[-1].split(": ")[-1].strip(" .")[:120]
 
 
 def _corrupt_error(path: Path, index: int, reason: str) -> UserError:
@@ -310,10 +342,33 @@ def _corrupt_error(path: Path, index: int, reason: str) -> UserError:
     )
 
 
+def _truncated_error(path: Path, decoded: int, declared: int) -> UserError:
+    """The error for a video that ends after ``decoded`` of its ``declared`` frames."""
+    return UserError(
+        f"{path}: the video ends after {decoded} frames but declares {declared}; the file is "
+        "truncated (an interrupted download or copy?): copy it again, or re-encode what is "
+        "there (e.g. ffmpeg -i in.mp4 out.mp4)"
+    )
+
+
+def _import_decord() -> ModuleType:
+    """decord, with its bundled FFmpeg's log lines on stderr turned off.
+
+    decord loads its libraries into the global symbol scope, its own zlib 1.2.3 among them;
+    OpenCV loaded after that binds its PNG codec to that zlib, and every ``cv2.imread`` of a
+    PNG then fails ("libpng error: bad parameters to zlib"). OpenCV is loaded first.
+    """
+    import cv2  # noqa: F401 (before decord: see above)
+    import decord
+
+    decord.logging.set_level(decord.logging.QUIET)
+    return decord
+
+
 def decord_available() -> bool:
     """Whether decord can be imported (it has wheels for Linux x86_64 only)."""
     try:
-        import decord  # noqa: F401
+        _import_decord()
     except (ImportError, OSError):
         return False
     return True

@@ -10,8 +10,9 @@ run rebuilds exactly the references the run had); ``scores`` the points' heat va
 ``confidence`` SAM's confidence in the mask; ``reference`` the indexes of the points that became
 the object's reference for the next frame (empty: its earlier reference was kept); ``given``
 whether the object's mask was given on this frame. Lines are written whole, one per finished
-frame, so the file only ever ends in a complete line, except after a crash in mid-write, which
-:func:`complete_records` detects and cuts.
+frame, by :class:`samic_vos.atomic.JsonLinesWriter` (a failed write, on a full disk say, is cut
+back to the last whole line), so the file only ever ends in a complete line, except after a
+hard kill in mid-write, which :func:`complete_records` detects and cuts.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
@@ -42,12 +43,6 @@ def frame_record(name: str, result: FrameResult) -> dict[str, Any]:
             for obj_id, obj in result.objects.items()
         },
     }
-
-
-def write_record(handle: IO[str], record: dict[str, Any]) -> None:
-    """Append one line in a single write and flush it to the file."""
-    handle.write(json.dumps(record) + "\n")
-    handle.flush()
 
 
 def complete_records(path: Path) -> list[dict[str, Any]]:

@@ -107,32 +107,45 @@ def read_prompt_points(path: str | os.PathLike[str]) -> dict[str, dict[int, np.n
 
     One JSON object per line: ``{"frame": "00000", "objects": {"1": {"points": [[x, y], ...],
     "scores": [...], "confidence": 0.93}, ...}}``. Only the points are used. Blank lines are
-    skipped. Raises :class:`UserError` naming the line for anything else.
+    skipped. Raises :class:`UserError` naming the line for anything else (a binary file, a file
+    cut short in its last line, a line that is not such a record).
     """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: prompts file not found; pass the prompts.jsonl of a track run")
     expected = 'expected {"frame": "00000", "objects": {"1": {"points": [[x, y], ...]}}}'
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(
+            f"{path}: not a text file (byte {err.start} is not UTF-8); pass the prompts.jsonl "
+            "of a track run"
+        ) from err
     frames: dict[str, dict[int, np.ndarray]] = {}
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(f"{where}: not valid JSON ({err.msg}); {expected}") from err
-            if (
-                not isinstance(record, dict)
-                or not isinstance(record.get("frame"), str)
-                or not isinstance(record.get("objects"), dict)
-            ):
-                raise UserError(f"{where}: {expected}")
-            frames[record["frame"]] = {
-                _object_id(key, where): _points(value, where, expected)
-                for key, value in record["objects"].items()
-            }
+    lines = text.splitlines(keepends=True)
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            if number == len(lines) and not line.endswith("\n"):
+                raise UserError(
+                    f"{where}: the last line is cut short ({err.msg}): the file is truncated; "
+                    "pass the whole prompts.jsonl of a track run"
+                ) from err
+            raise UserError(f"{where}: not valid JSON ({err.msg}); {expected}") from err
+        if (
+            not isinstance(record, dict)
+            or not isinstance(record.get("frame"), str)
+            or not isinstance(record.get("objects"), dict)
+        ):
+            raise UserError(f"{where}: {expected}")
+        frames[record["frame"]] = {
+            _object_id(key, where): _points(value, where, expected)
+            for key, value in record["objects"].items()
+        }
     return frames
 
 
@@ -151,6 +164,34 @@ def _points(value: object, where: str, expected: str) -> np.ndarray:
     if points is None or xy is None or not (xy.size == 0 or (xy.ndim == 2 and xy.shape[1] == 2)):
         raise UserError(f"{where}: points must be a list of [x, y] pairs; {expected}")
     return xy.reshape(-1, 2)
+
+
+def check_points(
+    points: dict[str, dict[int, np.ndarray]], frames: FrameSource, points_path: Path
+) -> None:
+    """UserError unless every frame of ``points`` is a frame of ``frames`` and inside its size.
+
+    Points are pixel coordinates ``(x, y)`` (x = column, y = row), pixel centres at integers:
+    a point of this video lies within ``[0, W - 1] x [0, H - 1]``, half a pixel of rounding
+    allowed.
+    """
+    unknown = sorted(set(points) - set(frames.names))
+    if unknown:
+        raise UserError(
+            f"{points_path}: frame '{unknown[0]}' is not a frame of {frames.path} "
+            f"({len(unknown)} unknown frames); pass the prompts.jsonl of this video's track run"
+        )
+    height, width = frames.size
+    for name, objects in points.items():
+        for xy in objects.values():
+            outside = (xy < -0.5).any(axis=1) | (xy[:, 0] > width - 0.5) | (xy[:, 1] > height - 0.5)
+            if outside.any():
+                x, y = xy[np.flatnonzero(outside)[0]]
+                raise UserError(
+                    f"{points_path}: frame '{name}' has the point ({x:g}, {y:g}), outside the "
+                    f"{width}x{height} frames of {frames.path}; pass the prompts.jsonl of this "
+                    "video's track run"
+                )
 
 
 def check_masks(masks_dir: Path, names: list[str]) -> None:
@@ -196,25 +237,24 @@ def render_video(
 ) -> int:
     """Write an overlay video of ``frames`` with the masks ``masks_dir/<frame name>.png``.
 
-    Everything is checked before encoding starts except each mask's size and content, checked
-    as it is read; on any error nothing is left at ``out_path``. Returns the frame count.
+    Everything is checked before encoding starts (the output path first) except each mask's
+    size and content, checked as it is read; on any error nothing is left at ``out_path``.
+    Returns the frame count.
     """
     from samic_vos.console import bar
     from samic_vos.video_writer import VideoWriter
 
     OverlayConfig(alpha=alpha, outline=outline)  # validates both
+    writer = VideoWriter(out_path, frames.fps, frames.size)  # checks the path, opens nothing
     masks_dir = Path(masks_dir)
     names = frames.names
     check_masks(masks_dir, names)
-    points = read_prompt_points(points_jsonl) if points_jsonl is not None else {}
-    unknown = sorted(set(points) - set(names))
-    if unknown:
-        raise UserError(
-            f"{points_jsonl}: frame '{unknown[0]}' is not a frame of {frames.path} "
-            f"({len(unknown)} unknown frames); pass the prompts.jsonl of this video's track run"
-        )
+    points = {}
+    if points_jsonl is not None:
+        points = read_prompt_points(points_jsonl)
+        check_points(points, frames, Path(points_jsonl))
     height, width = frames.size
-    with VideoWriter(out_path, frames.fps, frames.size) as writer:
+    with writer:
         for frame in bar(
             frames, total=len(names), desc="render", unit="frame", disable=not progress
         ):

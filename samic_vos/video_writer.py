@@ -12,7 +12,8 @@ size is padded by one row/column repeating its last one (no pixel of the frame i
 video is at most 1 px wider/taller than the frames).
 
 The file is written to a temporary name beside the output and renamed on a successful close;
-after an exception (or Ctrl-C) nothing is left under the final name nor the temporary one.
+after an exception (or Ctrl-C, or a full disk) nothing is left under the final name nor the
+temporary one. The output path is checked when the writer is made, before any frame is drawn.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 
 from samic_vos.atomic import atomic_path
 from samic_vos.errors import UserError
+from samic_vos.output_paths import check_writable_file, reporting_write_errors
 
 # Preferred first: libx264 is the reference encoder; libopenh264 is Cisco's, in some builds.
 H264_ENCODERS = ("libx264", "libopenh264")
@@ -61,6 +63,8 @@ class VideoWriter:
 
     Use as a context manager; :meth:`write` takes ``uint8`` arrays of shape ``(H, W, 3)``, RGB.
     ``crf`` (0–51, lower = better) and ``preset`` are libx264's quality/speed settings.
+    Making the writer checks ``path`` (an mp4 name, in an existing writable folder); the file
+    is opened by ``with``.
     """
 
     def __init__(
@@ -77,6 +81,11 @@ class VideoWriter:
             raise UserError(
                 f"{self.path}: overlay videos are written as mp4; give a name ending in .mp4"
             )
+        check_writable_file(self.path)
+        if not self.path.parent.is_dir():
+            raise UserError(
+                f"{self.path.parent}: output folder does not exist; create it or choose another"
+            )
         if not fps > 0:
             raise ValueError(f"fps must be positive, got {fps}")
         self.size = (int(size[0]), int(size[1]))
@@ -91,21 +100,12 @@ class VideoWriter:
     def __enter__(self) -> VideoWriter:
         import av
 
-        if not self.path.parent.is_dir():
-            raise UserError(
-                f"{self.path.parent}: output folder does not exist; create it or choose another"
-            )
         encoder = h264_encoder()
         atomic = atomic_path(self.path)
+        tmp = atomic.__enter__()
         try:
-            tmp = atomic.__enter__()
-        except OSError as err:
-            raise UserError(
-                f"{self.path.parent}: cannot write to the output folder ({err.strerror}); "
-                "choose another output path"
-            ) from err
-        try:
-            container = av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"})
+            with reporting_write_errors(self.path):
+                container = av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"})
             # A float rate such as 29.97 becomes 2997/100; 30000/1001 stays exact.
             stream = container.add_stream(encoder, rate=Fraction(self.fps).limit_denominator(1001))
             stream.height, stream.width = even_size(self.size)
@@ -133,8 +133,9 @@ class VideoWriter:
             rgb = np.pad(rgb, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         frame.pts = self.frames_written
-        for packet in self._stream.encode(frame):
-            self._container.mux(packet)
+        with reporting_write_errors(self.path):  # PyAV's OSError for a full disk
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
         self.frames_written += 1
 
     def __exit__(
@@ -155,9 +156,10 @@ class VideoWriter:
         try:
             if self.frames_written == 0:
                 raise ValueError(f"{self.path}: no frames were written")
-            for packet in stream.encode():  # flush the encoder's delayed frames
-                container.mux(packet)
-            container.close()
+            with reporting_write_errors(self.path):
+                for packet in stream.encode():  # flush the encoder's delayed frames
+                    container.mux(packet)
+                container.close()  # faststart rewrites the file here, moving the index first
         except BaseException:
             with contextlib.suppress(Exception):
                 container.close()

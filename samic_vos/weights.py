@@ -24,6 +24,8 @@ import json
 import logging
 import os
 import re
+import warnings
+import zipfile
 from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
@@ -39,6 +41,7 @@ from samic_vos.fetch import (
     sha256_file,
 )
 from samic_vos.home import samic_home
+from samic_vos.output_paths import removing_new_folders, write_error
 
 if TYPE_CHECKING:
     import torch
@@ -233,7 +236,9 @@ def load_checkpoint(
     if not path.is_file():
         raise UserError(f"{path}: checkpoint file not found")
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": not the user's concern
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # any decoding failure of a user's file is a user error
         refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
         if refused:
@@ -258,12 +263,41 @@ def _part_path(final: Path) -> Path:
     return final.with_name(final.name + ".part")
 
 
+# How a file saved by torch.save starts: a zip archive (PyTorch >= 1.6), or the legacy format's
+# pickled magic number (protocol 2, then the long 0x1950a86a20f9469cfc6c).
+_ZIP_MAGIC = b"PK\x03\x04"
+_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+
+
 def _undecodable(path: Path, err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [""]
-    detail = next((line for line in lines if "WeightsUnpickler error" in line), lines[0])[:200]
+    """What is wrong with a file torch.load failed on, in our words (PyTorch's are paragraphs).
+
+    ``err`` only tells the decoding error's type; the file's own bytes tell what it is.
+    """
+    with path.open("rb") as fh:
+        head = fh.read(len(_LEGACY_MAGIC))
+    fix = "save or download it again"
+    if not head:
+        return f"{path}: the checkpoint file is empty (0 bytes); {fix}"
+    if head.startswith(_ZIP_MAGIC):
+        try:
+            whole = zipfile.is_zipfile(path)  # finds the archive's end record
+        except zipfile.BadZipFile:
+            whole = False
+        if not whole:
+            return (
+                f"{path}: the checkpoint is truncated or corrupt (its zip archive has no valid "
+                f"end); {fix}"
+            )
+        return f"{path}: the checkpoint is corrupt ({type(err).__name__} while reading it); {fix}"
+    if head == _LEGACY_MAGIC:
+        return (
+            f"{path}: the checkpoint (legacy torch.save format) is truncated or corrupt "
+            f"({type(err).__name__} while reading it); {fix}"
+        )
     return (
-        f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {detail}); "
-        "the file is corrupt or incomplete, download it again"
+        f"{path}: not a PyTorch checkpoint (neither torch.save's zip archive nor its legacy "
+        "format); pass a file written by torch.save"
     )
 
 
@@ -300,7 +334,7 @@ def _remember_digest(path: Path, digest: str) -> None:
         "mtime_ns": stat.st_mtime_ns,
         "sha256": digest,
     }
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, UserError):  # UserError: the disk is full
         _records_file().parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(_records_file(), json.dumps(records, indent=1, sort_keys=True))
 
@@ -355,15 +389,22 @@ def _fetch(entry: WeightsEntry, flag: str | None) -> Path:
     """Download ``entry`` into the cache, verify it, rename it into place; return its path."""
     folder = cache_dir()
     final = folder / entry.filename
-    part = _part_path(final)
     fix = f"pass {flag} PATH" if flag else f"copy it to {final}"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(
-            f"cannot create the weights cache {folder} ({describe_error(err)}); set SAMIC_VOS_HOME "
-            f"to a writable folder, or download {entry.filename} yourself and {fix}"
-        ) from err
+    with removing_new_folders(folder):  # a failed first download leaves no empty cache
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(
+                f"cannot create the weights cache {folder} ({describe_error(err)}); set "
+                f"SAMIC_VOS_HOME to a writable folder, or download {entry.filename} yourself "
+                f"and {fix}"
+            ) from err
+        return _fetch_locked(entry, final, fix)
+
+
+def _fetch_locked(entry: WeightsEntry, final: Path, fix: str) -> Path:
+    """:func:`_fetch` once the cache folder exists."""
+    folder, part = final.parent, _part_path(final)
     with download_lock(final):
         if final.is_file() and _matches(final, entry):  # another process just finished it
             return final
@@ -375,6 +416,8 @@ def _fetch(entry: WeightsEntry, flag: str | None) -> Path:
         try:
             download_resumable(entry.url, part, entry.filename, entry.size)
         except (OSError, HTTPException, ValueError) as err:
+            if isinstance(err, OSError) and (disk_error := write_error(part, err)) is not None:
+                raise disk_error from err
             raise UserError(
                 f"{entry.filename} is not in the cache ({folder}) and could not be downloaded "
                 f"from {entry.url} ({describe_error(err)}); download it yourself and {fix}"

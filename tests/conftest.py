@@ -1,4 +1,5 @@
-"""Shared test fixtures: where the real data lives, and one torch thread for heavy modules."""
+"""Shared test fixtures: where the real data lives, tiny random-weight models, one torch
+thread for heavy modules."""
 
 from __future__ import annotations
 
@@ -37,3 +38,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """Checkpoints of a tiny random-weight SAM and SAMIC: ``{"sam": path, "samic": path}``."""
+    from tiny_models import write_tiny_models  # imports torch: only for the tests that use it
+
+    return write_tiny_models(tmp_path_factory.mktemp("models"))

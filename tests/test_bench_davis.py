@@ -11,27 +11,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from samic_vos.cli import main
 from samic_vos.mask_io import read_mask, write_mask
-from samic_vos.sam_models import build_sam, save_sam
-from samic_vos.samic_checkpoint import save_samic
-from samic_vos.samic_net import SamicNetConfig, build_samic
 from samic_vos.shards import Shard, parse_shard, resolve_shard
 from samic_vos.tracker import CausalTracker
 
 FRAMES = 6
-TINY_NET = SamicNetConfig(input_size=(64, 64), backbone="random", channels=(8, 16, 32))
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> list[str]:
-    folder = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    save_sam(folder / "sam.pt", build_sam("tiny", random_init=True), "tiny")
-    save_samic(folder / "samic.pt", build_samic(TINY_NET))
-    return ["--sam-checkpoint", str(folder / "sam.pt"), "--samic", str(folder / "samic.pt")]
+def models(tiny_models) -> list[str]:
+    return ["--sam-checkpoint", str(tiny_models["sam"]), "--samic", str(tiny_models["samic"])]
 
 
 def _short_root(root: Path, source: Path, names: list[str], year: str) -> Path:
@@ -269,3 +260,40 @@ def test_train_first_then_track_with_the_trained_network(tmp_path, shared_data, 
     assert (out / "samic.pt").is_file() and (out / "train/best.pt").is_file()
     assert (out / "train/run.json").is_file() and set(scores["per_object"]) == {"car-shadow_1"}
     assert "trained on the 2016 train set" in (out / "config.yaml").read_text()
+
+
+@pytest.mark.slow
+def test_report_puts_prompters_side_by_side(tmp_path, root16, models):
+    import base64
+    import re
+
+    from PIL import Image
+
+    samic, baseline = tmp_path / "samic", tmp_path / "previous"
+    assert _bench(root16, samic, models, "--sequences", "car-shadow")[0] == 0
+    extra = ["--sequences", "car-shadow", "--prompter", "previous-mask", "--report", "--json"]
+    code, text = _bench(root16, baseline, models, *extra, "--compare", str(samic))
+    assert code == 0
+    page = (baseline / "report.html").read_text()
+    assert "previous-mask (previous)" in page and "samic (samic)" in page
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert images
+    for data in images:
+        Image.open(io.BytesIO(base64.b64decode(data))).verify()
+    ours = json.loads(text)["global"]["J&F-Mean"]
+    assert re.search(rf'data-value="{re.escape(repr(ours))}"', page) or f"{100 * ours:.1f}" in page
+
+
+def test_download_picks_the_root(tmp_path, capsys, root16, models, monkeypatch):
+    import samic_vos.dataset_download as download
+
+    asked = []
+    monkeypatch.setattr(
+        download, "ensure_dataset", lambda name, root=None: asked.append(name) or root16
+    )
+    out = tmp_path / "out"
+    argv = ["bench", "davis", "--download", "--year", "2016", "--sequences", "car-shadow"]
+    assert main([*argv, "-o", str(out), *models, "-q"]) == 0
+    assert asked == ["davis-2016-trainval-480p"]
+    assert main([*argv, "--davis-root", str(root16), "-o", str(out), *models]) == 2
+    assert "--download picks the DAVIS root itself" in _error(capsys)

@@ -152,6 +152,10 @@ def test_every_command_refuses_a_bad_config_before_any_output(tmp_path, capsys, 
         ("train: {lr: fast}", ["train", "--davis-root", str(davis), "-o", str(out)]),
         ("overlay: {alpha: 5}", ["render", str(video), str(tmp_path), "-o", str(out / "o.mp4")]),
         (
+            "track: {tracker: {batch_size: 0}}",
+            ["bench", "davis", "--davis-root", str(davis), "-o", str(out)],
+        ),
+        (
             "workers: 0",
             ["eval", "davis", str(results), "--davis-root", str(davis), "--csv-dir", str(out)],
         ),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import re
+
 import pytest
 import torch
 
@@ -11,6 +14,7 @@ from samic_vos.davis import read_image
 from samic_vos.errors import UserError
 from samic_vos.first_frame_adaptation import AdaptationConfig, adapt_on_first_frame, lr_factor
 from samic_vos.mask_io import read_mask
+from samic_vos.pipelines.track import TrackConfig
 from samic_vos.samic_net import SamicNetConfig, build_samic
 
 TINY = SamicNetConfig(input_size=(64, 64), backbone="random", channels=(8, 16, 32))
@@ -93,11 +97,16 @@ def test_interrupted_adaptation_resumes_to_the_same_weights(judo, tmp_path, monk
         _adapt(judo, apply_overrides(SHORT, {"lr": 5e-4}), state_path=state)
 
 
-def test_time_bound_stops_and_is_recorded(judo, tmp_path):
+def test_time_bound_stops_and_is_recorded(judo, tmp_path, caplog):
     config = apply_overrides(SHORT, {"max_seconds": 1e-6})
     state = tmp_path / "state.pt"
-    net, metrics = _adapt(judo, config, state_path=state)
+    with caplog.at_level(logging.INFO, logger="samic_vos.first_frame_adaptation"):
+        net, metrics = _adapt(judo, config, state_path=state)
     assert (metrics["stop"], metrics["steps"]) == ("time", 1)
+    # Said after the first step: its time, the bounds and the ETA.
+    assert re.search(
+        r"s per step, at most 8 steps \(time bound 1e-06 s.*ETA 0 min 00 s", caplog.text
+    )
     # Rerun on any machine: the recorded count is kept, whatever the bound would give now.
     again, metrics = _adapt(judo, config, state_path=state)
     assert (metrics["steps"], metrics["steps_this_call"]) == (1, 0)
@@ -145,7 +154,6 @@ def test_validation_loss_falls_with_the_defaults_schedule(judo):
     ],
 )
 def test_bad_settings_are_one_line_user_errors_naming_the_key(key, value):
-    from samic_vos.pipelines.track import TrackConfig
 
     with pytest.raises(
         UserError, match=rf"^track\.yaml: adaptation\.{key} must be .*, got "

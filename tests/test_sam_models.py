@@ -133,7 +133,7 @@ def test_foreign_state_dict_is_a_user_error(tmp_path):
 def test_unreadable_and_missing_checkpoints_are_user_errors(tmp_path):
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a checkpoint")
-    with pytest.raises(UserError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(UserError, match=f"{garbage}: not a PyTorch checkpoint"):
         build_sam("tiny", garbage)
     with pytest.raises(UserError, match="not found"):
         build_sam("tiny", tmp_path / "missing.pth")

@@ -180,7 +180,7 @@ def test_pil_bilinear_resize_is_hsnets_and_differs_from_cv2_area() -> None:
     np.testing.assert_allclose(got, expected, atol=1e-5)
     cv2_area = preprocess(image, (64, 96), "cv2")[0].permute(1, 2, 0).numpy()
     assert np.abs(cv2_area - got).max() > 0.05  # not the same filter
-    with pytest.raises(UserError, match=r"resize must be one of cv2, pil_bilinear, got .x."):
+    with pytest.raises(UserError, match=r"resize must be one of cv2, pil_bilinear, got 'x'"):
         SamicNetConfig(resize="x")
 
 
@@ -192,7 +192,12 @@ def test_random_backbone_is_seeded_and_announced(
         a = build_backbone("random", seed=7)
     assert torch.equal(state, torch.get_rng_state())  # the global RNG is left alone
     assert "RANDOMLY INITIALISED" in caplog.text
-    assert "RANDOMLY INITIALISED" in capsys.readouterr().err
+    from samic_vos import console
+
+    console.configure(0)  # as the CLI does: one prefixed line on stderr
+    capsys.readouterr()
+    build_backbone("random", seed=7)
+    assert "samic-vos: warning: SAMIC backbone is RANDOMLY INITIALISED" in capsys.readouterr().err
     b, c = build_backbone("random", seed=7), build_backbone("random", seed=8)
     assert torch.equal(a.stem[0].weight, b.stem[0].weight)
     assert not torch.equal(a.stem[0].weight, c.stem[0].weight)

@@ -9,27 +9,13 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-import torch
 import yaml
 from PIL import Image
+from tiny_models import TINY_NET
 
 from samic_vos.cli import main
 from samic_vos.mask_io import DAVIS_PALETTE, read_mask, write_mask
-from samic_vos.sam_models import build_sam, save_sam
-from samic_vos.samic_checkpoint import load_samic, save_samic
-from samic_vos.samic_net import SamicNetConfig, build_samic
-
-# A small head keeps the end-to-end runs to seconds; the checkpoint carries the architecture.
-TINY_NET = SamicNetConfig(input_size=(64, 64), backbone="random", channels=(8, 16, 32))
-
-
-@pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    save_sam(folder / "tiny_sam.pt", build_sam("tiny", random_init=True), "tiny")
-    save_samic(folder / "tiny_samic.pt", build_samic(TINY_NET))
-    return {"sam": folder / "tiny_sam.pt", "samic": folder / "tiny_samic.pt"}
+from samic_vos.samic_checkpoint import load_samic
 
 
 def _track(args: list[str], models: dict[str, Path], samic: bool = True) -> int:

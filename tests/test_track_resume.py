@@ -16,23 +16,15 @@ from PIL import Image
 
 from samic_vos.cli import main
 from samic_vos.mask_io import read_mask, write_mask
-from samic_vos.sam_models import build_sam, save_sam
-from samic_vos.samic_checkpoint import save_samic
-from samic_vos.samic_net import SamicNetConfig, build_samic
 from samic_vos.segmenter import Segmentation
 from samic_vos.tracker import CausalTracker, TrackerConfig
 
 SIZE = 64
-TINY_NET = SamicNetConfig(input_size=(64, 64), backbone="random", channels=(8, 16, 32))
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> list[str]:
-    folder = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    save_sam(folder / "sam.pt", build_sam("tiny", random_init=True), "tiny")
-    save_samic(folder / "samic.pt", build_samic(TINY_NET))
-    return ["--sam-checkpoint", str(folder / "sam.pt"), "--samic", str(folder / "samic.pt")]
+def models(tiny_models) -> list[str]:
+    return ["--sam-checkpoint", str(tiny_models["sam"]), "--samic", str(tiny_models["samic"])]
 
 
 @pytest.fixture(scope="module")

@@ -358,6 +358,9 @@ def test_init_hsnet_starts_the_learner_from_an_hsnet_checkpoint(tiny, tmp_path, 
         "learner weights (keys 'module.hpn_learner.*')); pass the best_model.pt of "
         "an HSNet ResNet-50 run (FSS-1000 or PASCAL-5i)"
     ]
+    both = ["--resume", samic, "--init-hsnet", str(hsnet)]
+    assert _train(root, refused, config, *one_epoch, *both) == 2
+    assert "--resume and --init-hsnet exclude each other" in capsys.readouterr().err
     assert not refused.exists()
 
 

@@ -6,8 +6,11 @@ import argparse
 import hashlib
 import io
 import os
+import pickle
 import re
 import socket
+import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +18,7 @@ import pytest
 import torch
 from http_server import ServerState, isolate, local_server
 
-from samic_vos import weights
+from samic_vos import console, weights
 from samic_vos.cli import main
 from samic_vos.errors import UserError
 from samic_vos.weights import REGISTRY, WeightsEntry, cache_dir, load_checkpoint, resolve
@@ -42,7 +45,9 @@ def server(payload: bytes) -> Iterator[tuple[ServerState, str]]:
 
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The cache under tmp_path; no proxy between us and 127.0.0.1."""
+    """The cache under tmp_path; no proxy between us and 127.0.0.1; notes on stderr as in a
+    CLI run (whether or not an earlier test ran the CLI, which configures logging)."""
+    console.configure()
     isolate(monkeypatch, tmp_path / "home")
 
 
@@ -69,10 +74,8 @@ def test_download_verifies_caches_and_loads(tiny: tuple[ServerState, Path]) -> N
     path = resolve("tiny", flag=FLAG)
     assert path == final and path.read_bytes() == state.payload
     assert state.ranges() == [None]
-    assert sorted(p.name for p in final.parent.iterdir() if not p.name.startswith(".")) == [
-        FILENAME,
-        "verified.json",
-    ]
+    # Nothing else stays in the cache: no .part, no .lock.
+    assert sorted(p.name for p in final.parent.iterdir()) == [FILENAME, "verified.json"]
     assert weights.cache_state("tiny") == "yes"
     assert torch.equal(load_checkpoint(path)["w"], torch.arange(75_000, dtype=torch.float32))
 
@@ -155,7 +158,7 @@ def test_checksum_mismatch_is_refused_and_removed(
     assert f"downloaded {FILENAME} from {base}/{FILENAME} but its SHA-256" in message
     assert "not the official abababababab" in message and f"pass {FLAG} PATH" in message
     assert "\n" not in message
-    assert sorted(p.name for p in cache_dir().iterdir() if not p.name.startswith(".")) == []
+    assert not cache_dir().exists()  # the removed download leaves no (empty) cache folder
 
 
 def test_server_down_names_file_url_and_flag(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -170,6 +173,48 @@ def test_server_down_names_file_url_and_flag(monkeypatch: pytest.MonkeyPatch) ->
         f"{FILENAME} is not in the cache ({cache_dir()}) and could not be downloaded from "
         f"{url} (Connection refused); download it yourself and pass {FLAG} PATH"
     )
+
+
+def test_failed_offline_download_leaves_nothing_in_the_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    _register(monkeypatch, f"http://127.0.0.1:{port}/{FILENAME}", b"x")
+    with pytest.raises(UserError, match="Connection refused"):
+        resolve("tiny", flag=FLAG)
+    assert not (tmp_path / "home").exists()  # the cache folders it made are gone too
+    cache_dir().mkdir(parents=True)
+    with pytest.raises(UserError, match="Connection refused"):
+        resolve("tiny", flag=FLAG)
+    assert list(cache_dir().iterdir()) == []  # no zero-byte .lock file
+
+
+def test_a_waiting_process_relocks_a_lock_file_removed_by_its_holder(
+    tiny: tuple[ServerState, Path],
+) -> None:
+    """Two downloads of one file never run at once, although each removes its lock file."""
+    import fcntl
+    import time
+
+    state, final = tiny
+    final.parent.mkdir(parents=True)
+    lock = final.with_name(f".{FILENAME}.lock")
+    holder = lock.open("a")
+    fcntl.flock(holder, fcntl.LOCK_EX)  # another process is downloading
+    result: list[Path] = []
+    waiter = threading.Thread(target=lambda: result.append(resolve("tiny", flag=FLAG)))
+    waiter.start()
+    time.sleep(0.5)
+    assert state.requests == [] and not result  # waiting for the holder
+    final.write_bytes(state.payload)  # the holder finishes the file, removes its lock file
+    lock.unlink()
+    fcntl.flock(holder, fcntl.LOCK_UN)
+    holder.close()
+    waiter.join(timeout=10)
+    assert result == [final] and state.requests == []  # it saw the finished file
+    assert not lock.exists()
 
 
 def test_http_error_and_not_cached_without_download(
@@ -270,14 +315,26 @@ def test_load_checkpoint(tmp_path: Path) -> None:
     assert state["step"] == 7 and torch.equal(state["layer.weight"], torch.ones(2, 3))
     assert load_checkpoint(good, map_location="meta")["layer.weight"].is_meta
 
-    garbage = tmp_path / "garbage.pth"
-    garbage.write_bytes(b"definitely not a checkpoint" * 10)
-    with pytest.raises(UserError, match=f"{garbage}: not a readable PyTorch checkpoint"):
-        load_checkpoint(garbage)
-    truncated = tmp_path / "truncated.pth"
-    truncated.write_bytes(good.read_bytes()[:200])
-    with pytest.raises(UserError, match="truncated.pth: not a readable PyTorch checkpoint"):
-        load_checkpoint(truncated)
+    # Our own one line for each damaged file, none of PyTorch's paragraphs.
+    legacy = tmp_path / "legacy.pth"
+    torch.save({"w": torch.ones(4)}, legacy, _use_new_zipfile_serialization=False)
+    damaged = {
+        "garbage.pth": (b"definitely not a checkpoint" * 10, "not a PyTorch checkpoint"),
+        "pickle.pth": (pickle.dumps({"w": 1}, protocol=4), "not a PyTorch checkpoint"),
+        "empty.pth": (b"", "the checkpoint file is empty (0 bytes)"),
+        "truncated.pth": (good.read_bytes()[:200], "truncated or corrupt (its zip archive"),
+        "cut_end.pth": (good.read_bytes()[:-10], "truncated or corrupt (its zip archive"),
+        "legacy_cut.pth": (legacy.read_bytes()[:300], "legacy torch.save format) is truncated"),
+    }
+    for name, (data, problem) in damaged.items():
+        (tmp_path / name).write_bytes(data)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no warning reaches the user either
+            with pytest.raises(UserError) as info:
+                load_checkpoint(tmp_path / name)
+        message = str(info.value)
+        assert message.startswith(f"{tmp_path / name}: ") and problem in message, message
+        assert "\n" not in message and "issue" not in message and "miniz" not in message
 
     objects = tmp_path / "objects.pth"
     torch.save({"args": argparse.Namespace(lr=1e-3)}, objects)

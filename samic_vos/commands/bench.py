@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    common.add_davis(davis)
+    common.add_davis(davis, root_required=False)
     common.add_out(davis, "output folder (default: runs/bench-davis-<year>-<set>)")
     from samic_vos.prompter import PROMPTERS
 
@@ -77,6 +77,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     davis.add_argument("--force", action="store_true", help="start afresh over another run in OUT")
     davis.add_argument("--json", action="store_true", help="print the scores as one JSON object")
+    davis.add_argument(
+        "--report",
+        action="store_true",
+        help="also write OUT/report.html: tables, per-sequence plots, overlay strips",
+    )
+    davis.add_argument(
+        "--compare",
+        nargs="+",
+        type=Path,
+        default=(),
+        metavar="OUT2",
+        help="finished bench runs (other prompters) shown beside this one in the report",
+    )
+    davis.add_argument(
+        "--download",
+        action="store_true",
+        help="download DAVIS trainval of --year into the cache (`samic-vos data`) and use it",
+    )
     common.add_common(davis)
     davis.set_defaults(func=run_davis)
 
@@ -88,6 +106,15 @@ def run_davis(args: argparse.Namespace) -> int:
     if args.samic is not None and common.given(args, "--random-backbone"):
         raise UserError("--random-backbone applies to a network made here, not to --samic")
     config = common.job_config(BenchDavisConfig(), args)
+    if args.download:
+        from samic_vos.dataset_download import DAVIS_BY_YEAR, ensure_dataset
+
+        if args.davis_root is not None:
+            raise UserError("--download picks the DAVIS root itself: drop --davis-root")
+        args.davis_root = ensure_dataset(DAVIS_BY_YEAR[config.davis.year])
+        log.info("DAVIS root: %s", args.davis_root)
+    if args.davis_root is None:
+        raise UserError("pass --davis-root ROOT (or --download to fetch DAVIS)")
     out = args.out or Path("runs") / f"bench-davis-{config.davis.year}-{config.davis.split}"
     inputs = BenchInputs(
         davis_root=args.davis_root,
@@ -99,6 +126,8 @@ def run_davis(args: argparse.Namespace) -> int:
         shard=args.shard,
         merge=args.merge,
         force=args.force,
+        report=args.report or bool(args.compare),
+        compare=tuple(args.compare),
     )
     result = run_bench_davis(inputs, config)
     if result.scores is None:

@@ -121,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.resume is not None and args.force:
         raise UserError("--resume and --force exclude each other: continue, or start afresh")
+    if args.resume is not None and args.init_hsnet is not None:
+        raise UserError("--resume and --init-hsnet exclude each other: a resumed run has weights")
     config = common.job_config(TrainJobConfig(), args)
     result = run_training(
         config,
