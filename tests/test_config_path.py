@@ -77,6 +77,16 @@ FLAG_CASES = [
     (["track", "v.mp4"], ["--sam-model", "vit_h"], "{sam_model: vit_h}"),
     (["track", "v.mp4"], ["--random-backbone"], "{network: {backbone: random}}"),
     (
+        ["track", "v.mp4"],
+        ["--precision", "bf16", "--compile"],
+        "{encoder: {precision: bf16, compile: true}}",
+    ),
+    (
+        ["bench", "davis"],
+        ["--precision", "fp16", "--prompter", "persam"],
+        "{track: {encoder: {precision: fp16}, prompter: persam}}",
+    ),
+    (
         ["train", "-o", "o"],
         ["--epochs", "3", "--batch-size", "2", "--input-size", "96"],
         "{train: {max_epochs: 3, batch_size: 2}, network: {input_size: [96, 96]}}",
@@ -103,11 +113,11 @@ FLAG_CASES = [
 @pytest.mark.parametrize(("base", "flags", "yaml_text"), FLAG_CASES)
 def test_a_flag_gives_what_the_same_yaml_key_gives(tmp_path, base, flags, yaml_text):
     from samic_vos.eval.davis_eval import DavisEvalConfig
+    from samic_vos.pipelines.bench_davis import BenchDavisConfig
     from samic_vos.render import RenderConfig
 
-    default = {"track": TrackConfig, "train": TrainJobConfig, "render": RenderConfig}.get(
-        base[0], DavisEvalConfig
-    )()
+    jobs = {"track": TrackConfig, "train": TrainJobConfig, "render": RenderConfig}
+    default = {**jobs, "bench": BenchDavisConfig}.get(base[0], DavisEvalConfig)()
     path = tmp_path / "same.yaml"
     path.write_text(yaml_text + "\n")
     from_flags = job_config(default, _parse([*base, *flags]))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import io
 import logging
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,6 +36,7 @@ from samic_vos.annotate.session_store import ActionError
 from samic_vos.config import require, require_choice
 from samic_vos.devices import valid_device_name
 from samic_vos.errors import UserError
+from samic_vos.sam_encoder import EncoderConfig
 from samic_vos.sam_models import SAM_ARCHS
 from samic_vos.segmenter import SamSegmenter
 
@@ -127,6 +128,7 @@ class AnnotateConfig:
     sam_model: str | None = None
     device: str = "auto"  # auto | cuda | cuda:N | mps | cpu
     port: int = DEFAULT_PORT  # on 127.0.0.1 only
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)  # how SAM's encoder runs
 
     def __post_init__(self) -> None:
         if self.sam_model is not None:

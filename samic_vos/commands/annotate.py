@@ -39,6 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     common.add_models(parser, samic_checkpoint=False, backbone=False)
     common.add_device(parser)
+    common.add_encoder(parser)
     common.config_flag(
         parser, "--port", key="port", metavar="PORT", help="port on 127.0.0.1 (default 8765)"
     )
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     device = select_device(config.device)
     sam = load_sam(config.sam_model, args.sam_checkpoint, device)
-    app = create_app(args.images, out, SamSegmenter(sam, device), args.import_masks)
+    app = create_app(args.images, out, SamSegmenter(sam, device, config.encoder), args.import_masks)
     url = f"http://127.0.0.1:{config.port}/"
     common.stdout(f"SAMBOX: {url} (annotations in {out}; Ctrl+C stops)")
     if not args.no_browser:

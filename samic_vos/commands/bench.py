@@ -71,6 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     common.add_models(davis, prefix="track.")
     common.add_device(davis, key="track.device")
+    common.add_encoder(davis, prefix="track.")
     davis.add_argument("--shard", metavar="I/N", help="track only shard I of N (0-based)")
     davis.add_argument(
         "--merge", action="store_true", help="score the complete OUT of a sharded run"

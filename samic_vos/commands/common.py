@@ -130,6 +130,26 @@ def add_device(parser: argparse.ArgumentParser, key: str = "device") -> None:
     config_flag(parser, "--device", key=key, metavar="DEVICE", help=DEVICE_HELP)
 
 
+def add_encoder(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    """``--precision`` and ``--compile``: how SAM's image encoder runs (key ``encoder``)."""
+    from samic_vos.sam_encoder import PRECISIONS
+
+    config_flag(
+        parser,
+        "--precision",
+        key=f"{prefix}encoder.precision",
+        metavar="{" + ",".join(PRECISIONS) + "}",
+        help="SAM encoder precision (auto: bf16 on CUDA, fp32 elsewhere)",
+    )
+    config_flag(
+        parser,
+        "--compile",
+        key=f"{prefix}encoder.compile",
+        switch=True,
+        help="torch.compile the SAM encoder (a long first frame, faster after)",
+    )
+
+
 def add_backend(parser: argparse.ArgumentParser, key: str = "backend") -> None:
     """``--backend``: the frame decoder."""
     from samic_vos.frame_source import BACKENDS

@@ -60,6 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     common.add_models(parser)
     common.add_device(parser)
+    common.add_encoder(parser)
     common.add_backend(parser)
     common.add_common(parser)
     parser.set_defaults(func=run)
