@@ -206,6 +206,8 @@ def run_training(
     if torch_device.type == "cuda" and dist.world_size > 1:
         torch_device = torch.device("cuda", dist.local_rank)
     try:
+        if davis_root is not None:  # a wrong root is told before any weight is loaded
+            config.davis.open(davis_root)
         if resume is None and dist.is_main:
             old = None if force or not out_dir.is_dir() else read_manifest(out_dir)
             if (old is not None and old.command == "train") or (out_dir / LATEST).is_file():

@@ -30,7 +30,8 @@ class Parser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line on stderr, exit status 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"samic-vos: error: {self.prog}: {message}; see '{self.prog} --help'\n")
+        where = "" if self.prog == "samic-vos" else f"{self.prog}: "
+        self.exit(2, f"samic-vos: error: {where}{message}; see '{self.prog} --help'\n")
 
 
 class _ConfigFlag(argparse.Action):
