@@ -18,7 +18,6 @@ hard kill in mid-write, which :func:`complete_records` detects and cuts.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +45,8 @@ def frame_record(name: str, result: FrameResult) -> dict[str, Any]:
 
 
 def complete_records(path: Path) -> list[dict[str, Any]]:
-    """The complete lines of ``path`` (``[]`` if absent); a cut last line is removed from it.
+    """The complete lines of ``path`` (``[]`` if absent), read only: a line cut by a crash is
+    left out here and cut from the file by :func:`keep_first` when the run continues.
 
     Raises:
         UserError: a complete line is not a frame record (the file is not ours).
@@ -55,10 +55,6 @@ def complete_records(path: Path) -> list[dict[str, Any]]:
         return []
     data = path.read_bytes()
     end = data.rfind(b"\n") + 1
-    if end < len(data):  # a line cut by a crash: drop it, the frame is redone
-        with open(path, "r+b") as handle:
-            handle.truncate(end)
-            os.fsync(handle.fileno())
     records = []
     for number, line in enumerate(data[:end].decode("utf-8", "replace").splitlines(), 1):
         try:
