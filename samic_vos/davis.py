@@ -229,7 +229,8 @@ def copy_short_root(
 ) -> Path:
     """A DAVIS root at ``dest`` of the first ``frames`` frames and annotations of ``sequences``
     of the root ``source`` (files copied), listed in ``ImageSets/<year>/<split>.txt``: a short
-    set for quick runs, tests and benchmarks. Returns ``dest``."""
+    set for quick runs, tests and benchmarks. Called again with another ``split``, it adds that
+    split to ``dest``. Returns ``dest``."""
     source, dest = Path(source), Path(dest)
     for name in sequences:
         for kind, suffix in (("JPEGImages", "jpg"), ("Annotations", "png")):
@@ -237,6 +238,6 @@ def copy_short_root(
             folder.mkdir(parents=True)
             for path in sorted((source / kind / resolution / name).glob(f"*.{suffix}"))[:frames]:
                 shutil.copy(path, folder / path.name)
-    (dest / "ImageSets" / year).mkdir(parents=True)
+    (dest / "ImageSets" / year).mkdir(parents=True, exist_ok=True)
     (dest / "ImageSets" / year / f"{split}.txt").write_text("".join(f"{n}\n" for n in sequences))
     return dest

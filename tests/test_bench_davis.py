@@ -141,7 +141,8 @@ def test_bench_scores_resumes_and_shards_to_identical_results(
 
 @pytest.mark.slow
 def test_bench_on_a_two_object_2017_root(tmp_path, shared_data, models):
-    root = copy_short_root(shared_data / "DAVIS", tmp_path / "davis17", ["bmx-trees"], FRAMES, "2017")
+    davis = shared_data / "DAVIS"
+    root = copy_short_root(davis, tmp_path / "davis17", ["bmx-trees"], FRAMES, "2017")
     first = read_mask(shared_data / "multiobject/bmx-trees/00000.png")
     write_mask(root / "Annotations/480p/bmx-trees/00000.png", first)
     out = tmp_path / "out"
@@ -224,15 +225,10 @@ def test_the_paper_configs_load():
 
 @pytest.mark.slow
 def test_train_first_then_track_with_the_trained_network(tmp_path, shared_data, models):
-    root = copy_short_root(shared_data / "DAVIS", tmp_path / "davis", ["car-shadow"], FRAMES, "2016")
-    for name in ("bear", "boat"):  # a train set of two short sequences beside the val set
-        for kind, suffix in (("JPEGImages", "jpg"), ("Annotations", "png")):
-            folder = root / kind / "480p" / name
-            folder.mkdir(parents=True)
-            source = shared_data / "DAVIS" / kind / "480p" / name
-            for path in sorted(source.glob(f"*.{suffix}"))[:FRAMES]:
-                shutil.copy(path, folder / path.name)
-    (root / "ImageSets/2016/train.txt").write_text("bear\nboat\n")
+    davis, root = shared_data / "DAVIS", tmp_path / "davis"
+    copy_short_root(davis, root, ["car-shadow"], FRAMES, "2016")
+    # a train set of two short sequences beside the val set
+    copy_short_root(davis, root, ["bear", "boat"], FRAMES, "2016", split="train")
     config = tmp_path / "tiny.yaml"
     tiny = "{input_size: [64, 64], backbone: random, channels: [8, 16, 32]}"
     config.write_text(
