@@ -25,12 +25,14 @@ Usage: .venv/bin/python -u benchmarks/bench_segment.py [--tiny-targets 200] [--v
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import samic_vos.fewshot_segment as engine_module
@@ -152,6 +154,9 @@ def _run(name: str, sam_path: Path, samic_path: Path, targets: list[Path], shots
         f"- references: {loop['references']:.2f} s (features and prompts, once); whole "
         f"run_segment {whole:.2f} s (model loading included)"
     )
+    lines = [json.loads(x) for x in (out / "prompts.jsonl").read_text().splitlines()]
+    points = [sum(len(c["points"]) for c in line["classes"].values()) for line in lines]
+    print(f"- SAM prompts (points) per target: mean {np.mean(points):.2f}, max {max(points)}")
     print(
         f"- reference features computed: {engine.reference_feature_calls} "
         f"(references: {shots}); images through the SAMIC backbone: "
@@ -168,6 +173,7 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-vit", action="store_true")
+    parser.add_argument("--skip-tiny", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"load average before: {_load()} (torch threads {args.threads})")
@@ -176,16 +182,11 @@ def main() -> None:
         torch.manual_seed(0)
         save_sam(folder / "tiny_sam.pt", build_sam("tiny", random_init=True), "tiny")
         save_samic(folder / "tiny_samic.pt", build_samic(TINY_NET))
-        targets = _targets(args.tiny_targets)
-        _run(
-            "tiny models",
-            folder / "tiny_sam.pt",
-            folder / "tiny_samic.pt",
-            targets,
-            args.shots,
-            folder / "out_tiny",
-        )
-        print(f"\nload average after the tiny run: {_load()}")
+        targets = _targets(max(args.tiny_targets, args.vit_targets))
+        if not args.skip_tiny:
+            tiny = (folder / "tiny_sam.pt", folder / "tiny_samic.pt")
+            _run("tiny models", *tiny, targets[: args.tiny_targets], args.shots, folder / "t")
+            print(f"\nload average after the tiny run: {_load()}")
         if args.skip_vit:
             return
         save_sam(folder / "vit_b.pt", build_sam("vit_b", random_init=True), "vit_b")
