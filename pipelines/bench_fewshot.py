@@ -53,6 +53,7 @@ from samic_vos.fewshot_data import (
     open_fewshot,
 )
 from samic_vos.fewshot_episodes import Episode, EpisodeConfig, fss_episodes, perseg_episodes
+from samic_vos.fewshot_segment import FEWSHOT_PROMPTERS, FewShotSegmenter, Reference
 from samic_vos.mask_io import write_mask
 from samic_vos.output_paths import check_writable_dir, removing_new_folders
 from samic_vos.runs import RunManifest, fingerprint, open_run, read_manifest, write_manifest
@@ -64,7 +65,6 @@ from samic_vos.tracker import TrackerConfig
 
 log = logging.getLogger(__name__)
 
-FEWSHOT_PROMPTERS = ("samic", "persam")
 CLASS_ID = 1  # a class is id 1 of its reference and of its prediction
 # Published 1-shot mIoU x 100, for the table: (FSS-1000, PerSeg).
 PUBLISHED: dict[str, tuple[float, float]] = {
@@ -226,7 +226,6 @@ class _Runner:
         progress: bool,
     ) -> None:
         from samic_vos.devices import select_device
-        from samic_vos.fewshot_segment import FewShotSegmenter
         from samic_vos.sam_models import load_sam, sam_arch_name
         from samic_vos.samic_checkpoint import load_samic
         from samic_vos.segmenter import SamSegmenter
@@ -290,8 +289,6 @@ class _Runner:
 
     def _class(self, episodes: list[Episode], shown) -> int:
         """The episodes of one class; returns how many had only empty support masks."""
-        from samic_vos.fewshot_segment import Reference
-
         images: dict[Path, tuple[np.ndarray, np.ndarray, Any]] = {}  # this class's images
 
         def image(item: FewShotItem) -> tuple[np.ndarray, np.ndarray, Any]:

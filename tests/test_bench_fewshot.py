@@ -273,3 +273,28 @@ def test_the_paper_configs_load():
     assert (perseg.dataset.kind, perseg.episodes.shots, perseg.prompter) == ("perseg", 1, "samic")
     assert perseg.sam_model == "vit_h" == fss.sam_model
     assert perseg.tracker.heat_sigma == 0.02 == fss.tracker.heat_sigma
+
+
+def test_new_references_replace_the_old_ones(tiny_models, fss_root):
+    """An engine given references a second time segments as a fresh engine given them once."""
+    import torch
+
+    from samic_vos.fewshot_segment import Reference
+    from samic_vos.sam_models import load_sam
+    from samic_vos.samic_checkpoint import load_samic
+    from samic_vos.tracker import TrackerConfig
+
+    dataset = Fss1000Dataset(fss_root)
+    first, second, target = (dataset.load(i) for i in dataset.items(PAIR[0])[:3])
+    segmenter = SamSegmenter(load_sam(None, tiny_models["sam"], "cpu"), "cpu")
+    net, _ = load_samic(tiny_models["samic"], torch.device("cpu"))
+
+    def heat(engine: FewShotSegmenter) -> np.ndarray:
+        return engine._heatmaps([target[0]])[0][1]
+
+    used = FewShotSegmenter("samic", segmenter, net, TrackerConfig())
+    used.set_references([Reference(first[0], first[1].astype(np.uint8))])
+    used.set_references([Reference(second[0], second[1].astype(np.uint8))])
+    fresh = FewShotSegmenter("samic", segmenter, net, TrackerConfig())
+    fresh.set_references([Reference(second[0], second[1].astype(np.uint8))])
+    np.testing.assert_array_equal(heat(used), heat(fresh))

@@ -33,7 +33,7 @@ examples:
 def register(benchmarks: argparse._SubParsersAction) -> None:
     """Add ``fewshot`` to the ``bench`` subcommands."""
     from samic_vos.fewshot_data import FSS_SPLITS, KINDS
-    from samic_vos.pipelines.bench_fewshot import FEWSHOT_PROMPTERS
+    from samic_vos.fewshot_segment import FEWSHOT_PROMPTERS
 
     parser = benchmarks.add_parser(
         "fewshot",
