@@ -60,7 +60,7 @@ from samic_vos.runs import RunManifest, fingerprint, open_run, read_manifest, wr
 from samic_vos.sam_encoder import EncoderConfig
 from samic_vos.sam_models import SAM_ARCHS
 from samic_vos.samic_net import SamicNetConfig
-from samic_vos.stage_timer import StageTimer
+from samic_vos.stage_timer import StageTimer, save_timings, total_timings
 from samic_vos.tracker import TrackerConfig
 
 log = logging.getLogger(__name__)
@@ -341,15 +341,8 @@ class _Runner:
         return empty
 
     def save_timings(self) -> None:
-        """This process's episodes, wall seconds and stage seconds: OUT/timings/<ns>.json."""
-        if not self.computed:
-            return
-        seconds = {s: self.timer.seconds.get(s, 0.0) for s in STAGES[:-1]}
-        seconds["other"] = max(self.wall - sum(seconds.values()), 0.0)
-        folder = self.out / "timings"
-        folder.mkdir(exist_ok=True)
-        record = {"images": self.computed, "wall": self.wall, "seconds": seconds}
-        atomic_write_text(folder / f"{time.time_ns()}.json", json.dumps(record) + "\n")
+        """This process's images, wall seconds and stage seconds: OUT/timings/<ns>.json."""
+        save_timings(self.out, self.timer, STAGES, self.computed, self.wall)
 
 
 def score(out: Path, dataset: FewShotDataset, episodes: list[Episode]) -> dict[str, Any]:
@@ -360,9 +353,7 @@ def score(out: Path, dataset: FewShotDataset, episodes: list[Episode]) -> dict[s
     computed episodes, seconds per stage, and the run's configuration.
     """
     scores = score_predictions(dataset, episodes, out / "pred")
-    timings = [json.loads(p.read_text()) for p in sorted((out / "timings").glob("*.json"))]
-    images = sum(t["images"] for t in timings)
-    wall = sum(t["wall"] for t in timings)
+    images, wall, seconds = total_timings(out, STAGES)
     column = PUBLISHED_COLUMN.get(dataset.kind)
     manifest = read_manifest(out)
     config = manifest.config if manifest is not None else {}
@@ -375,7 +366,7 @@ def score(out: Path, dataset: FewShotDataset, episodes: list[Episode]) -> dict[s
         episodes=len(episodes),
         images=images,
         ips=images / wall if wall > 0 else None,
-        seconds={s: sum(t["seconds"][s] for t in timings) for s in STAGES},
+        seconds=seconds,
         config=config,
     )
     atomic_write_text(out / "scores.json", json.dumps(scores, indent=1) + "\n")
