@@ -332,12 +332,16 @@ class SamboxDataset(FewShotDataset):
 
     def read_mask(self, item: FewShotItem) -> np.ndarray:
         """The union of the parts: each object's id in a palette mask, non-zero in a binary one."""
-        parts = []
-        for path, object_id in item.parts:
-            ids = read_mask(path)  # checks the file first
-            with Image.open(path) as image:
-                parts.append(ids == object_id if image.mode == "P" else ids > 0)
+        parts = [sambox_object_mask(path, object_id) for path, object_id in item.parts]
         return np.logical_or.reduce(parts)  # one size: read_annotation checked every mask
+
+
+def sambox_object_mask(path: Path, object_id: int) -> np.ndarray:
+    """(H, W) bool pixels of SAMBOX object ``object_id`` in its saved mask PNG ``path``: its id
+    in a palette mask, non-zero in a binary one."""
+    ids = read_mask(path)  # checks the file first
+    with Image.open(path) as image:
+        return ids == object_id if image.mode == "P" else ids > 0
 
 
 def open_fewshot(kind: str, root: str | os.PathLike[str], split: str = "test") -> FewShotDataset:

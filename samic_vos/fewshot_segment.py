@@ -34,7 +34,7 @@ Coordinates: points are float (x, y) pixels, x right, y down, pixel centres at i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -89,12 +89,15 @@ class ClassResult:
         confidence: SAM's confidence in the class mask, [0, 1] (area-weighted over instances).
         instances: per point (instance), SAM's own (H, W) bool mask for it, before overlaps
             with other instances and classes are resolved.
+        instance_ids: per instance, its number in :attr:`ImageResult.instances` (0: it kept
+            no pixel there).
     """
 
     points: np.ndarray
     scores: list[float]
     confidence: float
     instances: list[np.ndarray]
+    instance_ids: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -332,7 +335,8 @@ def _compose(
     )
     instances = np.zeros(size, dtype=np.uint8)
     number = 0
-    for class_id, (_, _, logits) in found.items():
+    for class_id, (result, _, logits) in found.items():
+        result.instance_ids = [0] * len(logits)
         region = ids == class_id
         if not len(logits) or not region.any():
             continue
@@ -343,6 +347,7 @@ def _compose(
                 number += 1
                 where = np.flatnonzero(region.ravel())[pixels]
                 instances.ravel()[where] = number
+                result.instance_ids[group] = number
     return ImageResult(
         ids=ids, instances=instances, classes={c: r for c, (r, _, _) in found.items()}
     )

@@ -154,6 +154,7 @@ def test_each_heat_map_region_is_its_own_instance_and_the_class_is_their_union(m
     # Semantic: one class over both squares; instances: 1 and 2, each its own square.
     assert np.array_equal(result.ids == 1, found.instances[0] | found.instances[1])
     assert sorted(np.unique(result.instances).tolist()) == [0, 1, 2]
+    assert found.instance_ids == [1, 2]
     for number, mask in enumerate(found.instances, start=1):
         assert np.array_equal(result.instances == number, mask)
 
