@@ -7,7 +7,8 @@ other images. Each episode's supports are the references of a
 :class:`~samic_vos.fewshot_segment.FewShotSegmenter` and its query the one target; the
 prediction is written to ``OUT/pred/<class>/<query>.png`` (a palette PNG, id 1 the class:
 :func:`~samic_vos.eval.fewshot_eval.prediction_path`) and its prompts to
-``OUT/prompts/<class>/<query>.json``, each atomically. The complete folder is scored by
+``OUT/prompts/<class>/<query>.json`` (`segment`'s prompts line of the query, with the names of
+its supports), each atomically. The complete folder is scored by
 :func:`~samic_vos.eval.fewshot_eval.score_predictions` into ``OUT/scores.json``.
 
 SAM and the SAMIC network load once. Classes are done one after another; SAM's embedding of an
@@ -40,7 +41,6 @@ from samic_vos import __version__
 from samic_vos.atomic import atomic_write_text
 from samic_vos.config import config_to_dict, require, require_choice, save_config
 from samic_vos.console import bar
-from samic_vos.devices import valid_device_name
 from samic_vos.errors import UserError
 from samic_vos.eval.fewshot_eval import prediction_path, score_predictions
 from samic_vos.fewshot_data import (
@@ -53,15 +53,13 @@ from samic_vos.fewshot_data import (
     open_fewshot,
 )
 from samic_vos.fewshot_episodes import Episode, EpisodeConfig, fss_episodes, perseg_episodes
-from samic_vos.fewshot_segment import FEWSHOT_PROMPTERS, FewShotSegmenter, Reference
+from samic_vos.fewshot_segment import FewShotSegmenter, Reference
 from samic_vos.mask_io import write_mask
 from samic_vos.output_paths import check_writable_dir, removing_new_folders
+from samic_vos.pipelines.segment import SegmentConfig, image_record
 from samic_vos.runs import RunManifest, fingerprint, open_run, read_manifest, write_manifest
-from samic_vos.sam_encoder import EncoderConfig
 from samic_vos.sam_models import SAM_ARCHS
-from samic_vos.samic_net import SamicNetConfig
 from samic_vos.stage_timer import StageTimer, save_timings, total_timings
-from samic_vos.tracker import TrackerConfig
 
 log = logging.getLogger(__name__)
 
@@ -101,27 +99,19 @@ class FewShotSelection:
 class BenchFewshotConfig:
     """Everything `samic-vos bench fewshot` can be told (defaults; YAML and flags override).
 
-    The model keys are `samic-vos track`'s (``sam_model``, ``device``, ``tracker``,
-    ``encoder``); ``network`` records the checkpoint's own network config.
+    ``segment`` is `samic-vos segment`'s config (the same keys; its network is recorded from
+    the checkpoint). Predictions are semantic masks: ``segment.instances`` and
+    ``segment.overlays`` stay off.
     """
 
     dataset: FewShotSelection = field(default_factory=FewShotSelection)
     episodes: EpisodeConfig = field(default_factory=EpisodeConfig)
-    prompter: str = "samic"  # samic (needs a trained checkpoint) | persam (training-free)
-    # vit_b | vit_l | vit_h (tiny: tests); None: the SAM checkpoint's own (vit_b to download).
-    sam_model: str | None = None
-    device: str = "auto"  # auto | cuda | cuda:N | mps | cpu
-    tracker: TrackerConfig = field(default_factory=TrackerConfig)
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    network: SamicNetConfig = field(default_factory=SamicNetConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
 
     def __post_init__(self) -> None:
-        require_choice("prompter", self.prompter, FEWSHOT_PROMPTERS)
-        if self.sam_model is not None:
-            require_choice("sam_model", self.sam_model, SAM_ARCHS)
-        require(
-            valid_device_name(self.device), "device", "auto, cuda, cuda:N, mps or cpu", self.device
-        )
+        for key in ("instances", "overlays"):
+            value = getattr(self.segment, key)
+            require(not value, f"segment.{key}", "false (bench fewshot scores class masks)", value)
 
 
 @dataclass
@@ -173,13 +163,14 @@ def run_bench_fewshot(
     inputs: BenchFewshotInputs, config: BenchFewshotConfig, progress: bool = True
 ) -> BenchFewshotResult:
     """Segment every episode not done yet, then score the whole set (see the module docs)."""
-    if config.prompter == "samic" and inputs.samic_checkpoint is None:
+    prompter = config.segment.prompter
+    if prompter == "samic" and inputs.samic_checkpoint is None:
         raise UserError(
             "the samic prompter needs a trained network: pass `samic_checkpoint` (one from "
             "`samic-vos train --fewshot`), or use the training-free prompter persam"
         )
-    if config.prompter != "samic" and inputs.samic_checkpoint is not None:
-        raise UserError(f"`samic_checkpoint` is SAMIC's network: drop it for {config.prompter}")
+    if prompter != "samic" and inputs.samic_checkpoint is not None:
+        raise UserError(f"`samic_checkpoint` is SAMIC's network: drop it for {prompter}")
     dataset = config.dataset.open(inputs.root)
     episodes = protocol_episodes(dataset, config.episodes)
     _check_images(dataset, episodes)
@@ -232,25 +223,27 @@ class _Runner:
 
         self.inputs, self.config, self.dataset, self.progress = inputs, config, dataset, progress
         self.out = inputs.out_dir
-        self.device = select_device(config.device)
+        segment = config.segment
+        self.device = select_device(segment.device)
         torch.manual_seed(0)
-        sam = load_sam(config.sam_model, inputs.sam_checkpoint, self.device)
-        self.segmenter = SamSegmenter(sam, self.device, config.encoder)
+        sam = load_sam(segment.sam_model, inputs.sam_checkpoint, self.device)
+        self.segmenter = SamSegmenter(sam, self.device, segment.encoder)
         net = None
-        network = config.network
+        network = segment.network
         if inputs.samic_checkpoint is not None:
             net, _ = load_samic(inputs.samic_checkpoint, self.device, inputs.backbone_weights)
             network = net.config
         self.engine = FewShotSegmenter(
-            config.prompter, self.segmenter, net, config.tracker, self.device
+            segment.prompter, self.segmenter, net, segment.tracker, self.device
         )
         loaded = sam_arch_name(sam)
-        self.ran = dataclasses.replace(
-            config,
+        segment = dataclasses.replace(
+            segment,
             device=str(self.device),
-            sam_model=loaded if loaded in SAM_ARCHS else config.sam_model,
+            sam_model=loaded if loaded in SAM_ARCHS else segment.sam_model,
             network=network,
         )
+        self.ran = dataclasses.replace(config, segment=segment)
         self.timer = StageTimer()
         self.timer.wrap(self.segmenter, "embed", "encoder")
         self.timer.wrap(self.segmenter, "segment", "decoder")
@@ -263,7 +256,7 @@ class _Runner:
     def manifest(self) -> RunManifest:
         """The run's manifest (the device is not part of it)."""
         config = config_to_dict(self.ran)
-        config.pop("device")
+        config["segment"].pop("device")
         return RunManifest(
             command="bench-fewshot",
             inputs={
@@ -302,14 +295,11 @@ class _Runner:
             start = time.perf_counter()
             rgb, _, embedding = image(episode.query)
             supports = [image(item) for item in episode.supports]
-            record: dict[str, Any] = {
-                "query": episode.query.name,
-                "supports": [item.name for item in episode.supports],
-                "classes": {},
-            }
             if not any(mask.any() for _, mask, _ in supports):
                 empty += 1
                 ids = np.zeros(rgb.shape[:2], dtype=np.uint8)
+                query = episode.query
+                record = {"image": query.name, "path": str(query.image), "classes": {}}
             else:
                 if references_of != episode.supports:
                     self.engine.set_references(
@@ -321,14 +311,8 @@ class _Runner:
                     references_of = episode.supports
                 result = self.engine.segment([rgb], [embedding])[0]
                 ids = result.ids
-                record["classes"] = {
-                    str(k): {
-                        "points": [[float(x), float(y)] for x, y in c.points.astype(np.float32)],
-                        "scores": [round(float(s), 4) for s in c.scores],
-                        "confidence": round(float(c.confidence), 4),
-                    }
-                    for k, c in result.classes.items()
-                }
+                record = image_record(episode.query.name, episode.query.image, result)
+            record["supports"] = [item.name for item in episode.supports]
             prompts = prompts_path(self.out, episode)
             prompts.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(prompts, json.dumps(record) + "\n")

@@ -52,8 +52,8 @@ def dataset_title(scores: Mapping[str, Any]) -> str:
 
 def run_label(scores: Mapping[str, Any]) -> str:
     """This run's row label: ``"ours (samic, SAM vit_h)"``."""
-    config = scores.get("config") or {}
-    return f"ours ({config.get('prompter', '?')}, SAM {config.get('sam_model', '?')})"
+    segment = (scores.get("config") or {}).get("segment") or {}
+    return f"ours ({segment.get('prompter', '?')}, SAM {segment.get('sam_model', '?')})"
 
 
 def fewshot_report(

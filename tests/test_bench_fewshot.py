@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fewshot_trees import fss_tree, gray, textured_perseg_tree
+from fewshot_trees import fss_tree, gray, textured, textured_perseg_tree
 
 from samic_vos.cli import main
 from samic_vos.eval.fewshot_eval import score_predictions
@@ -163,6 +163,25 @@ def test_perseg_with_persam_needs_no_network(tmp_path, perseg_root, sam, monkeyp
 
 
 @pytest.mark.slow
+def test_a_folder_is_scored_as_fss1000_at_its_own_size(tmp_path, sam):
+    from samic_vos.fewshot_data import FolderDataset
+
+    root = tmp_path / "folder"
+    for name, seeds in (("bolt", (1, 2, 3)), ("nut", (4, 5))):
+        for seed in seeds:
+            mask = textured(root / "images" / name / f"n{seed}.png", seed)
+            gray(root / "masks" / name / f"n{seed}.png", mask)
+    out = tmp_path / "out"
+    code, text = _bench(root, out, *sam, "--dataset", "folder", "--prompter", "persam", "--json")
+    assert code == 0
+    dataset = FolderDataset(root)
+    expected = score_predictions(dataset, fss_episodes(dataset), out / "pred")
+    scores = json.loads(text)
+    assert (scores["global"], scores["per_class"]) == (expected["global"], expected["per_class"])
+    assert scores["published"] == {} and scores["episodes"] == 5 and scores["split"] is None
+
+
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_to_the_same_bytes(tmp_path, fss_root, samic, monkeypatch):
     straight = tmp_path / "straight"
     assert _bench(fss_root, straight, *samic, "--classes", *PAIR)[0] == 0
@@ -223,6 +242,10 @@ def test_bad_inputs_are_one_line_and_leave_nothing(tmp_path, capsys, fss_root, p
     assert "its protocol is 1-shot" in _error(capsys)
     assert _bench(perseg_root, out, *samic, "--dataset", "perseg", "--split", "val")[0] == 2
     assert "--split is FSS-1000's" in _error(capsys)
+    yaml = tmp_path / "instances.yaml"
+    yaml.write_text("segment:\n  instances: true\n")
+    assert _bench(fss_root, out, *samic, *classes, "--config", str(yaml))[0] == 2
+    assert "segment.instances must be false" in _error(capsys)
     broken = tmp_path / "broken"
     fss_tree(broken, {PAIR[0]: 4})
     (broken / PAIR[0] / "3.png").unlink()
@@ -268,11 +291,12 @@ def test_the_paper_configs_load():
         1,
         0,
     )
-    assert fss.episodes.sampling == "hsnet" and fss.sam_model == "vit_h"
+    assert fss.episodes.sampling == "hsnet" and fss.segment.sam_model == "vit_h"
     perseg = load_config(BenchFewshotConfig(), REPO / "configs/perseg.yaml")
-    assert (perseg.dataset.kind, perseg.episodes.shots, perseg.prompter) == ("perseg", 1, "samic")
-    assert perseg.sam_model == "vit_h" == fss.sam_model
-    assert perseg.tracker.heat_sigma == 0.02 == fss.tracker.heat_sigma
+    assert (perseg.dataset.kind, perseg.episodes.shots) == ("perseg", 1)
+    assert perseg.segment.prompter == "samic" == fss.segment.prompter
+    assert perseg.segment.sam_model == "vit_h"
+    assert perseg.segment.tracker.heat_sigma == 0.02 == fss.segment.tracker.heat_sigma
 
 
 def test_new_references_replace_the_old_ones(tiny_models, fss_root):

@@ -75,13 +75,13 @@ def register(benchmarks: argparse._SubParsersAction) -> None:
     common.config_flag(
         parser,
         "--prompter",
-        key="prompter",
+        key="segment.prompter",
         metavar="{" + ",".join(FEWSHOT_PROMPTERS) + "}",
         help="who prompts SAM (default samic, with --samic)",
     )
-    common.add_models(parser)
-    common.add_device(parser)
-    common.add_encoder(parser)
+    common.add_models(parser, prefix="segment.")
+    common.add_device(parser, key="segment.device")
+    common.add_encoder(parser, prefix="segment.")
     parser.add_argument("--force", action="store_true", help="start afresh over another run in OUT")
     parser.add_argument("--json", action="store_true", help="print the scores as one JSON object")
     parser.add_argument(
