@@ -184,15 +184,15 @@ def run_bench_fewshot(
             out.mkdir(parents=True, exist_ok=True)
             write_manifest(out, manifest)
             save_config(runner.ran, out / "config.yaml", version=__version__)
-            runner.run(episodes)
-            runner.save_timings()
+        runner.run(episodes)  # only what is missing (nothing, in a complete run)
+        runner.save_timings()
         scores = score(out, dataset, episodes)
         manifest.finished = True
         write_manifest(out, manifest)
         if inputs.report:
             from samic_vos.fewshot_report import write_fewshot_report
 
-            write_fewshot_report(out, dataset, episodes, scores)
+            log.info("wrote %s", write_fewshot_report(out, dataset, episodes, scores))
     return BenchFewshotResult(len(episodes), runner.computed, scores)
 
 

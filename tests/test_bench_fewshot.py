@@ -198,8 +198,11 @@ def test_an_interrupted_run_resumes_to_the_same_bytes(tmp_path, fss_root, samic,
         json.loads((out / "scores.json").read_text())["global"]
         == json.loads((straight / "scores.json").read_text())["global"]
     )
-    # Finished: nothing computed again.
+    # Finished: nothing computed again; a lost prediction is redone.
     assert _bench(fss_root, out, *samic, "--classes", *PAIR)[0] == 0 and segments.count == 3
+    (out / "pred" / PAIR[1] / "2.png").unlink()
+    assert _bench(fss_root, out, *samic, "--classes", *PAIR)[0] == 0 and segments.count == 4
+    assert _outputs(out) == _outputs(straight)
 
 
 @pytest.mark.slow
