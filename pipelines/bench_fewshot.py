@@ -142,7 +142,7 @@ def protocol_episodes(dataset: FewShotDataset, config: EpisodeConfig) -> list[Ep
         if config.shots != 1:
             raise UserError(
                 f"PerSeg has one reference per object ({dataset.root}): its protocol is "
-                f"1-shot, not {config.shots}-shot; drop `shots`"
+                f"1-shot, not {config.shots}-shot; set episodes.shots to 1"
             )
         return perseg_episodes(dataset)  # type: ignore[arg-type]
     return fss_episodes(dataset, config)
@@ -344,7 +344,7 @@ def score(out: Path, dataset: FewShotDataset, episodes: list[Episode]) -> dict[s
     scores.update(
         published={k: v[column] for k, v in PUBLISHED.items()} if column is not None else {},
         dataset=dataset.kind,
-        split=dataset.split if dataset.kind == "fss1000" else None,  # type: ignore[attr-defined]
+        split=getattr(dataset, "split", None),  # FSS-1000 only
         shots=config.get("episodes", {}).get("shots", 1),
         classes=len(dataset.classes),
         episodes=len(episodes),
