@@ -60,6 +60,7 @@ from samic_vos.runs import RunManifest, RunState, fingerprint, open_run, write_m
 from samic_vos.sam_encoder import EncoderConfig
 from samic_vos.sam_models import SAM_ARCHS
 from samic_vos.samic_net import SamicNetConfig
+from samic_vos.segmenter import SamSegmenter
 from samic_vos.tracker import TrackerConfig
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,6 @@ def run_segment(
     """Run (or continue) the whole job; see the module docstring."""
     from samic_vos.devices import select_device
     from samic_vos.sam_models import load_sam, sam_arch_name
-    from samic_vos.segmenter import SamSegmenter
 
     out = inputs.out_dir
     refs = reference_files(inputs.ref_images, inputs.ref_masks, inputs.ref_sambox)
@@ -260,7 +260,9 @@ def _report_shared(refs: list[ReferenceFile], targets: list[Path]) -> None:
 
 
 def _references(
-    refs: list[ReferenceFile], mask_refs: list[tuple[np.ndarray, np.ndarray]], segmenter: Any
+    refs: list[ReferenceFile],
+    mask_refs: list[tuple[np.ndarray, np.ndarray]],
+    segmenter: SamSegmenter,
 ) -> list[Reference]:
     """The engine's references, in the order given (image + mask pairs, then SAMBOX)."""
     pairs = iter(mask_refs)
