@@ -169,6 +169,7 @@ class FewShotSegmenter:
             raise ValueError("the references hold no class (every mask is background)")
         self.classes = classes
         self.reference_points = [{} for _ in references]
+        self._ref_feats = []  # the features of these references only (indexes 0..K-1)
         self._class_refs = {c: [] for c in classes}
         self._targets = {}
         if self.prompter == "samic":
