@@ -45,6 +45,7 @@ from samic_vos.runs import RunManifest, RunState, fingerprint, open_run, write_m
 from samic_vos.sam_encoder import EncoderConfig
 from samic_vos.sam_models import SAM_ARCHS
 from samic_vos.samic_net import SamicNet, SamicNetConfig
+from samic_vos.stage_threads import StageThreads, ThreadsConfig
 from samic_vos.track_resume import plan_restore, restore_tracker
 from samic_vos.tracker import CausalTracker, TrackerConfig
 from samic_vos.video_writer import VideoWriter
@@ -74,6 +75,7 @@ class TrackConfig:
     # config.yaml records the checkpoint's own network config here.
     network: SamicNetConfig = field(default_factory=SamicNetConfig)
     adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
+    threads: ThreadsConfig = field(default_factory=ThreadsConfig)  # torch threads per stage
 
     def __post_init__(self) -> None:
         if self.sam_model is not None:
@@ -227,7 +229,7 @@ def run_track(inputs: TrackInputs, config: TrackConfig, progress: bool = True) -
         if net is not None:
             net = _adapt_if_needed(inputs, ran, net, frames, given, device, state, progress)
         (out / "masks").mkdir(exist_ok=True)
-        segmenter = SamSegmenter(sam, device, ran.encoder)
+        segmenter = SamSegmenter(sam, device, ran.encoder, StageThreads.resolve(ran.threads))
         prompter = build_prompter(ran.prompter, segmenter, ran.tracker, net, device)
         tracker = CausalTracker(prompter, segmenter, ran.tracker)
         writer = VideoWriter(inputs.overlay, frames.fps, frames.size) if inputs.overlay else None
@@ -389,6 +391,7 @@ def _adapt_if_needed(
         device=device,
         progress=progress,
         state_path=inputs.out_dir / ADAPTATION_STATE,
+        threads=StageThreads.resolve(config.threads).counts["adaptation"],
     )
     save_samic(path, net, config=config, metrics=metrics)
     (inputs.out_dir / ADAPTATION_STATE).unlink(missing_ok=True)

@@ -46,6 +46,7 @@ from samic_vos.console import bar
 from samic_vos.losses import LossWeights
 from samic_vos.mask_io import object_ids
 from samic_vos.samic_net import SamicNet
+from samic_vos.stage_threads import torch_threads
 from samic_vos.train_dataset import AugmentConfig
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,7 @@ def adapt_on_first_frame(
     device: torch.device,
     progress: bool = True,
     state_path: str | os.PathLike[str] | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Train ``net``'s head in place on views of one frame (see the module docstring).
 
@@ -119,6 +121,8 @@ def adapt_on_first_frame(
         heat_sigma: σ of the prompt Gaussians (the tracker's, so both draw the same maps).
         state_path: where the adaptation saves its state to continue after an interruption
             (``None``: nowhere); an existing state of the same adaptation is continued.
+        threads: torch threads of the adaptation (views and steps), restored after
+            (``None``: the current count; jobs pass their ``threads.adaptation``).
 
     Returns:
         Plain values: ``steps`` done, ``stop`` (``"steps"``, ``"plateau"`` or ``"time"``),
@@ -130,6 +134,20 @@ def adapt_on_first_frame(
         of the last interval.
         Empty if no object is in frame 0.
     """
+    with torch_threads(threads):
+        return _adapt(net, rgb, ids, config, heat_sigma, device, progress, state_path)
+
+
+def _adapt(
+    net: SamicNet,
+    rgb: np.ndarray,
+    ids: np.ndarray,
+    config: AdaptationConfig,
+    heat_sigma: float,
+    device: torch.device,
+    progress: bool,
+    state_path: str | os.PathLike[str] | None,
+) -> dict[str, Any]:
     setup_start = time.perf_counter()
     initial = fingerprint(
         config_to_dict(config),

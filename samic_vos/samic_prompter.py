@@ -36,7 +36,10 @@ class _State:
 
 
 class SamicPrompter:
-    """SAMIC's prompts; ``net`` and ``segmenter`` must already sit on ``device``."""
+    """SAMIC's prompts; ``net`` and ``segmenter`` must already sit on ``device``.
+
+    SAMIC's backbone and head run under the ``samic`` count of ``segmenter.threads``.
+    """
 
     name = "samic"
 
@@ -59,8 +62,9 @@ class SamicPrompter:
     @torch.inference_mode()
     def features(self, rgb: np.ndarray) -> list[torch.Tensor]:
         """SAMIC backbone features of a (H, W, 3) uint8 RGB frame, batch 1, on the device."""
-        image = preprocess(rgb, self.input_size, self.net.config.resize)
-        return self.net.extract_features(image.to(self.device))
+        with self.segmenter.threads.stage("samic"):
+            image = preprocess(rgb, self.input_size, self.net.config.resize)
+            return self.net.extract_features(image.to(self.device))
 
     def new_frame(self, rgb: np.ndarray) -> None:
         self._size = (rgb.shape[0], rgb.shape[1])
@@ -81,7 +85,8 @@ class SamicPrompter:
 
     @torch.inference_mode()
     def track(self, obj_ids: list[int]) -> dict[int, Tracked]:
-        heats = self._predict(obj_ids)
+        with self.segmenter.threads.stage("samic"):
+            heats = self._predict(obj_ids)
         out = {}
         for obj_id in obj_ids:
             peaks = find_peaks(heats[obj_id], self._size, self.config.peaks)
