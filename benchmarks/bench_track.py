@@ -31,7 +31,7 @@ that gives :data:`TARGET_PEAKS` points on frame 1 with frame 0 as reference (at 
 number of peaks on every frame are printed.
 
 Usage: .venv/bin/python -u benchmarks/bench_track.py [--frames 5] [--short 3] [--long 24]
-       [--threads 2] [--busy 0] [--no-memory]
+       [--threads 2] [--busy 0] [--uniform] [--no-memory]
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from functools import partial
 from pathlib import Path
 from unittest import mock
 
@@ -53,6 +54,7 @@ import torch
 
 import samic_vos.pipelines.track as track_module
 import samic_vos.samic_prompter as samic_prompter
+import samic_vos.stage_threads as stage_threads
 from samic_vos.frame_source import Frame, open_frames
 from samic_vos.heatmaps import points_to_heatmap
 from samic_vos.mask_io import read_mask
@@ -63,6 +65,7 @@ from samic_vos.sam_models import build_sam, load_sam, save_sam
 from samic_vos.samic_checkpoint import save_samic
 from samic_vos.samic_net import SamicNet, SamicNetConfig, build_samic, preprocess
 from samic_vos.segmenter import SamSegmenter
+from samic_vos.stage_threads import StageThreads, ThreadsConfig
 from samic_vos.stage_timer import StageTimer
 from samic_vos.tracker import CausalTracker, TrackerConfig
 from samic_vos.video_writer import VideoWriter
@@ -200,11 +203,13 @@ def _timed_run(
     return timer, end
 
 
-def _calibrate_peaks(net: SamicNet, frames: list[np.ndarray]) -> dict[str, float]:
+def calibrate_peaks(
+    net: SamicNet, frames: list[np.ndarray], first_mask: Path = FIRST_MASK
+) -> dict[str, float]:
     """Peak settings giving :data:`TARGET_PEAKS` points on frame 1 (reference: frame 0 with
     the first mask's interior point); see the module docstring."""
     size, image_size = net.config.input_size, frames[0].shape[:2]
-    points = interior_points(read_mask(FIRST_MASK) != 0, max_points=1)
+    points = interior_points(read_mask(first_mask) != 0, max_points=1)
     ref_heat = points_to_heatmap(points, image_size, size, TrackerConfig().heat_sigma)
     with torch.inference_mode():
         ref, tgt = (
@@ -367,6 +372,12 @@ def main() -> None:
     parser.add_argument("--long", type=int, default=24, help="frames of the long memory clip")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--busy", type=int, default=0, help="competing busy processes")
+    parser.add_argument(
+        "--uniform",
+        action="store_true",
+        help="every stage at --threads and the overlay encoder at FFmpeg's automatic thread "
+        "count (the pipeline before per-stage threads); default: the threads config's auto",
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory children")
     parser.add_argument("--child-json", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("cli_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -388,7 +399,7 @@ def main() -> None:
         net = build_samic(SamicNetConfig(backbone="random")).eval()
         save_samic(samic_path, net)
         frames, fps = _first_frames(VIDEO, max(args.frames, args.long))
-        peaks = _calibrate_peaks(net, frames)
+        peaks = calibrate_peaks(net, frames)
         del net
         clips = {}
         for name, count in (("timed", args.frames), ("short", args.short), ("long", args.long)):
@@ -408,8 +419,20 @@ def main() -> None:
             samic_checkpoint=samic_path,
             sam_checkpoint=sam_path,
         )
-        config = TrackConfig(device="cpu", tracker=TrackerConfig(peaks=PeakConfig(**peaks)))
-        with busy_processes(args.busy):
+        threads = (
+            ThreadsConfig(**dict.fromkeys(stage_threads.STAGES, args.threads))
+            if args.uniform
+            else None
+        )
+        config = TrackConfig(
+            device="cpu",
+            tracker=TrackerConfig(peaks=PeakConfig(**peaks)),
+            threads=threads or ThreadsConfig(),
+        )
+        print(f"stage threads: {StageThreads.resolve(config.threads).counts}")
+        writer = partial(VideoWriter, threads=0) if args.uniform else VideoWriter
+        print(f"overlay encoder threads: {'FFmpeg automatic' if args.uniform else 1}")
+        with busy_processes(args.busy), mock.patch.object(track_module, "VideoWriter", writer):
             timer, end = _timed_run(inputs, config, alone)
             print(f"uptime at the end of the timed run: {_uptime()}")
         del alone
