@@ -40,7 +40,7 @@ from samic_vos.run_ahead import run_ahead_enabled
 from samic_vos.runs import RunManifest, fingerprint, open_run, read_manifest, write_manifest
 from samic_vos.shards import Shard, resolve_shard
 from samic_vos.stage_threads import StageThreads
-from samic_vos.stage_timer import StageTimer
+from samic_vos.stage_timer import StageTimer, save_timings, total_timings
 
 log = logging.getLogger(__name__)
 
@@ -380,15 +380,8 @@ class _Runner:
         path.with_suffix(".state.pt").unlink(missing_ok=True)
 
     def save_timings(self) -> None:
-        """This process's frames, wall seconds and stage seconds: OUT/timings/<pid>.json."""
-        if not self.computed:
-            return
-        seconds = {s: self.timer.seconds.get(s, 0.0) for s in STAGES[:-1]}
-        seconds["other"] = max(self.wall - sum(seconds.values()), 0.0)
-        folder = self.out / "timings"
-        folder.mkdir(exist_ok=True)
-        record = {"frames": self.computed, "wall": self.wall, "seconds": seconds}
-        atomic_write_text(folder / f"{time.time_ns()}.json", json.dumps(record) + "\n")
+        """This process's frames, wall seconds and stage seconds: OUT/timings/<ns>.json."""
+        save_timings(self.out, self.timer, STAGES, self.computed, self.wall)
 
 
 def _merge(out: Path, dataset: DavisDataset, names: list[str]) -> BenchResult:
@@ -413,10 +406,7 @@ def score(out: Path, dataset: DavisDataset, names: list[str]) -> dict[str, Any]:
     from samic_vos.eval.davis_eval import evaluate_davis
 
     evaluation = evaluate_davis(out / "results", dataset, names)
-    timings = [json.loads(p.read_text()) for p in sorted((out / "timings").glob("*.json"))]
-    frames = sum(t["frames"] for t in timings)
-    wall = sum(t["wall"] for t in timings)
-    seconds = {s: sum(t["seconds"][s] for t in timings) for s in STAGES}
+    frames, wall, seconds = total_timings(out, STAGES)
     column = 0 if dataset.year == "2016" else 1
     manifest = read_manifest(out)
     scores = {

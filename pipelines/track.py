@@ -21,8 +21,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -341,18 +343,33 @@ def _drawn(rgb: np.ndarray, ids: np.ndarray, record: dict, style: OverlayConfig)
 
 
 def _samic(inputs: TrackInputs, config: TrackConfig, device: torch.device) -> tuple[SamicNet, str]:
-    """The SAMIC network before any adaptation: the checkpoint's, or a fresh one.
+    """The SAMIC network before any adaptation: the checkpoint's, or a fresh one."""
+    return samic_network(
+        inputs.samic_checkpoint,
+        inputs.backbone_weights,
+        config.network,
+        device,
+        f"adapted on frame 0, saved as {inputs.out_dir / ADAPTED}",
+    )
 
-    Returns the network on ``device`` and where it came from (for config.yaml).
-    """
+
+def samic_network(
+    checkpoint: Path | None,
+    backbone_weights: Path | None,
+    network: SamicNetConfig,
+    device: torch.device,
+    adapted_note: str,
+) -> tuple[SamicNet, str]:
+    """The SAMIC network before any adaptation: the ``checkpoint``'s, or a fresh one of
+    ``network``. Returns it on ``device`` and where it came from (for config.yaml: the
+    checkpoint's path, or ``adapted_note``)."""
     from samic_vos.samic_checkpoint import load_samic
     from samic_vos.samic_net import build_samic
 
-    if inputs.samic_checkpoint is not None:
-        net, _ = load_samic(inputs.samic_checkpoint, device, inputs.backbone_weights)
-        return net, str(inputs.samic_checkpoint)
-    net = build_samic(config.network, inputs.backbone_weights).to(device)
-    return net, f"adapted on frame 0, saved as {inputs.out_dir / ADAPTED}"
+    if checkpoint is not None:
+        net, _ = load_samic(checkpoint, device, backbone_weights)
+        return net, str(checkpoint)
+    return build_samic(network, backbone_weights).to(device), adapted_note
 
 
 def _adapt_if_needed(
@@ -366,33 +383,69 @@ def _adapt_if_needed(
     progress: bool,
 ) -> SamicNet:
     """Without a checkpoint: adapt ``net`` on the first frame (or reload an earlier run's)."""
-    from samic_vos.first_frame_adaptation import adapt_on_first_frame
-    from samic_vos.samic_checkpoint import load_samic, save_samic
-
     if inputs.samic_checkpoint is not None:
         return net
-    path = inputs.out_dir / ADAPTED
-    if state == "resume" and path.is_file():
-        adapted, _ = load_samic(path, device, inputs.backbone_weights)
-        log.info("%s: using the network this run adapted on frame 0", path)
-        return adapted
-    log.warning(
-        "no SAMIC checkpoint given (`samic_checkpoint`): adapting a fresh network on frame 0 "
-        "(%d steps); pass a trained checkpoint for the paper's setting",
-        config.adaptation.steps,
-    )
-    first = next(iter(frames)).rgb
-    metrics = adapt_on_first_frame(
+    return adapt_samic(
         net,
-        first,
-        read_mask(given[0]),
-        config.adaptation,
+        inputs.out_dir,
+        lambda: [(next(iter(frames)).rgb, read_mask(given[0]))],
+        resume=state == "resume",
+        job_config=config,
+        adaptation=config.adaptation,
         heat_sigma=config.tracker.heat_sigma,
         device=device,
+        backbone_weights=inputs.backbone_weights,
         progress=progress,
-        state_path=inputs.out_dir / ADAPTATION_STATE,
+        what="frame 0",
         threads=StageThreads.resolve(config.threads).counts["adaptation"],
     )
-    save_samic(path, net, config=config, metrics=metrics)
-    (inputs.out_dir / ADAPTATION_STATE).unlink(missing_ok=True)
+
+
+def adapt_samic(
+    net: SamicNet,
+    out_dir: Path,
+    references: Callable[[], list[tuple[np.ndarray, np.ndarray]]],
+    *,
+    resume: bool,
+    job_config: Any,
+    adaptation: AdaptationConfig,
+    heat_sigma: float,
+    device: torch.device,
+    backbone_weights: Path | None,
+    progress: bool,
+    what: str,
+    threads: int | None = None,
+) -> SamicNet:
+    """A run without a SAMIC checkpoint: adapt ``net`` in place on ``references()`` ((rgb, ids)
+    pairs, read only when needed), saved as ``out_dir/ADAPTED`` with ``job_config``; a resumed
+    run reloads the network it saved (returned instead), or continues an interrupted
+    adaptation from ``out_dir/ADAPTATION_STATE``. ``what`` names the images in the log;
+    ``threads``: torch threads of the adaptation (the job's ``threads.adaptation``)."""
+    from samic_vos.first_frame_adaptation import adapt_on_references
+    from samic_vos.samic_checkpoint import load_samic, save_samic
+
+    path = out_dir / ADAPTED
+    if resume and path.is_file():
+        adapted, _ = load_samic(path, device, backbone_weights)
+        log.info("%s: using the network this run adapted on %s", path, what)
+        return adapted
+    log.warning(
+        "no SAMIC checkpoint given (`samic_checkpoint`): adapting a fresh network on %s "
+        "(%d steps); pass a trained checkpoint for the paper's setting",
+        what,
+        adaptation.steps,
+    )
+    metrics = adapt_on_references(
+        net,
+        references(),
+        adaptation,
+        heat_sigma=heat_sigma,
+        device=device,
+        progress=progress,
+        state_path=out_dir / ADAPTATION_STATE,
+        what=what,
+        threads=threads,
+    )
+    save_samic(path, net, config=job_config, metrics=metrics)
+    (out_dir / ADAPTATION_STATE).unlink(missing_ok=True)
     return net

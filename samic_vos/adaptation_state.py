@@ -4,8 +4,9 @@ One ``torch.save`` file (loadable with ``weights_only=True``), written atomicall
 (:mod:`samic_vos.atomic`): a reader sees the previous complete state or the new one. It holds:
 
 - ``format`` (:data:`FORMAT`), ``format_version`` and ``fingerprint``: what the adaptation was
-  started from (its config, the network config, a SHA-256 of frame 0, its id map and the
-  head's initial weights, the heat σ); a state is only continued by the same adaptation;
+  started from (its config, the network config, a SHA-256 of frame 0 and its id map, or of
+  each reference image and id map, the head's initial weights, the heat σ); a state is only
+  continued by the same adaptation;
 - ``head``, ``optimizer``, ``scheduler``: the state dicts after ``progress["step"]`` steps;
 - ``numpy_rng`` (the batch sampler's generator state) and ``torch_rng`` (the CPU generator);
 - ``best_head``: the head with the lowest validation loss so far;
@@ -35,22 +36,33 @@ FORMAT_VERSION = 1
 def fingerprint(
     config: dict[str, Any],
     net_config: dict[str, Any],
-    rgb: np.ndarray,
-    ids: np.ndarray,
+    frames: list[tuple[np.ndarray, np.ndarray]],
     head_state: dict[str, torch.Tensor],
     heat_sigma: float,
 ) -> dict[str, Any]:
-    """What identifies one adaptation: plain values (configs as dicts, hashes as hex)."""
+    """What identifies one adaptation: plain values (configs as dicts, hashes as hex).
+
+    ``frames``: the (rgb, ids) images adapted on; one frame gives scalar hashes (as states
+    saved by ``track`` always had), several give lists of them.
+    """
     head = hashlib.sha256()
     for key in sorted(head_state):
         head.update(key.encode())
         head.update(head_state[key].detach().cpu().contiguous().numpy().tobytes())
+
+    def sha(array: np.ndarray) -> str:
+        return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+    rgb_hashes = [sha(rgb) for rgb, _ in frames]
+    shapes = [list(rgb.shape) for rgb, _ in frames]
+    id_hashes = [sha(ids) for _, ids in frames]
+    one = len(frames) == 1
     return {
         "config": config,
         "net_config": net_config,
-        "frame_sha256": hashlib.sha256(np.ascontiguousarray(rgb).tobytes()).hexdigest(),
-        "frame_shape": list(rgb.shape),
-        "ids_sha256": hashlib.sha256(np.ascontiguousarray(ids).tobytes()).hexdigest(),
+        "frame_sha256": rgb_hashes[0] if one else rgb_hashes,
+        "frame_shape": shapes[0] if one else shapes,
+        "ids_sha256": id_hashes[0] if one else id_hashes,
         "head_sha256": head.hexdigest(),
         "heat_sigma": float(heat_sigma),
     }

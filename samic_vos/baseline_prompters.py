@@ -18,6 +18,11 @@ good mask, for recovery.
   masks; (3) points + the box of (2)'s best mask + (2)'s logits, three masks; the best of (3)
   by SAM's predicted IoU is the object's mask. Objects are combined by the highest logit with 0
   as the background (the tracker's rule), i.e. argmax over a background channel.
+
+Its steps are functions shared with PerSAM's *image* recipe of the few-shot path
+(:mod:`samic_vos.fewshot_segment`): :func:`persam_target` (the image recipe pools the features
+under the mask by their mean, :data:`IMAGE_POOLING`), :func:`persam_similarity`,
+:func:`similarity_points` and :func:`persam_cascade` (the image recipe's first call has no box).
 """
 
 from __future__ import annotations
@@ -29,10 +34,19 @@ import torch.nn.functional as F
 
 from samic_vos.mask_points import DEFAULT_MIN_AREA, MAX_POINTS_PER_OBJECT, interior_points
 from samic_vos.prompter import RestoredFrame, Tracked
-from samic_vos.segmenter import SamSegmenter, Segmentation, group_points_by_component
+from samic_vos.segmenter import (
+    ImageEmbedding,
+    PromptResult,
+    SamSegmenter,
+    Segmentation,
+    group_points_by_component,
+)
 
 BOX_MARGIN = 10  # PerSAM's video recipe expands the previous box by 10 px
-PERSAM_TOP_POSITIVES = 2  # positive points from the similarity map
+PERSAM_TOP_POSITIVES = 2  # positive points from the similarity map (video recipe)
+VIDEO_POOLING = "max_mean"  # PerSAM's video recipe: ½·max + ½·mean of the features under the mask
+IMAGE_POOLING = "mean"  # PerSAM's image recipe (persam.py): their mean
+POOLINGS = (VIDEO_POOLING, IMAGE_POOLING)
 
 
 class _MaskMemory:
@@ -130,69 +144,114 @@ class PerSamPrompter:
     def end_frame(self, ids: np.ndarray, tracked: dict[int, Tracked]) -> None:
         self.memory.update(ids, tracked)
 
-    @torch.inference_mode()
     def _target_feature(self, mask: np.ndarray) -> torch.Tensor:
-        embedding = self.segmenter.embedding  # (1, C, h, w)
-        grid = embedding.features.shape[-2:]
-        side = self.segmenter.sam.image_encoder.img_size
-        rows, cols = embedding.input_size
-        resized = cv2.resize(mask.astype(np.float32), (cols, rows), interpolation=cv2.INTER_LINEAR)
-        padded = np.zeros((side, side), np.float32)
-        padded[:rows, :cols] = resized
-        small = F.interpolate(torch.from_numpy(padded)[None, None], size=grid, mode="bilinear")
-        feats = embedding.features[0].permute(1, 2, 0)[
-            small[0, 0].to(embedding.features.device) > 0
-        ]
-        if len(feats) == 0:  # a mask too small for the grid: its largest value's position
-            index = int(small.flatten().argmax())
-            feats = embedding.features[0].flatten(1)[:, index][None]
-        target = 0.5 * feats.max(dim=0).values + 0.5 * feats.mean(dim=0)
-        return target / target.norm()
+        return persam_target(self.segmenter, self.segmenter.embedding, mask, VIDEO_POOLING)
 
-    @torch.inference_mode()
     def similarity(self, obj_id: int) -> np.ndarray:
         """(H, W) float32 cosine similarity of the current frame with the object's target."""
-        embedding = self.segmenter.embedding
-        feats = embedding.features[0]
-        feats = feats / feats.norm(dim=0, keepdim=True)
-        sim = torch.einsum("c,chw->hw", self.targets[obj_id], feats)[None, None]
-        sim = F.interpolate(sim, scale_factor=4, mode="bilinear")
-        sam = self.segmenter.sam
-        full = sam.postprocess_masks(sim, embedding.input_size, embedding.original_size)
-        return full[0, 0].float().cpu().numpy()
+        return persam_similarity(self.segmenter, self.segmenter.embedding, self.targets[obj_id])
 
     def track(self, obj_ids: list[int]) -> dict[int, Tracked]:
         return {obj_id: self._track_one(obj_id) for obj_id in obj_ids}
 
     def _track_one(self, obj_id: int) -> Tracked:
         sim = self.similarity(obj_id)
-        width = sim.shape[1]
-        order = np.argsort(sim, axis=None, kind="stable")
-        best = order[::-1][:PERSAM_TOP_POSITIVES]
-        positives = [[float(i % width), float(i // width)] for i in best]
-        scores = [float(sim.flat[i]) for i in best]
+        found, scores, negative = similarity_points(sim, PERSAM_TOP_POSITIVES)
+        positives = found.tolist()
         previous = self.memory.masks[obj_id]
         box = _box(previous, BOX_MARGIN)
         if box is not None:
             x0, y0, x1, y1 = _box(previous)  # type: ignore[misc]
             positives.append([(x0 + x1) / 2.0, (y0 + y1) / 2.0])
             scores.append(float(sim[int(round((y0 + y1) / 2)), int(round((x0 + x1) / 2))]))
-        negative = np.array([[float(order[0] % width), float(order[0] // width)]], np.float32)
         points = np.array(positives, dtype=np.float32)
         coords = np.vstack([points, negative])
         labels = np.array([1] * len(points) + [0], dtype=np.int64)
-        first = self.segmenter.prompt(coords, labels, box=box, multimask=False)
-        second = self.segmenter.prompt(
-            coords, labels, mask_input=first.low_res_logits, multimask=True
-        )
-        box = _box(second.mask) if second.mask.any() else box
-        third = self.segmenter.prompt(
-            coords, labels, box=box, mask_input=second.low_res_logits, multimask=True
-        )
-        segmentation = Segmentation(
-            mask=third.mask,
-            logits=third.logits,
-            confidence=float(np.clip(third.iou, 0.0, 1.0)),
-            group_scores=[float(np.clip(third.iou, 0.0, 1.0))],
-        )
+        third, box = persam_cascade(self.segmenter, coords, labels, box)
+        segmentation = persam_segmentation(third)
         return Tracked(points, scores, segmentation, reference=[], negative=negative, box=box)
+
+
+@torch.inference_mode()
+def persam_target(
+    segmenter: SamSegmenter, embedding: ImageEmbedding, mask: np.ndarray, pooling: str
+) -> torch.Tensor:
+    """PerSAM's (C,) unit target feature of ``mask`` (H, W) bool in the image of ``embedding``.
+
+    The mask is resized and padded as SAM's input, bilinearly resized to the embedding grid,
+    and the features at positions > 0 are pooled (``pooling``: :data:`VIDEO_POOLING` or
+    :data:`IMAGE_POOLING`), then L2-normalised. A mask too small for the grid uses the feature
+    at its largest value's position.
+    """
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown PerSAM pooling {pooling!r}: use one of {POOLINGS}")
+    grid = embedding.features.shape[-2:]
+    side = segmenter.sam.image_encoder.img_size
+    rows, cols = embedding.input_size
+    resized = cv2.resize(mask.astype(np.float32), (cols, rows), interpolation=cv2.INTER_LINEAR)
+    padded = np.zeros((side, side), np.float32)
+    padded[:rows, :cols] = resized
+    small = F.interpolate(torch.from_numpy(padded)[None, None], size=grid, mode="bilinear")
+    feats = embedding.features[0].permute(1, 2, 0)[small[0, 0].to(embedding.features.device) > 0]
+    if len(feats) == 0:
+        index = int(small.flatten().argmax())
+        feats = embedding.features[0].flatten(1)[:, index][None]
+    target = feats.mean(dim=0)
+    if pooling == VIDEO_POOLING:
+        target = 0.5 * feats.max(dim=0).values + 0.5 * target
+    return target / target.norm()
+
+
+@torch.inference_mode()
+def persam_similarity(
+    segmenter: SamSegmenter, embedding: ImageEmbedding, target: torch.Tensor
+) -> np.ndarray:
+    """(H, W) float32 cosine similarity of every pixel of ``embedding``'s image with the (C,)
+    unit ``target``: per embedding position, upsampled ×4 bilinearly, then SAM's own
+    postprocessing (unpadding, resizing to the image)."""
+    feats = embedding.features[0]
+    feats = feats / feats.norm(dim=0, keepdim=True)
+    sim = torch.einsum("c,chw->hw", target.to(feats.device), feats)[None, None]
+    sim = F.interpolate(sim, scale_factor=4, mode="bilinear")
+    full = segmenter.sam.postprocess_masks(sim, embedding.input_size, embedding.original_size)
+    return full[0, 0].float().cpu().numpy()
+
+
+def similarity_points(
+    sim: np.ndarray, positives: int
+) -> tuple[np.ndarray, list[float], np.ndarray]:
+    """PerSAM's location prior on an (H, W) similarity map: the ``positives`` most similar
+    pixels, (P, 2) float32 (x, y), with their similarities, and the least similar pixel, (1, 2)
+    float32 (x, y), the negative point (ties: the first in row-major order)."""
+    width = sim.shape[1]
+    order = np.argsort(sim, axis=None, kind="stable")
+    best = order[::-1][:positives]
+    points = np.array([[i % width, i // width] for i in best], dtype=np.float32).reshape(-1, 2)
+    negative = np.array([[order[0] % width, order[0] // width]], dtype=np.float32)
+    return points, [float(sim.flat[i]) for i in best], negative
+
+
+def persam_cascade(
+    segmenter: SamSegmenter,
+    coords: np.ndarray,
+    labels: np.ndarray,
+    box: np.ndarray | None = None,
+) -> tuple[PromptResult, np.ndarray | None]:
+    """PerSAM's three SAM calls on the current frame: (1) ``coords`` (N, 2) (x, y) with
+    ``labels`` (N,) (1 positive, 0 negative), and ``box`` (x0, y0, x1, y1) if given, one mask;
+    (2) the points + (1)'s low-res logits as ``mask_input``, three masks; (3) the points + the
+    box of (2)'s best mask (``box`` when that mask is empty) + (2)'s logits, three masks.
+    Returns (3)'s best mask by predicted IoU and the box of call (3)."""
+    first = segmenter.prompt(coords, labels, box=box, multimask=False)
+    second = segmenter.prompt(coords, labels, mask_input=first.low_res_logits, multimask=True)
+    box = _box(second.mask) if second.mask.any() else box
+    third = segmenter.prompt(
+        coords, labels, box=box, mask_input=second.low_res_logits, multimask=True
+    )
+    return third, box
+
+
+def persam_segmentation(result: PromptResult) -> Segmentation:
+    """A :class:`Segmentation` of one PerSAM mask (SAM's predicted IoU clipped to [0, 1])."""
+    confidence = float(np.clip(result.iou, 0.0, 1.0))
+    return Segmentation(result.mask, result.logits, confidence, [confidence])

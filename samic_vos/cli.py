@@ -29,6 +29,7 @@ from samic_vos.errors import UserError
 # Modules that contribute subcommands, in the order `--help` lists them.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "samic_vos.commands.track",
+    "samic_vos.commands.segment",
     "samic_vos.commands.render",
     "samic_vos.commands.train",
     "samic_vos.commands.eval",
@@ -60,6 +61,9 @@ ARGUMENT_FLAGS: dict[str, str] = {
     "split": "--set",
     "root": "--root",
     "port": "--port",
+    "ref": "--ref",
+    "ref_mask": "--ref-mask",
+    "ref_sambox": "--ref-sambox",
 }
 
 

@@ -33,7 +33,9 @@ Each reader checks its tree when opened and raises a one-line
 
 from __future__ import annotations
 
+import copy
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -113,6 +115,17 @@ class FewShotDataset:
             raise UserError(f"unknown class '{class_name}' in {self.root} ({self.kind})")
         return list(self._items[class_name])
 
+    def select(self, classes: Sequence[str]) -> FewShotDataset:
+        """The same dataset with only ``classes`` (kept in the dataset's order).
+
+        Raises :class:`UserError` naming the first class the dataset does not have.
+        """
+        for name in classes:
+            self.items(name)
+        subset = copy.copy(self)
+        subset._items = {k: v for k, v in self._items.items() if k in set(classes)}
+        return subset
+
     def __len__(self) -> int:
         """The number of labelled images over all classes."""
         return sum(len(v) for v in self._items.values())
@@ -134,6 +147,18 @@ class FewShotDataset:
         image, mask = read_image(item.image), self.read_mask(item)
         check_mask_size(item, mask.shape, image.shape[:2])
         return image, mask
+
+
+def header_size(path: Path, what: str = "image") -> tuple[int, int]:
+    """``(H, W)`` of the image file at ``path``, from its header (nothing decoded).
+
+    Raises :class:`UserError` naming the file (``what``: its role) when it cannot be read.
+    """
+    try:
+        with Image.open(path) as image:
+            return image.height, image.width
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: cannot read the {what} ({err})") from err
 
 
 def check_mask_size(
@@ -307,12 +332,16 @@ class SamboxDataset(FewShotDataset):
 
     def read_mask(self, item: FewShotItem) -> np.ndarray:
         """The union of the parts: each object's id in a palette mask, non-zero in a binary one."""
-        parts = []
-        for path, object_id in item.parts:
-            ids = read_mask(path)  # checks the file first
-            with Image.open(path) as image:
-                parts.append(ids == object_id if image.mode == "P" else ids > 0)
+        parts = [sambox_object_mask(path, object_id) for path, object_id in item.parts]
         return np.logical_or.reduce(parts)  # one size: read_annotation checked every mask
+
+
+def sambox_object_mask(path: Path, object_id: int) -> np.ndarray:
+    """(H, W) bool pixels of SAMBOX object ``object_id`` in its saved mask PNG ``path``: its id
+    in a palette mask, non-zero in a binary one."""
+    ids = read_mask(path)  # checks the file first
+    with Image.open(path) as image:
+        return ids == object_id if image.mode == "P" else ids > 0
 
 
 def open_fewshot(kind: str, root: str | os.PathLike[str], split: str = "test") -> FewShotDataset:

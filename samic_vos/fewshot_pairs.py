@@ -17,11 +17,16 @@ from dataclasses import dataclass
 from itertools import permutations
 
 import numpy as np
-from PIL import Image
 
 from samic_vos.config import require, require_choice
 from samic_vos.errors import UserError
-from samic_vos.fewshot_data import FSS_SPLITS, FewShotDataset, FewShotItem, check_mask_size
+from samic_vos.fewshot_data import (
+    FSS_SPLITS,
+    FewShotDataset,
+    FewShotItem,
+    check_mask_size,
+    header_size,
+)
 from samic_vos.mask_points import DEFAULT_MIN_AREA, interior_points
 from samic_vos.training_pairs import DEFAULT_POINTS_PER_OBJECT, TrainingPair
 
@@ -64,15 +69,6 @@ def chosen_items(
     return [items[k] for k in sorted(picked)]
 
 
-def _image_size(item: FewShotItem) -> tuple[int, int]:
-    """(H, W) of ``item``'s image, from its header."""
-    try:
-        with Image.open(item.image) as image:
-            return image.height, image.width
-    except (OSError, ValueError) as err:
-        raise UserError(f"{item.image}: cannot read the image ({err})") from err
-
-
 def pairs_from_fewshot(
     dataset: FewShotDataset,
     config: FewShotPairConfig | None = None,
@@ -93,7 +89,7 @@ def pairs_from_fewshot(
     for class_name in dataset.classes:
         labelled: list[tuple[FewShotItem, np.ndarray, tuple[int, int]]] = []
         for item in chosen_items(class_name, dataset.items(class_name), config):
-            mask, size = dataset.read_mask(item), _image_size(item)
+            mask, size = dataset.read_mask(item), header_size(item.image)
             check_mask_size(item, mask.shape, size)
             points = interior_points(mask, points_per_object, min_area)
             if len(points) == 0:

@@ -7,7 +7,9 @@ prompts in a view are interior points of its mask in that view
 (:func:`samic_vos.mask_points.interior_points`). A step predicts, for a batch of (reference view,
 target view, object) triples, the target view's heat map from the reference view's, with the
 saliency loss of training. The frozen backbone never changes, so every view's features are
-computed once and the steps run on the head alone.
+computed once and the steps run on the head alone. `samic-vos segment` adapts the same way on
+its K reference images (:func:`adapt_on_references`): views of every reference, triples
+across references.
 
 Convergence and bounds: Adam with a linear warm-up and a cosine decay of the learning rate; one
 more augmented view is held out, and every ``val_every`` steps the loss of predicting it from
@@ -33,6 +35,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +43,7 @@ import numpy as np
 import torch
 
 from samic_vos.adaptation_state import fingerprint, load_state, save_state
-from samic_vos.adaptation_views import all_triples, draw_views, make_view, view_loss
+from samic_vos.adaptation_views import View, all_triples, draw_views, make_view, view_loss
 from samic_vos.config import config_to_dict, require
 from samic_vos.console import bar
 from samic_vos.losses import LossWeights
@@ -51,12 +54,15 @@ from samic_vos.train_dataset import AugmentConfig
 
 log = logging.getLogger(__name__)
 
+# Validation triples decoded at once (no gradients); more references only add chunks.
+VALIDATION_CHUNK = 32
+
 
 @dataclass
 class AdaptationConfig:
     """First-frame adaptation (the paper trains offline; this is our bounded stand-in)."""
 
-    views: int = 8  # augmented training views of frame 0 (view 0 is the frame itself)
+    views: int = 8  # training views of frame 0, or of each reference (view 0 is the image)
     steps: int = 150  # at most this many optimisation steps (0: none, the untrained head)
     batch_size: int = 4
     lr: float = 1e-3  # Adam's peak learning rate, as training
@@ -134,40 +140,80 @@ def adapt_on_first_frame(
         of the last interval.
         Empty if no object is in frame 0.
     """
+    return adapt_on_references(
+        net,
+        [(rgb, ids)],
+        config,
+        heat_sigma=heat_sigma,
+        device=device,
+        progress=progress,
+        state_path=state_path,
+        threads=threads,
+    )
+
+
+def adapt_on_references(
+    net: SamicNet,
+    references: Sequence[tuple[np.ndarray, np.ndarray]],
+    config: AdaptationConfig,
+    *,
+    heat_sigma: float,
+    device: torch.device,
+    progress: bool = True,
+    state_path: str | os.PathLike[str] | None = None,
+    what: str | None = None,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """:func:`adapt_on_first_frame` on K labelled images (the few-shot references).
+
+    ``references``: (rgb (H_k, W_k, 3) uint8, ids (H_k, W_k) uint8) pairs. Each gets
+    ``config.views`` training views and one held-out view; a step's triples pair any two
+    training views (across references too) where the object appears in both; the validation
+    loss predicts every held-out view from every training view. ``what`` names the images in
+    the log and progress bar (default: "frame 0" for one, "the K references" for more).
+    One reference adapts exactly as :func:`adapt_on_first_frame` always did. ``threads``: as
+    :func:`adapt_on_first_frame`'s.
+    """
+    if not references:
+        raise ValueError("adaptation needs at least one reference")
+    what = what or ("frame 0" if len(references) == 1 else f"the {len(references)} references")
     with torch_threads(threads):
-        return _adapt(net, rgb, ids, config, heat_sigma, device, progress, state_path)
+        return _adapt(net, references, config, heat_sigma, device, progress, state_path, what)
 
 
 def _adapt(
     net: SamicNet,
-    rgb: np.ndarray,
-    ids: np.ndarray,
+    references: Sequence[tuple[np.ndarray, np.ndarray]],
     config: AdaptationConfig,
     heat_sigma: float,
     device: torch.device,
     progress: bool,
     state_path: str | os.PathLike[str] | None,
+    what: str,
 ) -> dict[str, Any]:
     setup_start = time.perf_counter()
     initial = fingerprint(
         config_to_dict(config),
         config_to_dict(net.config),
-        rgb,
-        ids,
+        [(rgb, ids) for rgb, ids in references],
         net.head.state_dict(),
         heat_sigma,
     )
     saved = load_state(state_path, initial) if state_path is not None else None
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
-    present, points = object_ids(ids), config.points_per_object
-    views = [
-        make_view(net, rgb, ids, present, geometry, factors, points, heat_sigma, device)
-        for geometry, factors in draw_views(rng, rgb, ids, config.views, config.augment)
-    ]
-    held_out, views = views[-1], views[:-1]
+    present = sorted(set().union(*(object_ids(ids) for _, ids in references)))
+    points = config.points_per_object
+    views, held_out = [], []
+    for rgb, ids in references:
+        drawn = [
+            make_view(net, rgb, ids, present, geometry, factors, points, heat_sigma, device)
+            for geometry, factors in draw_views(rng, rgb, ids, config.views, config.augment)
+        ]
+        views += drawn[:-1]
+        held_out.append(drawn[-1])
     triples = all_triples(views, views, present)
-    val_batch = all_triples(views, [held_out], present)
+    val_batch = all_triples(views, held_out, present)
     if not triples or not val_batch:
         return {}
     optimizer = torch.optim.Adam(net.head.parameters(), lr=config.lr)
@@ -210,7 +256,7 @@ def _adapt(
 
     def validate() -> None:
         nonlocal best_head
-        val_loss = view_loss(net, views, [held_out], val_batch, config.loss)[1]["loss"]
+        val_loss = validation_loss(net, views, held_out, val_batch, config.loss)
         pending = run.pop("pending", [])
         mean_train = float(np.mean([t["loss"] for t in pending])) if pending else None
         if pending:
@@ -238,7 +284,7 @@ def _adapt(
     steps_bar = bar(
         total=config.steps,
         initial=run["step"],
-        desc="adapting SAMIC on frame 0",
+        desc=f"adapting SAMIC on {what}",
         disable=not progress or run["stop"] is not None,
     )
     last_save, first_step = time.monotonic(), run["step"]
@@ -269,7 +315,7 @@ def _adapt(
                 validate()
         run["seconds"] += time.perf_counter() - start
         if run["step"] == first_step + 1:
-            _log_eta(time.perf_counter() - start, run, config)
+            _log_eta(time.perf_counter() - start, run, config, what)
         steps_bar.update(1)
         steps_bar.set_postfix(
             {"loss": f"{terms['loss']:.3f}", "best val": f"{run['best_val_loss']:.3f}"}
@@ -303,15 +349,33 @@ def _adapt(
     }
 
 
-def _log_eta(step_seconds: float, run: dict[str, Any], config: AdaptationConfig) -> None:
+def validation_loss(
+    net: SamicNet,
+    views: list[View],
+    held_out: list[View],
+    batch: list[tuple[int, int, int]],
+    weights: LossWeights,
+) -> float:
+    """The mean loss of ``batch`` (reference view, held-out view, object) triples, computed
+    :data:`VALIDATION_CHUNK` triples at a time (memory stays bounded with K references; the
+    loss is a batch mean, so the chunks' size-weighted mean is the whole batch's)."""
+    total = 0.0
+    for start in range(0, len(batch), VALIDATION_CHUNK):
+        chunk = batch[start : start + VALIDATION_CHUNK]
+        total += view_loss(net, views, held_out, chunk, weights)[1]["loss"] * len(chunk)
+    return total / len(batch)
+
+
+def _log_eta(step_seconds: float, run: dict[str, Any], config: AdaptationConfig, what: str) -> None:
     """Say, after the first step, how long the adaptation will take at most."""
     left = step_seconds * (config.steps - run["step"])
     if config.max_seconds is not None:
         left = min(left, max(config.max_seconds - run["seconds"], 0.0))
     bound = "none" if config.max_seconds is None else f"{config.max_seconds:g} s"
     log.info(
-        "adapting SAMIC on frame 0: %.2f s per step, at most %d steps (time bound %s, earlier "
+        "adapting SAMIC on %s: %.2f s per step, at most %d steps (time bound %s, earlier "
         "on a plateau): ETA %d min %02d s",
+        what,
         step_seconds,
         config.steps,
         bound,

@@ -26,6 +26,8 @@ import numpy as np
 from samic_vos.errors import UserError
 from samic_vos.tracker import FrameResult
 
+FRAME_KEYS = ("frame", "objects")  # what every line of a video's prompts.jsonl holds
+
 
 def frame_record(name: str, result: FrameResult) -> dict[str, Any]:
     """The line of frame ``name`` (see the module docstring)."""
@@ -44,12 +46,17 @@ def frame_record(name: str, result: FrameResult) -> dict[str, Any]:
     }
 
 
-def complete_records(path: Path) -> list[dict[str, Any]]:
+def complete_records(
+    path: Path, keys: tuple[str, ...] = FRAME_KEYS, what: str = "frame"
+) -> list[dict[str, Any]]:
     """The complete lines of ``path`` (``[]`` if absent), read only: a line cut by a crash is
     left out here and cut from the file by :func:`keep_first` when the run continues.
 
+    ``keys``: those every record has (a frame's by default; `segment`'s image records name
+    theirs); ``what`` names the record in the error.
+
     Raises:
-        UserError: a complete line is not a frame record (the file is not ours).
+        UserError: a complete line is not such a record (the file is not ours).
     """
     if not path.is_file():
         return []
@@ -59,10 +66,11 @@ def complete_records(path: Path) -> list[dict[str, Any]]:
     for number, line in enumerate(data[:end].decode("utf-8", "replace").splitlines(), 1):
         try:
             record = json.loads(line)
-            record["frame"], record["objects"]  # noqa: B018 - both keys are required
+            for key in keys:
+                record[key]  # noqa: B018 - every key is required
         except (ValueError, TypeError, KeyError):
             raise UserError(
-                f"{path}: line {number} is not a frame record of prompts.jsonl"
+                f"{path}: line {number} is not a {what} record of prompts.jsonl"
             ) from None
         records.append(record)
     return records

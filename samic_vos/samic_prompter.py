@@ -10,6 +10,7 @@ object's next reference; an object with no accepted peak keeps its last good ref
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,12 +60,10 @@ class SamicPrompter:
         self._feats: list[torch.Tensor] = []
         self._size: tuple[int, int] = (0, 0)
 
-    @torch.inference_mode()
     def features(self, rgb: np.ndarray) -> list[torch.Tensor]:
         """SAMIC backbone features of a (H, W, 3) uint8 RGB frame, batch 1, on the device."""
         with self.segmenter.threads.stage("samic"):
-            image = preprocess(rgb, self.input_size, self.net.config.resize)
-            return self.net.extract_features(image.to(self.device))
+            return samic_features(self.net, [rgb], self.device)
 
     def new_frame(self, rgb: np.ndarray) -> None:
         self._size = (rgb.shape[0], rgb.shape[1])
@@ -115,20 +114,61 @@ class SamicPrompter:
             refs.append((obj_id, state.last))
             if self.config.first_frame_reference and state.first is not state.last:
                 refs.append((obj_id, state.first))
+        pairs = [(r.feats, r.heat, self._feats) for _, r in refs]
+        maps = predict_heatmaps(self.net, pairs, self.config.batch_size)
         heats: dict[int, list[np.ndarray]] = {obj_id: [] for obj_id in obj_ids}
-        for start in range(0, len(refs), self.config.batch_size):
-            chunk = refs[start : start + self.config.batch_size]
-            ref_feats = [torch.cat(lv) for lv in zip(*(r.feats for _, r in chunk), strict=True)]
-            ref_heat = torch.cat([r.heat for _, r in chunk])
-            tgt_feats = [f.expand(len(chunk), -1, -1, -1) for f in self._feats]
-            out = torch.sigmoid(self.net.predict(ref_feats, ref_heat, tgt_feats))
-            for (obj_id, _), heat in zip(chunk, out[:, 0].float().cpu().numpy(), strict=True):
-                heats[obj_id].append(heat)
-        return {obj_id: average_heatmaps(maps) for obj_id, maps in heats.items()}
+        for (obj_id, _), heat in zip(refs, maps, strict=True):
+            heats[obj_id].append(heat)
+        return {obj_id: average_heatmaps(found) for obj_id, found in heats.items()}
 
     def _reference(self, feats: list[torch.Tensor], points: np.ndarray) -> _Reference:
-        heat = points_to_heatmap(points, self._size, self.input_size, self.config.heat_sigma)
-        return _Reference(feats, torch.from_numpy(heat)[None, None].to(self.device))
+        heat = prompt_heat(points, self._size, self.input_size, self.config.heat_sigma)
+        return _Reference(feats, heat.to(self.device))
+
+
+@torch.inference_mode()
+def samic_features(
+    net: SamicNet, images: Sequence[np.ndarray], device: torch.device | str
+) -> list[torch.Tensor]:
+    """SAMIC backbone features of (H_i, W_i, 3) uint8 RGB images (sizes may differ: each is
+    resized to the network's input size), one backbone run, batch ``len(images)``, on
+    ``device``."""
+    size, resize = tuple(net.config.input_size), net.config.resize
+    batch = torch.cat([preprocess(rgb, size, resize) for rgb in images])  # type: ignore[arg-type]
+    return net.extract_features(batch.to(device))
+
+
+def prompt_heat(
+    points: np.ndarray, image_size: tuple[int, int], input_size: tuple[int, int], sigma: float
+) -> torch.Tensor:
+    """(1, 1, h, w) float32 heat map at the network's ``input_size`` of (N, 2) (x, y) prompt
+    ``points`` given in an image of ``image_size`` (H, W); on the CPU."""
+    heat = points_to_heatmap(points, image_size, input_size, sigma)
+    return torch.from_numpy(heat)[None, None]
+
+
+@torch.inference_mode()
+def predict_heatmaps(
+    net: SamicNet,
+    pairs: Sequence[tuple[list[torch.Tensor], torch.Tensor, list[torch.Tensor]]],
+    batch_size: int,
+) -> list[np.ndarray]:
+    """SAMIC's target heat map, (h, w) float32 in [0, 1], of each (reference features,
+    reference heat (1, 1, h, w), target features) pair (features of batch 1, on the net's
+    device), decoded ``batch_size`` pairs at a time. Pairs of one chunk sharing one target's
+    features (the same list) expand it instead of copying it."""
+    out: list[np.ndarray] = []
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        ref_feats = [torch.cat(level) for level in zip(*(p[0] for p in chunk), strict=True)]
+        ref_heat = torch.cat([p[1] for p in chunk])
+        if all(p[2] is chunk[0][2] for p in chunk):
+            tgt_feats = [f.expand(len(chunk), -1, -1, -1) for f in chunk[0][2]]
+        else:
+            tgt_feats = [torch.cat(level) for level in zip(*(p[2] for p in chunk), strict=True)]
+        heat = torch.sigmoid(net.predict(ref_feats, ref_heat, tgt_feats))
+        out.extend(heat[:, 0].float().cpu().numpy())
+    return out
 
 
 def points_inside(mask: np.ndarray, points: np.ndarray) -> np.ndarray:

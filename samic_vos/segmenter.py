@@ -166,7 +166,6 @@ class SamSegmenter:
         predictor.is_image_set = True
         self._frame_size = embedding.original_size
 
-    @torch.inference_mode()
     def segment(self, groups: Sequence[np.ndarray]) -> Segmentation:
         """Mask of one object from groups of positive points on the current frame.
 
@@ -175,19 +174,31 @@ class SamSegmenter:
         several points → SAM's single mask. The object's mask is the union of the groups'.
         Groups with the same number of points are decoded in one batch.
         """
+        return self._segment(groups)[0]
+
+    def segment_instances(self, groups: Sequence[np.ndarray]) -> tuple[Segmentation, np.ndarray]:
+        """:meth:`segment`, and each group's own mask logits: (G, H, W) float32, one per
+        non-empty group in order (its mask is ``logits > 0``; (0, H, W) without a group)."""
+        segmentation, logits = self._segment(groups)
+        return segmentation, logits.float().cpu().numpy()
+
+    @torch.inference_mode()
+    def _segment(self, groups: Sequence[np.ndarray]) -> tuple[Segmentation, torch.Tensor]:
+        """:meth:`segment` and the (G, H, W) per-group logits on the device."""
         if self._frame_size is None:
             raise RuntimeError("call set_frame() before segment()")
         height, width = self._frame_size
         groups = [np.asarray(g, dtype=np.float32).reshape(-1, 2) for g in groups]
         groups = [g for g in groups if len(g)]
+        logits = torch.empty((len(groups), height, width), device=self.device)
         if not groups:
-            return Segmentation(
+            empty = Segmentation(
                 mask=np.zeros((height, width), dtype=bool),
                 logits=np.full((height, width), NO_OBJECT_LOGIT, dtype=np.float32),
                 confidence=0.0,
                 group_scores=[],
             )
-        logits = torch.empty((len(groups), height, width), device=self.device)
+            return empty, logits
         scores = torch.empty(len(groups), device=self.device)
         by_size: dict[int, list[int]] = {}
         for index, group in enumerate(groups):
@@ -206,12 +217,13 @@ class SamSegmenter:
         scores = scores.clamp(0.0, 1.0)
         confidence = weighted_confidence(scores.cpu().numpy(), areas.cpu().numpy())
         union_logits = union_logits.float().cpu().numpy()
-        return Segmentation(
+        segmentation = Segmentation(
             mask=union_logits > self.sam.mask_threshold,
             logits=union_logits,
             confidence=confidence,
             group_scores=[float(s) for s in scores.cpu()],
         )
+        return segmentation, logits
 
     @torch.inference_mode()
     def prompt(

@@ -3,14 +3,25 @@
 Stages nest (SAM's decoder runs inside a prompter's ``track``): a second is counted once, for
 the innermost stage running. :meth:`StageTimer.wrap` replaces a method on one *instance*, so
 other objects of the class (and other code in the process) are untouched.
+
+Benchmark runs keep each process's timings in their output folder (:func:`save_timings`:
+``OUT/timings/<ns>.json``, one per process and call, as shards and resumed runs add theirs),
+and sum them when the run is scored (:func:`total_timings`).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import time
 from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+from samic_vos.atomic import atomic_write_text
+
+TIMINGS = "timings"  # the folder of a run's timing records
 
 
 class StageTimer:
@@ -47,3 +58,26 @@ class StageTimer:
                 self._exit()
 
         setattr(obj, method, timed)
+
+
+def save_timings(
+    out: Path, timer: StageTimer, stages: Sequence[str], count: int, wall: float
+) -> None:
+    """Record one process's work in run folder ``out``: ``count`` items (frames, images) in
+    ``wall`` seconds, and the seconds of each of ``stages`` (the last one is the wall time that
+    no other stage took). Nothing is written when ``count`` is 0."""
+    if not count:
+        return
+    seconds = {s: timer.seconds.get(s, 0.0) for s in stages[:-1]}
+    seconds[stages[-1]] = max(wall - sum(seconds.values()), 0.0)
+    folder = out / TIMINGS
+    folder.mkdir(exist_ok=True)
+    record = {"count": count, "wall": wall, "seconds": seconds}
+    atomic_write_text(folder / f"{time.time_ns()}.json", json.dumps(record) + "\n")
+
+
+def total_timings(out: Path, stages: Sequence[str]) -> tuple[int, float, dict[str, float]]:
+    """The items, wall seconds and seconds per stage of every record in ``out`` summed."""
+    records = [json.loads(p.read_text()) for p in sorted((out / TIMINGS).glob("*.json"))]
+    seconds = {s: sum(r["seconds"][s] for r in records) for s in stages}
+    return sum(r["count"] for r in records), sum(r["wall"] for r in records), seconds

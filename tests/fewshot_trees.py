@@ -38,3 +38,41 @@ def perseg_tree(root: Path) -> Path:
             image(root / "Images" / obj / f"{n:02d}.jpg")
             gray(root / "Annotations" / obj / f"{n:02d}.png", square(1 if n == 1 else 255))
     return root
+
+
+def textured(path: Path, seed: int, size: tuple[int, int] = (48, 64)) -> np.ndarray:
+    """A textured RGB image at ``path`` with a red square placed by ``seed``; returns its
+    uint8 (H, W) mask (255 on the square)."""
+    rng = np.random.default_rng(seed)
+    rgb = rng.integers(0, 70, (*size, 3), dtype=np.uint8)
+    mask = np.zeros(size, dtype=np.uint8)
+    row, col = 6 + seed % 7, 8 + (3 * seed) % 11
+    rgb[row : row + 20, col : col + 24] = (220, 40, 40)
+    mask[row : row + 20, col : col + 24] = 255
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rgb).save(path)
+    return mask
+
+
+def fss_tree(root: Path, counts: dict[str, int]) -> Path:
+    """Every FSS-1000 test class under ``root``: ``counts[name]`` textured images with masks
+    (``1.jpg``, ``1.png``, ...) for the classes named there, one plain image for the others."""
+    from samic_vos.fewshot_data import fss_split_classes
+
+    for k, name in enumerate(fss_split_classes("test")):
+        if name not in counts:
+            image(root / name / "1.jpg")
+            gray(root / name / "1.png", square())
+            continue
+        for n in range(1, counts[name] + 1):
+            gray(root / name / f"{n}.png", textured(root / name / f"{n}.jpg", 10 * k + n))
+    return root
+
+
+def textured_perseg_tree(root: Path, objects: dict[str, int]) -> Path:
+    """PerSeg objects with ``objects[name]`` textured images ``00``, ``01``, ... and masks."""
+    for k, name in enumerate(objects):
+        for n in range(objects[name]):
+            mask = textured(root / "Images" / name / f"{n:02d}.jpg", 10 * k + n)
+            gray(root / "Annotations" / name / f"{n:02d}.png", mask)
+    return root

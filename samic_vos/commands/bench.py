@@ -43,7 +43,7 @@ examples:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "bench",
-        help="benchmark runs: DAVIS J&F beside the published figures",
+        help="benchmark runs: DAVIS J&F, few-shot mIoU beside the published figures",
         description="Benchmark runs, resumable and sharded.",
     )
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
@@ -98,6 +98,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     common.add_common(davis)
     davis.set_defaults(func=run_davis)
+    from samic_vos.commands import bench_fewshot
+
+    bench_fewshot.register(benchmarks)
 
 
 def run_davis(args: argparse.Namespace) -> int:

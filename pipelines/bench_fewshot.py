@@ -1,0 +1,359 @@
+"""`samic-vos bench fewshot`: every test episode of a few-shot dataset segmented, scored, tabled.
+
+Protocols (:mod:`samic_vos.fewshot_episodes`): FSS-1000 (and plain or SAMBOX folders) as HSNet
+tests it, every image the query of one episode with ``shots`` supports of its class drawn by
+the seed; PerSeg as PerSAM tests it, the reference ``00`` of each object supporting each of its
+other images. Each episode's supports are the references of a
+:class:`~samic_vos.fewshot_segment.FewShotSegmenter` and its query the one target; the
+prediction is written to ``OUT/pred/<class>/<query>.png`` (a palette PNG, id 1 the class:
+:func:`~samic_vos.eval.fewshot_eval.prediction_path`) and its prompts to
+``OUT/prompts/<class>/<query>.json`` (`segment`'s prompts line of the query, with the names of
+its supports), each atomically. The complete folder is scored by
+:func:`~samic_vos.eval.fewshot_eval.score_predictions` into ``OUT/scores.json``.
+
+SAM and the SAMIC network load once. Classes are done one after another; SAM's embedding of an
+image is computed once per class and reused in every episode of the class where the image is a
+support or the query (only one class's images are held at a time), and the references'
+features are computed once for consecutive episodes with the same supports (PerSeg: once per
+object). SAMIC needs a trained network (``samic_checkpoint``): adapting it per episode is not
+done here. ``persam`` needs no network.
+
+Runs resume as ``bench davis`` does (:mod:`samic_vos.runs`, manifest ``OUT/run.json``): finished
+episodes are skipped, another configuration into the same ``OUT`` is refused, ``force``
+starts afresh.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from samic_vos import __version__
+from samic_vos.atomic import atomic_write_text
+from samic_vos.config import config_to_dict, require, require_choice, save_config
+from samic_vos.console import bar
+from samic_vos.errors import UserError
+from samic_vos.eval.fewshot_eval import prediction_path, score_predictions
+from samic_vos.fewshot_data import (
+    FSS_SPLITS,
+    KINDS,
+    FewShotDataset,
+    FewShotItem,
+    check_mask_size,
+    header_size,
+    open_fewshot,
+)
+from samic_vos.fewshot_episodes import Episode, EpisodeConfig, fss_episodes, perseg_episodes
+from samic_vos.fewshot_segment import FewShotSegmenter, Reference
+from samic_vos.mask_io import write_mask
+from samic_vos.output_paths import check_writable_dir, removing_new_folders
+from samic_vos.pipelines.segment import SegmentConfig, image_record
+from samic_vos.runs import RunManifest, fingerprint, open_run, read_manifest, write_manifest
+from samic_vos.sam_models import SAM_ARCHS
+from samic_vos.stage_threads import StageThreads
+from samic_vos.stage_timer import StageTimer, save_timings, total_timings
+
+log = logging.getLogger(__name__)
+
+CLASS_ID = 1  # a class is id 1 of its reference and of its prediction
+# Published 1-shot mIoU x 100, for the table: (FSS-1000, PerSeg).
+PUBLISHED: dict[str, tuple[float, float]] = {
+    "SAMIC (paper)": (89.0, 97.5),
+    "Matcher": (87.0, 86.6),
+    "PerSAM": (71.2, 86.1),
+}
+PUBLISHED_COLUMN = {"fss1000": 0, "perseg": 1}
+OUTPUTS = ("pred", "prompts", "timings", "config.yaml", "scores.json", "report.html")
+STAGES = ("encoder", "prompter", "decoder", "other")
+
+
+@dataclass
+class FewShotSelection:
+    """Which few-shot dataset, split and classes (key ``dataset:``)."""
+
+    kind: str = "fss1000"  # fss1000 | perseg | folder | sambox (layouts: samic_vos.fewshot_data)
+    split: str = "test"  # FSS-1000 only: HSNet's 240 test classes
+    classes: list[str] | None = None  # only these classes (quick runs); None: all
+
+    def __post_init__(self) -> None:
+        require_choice("kind", self.kind, KINDS)
+        require_choice("split", self.split, FSS_SPLITS)
+        if self.classes is not None:
+            require(len(self.classes) > 0, "classes", "a non-empty list or null", self.classes)
+
+    def open(self, root: Path) -> FewShotDataset:
+        """The dataset under ``root``, checked, restricted to ``classes``."""
+        dataset = open_fewshot(self.kind, root, self.split)
+        return dataset if self.classes is None else dataset.select(self.classes)
+
+
+@dataclass
+class BenchFewshotConfig:
+    """Everything `samic-vos bench fewshot` can be told (defaults; YAML and flags override).
+
+    ``segment`` is `samic-vos segment`'s config (the same keys; its network is recorded from
+    the checkpoint). Predictions are semantic masks: ``segment.instances`` and
+    ``segment.overlays`` stay off.
+    """
+
+    dataset: FewShotSelection = field(default_factory=FewShotSelection)
+    episodes: EpisodeConfig = field(default_factory=EpisodeConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+
+    def __post_init__(self) -> None:
+        for key in ("instances", "overlays"):
+            value = getattr(self.segment, key)
+            require(not value, f"segment.{key}", "false (bench fewshot scores class masks)", value)
+
+
+@dataclass
+class BenchFewshotInputs:
+    """Paths and switches given on the command line."""
+
+    root: Path
+    out_dir: Path
+    samic_checkpoint: Path | None = None
+    sam_checkpoint: Path | None = None
+    backbone_weights: Path | None = None
+    force: bool = False
+    report: bool = False  # also write OUT/report.html
+
+
+@dataclass
+class BenchFewshotResult:
+    """What the run did: ``computed`` episodes by this call, and the scores."""
+
+    episodes: int
+    computed: int
+    scores: dict[str, Any]
+
+
+def protocol_episodes(dataset: FewShotDataset, config: EpisodeConfig) -> list[Episode]:
+    """The test episodes of ``dataset``: PerSAM's for PerSeg (1-shot), HSNet's for the others."""
+    if dataset.kind == "perseg":
+        if config.shots != 1:
+            raise UserError(
+                f"PerSeg has one reference per object ({dataset.root}): its protocol is "
+                f"1-shot, not {config.shots}-shot; set episodes.shots to 1"
+            )
+        return perseg_episodes(dataset)  # type: ignore[arg-type]
+    return fss_episodes(dataset, config)
+
+
+def _check_images(dataset: FewShotDataset, episodes: list[Episode]) -> None:
+    """Every image and mask of the episodes readable (headers) and of one size, before work."""
+    seen: set[Path] = set()
+    for episode in episodes:
+        for item in (episode.query, *episode.supports):
+            if item.image not in seen:
+                seen.add(item.image)
+                size = header_size(item.image)
+                check_mask_size(item, header_size(item.mask, "mask"), size)
+
+
+def run_bench_fewshot(
+    inputs: BenchFewshotInputs, config: BenchFewshotConfig, progress: bool = True
+) -> BenchFewshotResult:
+    """Segment every episode not done yet, then score the whole set (see the module docs)."""
+    prompter = config.segment.prompter
+    if prompter == "samic" and inputs.samic_checkpoint is None:
+        raise UserError(
+            "the samic prompter needs a trained network: pass `samic_checkpoint` (one from "
+            "`samic-vos train --fewshot`), or use the training-free prompter persam"
+        )
+    if prompter != "samic" and inputs.samic_checkpoint is not None:
+        raise UserError(f"`samic_checkpoint` is SAMIC's network: drop it for {prompter}")
+    dataset = config.dataset.open(inputs.root)
+    episodes = protocol_episodes(dataset, config.episodes)
+    _check_images(dataset, episodes)
+    out = inputs.out_dir
+    check_writable_dir(out)
+    runner = _Runner(inputs, config, dataset, progress)
+    manifest = runner.manifest()
+    state = open_run(out, manifest, force=inputs.force, outputs=OUTPUTS)
+    with removing_new_folders(out):
+        if state != "finished":
+            out.mkdir(parents=True, exist_ok=True)
+            write_manifest(out, manifest)
+            save_config(runner.ran, out / "config.yaml", version=__version__)
+        runner.run(episodes)  # only what is missing (nothing, in a complete run)
+        runner.save_timings()
+        scores = score(out, dataset, episodes)
+        manifest.finished = True
+        write_manifest(out, manifest)
+        if inputs.report:
+            from samic_vos.fewshot_report import write_fewshot_report
+
+            log.info("wrote %s", write_fewshot_report(out, dataset, episodes, scores))
+    return BenchFewshotResult(len(episodes), runner.computed, scores)
+
+
+def episode_done(out: Path, episode: Episode) -> bool:
+    """Whether ``episode``'s prediction (written last) and prompts are in ``out``."""
+    return prediction_path(out / "pred", episode).is_file() and prompts_path(out, episode).is_file()
+
+
+def prompts_path(out: Path, episode: Episode) -> Path:
+    """``out/prompts/<class>/<query>.json``: the episode's supports and prompts."""
+    return out / "prompts" / episode.class_name / f"{episode.query.name}.json"
+
+
+class _Runner:
+    """The models (loaded once) and the episodes of one process."""
+
+    def __init__(
+        self,
+        inputs: BenchFewshotInputs,
+        config: BenchFewshotConfig,
+        dataset: FewShotDataset,
+        progress: bool,
+    ) -> None:
+        from samic_vos.devices import select_device
+        from samic_vos.sam_models import load_sam, sam_arch_name
+        from samic_vos.samic_checkpoint import load_samic
+        from samic_vos.segmenter import SamSegmenter
+
+        self.inputs, self.config, self.dataset, self.progress = inputs, config, dataset, progress
+        self.out = inputs.out_dir
+        segment = config.segment
+        self.device = select_device(segment.device)
+        torch.manual_seed(0)
+        sam = load_sam(segment.sam_model, inputs.sam_checkpoint, self.device)
+        threads = StageThreads.resolve(segment.threads)
+        self.segmenter = SamSegmenter(sam, self.device, segment.encoder, threads)
+        net = None
+        network = segment.network
+        if inputs.samic_checkpoint is not None:
+            net, _ = load_samic(inputs.samic_checkpoint, self.device, inputs.backbone_weights)
+            network = net.config
+        self.engine = FewShotSegmenter(
+            segment.prompter, self.segmenter, net, segment.tracker, self.device
+        )
+        loaded = sam_arch_name(sam)
+        segment = dataclasses.replace(
+            segment,
+            device=str(self.device),
+            sam_model=loaded if loaded in SAM_ARCHS else segment.sam_model,
+            network=network,
+        )
+        self.ran = dataclasses.replace(config, segment=segment)
+        self.timer = StageTimer()
+        self.timer.wrap(self.segmenter, "embed", "encoder")
+        self.timer.wrap(self.segmenter, "segment", "decoder")
+        self.timer.wrap(self.segmenter, "prompt", "decoder")
+        self.timer.wrap(self.engine, "set_references", "prompter")
+        self.timer.wrap(self.engine, "segment", "prompter")
+        self.computed = 0
+        self.wall = 0.0
+
+    def manifest(self) -> RunManifest:
+        """The run's manifest (the device is not part of it)."""
+        config = config_to_dict(self.ran)
+        config["segment"].pop("device")
+        return RunManifest(
+            command="bench-fewshot",
+            inputs={
+                "root": str(self.inputs.root.resolve()),
+                "samic": fingerprint(self.inputs.samic_checkpoint),
+                "sam": fingerprint(self.inputs.sam_checkpoint),
+                "backbone_weights": fingerprint(self.inputs.backbone_weights),
+            },
+            config=config,
+        )
+
+    def run(self, episodes: list[Episode]) -> None:
+        """Segment the episodes without a prediction yet, class by class."""
+        todo = [e for e in episodes if not episode_done(self.out, e)]
+        if len(todo) < len(episodes):
+            log.info("%d of %d episodes already done", len(episodes) - len(todo), len(episodes))
+        empty = 0
+        with bar(total=len(todo), desc="episodes", unit="ep", disable=not self.progress) as shown:
+            for _, group in itertools.groupby(todo, key=lambda e: e.class_name):
+                empty += self._class(list(group), shown)
+        if empty:
+            log.warning("%d episode(s) with empty support masks: predicted empty", empty)
+
+    def _class(self, episodes: list[Episode], shown) -> int:
+        """The episodes of one class; returns how many had only empty support masks."""
+        images: dict[Path, tuple[np.ndarray, np.ndarray, Any]] = {}  # this class's images
+
+        def image(item: FewShotItem) -> tuple[np.ndarray, np.ndarray, Any]:
+            if item.image not in images:
+                rgb, mask = self.dataset.load(item)
+                images[item.image] = (rgb, mask, self.segmenter.embed(rgb))
+            return images[item.image]
+
+        empty, references_of = 0, None
+        for episode in episodes:
+            start = time.perf_counter()
+            rgb, _, embedding = image(episode.query)
+            supports = [image(item) for item in episode.supports]
+            if not any(mask.any() for _, mask, _ in supports):
+                empty += 1
+                ids = np.zeros(rgb.shape[:2], dtype=np.uint8)
+                query = episode.query
+                record = {"image": query.name, "path": str(query.image), "classes": {}}
+            else:
+                if references_of != episode.supports:
+                    self.engine.set_references(
+                        [
+                            Reference(s_rgb, (mask * CLASS_ID).astype(np.uint8), embedding=s_emb)
+                            for s_rgb, mask, s_emb in supports
+                        ]
+                    )
+                    references_of = episode.supports
+                result = self.engine.segment([rgb], [embedding])[0]
+                ids = result.ids
+                record = image_record(episode.query.name, episode.query.image, result)
+            record["supports"] = [item.name for item in episode.supports]
+            prompts = prompts_path(self.out, episode)
+            prompts.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(prompts, json.dumps(record) + "\n")
+            pred = prediction_path(self.out / "pred", episode)
+            pred.parent.mkdir(parents=True, exist_ok=True)
+            write_mask(pred, ids)  # last: the episode is done once its prediction exists
+            self.wall += time.perf_counter() - start
+            self.computed += 1
+            shown.update()
+        return empty
+
+    def save_timings(self) -> None:
+        """This process's images, wall seconds and stage seconds: OUT/timings/<ns>.json."""
+        save_timings(self.out, self.timer, STAGES, self.computed, self.wall)
+
+
+def score(out: Path, dataset: FewShotDataset, episodes: list[Episode]) -> dict[str, Any]:
+    """Score ``out/pred``; writes and returns ``out/scores.json`` (the table's content).
+
+    ``global`` and ``per_class`` are :func:`score_predictions`'s; beside them the published
+    1-shot mIoU of the dataset (none for folders), images per second over the runs that
+    computed episodes, seconds per stage, and the run's configuration.
+    """
+    scores = score_predictions(dataset, episodes, out / "pred")
+    images, wall, seconds = total_timings(out, STAGES)
+    column = PUBLISHED_COLUMN.get(dataset.kind)
+    manifest = read_manifest(out)
+    config = manifest.config if manifest is not None else {}
+    scores.update(
+        published={k: v[column] for k, v in PUBLISHED.items()} if column is not None else {},
+        dataset=dataset.kind,
+        split=getattr(dataset, "split", None),  # FSS-1000 only
+        shots=config.get("episodes", {}).get("shots", 1),
+        classes=len(dataset.classes),
+        episodes=len(episodes),
+        images=images,
+        ips=images / wall if wall > 0 else None,
+        seconds=seconds,
+        config=config,
+    )
+    atomic_write_text(out / "scores.json", json.dumps(scores, indent=1) + "\n")
+    return scores

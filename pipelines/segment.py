@@ -1,0 +1,373 @@
+"""`samic-vos segment`: segment the classes of K labelled reference images in new images.
+
+Composition: references (:mod:`samic_vos.pipelines.segment_inputs`) → the few-shot engine
+(:class:`~samic_vos.fewshot_segment.FewShotSegmenter`: SAMIC or PerSAM, then SAM) over the
+targets in batches → palette PNGs, ``prompts.jsonl`` and optional overlays, written as targets
+finish.
+
+Outputs in ``OUT``:
+- ``masks/<name>.png``: palette PNGs, ids as the references' classes (``instances``: one id
+  per instance, 1..M in class order); names as
+  :func:`~samic_vos.pipelines.segment_inputs.target_names` gives them;
+- ``prompts.jsonl``: one line per finished target (:func:`image_record`);
+- ``overlays/<name>.jpg`` (``overlays``): the masks and points drawn on the target;
+- ``config.yaml`` (what ran), ``run.json`` (the manifest: references' fingerprints, the
+  targets' paths, the config), ``samic_adapted.pt`` when SAMIC was adapted on the references.
+
+Every input is checked, and the references read and encoded, before anything is written. A
+rerun of the same run into ``OUT`` skips the targets it finished (a prompts line and a mask
+each) and ends with the bytes of an uninterrupted run; a finished run is not redone
+(``force`` redoes it). Unreadable targets are reported one line each at the end, counted in
+:attr:`SegmentSummary.unreadable` (the command exits with status 2), and retried by a rerun.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from samic_vos import __version__
+from samic_vos.atomic import JsonLinesWriter, atomic_path
+from samic_vos.config import config_to_dict, require, require_choice, save_config
+from samic_vos.console import bar
+from samic_vos.davis import read_image
+from samic_vos.devices import valid_device_name
+from samic_vos.errors import UserError
+from samic_vos.fewshot_segment import FEWSHOT_PROMPTERS, FewShotSegmenter, ImageResult, Reference
+from samic_vos.first_frame_adaptation import AdaptationConfig
+from samic_vos.mask_io import write_mask
+from samic_vos.output_paths import check_writable_dir, removing_new_folders
+from samic_vos.pipelines.segment_inputs import (
+    ReferenceFile,
+    find_targets,
+    load_mask_reference,
+    load_sambox_reference,
+    reference_files,
+    target_names,
+)
+from samic_vos.pipelines.track import ADAPTATION_STATE, ADAPTED, PROMPTS, adapt_samic, samic_network
+from samic_vos.prompts_log import complete_records, keep_first
+from samic_vos.render import OverlayConfig, overlay
+from samic_vos.runs import RunManifest, RunState, fingerprint, open_run, write_manifest
+from samic_vos.sam_encoder import EncoderConfig
+from samic_vos.sam_models import SAM_ARCHS
+from samic_vos.samic_net import SamicNetConfig
+from samic_vos.segmenter import SamSegmenter
+from samic_vos.stage_threads import StageThreads, ThreadsConfig
+from samic_vos.tracker import TrackerConfig
+
+log = logging.getLogger(__name__)
+
+MASKS, OVERLAYS = "masks", "overlays"
+# What a segment run writes in OUT (removed by `force`).
+OUTPUTS = (MASKS, OVERLAYS, PROMPTS, "config.yaml", ADAPTED, ADAPTATION_STATE)
+OVERLAY_QUALITY = 90  # JPEG quality of the overlays
+IMAGE_KEYS = ("image", "path", "classes")  # what every line of segment's prompts.jsonl holds
+
+
+@dataclass
+class SegmentConfig:
+    """Everything `samic-vos segment` can be told (defaults; YAML and flags override)."""
+
+    # vit_b | vit_l | vit_h (tiny: tests); None: the SAM checkpoint's own (vit_b to download).
+    sam_model: str | None = None
+    device: str = "auto"  # auto | cuda | cuda:N | mps | cpu
+    prompter: str = "samic"  # samic | persam (training-free)
+    instances: bool = False  # masks with one id per instance instead of one per class
+    overlays: bool = False  # also write OUT/overlays/<name>.jpg
+    overlay: OverlayConfig = field(default_factory=OverlayConfig)
+    # heat σ, peaks, reference prompts; batch_size: targets per backbone batch and SAMIC pairs
+    # per decoder batch
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)  # how SAM's encoder runs
+    # The network built and adapted on the references without a SAMIC checkpoint; with one,
+    # config.yaml records the checkpoint's own network config here.
+    network: SamicNetConfig = field(default_factory=SamicNetConfig)
+    adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
+    threads: ThreadsConfig = field(default_factory=ThreadsConfig)  # torch threads per stage
+
+    def __post_init__(self) -> None:
+        if self.sam_model is not None:
+            require_choice("sam_model", self.sam_model, SAM_ARCHS)
+        require(
+            valid_device_name(self.device), "device", "auto, cuda, cuda:N, mps or cpu", self.device
+        )
+        require_choice("prompter", self.prompter, FEWSHOT_PROMPTERS)
+
+
+@dataclass
+class SegmentInputs:
+    """Paths and switches given on the command line."""
+
+    targets: list[str]
+    out_dir: Path
+    ref_images: list[Path] = field(default_factory=list)
+    ref_masks: list[Path] = field(default_factory=list)
+    ref_sambox: list[Path] = field(default_factory=list)
+    samic_checkpoint: Path | None = None
+    sam_checkpoint: Path | None = None
+    backbone_weights: Path | None = None
+    force: bool = False  # redo a finished run, or replace another run in out_dir
+
+
+@dataclass
+class SegmentSummary:
+    """What a run did: ``targets`` in all, ``written`` (finished, all calls), ``computed`` by
+    this call, ``unreadable`` (path, one-line message) of the targets that could not be read."""
+
+    targets: int
+    written: int
+    computed: int
+    unreadable: list[tuple[Path, str]]
+    state: RunState
+    out_dir: Path
+
+
+def image_record(name: str, path: Path, result: ImageResult) -> dict[str, Any]:
+    """The ``prompts.jsonl`` line of one target::
+
+        {"image": "<name>", "path": "<target file>", "classes": {"1": {"points": [[x, y]],
+         "scores": [...], "confidence": 0.93, "instances": [1]}}}
+
+    ``points`` (x, y) target pixels at float32 precision, ``scores`` their heat values (samic)
+    or similarities (persam), ``confidence`` SAM's confidence in the class mask, ``instances``
+    each point's instance id in the ``instances`` masks (0: it kept no pixel).
+    """
+    return {
+        "image": name,
+        "path": str(path),
+        "classes": {
+            str(class_id): {
+                "points": [[float(x), float(y)] for x, y in found.points.astype(np.float32)],
+                "scores": [round(float(s), 4) for s in found.scores],
+                "confidence": round(float(found.confidence), 4),
+                "instances": list(found.instance_ids),
+            }
+            for class_id, found in result.classes.items()
+        },
+    }
+
+
+def run_segment(
+    inputs: SegmentInputs, config: SegmentConfig, progress: bool = True
+) -> SegmentSummary:
+    """Run (or continue) the whole job; see the module docstring."""
+    from samic_vos.devices import select_device
+    from samic_vos.sam_models import load_sam, sam_arch_name
+
+    out = inputs.out_dir
+    refs = reference_files(inputs.ref_images, inputs.ref_masks, inputs.ref_sambox)
+    if inputs.samic_checkpoint is not None and not inputs.samic_checkpoint.is_file():
+        raise UserError(
+            f"{inputs.samic_checkpoint}: SAMIC checkpoint not found (`samic_checkpoint`)"
+        )
+    targets = find_targets(inputs.targets, exclude=out)
+    names = target_names(targets)
+    check_writable_dir(out)
+    for name in (MASKS, OVERLAYS):
+        check_writable_dir(out / name)
+    mask_refs = [load_mask_reference(ref) for ref in refs if ref.sambox is None]
+    _report_shared(refs, targets)
+
+    device = select_device(config.device)
+    torch.manual_seed(0)
+    sam = load_sam(config.sam_model, inputs.sam_checkpoint, device)
+    uses_samic = config.prompter == "samic"
+    net, samic_source = (None, None)
+    if uses_samic:
+        note = f"adapted on the references, saved as {out / ADAPTED}"
+        net, samic_source = samic_network(
+            inputs.samic_checkpoint, inputs.backbone_weights, config.network, device, note
+        )
+    loaded = sam_arch_name(sam)
+    ran = dataclasses.replace(
+        config,
+        device=str(device),
+        sam_model=loaded if loaded in SAM_ARCHS else config.sam_model,
+        network=net.config if net is not None else config.network,
+    )
+    segmenter = SamSegmenter(sam, device, ran.encoder, StageThreads.resolve(ran.threads))
+    references = _references(refs, mask_refs, segmenter)
+    engine = FewShotSegmenter(ran.prompter, segmenter, net, ran.tracker, device)
+    try:
+        engine.set_references(references)
+    except ValueError as err:
+        raise UserError(f"references: {err}") from err
+
+    manifest = RunManifest(
+        command="segment",
+        inputs={
+            "references": [_reference_fingerprint(ref) for ref in refs],
+            "targets": {name: str(path) for name, path in zip(names, targets, strict=True)},
+            "samic": fingerprint(inputs.samic_checkpoint),
+            "sam": fingerprint(inputs.sam_checkpoint),
+            "backbone_weights": fingerprint(inputs.backbone_weights),
+        },
+        config=config_to_dict(ran),
+    )
+    state = open_run(out, manifest, force=inputs.force, outputs=OUTPUTS)
+    if state == "finished":
+        count = len(complete_records(out / PROMPTS, IMAGE_KEYS, "target image"))
+        log.info("%s: this run is finished (%d targets); pass `force` to redo it", out, count)
+        return SegmentSummary(len(targets), count, 0, [], state, out)
+    with removing_new_folders(out):
+        out.mkdir(parents=True, exist_ok=True)
+        write_manifest(out, manifest)
+        save_config(ran, out / "config.yaml", version=__version__, samic=samic_source)
+        if net is not None and inputs.samic_checkpoint is None:
+            adapted = adapt_samic(
+                net,
+                out,
+                lambda: [(r.rgb, r.ids) for r in references],
+                resume=state == "resume",
+                job_config=ran,
+                adaptation=ran.adaptation,
+                heat_sigma=ran.tracker.heat_sigma,
+                device=device,
+                backbone_weights=inputs.backbone_weights,
+                progress=progress,
+                what="the references" if len(references) > 1 else "the reference",
+                threads=segmenter.threads.counts["adaptation"],
+            )
+            if adapted is not net:  # a resumed run's saved network: into the engine's
+                net.head.load_state_dict(adapted.head.state_dict())
+                net.eval()
+        (out / MASKS).mkdir(exist_ok=True)
+        if ran.overlays:
+            (out / OVERLAYS).mkdir(exist_ok=True)
+        written, computed, unreadable = _segment_all(
+            engine, targets, names, out, ran, resume=state == "resume", progress=progress
+        )
+    if not unreadable:
+        manifest.finished = True
+        write_manifest(out, manifest)
+    for _, reason in unreadable:
+        log.error("%s; this target has no mask", reason)
+    return SegmentSummary(len(targets), written, computed, unreadable, state, out)
+
+
+def _report_shared(refs: list[ReferenceFile], targets: list[Path]) -> None:
+    """Say which targets are also reference images (allowed: they are segmented too)."""
+    images = {ref.image.resolve() for ref in refs}
+    for target in targets:
+        if target in images:
+            log.info("%s: also a reference image; segmented as a target too", target)
+
+
+def _references(
+    refs: list[ReferenceFile],
+    mask_refs: list[tuple[np.ndarray, np.ndarray]],
+    segmenter: SamSegmenter,
+) -> list[Reference]:
+    """The engine's references, in the order given (image + mask pairs, then SAMBOX)."""
+    pairs = iter(mask_refs)
+    out = []
+    for ref in refs:
+        if ref.sambox is None:
+            out.append(Reference(*next(pairs)))
+        else:
+            rgb, ids, points = load_sambox_reference(ref, segmenter)
+            out.append(Reference(rgb, ids, points=points))
+    return out
+
+
+def _reference_fingerprint(ref: ReferenceFile) -> dict[str, Any]:
+    if ref.sambox is not None:
+        return {"sambox": fingerprint(ref.sambox), "image": fingerprint(ref.image)}
+    return {"image": fingerprint(ref.image), "mask": fingerprint(ref.mask)}
+
+
+def _batches(items: list[tuple[int, Path, str]], size: int) -> Iterator[list[tuple[Path, str]]]:
+    """The (path, name) of ``items`` (index, path, name) in batches of the whole target list
+    (indexes ``k·size ... (k+1)·size - 1``), so a run continued after a finished batch
+    decodes the same batches as an uninterrupted one."""
+    batches: dict[int, list[tuple[Path, str]]] = {}
+    for index, path, name in items:
+        batches.setdefault(index // size, []).append((path, name))
+    yield from batches.values()
+
+
+def _segment_all(
+    engine: FewShotSegmenter,
+    targets: Sequence[Path],
+    names: Sequence[str],
+    out: Path,
+    config: SegmentConfig,
+    *,
+    resume: bool,
+    progress: bool,
+) -> tuple[int, int, list[tuple[Path, str]]]:
+    """Segment every target not finished yet; returns (finished in all, computed now,
+    unreadable targets with the reason)."""
+    prompts_path = out / PROMPTS
+    records = complete_records(prompts_path, IMAGE_KEYS, "target image") if resume else []
+    done = 0
+    while done < len(records) and _finished(out, records[done]["image"], config):
+        done += 1
+    if resume and prompts_path.is_file():
+        keep_first(prompts_path, done)
+        if done:
+            log.info("%s: continuing after its %d finished targets", out, done)
+    finished = {record["image"] for record in records[:done]}
+    todo = [(i, p, n) for i, (p, n) in enumerate(zip(targets, names, strict=True))]
+    todo = [item for item in todo if item[2] not in finished]
+    unreadable: list[tuple[Path, str]] = []
+    computed = 0
+    with JsonLinesWriter(prompts_path, append=done > 0) as prompts:
+        images_bar = bar(
+            total=len(targets), initial=done, desc="segment", unit="image", disable=not progress
+        )
+        for batch in _batches(todo, config.tracker.batch_size):
+            readable = []
+            for path, name in batch:
+                try:
+                    readable.append((path, name, read_image(path, what="target image")))
+                except UserError as err:
+                    unreadable.append((path, str(err)))
+                    images_bar.update(1)
+            if not readable:
+                continue
+            results = engine.segment([rgb for _, _, rgb in readable])
+            for (path, name, rgb), result in zip(readable, results, strict=True):
+                _write(out, name, rgb, result, config)
+                prompts.write(image_record(name, path, result))
+                computed += 1
+                images_bar.update(1)
+        images_bar.close()
+    return done + computed, computed, unreadable
+
+
+def _finished(out: Path, name: str, config: SegmentConfig) -> bool:
+    """Whether target ``name``'s files are all there (its prompts line is)."""
+    if not (out / MASKS / f"{name}.png").is_file():
+        return False
+    return not config.overlays or (out / OVERLAYS / f"{name}.jpg").is_file()
+
+
+def _write(out: Path, name: str, rgb: np.ndarray, result: ImageResult, config: SegmentConfig):
+    """One target's mask (and overlay, points drawn in their class or instance colour)."""
+    ids = result.instances if config.instances else result.ids
+    if config.overlays:
+        points: dict[int, list[np.ndarray]] = {}
+        for class_id, found in result.classes.items():
+            keys = found.instance_ids if config.instances else [class_id] * len(found.points)
+            for key, point in zip(keys, found.points, strict=True):
+                points.setdefault(key if key else class_id, []).append(point)
+        drawn = overlay(
+            rgb,
+            ids,
+            config.overlay.alpha,
+            config.overlay.outline,
+            points={k: np.array(v) for k, v in points.items()},
+        )
+        with atomic_path(out / OVERLAYS / f"{name}.jpg") as tmp:
+            Image.fromarray(drawn).save(tmp, format="JPEG", quality=OVERLAY_QUALITY)
+    write_mask(out / MASKS / f"{name}.png", ids)

@@ -1,0 +1,145 @@
+"""``samic-vos bench fewshot``: one command from a few-shot dataset to the paper's table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from samic_vos.commands import common
+
+DESCRIPTION = """\
+Segment every test episode of a few-shot dataset and score it as the reference toolkits do:
+FSS-1000 as HSNet (every test image the query of one episode, its --shots supports drawn from
+its class with seed 0; mIoU and FB-IoU), PerSeg as PerSAM (reference 00 of each object, every
+other image a target; mIoU); plain folders and SAMBOX folders as FSS-1000. Prints one table
+beside the published 1-shot figures, with images per second and seconds per stage. Writes
+OUT/pred/<class>/<query>.png (palette PNGs, id 1 the class), OUT/prompts/<class>/<query>.json,
+OUT/config.yaml, OUT/scores.json (and OUT/report.html with --report).
+
+SAMIC needs a trained network (--samic CKPT, e.g. from `samic-vos train --fewshot fss1000`);
+--prompter persam is training-free. A rerun into the same OUT skips finished episodes.
+"""
+
+EPILOG = """\
+examples:
+  samic-vos bench fewshot --dataset fss1000 --root FSS-1000 --samic fss.pt -o runs/fss1
+  samic-vos bench fewshot --config configs/fss1000.yaml --root FSS-1000 --samic fss.pt --shots 5
+  samic-vos bench fewshot --config configs/perseg.yaml --root PerSeg --prompter persam
+"""
+
+
+def register(benchmarks: argparse._SubParsersAction) -> None:
+    """Add ``fewshot`` to the ``bench`` subcommands."""
+    from samic_vos.fewshot_data import FSS_SPLITS, KINDS
+    from samic_vos.fewshot_segment import FEWSHOT_PROMPTERS
+
+    parser = benchmarks.add_parser(
+        "fewshot",
+        help="segment, score and table a few-shot image set (FSS-1000, PerSeg, folders)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    group = parser.add_argument_group("data")
+    common.config_flag(
+        group,
+        "--dataset",
+        key="dataset.kind",
+        metavar="{" + ",".join(KINDS) + "}",
+        help="the dataset's layout and protocol (default fss1000)",
+    )
+    group.add_argument(
+        "--root", type=Path, required=True, metavar="ROOT", help="the dataset's folder"
+    )
+    common.config_flag(
+        group,
+        "--split",
+        key="dataset.split",
+        metavar="{" + ",".join(FSS_SPLITS) + "}",
+        help="FSS-1000's class split (default test)",
+    )
+    common.config_flag(
+        group, "--shots", key="episodes.shots", metavar="K", help="supports per episode (1)"
+    )
+    common.config_flag(
+        group,
+        "--classes",
+        key="dataset.classes",
+        nargs="+",
+        metavar="CLASS",
+        help="only these classes (quick runs; the published protocol uses all)",
+    )
+    common.add_out(parser, "output folder (default: runs/bench-fewshot-<dataset>-<K>shot)")
+    common.config_flag(
+        parser,
+        "--prompter",
+        key="segment.prompter",
+        metavar="{" + ",".join(FEWSHOT_PROMPTERS) + "}",
+        help="who prompts SAM (default samic, with --samic)",
+    )
+    common.add_models(parser, prefix="segment.")
+    common.add_device(parser, key="segment.device")
+    common.add_encoder(parser, prefix="segment.")
+    parser.add_argument("--force", action="store_true", help="start afresh over another run in OUT")
+    parser.add_argument("--json", action="store_true", help="print the scores as one JSON object")
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="also write OUT/report.html: tables, per-class IoU, best and worst examples",
+    )
+    common.add_common(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from samic_vos.errors import UserError
+    from samic_vos.pipelines.bench_fewshot import (
+        BenchFewshotConfig,
+        BenchFewshotInputs,
+        run_bench_fewshot,
+    )
+
+    if common.given(args, "--random-backbone"):
+        raise UserError("--random-backbone applies to a network made here; bench uses --samic")
+    config = common.job_config(BenchFewshotConfig(), args)
+    if common.given(args, "--split") and config.dataset.kind != "fss1000":
+        raise UserError(f"--split is FSS-1000's; {config.dataset.kind} has none: drop it")
+    shots = config.episodes.shots
+    out = args.out or Path("runs") / f"bench-fewshot-{config.dataset.kind}-{shots}shot"
+    inputs = BenchFewshotInputs(
+        root=args.root,
+        out_dir=out,
+        samic_checkpoint=args.samic,
+        sam_checkpoint=args.sam_checkpoint,
+        backbone_weights=args.backbone_weights,
+        force=args.force,
+        report=args.report,
+    )
+    result = run_bench_fewshot(inputs, config)
+    if args.json:
+        common.stdout(json.dumps(result.scores, indent=1))
+    else:
+        common.stdout(format_scores(result.scores))
+    return 0
+
+
+def format_scores(scores: dict[str, Any]) -> str:
+    """The benchmark's table: our scores (x 100) beside the published 1-shot mIoU."""
+    from samic_vos.commands.eval import format_table
+    from samic_vos.fewshot_report import dataset_title, run_label
+
+    columns = list(scores["global"])
+    rows = [[run_label(scores), *(f"{scores['global'][c]:.1f}" for c in columns)]]
+    for name, value in scores["published"].items():
+        rows.append([f"{name}, 1-shot", f"{value:.1f}", *[""] * (len(columns) - 1)])
+    title = (
+        f"{dataset_title(scores)}: {scores['episodes']} episodes, {scores['classes']} classes "
+        f"({', '.join(columns)} x 100; published: 1-shot mIoU)"
+    )
+    lines = [title, format_table(["method", *columns], rows), ""]
+    if scores.get("ips"):
+        per_stage = ", ".join(f"{k} {v:.1f} s" for k, v in scores["seconds"].items())
+        lines.append(f"{scores['images']} images at {scores['ips']:.2f} images/s; {per_stage}")
+    return "\n".join(lines)
