@@ -1,5 +1,5 @@
 """Torch threads per stage: the context manager, the ``threads:`` config, and the stages of
-`samic-vos track` (encoder, SAMIC, SAM's decoder, first-frame adaptation) and of training
+`samic-vos track` and `segment` (encoder, SAMIC, SAM's decoder, adaptation) and of training
 actually running under their configured counts."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import shutil
 import pytest
 import torch
 import yaml
+from fewshot_images import write_set
 from segment_anything.modeling import MaskDecoder
 from segment_anything.modeling.image_encoder import PatchEmbed
 from test_trainer import SIZE, make_pairs
@@ -121,4 +122,28 @@ def test_training_runs_under_its_count(tmp_path, monkeypatch):
     config = TrainConfig(max_epochs=1, cache_dtype="float32")
     fit(net, dataset, None, config, tmp_path / "run", log=lambda line: None, threads=3)
     assert seen == {"training": {3}}
+    assert torch.get_num_threads() == 1
+
+
+def test_segment_stages_run_under_their_configured_counts(tmp_path, tiny_models, monkeypatch):
+    write_set(tmp_path / "refs", 2)
+    write_set(tmp_path / "targets", 2, start=10, masks=False)
+    config = tmp_path / "threads.yaml"
+    threads = {"encoder": 3, "samic": 2, "decoder": 4, "adaptation": 5}
+    network = {"input_size": [64, 64], "channels": [8, 16, 32]}
+    adaptation = {"steps": 2, "views": 2, "val_every": 1, "batch_size": 2}
+    config.write_text(
+        yaml.safe_dump({"threads": threads, "network": network, "adaptation": adaptation})
+    )
+    seen: dict[str, set[int]] = {}
+    _spy(monkeypatch, PatchEmbed, "forward", "encoder", seen)
+    _spy(monkeypatch, SamicNet, "predict", "samic", seen)
+    _spy(monkeypatch, MaskDecoder, "forward", "decoder", seen)
+    _spy(monkeypatch, adaptation_module, "view_loss", "adaptation", seen)
+    args = ["segment", "--ref", str(tmp_path / "refs/img_0.png")]
+    args += ["--ref-mask", str(tmp_path / "refs/img_0_mask.png"), str(tmp_path / "targets")]
+    args += ["-o", str(tmp_path / "out"), "--config", str(config), "--random-backbone"]
+    assert main([*args, "--sam-checkpoint", str(tiny_models["sam"])]) == 0
+
+    assert seen == {"encoder": {3}, "samic": {2, 5}, "decoder": {4}, "adaptation": {5}}
     assert torch.get_num_threads() == 1
