@@ -25,14 +25,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from bench_track import busy_processes
 
 from samic_vos.devices import flush_denormals
 from samic_vos.first_frame_adaptation import AdaptationConfig, adapt_on_first_frame
@@ -48,19 +47,6 @@ from samic_vos.stage_threads import torch_threads
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
 VIDEO = DATA / "davis_bear.mp4"
 FIRST_MASK = DATA / "davis_bear_first_mask.png"
-
-
-@contextmanager
-def busy_processes(count: int) -> Iterator[None]:
-    """``count`` child processes spinning a core each for the block."""
-    children = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
-    try:
-        time.sleep(0.5 if count else 0)  # let them start spinning
-        yield
-    finally:
-        for child in children:
-            child.kill()
-            child.wait()
 
 
 def median_seconds(call: Callable[[], object], repeats: int) -> float:

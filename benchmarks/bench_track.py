@@ -354,6 +354,7 @@ def busy_processes(count: int) -> Iterator[None]:
     """``count`` child processes spinning a core each (``while True: pass``) for the block."""
     children = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
     try:
+        time.sleep(0.5 if count else 0)  # let them start spinning
         yield
     finally:
         for child in children:
