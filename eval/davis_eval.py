@@ -3,9 +3,9 @@
 ``RESULTS_DIR/<sequence>/<frame>.png`` holds the result masks (indexed PNGs, ids 1..K of
 the sequence's first ground-truth frame; any mask :func:`samic_vos.mask_io.read_mask`
 accepts). Every annotated frame except the first and the last is scored; each PNG is read
-once; sequences are scored in parallel processes. Numbers equal the toolkit's
-(``davis2017-evaluation``), except Decay from 256 scored frames on, where the toolkit's is
-wrong (see :func:`samic_vos.eval.davis_metrics.statistics`).
+once; sequences are scored in parallel processes (small sets in this one). Numbers equal the
+toolkit's (``davis2017-evaluation``), except Decay from 256 scored frames on, where the
+toolkit's is wrong (see :func:`samic_vos.eval.davis_metrics.statistics`).
 
 Unlike the toolkit, bad input stops with a :class:`UserError` naming the file (the toolkit
 exits with status 0), and CSV files already in the results folder are never read back.
@@ -39,6 +39,9 @@ SEQUENCE_COLUMNS = ("Sequence", "J-Mean", "F-Mean")
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 # The progress bar shows when stderr is a terminal, or in logs for runs this long (frames).
 LONG_RUN_FRAMES = 3000
+# Sets of fewer scored frames are scored in this process: starting worker processes (about a
+# second, more on a loaded machine) costs more than scoring them (a few ms per 480p frame).
+IN_PROCESS_FRAMES = 300
 
 
 @dataclass
@@ -207,8 +210,15 @@ def _worker_init() -> None:
 def _score_all(
     dataset: DavisDataset, results_dir: Path, sequences: list[str], workers: int, progress
 ) -> dict[str, SequenceScores]:
-    """Score ``sequences`` in ``workers`` processes, longest first; updates ``progress``."""
+    """Score ``sequences`` in ``workers`` processes, longest first (or, with fewer than
+    :data:`IN_PROCESS_FRAMES` frames in all, here, in order); updates ``progress``."""
     sizes = {s: len(dataset.annotation_paths(s)) - 2 for s in sequences}
+    if sum(sizes.values()) < IN_PROCESS_FRAMES:
+        scores = {}
+        for name in sequences:
+            scores[name] = score_sequence(dataset, results_dir, name)
+            progress.update(sizes[name])
+        return scores
     pool = ProcessPoolExecutor(
         max_workers=workers, mp_context=_pool_context(), initializer=_worker_init
     )
@@ -238,7 +248,8 @@ def evaluate_davis(
     """Score ``results_dir`` against ``dataset`` (all its sequences, or ``sequences``).
 
     ``workers``: worker processes (default: one per CPU, at most one per sequence); the
-    scoring always runs in workers, whose memory settings are tuned. ``progress``:
+    scoring runs in workers, whose memory settings are tuned, except for small sets (under
+    :data:`IN_PROCESS_FRAMES` frames), scored in this process by the same code. ``progress``:
     a progress bar on stderr (default: when stderr is a terminal or the run is long).
     """
     results_dir = Path(results_dir)

@@ -20,6 +20,7 @@ read too, the sequence being the folder of each frame.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -215,3 +216,28 @@ class DavisDataset:
         """Number of objects: the largest id in the first annotation, void (255) ignored."""
         ids = self.read_annotation(sequence, 0)
         return int(ids[ids != VOID_ID].max(initial=0))
+
+
+def copy_short_root(
+    source: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    sequences: list[str],
+    frames: int,
+    year: str = DEFAULT_YEAR,
+    split: str = "val",
+    resolution: str = "480p",
+) -> Path:
+    """A DAVIS root at ``dest`` of the first ``frames`` frames and annotations of ``sequences``
+    of the root ``source`` (files copied), listed in ``ImageSets/<year>/<split>.txt``: a short
+    set for quick runs, tests and benchmarks. Called again with another ``split``, it adds that
+    split to ``dest``. Returns ``dest``."""
+    source, dest = Path(source), Path(dest)
+    for name in sequences:
+        for kind, suffix in (("JPEGImages", "jpg"), ("Annotations", "png")):
+            folder = dest / kind / resolution / name
+            folder.mkdir(parents=True)
+            for path in sorted((source / kind / resolution / name).glob(f"*.{suffix}"))[:frames]:
+                shutil.copy(path, folder / path.name)
+    (dest / "ImageSets" / year).mkdir(parents=True, exist_ok=True)
+    (dest / "ImageSets" / year / f"{split}.txt").write_text("".join(f"{n}\n" for n in sequences))
+    return dest

@@ -26,6 +26,9 @@ from samic_vos.atomic import atomic_path
 from samic_vos.errors import UserError
 
 VOID_ID = 255
+# zlib level of the PNGs we write (masks; images sent to the SAMBOX page): 1 is 3-5x faster
+# than Pillow's default 6 on masks, for files under twice as large (a few KB to tens of KB).
+PNG_COMPRESS_LEVEL = 1
 
 
 def davis_palette() -> np.ndarray:
@@ -116,4 +119,4 @@ def write_mask(path: str | os.PathLike[str], ids: np.ndarray) -> None:
     """Write ``ids`` (``uint8``, ``(H, W)``) as a DAVIS palette PNG, atomically."""
     image = mask_image(ids)
     with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
+        image.save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL)

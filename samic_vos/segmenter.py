@@ -24,6 +24,7 @@ import torch
 from segment_anything import SamPredictor
 from segment_anything.modeling import Sam
 
+from samic_vos.decoder_reuse import reuse_image_projections
 from samic_vos.mask_points import (
     DEFAULT_MIN_AREA,
     MAX_POINTS_PER_OBJECT,
@@ -120,6 +121,8 @@ class SamSegmenter:
         self.sam = sam.to(self.device).eval()
         self.encoder = build_image_encoder(self.sam, encoder, self.device)
         self._predictor = SamPredictor(self.sam)
+        # Prompts on one image share the decoder's image-only first projections (exact).
+        self.decoder_reuse = reuse_image_projections(self.sam)
         self._frame_size: tuple[int, int] | None = None
         # SAM's dense positional encoding of the embedding grid: constant for a model, and
         # costing about as much as the prompt encoder, so computed once.

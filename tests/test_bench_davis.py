@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from samic_vos.cli import main
+from samic_vos.davis import copy_short_root
 from samic_vos.mask_io import read_mask, write_mask
 from samic_vos.shards import Shard, parse_shard, resolve_shard
 from samic_vos.tracker import CausalTracker
@@ -25,23 +26,10 @@ def models(tiny_models) -> list[str]:
     return ["--sam-checkpoint", str(tiny_models["sam"]), "--samic", str(tiny_models["samic"])]
 
 
-def _short_root(root: Path, source: Path, names: list[str], year: str) -> Path:
-    """A DAVIS root of the first FRAMES frames and annotations of real sequences."""
-    for name in names:
-        for kind, suffix in (("JPEGImages", "jpg"), ("Annotations", "png")):
-            folder = root / kind / "480p" / name
-            folder.mkdir(parents=True)
-            for path in sorted((source / kind / "480p" / name).glob(f"*.{suffix}"))[:FRAMES]:
-                shutil.copy(path, folder / path.name)
-    (root / "ImageSets" / year).mkdir(parents=True)
-    (root / "ImageSets" / year / "val.txt").write_text("".join(f"{n}\n" for n in names))
-    return root
-
-
 @pytest.fixture(scope="module")
 def root16(tmp_path_factory, shared_data) -> Path:
     base = tmp_path_factory.mktemp("davis16")
-    return _short_root(base, shared_data / "DAVIS", ["car-shadow", "blackswan"], "2016")
+    return copy_short_root(shared_data / "DAVIS", base, ["car-shadow", "blackswan"], FRAMES, "2016")
 
 
 def _bench(root: Path, out: Path, models: list[str], *extra: str) -> tuple[int, str]:
@@ -153,7 +141,8 @@ def test_bench_scores_resumes_and_shards_to_identical_results(
 
 @pytest.mark.slow
 def test_bench_on_a_two_object_2017_root(tmp_path, shared_data, models):
-    root = _short_root(tmp_path / "davis17", shared_data / "DAVIS", ["bmx-trees"], "2017")
+    davis = shared_data / "DAVIS"
+    root = copy_short_root(davis, tmp_path / "davis17", ["bmx-trees"], FRAMES, "2017")
     first = read_mask(shared_data / "multiobject/bmx-trees/00000.png")
     write_mask(root / "Annotations/480p/bmx-trees/00000.png", first)
     out = tmp_path / "out"
@@ -236,15 +225,10 @@ def test_the_paper_configs_load():
 
 @pytest.mark.slow
 def test_train_first_then_track_with_the_trained_network(tmp_path, shared_data, models):
-    root = _short_root(tmp_path / "davis", shared_data / "DAVIS", ["car-shadow"], "2016")
-    for name in ("bear", "boat"):  # a train set of two short sequences beside the val set
-        for kind, suffix in (("JPEGImages", "jpg"), ("Annotations", "png")):
-            folder = root / kind / "480p" / name
-            folder.mkdir(parents=True)
-            source = shared_data / "DAVIS" / kind / "480p" / name
-            for path in sorted(source.glob(f"*.{suffix}"))[:FRAMES]:
-                shutil.copy(path, folder / path.name)
-    (root / "ImageSets/2016/train.txt").write_text("bear\nboat\n")
+    davis, root = shared_data / "DAVIS", tmp_path / "davis"
+    copy_short_root(davis, root, ["car-shadow"], FRAMES, "2016")
+    # a train set of two short sequences beside the val set
+    copy_short_root(davis, root, ["bear", "boat"], FRAMES, "2016", split="train")
     config = tmp_path / "tiny.yaml"
     tiny = "{input_size: [64, 64], backbone: random, channels: [8, 16, 32]}"
     config.write_text(

@@ -36,7 +36,14 @@ from samic_vos.annotate.session_store import (
     write_session,
 )
 from samic_vos.errors import UserError
-from samic_vos.mask_io import DAVIS_PALETTE, mask_image, object_ids, read_mask, write_mask
+from samic_vos.mask_io import (
+    DAVIS_PALETTE,
+    PNG_COMPRESS_LEVEL,
+    mask_image,
+    object_ids,
+    read_mask,
+    write_mask,
+)
 from samic_vos.sambox_format import (
     SamboxAnnotation,
     SamboxInstance,
@@ -357,7 +364,7 @@ def display_png(ids: np.ndarray) -> bytes:
     """The id map (H, W) uint8 as a palette PNG whose background (0) is transparent: the
     overlay the page draws (decoded, the same ids as the saved mask)."""
     buffer = io.BytesIO()
-    mask_image(ids).save(buffer, format="PNG", transparency=0, compress_level=1)
+    mask_image(ids).save(buffer, format="PNG", transparency=0, compress_level=PNG_COMPRESS_LEVEL)
     return buffer.getvalue()
 
 

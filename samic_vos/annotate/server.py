@@ -36,6 +36,7 @@ from samic_vos.annotate.session_store import ActionError
 from samic_vos.config import require, require_choice
 from samic_vos.devices import valid_device_name
 from samic_vos.errors import UserError
+from samic_vos.mask_io import PNG_COMPRESS_LEVEL
 from samic_vos.sam_encoder import EncoderConfig
 from samic_vos.sam_models import SAM_ARCHS
 from samic_vos.segmenter import SamSegmenter
@@ -98,7 +99,7 @@ def create_app(
     def image(name: str) -> Response:
         rgb = load_rgb(annotator.image_path(name))
         buffer = io.BytesIO()
-        Image.fromarray(rgb).save(buffer, format="PNG", compress_level=1)
+        Image.fromarray(rgb).save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
         return Response(buffer.getvalue(), media_type="image/png")
 
     @app.get("/api/state")

@@ -60,7 +60,10 @@ function enqueue(job) {
 }
 
 async function bitmapFromBase64(png) {
-  const bytes = Uint8Array.from(atob(png), (c) => c.charCodeAt(0));
+  // A plain loop: Uint8Array.from with a callback per character took ~6 ms for a 50 kB mask.
+  const text = atob(png);
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i += 1) bytes[i] = text.charCodeAt(i);
   return createImageBitmap(new Blob([bytes], {type: "image/png"}));
 }
 
