@@ -39,6 +39,7 @@ from samic_vos.prompts_log import complete_records
 from samic_vos.run_ahead import run_ahead_enabled
 from samic_vos.runs import RunManifest, fingerprint, open_run, read_manifest, write_manifest
 from samic_vos.shards import Shard, resolve_shard
+from samic_vos.stage_threads import StageThreads
 from samic_vos.stage_timer import StageTimer, save_timings, total_timings
 
 log = logging.getLogger(__name__)
@@ -216,7 +217,8 @@ class _Runner:
         self.device = device
         torch.manual_seed(0)
         sam = load_sam(config.track.sam_model, inputs.sam_checkpoint, device)
-        self.segmenter = SamSegmenter(sam, device, config.track.encoder)
+        threads = StageThreads.resolve(config.track.threads)
+        self.segmenter = SamSegmenter(sam, device, config.track.encoder, threads)
         self.net = None
         self.samic_mode = None
         if config.track.prompter == "samic":
@@ -372,6 +374,7 @@ class _Runner:
             device=self.device,
             progress=self.progress,
             state_path=path.with_suffix(".state.pt"),
+            threads=self.segmenter.threads.counts["adaptation"],
         )
         save_samic(path, self.net, config=self.ran.track, metrics=metrics)
         path.with_suffix(".state.pt").unlink(missing_ok=True)

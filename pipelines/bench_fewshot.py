@@ -59,6 +59,7 @@ from samic_vos.output_paths import check_writable_dir, removing_new_folders
 from samic_vos.pipelines.segment import SegmentConfig, image_record
 from samic_vos.runs import RunManifest, fingerprint, open_run, read_manifest, write_manifest
 from samic_vos.sam_models import SAM_ARCHS
+from samic_vos.stage_threads import StageThreads
 from samic_vos.stage_timer import StageTimer, save_timings, total_timings
 
 log = logging.getLogger(__name__)
@@ -227,7 +228,8 @@ class _Runner:
         self.device = select_device(segment.device)
         torch.manual_seed(0)
         sam = load_sam(segment.sam_model, inputs.sam_checkpoint, self.device)
-        self.segmenter = SamSegmenter(sam, self.device, segment.encoder)
+        threads = StageThreads.resolve(segment.threads)
+        self.segmenter = SamSegmenter(sam, self.device, segment.encoder, threads)
         net = None
         network = segment.network
         if inputs.samic_checkpoint is not None:

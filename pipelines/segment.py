@@ -61,6 +61,7 @@ from samic_vos.sam_encoder import EncoderConfig
 from samic_vos.sam_models import SAM_ARCHS
 from samic_vos.samic_net import SamicNetConfig
 from samic_vos.segmenter import SamSegmenter
+from samic_vos.stage_threads import StageThreads, ThreadsConfig
 from samic_vos.tracker import TrackerConfig
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class SegmentConfig:
     # config.yaml records the checkpoint's own network config here.
     network: SamicNetConfig = field(default_factory=SamicNetConfig)
     adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
+    threads: ThreadsConfig = field(default_factory=ThreadsConfig)  # torch threads per stage
 
     def __post_init__(self) -> None:
         if self.sam_model is not None:
@@ -192,7 +194,7 @@ def run_segment(
         sam_model=loaded if loaded in SAM_ARCHS else config.sam_model,
         network=net.config if net is not None else config.network,
     )
-    segmenter = SamSegmenter(sam, device, ran.encoder)
+    segmenter = SamSegmenter(sam, device, ran.encoder, StageThreads.resolve(ran.threads))
     references = _references(refs, mask_refs, segmenter)
     engine = FewShotSegmenter(ran.prompter, segmenter, net, ran.tracker, device)
     try:
@@ -233,6 +235,7 @@ def run_segment(
                 backbone_weights=inputs.backbone_weights,
                 progress=progress,
                 what="the references" if len(references) > 1 else "the reference",
+                threads=segmenter.threads.counts["adaptation"],
             )
             if adapted is not net:  # a resumed run's saved network: into the engine's
                 net.head.load_state_dict(adapted.head.state_dict())

@@ -47,6 +47,7 @@ from samic_vos.runs import RunManifest, RunState, fingerprint, open_run, write_m
 from samic_vos.sam_encoder import EncoderConfig
 from samic_vos.sam_models import SAM_ARCHS
 from samic_vos.samic_net import SamicNet, SamicNetConfig
+from samic_vos.stage_threads import StageThreads, ThreadsConfig
 from samic_vos.track_resume import plan_restore, restore_tracker
 from samic_vos.tracker import CausalTracker, TrackerConfig
 from samic_vos.video_writer import VideoWriter
@@ -76,6 +77,7 @@ class TrackConfig:
     # config.yaml records the checkpoint's own network config here.
     network: SamicNetConfig = field(default_factory=SamicNetConfig)
     adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
+    threads: ThreadsConfig = field(default_factory=ThreadsConfig)  # torch threads per stage
 
     def __post_init__(self) -> None:
         if self.sam_model is not None:
@@ -229,7 +231,7 @@ def run_track(inputs: TrackInputs, config: TrackConfig, progress: bool = True) -
         if net is not None:
             net = _adapt_if_needed(inputs, ran, net, frames, given, device, state, progress)
         (out / "masks").mkdir(exist_ok=True)
-        segmenter = SamSegmenter(sam, device, ran.encoder)
+        segmenter = SamSegmenter(sam, device, ran.encoder, StageThreads.resolve(ran.threads))
         prompter = build_prompter(ran.prompter, segmenter, ran.tracker, net, device)
         tracker = CausalTracker(prompter, segmenter, ran.tracker)
         writer = VideoWriter(inputs.overlay, frames.fps, frames.size) if inputs.overlay else None
@@ -395,6 +397,7 @@ def _adapt_if_needed(
         backbone_weights=inputs.backbone_weights,
         progress=progress,
         what="frame 0",
+        threads=StageThreads.resolve(config.threads).counts["adaptation"],
     )
 
 
@@ -411,11 +414,13 @@ def adapt_samic(
     backbone_weights: Path | None,
     progress: bool,
     what: str,
+    threads: int | None = None,
 ) -> SamicNet:
     """A run without a SAMIC checkpoint: adapt ``net`` in place on ``references()`` ((rgb, ids)
     pairs, read only when needed), saved as ``out_dir/ADAPTED`` with ``job_config``; a resumed
     run reloads the network it saved (returned instead), or continues an interrupted
-    adaptation from ``out_dir/ADAPTATION_STATE``. ``what`` names the images in the log."""
+    adaptation from ``out_dir/ADAPTATION_STATE``. ``what`` names the images in the log;
+    ``threads``: torch threads of the adaptation (the job's ``threads.adaptation``)."""
     from samic_vos.first_frame_adaptation import adapt_on_references
     from samic_vos.samic_checkpoint import load_samic, save_samic
 
@@ -439,6 +444,7 @@ def adapt_samic(
         progress=progress,
         state_path=out_dir / ADAPTATION_STATE,
         what=what,
+        threads=threads,
     )
     save_samic(path, net, config=job_config, metrics=metrics)
     (out_dir / ADAPTATION_STATE).unlink(missing_ok=True)

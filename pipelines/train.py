@@ -28,6 +28,7 @@ from samic_vos.optical_flow import FlowConfig
 from samic_vos.output_paths import check_writable_dir
 from samic_vos.runs import RunManifest, open_run, read_manifest, write_manifest
 from samic_vos.samic_net import SamicNetConfig
+from samic_vos.stage_threads import StageThreads, ThreadsConfig
 from samic_vos.train_dataset import AugmentConfig, PairDataset
 from samic_vos.trainer import (
     BEST,
@@ -75,6 +76,7 @@ class TrainJobConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     heat_sigma: float = DEFAULT_SIGMA  # σ of the heat-map Gaussians (heatmaps.DEFAULT_SIGMA)
     device: str = "auto"  # auto | cuda | cuda:N | mps | cpu; config.yaml records the one used
+    threads: ThreadsConfig = field(default_factory=ThreadsConfig)  # torch threads (training)
 
     def __post_init__(self) -> None:
         require(0 < self.heat_sigma <= 1, "heat_sigma", "in (0, 1]", self.heat_sigma)
@@ -276,6 +278,7 @@ def run_training(
             dist=dist,
             resume=resume_state,
             run_config=run_config,
+            threads=StageThreads.resolve(config.threads).counts["training"],
         )
         if dist.is_main:
             manifest.finished = True

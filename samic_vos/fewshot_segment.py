@@ -197,7 +197,8 @@ class FewShotSegmenter:
         batch = self.config.batch_size
         for start in range(0, len(references), batch):
             chunk = [ref.rgb for ref in references[start : start + batch]]
-            feats = samic_features(self.net, chunk, self.device)
+            with self.segmenter.threads.stage("samic"):
+                feats = samic_features(self.net, chunk, self.device)
             self._ref_feats += [[f[i : i + 1] for f in feats] for i in range(len(chunk))]
             self.reference_feature_calls += len(chunk)
         for index, ref in enumerate(references):
@@ -282,13 +283,15 @@ class FewShotSegmenter:
         targets: list[list[torch.Tensor]] = []
         for start in range(0, len(images), batch):
             chunk = images[start : start + batch]
-            feats = samic_features(self.net, chunk, self.device)
+            with self.segmenter.threads.stage("samic"):
+                feats = samic_features(self.net, chunk, self.device)
             targets += [[f[i : i + 1] for f in feats] for i in range(len(chunk))]
         keys = [
             (t, c, r) for t in range(len(images)) for c in self.classes for r in self._class_refs[c]
         ]
         pairs = [(self._ref_feats[r.index], r.heat, targets[t]) for t, _, r in keys]
-        maps = predict_heatmaps(self.net, pairs, batch)
+        with self.segmenter.threads.stage("samic"):
+            maps = predict_heatmaps(self.net, pairs, batch)
         grouped: list[dict[int, list[np.ndarray]]] = [{c: [] for c in self.classes} for _ in images]
         for (t, c, _), heat in zip(keys, maps, strict=True):
             grouped[t][c].append(heat)

@@ -49,6 +49,7 @@ from samic_vos.console import bar
 from samic_vos.losses import LossWeights
 from samic_vos.mask_io import object_ids
 from samic_vos.samic_net import SamicNet
+from samic_vos.stage_threads import torch_threads
 from samic_vos.train_dataset import AugmentConfig
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ def adapt_on_first_frame(
     device: torch.device,
     progress: bool = True,
     state_path: str | os.PathLike[str] | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Train ``net``'s head in place on views of one frame (see the module docstring).
 
@@ -125,6 +127,8 @@ def adapt_on_first_frame(
         heat_sigma: σ of the prompt Gaussians (the tracker's, so both draw the same maps).
         state_path: where the adaptation saves its state to continue after an interruption
             (``None``: nowhere); an existing state of the same adaptation is continued.
+        threads: torch threads of the adaptation (views and steps), restored after
+            (``None``: the current count; jobs pass their ``threads.adaptation``).
 
     Returns:
         Plain values: ``steps`` done, ``stop`` (``"steps"``, ``"plateau"`` or ``"time"``),
@@ -144,6 +148,7 @@ def adapt_on_first_frame(
         device=device,
         progress=progress,
         state_path=state_path,
+        threads=threads,
     )
 
 
@@ -157,6 +162,7 @@ def adapt_on_references(
     progress: bool = True,
     state_path: str | os.PathLike[str] | None = None,
     what: str | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """:func:`adapt_on_first_frame` on K labelled images (the few-shot references).
 
@@ -165,11 +171,26 @@ def adapt_on_references(
     training views (across references too) where the object appears in both; the validation
     loss predicts every held-out view from every training view. ``what`` names the images in
     the log and progress bar (default: "frame 0" for one, "the K references" for more).
-    One reference adapts exactly as :func:`adapt_on_first_frame` always did.
+    One reference adapts exactly as :func:`adapt_on_first_frame` always did. ``threads``: as
+    :func:`adapt_on_first_frame`'s.
     """
     if not references:
         raise ValueError("adaptation needs at least one reference")
     what = what or ("frame 0" if len(references) == 1 else f"the {len(references)} references")
+    with torch_threads(threads):
+        return _adapt(net, references, config, heat_sigma, device, progress, state_path, what)
+
+
+def _adapt(
+    net: SamicNet,
+    references: Sequence[tuple[np.ndarray, np.ndarray]],
+    config: AdaptationConfig,
+    heat_sigma: float,
+    device: torch.device,
+    progress: bool,
+    state_path: str | os.PathLike[str] | None,
+    what: str,
+) -> dict[str, Any]:
     setup_start = time.perf_counter()
     initial = fingerprint(
         config_to_dict(config),

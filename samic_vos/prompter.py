@@ -82,7 +82,7 @@ def build_prompter(
     if name == "samic":
         if net is None:
             raise ValueError("the samic prompter needs a SAMIC network")
-        return SamicPrompter(net, segmenter, config, device)
+        return SamicPrompter(net, segmenter, config, device, segmenter.threads)
     if name == "previous-mask":
         return PreviousMaskPrompter(segmenter, config.peaks.max_points)
     if name == "persam":

@@ -21,6 +21,7 @@ from samic_vos.peaks import find_peaks
 from samic_vos.prompter import RestoredFrame, Tracked
 from samic_vos.samic_net import SamicNet, preprocess
 from samic_vos.segmenter import SamSegmenter
+from samic_vos.stage_threads import StageThreads
 from samic_vos.tracker import TrackerConfig
 
 
@@ -37,7 +38,11 @@ class _State:
 
 
 class SamicPrompter:
-    """SAMIC's prompts; ``net`` and ``segmenter`` must already sit on ``device``."""
+    """SAMIC's prompts; ``net`` and ``segmenter`` must already sit on ``device``.
+
+    SAMIC's backbone and head run under ``threads``' ``samic`` count (default: all ``auto``;
+    jobs pass their segmenter's, :attr:`SamSegmenter.threads`).
+    """
 
     name = "samic"
 
@@ -47,8 +52,10 @@ class SamicPrompter:
         segmenter: SamSegmenter,
         config: TrackerConfig,
         device: torch.device | str = "cpu",
+        threads: StageThreads | None = None,
     ) -> None:
         self.net = net.eval()
+        self.threads = threads or StageThreads.resolve()
         self.segmenter = segmenter
         self.config = config
         self.device = torch.device(device)
@@ -59,7 +66,8 @@ class SamicPrompter:
 
     def features(self, rgb: np.ndarray) -> list[torch.Tensor]:
         """SAMIC backbone features of a (H, W, 3) uint8 RGB frame, batch 1, on the device."""
-        return samic_features(self.net, [rgb], self.device)
+        with self.threads.stage("samic"):
+            return samic_features(self.net, [rgb], self.device)
 
     def new_frame(self, rgb: np.ndarray) -> None:
         self._size = (rgb.shape[0], rgb.shape[1])
@@ -80,7 +88,8 @@ class SamicPrompter:
 
     @torch.inference_mode()
     def track(self, obj_ids: list[int]) -> dict[int, Tracked]:
-        heats = self._predict(obj_ids)
+        with self.threads.stage("samic"):
+            heats = self._predict(obj_ids)
         out = {}
         for obj_id in obj_ids:
             peaks = find_peaks(heats[obj_id], self._size, self.config.peaks)

@@ -32,6 +32,7 @@ from samic_vos.mask_points import (
     largest_error_point,
 )
 from samic_vos.sam_encoder import EncoderConfig, build_image_encoder
+from samic_vos.stage_threads import StageThreads
 
 # Logit of a pixel no group covers (an object with no prompt): far below any SAM logit, yet
 # finite so that differences and softmaxes over objects stay NaN-free.
@@ -103,12 +104,20 @@ class SamSegmenter:
         device: where SAM runs.
         encoder: how SAM's image encoder runs (implementation, precision, compile; default
             ``EncoderConfig()``). The prompt encoder and mask decoder always run in float32.
+        threads: torch threads per stage of the pipeline this segmenter serves (default: all
+            ``auto``); the encoder runs under ``encoder``'s count, the prompt decoding under
+            ``decoder``'s, and prompters run their own stages under theirs.
     """
 
     def __init__(
-        self, sam: Sam, device: torch.device | str, encoder: EncoderConfig | None = None
+        self,
+        sam: Sam,
+        device: torch.device | str,
+        encoder: EncoderConfig | None = None,
+        threads: StageThreads | None = None,
     ) -> None:
         self.device = torch.device(device)
+        self.threads = threads or StageThreads.resolve()
         self.sam = sam.to(self.device).eval()
         self.encoder = build_image_encoder(self.sam, encoder, self.device)
         self._predictor = SamPredictor(self.sam)
@@ -130,7 +139,7 @@ class SamSegmenter:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB frame, got {rgb.shape} {rgb.dtype}")
         resized = self._predictor.transform.apply_image(rgb)
         pixels = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
-        with torch.inference_mode():
+        with torch.inference_mode(), self.threads.stage("encoder"):
             features = self.encoder(self.sam.preprocess(pixels))  # float32, whatever precision
         return ImageEmbedding(
             features=features,
@@ -277,6 +286,17 @@ class SamSegmenter:
         """Decode a batch of B prompts: points (B, N, 2) with labels (B, N), boxes (B, 4),
         low-res masks (B, 1, 4h, 4w), each optional → full-size logits (B, H, W), IoU (B,),
         low-res logits (B, 4h, 4w); with ``multimask``, the best of SAM's three masks."""
+        with self.threads.stage("decoder"):
+            return self._decode_batch(points, labels, boxes, masks, multimask)
+
+    def _decode_batch(
+        self,
+        points: np.ndarray | None,
+        labels: np.ndarray | None,
+        boxes: np.ndarray | None,
+        masks: np.ndarray | None,
+        multimask: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         predictor = self._predictor
         size = predictor.original_size
         point_prompt = None

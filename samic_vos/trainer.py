@@ -41,6 +41,7 @@ from samic_vos.losses import TERMS as LOSS_TERMS
 from samic_vos.losses import LossWeights, saliency_loss
 from samic_vos.samic_checkpoint import save_samic
 from samic_vos.samic_net import SamicNet
+from samic_vos.stage_threads import torch_threads
 from samic_vos.train_dataset import PairDataset
 
 _log = logging.getLogger(__name__)
@@ -276,6 +277,7 @@ def fit(
     resume: dict[str, Any] | None = None,
     run_config: dict[str, Any] | None = None,
     log: Callable[[str], None] | None = None,
+    threads: int | None = None,
 ) -> TrainResult:
     """Train ``model`` in place; returns the run's summary.
 
@@ -291,7 +293,27 @@ def fit(
             already holds): its optimizer state, epoch, early-stopping state and history.
         run_config: the job's resolved configuration, stored in the checkpoints.
         log: receives one line per event (default: stderr, rank 0 only).
+        threads: torch threads of the training, restored after (``None``: the current
+            count; the train job passes its ``threads.training``).
     """
+    with torch_threads(threads):
+        return _fit(
+            model, train_set, val_set, config, out_dir, device, dist, resume, run_config, log
+        )
+
+
+def _fit(
+    model: SamicNet,
+    train_set: PairDataset,
+    val_set: PairDataset | None,
+    config: TrainConfig,
+    out_dir: str | os.PathLike[str],
+    device: torch.device | None,
+    dist: DistInfo | None,
+    resume: dict[str, Any] | None,
+    run_config: dict[str, Any] | None,
+    log: Callable[[str], None] | None,
+) -> TrainResult:
     device = device or torch.device("cpu")
     dist = dist or DistInfo()
     out_dir = Path(out_dir)

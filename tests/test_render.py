@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import av
 import numpy as np
@@ -136,6 +137,27 @@ def test_writer_pads_odd_sizes_and_is_h264_faststart(tmp_path):
         assert np.abs(decoded.astype(int) - rgb[0, 0]).max() <= 2  # padding repeats the edge
     assert top_level_atoms(out).index("moov") < top_level_atoms(out).index("mdat")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.mp4"]
+
+
+def _os_threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux /proc")
+def test_writer_encodes_in_the_callers_thread_by_default(tmp_path):
+    """The overlay encoder starts no thread of its own (libx264's automatic count does)."""
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (96, 128, 3), dtype=np.uint8) for _ in range(4)]
+    started = {}
+    for threads in (None, 0):
+        before = _os_threads()
+        kwargs = {} if threads is None else {"threads": threads}
+        with VideoWriter(tmp_path / f"{threads}.mp4", 24, (96, 128), **kwargs) as writer:
+            for rgb in frames:
+                writer.write(rgb)
+            started[threads] = _os_threads() - before
+    assert started[None] == 0
+    assert started[0] >= 1
 
 
 def test_writer_leaves_nothing_after_an_error(tmp_path):

@@ -1,0 +1,252 @@
+"""SAM 2.1's video predictor beside `samic-vos track` on the same frames: time and memory per frame.
+
+Both sides track the bear of DAVIS (the first ``--frames`` JPEGs of ``DAVIS/JPEGImages/480p/bear``
+from the first frame's mask), each in a fresh child process of its own, one after the other in
+the same run, with ``--threads`` torch threads, on the CPU, random weights:
+
+- ours: ``run_track`` with SAM ViT-B (our SDPA encoder, the defaults) and a SAMIC network at its
+  default 224×224 (random ResNet-50 backbone), peaks calibrated as in ``bench_track.py``;
+- SAM 2.1: ``build_sam2_video_predictor("configs/sam2.1/sam2.1_hiera_b+.yaml", ckpt_path=None,
+  device="cpu")``, ``init_state`` on the frame folder, ``add_new_mask`` on frame 0, then
+  ``propagate_in_video``.
+
+Per frame: seconds from the previous frame's result to this one's (frame 0: from the end of
+the set-up, i.e. model loading for ours, model building + ``init_state`` for SAM 2.1), and the
+child's RSS and VmHWM (/proc/self/status) right after it. SAM 2.1 is never a dependency of this
+project: it lives in a scratch virtualenv given by ``--sam2-python``
+(``python3 -m venv /tmp/sam2venv && SAM2_BUILD_CUDA=0 /tmp/sam2venv/bin/pip install sam2``); when
+it is missing this script says so in one line and measures ours alone.
+
+Usage: .venv/bin/python -u benchmarks/bench_sam2.py [--sam2-python /tmp/sam2venv/bin/python]
+       [--frames 8] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# Only the standard library at the top: the SAM 2.1 child runs this file in another virtualenv.
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+FRAMES = SHARED / "DAVIS" / "JPEGImages" / "480p" / "bear"
+FIRST_MASK = SHARED / "DAVIS" / "Annotations" / "480p" / "bear" / "00000.png"
+SAM2_CONFIG = "configs/sam2.1/sam2.1_hiera_b+.yaml"
+
+
+def _memory_mb() -> tuple[float, float]:
+    """(VmRSS, VmHWM) of this process, MiB."""
+    values = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) / 1024
+    return values["VmRSS"], values["VmHWM"]
+
+
+class FrameLog:
+    """Seconds and memory after each frame's result."""
+
+    def __init__(self) -> None:
+        self.setup_s = 0.0
+        self.seconds: list[float] = []
+        self.memory: list[tuple[float, float]] = []
+        self._last = time.perf_counter()
+
+    def setup_done(self, started: float) -> None:
+        self._last = time.perf_counter()
+        self.setup_s = self._last - started
+
+    def frame_done(self) -> None:
+        now = time.perf_counter()
+        self.seconds.append(now - self._last)
+        self.memory.append(_memory_mb())
+        self._last = now
+
+    def dump(self, path: Path) -> None:
+        record = {"setup_s": self.setup_s, "per_frame_s": self.seconds, "memory_mb": self.memory}
+        path.write_text(json.dumps(record))
+
+
+def _child_sam2(frames: Path, out: Path, threads: int) -> None:
+    import numpy as np
+    import torch
+    from PIL import Image
+    from sam2.build_sam import build_sam2_video_predictor
+
+    torch.set_num_threads(threads)
+    log, started = FrameLog(), time.perf_counter()
+    predictor = build_sam2_video_predictor(SAM2_CONFIG, ckpt_path=None, device="cpu")
+    with torch.inference_mode():
+        state = predictor.init_state(video_path=str(frames))
+        log.setup_done(started)
+        mask = np.array(Image.open(FIRST_MASK)) == 1
+        predictor.add_new_mask(state, frame_idx=0, obj_id=1, mask=mask)
+        for _ in predictor.propagate_in_video(state):
+            log.frame_done()
+    log.dump(out)
+
+
+def _child_ours(frames: Path, out: Path, threads: int, models: Path) -> None:
+    from unittest import mock
+
+    import torch
+
+    import samic_vos.pipelines.track as track_module
+    from samic_vos.peaks import PeakConfig
+    from samic_vos.pipelines.track import TrackConfig, TrackInputs, run_track
+    from samic_vos.tracker import TrackerConfig
+
+    torch.set_num_threads(threads)
+    peaks = json.loads((models / "peaks.json").read_text())
+    log, started = FrameLog(), time.perf_counter()
+    write_mask, loading = track_module.write_mask, [True]
+    original_open = track_module.open_frames
+
+    def open_logged(*args, **kwargs):  # model loading ends when the first frame is requested
+        source = original_open(*args, **kwargs)
+        frames_of = source._frames
+
+        def logged():
+            for frame in frames_of():
+                if loading:
+                    loading.clear()
+                    log.setup_done(started)
+                yield frame
+
+        source._frames = logged
+        return source
+
+    def logged_write(*args, **kwargs):
+        write_mask(*args, **kwargs)
+        log.frame_done()
+
+    inputs = TrackInputs(
+        video=frames,
+        first_mask=FIRST_MASK,
+        out_dir=out.parent / "ours_out",
+        samic_checkpoint=models / "samic.pt",
+        sam_checkpoint=models / "sam_vit_b.pt",
+    )
+    config = TrackConfig(device="cpu", tracker=TrackerConfig(peaks=PeakConfig(**peaks)))
+    with (
+        mock.patch.object(track_module, "write_mask", logged_write),
+        mock.patch.object(track_module, "open_frames", open_logged),
+    ):
+        run_track(inputs, config, progress=False)
+    log.dump(out)
+
+
+def _write_models(models: Path, frames: Path) -> dict:
+    """Random SAM ViT-B and SAMIC checkpoints, and the peak settings for the random head."""
+    import numpy as np
+    import torch
+    from bench_track import calibrate_peaks
+    from PIL import Image
+
+    from samic_vos.sam_models import build_sam, save_sam
+    from samic_vos.samic_checkpoint import save_samic
+    from samic_vos.samic_net import SamicNetConfig, build_samic
+
+    torch.manual_seed(0)
+    save_sam(models / "sam_vit_b.pt", build_sam("vit_b", random_init=True), "vit_b")
+    net = build_samic(SamicNetConfig(backbone="random")).eval()
+    save_samic(models / "samic.pt", net)
+    rgb = [np.array(Image.open(p).convert("RGB")) for p in sorted(frames.glob("*.jpg"))[:2]]
+    peaks = calibrate_peaks(net, rgb, FIRST_MASK)
+    (models / "peaks.json").write_text(json.dumps(peaks))
+    return peaks
+
+
+def _run_child(command: list[str], log: Path) -> None:
+    with open(log, "w") as stream:
+        done = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        raise RuntimeError(f"child failed ({' '.join(command[:3])} ...):\n{log.read_text()}")
+
+
+def _report(results: dict[str, dict]) -> None:
+    names = list(results)
+    print("| frame | " + " | ".join(f"{n}: s / RSS / peak RSS (MiB)" for n in names) + " |")
+    print("| --- |" + " --- |" * len(names))
+    print("| set-up | " + " | ".join(f"{results[n]['setup_s']:.1f} s" for n in names) + " |")
+    count = min(len(r["per_frame_s"]) for r in results.values())
+    for frame in range(count):
+        cells = []
+        for name in names:
+            seconds = results[name]["per_frame_s"][frame]
+            rss, hwm = results[name]["memory_mb"][frame]
+            cells.append(f"{seconds:.2f} / {rss:.0f} / {hwm:.0f}")
+        print(f"| {frame} | " + " | ".join(cells) + " |")
+    print()
+    for name in names:
+        rest = results[name]["per_frame_s"][1:count]
+        rss = [m[0] for m in results[name]["memory_mb"][:count]]
+        hwm = results[name]["memory_mb"][count - 1][1]
+        print(
+            f"{name}: frames ≥ 1 {sum(rest) / len(rest):.2f} s/frame; RSS after frame 1 → last "
+            f"{rss[min(1, count - 1)]:.0f} → {rss[-1]:.0f} MiB; peak {hwm:.0f} MiB"
+        )
+
+
+def _uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sam2-python", type=Path, default=Path("/tmp/sam2venv/bin/python"))
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)  # side, frames, out json
+    parser.add_argument("--models", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        side, frames, out = args.child
+        if side == "sam2":
+            _child_sam2(Path(frames), Path(out), args.threads)
+        else:
+            _child_ours(Path(frames), Path(out), args.threads, args.models)
+        return
+
+    print(f"uptime before: {_uptime()}")
+    has_sam2 = (
+        args.sam2_python.is_file()
+        and subprocess.run([str(args.sam2_python), "-c", "import sam2"]).returncode == 0
+    )
+    if not has_sam2:
+        print(
+            f"SAM 2.1 not measured: no sam2 in {args.sam2_python} (install it in a scratch venv: "
+            "python3 -m venv /tmp/sam2venv && SAM2_BUILD_CUDA=0 /tmp/sam2venv/bin/pip install sam2)"
+        )
+    with tempfile.TemporaryDirectory(prefix="bench_sam2_") as tmp_name:
+        tmp = Path(tmp_name)
+        frames = tmp / "frames"
+        frames.mkdir()
+        for path in sorted(FRAMES.glob("*.jpg"))[: args.frames]:
+            shutil.copy(path, frames / path.name)
+        models = tmp / "models"
+        models.mkdir()
+        print(f"ours: peaks {_write_models(models, frames)}")
+        results = {}
+        sides = [("ours (SAMIC + SAM ViT-B)", sys.executable, "ours")]
+        if has_sam2:
+            sides.append(("SAM 2.1 hiera_b+", str(args.sam2_python), "sam2"))
+        for label, python, side in sides:
+            out = tmp / f"{side}.json"
+            command = [python, __file__, "--child", side, str(frames), str(out)]
+            command += ["--threads", str(args.threads), "--models", str(models)]
+            _run_child(command, tmp / f"{side}.log")
+            results[label] = json.loads(out.read_text())
+            print(f"uptime after {label}: {_uptime()}")
+    print(f"\n{args.frames} bear frames (854×480), CPU, {args.threads} torch threads\n")
+    _report(results)
+
+
+if __name__ == "__main__":
+    main()
