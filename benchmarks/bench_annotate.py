@@ -46,6 +46,7 @@ from samic_vos.annotate.browser import SamboxPage, chromium_page, live_server
 from samic_vos.annotate.server import create_app
 from samic_vos.sam_models import build_sam
 from samic_vos.segmenter import SamSegmenter
+from samic_vos.stage_threads import StageThreads
 
 BEAR = Path(__file__).resolve().parents[2] / "shared/data/DAVIS/JPEGImages/480p/bear/00000.jpg"
 
@@ -142,7 +143,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    segmenter = SamSegmenter(build_sam(args.arch, random_init=True), "cpu")
+    # As `samic-vos annotate` builds it: every stage at the process's thread count.
+    sam = build_sam(args.arch, random_init=True)
+    segmenter = SamSegmenter(sam, "cpu", threads=StageThreads.interactive())
     print(f"load average before: {os.getloadavg()}, torch threads {args.threads}")
     with tempfile.TemporaryDirectory() as tmp:
         images = Path(tmp) / "images"

@@ -43,10 +43,14 @@ def test_torch_threads_sets_the_count_and_restores_it_even_after_an_error():
         assert torch.get_num_threads() == 1
 
 
-def test_auto_gives_the_encoder_every_thread_and_the_small_stages_one():
-    with torch_threads(3):
-        counts = StageThreads.resolve().counts
-    assert counts == {"encoder": 3, "samic": 1, "decoder": 1, "adaptation": 1, "training": 1}
+def test_auto_gives_the_encoder_every_thread_and_the_small_stages_half():
+    small = ("samic", "decoder", "adaptation", "training")
+    for available, half in ((1, 1), (2, 1), (3, 1), (8, 4)):
+        with torch_threads(available):
+            counts = StageThreads.resolve().counts
+        assert counts == {"encoder": available, **dict.fromkeys(small, half)}, available
+    with torch_threads(3):  # SAMBOX: a person waits on every decode
+        assert StageThreads.interactive().counts == dict.fromkeys(STAGES, 3)
     counts = StageThreads.resolve(ThreadsConfig(decoder=2, training=4)).counts
     assert counts["decoder"] == 2 and counts["training"] == 4 and counts["encoder"] == 1
     assert set(counts) == set(STAGES)

@@ -65,10 +65,12 @@ def run(args: argparse.Namespace) -> int:
     from samic_vos.devices import select_device
     from samic_vos.sam_models import load_sam
     from samic_vos.segmenter import SamSegmenter
+    from samic_vos.stage_threads import StageThreads
 
     device = select_device(config.device)
     sam = load_sam(config.sam_model, args.sam_checkpoint, device)
-    app = create_app(args.images, out, SamSegmenter(sam, device, config.encoder), args.import_masks)
+    segmenter = SamSegmenter(sam, device, config.encoder, StageThreads.interactive())
+    app = create_app(args.images, out, segmenter, args.import_masks)
     url = f"http://127.0.0.1:{config.port}/"
     common.stdout(f"SAMBOX: {url} (annotations in {out}; Ctrl+C stops)")
     if not args.no_browser:
