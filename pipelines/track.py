@@ -31,9 +31,9 @@ import torch
 
 from samic_vos import __version__
 from samic_vos.atomic import JsonLinesWriter
-from samic_vos.config import config_to_dict, require, require_choice, save_config
+from samic_vos.config import config_to_dict, require_choice, save_config
 from samic_vos.console import bar
-from samic_vos.devices import valid_device_name
+from samic_vos.devices import require_models
 from samic_vos.errors import UserError
 from samic_vos.first_frame_adaptation import AdaptationConfig
 from samic_vos.frame_source import BACKENDS, FrameSource, open_frames
@@ -80,11 +80,7 @@ class TrackConfig:
     threads: ThreadsConfig = field(default_factory=ThreadsConfig)  # torch threads per stage
 
     def __post_init__(self) -> None:
-        if self.sam_model is not None:
-            require_choice("sam_model", self.sam_model, SAM_ARCHS)
-        require(
-            valid_device_name(self.device), "device", "auto, cuda, cuda:N, mps or cpu", self.device
-        )
+        require_models(self.sam_model, self.device)
         require_choice("backend", self.backend, BACKENDS)
         require_choice("prompter", self.prompter, PROMPTERS)
 

@@ -20,7 +20,7 @@ import torch
 from samic_vos import __version__
 from samic_vos.config import config_to_dict, require, require_choice, save_config
 from samic_vos.davis import DavisSelection
-from samic_vos.devices import valid_device_name
+from samic_vos.devices import require_models
 from samic_vos.errors import UserError
 from samic_vos.fewshot_pairs import FewShotPairConfig
 from samic_vos.heatmaps import DEFAULT_SIGMA
@@ -80,8 +80,7 @@ class TrainJobConfig:
 
     def __post_init__(self) -> None:
         require(0 < self.heat_sigma <= 1, "heat_sigma", "in (0, 1]", self.heat_sigma)
-        ok = valid_device_name(self.device)
-        require(ok, "device", "auto, cuda, cuda:N, mps or cpu", self.device)
+        require_models(None, self.device)
 
 
 @dataclass

@@ -39,6 +39,17 @@ def valid_device_name(name: str) -> bool:
     return not colon and kind in DEVICE_CHOICES
 
 
+def require_models(sam_model: str | None, device: str) -> None:
+    """A job config's ``sam_model`` (``None``: the checkpoint's own) and ``device`` are spelled
+    right (:class:`~samic_vos.config.ConfigError` naming the key otherwise)."""
+    from samic_vos.config import require, require_choice
+    from samic_vos.sam_models import SAM_ARCHS
+
+    if sam_model is not None:
+        require_choice("sam_model", sam_model, SAM_ARCHS)
+    require(valid_device_name(device), "device", "auto, cuda, cuda:N, mps or cpu", device)
+
+
 def flush_denormals() -> bool:
     """Make CPU float operations treat and produce denormals as 0 (x86 FTZ/DAZ flags).
 

@@ -188,7 +188,7 @@ def test_random_backbone_with_a_checkpoint_is_refused(tmp_path, capsys, shared_d
     out = tmp_path / "out"
     argv = ["track", str(video), "--first-mask", str(mask), "-o", str(out)]
     assert main([*argv, "--samic", str(ckpt), "--random-backbone"]) == 2
-    assert "--random-backbone applies to a network adapted here" in _error(capsys)
+    assert "--random-backbone applies to a network made here" in _error(capsys)
     assert not out.exists()
 
 

@@ -33,12 +33,11 @@ from PIL import Image
 from samic_vos.annotate.annotator import Annotator, UnknownImage
 from samic_vos.annotate.image_folder import PathRefused, load_rgb
 from samic_vos.annotate.session_store import ActionError
-from samic_vos.config import require, require_choice
-from samic_vos.devices import valid_device_name
+from samic_vos.config import require
+from samic_vos.devices import require_models
 from samic_vos.errors import UserError
 from samic_vos.mask_io import PNG_COMPRESS_LEVEL
 from samic_vos.sam_encoder import EncoderConfig
-from samic_vos.sam_models import SAM_ARCHS
 from samic_vos.segmenter import SamSegmenter
 
 logger = logging.getLogger(__name__)
@@ -132,11 +131,7 @@ class AnnotateConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)  # how SAM's encoder runs
 
     def __post_init__(self) -> None:
-        if self.sam_model is not None:
-            require_choice("sam_model", self.sam_model, SAM_ARCHS)
-        require(
-            valid_device_name(self.device), "device", "auto, cuda, cuda:N, mps or cpu", self.device
-        )
+        require_models(self.sam_model, self.device)
         require(
             not isinstance(self.port, bool)
             and isinstance(self.port, int)

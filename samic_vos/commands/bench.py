@@ -107,8 +107,7 @@ def run_davis(args: argparse.Namespace) -> int:
     from samic_vos.errors import UserError
     from samic_vos.pipelines.bench_davis import BenchDavisConfig, BenchInputs, run_bench_davis
 
-    if args.samic is not None and common.given(args, "--random-backbone"):
-        raise UserError("--random-backbone applies to a network made here, not to --samic")
+    common.refuse_random_backbone_with_samic(args)
     config = common.job_config(BenchDavisConfig(), args)
     if args.download:
         from samic_vos.dataset_download import DAVIS_BY_YEAR, ensure_dataset

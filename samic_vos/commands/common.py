@@ -220,6 +220,17 @@ def given(args: argparse.Namespace, flag: str) -> bool:
     return any(name == flag for _, _, name in getattr(args, _OVERRIDES, None) or [])
 
 
+def refuse_random_backbone_with_samic(args: argparse.Namespace) -> None:
+    """``--random-backbone`` is for a network made here: refused beside ``--samic``."""
+    from samic_vos.errors import UserError
+
+    if args.samic is not None and given(args, "--random-backbone"):
+        raise UserError(
+            "--random-backbone applies to a network made here, not to a SAMIC checkpoint "
+            "(it carries its own backbone); drop one of them"
+        )
+
+
 def add_davis(parser: argparse.ArgumentParser, *, root_required: bool = True) -> None:
     """``--davis-root``, ``--year``, ``--set``, ``--resolution``, ``--sequences`` (key davis.*)."""
     from samic_vos.davis import DEFAULT_YEAR, RESOLUTIONS, YEARS

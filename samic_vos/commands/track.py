@@ -67,14 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from samic_vos.errors import UserError
     from samic_vos.pipelines.track import TrackConfig, TrackInputs, run_track
 
-    if args.samic is not None and common.given(args, "--random-backbone"):
-        raise UserError(
-            "--random-backbone applies to a network adapted here, not to a SAMIC checkpoint "
-            "(it carries its own backbone); drop one of them"
-        )
+    common.refuse_random_backbone_with_samic(args)
     config = common.job_config(TrackConfig(), args)
     inputs = TrackInputs(
         video=args.video,
