@@ -250,6 +250,7 @@ class _Runner:
         self.timer.wrap(self.segmenter, "embed", "encoder")
         self.timer.wrap(self.segmenter, "segment", "decoder")
         self.timer.wrap(self.segmenter, "prompt", "decoder")
+        self.timer.wrap(self.segmenter, "segment_instances", "decoder")
         self.timer.wrap(self.engine, "set_references", "prompter")
         self.timer.wrap(self.engine, "segment", "prompter")
         self.computed = 0

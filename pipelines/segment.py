@@ -43,7 +43,7 @@ from samic_vos.devices import require_models
 from samic_vos.errors import UserError
 from samic_vos.fewshot_segment import FEWSHOT_PROMPTERS, FewShotSegmenter, ImageResult, Reference
 from samic_vos.first_frame_adaptation import AdaptationConfig
-from samic_vos.mask_io import write_mask
+from samic_vos.mask_io import VOID_ID, write_mask
 from samic_vos.output_paths import check_writable_dir, removing_new_folders
 from samic_vos.pipelines.segment_inputs import (
     ReferenceFile,
@@ -281,14 +281,12 @@ def _reference_fingerprint(ref: ReferenceFile) -> dict[str, Any]:
     return {"image": fingerprint(ref.image), "mask": fingerprint(ref.mask)}
 
 
-def _batches(items: list[tuple[int, Path, str]], size: int) -> Iterator[list[tuple[Path, str]]]:
-    """The (path, name) of ``items`` (index, path, name) in batches of the whole target list
-    (indexes ``k·size ... (k+1)·size - 1``), so a run continued after a finished batch
-    decodes the same batches as an uninterrupted one."""
-    batches: dict[int, list[tuple[Path, str]]] = {}
-    for index, path, name in items:
-        batches.setdefault(index // size, []).append((path, name))
-    yield from batches.values()
+def _batches(items: list[tuple[Path, str]], size: int) -> Iterator[list[tuple[Path, str]]]:
+    """``items`` (path, name), all targets in order, in batches of ``size``: the same batches
+    in every run, so a continued run decodes a batch with the same images as an uninterrupted
+    one (the backbone's results may depend on what else is in its batch)."""
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
 
 
 def _segment_all(
@@ -313,26 +311,30 @@ def _segment_all(
         if done:
             log.info("%s: continuing after its %d finished targets", out, done)
     finished = {record["image"] for record in records[:done]}
-    todo = [(i, p, n) for i, (p, n) in enumerate(zip(targets, names, strict=True))]
-    todo = [item for item in todo if item[2] not in finished]
     unreadable: list[tuple[Path, str]] = []
     computed = 0
     with JsonLinesWriter(prompts_path, append=done > 0) as prompts:
         images_bar = bar(
             total=len(targets), initial=done, desc="segment", unit="image", disable=not progress
         )
-        for batch in _batches(todo, config.tracker.batch_size):
+        for batch in _batches(list(zip(targets, names, strict=True)), config.tracker.batch_size):
+            if all(name in finished for _, name in batch):
+                continue
             readable = []
             for path, name in batch:
                 try:
                     readable.append((path, name, read_image(path, what="target image")))
                 except UserError as err:
-                    unreadable.append((path, str(err)))
-                    images_bar.update(1)
+                    if name not in finished:
+                        unreadable.append((path, str(err)))
+                        images_bar.update(1)
             if not readable:
                 continue
+            # A batch partly written by an interrupted run is decoded whole again, as it was.
             results = engine.segment([rgb for _, _, rgb in readable])
             for (path, name, rgb), result in zip(readable, results, strict=True):
+                if name in finished:
+                    continue
                 _write(out, name, rgb, result, config)
                 prompts.write(image_record(name, path, result))
                 computed += 1
@@ -356,7 +358,8 @@ def _write(out: Path, name: str, rgb: np.ndarray, result: ImageResult, config: S
         for class_id, found in result.classes.items():
             keys = found.instance_ids if config.instances else [class_id] * len(found.points)
             for key, point in zip(keys, found.points, strict=True):
-                points.setdefault(key if key else class_id, []).append(point)
+                # an instance that kept no pixel: its point in the void colour, not another's
+                points.setdefault(key if key else VOID_ID, []).append(point)
         drawn = overlay(
             rgb,
             ids,

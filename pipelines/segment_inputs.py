@@ -5,7 +5,9 @@ glob patterns (``**`` recursive), in the order given; a file named twice is segm
 Output names (:func:`target_names`): a target's file stem, unless several targets share it;
 those are named by their path relative to the deepest folder holding all targets, folders
 joined by ``__`` (``cats/1.jpg`` → ``cats__1``), with the suffix kept too if that still
-collides (``a.jpg`` → ``a.jpg``, beside ``a.png``), so no two targets ever write one file.
+collides (``a.jpg`` → ``a.jpg``, beside ``a.png``); a name still taken (compared without
+case, for case-insensitive disks) gets ``~2``, ``~3``, ... in target order, so no two targets
+ever write one file.
 
 References: ``--ref IMG --ref-mask MASK`` pairs (masks as :func:`samic_vos.mask_io.read_mask`
 reads them; each id of a palette mask is its own class) and SAMBOX annotations
@@ -108,10 +110,23 @@ def target_names(targets: Sequence[Path]) -> list[str]:
     names = [p.stem if stems[p.stem] == 1 else flat(p, suffix=False) for p in targets]
     counts: dict[str, int] = {}
     for name in names:
-        counts[name] = counts.get(name, 0) + 1
-    return [
-        flat(p, suffix=True) if counts[n] > 1 else n for p, n in zip(targets, names, strict=True)
+        counts[name.casefold()] = counts.get(name.casefold(), 0) + 1
+    names = [
+        flat(p, suffix=True) if counts[n.casefold()] > 1 else n
+        for p, n in zip(targets, names, strict=True)
     ]
+    # What still clashes (a file named like another's flattened path; names differing only in
+    # case, for case-insensitive disks): ~2, ~3, ... in target order.
+    taken: set[str] = set()
+    unique = []
+    for name in names:
+        candidate, k = name, 1
+        while candidate.casefold() in taken:
+            k += 1
+            candidate = f"{name}~{k}"
+        taken.add(candidate.casefold())
+        unique.append(candidate)
+    return unique
 
 
 def reference_files(

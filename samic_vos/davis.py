@@ -235,7 +235,7 @@ def copy_short_root(
     for name in sequences:
         for kind, suffix in (("JPEGImages", "jpg"), ("Annotations", "png")):
             folder = dest / kind / resolution / name
-            folder.mkdir(parents=True)
+            folder.mkdir(parents=True, exist_ok=True)
             for path in sorted((source / kind / resolution / name).glob(f"*.{suffix}"))[:frames]:
                 shutil.copy(path, folder / path.name)
     (dest / "ImageSets" / year).mkdir(parents=True, exist_ok=True)

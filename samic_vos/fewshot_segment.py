@@ -167,7 +167,7 @@ class FewShotSegmenter:
         classes = sorted(set().union(*present))
         if not classes:
             raise ValueError("the references hold no class (every mask is background)")
-        self.classes = classes
+        self.classes = []  # set once these references are in (a failed call leaves none)
         self.reference_points = [{} for _ in references]
         self._ref_feats = []  # the features of these references only (indexes 0..K-1)
         self._class_refs = {c: [] for c in classes}
@@ -175,7 +175,8 @@ class FewShotSegmenter:
         if self.prompter == "samic":
             self._samic_references(references, present)
         else:
-            self._persam_references(references)
+            self._persam_references(references, classes)
+        self.classes = classes
 
     @staticmethod
     def _check(index: int, ref: Reference) -> set[int]:
@@ -221,8 +222,8 @@ class FewShotSegmenter:
                 heat = prompt_heat(points, size, input_size, self.config.heat_sigma)  # type: ignore[arg-type]
                 self._class_refs[class_id].append(_ClassReference(index, heat.to(self.device)))
 
-    def _persam_references(self, references: Sequence[Reference]) -> None:
-        per_class: dict[int, list[torch.Tensor]] = {c: [] for c in self.classes}
+    def _persam_references(self, references: Sequence[Reference], classes: list[int]) -> None:
+        per_class: dict[int, list[torch.Tensor]] = {c: [] for c in classes}
         for ref in references:
             found = object_ids(ref.ids)
             if not found:

@@ -80,4 +80,6 @@ def total_timings(out: Path, stages: Sequence[str]) -> tuple[int, float, dict[st
     """The items, wall seconds and seconds per stage of every record in ``out`` summed."""
     records = [json.loads(p.read_text()) for p in sorted((out / TIMINGS).glob("*.json"))]
     seconds = {s: sum(r["seconds"][s] for r in records) for s in stages}
-    return sum(r["count"] for r in records), sum(r["wall"] for r in records), seconds
+    # "frames": the key of bench davis folders written before the few-shot benchmark shared this
+    count = sum(r.get("count", r.get("frames", 0)) for r in records)
+    return count, sum(r["wall"] for r in records), seconds

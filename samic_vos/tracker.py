@@ -111,7 +111,8 @@ class CausalTracker:
         from samic_vos.samic_prompter import SamicPrompter
 
         config = config or TrackerConfig()
-        return cls(SamicPrompter(net, segmenter, config, device), segmenter, config)
+        prompter = SamicPrompter(net, segmenter, config, device, segmenter.threads)
+        return cls(prompter, segmenter, config)
 
     @torch.inference_mode()
     def step(

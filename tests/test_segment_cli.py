@@ -222,6 +222,60 @@ def test_interrupted_run_resumes_skipping_finished_targets(tmp_path, tiny_models
     assert _segment([*args, "-o", str(out), "--overlay", "--instances"], tiny_models) == 2
 
 
+def test_a_batch_cut_halfway_is_decoded_whole_again(tmp_path, tiny_models, monkeypatch):
+    """Interrupted after 3 of 6 targets in batches of 2: the rerun decodes targets 2 and 3
+    together again (as the uninterrupted run did) and writes only the missing ones."""
+    write_set(tmp_path / "refs", 1)
+    write_set(tmp_path / "targets", 6, start=10, masks=False)
+    args = [*_refs(tmp_path / "refs", 1), str(tmp_path / "targets"), "--batch-size", "2"]
+    assert _segment([*args, "-o", str(tmp_path / "whole")], tiny_models) == 0
+
+    from samic_vos.fewshot_segment import FewShotSegmenter
+    from samic_vos.pipelines import segment as pipeline
+
+    real_write, writes = pipeline._write, []
+
+    def interrupted(*a, **kw):
+        if len(writes) == 3:
+            raise KeyboardInterrupt
+        writes.append(a[1])
+        return real_write(*a, **kw)
+
+    monkeypatch.setattr(pipeline, "_write", interrupted)
+    out = tmp_path / "cut"
+    assert _segment([*args, "-o", str(out)], tiny_models) == 130
+    monkeypatch.setattr(pipeline, "_write", real_write)
+    real_segment, batches, written = FewShotSegmenter.segment, [], []
+
+    def counted_segment(self, images, embeddings=None):
+        batches.append(len(images))
+        return real_segment(self, images, embeddings)
+
+    def counted_write(*a, **kw):
+        written.append(a[1])
+        return real_write(*a, **kw)
+
+    monkeypatch.setattr(FewShotSegmenter, "segment", counted_segment)
+    monkeypatch.setattr(pipeline, "_write", counted_write)
+    assert _segment([*args, "-o", str(out)], tiny_models) == 0
+    assert batches == [2, 2] and written == ["img_13", "img_14", "img_15"]
+    assert _files(out) == _files(tmp_path / "whole")
+
+
+def test_output_names_never_clash():
+    from samic_vos.pipelines.segment_inputs import target_names
+
+    root = Path("/d")
+    assert target_names([root / "x/a.jpg", root / "y/b.jpg"]) == ["a", "b"]
+    assert target_names([root / "x/a.jpg", root / "y/a.jpg"]) == ["x__a", "y__a"]
+    assert target_names([root / "x/a.jpg", root / "x/a.png"]) == ["a.jpg", "a.png"]
+    # a file named like another's flattened path, and names differing only in case
+    clash = target_names([root / "x/a.jpg", root / "y/a.jpg", root / "x__a.jpg"])
+    assert clash == ["x__a.jpg", "y__a", "x__a.jpg~2"]
+    assert target_names([root / "A.jpg", root / "a.png"]) == ["A.jpg", "a.png"]
+    assert target_names([root / "s/A.jpg", root / "t/a.jpg"]) == ["s__A.jpg", "t__a.jpg"]
+
+
 def test_without_a_checkpoint_samic_is_adapted_on_the_references(tmp_path, tiny_models, caplog):
     write_set(tmp_path / "refs", 2)
     write_set(tmp_path / "targets", 2, start=10, masks=False)

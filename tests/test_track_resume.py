@@ -17,6 +17,7 @@ from PIL import Image
 from samic_vos.cli import main
 from samic_vos.mask_io import read_mask, write_mask
 from samic_vos.segmenter import Segmentation
+from samic_vos.stage_threads import StageThreads
 from samic_vos.tracker import CausalTracker, TrackerConfig
 
 SIZE = 64
@@ -210,6 +211,8 @@ class NearNet(torch.nn.Module):
 
 class BrightSegmenter:
     """SAM stand-in: a prompt on a bright pixel gives that pixel's bright square."""
+
+    threads = StageThreads.resolve()
 
     def set_frame(self, rgb: np.ndarray) -> None:
         self.labels = cv2.connectedComponents((rgb.mean(axis=2) > 128).astype(np.uint8))[1]

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from samic_vos.segmenter import Segmentation
+from samic_vos.stage_threads import StageThreads
 from samic_vos.tracker import CausalTracker, TrackerConfig, compose_ids
 
 SIZE = 64
@@ -32,6 +33,8 @@ class BrightNet(torch.nn.Module):
 
 class BrightSegmenter:
     """SAM stand-in: a prompt on a bright pixel gives the bright region, with logit ±5."""
+
+    threads = StageThreads.resolve()
 
     def set_frame(self, rgb: np.ndarray) -> None:
         self.bright = rgb.mean(axis=2) > 128
