@@ -32,15 +32,9 @@ import torch
 from samic_vos.config import require
 
 STAGES = ("encoder", "samic", "decoder", "adaptation", "training")
-# What "auto" gives each stage: None = the process's own count; "half" = half of it (at least 1):
+# "auto": these stages get the process's own count; every other stage half of it (at least 1):
 # 1 on the 2-core machine where it was measured, leaving room for another job on bigger ones.
-AUTO_COUNTS: dict[str, str | None] = {
-    "encoder": None,
-    "samic": "half",
-    "decoder": "half",
-    "adaptation": "half",
-    "training": "half",
-}
+ALL_THREADS_STAGES = ("encoder",)
 
 Count = int | Literal["auto"]
 
@@ -97,7 +91,7 @@ class StageThreads:
         for item in fields(config):
             value = getattr(config, item.name)
             if value == "auto":
-                value = available if AUTO_COUNTS[item.name] is None else max(1, available // 2)
+                value = available if item.name in ALL_THREADS_STAGES else max(1, available // 2)
             counts[item.name] = int(value)
         return cls(counts)
 
