@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 HEIGHT, WIDTH = 60, 80
@@ -49,3 +50,18 @@ def write_set(folder: Path, count: int, start: int = 0, masks: bool = True) -> l
             write_mask(folder / f"img_{n}_mask.png", ids)
         paths.append(path)
     return paths
+
+
+def two_blob_logits(
+    ref_heat: torch.Tensor, centres: tuple[tuple[float, float], tuple[float, float]]
+) -> torch.Tensor:
+    """A stand-in for SAMIC's prediction: (B, 1, h, w) logits of two Gaussian blobs at
+    ``centres`` ((row, col) shares of the map's height and width), for the B heat maps
+    ``ref_heat`` (B, 1, h, w)."""
+    batch, _, h, w = ref_heat.shape
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    blobs = torch.zeros(h, w)
+    for row, col in centres:
+        cy, cx = h * row, w * col
+        blobs = torch.maximum(blobs, torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 8.0))
+    return torch.logit(blobs.clamp(1e-4, 1 - 1e-4)).expand(batch, 1, h, w)

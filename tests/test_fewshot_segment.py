@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from fewshot_images import scene, two_classes
+from fewshot_images import scene, two_blob_logits, two_classes
 from tiny_models import TINY_NET
 
 from samic_vos.baseline_prompters import IMAGE_POOLING, persam_similarity, persam_target
@@ -103,13 +103,7 @@ class _TwoBlobs:
     """SAMIC's head replaced by a fixed prediction: two blobs, left and right."""
 
     def __call__(self, ref_feats, ref_heat, tgt_feats):
-        batch, _, h, w = ref_heat.shape
-        yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-        blobs = torch.zeros(h, w)
-        for cy, cx in ((h * 0.3, w * 0.25), (h * 0.7, w * 0.75)):
-            blobs = torch.maximum(blobs, torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 8.0))
-        logits = torch.logit(blobs.clamp(1e-4, 1 - 1e-4))
-        return logits.expand(batch, 1, h, w)
+        return two_blob_logits(ref_heat, ((0.3, 0.25), (0.7, 0.75)))
 
 
 class _SquareSam:

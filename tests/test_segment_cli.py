@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
-from fewshot_images import HEIGHT, WIDTH, scene, two_classes, write_set
+from fewshot_images import HEIGHT, WIDTH, scene, two_blob_logits, two_classes, write_set
 from PIL import Image
 
 from samic_vos.cli import main
@@ -95,12 +94,7 @@ def test_persam_end_to_end(images, tiny_models, one_torch_thread):
 
 def _two_blobs(self, ref_feats, ref_heat, tgt_feats):
     """SAMIC's prediction replaced: two blobs, top-left and bottom-right of the target."""
-    batch, _, h, w = ref_heat.shape
-    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-    blobs = torch.zeros(h, w)
-    for cy, cx in ((h * 0.25, w * 0.2), (h * 0.75, w * 0.8)):
-        blobs = torch.maximum(blobs, torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 8.0))
-    return torch.logit(blobs.clamp(1e-4, 1 - 1e-4)).expand(batch, 1, h, w)
+    return two_blob_logits(ref_heat, ((0.25, 0.2), (0.75, 0.8)))
 
 
 def _squares(self, groups):
