@@ -5,6 +5,7 @@ actually running under their configured counts."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -79,6 +80,25 @@ def _spy(monkeypatch, owner, name: str, stage: str, seen: dict[str, set[int]]) -
     monkeypatch.setattr(owner, name, spied)
 
 
+THREADS = {"encoder": 3, "samic": 2, "decoder": 4, "adaptation": 5}
+
+
+def _spy_stages(tmp_path, monkeypatch, adaptation: dict) -> tuple[Path, dict[str, set[int]]]:
+    """A config with :data:`THREADS`, a tiny network and ``adaptation``; and the thread counts
+    seen inside SAM's encoder, SAMIC's predict, SAM's decoder and the adaptation's loss."""
+    config = tmp_path / "threads.yaml"
+    network = {"input_size": [64, 64], "channels": [8, 16, 32]}
+    config.write_text(
+        yaml.safe_dump({"threads": THREADS, "network": network, "adaptation": adaptation})
+    )
+    seen: dict[str, set[int]] = {}
+    _spy(monkeypatch, PatchEmbed, "forward", "encoder", seen)
+    _spy(monkeypatch, SamicNet, "predict", "samic", seen)
+    _spy(monkeypatch, MaskDecoder, "forward", "decoder", seen)
+    _spy(monkeypatch, adaptation_module, "view_loss", "adaptation", seen)
+    return config, seen
+
+
 def test_track_stages_run_under_their_configured_counts(
     tmp_path, shared_data, tiny_models, monkeypatch
 ):
@@ -86,18 +106,8 @@ def test_track_stages_run_under_their_configured_counts(
     frames.mkdir()
     for path in sorted((shared_data / "DAVIS/JPEGImages/480p/bear").glob("*.jpg"))[:3]:
         shutil.copy(path, frames / path.name)
-    config = tmp_path / "threads.yaml"
-    threads = {"encoder": 3, "samic": 2, "decoder": 4, "adaptation": 5}
-    network = {"input_size": [64, 64], "channels": [8, 16, 32]}
     adaptation = {"views": 3, "steps": 2, "batch_size": 2}
-    config.write_text(
-        yaml.safe_dump({"threads": threads, "network": network, "adaptation": adaptation})
-    )
-    seen: dict[str, set[int]] = {}
-    _spy(monkeypatch, PatchEmbed, "forward", "encoder", seen)
-    _spy(monkeypatch, SamicNet, "predict", "samic", seen)
-    _spy(monkeypatch, MaskDecoder, "forward", "decoder", seen)
-    _spy(monkeypatch, adaptation_module, "view_loss", "adaptation", seen)
+    config, seen = _spy_stages(tmp_path, monkeypatch, adaptation)
     first = shared_data / "videos/davis_bear_first_mask.png"
     args = ["track", str(frames), "--first-mask", str(first), "-o", str(tmp_path / "out")]
     args += ["--config", str(config), "--random-backbone"]
@@ -112,7 +122,7 @@ def test_track_stages_run_under_their_configured_counts(
     }
     assert torch.get_num_threads() == 1  # restored after every stage
     ran = yaml.safe_load((tmp_path / "out" / "config.yaml").read_text())
-    assert ran["threads"] == {**threads, "training": "auto"}
+    assert ran["threads"] == {**THREADS, "training": "auto"}
 
 
 def test_training_runs_under_its_count(tmp_path, monkeypatch):
@@ -132,18 +142,8 @@ def test_training_runs_under_its_count(tmp_path, monkeypatch):
 def test_segment_stages_run_under_their_configured_counts(tmp_path, tiny_models, monkeypatch):
     write_set(tmp_path / "refs", 2)
     write_set(tmp_path / "targets", 2, start=10, masks=False)
-    config = tmp_path / "threads.yaml"
-    threads = {"encoder": 3, "samic": 2, "decoder": 4, "adaptation": 5}
-    network = {"input_size": [64, 64], "channels": [8, 16, 32]}
     adaptation = {"steps": 2, "views": 2, "val_every": 1, "batch_size": 2}
-    config.write_text(
-        yaml.safe_dump({"threads": threads, "network": network, "adaptation": adaptation})
-    )
-    seen: dict[str, set[int]] = {}
-    _spy(monkeypatch, PatchEmbed, "forward", "encoder", seen)
-    _spy(monkeypatch, SamicNet, "predict", "samic", seen)
-    _spy(monkeypatch, MaskDecoder, "forward", "decoder", seen)
-    _spy(monkeypatch, adaptation_module, "view_loss", "adaptation", seen)
+    config, seen = _spy_stages(tmp_path, monkeypatch, adaptation)
     args = ["segment", "--ref", str(tmp_path / "refs/img_0.png")]
     args += ["--ref-mask", str(tmp_path / "refs/img_0_mask.png"), str(tmp_path / "targets")]
     args += ["-o", str(tmp_path / "out"), "--config", str(config), "--random-backbone"]
