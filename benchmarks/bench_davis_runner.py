@@ -1,13 +1,16 @@
 """What `samic-vos bench davis` adds on top of the tracker: its wall time over the tracker's own.
 
 Runs the whole command (model loading, per-sequence set-up, PNG/JSONL writing, scoring, the
-table) on short copies of real DAVIS sequences and divides its wall time by the tracker's own
-time: every frame's ``CausalTracker.step`` plus SAM's image encoder on that frame
+table) on copies of real DAVIS sequences (the first ``--frames`` frames, or all of them, of the
+4 val sequences of ../shared/data and then its 16 train ones) and divides its wall time by the
+tracker's own time: every frame's ``CausalTracker.step`` plus SAM's image encoder on that frame
 (``SamSegmenter.embed``, which the tracking loop calls before the step). Random-weight models:
 the tiny test architecture, or SAM ViT-B's real architecture (``--sam vit_b``), with a tiny
-SAMIC.
+SAMIC. It prints the runner's own parts (in the main thread) apart from the work that runs
+beside the tracker in background threads (mask PNGs, each sequence's scoring): that work costs
+the runner nothing while a core is free, and slows the tracker when none is.
 
-    python benchmarks/bench_davis_runner.py --sam tiny --frames 20 --sequences 4
+    python benchmarks/bench_davis_runner.py --sam tiny --frames 0 --sequences 20 --threads 2
     python benchmarks/bench_davis_runner.py --sam vit_b --frames 5 --sequences 2 --threads 2
 
 The heavy imports happen in ``main_``: scoring processes started by forkserver import this
@@ -20,18 +23,27 @@ import argparse
 import io
 import os
 import tempfile
+import threading
 import time
+from collections import defaultdict
 from contextlib import redirect_stdout
 from pathlib import Path
 
 DAVIS = Path(__file__).resolve().parents[2] / "shared" / "data" / "DAVIS"
+SPLITS = ("val", "train")
+BIG = 10**6  # frames per sequence: all of them
 
 
 def main_() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sam", choices=("tiny", "vit_b"), default="tiny")
-    parser.add_argument("--frames", type=int, default=20, help="frames per sequence")
-    parser.add_argument("--sequences", type=int, default=4, help="DAVIS-2016 val sequences")
+    parser.add_argument("--frames", type=int, default=20, help="frames per sequence (0: all)")
+    parser.add_argument(
+        "--sequences",
+        type=int,
+        default=4,
+        help="sequences: the 4 DAVIS-2016 val ones of ../shared/data first, then its train ones",
+    )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
@@ -47,10 +59,14 @@ def main_() -> None:
     from samic_vos.tracker import CausalTracker
 
     torch.set_num_threads(args.threads)
-    names = (DAVIS / "ImageSets/2016/val.txt").read_text().split()[: args.sequences]
+    lists = [(DAVIS / f"ImageSets/2016/{split}.txt").read_text().split() for split in SPLITS]
+    names = [name for names in lists for name in names][: args.sequences]
+    frames = sum(
+        min(args.frames or BIG, len(list((DAVIS / "JPEGImages/480p" / n).iterdir()))) for n in names
+    )
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        root = copy_short_root(DAVIS, base / "davis", names, args.frames, "2016")
+        root = copy_short_root(DAVIS, base / "davis", names, args.frames or BIG, "2016")
         torch.manual_seed(0)
         save_sam(base / "sam.pt", build_sam(args.sam, random_init=True), args.sam)
         net = SamicNetConfig(input_size=(128, 128), backbone="random", channels=(8, 16, 32))
@@ -76,8 +92,10 @@ def main_() -> None:
                 if outside:
                     seconds["embed"] += time.perf_counter() - start
 
-        # Parts of the runner's own time: models loaded, result PNGs written, scoring.
-        parts = {"models": 0.0, "mask PNGs": 0.0, "scoring": 0.0}
+        # Parts of the runner's own time (the main thread's: models loaded, the final scoring),
+        # and the work done in background threads beside the tracker (mask PNGs, the scoring
+        # of each sequence once it is tracked).
+        parts: dict[str, float] = defaultdict(float)
 
         def timing(function, part):
             def timed(*args, **kwargs):
@@ -85,14 +103,21 @@ def main_() -> None:
                 try:
                     return function(*args, **kwargs)
                 finally:
-                    parts[part] += time.perf_counter() - start
+                    main = threading.current_thread() is threading.main_thread()
+                    parts[part if main else f"{part} (background)"] += time.perf_counter() - start
 
             return timed
 
+        def timing_jobs(make_job, part):  # the jobs made by make_job, timed when they run
+            return lambda *args: timing(make_job(*args), part)
+
         real = (bench_davis._Runner.__init__, track.write_mask, bench_davis.score)
+        jobs = getattr(bench_davis, "_scoring_job", None)  # absent before the background scoring
         bench_davis._Runner.__init__ = timing(real[0], "models")  # type: ignore[method-assign]
         track.write_mask = timing(real[1], "mask PNGs")
         bench_davis.score = timing(real[2], "scoring")
+        if jobs is not None:
+            bench_davis._scoring_job = timing_jobs(jobs, "scoring")
         CausalTracker.step = step  # type: ignore[method-assign]
         SamSegmenter.embed = embed  # type: ignore[method-assign]
         argv = ["bench", "davis", "--davis-root", str(root), "--year", "2016", "-q"]
@@ -106,17 +131,21 @@ def main_() -> None:
         load_after = os.getloadavg()[0]
         CausalTracker.step, SamSegmenter.embed = real_step, real_embed  # type: ignore[method-assign]
         bench_davis._Runner.__init__, track.write_mask, bench_davis.score = real  # type: ignore
+        if jobs is not None:
+            bench_davis._scoring_job = jobs
     assert code == 0, code
-    frames = args.frames * len(names)
     own = seconds["step"] + seconds["embed"]
     print(table.getvalue())
-    print(f"SAM {args.sam}, {len(names)} sequences x {args.frames} frames, {args.threads} threads")
+    print(f"SAM {args.sam}, {len(names)} sequences, {frames} frames, {args.threads} threads")
     print(
         f"bench davis wall {wall:.2f} s; tracker {own:.2f} s (step {seconds['step']:.2f} s, "
         f"encoder outside the step {seconds['embed']:.2f} s); runner {wall - own:.2f} s"
     )
-    shown = ", ".join(f"{k} {v:.2f} s" for k, v in parts.items())
-    print(f"runner parts: {shown}, the rest {wall - own - sum(parts.values()):.2f} s")
+    mine = {k: v for k, v in parts.items() if not k.endswith("(background)")}
+    shown = ", ".join(f"{k} {v:.2f} s" for k, v in mine.items())
+    print(f"runner parts: {shown}, the rest {wall - own - sum(mine.values()):.2f} s")
+    behind = ", ".join(f"{k} {v:.2f} s" for k, v in parts.items() if k not in mine)
+    print(f"beside the tracker: {behind or 'nothing'}")
     print(
         f"ratio wall / tracker {wall / own:.3f}; {frames / wall:.2f} frames/s; "
         f"load {load_before:.1f} -> {load_after:.1f}"

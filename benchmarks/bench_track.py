@@ -41,6 +41,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -76,6 +77,7 @@ FIRST_MASK = DATA / "davis_bear_first_mask.png"
 # See the module docstring: a few points per frame from the random head's flat heat maps.
 TARGET_PEAKS = 3
 MAX_PEAKS = 4
+WAIT = 600.0  # seconds: a bound for a frame's outputs to be written, never a timing
 # Table rows: (stage key, label). Keys are filled by the timers installed in `_timed_run`.
 STAGES = (
     ("decode", "decode (frame source)"),
@@ -96,9 +98,12 @@ STAGES = (
 class FrameTimes:
     """Per-frame seconds of the pipeline's stages, from one library :class:`StageTimer`.
 
-    The stage timer counts each second once, for the innermost wrapped call running (so the
-    tracker's "step" keeps only its own code); a snapshot of its totals taken when each frame
-    is requested splits them by frame. Frame -1: before the first frame was requested.
+    The stage timer counts each second once per thread, for the innermost wrapped call running
+    (so the tracker's "step" keeps only its own code). Frames are split where the tracking loop
+    receives each frame (:meth:`loop_frames`): before it takes frame t+1, frame t's outputs are
+    waited for (the loop writes them in its background thread), frame t is encoded alone, and
+    a snapshot of the totals is taken. Decoding runs ahead in the run-ahead worker, beside the
+    loop: its seconds land in the frame during which they ran. Frame -1: before the loop.
     """
 
     def __init__(self) -> None:
@@ -106,38 +111,58 @@ class FrameTimes:
         self.frame = -1
         self.rgb: np.ndarray | None = None
         self.loop_start: float | None = None
-        self.starts: dict[int, float] = {}  # frame index → when its decoding was requested
+        self.starts: dict[int, float] = {}  # frame index → when the loop received it
         self._snapshots: dict[int, dict[str, float]] = {-1: {}}
         self.counts: dict[tuple[str, int], list[int]] = defaultdict(list)
+        self.written: dict[int, threading.Event] = defaultdict(threading.Event)
 
     def _snapshot(self, frame: int) -> None:
         self._snapshots[frame] = dict(self.stages.seconds)
 
     def finish(self) -> None:
+        """The run ended: what came after the last frame (the video's flush) joins it."""
         self._snapshot(self.frame + 1)
 
     def total(self, stage: str, frames: range) -> float:
-        """Seconds of ``stage`` over ``frames`` (their requests to the next frame's)."""
+        """Seconds of ``stage`` over ``frames`` (from receiving the first to the next's)."""
         first, last = frames.start, frames.stop
         return self._snapshots[last].get(stage, 0.0) - self._snapshots[first].get(stage, 0.0)
 
-    def timed_frames(self, frames: Iterator[Frame]) -> Iterator[Frame]:
-        """``frames``, timing each decode; marks the start of the tracking loop."""
+    def timed_decode(self, frames: Iterator[Frame]) -> Iterator[Frame]:
+        """``frames``, timing each decode (in the thread that pulls them)."""
         try:
             while True:
                 start = time.perf_counter()
-                if self.loop_start is None:
-                    self.loop_start = start
-                self._snapshot(self.frame + 1)
                 frame = next(frames, None)
-                self.stages.seconds["decode"] += time.perf_counter() - start
+                self.stages.add("decode", time.perf_counter() - start)
                 if frame is None:
                     return
-                self.frame, self.rgb = frame.index, frame.rgb
-                self.starts[frame.index] = start
                 yield frame
         finally:
             frames.close()
+
+    def loop_frames(self, encoded: Iterator, encode_alone) -> Iterator:
+        """The tracking loop's ``(frame, embedding)`` items, split into frames as above."""
+        self.loop_start = time.perf_counter()
+        self._snapshot(0)
+        try:
+            for frame, embedding in encoded:
+                if self.frame >= 0:
+                    self._close_frame(encode_alone)
+                self.frame, self.rgb = frame.index, frame.rgb
+                self.starts[frame.index] = time.perf_counter()
+                yield frame, embedding
+            self._close_frame(encode_alone)
+        finally:
+            encoded.close()
+
+    def _close_frame(self, encode_alone) -> None:
+        if not self.written[self.frame].wait(WAIT):
+            raise RuntimeError(f"frame {self.frame}'s outputs were not written in {WAIT} s")
+        start = time.perf_counter()
+        encode_alone(self.rgb)  # the original method: not the pipeline's "encoder"
+        self.stages.add("alone", time.perf_counter() - start)
+        self._snapshot(self.frame + 1)
 
 
 def _timed_run(
@@ -149,13 +174,29 @@ def _timed_run(
     time the run ended.
     """
     timer = FrameTimes()
-    original_open = track_module.open_frames
+    original_open, original_run_ahead = track_module.open_frames, track_module.run_ahead
+    original_job = track_module._frame_job
 
     def open_timed(*args, **kwargs):
         source = original_open(*args, **kwargs)
         frames = source._frames
-        source._frames = lambda: timer.timed_frames(frames())
+        source._frames = lambda: timer.timed_decode(frames())
         return source
+
+    def run_ahead_timed(items, work, **kwargs):
+        encoded = original_run_ahead(items, work, **kwargs)
+        return timer.loop_frames(encoded, partial(encode_alone, alone))
+
+    def signalled_job(*args, **kwargs):
+        job, written = original_job(*args, **kwargs), timer.written[timer.frame]
+
+        def run():
+            try:
+                job()
+            finally:
+                written.set()
+
+        return run
 
     def count_peaks(*args, **kwargs):
         peaks = original_peaks(*args, **kwargs)
@@ -166,16 +207,12 @@ def _timed_run(
         timer.counts["groups", timer.frame].append(sum(1 for g in groups if len(g)))
         return segment(self, groups)
 
-    def write_then_encode_alone(self, rgb):
-        timed_write(self, rgb)  # the overlay frame is the last thing the loop does per frame
-        start = time.perf_counter()
-        encode_alone(alone, timer.rgb)  # the original method: not the pipeline's "encoder"
-        timer.stages.seconds["alone"] += time.perf_counter() - start
-
     original_peaks, segment = samic_prompter.find_peaks, SamSegmenter.segment
     encode_alone = SamSegmenter.embed
     with ExitStack() as stack:
         stack.enter_context(mock.patch.object(track_module, "open_frames", open_timed))
+        stack.enter_context(mock.patch.object(track_module, "run_ahead", run_ahead_timed))
+        stack.enter_context(mock.patch.object(track_module, "_frame_job", signalled_job))
         stack.enter_context(mock.patch.object(samic_prompter, "find_peaks", count_peaks))
         stack.enter_context(mock.patch.object(SamSegmenter, "segment", count_groups))
         for owner, name, stage in (
@@ -195,8 +232,6 @@ def _timed_run(
             # The stage timer replaces the attribute; the patch restores it afterwards.
             stack.enter_context(mock.patch.object(owner, name, getattr(owner, name)))
             timer.stages.wrap(owner, name, stage)
-        timed_write = VideoWriter.write
-        stack.enter_context(mock.patch.object(VideoWriter, "write", write_then_encode_alone))
         run_track(inputs, config, progress=False)
         end = time.perf_counter()
     timer.finish()

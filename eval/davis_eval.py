@@ -18,7 +18,7 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,8 +244,12 @@ def evaluate_davis(
     sequences: Sequence[str] | None = None,
     workers: int | None = None,
     progress: bool | None = None,
+    scored: Mapping[str, SequenceScores] | None = None,
 ) -> DavisEvaluation:
     """Score ``results_dir`` against ``dataset`` (all its sequences, or ``sequences``).
+
+    ``scored``: sequences already scored (by :func:`score_sequence` on these results), taken as
+    they are.
 
     ``workers``: worker processes (default: one per CPU, at most one per sequence); the
     scoring runs in workers, whose memory settings are tuned, except for small sets (under
@@ -257,8 +261,10 @@ def evaluate_davis(
     for name in names:
         dataset.annotation_paths(name)  # unknown sequence → UserError
     check_results(results_dir, dataset, names)
-    total = sum(len(dataset.annotation_paths(s)) - 2 for s in names)
-    workers = max(1, min(workers or _cpu_count(), len(names)))
+    done = {name: scored[name] for name in names if scored and name in scored}
+    todo = [name for name in names if name not in done]
+    total = sum(len(dataset.annotation_paths(s)) - 2 for s in todo)
+    workers = max(1, min(workers or _cpu_count(), len(todo)))
     tty = sys.stderr.isatty()
     show = (tty or total >= LONG_RUN_FRAMES) if progress is None else progress
     bar = console.bar(
@@ -269,7 +275,7 @@ def evaluate_davis(
         mininterval=0.1 if tty else 10.0,
     )
     with bar:
-        by_name = _score_all(dataset, results_dir, names, workers, bar)
+        by_name = {**done, **_score_all(dataset, results_dir, todo, workers, bar)}
     scores = tuple(by_name[name] for name in names)
     objects = tuple(
         ObjectScores(f"{s.sequence}_{k + 1}", statistics(s.J[k]), statistics(s.F[k]))

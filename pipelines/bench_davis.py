@@ -21,14 +21,16 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from samic_vos import __version__
 from samic_vos.atomic import atomic_write_text
+from samic_vos.background_jobs import BackgroundJobs
 from samic_vos.config import config_to_dict, save_config
 from samic_vos.davis import DavisDataset, DavisSelection
 from samic_vos.errors import UserError
@@ -41,6 +43,9 @@ from samic_vos.runs import RunManifest, fingerprint, open_run, read_manifest, wr
 from samic_vos.shards import Shard, resolve_shard
 from samic_vos.stage_threads import StageThreads
 from samic_vos.stage_timer import StageTimer, save_timings, total_timings
+
+if TYPE_CHECKING:
+    from samic_vos.eval.davis_eval import SequenceScores
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +143,7 @@ def run_bench_davis(
             "first (it trains OUT/samic.pt, then tracks), then launch the shards"
         )
     mine = shard.take([(n, len(dataset.frame_paths(n))) for n in names])
+    scored: dict[str, SequenceScores] = {}
     runner = _Runner(inputs, config, dataset, shard, progress)
     manifest = runner.manifest(names)
     state = open_run(out, manifest, force=inputs.force, outputs=OUTPUTS)
@@ -146,13 +152,18 @@ def run_bench_davis(
         write_manifest(out, manifest)
         save_config(runner.ran, out / "config.yaml", version=__version__, samic=runner.samic_mode)
         runner.prepare_network()
-        for name in mine:
-            runner.track(name)
+        # With the whole set in this process, each sequence is scored in a background thread
+        # once it is tracked, while the next one is (shards leave the scoring to the last).
+        with BackgroundJobs(depth=len(mine)) as scoring:
+            for name in mine:
+                runner.track(name)
+                if shard.count == 1:
+                    scoring.submit(_scoring_job(out, dataset, name, scored))
         runner.save_timings()
     remaining = [n for n in names if not _sequence_done(out, dataset, n)]
     result = BenchResult(mine, runner.computed, remaining)
     if not remaining:
-        result.scores = score(out, dataset, names)
+        result.scores = score(out, dataset, names, scored)
         manifest.finished = True
         write_manifest(out, manifest)
         _maybe_report(inputs, dataset, names)
@@ -401,11 +412,29 @@ def _merge(out: Path, dataset: DavisDataset, names: list[str]) -> BenchResult:
     return result
 
 
-def score(out: Path, dataset: DavisDataset, names: list[str]) -> dict[str, Any]:
-    """Score OUT/results; writes and returns ``OUT/scores.json`` (the table's content)."""
+def _scoring_job(
+    out: Path, dataset: DavisDataset, name: str, scored: dict[str, SequenceScores]
+) -> Callable[[], None]:
+    """Score one finished sequence of OUT/results into ``scored``."""
+    from samic_vos.eval.davis_eval import score_sequence
+
+    def job() -> None:
+        scored[name] = score_sequence(dataset, out / "results", name)
+
+    return job
+
+
+def score(
+    out: Path,
+    dataset: DavisDataset,
+    names: list[str],
+    scored: Mapping[str, SequenceScores] | None = None,
+) -> dict[str, Any]:
+    """Score OUT/results (``scored``: sequences already scored); writes and returns
+    ``OUT/scores.json`` (the table's content)."""
     from samic_vos.eval.davis_eval import evaluate_davis
 
-    evaluation = evaluate_davis(out / "results", dataset, names)
+    evaluation = evaluate_davis(out / "results", dataset, names, scored=scored)
     frames, wall, seconds = total_timings(out, STAGES)
     column = 0 if dataset.year == "2016" else 1
     manifest = read_manifest(out)

@@ -31,12 +31,13 @@ import torch
 
 from samic_vos import __version__
 from samic_vos.atomic import JsonLinesWriter
+from samic_vos.background_jobs import BackgroundJobs
 from samic_vos.config import config_to_dict, require_choice, save_config
 from samic_vos.console import bar
 from samic_vos.devices import require_models
 from samic_vos.errors import UserError
 from samic_vos.first_frame_adaptation import AdaptationConfig
-from samic_vos.frame_source import BACKENDS, FrameSource, open_frames
+from samic_vos.frame_source import BACKENDS, Frame, FrameSource, open_frames
 from samic_vos.mask_io import object_ids, read_mask, write_mask
 from samic_vos.output_paths import check_writable_dir, check_writable_file
 from samic_vos.prompter import PROMPTERS, build_prompter
@@ -271,8 +272,11 @@ def track_sequence(
     ``given``: frame index → mask (a file or a (H, W) uint8 id map). With ``resume``, the frames
     an earlier call finished (a prompts line and a mask each) are not computed again: the
     tracker's state is rebuilt from them (:mod:`samic_vos.track_resume`). ``writer`` also
-    receives every frame's overlay. With ``ahead``, decoding and SAM's encoder run one frame
-    ahead (:mod:`samic_vos.run_ahead`). Returns ``(frames finished before, frames computed now)``.
+    receives every frame's overlay. Frame t+1 is decoded in a worker thread while frame t is
+    tracked, and with ``ahead`` SAM's encoder runs there too (:mod:`samic_vos.run_ahead`); frame
+    t's outputs are written by another while frame t+1 is (:mod:`samic_vos.background_jobs`),
+    in the order an in-order loop writes them. Returns ``(frames finished before, frames
+    computed now)``.
     """
     records = complete_records(prompts_path) if resume else []
     done = 0
@@ -287,19 +291,21 @@ def track_sequence(
     kept: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     style = overlay_config or OverlayConfig()
     computed = 0
-    # Frames finished by an earlier run are not encoded; the run-ahead is closed (its worker
-    # finished) before the caller closes the frame source.
+    # Frame t+1 is decoded in a worker thread while frame t is tracked (and, with ``ahead``,
+    # encoded there too); frames finished by an earlier run are not encoded. The run-ahead is
+    # closed (its worker finished) before the caller closes the frame source.
     segmenter = tracker.segmenter
-    encoded = run_ahead(
-        frames,
-        lambda frame: segmenter.embed(frame.rgb) if frame.index >= done else None,
-        enabled=ahead,
-        device=segmenter.device,
-    )
-    # Whole lines only, even on a full disk.
+
+    def prepare(frame: Frame) -> torch.Tensor | None:
+        return segmenter.embed(frame.rgb) if ahead and frame.index >= done else None
+
+    encoded = run_ahead(frames, prepare, enabled=True, device=segmenter.device if ahead else "cpu")
+    # Whole lines only, even on a full disk; each frame's mask, then its line, then its overlay
+    # frame, written in order by one worker thread while the next frame is tracked.
     with (
         JsonLinesWriter(prompts_path, append=done > 0) as prompts,
         contextlib.closing(encoded),
+        BackgroundJobs() as outputs,
     ):
         frames_bar = bar(
             encoded, total=frames.num_frames, desc=desc, unit="frame", disable=not progress
@@ -314,28 +320,61 @@ def track_sequence(
                     restore_tracker(tracker, plan, kept, records, frames.size)
                     kept.clear()
                 if writer is not None:
-                    writer.write(_drawn(frame.rgb, ids, records[frame.index], style))
+                    outputs.submit(
+                        _overlay_job(writer, frame.rgb, ids, records[frame.index], style)
+                    )
                 continue
             mask = given.get(frame.index)
             if isinstance(mask, Path):
                 mask = read_mask(mask)
+            if embedding is None:
+                embedding = segmenter.embed(frame.rgb)
             result = tracker.step(frame.rgb, mask, embedding=embedding)
             record = frame_record(frame.name, result)
-            write_mask(masks_dir / f"{frame.name}.png", result.ids)
-            prompts.write(record)
-            if writer is not None:
-                writer.write(_drawn(frame.rgb, result.ids, record, style))
+            outputs.submit(
+                _frame_job(
+                    masks_dir / f"{frame.name}.png",
+                    result.ids,
+                    record,
+                    prompts,
+                    _overlay_job(writer, frame.rgb, result.ids, record, style) if writer else None,
+                )
+            )
             computed += 1
     return done, computed
 
 
-def _drawn(rgb: np.ndarray, ids: np.ndarray, record: dict, style: OverlayConfig) -> np.ndarray:
-    """The overlay frame of one record."""
-    points = {
-        int(k): np.asarray(v["points"], dtype=np.float32).reshape(-1, 2)
-        for k, v in record["objects"].items()
-    }
-    return overlay(rgb, ids, style.alpha, style.outline, points=points)
+def _frame_job(
+    mask_path: Path,
+    ids: np.ndarray,
+    record: dict,
+    prompts: JsonLinesWriter,
+    overlay_job: Callable[[], None] | None,
+) -> Callable[[], None]:
+    """One computed frame's writes, in the order resume relies on: mask, line, overlay."""
+
+    def job() -> None:
+        write_mask(mask_path, ids)
+        prompts.write(record)
+        if overlay_job is not None:
+            overlay_job()
+
+    return job
+
+
+def _overlay_job(
+    writer: VideoWriter, rgb: np.ndarray, ids: np.ndarray, record: dict, style: OverlayConfig
+) -> Callable[[], None]:
+    """Draw one record's overlay frame and hand it to ``writer``."""
+
+    def job() -> None:
+        points = {
+            int(k): np.asarray(v["points"], dtype=np.float32).reshape(-1, 2)
+            for k, v in record["objects"].items()
+        }
+        writer.write(overlay(rgb, ids, style.alpha, style.outline, points=points))
+
+    return job
 
 
 def _samic(inputs: TrackInputs, config: TrackConfig, device: torch.device) -> tuple[SamicNet, str]:

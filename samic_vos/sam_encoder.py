@@ -60,8 +60,9 @@ class EncoderConfig:
     # Largest relative-position bias (MiB) built at once; None: 16 on a CPU (the chunk stays in
     # cache: measured faster than one whole mask), 1024 elsewhere (a GPU wants big SDPA calls).
     mask_chunk_mib: float | None = None
-    # The next frame's decoding and encoding run in a worker thread while the current frame is
-    # prompted: auto = on with CUDA only (on a CPU both would fight over the same cores).
+    # The next frame's encoding runs in a worker thread while the current frame is prompted
+    # (its decoding always does): auto = on with CUDA only (on a CPU both would fight over the
+    # same cores).
     run_ahead: str = "auto"  # auto | on | off
 
     def __post_init__(self) -> None:

@@ -1,8 +1,11 @@
 """Seconds spent per pipeline stage, measured by wrapping the methods that do each stage.
 
 Stages nest (SAM's decoder runs inside a prompter's ``track``): a second is counted once, for
-the innermost stage running. :meth:`StageTimer.wrap` replaces a method on one *instance*, so
-other objects of the class (and other code in the process) are untouched.
+the innermost stage running in its thread. Each thread nests on its own (the run-ahead encodes
+the next frame in a worker thread while the caller prompts this one), so when stages run in
+several threads at once their seconds add up to more than the wall time. :meth:`StageTimer.wrap`
+replaces a method on one *instance*, so other objects of the class (and other code in the
+process) are untouched.
 
 Benchmark runs keep each process's timings in their output folder (:func:`save_timings`:
 ``OUT/timings/<ns>.json``, one per process and call, as shards and resumed runs add theirs),
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -29,21 +33,32 @@ class StageTimer:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
-        self._stack: list[tuple[str, float]] = []
+        self._local = threading.local()  # .stack: this thread's running stages
+        self._lock = threading.Lock()
+
+    def _stack(self) -> list[tuple[str, float]]:
+        if not hasattr(self._local, "stack"):
+            self._local.stack = []
+        return self._local.stack
+
+    def add(self, stage: str, seconds: float) -> None:
+        """Count ``seconds`` for ``stage`` (from any thread)."""
+        with self._lock:
+            self.seconds[stage] += seconds
 
     def _enter(self, stage: str) -> None:
-        now = time.perf_counter()
-        if self._stack:
-            outer, since = self._stack[-1]
-            self.seconds[outer] += now - since
-        self._stack.append((stage, now))
+        now, stack = time.perf_counter(), self._stack()
+        if stack:
+            outer, since = stack[-1]
+            self.add(outer, now - since)
+        stack.append((stage, now))
 
     def _exit(self) -> None:
-        now = time.perf_counter()
-        stage, since = self._stack.pop()
-        self.seconds[stage] += now - since
-        if self._stack:
-            self._stack[-1] = (self._stack[-1][0], now)
+        now, stack = time.perf_counter(), self._stack()
+        stage, since = stack.pop()
+        self.add(stage, now - since)
+        if stack:
+            stack[-1] = (stack[-1][0], now)
 
     def wrap(self, obj: Any, method: str, stage: str) -> None:
         """Count the time of ``obj.method`` calls as ``stage``."""

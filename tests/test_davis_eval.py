@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -13,7 +14,7 @@ from PIL import Image
 
 from samic_vos.cli import main
 from samic_vos.davis import DavisDataset
-from samic_vos.eval.davis_eval import GLOBAL_COLUMNS, evaluate_davis
+from samic_vos.eval.davis_eval import GLOBAL_COLUMNS, evaluate_davis, score_sequence
 from samic_vos.eval.davis_metrics import boundary_map, disk, object_scores, statistics
 from samic_vos.mask_io import write_mask
 
@@ -315,3 +316,19 @@ def test_unknown_sequence_and_missing_results_folder(tmp_path: Path, capsys) -> 
     assert "\n" not in message and "unknown sequence 'nope'" in message
     assert main(["eval", "davis", str(tmp_path / "none"), "--davis-root", str(root)]) == 2
     assert "results folder not found" in capsys.readouterr().err
+
+
+def test_sequences_scored_before_are_taken_as_they_are(shared_data: Path, davis_root: Path):
+    """`scored` (bench davis scores each sequence once it is tracked): the same evaluation as
+    scoring everything at the end, and what is passed is used, not scored again."""
+    dataset = DavisDataset(davis_root, year="2016", split="val")
+    results = shared_data / "results" / "STM_DAVIS16_val"
+    whole = evaluate_davis(results, dataset)
+    early = {name: score_sequence(dataset, results, name) for name in dataset.sequences[:2]}
+    assert evaluate_davis(results, dataset, scored=early).to_json() == whole.to_json()
+
+    first = dataset.sequences[0]
+    zero = dataclasses.replace(early[first], J=np.zeros_like(early[first].J))
+    doctored = evaluate_davis(results, dataset, scored={first: zero})
+    assert doctored.to_json()["per_object"][f"{first}_1"]["J"] == 0.0
+    assert doctored.global_scores["J-Mean"] < whole.global_scores["J-Mean"]
