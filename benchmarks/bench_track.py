@@ -31,7 +31,7 @@ that gives :data:`TARGET_PEAKS` points on frame 1 with frame 0 as reference (at 
 number of peaks on every frame are printed.
 
 Usage: .venv/bin/python -u benchmarks/bench_track.py [--frames 5] [--short 3] [--long 24]
-       [--threads 2] [--busy 0] [--uniform] [--no-memory]
+       [--threads 2] [--busy 0] [--uniform | --all-threads] [--no-memory]
 """
 
 from __future__ import annotations
@@ -414,6 +414,11 @@ def main() -> None:
         help="every stage at --threads and the overlay encoder at FFmpeg's automatic thread "
         "count (the pipeline before per-stage threads); default: the threads config's auto",
     )
+    parser.add_argument(
+        "--all-threads",
+        action="store_true",
+        help="threads: all for every stage (a machine of one's own); overlay encoder as default",
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory children")
     parser.add_argument("--child-json", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("cli_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -455,11 +460,11 @@ def main() -> None:
             samic_checkpoint=samic_path,
             sam_checkpoint=sam_path,
         )
-        threads = (
-            ThreadsConfig(**dict.fromkeys(stage_threads.STAGES, args.threads))
-            if args.uniform
-            else None
-        )
+        threads = None
+        if args.uniform:
+            threads = ThreadsConfig(**dict.fromkeys(stage_threads.STAGES, args.threads))
+        elif args.all_threads:
+            threads = ThreadsConfig(**dict.fromkeys(stage_threads.STAGES, "all"))
         config = TrackConfig(
             device="cpu",
             tracker=TrackerConfig(peaks=PeakConfig(**peaks)),

@@ -2,11 +2,13 @@
 
 Each sequence is tracked from its first annotated frame (every object of that mask; DAVIS-2016
 masks binarised) by the same loop as `samic-vos track` (:func:`track_sequence`), into
-``OUT/results/<seq>/<frame>.png`` (the DAVIS layout) and ``OUT/prompts/<seq>.jsonl``; then the
-complete folder is scored by `samic-vos eval davis`'s code. SAM and the SAMIC backbone load
-once per process. The SAMIC network is a checkpoint (``samic_checkpoint``), one trained first
-on the root's train set (``train``: ``OUT/samic.pt``), or, with neither, adapted on each
-sequence's first frame (``OUT/adapted/<seq>.pt``), as `track` does.
+``OUT/results/<seq>/<frame>.png`` (the DAVIS layout) and ``OUT/prompts/<seq>.jsonl``; the
+complete folder is scored by `samic-vos eval davis`'s code (a sequence tracked by an unsharded
+run is scored in a background thread as soon as it is finished, while the next one is tracked).
+SAM and the SAMIC backbone load once per process. The SAMIC network is a checkpoint
+(``samic_checkpoint``), one trained first on the root's train set (``train``:
+``OUT/samic.pt``), or, with neither, adapted on each sequence's first frame
+(``OUT/adapted/<seq>.pt``), as `track` does.
 
 Runs resume as `track` does: finished sequences are skipped and an unfinished one continues
 from its last complete frame; ``OUT/run.json`` is the manifest (another configuration into the
@@ -154,10 +156,10 @@ def run_bench_davis(
         runner.prepare_network()
         # With the whole set in this process, each sequence is scored in a background thread
         # once it is tracked, while the next one is (shards leave the scoring to the last).
-        with BackgroundJobs(depth=len(mine)) as scoring:
+        # Sequences finished by an earlier run are left to the final scoring's processes.
+        with BackgroundJobs(depth=max(1, len(mine))) as scoring:
             for name in mine:
-                runner.track(name)
-                if shard.count == 1:
+                if runner.track(name) and shard.count == 1:
                     scoring.submit(_scoring_job(out, dataset, name, scored))
         runner.save_timings()
     remaining = [n for n in names if not _sequence_done(out, dataset, n)]
@@ -166,7 +168,7 @@ def run_bench_davis(
         result.scores = score(out, dataset, names, scored)
         manifest.finished = True
         write_manifest(out, manifest)
-        _maybe_report(inputs, dataset, names)
+        _maybe_report(inputs, dataset, names, scored)
     return result
 
 
@@ -177,8 +179,14 @@ def _label(folder: Path) -> str:
     return f"{track.get('prompter', folder.name)} ({folder.name})"
 
 
-def _maybe_report(inputs: BenchInputs, dataset: DavisDataset, names: list[str]) -> None:
-    """OUT/report.html: this run and the ``compare`` runs side by side (with ``report``)."""
+def _maybe_report(
+    inputs: BenchInputs,
+    dataset: DavisDataset,
+    names: list[str],
+    scored: Mapping[str, SequenceScores] | None = None,
+) -> None:
+    """OUT/report.html: this run (``scored``: its sequences scored already) and the
+    ``compare`` runs side by side (with ``report``)."""
     if not inputs.report:
         return
     import yaml
@@ -191,7 +199,12 @@ def _maybe_report(inputs: BenchInputs, dataset: DavisDataset, names: list[str]) 
     sets = [
         ResultSet(
             _label(folder),
-            evaluate_davis(folder / "results", dataset, names),
+            evaluate_davis(
+                folder / "results",
+                dataset,
+                names,
+                scored=scored if folder == inputs.out_dir else None,
+            ),
             folder / "results",
             folder / "prompts",
         )
@@ -319,14 +332,14 @@ class _Runner:
         shutil.copyfile(folder / "best.pt", self.out / "samic.pt")
         self.net, _ = load_samic(self.out / "samic.pt", self.device, self.inputs.backbone_weights)
 
-    def track(self, name: str) -> None:
-        """Track one sequence (or finish it), timing its stages."""
+    def track(self, name: str) -> int:
+        """Track one sequence (or finish it), timing its stages; returns the frames computed."""
         from samic_vos.frame_source import open_frames
         from samic_vos.prompter import build_prompter
         from samic_vos.tracker import CausalTracker
 
         if _sequence_done(self.out, self.dataset, name):
-            return
+            return 0
         results = self.out / "results" / name
         prompts = self.out / "prompts" / f"{name}.jsonl"
         results.mkdir(parents=True, exist_ok=True)
@@ -360,6 +373,7 @@ class _Runner:
             )
             self.wall += time.perf_counter() - start
             self.computed += computed
+        return computed
 
     def _adapt(self, name: str, frames, given) -> None:
         from samic_vos.first_frame_adaptation import adapt_on_first_frame

@@ -5,15 +5,18 @@ its overlay frame) to :class:`BackgroundJobs` as one job, and `bench davis` the 
 finished sequence. Jobs run one at a time, in the order they were given, so files on disk grow
 exactly as they would written in the loop: a frame's prompts line is never written before its
 mask, and line t before line t+1 (the resume of :mod:`samic_vos.track_resume` relies on both).
-PNG and JPEG coding and most of numpy and OpenCV run outside the interpreter lock, so on a
-machine with a spare core (a GPU machine's CPUs while the GPU works) the jobs cost the caller
-nothing.
+PNG coding and most of numpy and OpenCV run outside the interpreter lock, so on a machine with
+a core the caller leaves free (a GPU machine's CPUs while the GPU works) the jobs take nothing
+from the caller; where every core is busy they slow it by about what they take off it
+(BENCHMARKS.md "`bench davis` runner overhead").
 
 Memory stays bounded: at most ``depth`` jobs wait; :meth:`BackgroundJobs.submit` blocks until
 the oldest is done beyond that. A job that raises stops the jobs after it (as in order, nothing
 after it is done) and its exception is raised to the caller at the next ``submit`` or when the
 ``with`` block ends. Leaving the block, normally or by an exception (Ctrl-C), first waits for
-the jobs already given, so every frame the loop finished is on disk.
+the jobs already given, so every frame the loop finished is on disk; interrupted while it waits
+(a second Ctrl-C), it drops the jobs not started yet and waits only for the running one, so no
+job runs after the block and none is cut halfway.
 """
 
 from __future__ import annotations
@@ -60,9 +63,11 @@ class BackgroundJobs:
 
     def close(self) -> None:
         """Wait for every job given; raise the first exception a job raised."""
-        while self._pending:
-            self._pending.popleft().result()
-        self._pool.shutdown()
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:  # interrupted: the jobs not started are dropped, the running one finishes
+            self._pool.shutdown(wait=True, cancel_futures=True)
         self._raise_error()
 
     def __enter__(self) -> BackgroundJobs:

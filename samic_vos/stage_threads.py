@@ -14,7 +14,9 @@ per stage"). So each stage runs under its own count, set around it and restored 
   half the process's count, at least 1 — so 1 on 2 cores, where it was measured: 1.5–1.9x
   slower than 2 threads on an idle machine, 1.4–3x faster as soon as one core is taken).
 
-A person on a dedicated machine can give every stage all cores (``threads: {samic: N, ...}``).
+On a machine of one's own, ``all`` gives a stage the process's count (``threads: {samic: all,
+decoder: all}``): on an idle 2-core machine the whole pipeline over its encoder alone is then
+1.02 instead of 1.08 with ``auto`` (BENCHMARKS.md "Tracking pipeline").
 
 The counts are a job's ``threads:`` config section (:class:`ThreadsConfig`). They only change
 the CPU threads torch uses; work on a GPU is unaffected.
@@ -36,12 +38,13 @@ STAGES = ("encoder", "samic", "decoder", "adaptation", "training")
 # 1 on the 2-core machine where it was measured, leaving room for another job on bigger ones.
 ALL_THREADS_STAGES = ("encoder",)
 
-Count = int | Literal["auto"]
+Count = int | Literal["auto", "all"]
 
 
 @dataclass
 class ThreadsConfig:
-    """Torch threads per stage: an integer >= 1, or ``auto`` (see the module docstring)."""
+    """Torch threads per stage: an integer >= 1, ``auto`` or ``all`` (see the module
+    docstring)."""
 
     encoder: Count = "auto"
     samic: Count = "auto"
@@ -52,10 +55,10 @@ class ThreadsConfig:
     def __post_init__(self) -> None:
         for name in STAGES:
             value = getattr(self, name)
-            ok = value == "auto" or (
+            ok = value in ("auto", "all") or (
                 isinstance(value, int) and not isinstance(value, bool) and value >= 1
             )
-            require(ok, name, "an integer >= 1 or auto", value)
+            require(ok, name, "an integer >= 1, auto or all", value)
 
 
 @contextlib.contextmanager
@@ -83,15 +86,17 @@ class StageThreads:
 
     @classmethod
     def resolve(cls, config: ThreadsConfig | None = None) -> StageThreads:
-        """The counts of ``config`` (default: all ``auto``); ``auto`` resolves against the
-        process's current ``torch.get_num_threads()``."""
+        """The counts of ``config`` (default: all ``auto``); ``auto`` and ``all`` resolve
+        against the process's current ``torch.get_num_threads()``."""
         config = config or ThreadsConfig()
         available = torch.get_num_threads()
         counts = {}
         for item in fields(config):
             value = getattr(config, item.name)
             if value == "auto":
-                value = available if item.name in ALL_THREADS_STAGES else max(1, available // 2)
+                value = "all" if item.name in ALL_THREADS_STAGES else max(1, available // 2)
+            if value == "all":
+                value = available
             counts[item.name] = int(value)
         return cls(counts)
 
@@ -99,8 +104,7 @@ class StageThreads:
     def interactive(cls) -> StageThreads:
         """Every stage at the process's count: for SAMBOX, where a person waits on each
         decode and no other stage of ours runs beside it."""
-        available = torch.get_num_threads()
-        return cls({name: available for name in STAGES})
+        return cls.resolve(ThreadsConfig(**dict.fromkeys(STAGES, "all")))
 
     def stage(self, name: str) -> contextlib.AbstractContextManager[None]:
         """The block runs with stage ``name``'s thread count (one of :data:`STAGES`)."""

@@ -34,8 +34,9 @@ from samic_vos.output_paths import check_writable_file, reporting_write_errors
 # Preferred first: libx264 is the reference encoder; libopenh264 is Cisco's, in some builds.
 H264_ENCODERS = ("libx264", "libopenh264")
 VIDEO_SUFFIXES = (".mp4",)
-# Encoder threads: the overlay is a side output, encoded in the caller's thread so that it never
-# competes with the pipeline's own threads for the cores (libx264's default is 1.5 per core).
+# Encoder threads: the overlay is a side output, encoded in the thread that writes (the
+# tracking loop's background thread) without threads of its own, so that it never competes
+# with the pipeline's own threads for the cores (libx264's default is 1.5 per core).
 ENCODER_THREADS = 1
 
 

@@ -83,6 +83,40 @@ def test_leaving_by_an_exception_finishes_the_jobs_given_and_raises_the_blocks_o
     assert ran == ["slow", "next"]
 
 
+def test_interrupted_while_waiting_it_drops_the_jobs_not_started_and_finishes_the_running_one():
+    """A second Ctrl-C while the jobs are waited for: no job runs after ``close`` has returned,
+    and the one running is not cut halfway."""
+    started, release, ran = threading.Event(), threading.Event(), []
+
+    def running():
+        started.set()
+        assert release.wait(WAIT)
+        ran.append("running")
+
+    jobs = BackgroundJobs(depth=5)
+    jobs.submit(running)
+    jobs.submit(lambda: ran.append("queued"))
+    assert started.wait(WAIT)
+    queued = jobs._pending[1]
+
+    class Interrupted:  # the caller's wait for the first job, cut by Ctrl-C
+        def result(self):
+            raise KeyboardInterrupt
+
+    def release_once_dropped():  # the running job ends once the queued one is dropped
+        for _ in range(int(WAIT / 0.01)):
+            if queued.cancelled():
+                break
+            threading.Event().wait(0.01)
+        release.set()
+
+    threading.Thread(target=release_once_dropped, daemon=True).start()
+    jobs._pending.appendleft(Interrupted())
+    with pytest.raises(KeyboardInterrupt):
+        jobs.close()
+    assert ran == ["running"]  # finished before close returned; the queued job never runs
+
+
 def test_a_mask_write_failing_mid_video_leaves_whole_frames_only(
     tmp_path, shared_data, tiny_models, monkeypatch, capsys
 ):

@@ -137,6 +137,11 @@ def test_bench_scores_resumes_and_shards_to_identical_results(
     assert _outputs(shards) == _outputs(straight)
     code, text = _bench(root16, shards, models, "--merge", "--json")
     assert code == 0 and json.loads(text)["global"] == scores["global"]
+    # More shards than sequences: the third of three has nothing to track, and says nothing.
+    steps = Steps(monkeypatch)
+    code, text = _bench(root16, tmp_path / "third", models, "--shard", "2/3", "--json")
+    assert (code, text, steps.calls) == (0, "", 0)
+    assert not list((tmp_path / "third" / "results").glob("*/*.png"))
 
 
 @pytest.mark.slow

@@ -55,6 +55,9 @@ def test_auto_gives_the_encoder_every_thread_and_the_small_stages_half():
     counts = StageThreads.resolve(ThreadsConfig(decoder=2, training=4)).counts
     assert counts["decoder"] == 2 and counts["training"] == 4 and counts["encoder"] == 1
     assert set(counts) == set(STAGES)
+    with torch_threads(3):  # a machine of one's own: every thread for the small stages too
+        counts = StageThreads.resolve(ThreadsConfig(samic="all", decoder="all")).counts
+    assert counts == {"encoder": 3, "samic": 3, "decoder": 3, "adaptation": 1, "training": 1}
 
 
 def test_threads_config_goes_through_the_config_path():
@@ -62,6 +65,8 @@ def test_threads_config_goes_through_the_config_path():
     assert yaml_config.threads == ThreadsConfig(samic=2)
     flag = apply_overrides(TrackConfig(), {"threads": {"decoder": "3"}}, "--x", from_text=True)
     assert flag.threads.decoder == 3
+    every = apply_overrides(TrackConfig(), {"threads": {"samic": "all"}}, "t.yaml")
+    assert every.threads.samic == "all"
     for value in (0, -1, "two", True, 1.5):
         with pytest.raises(UserError, match=r"threads\.samic must be"):
             apply_overrides(TrackConfig(), {"threads": {"samic": value}}, "t.yaml")
