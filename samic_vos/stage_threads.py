@@ -15,8 +15,8 @@ per stage"). So each stage runs under its own count, set around it and restored 
   slower than 2 threads on an idle machine, 1.4–3x faster as soon as one core is taken).
 
 On a machine of one's own, ``all`` gives a stage the process's count (``threads: {samic: all,
-decoder: all}``): on an idle 2-core machine the whole pipeline over its encoder alone is then
-1.02 instead of 1.08 with ``auto`` (BENCHMARKS.md "Tracking pipeline").
+decoder: all}``): on an idle 2-core machine everything but SAM's encoder then takes 0.3–0.4 s
+per frame instead of 0.53–0.64 s with ``auto`` (BENCHMARKS.md "Tracking pipeline").
 
 The counts are a job's ``threads:`` config section (:class:`ThreadsConfig`). They only change
 the CPU threads torch uses; work on a GPU is unaffected.
