@@ -157,11 +157,15 @@ def run_bench_davis(
         # With the whole set in this process, each sequence is scored in a background thread
         # once it is tracked, while the next one is (shards leave the scoring to the last).
         # Sequences finished by an earlier run are left to the final scoring's processes.
-        with BackgroundJobs(depth=max(1, len(mine))) as scoring:
-            for name in mine:
-                if runner.track(name) and shard.count == 1:
-                    scoring.submit(_scoring_job(out, dataset, name, scored))
-        runner.save_timings()
+        # An interrupted run keeps the timings of the sequences it finished (the table's
+        # frames per second count every process's).
+        try:
+            with BackgroundJobs(depth=max(1, len(mine))) as scoring:
+                for name in mine:
+                    if runner.track(name) and shard.count == 1:
+                        scoring.submit(_scoring_job(out, dataset, name, scored))
+        finally:
+            runner.save_timings()
     remaining = [n for n in names if not _sequence_done(out, dataset, n)]
     result = BenchResult(mine, runner.computed, remaining)
     if not remaining:
