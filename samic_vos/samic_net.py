@@ -159,7 +159,7 @@ def hypercorrelation(
         tgt = F.normalize(tgt, dim=1, eps=COSINE_EPS)
         b, _, hq, wq = tgt.shape
         hs, ws = ref.shape[-2:]
-        corr = torch.bmm(tgt.flatten(2).transpose(1, 2), ref.flatten(2))
+        corr = _support_correlation(tgt.flatten(2).transpose(1, 2), ref.flatten(2), heat)
         corrs.append(corr.clamp_(min=0).view(b, hq, wq, hs, ws))
     levels = []
     start = 0
@@ -167,6 +167,23 @@ def hypercorrelation(
         levels.append(torch.stack(corrs[start : start + n], dim=1))
         start += n
     return levels[::-1]
+
+
+def _support_correlation(tgt: Tensor, ref: Tensor, heat: Tensor) -> Tensor:
+    """``tgt @ ref``: (B, Q, C) query features by (B, C, S) heat-weighted support features →
+    (B, Q, S). A support position whose pooled ``heat`` (B, 1, Hs, Ws) is 0 has a zero feature
+    column, so its correlations are 0: on a CPU only the columns some batch element heats are
+    multiplied (a prompt's Gaussians cover 10–20% of the map), the others set to 0. On other
+    devices the whole product runs (finding the columns would wait for the device).
+    """
+    if tgt.device.type != "cpu":
+        return torch.bmm(tgt, ref)
+    heated = (heat.flatten(1) > 0).any(dim=0).nonzero().squeeze(1)
+    if len(heated) == ref.shape[-1]:
+        return torch.bmm(tgt, ref)
+    corr = tgt.new_zeros(tgt.shape[0], tgt.shape[1], ref.shape[-1])
+    corr[:, :, heated] = torch.bmm(tgt, ref[:, :, heated])
+    return corr
 
 
 def _conv4d_block(

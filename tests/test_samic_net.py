@@ -262,3 +262,26 @@ def test_missing_corrupt_or_foreign_checkpoint_is_a_user_error(tmp_path) -> None
     for path in (foreign, text, tmp_path / "missing.pt"):
         with pytest.raises(UserError, match=path.name):
             load_samic(path)
+
+
+def test_correlation_skips_only_support_positions_no_reference_heats(net: SamicNet) -> None:
+    """The CPU path multiplies only the support columns some reference heats: the same
+    correlations as the whole product (cosines weighted by the pooled heat, floored at 0), for
+    two references heating different places (batch 2) and for a map heated everywhere."""
+    ref, tgt = _images(2, 96, 96, seed=4)
+    heat = torch.zeros(2, 1, 96, 96)
+    heat[0, :, 10:30, 12:40] = 0.9
+    heat[1, :, 60:90, 50:70] = 0.6
+    everywhere = torch.full((2, 1, 96, 96), 0.5)
+    with torch.no_grad():
+        rf = [f.expand(2, -1, -1, -1) for f in net.extract_features(ref)]
+        tf = [f.expand(2, -1, -1, -1) for f in net.extract_features(tgt)]
+        for weights in (heat, everywhere):
+            levels = hypercorrelation(rf, weights, tf)
+            got = [c for level in levels[::-1] for c in level.unbind(1)]  # feature order
+            for r, t, g in zip(rf, tf, got, strict=True):
+                pooled = pool_heat(weights, tuple(r.shape[-2:]), "max")
+                support = (F.normalize(r, dim=1, eps=1e-5) * pooled).flatten(2)
+                query = F.normalize(t, dim=1, eps=1e-5).flatten(2).transpose(1, 2)
+                expected = torch.bmm(query, support).clamp(min=0)
+                torch.testing.assert_close(g.flatten(1, 2).flatten(2), expected)
