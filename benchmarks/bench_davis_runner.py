@@ -61,12 +61,10 @@ def main_() -> None:
     torch.set_num_threads(args.threads)
     lists = [(DAVIS / f"ImageSets/2016/{split}.txt").read_text().split() for split in SPLITS]
     names = [name for names in lists for name in names][: args.sequences]
-    frames = sum(
-        min(args.frames or BIG, len(list((DAVIS / "JPEGImages/480p" / n).iterdir()))) for n in names
-    )
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         root = copy_short_root(DAVIS, base / "davis", names, args.frames or BIG, "2016")
+        frames = len(list((root / "JPEGImages/480p").glob("*/*.jpg")))
         torch.manual_seed(0)
         save_sam(base / "sam.pt", build_sam(args.sam, random_init=True), args.sam)
         net = SamicNetConfig(input_size=(128, 128), backbone="random", channels=(8, 16, 32))

@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -52,6 +52,9 @@ from samic_vos.stage_threads import StageThreads, ThreadsConfig
 from samic_vos.track_resume import plan_restore, restore_tracker
 from samic_vos.tracker import CausalTracker, TrackerConfig
 from samic_vos.video_writer import VideoWriter
+
+if TYPE_CHECKING:
+    from samic_vos.segmenter import ImageEmbedding
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +299,7 @@ def track_sequence(
     # closed (its worker finished) before the caller closes the frame source.
     segmenter = tracker.segmenter
 
-    def prepare(frame: Frame) -> torch.Tensor | None:
+    def prepare(frame: Frame) -> ImageEmbedding | None:
         return segmenter.embed(frame.rgb) if ahead and frame.index >= done else None
 
     encoded = run_ahead(frames, prepare, enabled=True, device=segmenter.device if ahead else "cpu")
