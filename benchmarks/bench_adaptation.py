@@ -25,13 +25,13 @@ import numpy as np
 import torch
 from bench_samic_points import evaluate
 
-from samic_vos.config import apply_overrides
-from samic_vos.davis import DavisDataset, read_image
-from samic_vos.first_frame_adaptation import AdaptationConfig, adapt_on_first_frame
-from samic_vos.heatmaps import DEFAULT_SIGMA
-from samic_vos.mask_io import read_mask
-from samic_vos.samic_net import SamicNet, SamicNetConfig, build_samic
-from samic_vos.training_pairs import DEFAULT_POINTS_PER_OBJECT
+from samic_vos.data.davis import DavisDataset, read_image
+from samic_vos.data.mask_io import read_mask
+from samic_vos.model.samic_net import SamicNet, SamicNetConfig, build_samic
+from samic_vos.prompts.heatmaps import DEFAULT_SIGMA
+from samic_vos.runtime.config import apply_overrides
+from samic_vos.training.first_frame_adaptation import AdaptationConfig, adapt_on_first_frame
+from samic_vos.training.training_pairs import DEFAULT_POINTS_PER_OBJECT
 
 RANDOM = SamicNetConfig(backbone="random")
 

@@ -44,9 +44,9 @@ from fastapi.testclient import TestClient
 from samic_vos.annotate.annotator import STATE_FOLDER
 from samic_vos.annotate.browser import SamboxPage, chromium_page, live_server
 from samic_vos.annotate.server import create_app
-from samic_vos.sam_models import build_sam
-from samic_vos.segmenter import SamSegmenter
-from samic_vos.stage_threads import StageThreads
+from samic_vos.runtime.stage_threads import StageThreads
+from samic_vos.sam.models import build_sam
+from samic_vos.sam.segmenter import SamSegmenter
 
 BEAR = Path(__file__).resolve().parents[2] / "shared/data/DAVIS/JPEGImages/480p/bear/00000.jpg"
 

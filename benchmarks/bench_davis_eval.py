@@ -59,7 +59,7 @@ print(json.dumps(out))
 # The same for ours, through the Python API (the CLI run is timed separately).
 OURS_RUNNER = """
 import json, sys, time
-from samic_vos.davis import DavisDataset
+from samic_vos.data.davis import DavisDataset
 from samic_vos.eval.davis_eval import evaluate_davis
 start = time.perf_counter()
 workers = int(sys.argv[3]) if len(sys.argv) > 3 else None

@@ -49,14 +49,14 @@ def main_() -> None:
 
     import torch
 
-    from samic_vos.cli import main
-    from samic_vos.davis import copy_short_root
+    from samic_vos.commands.cli import main
+    from samic_vos.data.davis import copy_short_root
+    from samic_vos.inference.tracker import CausalTracker
+    from samic_vos.model.checkpoint import save_samic
+    from samic_vos.model.samic_net import SamicNetConfig, build_samic
     from samic_vos.pipelines import bench_davis, track
-    from samic_vos.sam_models import build_sam, save_sam
-    from samic_vos.samic_checkpoint import save_samic
-    from samic_vos.samic_net import SamicNetConfig, build_samic
-    from samic_vos.segmenter import SamSegmenter
-    from samic_vos.tracker import CausalTracker
+    from samic_vos.sam.models import build_sam, save_sam
+    from samic_vos.sam.segmenter import SamSegmenter
 
     torch.set_num_threads(args.threads)
     lists = [(DAVIS / f"ImageSets/2016/{split}.txt").read_text().split() for split in SPLITS]

@@ -1,8 +1,8 @@
 """Denormal floats in SAMIC: first-frame adaptation and one prediction, before/after the fix.
 
 The fix has two parts: heat maps cut to exactly 0 below ``HEAT_CUTOFF`` (source and network,
-``net.heat_cutoff``) and CPU flush-to-zero (``samic_vos.devices.flush_denormals``). This script
-times, in one process, the four combinations on the judo frames (854×480; frame 0 and its
+``net.heat_cutoff``) and CPU flush-to-zero (``samic_vos.runtime.devices.flush_denormals``). This
+script times, in one process, the four combinations on the judo frames (854×480; frame 0 and its
 mask), SAMIC at its default 224×224 with a random backbone (the compute is the real one):
 
 - adaptation seconds per step: ``adapt_on_first_frame`` with ``--steps`` steps and no time
@@ -32,13 +32,13 @@ import numpy as np
 import torch
 from bench_adaptation import adapt
 
-import samic_vos.adaptation_views as views_module
-from samic_vos.davis import read_image
-from samic_vos.first_frame_adaptation import AdaptationConfig
-from samic_vos.heatmaps import DEFAULT_SIGMA, HEAT_CUTOFF, points_to_heatmap
-from samic_vos.mask_io import read_mask
-from samic_vos.mask_points import interior_points
-from samic_vos.samic_net import SamicNetConfig, build_samic, hypercorrelation, preprocess
+import samic_vos.training.adaptation_views as views_module
+from samic_vos.data.davis import read_image
+from samic_vos.data.mask_io import read_mask
+from samic_vos.model.samic_net import SamicNetConfig, build_samic, hypercorrelation, preprocess
+from samic_vos.prompts.heatmaps import DEFAULT_SIGMA, HEAT_CUTOFF, points_to_heatmap
+from samic_vos.prompts.mask_points import interior_points
+from samic_vos.training.first_frame_adaptation import AdaptationConfig
 
 JUDO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "judo"
 MODES = {  # name: (heat cutoff, flush-to-zero)

@@ -34,11 +34,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from samic_vos.mask_io import read_mask
-from samic_vos.mask_points import interior_points
-from samic_vos.sam_encoder import EncoderConfig
-from samic_vos.sam_models import build_sam, load_sam, randomize_relative_positions, save_sam
-from samic_vos.segmenter import SamSegmenter, mask_iou
+from samic_vos.data.mask_io import read_mask
+from samic_vos.prompts.mask_points import interior_points
+from samic_vos.sam.encoder import EncoderConfig
+from samic_vos.sam.models import build_sam, load_sam, randomize_relative_positions, save_sam
+from samic_vos.sam.segmenter import SamSegmenter, mask_iou
 
 DAVIS = Path(__file__).resolve().parents[2] / "shared" / "data" / "DAVIS"
 SEQUENCE = "bear"

@@ -97,15 +97,17 @@ def _child_ours(frames: Path, out: Path, threads: int, models: Path) -> None:
 
     import torch
 
+    import samic_vos.jobs.track as loop_module
     import samic_vos.pipelines.track as track_module
-    from samic_vos.peaks import PeakConfig
-    from samic_vos.pipelines.track import TrackConfig, TrackInputs, run_track
-    from samic_vos.tracker import TrackerConfig
+    from samic_vos.inference.prompter import TrackerConfig
+    from samic_vos.jobs.track import TrackConfig
+    from samic_vos.pipelines.track import TrackInputs, run_track
+    from samic_vos.prompts.peaks import PeakConfig
 
     torch.set_num_threads(threads)
     peaks = json.loads((models / "peaks.json").read_text())
     log, started = FrameLog(), time.perf_counter()
-    write_mask, loading = track_module.write_mask, [True]
+    write_mask, loading = loop_module.write_mask, [True]
     original_open = track_module.open_frames
 
     def open_logged(*args, **kwargs):  # model loading ends when the first frame is requested
@@ -135,7 +137,7 @@ def _child_ours(frames: Path, out: Path, threads: int, models: Path) -> None:
     )
     config = TrackConfig(device="cpu", tracker=TrackerConfig(peaks=PeakConfig(**peaks)))
     with (
-        mock.patch.object(track_module, "write_mask", logged_write),
+        mock.patch.object(loop_module, "write_mask", logged_write),
         mock.patch.object(track_module, "open_frames", open_logged),
     ):
         run_track(inputs, config, progress=False)
@@ -149,9 +151,9 @@ def _write_models(models: Path, frames: Path) -> dict:
     from bench_track import calibrate_peaks
     from PIL import Image
 
-    from samic_vos.sam_models import build_sam, save_sam
-    from samic_vos.samic_checkpoint import save_samic
-    from samic_vos.samic_net import SamicNetConfig, build_samic
+    from samic_vos.model.checkpoint import save_samic
+    from samic_vos.model.samic_net import SamicNetConfig, build_samic
+    from samic_vos.sam.models import build_sam, save_sam
 
     torch.manual_seed(0)
     save_sam(models / "sam_vit_b.pt", build_sam("vit_b", random_init=True), "vit_b")

@@ -1,12 +1,12 @@
 """Train SAMIC on DAVIS-2016 train, then score its point prompts on DAVIS-2016 val.
 
-1. Training: ``samic_vos.pipelines.train.run_training`` on the train split (dynamic frames by
+1. Training: ``samic_vos.training.job.run_training`` on the train split (dynamic frames by
    optical flow, held-out train sequences for early stopping), with a *randomly initialised*
    frozen backbone (no ImageNet weights exist on our machines), augmentation off so the
    backbone features are computed once and cached, a modest input size and epoch budget.
 2. Evaluation on every frame t >= 1 of the val sequences, with the true t-1 reference: the
    reference points are the ground-truth interior points of frame t-1's mask
-   (``samic_vos.mask_points.interior_points``, as in training), and the methods give points
+   (``samic_vos.prompts.mask_points.interior_points``, as in training), and the methods give points
    for frame t:
 
    - ``samic``: the trained network's heat map → ``find_peaks`` with the paper's absolute
@@ -33,14 +33,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from samic_vos.config import apply_overrides
-from samic_vos.davis import DavisDataset, read_image
-from samic_vos.heatmaps import points_to_heatmap, rescale_points
-from samic_vos.mask_points import interior_points
-from samic_vos.peaks import PeakConfig, find_peaks
-from samic_vos.pipelines.train import TrainJobConfig, run_training
-from samic_vos.samic_checkpoint import load_samic
-from samic_vos.samic_net import SamicNet, preprocess
+from samic_vos.data.davis import DavisDataset, read_image
+from samic_vos.model.checkpoint import load_samic
+from samic_vos.model.samic_net import SamicNet, preprocess
+from samic_vos.prompts.heatmaps import points_to_heatmap, rescale_points
+from samic_vos.prompts.mask_points import interior_points
+from samic_vos.prompts.peaks import PeakConfig, find_peaks
+from samic_vos.runtime.config import apply_overrides
+from samic_vos.training.job import TrainJobConfig, run_training
 
 REPO = Path(__file__).resolve().parents[1]
 LAYER2 = slice(0, 4)  # the 4 layer2 blocks in the 13-map pyramid

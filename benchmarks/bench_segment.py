@@ -11,7 +11,7 @@ writes, prompts.jsonl) on real DAVIS frames (854×480) from ``../shared/data``, 
    ResNet-50 backbone, on ``--vit-targets`` frames (default 5).
 
 Stages are timed by wrapping the library's functions from this script
-(:class:`samic_vos.stage_timer.StageTimer`, exclusive seconds: a nested stage's time is its
+(:class:`samic_vos.runtime.stage_timer.StageTimer`, exclusive seconds: a nested stage's time is its
 own). The clock of "per target" is :func:`samic_vos.pipelines.segment._segment_all`, the loop
 over targets (model loading and the references excluded; they are shown apart). "Outside SAM's
 encoder" is that loop's time minus the encoder's, over the loop's time (target ≤ 5% with
@@ -35,15 +35,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import samic_vos.fewshot_segment as engine_module
+import samic_vos.inference.fewshot_engine as engine_module
 import samic_vos.pipelines.segment as pipeline
-from samic_vos.fewshot_segment import FewShotSegmenter
-from samic_vos.pipelines.segment import SegmentConfig, SegmentInputs, run_segment
-from samic_vos.sam_models import build_sam, save_sam
-from samic_vos.samic_checkpoint import save_samic
-from samic_vos.samic_net import SamicNet, SamicNetConfig, build_samic
-from samic_vos.segmenter import SamSegmenter
-from samic_vos.stage_timer import StageTimer
+from samic_vos.inference.fewshot_engine import FewShotSegmenter
+from samic_vos.jobs.segment import SegmentConfig
+from samic_vos.model.checkpoint import save_samic
+from samic_vos.model.samic_net import SamicNet, SamicNetConfig, build_samic
+from samic_vos.pipelines.segment import SegmentInputs, run_segment
+from samic_vos.runtime.stage_timer import StageTimer
+from samic_vos.sam.models import build_sam, save_sam
+from samic_vos.sam.segmenter import SamSegmenter
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "DAVIS"
 FRAMES = DATA / "JPEGImages" / "480p"

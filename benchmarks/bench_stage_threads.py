@@ -33,16 +33,16 @@ import numpy as np
 import torch
 from bench_track import busy_processes
 
-from samic_vos.devices import flush_denormals
-from samic_vos.first_frame_adaptation import AdaptationConfig, adapt_on_first_frame
-from samic_vos.frame_source import open_frames
-from samic_vos.heatmaps import points_to_heatmap
-from samic_vos.losses import saliency_loss
-from samic_vos.mask_io import read_mask
-from samic_vos.sam_models import build_sam
-from samic_vos.samic_net import SamicNetConfig, build_samic, preprocess
-from samic_vos.segmenter import ImageEmbedding, SamSegmenter
-from samic_vos.stage_threads import torch_threads
+from samic_vos.data.frame_source import open_frames
+from samic_vos.data.mask_io import read_mask
+from samic_vos.model.samic_net import SamicNetConfig, build_samic, preprocess
+from samic_vos.prompts.heatmaps import points_to_heatmap
+from samic_vos.runtime.devices import flush_denormals
+from samic_vos.runtime.stage_threads import torch_threads
+from samic_vos.sam.models import build_sam
+from samic_vos.sam.segmenter import ImageEmbedding, SamSegmenter
+from samic_vos.training.first_frame_adaptation import AdaptationConfig, adapt_on_first_frame
+from samic_vos.training.losses import saliency_loss
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
 VIDEO = DATA / "davis_bear.mp4"

@@ -6,8 +6,8 @@ input with a (random) ResNet-50 backbone. Three measurements, printed as Markdow
 
 1. Per-stage time per frame of the real pipeline (``run_track`` with an overlay) on the first
    ``--frames`` frames of ``davis_bear.mp4``: the library's stage functions are wrapped by
-   :class:`samic_vos.stage_timer.StageTimer` from this script (each second counted once, for the
-   innermost stage). Frame 0 (prompts derived from the
+   :class:`samic_vos.runtime.stage_timer.StageTimer` from this script (each second counted once, for
+   the innermost stage). Frame 0 (prompts derived from the
    first mask) is shown apart from frames ≥ 1 (SAMIC → peaks → SAM).
 2. The ratio of the whole pipeline's wall time per frame to the SAM image encoder alone. The
    encoder alone (a second ``SamSegmenter`` holding the same weights) encodes each frame right
@@ -53,23 +53,26 @@ from unittest import mock
 import numpy as np
 import torch
 
+import samic_vos.inference.samic_prompter as samic_prompter
+import samic_vos.jobs.track as loop_module
 import samic_vos.pipelines.track as track_module
-import samic_vos.samic_prompter as samic_prompter
-import samic_vos.stage_threads as stage_threads
-from samic_vos.frame_source import Frame, open_frames
-from samic_vos.heatmaps import points_to_heatmap
-from samic_vos.mask_io import read_mask
-from samic_vos.mask_points import interior_points
-from samic_vos.peaks import PeakConfig, find_peaks
-from samic_vos.pipelines.track import TrackConfig, TrackInputs, run_track
-from samic_vos.sam_models import build_sam, load_sam, save_sam
-from samic_vos.samic_checkpoint import save_samic
-from samic_vos.samic_net import SamicNet, SamicNetConfig, build_samic, preprocess
-from samic_vos.segmenter import SamSegmenter
-from samic_vos.stage_threads import StageThreads, ThreadsConfig
-from samic_vos.stage_timer import StageTimer
-from samic_vos.tracker import CausalTracker, TrackerConfig
-from samic_vos.video_writer import VideoWriter
+import samic_vos.runtime.stage_threads as stage_threads
+from samic_vos.data.frame_source import Frame, open_frames
+from samic_vos.data.mask_io import read_mask
+from samic_vos.data.video_writer import VideoWriter
+from samic_vos.inference.prompter import TrackerConfig
+from samic_vos.inference.tracker import CausalTracker
+from samic_vos.jobs.track import TrackConfig
+from samic_vos.model.checkpoint import save_samic
+from samic_vos.model.samic_net import SamicNet, SamicNetConfig, build_samic, preprocess
+from samic_vos.pipelines.track import TrackInputs, run_track
+from samic_vos.prompts.heatmaps import points_to_heatmap
+from samic_vos.prompts.mask_points import interior_points
+from samic_vos.prompts.peaks import PeakConfig, find_peaks
+from samic_vos.runtime.stage_threads import StageThreads, ThreadsConfig
+from samic_vos.runtime.stage_timer import StageTimer
+from samic_vos.sam.models import build_sam, load_sam, save_sam
+from samic_vos.sam.segmenter import SamSegmenter
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
 VIDEO = DATA / "davis_bear.mp4"
@@ -174,8 +177,8 @@ def _timed_run(
     time the run ended.
     """
     timer = FrameTimes()
-    original_open, original_run_ahead = track_module.open_frames, track_module.run_ahead
-    original_job = track_module._frame_job
+    original_open, original_run_ahead = track_module.open_frames, loop_module.run_ahead
+    original_job = loop_module._frame_job
 
     def open_timed(*args, **kwargs):
         source = original_open(*args, **kwargs)
@@ -211,8 +214,8 @@ def _timed_run(
     encode_alone = SamSegmenter.embed
     with ExitStack() as stack:
         stack.enter_context(mock.patch.object(track_module, "open_frames", open_timed))
-        stack.enter_context(mock.patch.object(track_module, "run_ahead", run_ahead_timed))
-        stack.enter_context(mock.patch.object(track_module, "_frame_job", signalled_job))
+        stack.enter_context(mock.patch.object(loop_module, "run_ahead", run_ahead_timed))
+        stack.enter_context(mock.patch.object(loop_module, "_frame_job", signalled_job))
         stack.enter_context(mock.patch.object(samic_prompter, "find_peaks", count_peaks))
         stack.enter_context(mock.patch.object(SamSegmenter, "segment", count_groups))
         for owner, name, stage in (
@@ -224,8 +227,8 @@ def _timed_run(
             (SamicNet, "predict", "predict"),
             (samic_prompter, "find_peaks", "peaks"),
             (CausalTracker, "step", "step"),
-            (track_module, "write_mask", "png"),
-            (track_module, "overlay", "render"),
+            (loop_module, "write_mask", "png"),
+            (loop_module, "overlay", "render"),
             (VideoWriter, "write", "encode"),
             (VideoWriter, "__exit__", "encode"),
         ):
@@ -338,17 +341,17 @@ def _proc_status_mb(field: str) -> float:
 
 def _child_track(json_path: Path, threads: int, cli_args: list[str]) -> int:
     """Child process: run the CLI, sampling RSS after each mask; write the samples as JSON."""
-    from samic_vos.cli import main
+    from samic_vos.commands.cli import main
 
     torch.set_num_threads(threads)
     samples: list[tuple[float, float]] = []
-    write_mask = track_module.write_mask
+    write_mask = loop_module.write_mask
 
     def sampled(*args, **kwargs):
         write_mask(*args, **kwargs)
         samples.append((_proc_status_mb("VmRSS"), _proc_status_mb("VmHWM")))
 
-    with mock.patch.object(track_module, "write_mask", sampled):
+    with mock.patch.object(loop_module, "write_mask", sampled):
         status = main(cli_args)
     record = {"per_frame_rss_hwm_mb": samples, "hwm_mb": _proc_status_mb("VmHWM")}
     json_path.write_text(json.dumps(record))

@@ -17,7 +17,7 @@ import argparse
 import time
 from pathlib import Path
 
-from samic_vos.optical_flow import FlowConfig, motion_scores, select_dynamic_frames
+from samic_vos.training.optical_flow import FlowConfig, motion_scores, select_dynamic_frames
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = {

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from samic_vos.sam_encoder import EncoderConfig
-from samic_vos.sam_models import build_sam, randomize_relative_positions
-from samic_vos.segmenter import SamSegmenter, mask_iou
+from samic_vos.sam.encoder import EncoderConfig
+from samic_vos.sam.models import build_sam, randomize_relative_positions
+from samic_vos.sam.segmenter import SamSegmenter, mask_iou
 
 FRAMES = Path(__file__).resolve().parents[2] / "shared/data/DAVIS/JPEGImages/480p/bear"
 VARIANTS: dict[str, EncoderConfig] = {

@@ -1,7 +1,7 @@
 """Score a folder of DAVIS results (semi-supervised task) as the official toolkit does.
 
 ``RESULTS_DIR/<sequence>/<frame>.png`` holds the result masks (indexed PNGs, ids 1..K of
-the sequence's first ground-truth frame; any mask :func:`samic_vos.mask_io.read_mask`
+the sequence's first ground-truth frame; any mask :func:`samic_vos.data.mask_io.read_mask`
 accepts). Every annotated frame except the first and the last is scored; each PNG is read
 once; sequences are scored in parallel processes (small sets in this one). Numbers equal the
 toolkit's (``davis2017-evaluation``), except Decay from 256 scored frames on, where the
@@ -25,13 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from samic_vos import console
-from samic_vos.atomic import atomic_write_text
-from samic_vos.config import require
-from samic_vos.davis import DavisDataset, DavisSelection
-from samic_vos.errors import UserError
+from samic_vos.data.davis import DavisDataset, DavisSelection
+from samic_vos.data.indexed_png import read_ids
 from samic_vos.eval.davis_metrics import Statistics, boundary_radius, frame_scores, statistics
-from samic_vos.indexed_png import read_ids
+from samic_vos.runtime import console
+from samic_vos.runtime.atomic import atomic_write_text
+from samic_vos.runtime.config import require
+from samic_vos.runtime.errors import UserError
 
 GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
 SEQUENCE_COLUMNS = ("Sequence", "J-Mean", "F-Mean")

@@ -2,7 +2,7 @@
 
 Predictions live in ``PRED/<class>/<query name>.png`` (:func:`prediction_path`), one per episode
 (every query appears once in both protocols); any mask PNG that
-:func:`samic_vos.mask_io.read_mask` reads, every non-zero id (but void 255) being the class.
+:func:`samic_vos.data.mask_io.read_mask` reads, every non-zero id (but void 255) being the class.
 FSS-1000, plain folders and SAMBOX folders are scored as HSNet scores FSS-1000 (mIoU and
 FB-IoU over the dataset's classes; FSS-1000 at HSNet's 400 × 400), PerSeg as PerSAM scores it
 (mIoU); see :mod:`samic_vos.eval.fewshot_metrics`.
@@ -14,11 +14,11 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from samic_vos.errors import UserError
+from samic_vos.data.fewshot_episodes import Episode
+from samic_vos.data.fewshot_sets import FewShotDataset
+from samic_vos.data.mask_io import VOID_ID, read_mask
 from samic_vos.eval.fewshot_metrics import HSNET_EVAL_SIZE, HsnetMeter, PersamMeter
-from samic_vos.fewshot_data import FewShotDataset
-from samic_vos.fewshot_episodes import Episode
-from samic_vos.mask_io import VOID_ID, read_mask
+from samic_vos.runtime.errors import UserError
 
 
 def prediction_path(pred_dir: str | os.PathLike[str], episode: Episode) -> Path:

@@ -12,7 +12,7 @@ SAM and the SAMIC backbone load once per process. The SAMIC network is a checkpo
 
 Runs resume as `track` does: finished sequences are skipped and an unfinished one continues
 from its last complete frame; ``OUT/run.json`` is the manifest (another configuration into the
-same ``OUT`` is refused). Shards (:mod:`samic_vos.shards`) each track their share and write
+same ``OUT`` is refused). Shards (:mod:`samic_vos.runtime.shards`) each track their share and write
 their timings in ``OUT/timings/``; the shard that completes the set (or ``merge``) scores it.
 """
 
@@ -30,21 +30,21 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from samic_vos import __version__
-from samic_vos.atomic import atomic_write_text
-from samic_vos.background_jobs import BackgroundJobs
-from samic_vos.config import config_to_dict, save_config
-from samic_vos.davis import DavisDataset, DavisSelection
-from samic_vos.errors import UserError
-from samic_vos.output_paths import check_writable_dir
-from samic_vos.pipelines.track import TrackConfig, track_sequence
-from samic_vos.pipelines.train import TrainJobConfig
-from samic_vos.prompts_log import complete_records
-from samic_vos.run_ahead import run_ahead_enabled
-from samic_vos.runs import RunManifest, fingerprint, open_run, read_manifest, write_manifest
-from samic_vos.shards import Shard, resolve_shard
-from samic_vos.stage_threads import StageThreads
-from samic_vos.stage_timer import StageTimer, save_timings, total_timings
+from samic_vos.data.davis import DavisDataset, DavisSelection
+from samic_vos.inference.prompts_log import complete_records
+from samic_vos.jobs.track import TrackConfig, track_sequence
+from samic_vos.runtime.atomic import atomic_write_text
+from samic_vos.runtime.background_jobs import BackgroundJobs
+from samic_vos.runtime.config import config_to_dict, save_config
+from samic_vos.runtime.errors import UserError
+from samic_vos.runtime.output_paths import check_writable_dir
+from samic_vos.runtime.runs import RunManifest, fingerprint, open_run, read_manifest, write_manifest
+from samic_vos.runtime.shards import Shard, resolve_shard
+from samic_vos.runtime.stage_threads import StageThreads
+from samic_vos.runtime.stage_timer import StageTimer, save_timings, total_timings
+from samic_vos.runtime.version import __version__
+from samic_vos.sam.run_ahead import run_ahead_enabled
+from samic_vos.training.job import TrainJobConfig
 
 if TYPE_CHECKING:
     from samic_vos.eval.davis_eval import SequenceScores
@@ -195,8 +195,8 @@ def _maybe_report(
         return
     import yaml
 
-    from samic_vos.davis_report import ResultSet, davis_report
     from samic_vos.eval.davis_eval import evaluate_davis
+    from samic_vos.reports.davis_report import ResultSet, davis_report
 
     column = 0 if dataset.year == "2016" else 1
     published = {k: {"J&F-Mean": v[column]} for k, v in PUBLISHED.items() if v[column] is not None}
@@ -233,9 +233,9 @@ class _Runner:
         shard: Shard,
         progress: bool,
     ) -> None:
-        from samic_vos.devices import select_device
-        from samic_vos.sam_models import SAM_ARCHS, load_sam, sam_arch_name
-        from samic_vos.segmenter import SamSegmenter
+        from samic_vos.runtime.devices import select_device
+        from samic_vos.sam.models import SAM_ARCHS, load_sam, sam_arch_name
+        from samic_vos.sam.segmenter import SamSegmenter
 
         self.inputs, self.config, self.dataset, self.progress = inputs, config, dataset, progress
         self.out = inputs.out_dir
@@ -272,8 +272,8 @@ class _Runner:
         self._initial_head: dict[str, torch.Tensor] | None = None
 
     def _network(self):
-        from samic_vos.samic_checkpoint import load_samic
-        from samic_vos.samic_net import build_samic
+        from samic_vos.model.checkpoint import load_samic
+        from samic_vos.model.samic_net import build_samic
 
         if self.inputs.samic_checkpoint is not None:
             net, _ = load_samic(
@@ -315,8 +315,8 @@ class _Runner:
         """With ``train``: train SAMIC on the root's train set into OUT/samic.pt (once)."""
         if not self.inputs.train or self.net is not None or self.config.track.prompter != "samic":
             return
-        from samic_vos.pipelines.train import run_training
-        from samic_vos.samic_checkpoint import load_samic
+        from samic_vos.model.checkpoint import load_samic
+        from samic_vos.training.job import run_training
 
         train = self.config.train
         davis = dataclasses.replace(
@@ -338,9 +338,9 @@ class _Runner:
 
     def track(self, name: str) -> int:
         """Track one sequence (or finish it), timing its stages; returns the frames computed."""
-        from samic_vos.frame_source import open_frames
-        from samic_vos.prompter import build_prompter
-        from samic_vos.tracker import CausalTracker
+        from samic_vos.data.frame_source import open_frames
+        from samic_vos.inference.prompters import build_prompter
+        from samic_vos.inference.tracker import CausalTracker
 
         if _sequence_done(self.out, self.dataset, name):
             return 0
@@ -380,8 +380,8 @@ class _Runner:
         return computed
 
     def _adapt(self, name: str, frames, given) -> None:
-        from samic_vos.first_frame_adaptation import adapt_on_first_frame
-        from samic_vos.samic_checkpoint import load_samic, save_samic
+        from samic_vos.model.checkpoint import load_samic, save_samic
+        from samic_vos.training.first_frame_adaptation import adapt_on_first_frame
 
         path = self.out / "adapted" / f"{name}.pt"
         path.parent.mkdir(exist_ok=True)

@@ -1,10 +1,10 @@
 """`samic-vos bench fewshot`: every test episode of a few-shot dataset segmented, scored, tabled.
 
-Protocols (:mod:`samic_vos.fewshot_episodes`): FSS-1000 (and plain or SAMBOX folders) as HSNet
+Protocols (:mod:`samic_vos.data.fewshot_episodes`): FSS-1000 (and plain or SAMBOX folders) as HSNet
 tests it, every image the query of one episode with ``shots`` supports of its class drawn by
 the seed; PerSeg as PerSAM tests it, the reference ``00`` of each object supporting each of its
 other images. Each episode's supports are the references of a
-:class:`~samic_vos.fewshot_segment.FewShotSegmenter` and its query the one target; the
+:class:`~samic_vos.inference.fewshot_engine.FewShotSegmenter` and its query the one target; the
 prediction is written to ``OUT/pred/<class>/<query>.png`` (a palette PNG, id 1 the class:
 :func:`~samic_vos.eval.fewshot_eval.prediction_path`) and its prompts to
 ``OUT/prompts/<class>/<query>.json`` (`segment`'s prompts line of the query, with the names of
@@ -18,8 +18,8 @@ features are computed once for consecutive episodes with the same supports (PerS
 object). SAMIC needs a trained network (``samic_checkpoint``): adapting it per episode is not
 done here. ``persam`` needs no network.
 
-Runs resume as ``bench davis`` does (:mod:`samic_vos.runs`, manifest ``OUT/run.json``): finished
-episodes are skipped, another configuration into the same ``OUT`` is refused, ``force``
+Runs resume as ``bench davis`` does (:mod:`samic_vos.runtime.runs`, manifest ``OUT/run.json``):
+finished episodes are skipped, another configuration into the same ``OUT`` is refused, ``force``
 starts afresh.
 """
 
@@ -37,13 +37,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from samic_vos import __version__
-from samic_vos.atomic import atomic_write_text
-from samic_vos.config import config_to_dict, require, require_choice, save_config
-from samic_vos.console import bar
-from samic_vos.errors import UserError
-from samic_vos.eval.fewshot_eval import prediction_path, score_predictions
-from samic_vos.fewshot_data import (
+from samic_vos.data.fewshot_episodes import Episode, EpisodeConfig, fss_episodes, perseg_episodes
+from samic_vos.data.fewshot_sets import (
     FSS_SPLITS,
     KINDS,
     FewShotDataset,
@@ -52,15 +47,21 @@ from samic_vos.fewshot_data import (
     header_size,
     open_fewshot,
 )
-from samic_vos.fewshot_episodes import Episode, EpisodeConfig, fss_episodes, perseg_episodes
-from samic_vos.fewshot_segment import FewShotSegmenter, Reference
-from samic_vos.mask_io import write_mask
-from samic_vos.output_paths import check_writable_dir, removing_new_folders
-from samic_vos.pipelines.segment import SegmentConfig, image_record
-from samic_vos.runs import RunManifest, fingerprint, open_run, read_manifest, write_manifest
-from samic_vos.sam_models import SAM_ARCHS
-from samic_vos.stage_threads import StageThreads
-from samic_vos.stage_timer import StageTimer, save_timings, total_timings
+from samic_vos.data.mask_io import write_mask
+from samic_vos.eval.fewshot_eval import prediction_path, score_predictions
+from samic_vos.inference.fewshot_engine import FewShotSegmenter, Reference
+from samic_vos.inference.prompts_log import image_record
+from samic_vos.jobs.segment import SegmentConfig
+from samic_vos.runtime.atomic import atomic_write_text
+from samic_vos.runtime.config import config_to_dict, require, require_choice, save_config
+from samic_vos.runtime.console import bar
+from samic_vos.runtime.errors import UserError
+from samic_vos.runtime.output_paths import check_writable_dir, removing_new_folders
+from samic_vos.runtime.runs import RunManifest, fingerprint, open_run, read_manifest, write_manifest
+from samic_vos.runtime.stage_threads import StageThreads
+from samic_vos.runtime.stage_timer import StageTimer, save_timings, total_timings
+from samic_vos.runtime.version import __version__
+from samic_vos.sam.models import SAM_ARCHS
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,8 @@ STAGES = ("encoder", "prompter", "decoder", "other")
 class FewShotSelection:
     """Which few-shot dataset, split and classes (key ``dataset:``)."""
 
-    kind: str = "fss1000"  # fss1000 | perseg | folder | sambox (layouts: samic_vos.fewshot_data)
+    # fss1000 | perseg | folder | sambox (layouts: samic_vos.data.fewshot_sets)
+    kind: str = "fss1000"
     split: str = "test"  # FSS-1000 only: HSNet's 240 test classes
     classes: list[str] | None = None  # only these classes (quick runs); None: all
 
@@ -191,7 +193,7 @@ def run_bench_fewshot(
         manifest.finished = True
         write_manifest(out, manifest)
         if inputs.report:
-            from samic_vos.fewshot_report import write_fewshot_report
+            from samic_vos.reports.fewshot_report import write_fewshot_report
 
             log.info("wrote %s", write_fewshot_report(out, dataset, episodes, scores))
     return BenchFewshotResult(len(episodes), runner.computed, scores)
@@ -217,10 +219,10 @@ class _Runner:
         dataset: FewShotDataset,
         progress: bool,
     ) -> None:
-        from samic_vos.devices import select_device
-        from samic_vos.sam_models import load_sam, sam_arch_name
-        from samic_vos.samic_checkpoint import load_samic
-        from samic_vos.segmenter import SamSegmenter
+        from samic_vos.model.checkpoint import load_samic
+        from samic_vos.runtime.devices import select_device
+        from samic_vos.sam.models import load_sam, sam_arch_name
+        from samic_vos.sam.segmenter import SamSegmenter
 
         self.inputs, self.config, self.dataset, self.progress = inputs, config, dataset, progress
         self.out = inputs.out_dir

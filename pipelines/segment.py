@@ -1,14 +1,14 @@
 """`samic-vos segment`: segment the classes of K labelled reference images in new images.
 
-Composition: references (:mod:`samic_vos.pipelines.segment_inputs`) → the few-shot engine
-(:class:`~samic_vos.fewshot_segment.FewShotSegmenter`: SAMIC or PerSAM, then SAM) over the
+Composition: references (:mod:`samic_vos.jobs.segment_inputs`) → the few-shot engine
+(:class:`~samic_vos.inference.fewshot_engine.FewShotSegmenter`: SAMIC or PerSAM, then SAM) over the
 targets in batches → palette PNGs, ``prompts.jsonl`` and optional overlays, written as targets
 finish.
 
 Outputs in ``OUT``:
 - ``masks/<name>.png``: palette PNGs, ids as the references' classes (``instances``: one id
   per instance, 1..M in class order); names as
-  :func:`~samic_vos.pipelines.segment_inputs.target_names` gives them;
+  :func:`~samic_vos.jobs.segment_inputs.target_names` gives them;
 - ``prompts.jsonl``: one line per finished target (:func:`image_record`);
 - ``overlays/<name>.jpg`` (``overlays``): the masks and points drawn on the target;
 - ``config.yaml`` (what ran), ``run.json`` (the manifest: references' fingerprints, the
@@ -34,18 +34,22 @@ import numpy as np
 import torch
 from PIL import Image
 
-from samic_vos import __version__
-from samic_vos.atomic import JsonLinesWriter, atomic_path
-from samic_vos.config import config_to_dict, require_choice, save_config
-from samic_vos.console import bar
-from samic_vos.davis import read_image
-from samic_vos.devices import require_models
-from samic_vos.errors import UserError
-from samic_vos.fewshot_segment import FEWSHOT_PROMPTERS, FewShotSegmenter, ImageResult, Reference
-from samic_vos.first_frame_adaptation import AdaptationConfig
-from samic_vos.mask_io import VOID_ID, write_mask
-from samic_vos.output_paths import check_writable_dir, removing_new_folders
-from samic_vos.pipelines.segment_inputs import (
+from samic_vos.data.davis import read_image
+from samic_vos.data.mask_io import VOID_ID, write_mask
+from samic_vos.inference.fewshot_engine import (
+    FewShotSegmenter,
+    ImageResult,
+    Reference,
+)
+from samic_vos.inference.prompts_log import (
+    IMAGE_KEYS,
+    PROMPTS,
+    complete_records,
+    image_record,
+    keep_first,
+)
+from samic_vos.jobs.segment import SegmentConfig
+from samic_vos.jobs.segment_inputs import (
     ReferenceFile,
     find_targets,
     load_mask_reference,
@@ -53,16 +57,18 @@ from samic_vos.pipelines.segment_inputs import (
     reference_files,
     target_names,
 )
-from samic_vos.pipelines.track import ADAPTATION_STATE, ADAPTED, PROMPTS, adapt_samic, samic_network
-from samic_vos.prompts_log import complete_records, keep_first
-from samic_vos.render import OverlayConfig, overlay
-from samic_vos.runs import RunManifest, RunState, fingerprint, open_run, write_manifest
-from samic_vos.sam_encoder import EncoderConfig
-from samic_vos.sam_models import SAM_ARCHS
-from samic_vos.samic_net import SamicNetConfig
-from samic_vos.segmenter import SamSegmenter
-from samic_vos.stage_threads import StageThreads, ThreadsConfig
-from samic_vos.tracker import TrackerConfig
+from samic_vos.reports.render import overlay
+from samic_vos.runtime.atomic import JsonLinesWriter, atomic_path
+from samic_vos.runtime.config import config_to_dict, save_config
+from samic_vos.runtime.console import bar
+from samic_vos.runtime.errors import UserError
+from samic_vos.runtime.output_paths import check_writable_dir, removing_new_folders
+from samic_vos.runtime.runs import RunManifest, RunState, fingerprint, open_run, write_manifest
+from samic_vos.runtime.stage_threads import StageThreads
+from samic_vos.runtime.version import __version__
+from samic_vos.sam.models import SAM_ARCHS
+from samic_vos.sam.segmenter import SamSegmenter
+from samic_vos.training.adapted import ADAPTATION_STATE, ADAPTED, adapt_samic, samic_network
 
 log = logging.getLogger(__name__)
 
@@ -70,33 +76,6 @@ MASKS, OVERLAYS = "masks", "overlays"
 # What a segment run writes in OUT (removed by `force`).
 OUTPUTS = (MASKS, OVERLAYS, PROMPTS, "config.yaml", ADAPTED, ADAPTATION_STATE)
 OVERLAY_QUALITY = 90  # JPEG quality of the overlays
-IMAGE_KEYS = ("image", "path", "classes")  # what every line of segment's prompts.jsonl holds
-
-
-@dataclass
-class SegmentConfig:
-    """Everything `samic-vos segment` can be told (defaults; YAML and flags override)."""
-
-    # vit_b | vit_l | vit_h (tiny: tests); None: the SAM checkpoint's own (vit_b to download).
-    sam_model: str | None = None
-    device: str = "auto"  # auto | cuda | cuda:N | mps | cpu
-    prompter: str = "samic"  # samic | persam (training-free)
-    instances: bool = False  # masks with one id per instance instead of one per class
-    overlays: bool = False  # also write OUT/overlays/<name>.jpg
-    overlay: OverlayConfig = field(default_factory=OverlayConfig)
-    # heat σ, peaks, reference prompts; batch_size: targets per backbone batch and SAMIC pairs
-    # per decoder batch
-    tracker: TrackerConfig = field(default_factory=TrackerConfig)
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)  # how SAM's encoder runs
-    # The network built and adapted on the references without a SAMIC checkpoint; with one,
-    # config.yaml records the checkpoint's own network config here.
-    network: SamicNetConfig = field(default_factory=SamicNetConfig)
-    adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
-    threads: ThreadsConfig = field(default_factory=ThreadsConfig)  # torch threads per stage
-
-    def __post_init__(self) -> None:
-        require_models(self.sam_model, self.device)
-        require_choice("prompter", self.prompter, FEWSHOT_PROMPTERS)
 
 
 @dataclass
@@ -127,37 +106,12 @@ class SegmentSummary:
     out_dir: Path
 
 
-def image_record(name: str, path: Path, result: ImageResult) -> dict[str, Any]:
-    """The ``prompts.jsonl`` line of one target::
-
-        {"image": "<name>", "path": "<target file>", "classes": {"1": {"points": [[x, y]],
-         "scores": [...], "confidence": 0.93, "instances": [1]}}}
-
-    ``points`` (x, y) target pixels at float32 precision, ``scores`` their heat values (samic)
-    or similarities (persam), ``confidence`` SAM's confidence in the class mask, ``instances``
-    each point's instance id in the ``instances`` masks (0: it kept no pixel).
-    """
-    return {
-        "image": name,
-        "path": str(path),
-        "classes": {
-            str(class_id): {
-                "points": [[float(x), float(y)] for x, y in found.points.astype(np.float32)],
-                "scores": [round(float(s), 4) for s in found.scores],
-                "confidence": round(float(found.confidence), 4),
-                "instances": list(found.instance_ids),
-            }
-            for class_id, found in result.classes.items()
-        },
-    }
-
-
 def run_segment(
     inputs: SegmentInputs, config: SegmentConfig, progress: bool = True
 ) -> SegmentSummary:
     """Run (or continue) the whole job; see the module docstring."""
-    from samic_vos.devices import select_device
-    from samic_vos.sam_models import load_sam, sam_arch_name
+    from samic_vos.runtime.devices import select_device
+    from samic_vos.sam.models import load_sam, sam_arch_name
 
     out = inputs.out_dir
     refs = reference_files(inputs.ref_images, inputs.ref_masks, inputs.ref_sambox)

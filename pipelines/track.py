@@ -1,13 +1,13 @@
 """`samic-vos track`: segment the objects of given masks through a video, causally.
 
-Composition: frame source → :class:`~samic_vos.tracker.CausalTracker` (SAMIC + SAM) → palette
-PNGs, ``prompts.jsonl`` and an optional overlay video, all written as frames are produced.
+Composition: frame source → :class:`~samic_vos.inference.tracker.CausalTracker` (SAMIC + SAM) →
+palette PNGs, ``prompts.jsonl`` and an optional overlay video, all written as frames are produced.
 
 Outputs in ``OUT``:
 - ``masks/<frame name>.png``: DAVIS palette PNGs, object ids as in the given masks;
-- ``prompts.jsonl``: one line per frame (:mod:`samic_vos.prompts_log`);
+- ``prompts.jsonl``: one line per frame (:mod:`samic_vos.inference.prompts_log`);
 - ``config.yaml``: the configuration that ran (the device used, the SAM architecture loaded,
-  the SAMIC network's own config); ``run.json``: the run's manifest (:mod:`samic_vos.runs`);
+  the SAMIC network's own config); ``run.json``: the run's manifest (:mod:`samic_vos.runtime.runs`);
   ``samic_adapted.pt`` when SAMIC was adapted on the first frame.
 
 Every input, weight and output path is checked before anything is written. A rerun of the same
@@ -21,72 +21,33 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
-from samic_vos import __version__
-from samic_vos.atomic import JsonLinesWriter
-from samic_vos.background_jobs import BackgroundJobs
-from samic_vos.config import config_to_dict, require_choice, save_config
-from samic_vos.console import bar
-from samic_vos.devices import require_models
-from samic_vos.errors import UserError
-from samic_vos.first_frame_adaptation import AdaptationConfig
-from samic_vos.frame_source import BACKENDS, Frame, FrameSource, open_frames
-from samic_vos.mask_io import object_ids, read_mask, write_mask
-from samic_vos.output_paths import check_writable_dir, check_writable_file
-from samic_vos.prompter import PROMPTERS, build_prompter
-from samic_vos.prompts_log import complete_records, frame_record, keep_first
-from samic_vos.render import OverlayConfig, overlay
-from samic_vos.run_ahead import run_ahead, run_ahead_enabled
-from samic_vos.runs import RunManifest, RunState, fingerprint, open_run, write_manifest
-from samic_vos.sam_encoder import EncoderConfig
-from samic_vos.sam_models import SAM_ARCHS
-from samic_vos.samic_net import SamicNet, SamicNetConfig
-from samic_vos.stage_threads import StageThreads, ThreadsConfig
-from samic_vos.track_resume import plan_restore, restore_tracker
-from samic_vos.tracker import CausalTracker, TrackerConfig
-from samic_vos.video_writer import VideoWriter
-
-if TYPE_CHECKING:
-    from samic_vos.segmenter import ImageEmbedding
+from samic_vos.data.frame_source import FrameSource, open_frames
+from samic_vos.data.mask_io import object_ids, read_mask
+from samic_vos.data.video_writer import VideoWriter
+from samic_vos.inference.prompters import build_prompter
+from samic_vos.inference.prompts_log import PROMPTS, complete_records
+from samic_vos.inference.tracker import CausalTracker
+from samic_vos.jobs.track import TrackConfig, track_sequence
+from samic_vos.model.samic_net import SamicNet
+from samic_vos.runtime.config import config_to_dict, save_config
+from samic_vos.runtime.errors import UserError
+from samic_vos.runtime.output_paths import check_writable_dir, check_writable_file
+from samic_vos.runtime.runs import RunManifest, RunState, fingerprint, open_run, write_manifest
+from samic_vos.runtime.stage_threads import StageThreads
+from samic_vos.runtime.version import __version__
+from samic_vos.sam.models import SAM_ARCHS
+from samic_vos.sam.run_ahead import run_ahead_enabled
+from samic_vos.training.adapted import ADAPTATION_STATE, ADAPTED, adapt_samic, samic_network
 
 log = logging.getLogger(__name__)
 
-ADAPTED = "samic_adapted.pt"
-ADAPTATION_STATE = "adaptation_state.pt"  # an unfinished first-frame adaptation
-PROMPTS = "prompts.jsonl"
 # What a track run writes in OUT (removed by `force`).
 OUTPUTS = ("masks", PROMPTS, "config.yaml", ADAPTED, ADAPTATION_STATE)
-
-
-@dataclass
-class TrackConfig:
-    """Everything `samic-vos track` can be told (defaults; YAML and flags override)."""
-
-    # vit_b | vit_l | vit_h (tiny: tests); None: the SAM checkpoint's own (vit_b to download).
-    sam_model: str | None = None
-    device: str = "auto"  # auto | cuda | cuda:N | mps | cpu
-    prompter: str = "samic"  # samic | previous-mask | persam (training-free baselines)
-    backend: str = "auto"  # frame decoding: auto | decord | pyav | folder
-    overlay: OverlayConfig = field(default_factory=OverlayConfig)
-    tracker: TrackerConfig = field(default_factory=TrackerConfig)
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)  # how SAM's encoder runs
-    # The network built and adapted on the first frame without a SAMIC checkpoint; with one,
-    # config.yaml records the checkpoint's own network config here.
-    network: SamicNetConfig = field(default_factory=SamicNetConfig)
-    adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
-    threads: ThreadsConfig = field(default_factory=ThreadsConfig)  # torch threads per stage
-
-    def __post_init__(self) -> None:
-        require_models(self.sam_model, self.device)
-        require_choice("backend", self.backend, BACKENDS)
-        require_choice("prompter", self.prompter, PROMPTERS)
 
 
 @dataclass
@@ -188,9 +149,9 @@ def check_inputs(inputs: TrackInputs) -> None:
 
 def run_track(inputs: TrackInputs, config: TrackConfig, progress: bool = True) -> TrackSummary:
     """Run (or continue) the whole job; see the module docstring."""
-    from samic_vos.devices import select_device
-    from samic_vos.sam_models import load_sam, sam_arch_name
-    from samic_vos.segmenter import SamSegmenter
+    from samic_vos.runtime.devices import select_device
+    from samic_vos.sam.models import load_sam, sam_arch_name
+    from samic_vos.sam.segmenter import SamSegmenter
 
     check_inputs(inputs)
     frames = open_frames(inputs.video, backend=config.backend)
@@ -255,131 +216,6 @@ def run_track(inputs: TrackInputs, config: TrackConfig, progress: bool = True) -
         frames.close()
 
 
-def track_sequence(
-    frames: FrameSource,
-    given: dict[int, Path | np.ndarray],
-    tracker: CausalTracker,
-    masks_dir: Path,
-    prompts_path: Path,
-    *,
-    resume: bool,
-    writer: VideoWriter | None = None,
-    overlay_config: OverlayConfig | None = None,
-    progress: bool = True,
-    desc: str = "track",
-    ahead: bool = False,
-) -> tuple[int, int]:
-    """Track one video into ``masks_dir/<frame>.png`` and ``prompts_path``; the one loop that
-    ``track`` and ``bench davis`` run.
-
-    ``given``: frame index → mask (a file or a (H, W) uint8 id map). With ``resume``, the frames
-    an earlier call finished (a prompts line and a mask each) are not computed again: the
-    tracker's state is rebuilt from them (:mod:`samic_vos.track_resume`). ``writer`` also
-    receives every frame's overlay. Frame t+1 is decoded in a worker thread while frame t is
-    tracked, and with ``ahead`` SAM's encoder runs there too (:mod:`samic_vos.run_ahead`); frame
-    t's outputs are written by another while frame t+1 is (:mod:`samic_vos.background_jobs`),
-    in the order an in-order loop writes them. Returns ``(frames finished before, frames
-    computed now)``.
-    """
-    records = complete_records(prompts_path) if resume else []
-    done = 0
-    while done < len(records) and (masks_dir / f"{records[done]['frame']}.png").is_file():
-        done += 1
-    records = records[:done]
-    if resume and prompts_path.is_file():
-        keep_first(prompts_path, done)
-        if done:
-            log.info("%s: continuing after its %d finished frames", prompts_path.parent, done)
-    plan = plan_restore(records)
-    kept: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    style = overlay_config or OverlayConfig()
-    computed = 0
-    # Frame t+1 is decoded in a worker thread while frame t is tracked (and, with ``ahead``,
-    # encoded there too); frames finished by an earlier run are not encoded. The run-ahead is
-    # closed (its worker finished) before the caller closes the frame source.
-    segmenter = tracker.segmenter
-
-    def prepare(frame: Frame) -> ImageEmbedding | None:
-        return segmenter.embed(frame.rgb) if ahead and frame.index >= done else None
-
-    encoded = run_ahead(frames, prepare, enabled=True, device=segmenter.device if ahead else "cpu")
-    # Whole lines only, even on a full disk; each frame's mask, then its line, then its overlay
-    # frame, written in order by one worker thread while the next frame is tracked.
-    with (
-        JsonLinesWriter(prompts_path, append=done > 0) as prompts,
-        contextlib.closing(encoded),
-        BackgroundJobs() as outputs,
-    ):
-        frames_bar = bar(
-            encoded, total=frames.num_frames, desc=desc, unit="frame", disable=not progress
-        )
-        for frame, embedding in frames_bar:
-            if frame.index < done:  # finished by an earlier run: its state is rebuilt
-                if frame.index in plan.frames or writer is not None:
-                    ids = read_mask(masks_dir / f"{frame.name}.png")
-                if frame.index in plan.frames:
-                    kept[frame.index] = (frame.rgb.copy(), ids)
-                if frame.index == done - 1:
-                    restore_tracker(tracker, plan, kept, records, frames.size)
-                    kept.clear()
-                if writer is not None:
-                    outputs.submit(
-                        _overlay_job(writer, frame.rgb, ids, records[frame.index], style)
-                    )
-                continue
-            mask = given.get(frame.index)
-            if isinstance(mask, Path):
-                mask = read_mask(mask)
-            if embedding is None:
-                embedding = segmenter.embed(frame.rgb)
-            result = tracker.step(frame.rgb, mask, embedding=embedding)
-            record = frame_record(frame.name, result)
-            outputs.submit(
-                _frame_job(
-                    masks_dir / f"{frame.name}.png",
-                    result.ids,
-                    record,
-                    prompts,
-                    _overlay_job(writer, frame.rgb, result.ids, record, style) if writer else None,
-                )
-            )
-            computed += 1
-    return done, computed
-
-
-def _frame_job(
-    mask_path: Path,
-    ids: np.ndarray,
-    record: dict,
-    prompts: JsonLinesWriter,
-    overlay_job: Callable[[], None] | None,
-) -> Callable[[], None]:
-    """One computed frame's writes, in the order resume relies on: mask, line, overlay."""
-
-    def job() -> None:
-        write_mask(mask_path, ids)
-        prompts.write(record)
-        if overlay_job is not None:
-            overlay_job()
-
-    return job
-
-
-def _overlay_job(
-    writer: VideoWriter, rgb: np.ndarray, ids: np.ndarray, record: dict, style: OverlayConfig
-) -> Callable[[], None]:
-    """Draw one record's overlay frame and hand it to ``writer``."""
-
-    def job() -> None:
-        points = {
-            int(k): np.asarray(v["points"], dtype=np.float32).reshape(-1, 2)
-            for k, v in record["objects"].items()
-        }
-        writer.write(overlay(rgb, ids, style.alpha, style.outline, points=points))
-
-    return job
-
-
 def _samic(inputs: TrackInputs, config: TrackConfig, device: torch.device) -> tuple[SamicNet, str]:
     """The SAMIC network before any adaptation: the checkpoint's, or a fresh one."""
     return samic_network(
@@ -389,25 +225,6 @@ def _samic(inputs: TrackInputs, config: TrackConfig, device: torch.device) -> tu
         device,
         f"adapted on frame 0, saved as {inputs.out_dir / ADAPTED}",
     )
-
-
-def samic_network(
-    checkpoint: Path | None,
-    backbone_weights: Path | None,
-    network: SamicNetConfig,
-    device: torch.device,
-    adapted_note: str,
-) -> tuple[SamicNet, str]:
-    """The SAMIC network before any adaptation: the ``checkpoint``'s, or a fresh one of
-    ``network``. Returns it on ``device`` and where it came from (for config.yaml: the
-    checkpoint's path, or ``adapted_note``)."""
-    from samic_vos.samic_checkpoint import load_samic
-    from samic_vos.samic_net import build_samic
-
-    if checkpoint is not None:
-        net, _ = load_samic(checkpoint, device, backbone_weights)
-        return net, str(checkpoint)
-    return build_samic(network, backbone_weights).to(device), adapted_note
 
 
 def _adapt_if_needed(
@@ -437,53 +254,3 @@ def _adapt_if_needed(
         what="frame 0",
         threads=StageThreads.resolve(config.threads).counts["adaptation"],
     )
-
-
-def adapt_samic(
-    net: SamicNet,
-    out_dir: Path,
-    references: Callable[[], list[tuple[np.ndarray, np.ndarray]]],
-    *,
-    resume: bool,
-    job_config: Any,
-    adaptation: AdaptationConfig,
-    heat_sigma: float,
-    device: torch.device,
-    backbone_weights: Path | None,
-    progress: bool,
-    what: str,
-    threads: int | None = None,
-) -> SamicNet:
-    """A run without a SAMIC checkpoint: adapt ``net`` in place on ``references()`` ((rgb, ids)
-    pairs, read only when needed), saved as ``out_dir/ADAPTED`` with ``job_config``; a resumed
-    run reloads the network it saved (returned instead), or continues an interrupted
-    adaptation from ``out_dir/ADAPTATION_STATE``. ``what`` names the images in the log;
-    ``threads``: torch threads of the adaptation (the job's ``threads.adaptation``)."""
-    from samic_vos.first_frame_adaptation import adapt_on_references
-    from samic_vos.samic_checkpoint import load_samic, save_samic
-
-    path = out_dir / ADAPTED
-    if resume and path.is_file():
-        adapted, _ = load_samic(path, device, backbone_weights)
-        log.info("%s: using the network this run adapted on %s", path, what)
-        return adapted
-    log.warning(
-        "no SAMIC checkpoint given (`samic_checkpoint`): adapting a fresh network on %s "
-        "(%d steps); pass a trained checkpoint for the paper's setting",
-        what,
-        adaptation.steps,
-    )
-    metrics = adapt_on_references(
-        net,
-        references(),
-        adaptation,
-        heat_sigma=heat_sigma,
-        device=device,
-        progress=progress,
-        state_path=out_dir / ADAPTATION_STATE,
-        what=what,
-        threads=threads,
-    )
-    save_samic(path, net, config=job_config, metrics=metrics)
-    (out_dir / ADAPTATION_STATE).unlink(missing_ok=True)
-    return net

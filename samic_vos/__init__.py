@@ -1,3 +1,5 @@
 """samic-vos: SAMIC, a small network that prompts Segment Anything, for video segmentation."""
 
-__version__ = "0.1.0"
+from samic_vos.runtime.version import __version__
+
+__all__ = ["__version__"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from samic_vos.mask_io import write_mask
+from samic_vos.data.mask_io import write_mask
 
 
 def write_masks(folder: Path, masks: list[np.ndarray]) -> None:

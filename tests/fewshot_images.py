@@ -38,7 +38,7 @@ def two_classes(seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def write_set(folder: Path, count: int, start: int = 0, masks: bool = True) -> list[Path]:
     """``count`` two-class scenes as ``folder/img_<n>.png`` (+ ``img_<n>_mask.png`` palette)."""
-    from samic_vos.mask_io import write_mask
+    from samic_vos.data.mask_io import write_mask
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -57,7 +57,7 @@ def textured(path: Path, seed: int, size: tuple[int, int] = (48, 64)) -> np.ndar
 def fss_tree(root: Path, counts: dict[str, int]) -> Path:
     """Every FSS-1000 test class under ``root``: ``counts[name]`` textured images with masks
     (``1.jpg``, ``1.png``, ...) for the classes named there, one plain image for the others."""
-    from samic_vos.fewshot_data import fss_split_classes
+    from samic_vos.data.fewshot_sets import fss_split_classes
 
     for k, name in enumerate(fss_split_classes("test")):
         if name not in counts:

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from samic_vos.sam_models import build_sam
-from samic_vos.segmenter import SamSegmenter
+from samic_vos.sam.models import build_sam
+from samic_vos.sam.segmenter import SamSegmenter
 
 HEIGHT, WIDTH = 60, 80
 NAMES = ["a.png", "b.jpg", "c.bmp", "d.tif"]

@@ -14,8 +14,8 @@ from PIL import Image
 from sambox_helpers import HEIGHT, NAMES, WIDTH, decode_png, make_images, tiny_segmenter
 
 from samic_vos.annotate.server import create_app
-from samic_vos.mask_io import read_mask, write_mask
-from samic_vos.sambox_format import read_annotation
+from samic_vos.data.mask_io import read_mask, write_mask
+from samic_vos.data.sambox_format import read_annotation
 
 A, B = (20.0, 20.0), (60.0, 40.0)  # inside the red and the blue square
 
@@ -361,7 +361,7 @@ def test_broken_and_vanished_images_are_4xx(folders, segmenter):
 
 
 def test_saved_folder_gives_training_pairs(folders, segmenter):
-    from samic_vos.training_pairs import pairs_from_sambox
+    from samic_vos.training.training_pairs import pairs_from_sambox
 
     with client_for(folders, segmenter) as client:
         for image, (x, y) in (("a.png", A), ("b.jpg", B)):

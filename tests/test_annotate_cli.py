@@ -17,8 +17,8 @@ import torch
 from sambox_helpers import make_images
 
 from samic_vos.annotate.browser import free_port
-from samic_vos.cli import main
-from samic_vos.sam_models import build_sam, save_sam
+from samic_vos.commands.cli import main
+from samic_vos.sam.models import build_sam, save_sam
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_input_errors_are_one_line_and_write_nothing(tmp_path, capsys, tiny_chec
 
 
 def test_missing_sam_weights_offline(tmp_path, capsys, monkeypatch):
-    from samic_vos import weights
+    from samic_vos.hub import weights
 
     monkeypatch.setenv("SAMIC_VOS_HOME", str(tmp_path / "home"))
     entry = weights.REGISTRY["sam_vit_b"]

@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
-from samic_vos.background_jobs import BackgroundJobs
-from samic_vos.cli import main
-from samic_vos.errors import UserError
+from samic_vos.commands.cli import main
+from samic_vos.runtime.background_jobs import BackgroundJobs
+from samic_vos.runtime.errors import UserError
 
 WAIT = 30.0  # seconds: a generous bound for an event a thread sets, never a timing
 
@@ -122,7 +122,7 @@ def test_a_mask_write_failing_mid_video_leaves_whole_frames_only(
 ):
     """Frame 3's mask cannot be written (a full disk): frames 0-2 keep a mask and a line each,
     frame 3 has neither, and the error is one line with exit status 2."""
-    from samic_vos.pipelines import track
+    from samic_vos.jobs import track
 
     frames = tmp_path / "frames"
     frames.mkdir()

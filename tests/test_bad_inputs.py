@@ -26,10 +26,10 @@ import pytest
 from damaged_files import corrupt_video, cut_video
 from PIL import Image
 
-from samic_vos import atomic
-from samic_vos.cli import main
-from samic_vos.frame_source import decord_available
-from samic_vos.mask_io import read_mask
+from samic_vos.commands.cli import main
+from samic_vos.data.frame_source import decord_available
+from samic_vos.data.mask_io import read_mask
+from samic_vos.runtime import atomic
 
 BEAR_FRAMES = 82
 VIDEO_BACKENDS = [
@@ -267,7 +267,7 @@ def test_real_full_disk_while_writing_the_overlay(
 @pytest.fixture
 def render_inputs(tmp_path) -> tuple[Path, Path]:
     """A folder of 3 frames (40x60) and their masks."""
-    from samic_vos.mask_io import write_mask
+    from samic_vos.data.mask_io import write_mask
 
     frames, masks = tmp_path / "frames", tmp_path / "masks"
     frames.mkdir()
@@ -287,7 +287,7 @@ def no_drawing(monkeypatch):
     def draw(*args, **kwargs):
         raise AssertionError("a frame was drawn before the refusal")
 
-    monkeypatch.setattr("samic_vos.render.overlay", draw)
+    monkeypatch.setattr("samic_vos.reports.render.overlay", draw)
 
 
 def _prompts(*records: dict) -> str:

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from samic_vos.cli import main
-from samic_vos.davis import copy_short_root
-from samic_vos.mask_io import read_mask, write_mask
-from samic_vos.shards import Shard, parse_shard, resolve_shard
-from samic_vos.tracker import CausalTracker
+from samic_vos.commands.cli import main
+from samic_vos.data.davis import copy_short_root
+from samic_vos.data.mask_io import read_mask, write_mask
+from samic_vos.inference.tracker import CausalTracker
+from samic_vos.runtime.shards import Shard, parse_shard, resolve_shard
 
 FRAMES = 6
 
@@ -217,8 +217,8 @@ def test_shards_split_by_frame_count_and_come_from_launchers():
 
 
 def test_the_paper_configs_load():
-    from samic_vos.config import load_config
     from samic_vos.pipelines.bench_davis import BenchDavisConfig
+    from samic_vos.runtime.config import load_config
 
     repo = Path(__file__).resolve().parents[1]
     for year in ("16", "17"):
@@ -276,7 +276,7 @@ def test_report_puts_prompters_side_by_side(tmp_path, root16, models):
 
 
 def test_download_picks_the_root(tmp_path, capsys, root16, models, monkeypatch):
-    import samic_vos.dataset_download as download
+    import samic_vos.hub.datasets as download
 
     asked = []
     monkeypatch.setattr(

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from fewshot_trees import fss_tree, gray, textured, textured_perseg_tree
 
-from samic_vos.cli import main
+from samic_vos.commands.cli import main
+from samic_vos.data.fewshot_episodes import EpisodeConfig, fss_episodes, perseg_episodes
+from samic_vos.data.fewshot_sets import Fss1000Dataset, PerSegDataset
+from samic_vos.data.mask_io import read_mask
 from samic_vos.eval.fewshot_eval import score_predictions
-from samic_vos.fewshot_data import Fss1000Dataset, PerSegDataset
-from samic_vos.fewshot_episodes import EpisodeConfig, fss_episodes, perseg_episodes
-from samic_vos.fewshot_segment import FewShotSegmenter
-from samic_vos.mask_io import read_mask
-from samic_vos.segmenter import SamSegmenter
+from samic_vos.inference.fewshot_engine import FewShotSegmenter
+from samic_vos.sam.segmenter import SamSegmenter
 
 REPO = Path(__file__).resolve().parents[1]
 PAIR = ["accordion", "american_alligator"]  # 4 images each
@@ -164,7 +164,7 @@ def test_perseg_with_persam_needs_no_network(tmp_path, perseg_root, sam, monkeyp
 
 @pytest.mark.slow
 def test_a_folder_is_scored_as_fss1000_at_its_own_size(tmp_path, sam):
-    from samic_vos.fewshot_data import FolderDataset
+    from samic_vos.data.fewshot_sets import FolderDataset
 
     root = tmp_path / "folder"
     for name, seeds in (("bolt", (1, 2, 3)), ("nut", (4, 5))):
@@ -284,8 +284,8 @@ def test_report_images_decode_and_numbers_are_the_json(tmp_path, fss_root, samic
 
 
 def test_the_paper_configs_load():
-    from samic_vos.config import load_config
     from samic_vos.pipelines.bench_fewshot import BenchFewshotConfig
+    from samic_vos.runtime.config import load_config
 
     fss = load_config(BenchFewshotConfig(), REPO / "configs/fss1000.yaml")
     assert (fss.dataset.kind, fss.dataset.split, fss.episodes.shots, fss.episodes.seed) == (
@@ -306,10 +306,10 @@ def test_new_references_replace_the_old_ones(tiny_models, fss_root):
     """An engine given references a second time segments as a fresh engine given them once."""
     import torch
 
-    from samic_vos.fewshot_segment import Reference
-    from samic_vos.sam_models import load_sam
-    from samic_vos.samic_checkpoint import load_samic
-    from samic_vos.tracker import TrackerConfig
+    from samic_vos.inference.fewshot_engine import Reference
+    from samic_vos.inference.prompter import TrackerConfig
+    from samic_vos.model.checkpoint import load_samic
+    from samic_vos.sam.models import load_sam
 
     dataset = Fss1000Dataset(fss_root)
     first, second, target = (dataset.load(i) for i in dataset.items(PAIR[0])[:3])

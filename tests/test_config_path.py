@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from samic_vos.cli import build_parser, main
+from samic_vos.commands.cli import build_parser, main
 from samic_vos.commands.common import job_config
-from samic_vos.config import apply_overrides, load_config
-from samic_vos.errors import UserError
-from samic_vos.pipelines.track import TrackConfig
-from samic_vos.pipelines.train import TrainJobConfig
+from samic_vos.jobs.track import TrackConfig
+from samic_vos.runtime.config import apply_overrides, load_config
+from samic_vos.runtime.errors import UserError
+from samic_vos.training.job import TrainJobConfig
 
 
 def _error(capsys) -> str:
@@ -114,7 +114,7 @@ FLAG_CASES = [
 def test_a_flag_gives_what_the_same_yaml_key_gives(tmp_path, base, flags, yaml_text):
     from samic_vos.eval.davis_eval import DavisEvalConfig
     from samic_vos.pipelines.bench_davis import BenchDavisConfig
-    from samic_vos.render import RenderConfig
+    from samic_vos.reports.render import RenderConfig
 
     jobs = {"track": TrackConfig, "train": TrainJobConfig, "render": RenderConfig}
     default = {**jobs, "bench": BenchDavisConfig}.get(base[0], DavisEvalConfig)()

@@ -15,9 +15,9 @@ import pytest
 from davis_roots import make_davis_root
 from http_server import ServerState, isolate, local_server
 
-from samic_vos import dataset_download
-from samic_vos.cli import main
-from samic_vos.dataset_download import (
+from samic_vos.commands.cli import main
+from samic_vos.hub import datasets as dataset_download
+from samic_vos.hub.datasets import (
     ARCHIVES,
     DAVIS_BY_YEAR,
     DatasetArchive,
@@ -25,7 +25,7 @@ from samic_vos.dataset_download import (
     downloads_dir,
     ensure_dataset,
 )
-from samic_vos.errors import UserError
+from samic_vos.runtime.errors import UserError
 
 FILENAME = "tiny-davis.zip"
 NAME = "tiny-davis"

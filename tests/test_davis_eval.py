@@ -12,11 +12,11 @@ import pytest
 from davis_roots import make_davis_root, write_masks
 from PIL import Image
 
-from samic_vos.cli import main
-from samic_vos.davis import DavisDataset
+from samic_vos.commands.cli import main
+from samic_vos.data.davis import DavisDataset
+from samic_vos.data.mask_io import write_mask
 from samic_vos.eval.davis_eval import GLOBAL_COLUMNS, evaluate_davis, score_sequence
 from samic_vos.eval.davis_metrics import boundary_map, disk, object_scores, statistics
-from samic_vos.mask_io import write_mask
 
 TOL = 1e-6
 SHAPE = (20, 30)  # boundary tolerance ceil(0.008 * 36.06) = 1 px

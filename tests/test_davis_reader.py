@@ -12,10 +12,10 @@ import pytest
 from davis_roots import make_davis_root
 from PIL import Image
 
-from samic_vos.davis import DavisDataset, read_image
-from samic_vos.errors import UserError
-from samic_vos.indexed_png import _indexed_pixels, read_ids
-from samic_vos.mask_io import DAVIS_PALETTE, read_mask, write_mask
+from samic_vos.data.davis import DavisDataset, read_image
+from samic_vos.data.indexed_png import _indexed_pixels, read_ids
+from samic_vos.data.mask_io import DAVIS_PALETTE, read_mask, write_mask
+from samic_vos.runtime.errors import UserError
 
 VAL_2016 = ["blackswan", "bmx-trees", "car-shadow", "paragliding-launch"]
 

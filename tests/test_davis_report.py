@@ -13,12 +13,12 @@ import pytest
 from davis_roots import make_davis_root, write_masks
 from PIL import Image
 
-from samic_vos.davis import DavisDataset
-from samic_vos.davis_report import TABLE_COLUMNS, TILE_PX, ResultSet, _tile, davis_report
+from samic_vos.data.davis import DavisDataset
+from samic_vos.data.indexed_png import read_ids
+from samic_vos.data.mask_io import DAVIS_PALETTE, write_mask
 from samic_vos.eval.davis_eval import evaluate_davis
-from samic_vos.indexed_png import read_ids
-from samic_vos.mask_io import DAVIS_PALETTE, write_mask
-from samic_vos.report import Report
+from samic_vos.reports.davis_report import TABLE_COLUMNS, TILE_PX, ResultSet, _tile, davis_report
+from samic_vos.reports.html import Report
 
 PUBLISHED = {
     "SAMIC (paper)": {"J&F-Mean": 87.2},

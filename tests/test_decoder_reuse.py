@@ -9,9 +9,9 @@ import torch
 from segment_anything import SamPredictor
 from torch import nn
 
-from samic_vos.decoder_reuse import ReusingLinear
-from samic_vos.sam_models import build_sam
-from samic_vos.segmenter import SamSegmenter
+from samic_vos.sam.decoder_reuse import ReusingLinear
+from samic_vos.sam.models import build_sam
+from samic_vos.sam.segmenter import SamSegmenter
 
 PROMPTS = [  # (points, labels, box) clicked one after the other, as in SAMBOX
     (np.array([[30.0, 30.0]]), np.array([1]), None),

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from samic_vos.devices import select_device
-from samic_vos.errors import UserError
-from samic_vos.heatmaps import HEAT_CUTOFF, points_to_heatmap
-from samic_vos.mask_io import read_mask
-from samic_vos.mask_points import interior_points
-from samic_vos.samic_net import SamicNetConfig, build_samic
+from samic_vos.data.mask_io import read_mask
+from samic_vos.model.samic_net import SamicNetConfig, build_samic
+from samic_vos.prompts.heatmaps import HEAT_CUTOFF, points_to_heatmap
+from samic_vos.prompts.mask_points import interior_points
+from samic_vos.runtime.devices import select_device
+from samic_vos.runtime.errors import UserError
 
 TINY = np.finfo(np.float32).tiny  # the smallest normal float32, 1.18e-38
 

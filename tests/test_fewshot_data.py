@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from fewshot_trees import H, W, gray, image, perseg_tree, square
 
-from samic_vos.errors import UserError
-from samic_vos.fewshot_data import (
+from samic_vos.data.fewshot_sets import (
     FolderDataset,
     Fss1000Dataset,
     PerSegDataset,
@@ -17,8 +16,9 @@ from samic_vos.fewshot_data import (
     fss_split_classes,
     open_fewshot,
 )
-from samic_vos.mask_io import write_mask
-from samic_vos.sambox_format import SamboxAnnotation, SamboxObject, write_annotation
+from samic_vos.data.mask_io import write_mask
+from samic_vos.data.sambox_format import SamboxAnnotation, SamboxObject, write_annotation
+from samic_vos.runtime.errors import UserError
 
 
 def one_line(err: pytest.ExceptionInfo[UserError]) -> str:

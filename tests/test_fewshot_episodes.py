@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from fewshot_trees import perseg_tree
 
-from samic_vos.config import ConfigError
-from samic_vos.errors import UserError
-from samic_vos.fewshot_data import FewShotDataset, FewShotItem, PerSegDataset
-from samic_vos.fewshot_episodes import EpisodeConfig, fss_episodes, perseg_episodes
+from samic_vos.data.fewshot_episodes import EpisodeConfig, fss_episodes, perseg_episodes
+from samic_vos.data.fewshot_sets import FewShotDataset, FewShotItem, PerSegDataset
+from samic_vos.runtime.config import ConfigError
+from samic_vos.runtime.errors import UserError
 
 ROOT = Path("/data/FSS-1000")
 CLASSES = ("zebra", "bus", "abe's_flyingfish")

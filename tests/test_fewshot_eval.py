@@ -8,12 +8,17 @@ import numpy as np
 import pytest
 from fewshot_trees import H, W, gray, image, perseg_tree, square
 
-from samic_vos.errors import UserError
+from samic_vos.data.fewshot_episodes import EpisodeConfig, fss_episodes, perseg_episodes
+from samic_vos.data.fewshot_sets import (
+    FolderDataset,
+    Fss1000Dataset,
+    PerSegDataset,
+    fss_split_classes,
+)
+from samic_vos.data.mask_io import write_mask
 from samic_vos.eval.fewshot_eval import meter_for, prediction_path, score_predictions
 from samic_vos.eval.fewshot_metrics import HsnetMeter, PersamMeter
-from samic_vos.fewshot_data import FolderDataset, Fss1000Dataset, PerSegDataset, fss_split_classes
-from samic_vos.fewshot_episodes import EpisodeConfig, fss_episodes, perseg_episodes
-from samic_vos.mask_io import write_mask
+from samic_vos.runtime.errors import UserError
 
 
 def test_perseg_predictions_scored_as_persam(tmp_path: Path) -> None:

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from fewshot_trees import gray, image
 
-from samic_vos.config import ConfigError
-from samic_vos.errors import UserError
-from samic_vos.fewshot_data import FolderDataset
-from samic_vos.fewshot_pairs import FewShotPairConfig, chosen_items, pairs_from_fewshot
-from samic_vos.train_dataset import PairDataset
+from samic_vos.data.fewshot_sets import FolderDataset
+from samic_vos.runtime.config import ConfigError
+from samic_vos.runtime.errors import UserError
+from samic_vos.training.fewshot_pairs import FewShotPairConfig, chosen_items, pairs_from_fewshot
+from samic_vos.training.train_dataset import PairDataset
 
 H, W = 24, 32
 

@@ -8,13 +8,13 @@ import torch
 from fewshot_images import scene, two_blob_logits, two_classes
 from tiny_models import TINY_NET
 
-from samic_vos.baseline_prompters import IMAGE_POOLING, persam_similarity, persam_target
-from samic_vos.fewshot_segment import FewShotSegmenter, Reference
-from samic_vos.heatmaps import points_to_heatmap
-from samic_vos.sam_models import build_sam
-from samic_vos.samic_net import build_samic, preprocess
-from samic_vos.segmenter import SamSegmenter
-from samic_vos.tracker import TrackerConfig
+from samic_vos.inference.baseline_prompters import IMAGE_POOLING, persam_similarity, persam_target
+from samic_vos.inference.fewshot_engine import FewShotSegmenter, Reference
+from samic_vos.inference.prompter import TrackerConfig
+from samic_vos.model.samic_net import build_samic, preprocess
+from samic_vos.prompts.heatmaps import points_to_heatmap
+from samic_vos.sam.models import build_sam
+from samic_vos.sam.segmenter import SamSegmenter
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +126,7 @@ class _SquareSam:
             near = np.maximum(np.abs(rows - y), np.abs(cols - x))
             logits[g] = np.where(near <= self.half, 5.0 - near * 0.1, -5.0)
         union = logits.max(axis=0)
-        from samic_vos.segmenter import Segmentation
+        from samic_vos.sam.segmenter import Segmentation
 
         seg = Segmentation(union > 0, union, 0.9, [0.9] * len(groups))
         return seg, logits

@@ -11,9 +11,9 @@ import yaml
 from fewshot_trees import gray
 from PIL import Image
 
-from samic_vos.cli import build_parser, main
+from samic_vos.commands.cli import build_parser, main
 from samic_vos.commands.common import job_config
-from samic_vos.pipelines.train import TrainJobConfig
+from samic_vos.training.job import TrainJobConfig
 
 SIZE = 64
 TINY = (
@@ -94,7 +94,7 @@ def test_train_fraction_flag_is_the_yaml_key(tmp_path: Path) -> None:
 
 
 def test_the_fss1000_config_loads() -> None:
-    from samic_vos.config import load_config
+    from samic_vos.runtime.config import load_config
 
     repo = Path(__file__).resolve().parents[1]
     config = load_config(TrainJobConfig(), repo / "configs/train_fss1000.yaml")

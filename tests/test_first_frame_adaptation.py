@@ -8,14 +8,18 @@ import re
 import pytest
 import torch
 
-import samic_vos.first_frame_adaptation as adaptation
-from samic_vos.config import apply_overrides
-from samic_vos.davis import read_image
-from samic_vos.errors import UserError
-from samic_vos.first_frame_adaptation import AdaptationConfig, adapt_on_first_frame, lr_factor
-from samic_vos.mask_io import read_mask
-from samic_vos.pipelines.track import TrackConfig
-from samic_vos.samic_net import SamicNetConfig, build_samic
+import samic_vos.training.first_frame_adaptation as adaptation
+from samic_vos.data.davis import read_image
+from samic_vos.data.mask_io import read_mask
+from samic_vos.jobs.track import TrackConfig
+from samic_vos.model.samic_net import SamicNetConfig, build_samic
+from samic_vos.runtime.config import apply_overrides
+from samic_vos.runtime.errors import UserError
+from samic_vos.training.first_frame_adaptation import (
+    AdaptationConfig,
+    adapt_on_first_frame,
+    lr_factor,
+)
 
 TINY = SamicNetConfig(input_size=(64, 64), backbone="random", channels=(8, 16, 32))
 # 8 steps, a validation every 3: at steps 0 (untrained), 3, 6 and 8.
@@ -100,7 +104,7 @@ def test_interrupted_adaptation_resumes_to_the_same_weights(judo, tmp_path, monk
 def test_time_bound_stops_and_is_recorded(judo, tmp_path, caplog):
     config = apply_overrides(SHORT, {"max_seconds": 1e-6})
     state = tmp_path / "state.pt"
-    with caplog.at_level(logging.INFO, logger="samic_vos.first_frame_adaptation"):
+    with caplog.at_level(logging.INFO, logger="samic_vos.training.first_frame_adaptation"):
         net, metrics = _adapt(judo, config, state_path=state)
     assert (metrics["stop"], metrics["steps"]) == ("time", 1)
     # Said after the first step: its time, the bounds and the ETA.

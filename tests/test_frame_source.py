@@ -11,8 +11,8 @@ import pytest
 from damaged_files import corrupt_video, cut_video
 from PIL import Image
 
-from samic_vos.errors import UserError
-from samic_vos.frame_source import DEFAULT_FOLDER_FPS, decord_available, open_frames
+from samic_vos.data.frame_source import DEFAULT_FOLDER_FPS, decord_available, open_frames
+from samic_vos.runtime.errors import UserError
 
 BEAR_FRAMES = 82
 # decord has wheels for Linux x86_64 only: its tests are skipped elsewhere.
@@ -123,7 +123,7 @@ def test_iteration_holds_no_frames(video10, tmp_path):
 # allocator cannot count) and prints the process's resident MB after each frame.
 RSS_SCRIPT = """
 import sys
-from samic_vos.frame_source import open_frames
+from samic_vos.data.frame_source import open_frames
 def rss_mb():
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * 4096 / 2**20
@@ -278,7 +278,7 @@ def test_opencv_still_reads_pngs_after_decord_is_loaded(tmp_path):
     Image.fromarray(synthetic_frames(1)[0]).save(png)
     script = (
         "import sys\n"
-        "from samic_vos.frame_source import decord_available\n"
+        "from samic_vos.data.frame_source import decord_available\n"
         "assert decord_available()\n"
         "import cv2\n"
         "sys.exit(0 if cv2.imread(sys.argv[1]) is not None else 1)\n"

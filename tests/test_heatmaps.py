@@ -7,7 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from samic_vos.heatmaps import average_heatmaps, fixation_map, points_to_heatmap, rescale_points
+from samic_vos.prompts.heatmaps import (
+    average_heatmaps,
+    fixation_map,
+    points_to_heatmap,
+    rescale_points,
+)
 
 
 def test_peak_is_one_at_a_pixel_centre_and_gaussian_around_it():

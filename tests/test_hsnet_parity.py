@@ -9,11 +9,11 @@ import pytest
 import torch
 from hsnet_reference import bilinear_align_corners, hsnet_foreground, random_hsnet_checkpoint
 
-from samic_vos.backbone import LEVEL_BLOCKS
-from samic_vos.conv4d import resize_query_dims
-from samic_vos.errors import UserError
-from samic_vos.hsnet_weights import load_hsnet_learner
-from samic_vos.samic_net import SamicHead, SamicNetConfig, hypercorrelation
+from samic_vos.model.backbone import LEVEL_BLOCKS
+from samic_vos.model.conv4d import resize_query_dims
+from samic_vos.model.hsnet_weights import load_hsnet_learner
+from samic_vos.model.samic_net import SamicHead, SamicNetConfig, hypercorrelation
+from samic_vos.runtime.errors import UserError
 
 
 def test_align_corners_formula_on_a_literal_case():
@@ -86,8 +86,8 @@ def test_wrong_checkpoints_are_refused_in_one_line(tmp_path):
 
 
 def test_shipped_hsnet_warm_start_config_loads():
-    from samic_vos.config import load_config
-    from samic_vos.pipelines.train import TrainJobConfig
+    from samic_vos.runtime.config import load_config
+    from samic_vos.training.job import TrainJobConfig
 
     path = Path(__file__).resolve().parents[1] / "configs" / "train_hsnet_warm.yaml"
     net = load_config(TrainJobConfig(), path).network

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from samic_vos.config import apply_overrides
-from samic_vos.errors import UserError
-from samic_vos.losses import TERMS, LossWeights, saliency_loss
+from samic_vos.runtime.config import apply_overrides
+from samic_vos.runtime.errors import UserError
+from samic_vos.training.losses import TERMS, LossWeights, saliency_loss
 
 
 def t(values) -> torch.Tensor:

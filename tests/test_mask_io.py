@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from samic_vos.errors import UserError
-from samic_vos.mask_io import DAVIS_PALETTE, read_mask, write_mask
+from samic_vos.data.mask_io import DAVIS_PALETTE, read_mask, write_mask
+from samic_vos.runtime.errors import UserError
 
 
 def test_palette_matches_davis_files(shared_data):

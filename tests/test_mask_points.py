@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from samic_vos.mask_points import interior_points, largest_error_point
+from samic_vos.prompts.mask_points import interior_points, largest_error_point
 
 ROWS, COLS = np.mgrid[:80, :120]
 

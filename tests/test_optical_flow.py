@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from samic_vos import optical_flow
-from samic_vos.errors import UserError
-from samic_vos.optical_flow import (
+from samic_vos.runtime.errors import UserError
+from samic_vos.training import optical_flow
+from samic_vos.training.optical_flow import (
     FlowConfig,
     cached_motion_scores,
     motion_scores,

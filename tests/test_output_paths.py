@@ -9,16 +9,16 @@ import os
 import numpy as np
 import pytest
 
-from samic_vos import atomic
-from samic_vos.atomic import JsonLinesWriter, atomic_write_text
-from samic_vos.errors import UserError
-from samic_vos.output_paths import (
+from samic_vos.data.video_writer import VideoWriter
+from samic_vos.runtime import atomic
+from samic_vos.runtime.atomic import JsonLinesWriter, atomic_write_text
+from samic_vos.runtime.errors import UserError
+from samic_vos.runtime.output_paths import (
     check_writable_dir,
     check_writable_file,
     removing_new_folders,
     reporting_write_errors,
 )
-from samic_vos.video_writer import VideoWriter
 
 
 def enospc() -> OSError:

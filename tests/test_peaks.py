@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from samic_vos.config import apply_overrides
-from samic_vos.errors import UserError
-from samic_vos.heatmaps import points_to_heatmap, rescale_points
-from samic_vos.peaks import Peak, PeakConfig, find_peaks
+from samic_vos.prompts.heatmaps import points_to_heatmap, rescale_points
+from samic_vos.prompts.peaks import Peak, PeakConfig, find_peaks
+from samic_vos.runtime.config import apply_overrides
+from samic_vos.runtime.errors import UserError
 
 IMAGE = (480, 854)  # (H, W) of a DAVIS frame: anisotropic against a square heat map
 MAP = (64, 64)

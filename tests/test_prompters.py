@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from samic_vos.baseline_prompters import BOX_MARGIN, PerSamPrompter, PreviousMaskPrompter
-from samic_vos.prompter import RestoredFrame, Tracked
-from samic_vos.sam_models import build_sam
-from samic_vos.segmenter import ImageEmbedding, PromptResult, Segmentation
+from samic_vos.inference.baseline_prompters import BOX_MARGIN, PerSamPrompter, PreviousMaskPrompter
+from samic_vos.inference.prompter import RestoredFrame, Tracked
+from samic_vos.sam.models import build_sam
+from samic_vos.sam.segmenter import ImageEmbedding, PromptResult, Segmentation
 
 SIDE = 128  # the tiny SAM's encoder input; frames are SIDE x SIDE, so no resize
 GRID = 8  # its embedding grid (SIDE / patch 16)
@@ -144,8 +144,8 @@ def test_previous_mask_prompts_each_component_of_the_last_mask_and_restores_it()
 
 @pytest.mark.parametrize("name", ["previous-mask", "persam"])
 def test_every_prompter_tracks_a_real_video_with_a_tiny_sam(tmp_path, shared_data, name):
-    from samic_vos.cli import main
-    from samic_vos.sam_models import save_sam
+    from samic_vos.commands.cli import main
+    from samic_vos.sam.models import save_sam
 
     torch.manual_seed(0)
     save_sam(tmp_path / "sam.pt", build_sam("tiny", random_init=True), "tiny")

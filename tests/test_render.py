@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from samic_vos.cli import main
-from samic_vos.errors import UserError
-from samic_vos.frame_source import open_frames
-from samic_vos.mask_io import DAVIS_PALETTE, write_mask
-from samic_vos.render import overlay, read_prompt_points, render_video
-from samic_vos.video_writer import VideoWriter
+from samic_vos.commands.cli import main
+from samic_vos.data.frame_source import open_frames
+from samic_vos.data.mask_io import DAVIS_PALETTE, write_mask
+from samic_vos.data.video_writer import VideoWriter
+from samic_vos.reports.render import overlay, read_prompt_points, render_video
+from samic_vos.runtime.errors import UserError
 
 RED, GREEN = DAVIS_PALETTE[1].astype(int), DAVIS_PALETTE[2].astype(int)
 

@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from samic_vos.pipelines.track import TrackConfig, TrackInputs, run_track
-from samic_vos.run_ahead import run_ahead, run_ahead_enabled
-from samic_vos.sam_encoder import EncoderConfig
-from samic_vos.sam_models import build_sam, save_sam
-from samic_vos.samic_checkpoint import save_samic
-from samic_vos.samic_net import SamicNetConfig, build_samic
+from samic_vos.jobs.track import TrackConfig
+from samic_vos.model.checkpoint import save_samic
+from samic_vos.model.samic_net import SamicNetConfig, build_samic
+from samic_vos.pipelines.track import TrackInputs, run_track
+from samic_vos.sam.encoder import EncoderConfig
+from samic_vos.sam.models import build_sam, save_sam
+from samic_vos.sam.run_ahead import run_ahead, run_ahead_enabled
 
 WAIT = 30.0  # seconds: a generous bound for an event the worker sets, never a timing
 

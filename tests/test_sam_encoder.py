@@ -16,10 +16,10 @@ import torch
 from segment_anything.modeling import ImageEncoderViT
 from segment_anything.modeling.image_encoder import Attention, Block
 
-from samic_vos.errors import UserError
-from samic_vos.sam_encoder import EncoderConfig, build_image_encoder, resolve_precision
-from samic_vos.sam_models import SAM_ARCHS, build_sam, randomize_relative_positions
-from samic_vos.segmenter import SamSegmenter, mask_iou
+from samic_vos.runtime.errors import UserError
+from samic_vos.sam.encoder import EncoderConfig, build_image_encoder, resolve_precision
+from samic_vos.sam.models import SAM_ARCHS, build_sam, randomize_relative_positions
+from samic_vos.sam.segmenter import SamSegmenter, mask_iou
 
 # The tests' tiny SAM with one more windowed block and a 10×10 token grid (windows of 4: padded).
 ARCH = dataclasses.replace(SAM_ARCHS["tiny"], encoder_depth=3, image_size=160)
@@ -146,7 +146,7 @@ def test_precision_auto_is_fp32_on_cpu():
 def test_half_on_a_cpu_without_fast_support_warns_once(monkeypatch, caplog, fast):
     for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         monkeypatch.setattr(torch.cpu, probe, lambda: fast)
-    with caplog.at_level(logging.WARNING, logger="samic_vos.sam_encoder"):
+    with caplog.at_level(logging.WARNING, logger="samic_vos.sam.encoder"):
         assert resolve_precision("bf16", torch.device("cpu")) == torch.bfloat16
     warnings = [r.getMessage() for r in caplog.records]
     if fast:
@@ -165,7 +165,7 @@ def test_compile_is_opt_in_and_its_first_call_is_logged_once(monkeypatch, caplog
     monkeypatch.setattr(torch, "compile", fake_compile)
     build_image_encoder(sam, EncoderConfig())
     assert compiled == []
-    with caplog.at_level(logging.INFO, logger="samic_vos.sam_encoder"):
+    with caplog.at_level(logging.INFO, logger="samic_vos.sam.encoder"):
         encoder = build_image_encoder(sam, EncoderConfig(compile=True))
         for _ in range(3):
             encoder(images)

@@ -10,15 +10,15 @@ import torch
 from PIL import Image
 from segment_anything import build_sam_vit_b, build_sam_vit_h, build_sam_vit_l
 
-from samic_vos.errors import UserError
-from samic_vos.sam_models import (
+from samic_vos.runtime.errors import UserError
+from samic_vos.sam.models import (
     SAM_ARCHS,
     build_sam,
     count_parameters,
     load_sam,
     save_sam,
 )
-from samic_vos.segmenter import SamSegmenter
+from samic_vos.sam.segmenter import SamSegmenter
 
 
 def _shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:

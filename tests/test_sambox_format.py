@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from samic_vos.errors import UserError
-from samic_vos.mask_io import write_mask
-from samic_vos.sambox_format import (
+from samic_vos.data.mask_io import write_mask
+from samic_vos.data.sambox_format import (
     SamboxAnnotation,
     SamboxObject,
     annotation_path_for,
@@ -19,6 +18,7 @@ from samic_vos.sambox_format import (
     read_annotation,
     write_annotation,
 )
+from samic_vos.runtime.errors import UserError
 
 H, W = 40, 60
 

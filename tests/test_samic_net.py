@@ -12,11 +12,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.models import resnet50
 
-from samic_vos.backbone import IMAGENET_MEAN, IMAGENET_STD, build_backbone
-from samic_vos.conv4d import CenterPivotConv4d
-from samic_vos.errors import UserError
-from samic_vos.samic_checkpoint import load_samic, save_samic
-from samic_vos.samic_net import (
+from samic_vos.model.backbone import IMAGENET_MEAN, IMAGENET_STD, build_backbone
+from samic_vos.model.checkpoint import load_samic, save_samic
+from samic_vos.model.conv4d import CenterPivotConv4d
+from samic_vos.model.samic_net import (
     SamicNet,
     SamicNetConfig,
     build_samic,
@@ -24,6 +23,7 @@ from samic_vos.samic_net import (
     pool_heat,
     preprocess,
 )
+from samic_vos.runtime.errors import UserError
 
 TINY = SamicNetConfig(input_size=(64, 64), backbone="random", backbone_seed=0)
 
@@ -192,7 +192,7 @@ def test_random_backbone_is_seeded_and_announced(
         a = build_backbone("random", seed=7)
     assert torch.equal(state, torch.get_rng_state())  # the global RNG is left alone
     assert "RANDOMLY INITIALISED" in caplog.text
-    from samic_vos import console
+    from samic_vos.runtime import console
 
     console.configure(0)  # as the CLI does: one prefixed line on stderr
     capsys.readouterr()

@@ -11,10 +11,10 @@ import yaml
 from fewshot_images import HEIGHT, WIDTH, scene, two_blob_logits, two_classes, write_set
 from PIL import Image
 
-from samic_vos.cli import main
-from samic_vos.mask_io import read_mask, write_mask
-from samic_vos.sambox_format import SamboxAnnotation, SamboxObject, write_annotation
-from samic_vos.segmenter import SamSegmenter, Segmentation
+from samic_vos.commands.cli import main
+from samic_vos.data.mask_io import read_mask, write_mask
+from samic_vos.data.sambox_format import SamboxAnnotation, SamboxObject, write_annotation
+from samic_vos.sam.segmenter import SamSegmenter, Segmentation
 
 
 def _segment(args: list[str], models: dict[str, Path], samic: bool = True) -> int:
@@ -109,7 +109,7 @@ def _squares(self, groups):
 
 
 def test_instances_kept_apart_semantic_union_by_default(images, tiny_models, monkeypatch):
-    monkeypatch.setattr("samic_vos.samic_net.SamicNet.predict", _two_blobs)
+    monkeypatch.setattr("samic_vos.model.samic_net.SamicNet.predict", _two_blobs)
     monkeypatch.setattr(SamSegmenter, "segment_instances", _squares)
     ref = images / "one"
     rgb, ids = scene(0, [(1, 10, 10, 20)])
@@ -142,7 +142,7 @@ def test_sambox_reference_clicks_are_the_prompts(images, tiny_models, monkeypatc
     def derived(*args, **kwargs):
         raise AssertionError("the clicked points must be used, not derived from a mask")
 
-    monkeypatch.setattr("samic_vos.fewshot_segment.prompts_from_mask", derived)
+    monkeypatch.setattr("samic_vos.inference.fewshot_engine.prompts_from_mask", derived)
     folder = images / "sambox"
     folder.mkdir()
     rgb, _ = two_classes(0)
@@ -224,7 +224,7 @@ def test_a_batch_cut_halfway_is_decoded_whole_again(tmp_path, tiny_models, monke
     args = [*_refs(tmp_path / "refs", 1), str(tmp_path / "targets"), "--batch-size", "2"]
     assert _segment([*args, "-o", str(tmp_path / "whole")], tiny_models) == 0
 
-    from samic_vos.fewshot_segment import FewShotSegmenter
+    from samic_vos.inference.fewshot_engine import FewShotSegmenter
     from samic_vos.pipelines import segment as pipeline
 
     real_write, writes = pipeline._write, []
@@ -257,7 +257,7 @@ def test_a_batch_cut_halfway_is_decoded_whole_again(tmp_path, tiny_models, monke
 
 
 def test_output_names_never_clash():
-    from samic_vos.pipelines.segment_inputs import target_names
+    from samic_vos.jobs.segment_inputs import target_names
 
     root = Path("/d")
     assert target_names([root / "x/a.jpg", root / "y/b.jpg"]) == ["a", "b"]
@@ -281,7 +281,7 @@ def test_without_a_checkpoint_samic_is_adapted_on_the_references(tmp_path, tiny_
     args = [*_refs(tmp_path / "refs", 2), str(tmp_path / "targets"), "-o", str(out)]
     args += ["--config", str(config), "--random-backbone"]
     assert _segment(args, tiny_models, samic=False) == 0
-    from samic_vos.samic_checkpoint import load_samic
+    from samic_vos.model.checkpoint import load_samic
 
     net_loaded, _ = load_samic(out / "samic_adapted.pt", "cpu")
     assert net_loaded.config.channels == (8, 16, 32)

@@ -7,10 +7,10 @@ import pytest
 import torch
 from segment_anything import SamPredictor
 
-from samic_vos.devices import select_device
-from samic_vos.errors import UserError
-from samic_vos.sam_models import build_sam
-from samic_vos.segmenter import (
+from samic_vos.runtime.devices import select_device
+from samic_vos.runtime.errors import UserError
+from samic_vos.sam.models import build_sam
+from samic_vos.sam.segmenter import (
     NO_OBJECT_LOGIT,
     SamSegmenter,
     Segmentation,

@@ -8,8 +8,8 @@ import pytest
 import torch
 from segment_anything import SamPredictor
 
-from samic_vos.sam_models import build_sam
-from samic_vos.segmenter import SamSegmenter
+from samic_vos.sam.models import build_sam
+from samic_vos.sam.segmenter import SamSegmenter
 
 HEIGHT, WIDTH = 70, 100
 

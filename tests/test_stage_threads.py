@@ -15,16 +15,16 @@ from segment_anything.modeling import MaskDecoder
 from segment_anything.modeling.image_encoder import PatchEmbed
 from test_trainer import SIZE, make_pairs
 
-import samic_vos.first_frame_adaptation as adaptation_module
-import samic_vos.trainer as trainer_module
-from samic_vos.cli import main
-from samic_vos.config import apply_overrides
-from samic_vos.errors import UserError
-from samic_vos.pipelines.track import TrackConfig
-from samic_vos.samic_net import SamicNet, SamicNetConfig, build_samic
-from samic_vos.stage_threads import STAGES, StageThreads, ThreadsConfig, torch_threads
-from samic_vos.train_dataset import AugmentConfig, PairDataset
-from samic_vos.trainer import TrainConfig, fit
+import samic_vos.training.first_frame_adaptation as adaptation_module
+import samic_vos.training.trainer as trainer_module
+from samic_vos.commands.cli import main
+from samic_vos.jobs.track import TrackConfig
+from samic_vos.model.samic_net import SamicNet, SamicNetConfig, build_samic
+from samic_vos.runtime.config import apply_overrides
+from samic_vos.runtime.errors import UserError
+from samic_vos.runtime.stage_threads import STAGES, StageThreads, ThreadsConfig, torch_threads
+from samic_vos.training.train_dataset import AugmentConfig, PairDataset
+from samic_vos.training.trainer import TrainConfig, fit
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

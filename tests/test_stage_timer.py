@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from samic_vos import stage_timer
-from samic_vos.stage_timer import StageTimer
+from samic_vos.runtime import stage_timer
+from samic_vos.runtime.stage_timer import StageTimer
 
 WAIT = 30.0  # seconds: a generous bound for an event a thread sets, never a timing
 

@@ -13,9 +13,9 @@ import yaml
 from PIL import Image
 from tiny_models import TINY_NET
 
-from samic_vos.cli import main
-from samic_vos.mask_io import DAVIS_PALETTE, read_mask, write_mask
-from samic_vos.samic_checkpoint import load_samic
+from samic_vos.commands.cli import main
+from samic_vos.data.mask_io import DAVIS_PALETTE, read_mask, write_mask
+from samic_vos.model.checkpoint import load_samic
 
 
 def _track(args: list[str], models: dict[str, Path], samic: bool = True) -> int:
@@ -220,7 +220,7 @@ def test_bad_video_and_output(tmp_path, capsys, small_video, tiny_models):
 
 
 def test_missing_sam_weights_offline(tmp_path, capsys, monkeypatch, small_video):
-    from samic_vos import weights
+    from samic_vos.hub import weights
 
     monkeypatch.setenv("SAMIC_VOS_HOME", str(tmp_path / "home"))
     entry = weights.REGISTRY["sam_vit_b"]
@@ -234,7 +234,7 @@ def test_missing_sam_weights_offline(tmp_path, capsys, monkeypatch, small_video)
 
 
 def test_interrupt_leaves_only_complete_frames(tmp_path, monkeypatch, shared_data, tiny_models):
-    from samic_vos.tracker import CausalTracker
+    from samic_vos.inference.tracker import CausalTracker
 
     frames = tmp_path / "frames"
     frames.mkdir()
@@ -266,8 +266,8 @@ def test_interrupt_leaves_only_complete_frames(tmp_path, monkeypatch, shared_dat
 
 
 def test_shipped_track_configs_load():
-    from samic_vos.config import load_config
-    from samic_vos.pipelines.track import TrackConfig
+    from samic_vos.jobs.track import TrackConfig
+    from samic_vos.runtime.config import load_config
 
     repo = Path(__file__).resolve().parents[1]
     config = load_config(TrackConfig(), repo / "configs/track_vit_h.yaml")

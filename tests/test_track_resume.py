@@ -14,11 +14,13 @@ import pytest
 import torch
 from PIL import Image
 
-from samic_vos.cli import main
-from samic_vos.mask_io import read_mask, write_mask
-from samic_vos.segmenter import Segmentation
-from samic_vos.stage_threads import StageThreads
-from samic_vos.tracker import CausalTracker, TrackerConfig
+from samic_vos.commands.cli import main
+from samic_vos.data.mask_io import read_mask, write_mask
+from samic_vos.inference.prompter import TrackerConfig
+from samic_vos.inference.prompters import samic_tracker
+from samic_vos.inference.tracker import CausalTracker
+from samic_vos.runtime.stage_threads import StageThreads
+from samic_vos.sam.segmenter import Segmentation
 
 SIZE = 64
 
@@ -233,9 +235,9 @@ def _moving_square(index: int) -> np.ndarray:
 
 
 def test_a_restored_tracker_continues_exactly_as_the_straight_one(monkeypatch):
-    import samic_vos.samic_prompter as prompter_module
-    from samic_vos.prompts_log import frame_record
-    from samic_vos.track_resume import plan_restore, restore_tracker
+    import samic_vos.inference.samic_prompter as prompter_module
+    from samic_vos.inference.prompts_log import frame_record
+    from samic_vos.inference.track_resume import plan_restore, restore_tracker
 
     def to_unit(rgb, size, resize):
         return torch.from_numpy(rgb / 255.0).permute(2, 0, 1)[None].float()
@@ -245,7 +247,7 @@ def test_a_restored_tracker_continues_exactly_as_the_straight_one(monkeypatch):
     first = (frames[0].mean(axis=2) > 128).astype(np.uint8)
     first[:, 40:] = 0  # only the moving square is the object
     config = TrackerConfig(first_frame_reference=False)
-    straight = CausalTracker.samic(NearNet(), BrightSegmenter(), config)
+    straight = samic_tracker(NearNet(), BrightSegmenter(), config)
     records, results = [], []
     for index, rgb in enumerate(frames):
         result = straight.step(rgb, first if index == 0 else None)
@@ -256,7 +258,7 @@ def test_a_restored_tracker_continues_exactly_as_the_straight_one(monkeypatch):
     assert all(r.ids[4:12, 50:58].max() == 0 and r.ids.sum() == 64 for r in results)
 
     for done in (1, 3, 6):
-        resumed = CausalTracker.samic(NearNet(), BrightSegmenter(), config)
+        resumed = samic_tracker(NearNet(), BrightSegmenter(), config)
         plan = plan_restore(records[:done])
         assert plan.objects == {1: (0, done - 1)}
         kept = {k: (frames[k], results[k].ids) for k in plan.frames}

@@ -7,9 +7,11 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from samic_vos.segmenter import Segmentation
-from samic_vos.stage_threads import StageThreads
-from samic_vos.tracker import CausalTracker, TrackerConfig, compose_ids
+from samic_vos.inference.prompter import TrackerConfig
+from samic_vos.inference.prompters import samic_tracker
+from samic_vos.inference.tracker import compose_ids
+from samic_vos.runtime.stage_threads import StageThreads
+from samic_vos.sam.segmenter import Segmentation
 
 SIZE = 64
 
@@ -55,14 +57,14 @@ def _frame(square: tuple[int, int] | None) -> np.ndarray:
 
 
 def test_object_that_leaves_and_returns_keeps_its_last_good_reference(monkeypatch):
-    import samic_vos.samic_prompter as prompter_module
+    import samic_vos.inference.samic_prompter as prompter_module
 
     # Features in [0, 1] (no ImageNet normalisation), so BrightNet's threshold is simple.
     def to_unit(rgb, size, resize):
         return torch.from_numpy(rgb / 255.0).permute(2, 0, 1)[None].float()
 
     monkeypatch.setattr(prompter_module, "preprocess", to_unit)
-    tracker = CausalTracker.samic(BrightNet(), BrightSegmenter(), TrackerConfig())
+    tracker = samic_tracker(BrightNet(), BrightSegmenter(), TrackerConfig())
     first = _frame((10, 10))
     mask = (first[..., 0] > 0).astype(np.uint8)
     result = tracker.step(first, mask)

@@ -24,23 +24,23 @@ import torch
 from hsnet_reference import random_hsnet_checkpoint
 from PIL import Image
 
-from samic_vos.cli import main
-from samic_vos.heatmaps import points_to_heatmap
-from samic_vos.hsnet_weights import hsnet_learner_state
-from samic_vos.mask_io import read_mask, write_mask
-from samic_vos.mask_points import interior_points
-from samic_vos.peaks import PeakConfig, find_peaks
-from samic_vos.sambox_format import (
+from samic_vos.commands.cli import main
+from samic_vos.data.mask_io import read_mask, write_mask
+from samic_vos.data.sambox_format import (
     SamboxAnnotation,
     SamboxObject,
     annotation_path_for,
     write_annotation,
 )
-from samic_vos.samic_checkpoint import load_samic
-from samic_vos.samic_net import SamicNetConfig, build_samic
-from samic_vos.train_dataset import AugmentConfig, PairDataset, draw_geometry
-from samic_vos.trainer import TrainConfig, fit, seed_everything
-from samic_vos.training_pairs import TrainingPair
+from samic_vos.model.checkpoint import load_samic
+from samic_vos.model.hsnet_weights import hsnet_learner_state
+from samic_vos.model.samic_net import SamicNetConfig, build_samic
+from samic_vos.prompts.heatmaps import points_to_heatmap
+from samic_vos.prompts.mask_points import interior_points
+from samic_vos.prompts.peaks import PeakConfig, find_peaks
+from samic_vos.training.train_dataset import AugmentConfig, PairDataset, draw_geometry
+from samic_vos.training.trainer import TrainConfig, fit, seed_everything
+from samic_vos.training.training_pairs import TrainingPair
 
 SIZE = 64  # synthetic frames and network input, pixels
 RADIUS = 12  # disc radius, pixels
@@ -365,7 +365,7 @@ def test_init_hsnet_starts_the_learner_from_an_hsnet_checkpoint(tiny, tmp_path, 
 
 
 def test_cli_errors_are_one_line_with_exit_status_2(tiny, tmp_path, capsys, monkeypatch):
-    import samic_vos.weights
+    import samic_vos.hub.weights
 
     tiny_davis, tiny_config = tiny
     out = tmp_path / "run"
@@ -375,7 +375,7 @@ def test_cli_errors_are_one_line_with_exit_status_2(tiny, tmp_path, capsys, monk
     def offline(*args, **kwargs):
         raise OSError("network is unreachable")
 
-    monkeypatch.setattr(samic_vos.weights, "download_resumable", offline)
+    monkeypatch.setattr(samic_vos.hub.weights, "download_resumable", offline)
     args = ["train", "--davis-root", str(tiny_davis), "-o", str(out), "--config", str(tiny_config)]
     assert main(args) == 2
     err = capsys.readouterr().err

@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from samic_vos.errors import UserError
-from samic_vos.optical_flow import FlowConfig, motion_scores, select_dynamic_frames
-from samic_vos.sambox_format import (
+from samic_vos.data.sambox_format import (
     SamboxAnnotation,
     SamboxInstance,
     SamboxObject,
     annotation_path_for,
     write_annotation,
 )
-from samic_vos.training_pairs import TrainingPair, pairs_from_davis, pairs_from_sambox
+from samic_vos.runtime.errors import UserError
+from samic_vos.training.optical_flow import FlowConfig, motion_scores, select_dynamic_frames
+from samic_vos.training.training_pairs import TrainingPair, pairs_from_davis, pairs_from_sambox
 
 SEQUENCES = ["dog-agility", "rollerblade"]  # the two shortest DAVIS-2016 train sequences
 
@@ -31,7 +31,7 @@ def inside(points: np.ndarray, mask: np.ndarray) -> bool:
 
 @pytest.fixture(scope="module")
 def davis_pairs(davis_root: Path, tmp_path_factory: pytest.TempPathFactory):
-    from samic_vos.davis import DavisDataset
+    from samic_vos.data.davis import DavisDataset
 
     dataset = DavisDataset(davis_root, year=2016, split="train", resolution="480p")
     config = FlowConfig(top_k=4, min_gap=3)
@@ -63,7 +63,7 @@ def test_davis_pairs_follow_dynamic_frames_and_masks(davis_pairs) -> None:
 
 def test_davis_pairs_reuse_the_flow_cache(davis_pairs, monkeypatch: pytest.MonkeyPatch) -> None:
     dataset, config, cache, pairs = davis_pairs
-    from samic_vos import optical_flow
+    from samic_vos.training import optical_flow
 
     def no_flow(*args):
         raise AssertionError("flow recomputed despite the cache")

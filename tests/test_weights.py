@@ -18,10 +18,11 @@ import pytest
 import torch
 from http_server import ServerState, isolate, local_server
 
-from samic_vos import console, weights
-from samic_vos.cli import main
-from samic_vos.errors import UserError
-from samic_vos.weights import REGISTRY, WeightsEntry, cache_dir, load_checkpoint, resolve
+from samic_vos.commands.cli import main
+from samic_vos.hub import weights
+from samic_vos.hub.weights import REGISTRY, WeightsEntry, cache_dir, load_checkpoint, resolve
+from samic_vos.runtime import console
+from samic_vos.runtime.errors import UserError
 
 FLAG = "--tiny-weights"
 FILENAME = "tiny_weights.pth"

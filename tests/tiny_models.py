@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-from samic_vos.sam_models import build_sam, save_sam
-from samic_vos.samic_checkpoint import save_samic
-from samic_vos.samic_net import SamicNetConfig, build_samic
+from samic_vos.model.checkpoint import save_samic
+from samic_vos.model.samic_net import SamicNetConfig, build_samic
+from samic_vos.sam.models import build_sam, save_sam
 
 # A small head keeps the end-to-end runs to seconds; the checkpoint carries the architecture.
 TINY_NET = SamicNetConfig(input_size=(64, 64), backbone="random", channels=(8, 16, 32))

@@ -35,8 +35,7 @@ from samic_vos.annotate.session_store import (
     read_session,
     write_session,
 )
-from samic_vos.errors import UserError
-from samic_vos.mask_io import (
+from samic_vos.data.mask_io import (
     DAVIS_PALETTE,
     PNG_COMPRESS_LEVEL,
     mask_image,
@@ -44,7 +43,7 @@ from samic_vos.mask_io import (
     read_mask,
     write_mask,
 )
-from samic_vos.sambox_format import (
+from samic_vos.data.sambox_format import (
     SamboxAnnotation,
     SamboxInstance,
     SamboxObject,
@@ -52,7 +51,8 @@ from samic_vos.sambox_format import (
     read_annotation,
     write_annotation,
 )
-from samic_vos.segmenter import SamSegmenter, group_points_by_component, prompts_from_mask
+from samic_vos.runtime.errors import UserError
+from samic_vos.sam.segmenter import SamSegmenter, group_points_by_component, prompts_from_mask
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class Annotator:
         annotations_dir: where annotations, masks, sessions and embeddings go (created).
         segmenter: SAM; its encoder makes the embeddings, its decoder the masks.
         import_masks: a folder of masks ``<stem>.png`` turned into prompts for images that have
-            no annotation yet (:func:`~samic_vos.segmenter.prompts_from_mask`).
+            no annotation yet (:func:`~samic_vos.sam.segmenter.prompts_from_mask`).
     """
 
     def __init__(

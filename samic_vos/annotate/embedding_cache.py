@@ -20,9 +20,9 @@ import torch
 from segment_anything.modeling import Sam
 
 from samic_vos.annotate.image_folder import content_hash, load_rgb
-from samic_vos.atomic import atomic_path
-from samic_vos.errors import UserError
-from samic_vos.segmenter import ImageEmbedding, SamSegmenter
+from samic_vos.runtime.atomic import atomic_path
+from samic_vos.runtime.errors import UserError
+from samic_vos.sam.segmenter import ImageEmbedding, SamSegmenter
 
 logger = logging.getLogger(__name__)
 

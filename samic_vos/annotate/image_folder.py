@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from samic_vos.errors import UserError
-from samic_vos.sambox_format import natural_key
+from samic_vos.data.sambox_format import natural_key
+from samic_vos.runtime.errors import UserError
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from samic_vos.annotate.session_store import ImageState, Step
-from samic_vos.segmenter import PromptResult, SamSegmenter, weighted_confidence
-from samic_vos.tracker import compose_ids
+from samic_vos.inference.tracker import compose_ids
+from samic_vos.sam.segmenter import PromptResult, SamSegmenter, weighted_confidence
 
 # Memory for remembered instance results (full-size float32 logits and a bool mask each:
 # 2 MiB for 854x480, 60 MiB for a 12-megapixel photo); the least recently used go first.

@@ -33,12 +33,12 @@ from PIL import Image
 from samic_vos.annotate.annotator import Annotator, UnknownImage
 from samic_vos.annotate.image_folder import PathRefused, load_rgb
 from samic_vos.annotate.session_store import ActionError
-from samic_vos.config import require
-from samic_vos.devices import require_models
-from samic_vos.errors import UserError
-from samic_vos.mask_io import PNG_COMPRESS_LEVEL
-from samic_vos.sam_encoder import EncoderConfig
-from samic_vos.segmenter import SamSegmenter
+from samic_vos.data.mask_io import PNG_COMPRESS_LEVEL
+from samic_vos.runtime.config import require
+from samic_vos.runtime.errors import UserError
+from samic_vos.sam.encoder import EncoderConfig
+from samic_vos.sam.models import require_models
+from samic_vos.sam.segmenter import SamSegmenter
 
 logger = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from samic_vos.atomic import atomic_write_text
-from samic_vos.sambox_format import MAX_OBJECT_ID
+from samic_vos.data.sambox_format import MAX_OBJECT_ID
+from samic_vos.runtime.atomic import atomic_write_text
 
 SESSION_FORMAT = "sambox-session"
 SESSION_VERSION = 1

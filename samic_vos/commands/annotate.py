@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from samic_vos.commands import common
-from samic_vos.errors import UserError
+from samic_vos.runtime.errors import UserError
 
 DESCRIPTION = """\
 SAMBOX: a local web page where you click points on each image and see SAM's mask and its
@@ -62,10 +62,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{out}: is a file; pass a folder with -o")
     check_port_free(config.port)
 
-    from samic_vos.devices import select_device
-    from samic_vos.sam_models import load_sam
-    from samic_vos.segmenter import SamSegmenter
-    from samic_vos.stage_threads import StageThreads
+    from samic_vos.runtime.devices import select_device
+    from samic_vos.runtime.stage_threads import StageThreads
+    from samic_vos.sam.models import load_sam
+    from samic_vos.sam.segmenter import SamSegmenter
 
     device = select_device(config.device)
     sam = load_sam(config.sam_model, args.sam_checkpoint, device)

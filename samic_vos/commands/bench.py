@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     common.add_davis(davis, root_required=False)
     common.add_out(davis, "output folder (default: runs/bench-davis-<year>-<set>)")
-    from samic_vos.prompter import PROMPTERS
+    from samic_vos.inference.prompter import PROMPTERS
 
     common.config_flag(
         davis,
@@ -104,13 +104,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_davis(args: argparse.Namespace) -> int:
-    from samic_vos.errors import UserError
     from samic_vos.pipelines.bench_davis import BenchDavisConfig, BenchInputs, run_bench_davis
+    from samic_vos.runtime.errors import UserError
 
     common.refuse_random_backbone_with_samic(args)
     config = common.job_config(BenchDavisConfig(), args)
     if args.download:
-        from samic_vos.dataset_download import DAVIS_BY_YEAR, ensure_dataset
+        from samic_vos.hub.datasets import DAVIS_BY_YEAR, ensure_dataset
 
         if args.davis_root is not None:
             raise UserError("--download picks the DAVIS root itself: drop --davis-root")

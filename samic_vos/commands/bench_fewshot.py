@@ -32,8 +32,8 @@ examples:
 
 def register(benchmarks: argparse._SubParsersAction) -> None:
     """Add ``fewshot`` to the ``bench`` subcommands."""
-    from samic_vos.fewshot_data import FSS_SPLITS, KINDS
-    from samic_vos.fewshot_segment import FEWSHOT_PROMPTERS
+    from samic_vos.data.fewshot_sets import FSS_SPLITS, KINDS
+    from samic_vos.inference.fewshot_engine import FEWSHOT_PROMPTERS
 
     parser = benchmarks.add_parser(
         "fewshot",
@@ -94,12 +94,12 @@ def register(benchmarks: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from samic_vos.errors import UserError
     from samic_vos.pipelines.bench_fewshot import (
         BenchFewshotConfig,
         BenchFewshotInputs,
         run_bench_fewshot,
     )
+    from samic_vos.runtime.errors import UserError
 
     if common.given(args, "--random-backbone"):
         raise UserError("--random-backbone applies to a network made here; bench uses --samic")
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
 def format_scores(scores: dict[str, Any]) -> str:
     """The benchmark's table: our scores (x 100) beside the published 1-shot mIoU."""
     from samic_vos.commands.eval import format_table
-    from samic_vos.fewshot_report import dataset_title, run_label
+    from samic_vos.reports.fewshot_report import dataset_title, run_label
 
     columns = list(scores["global"])
     rows = [[run_label(scores), *(f"{scores['global'][c]:.1f}" for c in columns)]]

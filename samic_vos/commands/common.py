@@ -2,8 +2,8 @@
 
 A *config flag* (:func:`config_flag`) is a command-line spelling of one key of the job's config
 (``--batch-size`` is ``tracker.batch_size``): its text goes through
-:func:`samic_vos.config.apply_overrides` after the ``--config`` YAML file, so it is parsed and
-validated exactly as the same key in YAML is (:func:`job_config`). Other flags name inputs and
+:func:`samic_vos.runtime.config.apply_overrides` after the ``--config`` YAML file, so it is parsed
+and validated exactly as the same key in YAML is (:func:`job_config`). Other flags name inputs and
 outputs (paths), which are not settings. The same concept has the same flag in every command:
 ``-o/--out``, ``--config``, ``-v/-q``, ``--device``, ``--sam-model``, ``--set``, ``--sequences``.
 """
@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from samic_vos.config import apply_overrides, load_config
+from samic_vos.runtime.config import apply_overrides, load_config
 
 T = TypeVar("T")
 
@@ -133,7 +133,7 @@ def add_device(parser: argparse.ArgumentParser, key: str = "device") -> None:
 
 def add_encoder(parser: argparse.ArgumentParser, prefix: str = "") -> None:
     """``--precision`` and ``--compile``: how SAM's image encoder runs (key ``encoder``)."""
-    from samic_vos.sam_encoder import PRECISIONS
+    from samic_vos.sam.encoder import PRECISIONS
 
     config_flag(
         parser,
@@ -153,7 +153,7 @@ def add_encoder(parser: argparse.ArgumentParser, prefix: str = "") -> None:
 
 def add_backend(parser: argparse.ArgumentParser, key: str = "backend") -> None:
     """``--backend``: the frame decoder."""
-    from samic_vos.frame_source import BACKENDS
+    from samic_vos.data.frame_source import BACKENDS
 
     config_flag(
         parser,
@@ -177,7 +177,7 @@ def add_models(
     ``backbone``: the SAMIC backbone's flags (jobs that run SAM alone leave them out).
     ``prefix``: where the job keeps `track`'s keys (``"track."`` in the benchmark).
     """
-    from samic_vos.sam_models import OFFICIAL_MODELS
+    from samic_vos.sam.models import OFFICIAL_MODELS
 
     group = parser.add_argument_group("models")
     if samic_checkpoint:
@@ -222,7 +222,7 @@ def given(args: argparse.Namespace, flag: str) -> bool:
 
 def refuse_random_backbone_with_samic(args: argparse.Namespace) -> None:
     """``--random-backbone`` is for a network made here: refused beside ``--samic``."""
-    from samic_vos.errors import UserError
+    from samic_vos.runtime.errors import UserError
 
     if args.samic is not None and given(args, "--random-backbone"):
         raise UserError(
@@ -233,7 +233,7 @@ def refuse_random_backbone_with_samic(args: argparse.Namespace) -> None:
 
 def add_davis(parser: argparse.ArgumentParser, *, root_required: bool = True) -> None:
     """``--davis-root``, ``--year``, ``--set``, ``--resolution``, ``--sequences`` (key davis.*)."""
-    from samic_vos.davis import DEFAULT_YEAR, RESOLUTIONS, YEARS
+    from samic_vos.data.davis import DEFAULT_YEAR, RESOLUTIONS, YEARS
 
     group = parser.add_argument_group("DAVIS")
     group.add_argument(

@@ -64,7 +64,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from samic_vos.dataset_download import ARCHIVES, dataset_dir
+    from samic_vos.hub.datasets import ARCHIVES, dataset_dir
 
     for entry in ARCHIVES.values():
         folder = dataset_dir(entry.name, args.root)
@@ -74,7 +74,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from samic_vos.dataset_download import ensure_dataset
+    from samic_vos.hub.datasets import ensure_dataset
 
     common.stdout(str(ensure_dataset(args.name, args.root, keep_archive=args.keep_archive)))
     return 0

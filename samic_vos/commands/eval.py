@@ -77,7 +77,7 @@ def run_davis(args: argparse.Namespace) -> int:
         evaluate_davis,
         write_csvs,
     )
-    from samic_vos.output_paths import check_writable_dir
+    from samic_vos.runtime.output_paths import check_writable_dir
 
     config = common.job_config(DavisEvalConfig(), args)
     if args.csv_dir is not None:

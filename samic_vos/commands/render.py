@@ -21,7 +21,7 @@ keep their file names. A frame without a mask, or a mask of the wrong size, is a
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from samic_vos.frame_source import DEFAULT_FOLDER_FPS
+    from samic_vos.data.frame_source import DEFAULT_FOLDER_FPS
 
     parser = subparsers.add_parser(
         "render",
@@ -56,9 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from samic_vos.errors import UserError
-    from samic_vos.frame_source import open_frames
-    from samic_vos.render import RenderConfig, render_video
+    from samic_vos.data.frame_source import open_frames
+    from samic_vos.reports.render import RenderConfig, render_video
+    from samic_vos.runtime.errors import UserError
 
     config = common.job_config(RenderConfig(), args)
     with open_frames(args.video, backend=config.backend, fps=config.fps) as frames:

@@ -114,7 +114,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from samic_vos.pipelines.segment import SegmentConfig, SegmentInputs, run_segment
+    from samic_vos.jobs.segment import SegmentConfig
+    from samic_vos.pipelines.segment import SegmentInputs, run_segment
 
     common.refuse_random_backbone_with_samic(args)
     config = common.job_config(SegmentConfig(), args)

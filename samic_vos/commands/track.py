@@ -67,7 +67,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from samic_vos.pipelines.track import TrackConfig, TrackInputs, run_track
+    from samic_vos.jobs.track import TrackConfig
+    from samic_vos.pipelines.track import TrackInputs, run_track
 
     common.refuse_random_backbone_with_samic(args)
     config = common.job_config(TrackConfig(), args)

@@ -110,8 +110,8 @@ def _add_fewshot(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from samic_vos.errors import UserError
-    from samic_vos.pipelines.train import TrainJobConfig, run_training
+    from samic_vos.runtime.errors import UserError
+    from samic_vos.training.job import TrainJobConfig, run_training
 
     if (args.fewshot is None) != (args.root is None):
         raise UserError("--fewshot KIND and --root ROOT go together: give both, or neither")

@@ -69,7 +69,7 @@ def _size(n_bytes: int | None) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from samic_vos.weights import REGISTRY, cache_dir, cache_state
+    from samic_vos.hub.weights import REGISTRY, cache_dir, cache_state
 
     header = ("NAME", "FILE", "SIZE", "CACHED", "DESCRIPTION")
     rows = [header] + [
@@ -85,7 +85,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from samic_vos.weights import download, get_entry
+    from samic_vos.hub.weights import download, get_entry
 
     for name in args.names:  # check every name before the first (long) download
         get_entry(name)
@@ -95,7 +95,7 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _path(args: argparse.Namespace) -> int:
-    from samic_vos.weights import resolve
+    from samic_vos.hub.weights import resolve
 
     print(resolve(args.name, flag=None, download=False))
     return 0

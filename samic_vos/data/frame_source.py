@@ -1,0 +1,414 @@
+"""Streaming frame sources: one interface over decord, PyAV and folders of images.
+
+``open_frames(path)`` returns a :class:`FrameSource`; iterating it yields :class:`Frame` objects
+one at a time (RGB ``uint8`` arrays of shape ``(H, W, 3)``, row-major). A source never holds
+more than O(1) decoded frames, whatever the length of the video: videos are decoded
+sequentially (decord's ``next()``, PyAV's packet decoder), folders read one image per step.
+
+Frame names (the stems of the mask PNGs written for them):
+- folders keep their file stems (``00000.jpg`` → ``"00000"``), in natural order
+  (``frame2`` before ``frame10``);
+- videos use zero-padded indices ``"00000"``, ``"00001"``, ... (DAVIS style, so masks can be
+  scored with ``samic-vos eval davis``; beyond 99999 frames the names simply get longer).
+
+Every video is probed with PyAV first (PyAV is a hard dependency): the frame rate, the declared
+frame count and the size come from it whatever the decoding backend, so both backends report
+the same :attr:`FrameSource.num_frames`, and a missing, undecodable or empty video is reported
+the same way. A video that ends before its declared frame count (a truncated file) raises
+:class:`UserError` naming both counts when the iteration reaches its end; a folder's image
+sizes are read from the image headers when it is opened, so a frame of another size is refused
+before the first frame is decoded.
+
+Third-party log text never reaches the user: PyAV leaves FFmpeg's logging off unless asked
+(``av.logging``), and decord's bundled FFmpeg is set to quiet when decord is first imported.
+Both libraries' messages become one-line :class:`UserError` s. (stderr's file descriptor is not
+redirected: that would also swallow this process's own messages and progress bars.)
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+import re
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+from PIL import Image
+
+from samic_vos.runtime.errors import UserError
+
+BACKENDS = ("auto", "decord", "pyav", "folder")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+# A folder of images (or a video declaring no rate) has no frame rate; overlays of it play at
+# this rate unless told otherwise.
+DEFAULT_FOLDER_FPS = 24.0
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame: ``rgb`` is ``uint8``, shape ``(H, W, 3)``, RGB channel order."""
+
+    index: int
+    name: str
+    rgb: np.ndarray
+
+
+class FrameSource(abc.ABC):
+    """Frames of one video or image folder, decoded one at a time.
+
+    Iterable (each iteration starts again at frame 0) and a context manager; :meth:`close`
+    ends any iteration in progress and releases the decoder.
+    """
+
+    def __init__(self, path: Path, size: tuple[int, int], fps: float) -> None:
+        self.path = path
+        self._size = size
+        self._fps = fps
+        self._iterators: weakref.WeakSet = weakref.WeakSet()
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """Frame size ``(H, W)`` in pixels."""
+        return self._size
+
+    @property
+    def fps(self) -> float:
+        """Frames per second (folders: :data:`DEFAULT_FOLDER_FPS` unless overridden)."""
+        return self._fps
+
+    @property
+    @abc.abstractmethod
+    def num_frames(self) -> int | None:
+        """The number of frames the container declares (for progress bars); None if unknown."""
+
+    @property
+    @abc.abstractmethod
+    def names(self) -> list[str]:
+        """The frame names in order (stems of the mask PNGs that belong to the frames)."""
+
+    @abc.abstractmethod
+    def _decode(self) -> Iterator[tuple[str, np.ndarray]]:
+        """Yield ``(name, rgb)`` for each frame in order, decoding one frame per step."""
+
+    def __iter__(self) -> Iterator[Frame]:
+        iterator = self._frames()
+        self._iterators.add(iterator)
+        return iterator
+
+    def _frames(self) -> Iterator[Frame]:
+        count = 0
+        for index, (name, rgb) in enumerate(self._decode()):
+            yield Frame(index, name, rgb)
+            count = index + 1
+        declared = self.num_frames
+        if declared is not None and count < declared:
+            raise _truncated_error(self.path, count, declared)
+
+    def close(self) -> None:
+        """Stop every iteration in progress (their decoders are closed)."""
+        for iterator in list(self._iterators):
+            iterator.close()
+
+    def __enter__(self) -> FrameSource:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        height, width = self.size
+        return f"{type(self).__name__}({str(self.path)!r}, {width}x{height}, fps={self.fps:g})"
+
+
+def video_frame_name(index: int) -> str:
+    """The name of a video's frame ``index``: zero-padded to 5 digits, DAVIS style."""
+    return f"{index:05d}"
+
+
+def _natural_key(name: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def image_files(
+    folder: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES, noun: str = "image"
+) -> list[Path]:
+    """The files of ``folder`` with one of ``suffixes`` (not hidden), natural name order.
+
+    Raises :class:`UserError` when two of them share a name but for the suffix (``a.jpg``
+    and ``a.png``): names identify frames and the masks that go with images.
+    """
+    files = sorted(
+        (
+            p
+            for p in folder.iterdir()
+            if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")
+        ),
+        key=lambda p: _natural_key(p.name),
+    )
+    stems: dict[str, Path] = {}
+    for file in files:
+        if file.stem in stems:
+            raise UserError(
+                f"{file}: two {noun}s named '{file.stem}' ({stems[file.stem].name}); "
+                "keep one image per name"
+            )
+        stems[file.stem] = file
+    return files
+
+
+class FolderSource(FrameSource):
+    """The JPEG/PNG images of a folder, in natural order of their names."""
+
+    def __init__(self, path: Path, fps: float = DEFAULT_FOLDER_FPS) -> None:
+        files = image_files(path, noun="frame")
+        if not files:
+            raise UserError(
+                f"{path}: folder has no images (.jpg, .jpeg, .png); pass a folder of frames "
+                "or a video file"
+            )
+        self._files = files
+        sizes = [_header_size(file) for file in files]
+        for file, size in zip(files, sizes, strict=True):
+            if size != sizes[0]:
+                raise UserError(
+                    f"{file}: image is {size[0]}x{size[1]} but the first frame "
+                    f"({files[0].name}) is {sizes[0][0]}x{sizes[0][1]}; all frames of a folder "
+                    "must have one size"
+                )
+        width, height = sizes[0]
+        super().__init__(path, (height, width), fps)
+
+    @property
+    def num_frames(self) -> int:
+        return len(self._files)
+
+    @property
+    def names(self) -> list[str]:
+        return [file.stem for file in self._files]
+
+    def _decode(self) -> Iterator[tuple[str, np.ndarray]]:
+        for file in self._files:
+            try:
+                with Image.open(file) as image:
+                    rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+            except (OSError, ValueError) as err:  # e.g. a truncated JPEG
+                raise _image_error(file, err) from err
+            yield file.stem, rgb
+
+
+def _header_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` of an image from its header (the pixels are not decoded)."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, ValueError) as err:
+        raise _image_error(path, err) from err
+
+
+def _image_error(path: Path, err: Exception) -> UserError:
+    return UserError(f"{path}: cannot decode the image ({err}); remove or replace it")
+
+
+@dataclass(frozen=True)
+class _VideoInfo:
+    size: tuple[int, int]
+    fps: float
+    num_frames: int | None
+
+
+def _probe_video(path: Path) -> _VideoInfo:
+    """Open ``path`` with PyAV and decode its first frame; UserError if that is impossible."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise UserError(f"{path}: the video has 0 frames; pass a video with frames")
+            stream = container.streams.video[0]
+            first = next(container.decode(stream), None)
+            if first is None:
+                raise UserError(f"{path}: the video has 0 frames; pass a video with frames")
+            rate = stream.average_rate or stream.guessed_rate
+            return _VideoInfo(
+                size=(first.height, first.width),
+                fps=float(rate) if rate else DEFAULT_FOLDER_FPS,
+                num_frames=stream.frames or None,
+            )
+    except av.FFmpegError as err:
+        raise UserError(
+            f"{path}: cannot decode the video ({err.strerror}); pass a video file "
+            "(mp4, mov, mkv, ...) or a folder of frames"
+        ) from err
+
+
+class _VideoSource(FrameSource):
+    """A video file: names are zero-padded indices."""
+
+    def __init__(self, path: Path, info: _VideoInfo, fps: float | None) -> None:
+        super().__init__(path, info.size, fps or info.fps)
+        self._num_frames = info.num_frames
+        self._counted: int | None = None
+
+    @property
+    def num_frames(self) -> int | None:
+        return self._num_frames
+
+    @property
+    def names(self) -> list[str]:
+        count = self._num_frames if self._num_frames is not None else self._count_packets()
+        return [video_frame_name(i) for i in range(count)]
+
+    def _count_packets(self) -> int:
+        """Frames in a container that does not declare its count: one demux pass, no decoding."""
+        import av
+
+        if self._counted is None:
+            with av.open(str(self.path)) as container:
+                stream = container.streams.video[0]
+                self._counted = sum(1 for packet in container.demux(stream) if packet.size)
+        return self._counted
+
+
+class PyAVSource(_VideoSource):
+    """A video decoded by PyAV (FFmpeg), frame by frame in presentation order."""
+
+    def _decode(self) -> Iterator[tuple[str, np.ndarray]]:
+        import av
+
+        index = 0
+        with av.open(str(self.path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"  # frame threading: a few frames in flight, still O(1)
+            try:
+                for frame in container.decode(stream):
+                    yield video_frame_name(index), frame.to_ndarray(format="rgb24")
+                    index += 1
+            except av.FFmpegError as err:
+                raise _corrupt_error(self.path, index, err.strerror) from err
+
+
+class DecordSource(_VideoSource):
+    """A video decoded by decord, sequentially with ``next()``.
+
+    decord's batch/index API (``get_batch``, ``vr[a:b]``) materialises every requested frame;
+    ``next()`` decodes one frame per call and its memory stays flat over a long video.
+
+    The frame count is the container's declared one (from the PyAV probe), not decord's own
+    index, which counts only the packets it found (35 of 82 in a cut-short file).
+    """
+
+    def __init__(self, path: Path, info: _VideoInfo, fps: float | None) -> None:
+        decord = _import_decord()
+        try:
+            self._reader = decord.VideoReader(str(path), ctx=decord.cpu(0))
+        except (RuntimeError, decord.DECORDError) as err:
+            raise UserError(
+                f"{path}: decord cannot open this video ({_decord_reason(err)}); use `backend` pyav"
+            ) from err
+        super().__init__(path, info, fps)
+
+    def _decode(self) -> Iterator[tuple[str, np.ndarray]]:
+        decord = _import_decord()
+        self._reader.seek(0)
+        found = len(self._reader)
+        for index in range(found):
+            try:
+                rgb = self._reader.next().asnumpy()
+            except StopIteration:  # fewer frames than decord's index promised
+                return
+            except decord.DECORDError as err:
+                declared = self.num_frames
+                if declared is not None and found < declared:  # the file is cut short
+                    raise _truncated_error(self.path, index, declared) from err
+                raise _corrupt_error(self.path, index, _decord_reason(err)) from err
+            yield video_frame_name(index), rgb
+
+
+def _decord_reason(err: BaseException) -> str:
+    """decord's error without its C++ log prefixes ("[20:15:01] /src/…/x.cc:486: ")."""
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    text = re.sub(r"\[\d\d:\d\d:\d\d\] \S+:\d+: ", "", text)
+    return text.split("Check failed: ")[-1].split(": ")[-1].strip(" .")[:120]
+
+
+def _corrupt_error(path: Path, index: int, reason: str) -> UserError:
+    return UserError(
+        f"{path}: frame {index} cannot be decoded ({reason}); the file is damaged, "
+        "re-encode it (e.g. ffmpeg -i in.mp4 out.mp4)"
+    )
+
+
+def _truncated_error(path: Path, decoded: int, declared: int) -> UserError:
+    """The error for a video that ends after ``decoded`` of its ``declared`` frames."""
+    return UserError(
+        f"{path}: the video ends after {decoded} frames but declares {declared}; the file is "
+        "truncated (an interrupted download or copy?): copy it again, or re-encode what is "
+        "there (e.g. ffmpeg -i in.mp4 out.mp4)"
+    )
+
+
+def _import_decord() -> ModuleType:
+    """decord, with its bundled FFmpeg's log lines on stderr turned off.
+
+    decord loads its libraries into the global symbol scope, its own zlib 1.2.3 among them;
+    OpenCV loaded after that binds its PNG codec to that zlib, and every ``cv2.imread`` of a
+    PNG then fails ("libpng error: bad parameters to zlib"). OpenCV is loaded first.
+    """
+    import cv2  # noqa: F401 (before decord: see above)
+    import decord
+
+    decord.logging.set_level(decord.logging.QUIET)
+    return decord
+
+
+def decord_available() -> bool:
+    """Whether decord can be imported (it has wheels for Linux x86_64 only)."""
+    try:
+        _import_decord()
+    except (ImportError, OSError):
+        return False
+    return True
+
+
+def open_frames(
+    path: str | os.PathLike[str], backend: str = "auto", fps: float | None = None
+) -> FrameSource:
+    """Open a video file or a folder of JPEG/PNG frames for streaming.
+
+    ``backend``: ``"auto"`` (a folder → folder source; a video → decord if importable, else
+    PyAV; PyAV also when decord cannot decode the file), or ``"decord"`` | ``"pyav"`` |
+    ``"folder"`` to force one. ``fps`` overrides the frame rate (a folder has none: default
+    :data:`DEFAULT_FOLDER_FPS`). Raises :class:`UserError` for a missing path, an undecodable
+    file, a video of 0 frames, a folder with no images, an unknown backend, or decord
+    requested but not installed.
+    """
+    path = Path(path)
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}")
+    if fps is not None and not fps > 0:
+        raise UserError(f"frame rate must be positive, got {fps}")
+    if not path.exists():
+        raise UserError(f"{path}: video or frame folder not found")
+    if path.is_dir():
+        if backend not in ("auto", "folder"):
+            raise UserError(f"{path}: is a folder; backend '{backend}' reads video files only")
+        return FolderSource(path, fps or DEFAULT_FOLDER_FPS)
+    if backend == "folder":
+        raise UserError(f"{path}: backend 'folder' needs a folder of images, not a file")
+    if backend == "decord" and not decord_available():
+        raise UserError(
+            "decord is not installed (it has wheels for Linux x86_64 only); "
+            "use `backend` pyav, or `pip install decord`"
+        )
+    info = _probe_video(path)
+    if backend == "decord" or (backend == "auto" and decord_available()):
+        try:
+            return DecordSource(path, info, fps)
+        except UserError:
+            if backend == "decord":
+                raise
+    return PyAVSource(path, info, fps)

@@ -1,0 +1,316 @@
+"""Dataset downloads: a registry of official archives; download, atomic unpack, integrity check.
+
+:func:`ensure_dataset` returns the folder of a dataset (a DAVIS root: ``JPEGImages/``,
+``Annotations/``, ``ImageSets/``), downloading and unpacking it on first use:
+
+1. the archive is downloaded into ``<samic home>/downloads`` by the same resumable fetcher as the
+   weights (:func:`samic_vos.hub.fetch.download_resumable`: ``<file>.part`` kept after a cut
+   connection and continued with an HTTP Range request, progress on stderr), then checked
+   against the registry's size and SHA-256 where they are published;
+2. it is unpacked into a temporary folder beside the target (``.<name>.unpacking-*``), so a
+   killed unpack never leaves a half tree under the dataset's name; leftovers of a killed run
+   are removed by the next one;
+3. the unpacked tree is checked: every sequence of the ImageSets lists has frames and
+   annotations, one annotation per frame; only then is it renamed into place
+   (``<root>/<name>``) and the archive deleted.
+
+A corrupt archive (wrong size or hash, not a zip, a damaged member, an inconsistent tree) is
+refused with one line and removed, so that the next run downloads it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from http.client import HTTPException
+from pathlib import Path
+
+from samic_vos.data.davis import RESOLUTIONS, DavisDataset
+from samic_vos.hub.fetch import (
+    check_free_space,
+    describe_error,
+    download_lock,
+    download_resumable,
+    sha256_file,
+)
+from samic_vos.runtime.errors import UserError
+from samic_vos.runtime.home import samic_home
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DatasetArchive:
+    """One downloadable dataset archive (a zip holding a DAVIS root).
+
+    Attributes:
+        name: registry key, what users type; also the folder name of the unpacked dataset.
+        filename: the archive's official file name, also its name in the downloads cache.
+        url: where it is downloaded from (HTTP/HTTPS; Range requests resume it).
+        sha256: lowercase hex SHA-256 of the archive, or ``None`` where none is published.
+        size: the archive's bytes, or ``None`` where unknown.
+        year: DAVIS year its ImageSets lists are read as (``"2016"`` or ``"2017"``).
+        splits: the ImageSets lists whose sequences are checked after unpacking.
+        top: the folder inside the archive that is the DAVIS root.
+        description: one line for ``samic-vos data list``.
+    """
+
+    name: str
+    filename: str
+    url: str
+    sha256: str | None
+    size: int | None
+    year: str
+    splits: tuple[str, ...]
+    top: str
+    description: str
+
+
+ARCHIVES: dict[str, DatasetArchive] = {
+    entry.name: entry
+    for entry in (
+        # Linked from davischallenge.org (DAVIS 2017, semi-supervised TrainVal 480p). Size and
+        # SHA-256 as published in TensorFlow Datasets' checksums (video/davis/checksums.tsv).
+        DatasetArchive(
+            "davis-2017-trainval-480p",
+            "DAVIS-2017-trainval-480p.zip",
+            "https://data.vision.ee.ethz.ch/csergi/share/davis/DAVIS-2017-trainval-480p.zip",
+            "e3d0b5b77c3d031b000a19e0e25e3e2cac65d183755601bc2cf066df1a2aa492",
+            832_766_765,
+            "2017",
+            ("train", "val"),
+            "DAVIS",
+            "DAVIS 2017 train + val, 480p (90 sequences, multi-object; ~0.8 GB)",
+        ),
+        # Linked from davischallenge.org (DAVIS 2016, TrainVal images and annotations; the zip
+        # also holds the 1080p frames, ~1.9 GB). No SHA-256 or exact size is published (only an
+        # MD5 in old scripts, of an unknown version of the file): the archive is checked by its
+        # zip CRCs and the integrity check of the unpacked tree only.
+        DatasetArchive(
+            "davis-2016-trainval-480p",
+            "DAVIS-data.zip",
+            "https://graphics.ethz.ch/Downloads/Data/Davis/DAVIS-data.zip",
+            None,
+            None,
+            "2016",
+            ("train", "val"),
+            "DAVIS",
+            "DAVIS 2016 train + val (50 sequences, one object each; 480p and 1080p, ~1.9 GB)",
+        ),
+    )
+}
+
+# The archive of each DAVIS year's train and val sets.
+DAVIS_BY_YEAR: dict[str, str] = {
+    "2017": "davis-2017-trainval-480p",
+    "2016": "davis-2016-trainval-480p",
+}
+# The checked (and only complete) resolution of every archive above.
+RESOLUTION = RESOLUTIONS[0]
+
+
+def get_archive(name: str) -> DatasetArchive:
+    """The registry entry ``name``; an unknown name raises :class:`UserError` listing the known."""
+    try:
+        return ARCHIVES[name]
+    except KeyError:
+        raise UserError(f"unknown dataset '{name}' (known: {', '.join(ARCHIVES)})") from None
+
+
+def downloads_dir() -> Path:
+    """Where archives are downloaded: ``<samic home>/downloads`` (not created here)."""
+    return samic_home() / "downloads"
+
+
+def default_root() -> Path:
+    """Where datasets are unpacked by default: ``<samic home>/datasets`` (not created here)."""
+    return samic_home() / "datasets"
+
+
+def dataset_dir(name: str, root: str | os.PathLike[str] | None = None) -> Path:
+    """The folder dataset ``name`` is (or will be) unpacked into: ``<root>/<name>``."""
+    folder = Path(root).expanduser() if root is not None else default_root()
+    return folder / get_archive(name).name
+
+
+def check_tree(tree: Path, year: str, splits: Sequence[str]) -> dict[str, int]:
+    """Check an unpacked DAVIS tree; returns the number of sequences of each split.
+
+    Every sequence of each ImageSets list must have a folder of ``.jpg`` frames and a folder of
+    ``.png`` annotations holding one annotation per frame (same file stems).
+
+    Raises:
+        UserError: the first problem, naming the sequence; paths are relative to ``tree``.
+    """
+    counts: dict[str, int] = {}
+    try:
+        for split in splits:
+            dataset = DavisDataset(tree, year, split, RESOLUTION)
+            for sequence in dataset.sequences:
+                frames = [p.stem for p in dataset.frame_paths(sequence)]
+                annotations = [p.stem for p in dataset.annotation_paths(sequence)]
+                if frames != annotations:
+                    raise UserError(
+                        f"sequence '{sequence}' ({split}) has {len(frames)} frames but "
+                        f"{len(annotations)} annotations, not one per frame"
+                    )
+            counts[split] = len(dataset.sequences)
+    except UserError as err:
+        raise UserError(str(err).replace(f"{tree}{os.sep}", "")) from err
+    return counts
+
+
+def ensure_dataset(
+    name: str, root: str | os.PathLike[str] | None = None, *, keep_archive: bool = False
+) -> Path:
+    """The unpacked, checked folder of dataset ``name`` (a DAVIS root), downloaded if needed.
+
+    ``root``: the folder datasets are unpacked into (default :func:`default_root`); the
+    dataset is ``<root>/<name>``. A folder already there is checked and returned. Otherwise the
+    archive is downloaded (resuming a partial download), unpacked atomically and checked (see
+    the module docstring); ``keep_archive`` keeps the archive in :func:`downloads_dir`
+    afterwards (default: deleted once the tree is in place).
+
+    Raises:
+        UserError: unknown name, an incomplete folder already at ``<root>/<name>``, the download
+            failed (the partial file is kept for the next call), or the archive is corrupt
+            (removed).
+    """
+    entry = get_archive(name)
+    target = dataset_dir(name, root)
+    if target.exists():
+        return _check_existing(entry, target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        downloads_dir().mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(
+            f"cannot create {target.parent} or {downloads_dir()} ({describe_error(err)}); pass "
+            "another `root`, or set SAMIC_VOS_HOME to a writable folder"
+        ) from err
+    with download_lock(target):
+        if target.exists():  # another process just finished it
+            return _check_existing(entry, target)
+        for stale in target.parent.glob(f".{entry.name}.unpacking-*"):
+            shutil.rmtree(stale, ignore_errors=True)  # left by a killed unpack
+        archive = _download(entry)
+        counts = _unpack(entry, archive, target)
+        if not keep_archive:
+            archive.unlink()
+    listed = ", ".join(f"{n} {split}" for split, n in counts.items())
+    log.info(f"{entry.name}: {listed} sequences checked, in {target}")
+    return target
+
+
+def _check_existing(entry: DatasetArchive, target: Path) -> Path:
+    try:
+        check_tree(target, entry.year, entry.splits)
+    except UserError as err:
+        raise UserError(
+            f"{target}: not a complete {entry.name} ({err}); remove the folder and download it "
+            "again, or pass another `root`"
+        ) from err
+    return target
+
+
+def _download(entry: DatasetArchive) -> Path:
+    """Download ``entry``'s archive (resumable) and verify size and hash; returns its path."""
+    final = downloads_dir() / entry.filename
+    part = final.with_name(final.name + ".part")
+    fix = f"download {entry.url} yourself into {downloads_dir()}"
+    with download_lock(final):
+        if not final.is_file():
+            if entry.size is not None:
+                have = part.stat().st_size if part.is_file() else 0
+                check_free_space(final.parent, entry.size - have, entry.filename, fix)
+            try:
+                download_resumable(entry.url, part, entry.filename, entry.size)
+            except (OSError, HTTPException, ValueError) as err:
+                raise UserError(
+                    f"{entry.filename} could not be downloaded from {entry.url} "
+                    f"({describe_error(err)}); run again to resume, or {fix}"
+                ) from err
+            os.replace(part, final)
+        problem = _archive_mismatch(final, entry)
+        if problem is not None:
+            final.unlink()
+            raise UserError(
+                f"{entry.filename} from {entry.url} is corrupt ({problem}); removed it: run "
+                "again to download it anew"
+            )
+    return final
+
+
+def _archive_mismatch(path: Path, entry: DatasetArchive) -> str | None:
+    """Why ``path`` is not ``entry``'s published archive, or ``None`` (unknown: accepted)."""
+    size = path.stat().st_size
+    if entry.size is not None and size != entry.size:
+        return f"{size} bytes, expected {entry.size}"
+    if entry.sha256 is not None:
+        digest = sha256_file(path, entry.filename)
+        if digest != entry.sha256:
+            return f"SHA-256 {digest[:12]}…, expected {entry.sha256[:12]}…"
+    return None
+
+
+class _CorruptArchive(Exception):
+    """The archive is not what it should be (not a zip, a damaged member, an inconsistent tree)."""
+
+
+def _unpack(entry: DatasetArchive, archive: Path, target: Path) -> dict[str, int]:
+    """Unpack ``archive`` beside ``target``, check it, rename it into place; split counts.
+
+    On any failure (and on Ctrl-C) the temporary folder is removed; a corrupt archive is
+    removed too and refused with a :class:`UserError`.
+    """
+    scratch = Path(tempfile.mkdtemp(prefix=f".{entry.name}.unpacking-", dir=target.parent))
+    try:
+        try:
+            counts = _extract_checked(entry, archive, scratch)
+        except _CorruptArchive as err:
+            archive.unlink()
+            raise UserError(
+                f"{entry.filename} from {entry.url} is corrupt or incomplete ({err}); removed "
+                "it: run again to download it anew"
+            ) from err
+        os.rename(scratch / entry.top, target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return counts
+
+
+def _extract_checked(entry: DatasetArchive, archive: Path, scratch: Path) -> dict[str, int]:
+    """Extract ``archive`` into ``scratch`` and check ``scratch/<top>``; split counts.
+
+    Raises:
+        _CorruptArchive: the archive or its tree is damaged.
+        UserError: not enough free space for the unpacked files.
+    """
+    from samic_vos.runtime.console import bar
+
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = zf.infolist()
+            total = sum(m.file_size for m in members)
+            fix = "pass another `root`, or set SAMIC_VOS_HOME to another disk"
+            check_free_space(scratch, total, f"unpacking {entry.filename}", fix)
+            label = f"unpacking {entry.filename}"
+            with bar(desc=label, total=total, unit="B", unit_scale=True, unit_divisor=1024) as pb:
+                for member in members:
+                    zf.extract(member, scratch)  # names are sanitised: never outside scratch
+                    pb.update(member.file_size)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+        raise _CorruptArchive(f"not a valid zip: {err}") from err
+    tree = scratch / entry.top
+    if not tree.is_dir():
+        raise _CorruptArchive(f"it holds no {entry.top}/ folder")
+    try:
+        return check_tree(tree, entry.year, entry.splits)
+    except UserError as err:
+        raise _CorruptArchive(str(err)) from err

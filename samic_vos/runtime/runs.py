@@ -1,0 +1,194 @@
+"""Output folders of runs: recognise the same run, resume it, refuse another one.
+
+Every job that writes a folder (``track``, ``train``, and the benchmark runs) keeps a manifest,
+``run.json``, in it::
+
+    {"format": "samic-vos/run", "command": "track", "version": "0.1.0",
+     "inputs": {"video": {"path": ..., "size": ..., "sha256": ...}, ...},
+     "config": {... the resolved config, as config.yaml ...},
+     "finished": false}
+
+Two runs are *the same run* when their command, package version, inputs (sizes and content
+hashes: whole files up to :data:`FULL_HASH_BYTES`, beyond that the size and the hash of the
+first and last :data:`EDGE_BYTES`) and resolved config are equal; ``finished`` is not
+compared. Rerunning the same run into its folder continues it (``"resume"``) or, once it is
+finished, does nothing (``"finished"``). Any other run is refused in one line, unless
+``force``: then the folder's previous outputs (the names the job declares) are removed and the
+run starts afresh. A folder that holds files but no manifest is refused likewise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from samic_vos.runtime.atomic import atomic_write_text
+from samic_vos.runtime.errors import UserError
+from samic_vos.runtime.version import __version__
+
+MANIFEST = "run.json"
+FORMAT = "samic-vos/run"
+FULL_HASH_BYTES = 256 << 20  # files up to this size are hashed whole
+EDGE_BYTES = 16 << 20  # larger files: size + hash of their first and last 16 MiB
+
+RunState = Literal["new", "resume", "finished"]
+
+
+def fingerprint(path: str | os.PathLike[str] | None) -> dict[str, Any] | None:
+    """What identifies an input file or folder: its path, size(s) and content hash.
+
+    A folder is the list of its files (relative names, sizes, hashes), sorted.
+    """
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        digest = hashlib.sha256()
+        for file in files:
+            part = _file_digest(file)
+            digest.update(f"{file.relative_to(path).as_posix()}\0{part}\n".encode())
+        return {"path": str(path.resolve()), "files": len(files), "sha256": digest.hexdigest()}
+    return {"path": str(path.resolve()), "size": path.stat().st_size, "sha256": _file_digest(path)}
+
+
+def _file_digest(path: Path) -> str:
+    size = path.stat().st_size
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        if size <= FULL_HASH_BYTES:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        else:
+            digest.update(handle.read(EDGE_BYTES))
+            handle.seek(size - EDGE_BYTES)
+            digest.update(handle.read(EDGE_BYTES))
+            digest.update(str(size).encode())
+    return digest.hexdigest()
+
+
+@dataclass
+class RunManifest:
+    """What makes a run the run it is (see the module docstring)."""
+
+    command: str
+    inputs: dict[str, Any]
+    config: dict[str, Any]
+    version: str = __version__
+    finished: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)  # recorded, not compared
+
+    def key(self) -> dict[str, Any]:
+        """The compared part, as plain JSON values."""
+        return json.loads(
+            json.dumps(
+                {
+                    "command": self.command,
+                    "version": self.version,
+                    "inputs": self.inputs,
+                    "config": self.config,
+                }
+            )
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": FORMAT, **self.key(), "finished": self.finished, "extra": self.extra}
+
+
+def read_manifest(folder: Path) -> RunManifest | None:
+    """The manifest in ``folder`` (``None`` if there is none); UserError if it is damaged."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        if data.get("format") != FORMAT:
+            raise ValueError("not a samic-vos run manifest")
+        return RunManifest(
+            command=data["command"],
+            inputs=data["inputs"],
+            config=data["config"],
+            version=data["version"],
+            finished=bool(data.get("finished")),
+            extra=dict(data.get("extra") or {}),
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise UserError(
+            f"{path}: damaged run manifest ({err}); pass `force` to start the run afresh"
+        ) from None
+
+
+def write_manifest(folder: Path, manifest: RunManifest) -> None:
+    """Write ``folder/run.json`` atomically."""
+    atomic_write_text(folder / MANIFEST, json.dumps(manifest.to_json(), indent=1) + "\n")
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys where two JSON values differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(set(old) | set(new))
+        found: list[str] = []
+        for key in keys:
+            found += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        return found
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+def open_run(
+    folder: Path, manifest: RunManifest, *, force: bool, outputs: tuple[str, ...]
+) -> RunState:
+    """How a run with ``manifest`` goes on in ``folder``; nothing is written here.
+
+    Args:
+        folder: the output folder (may not exist yet).
+        manifest: this run's manifest.
+        force: start afresh even over another or a finished run: removes ``outputs``
+            (names inside ``folder``) and the manifest.
+        outputs: the names the job writes in ``folder`` (files or folders).
+
+    Returns:
+        ``"new"`` (nothing to keep), ``"resume"`` (the same run, unfinished) or
+        ``"finished"`` (the same run, complete).
+
+    Raises:
+        UserError: ``folder`` is a file, or holds another run or foreign files (without
+            ``force``).
+    """
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder}: exists and is not a folder; choose another `out_dir`")
+    if not folder.exists() or not any(folder.iterdir()):
+        return "new"
+    old = read_manifest(folder) if not force else None
+    if force:
+        for name in (*outputs, MANIFEST):
+            target = folder / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+        return "new"
+    if old is None:
+        raise UserError(
+            f"{folder}: not empty and holds no samic-vos run; choose another `out_dir` "
+            "(or pass `force` to write into it)"
+        )
+    if old.command != manifest.command:
+        raise UserError(
+            f"{folder}: holds a '{old.command}' run, not a '{manifest.command}' run; choose "
+            "another `out_dir`"
+        )
+    changed = _differences(old.key(), manifest.key())
+    if changed:
+        shown = ", ".join(changed[:4]) + (
+            f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+        )
+        raise UserError(
+            f"{folder}: holds another run (it differs in {shown}); choose another `out_dir`, "
+            "or pass `force` to replace it"
+        )
+    return "finished" if old.finished else "resume"

@@ -1,0 +1,321 @@
+"""Segment Anything models: architectures, builders and checkpoints.
+
+One builder (:func:`build_sam`) makes the official ViT-B/L/H models and the tiny random-weight
+model the tests use, from Meta's ``segment_anything.modeling`` classes. It is our own rather
+than ``segment_anything.build_sam_vit_b`` because that one calls ``torch.load`` without
+``map_location`` and so cannot load a GPU-saved checkpoint on a CPU-only machine.
+
+Checkpoint files come in two kinds:
+
+- official checkpoints (``sam_vit_b_01ec64.pth`` ...): a raw ``state_dict``;
+- our format, written by :func:`save_sam`, which carries its architecture::
+
+      {"format": "samic-vos/sam", "version": str, "arch": {SamArch fields}, "state_dict": {...}}
+
+  so that :func:`load_sam` rebuilds whatever model the file holds (this is how the whole
+  ``track`` path runs on a tiny random-weight SAM in tests).
+
+Weights are never silently random: a model comes from a checkpoint unless ``random_init=True``
+is passed explicitly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from segment_anything.modeling import (
+    ImageEncoderViT,
+    MaskDecoder,
+    PromptEncoder,
+    Sam,
+    TwoWayTransformer,
+)
+
+from samic_vos.hub.weights import load_checkpoint, resolve
+from samic_vos.runtime.atomic import atomic_path
+from samic_vos.runtime.config import require, require_choice
+from samic_vos.runtime.devices import valid_device_name
+from samic_vos.runtime.errors import UserError
+from samic_vos.runtime.version import __version__
+
+CHECKPOINT_FORMAT = "samic-vos/sam"
+
+
+@dataclass(frozen=True)
+class SamArch:
+    """Hyper-parameters of a SAM model (defaults: those shared by the official models).
+
+    ``image_size`` is the side of the square encoder input (pixels); the image embedding is
+    ``(prompt_embed_dim, image_size // patch_size, image_size // patch_size)``.
+    """
+
+    encoder_embed_dim: int
+    encoder_depth: int
+    encoder_num_heads: int
+    encoder_global_attn_indexes: tuple[int, ...]
+    image_size: int = 1024
+    patch_size: int = 16
+    window_size: int = 14
+    prompt_embed_dim: int = 256
+    mask_in_chans: int = 16
+    decoder_depth: int = 2
+    decoder_mlp_dim: int = 2048
+    decoder_num_heads: int = 8
+    iou_head_depth: int = 3
+    iou_head_hidden_dim: int = 256
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SamArch:
+        """The architecture stored in a checkpoint (lists become tuples)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown SAM architecture keys: {', '.join(unknown)}")
+        values = dict(data)
+        values["encoder_global_attn_indexes"] = tuple(values["encoder_global_attn_indexes"])
+        return cls(**values)
+
+
+SAM_ARCHS: dict[str, SamArch] = {
+    "vit_b": SamArch(768, 12, 12, (2, 5, 8, 11)),
+    "vit_l": SamArch(1024, 24, 16, (5, 11, 17, 23)),
+    "vit_h": SamArch(1280, 32, 16, (7, 15, 23, 31)),
+    # Random-weight model for tests: set_image + predict take a few milliseconds on a CPU.
+    "tiny": SamArch(
+        encoder_embed_dim=32,
+        encoder_depth=2,
+        encoder_num_heads=2,
+        encoder_global_attn_indexes=(1,),
+        image_size=128,
+        patch_size=16,
+        window_size=4,
+        prompt_embed_dim=32,
+        mask_in_chans=4,
+        decoder_depth=2,
+        decoder_mlp_dim=64,
+        decoder_num_heads=2,
+        iou_head_depth=3,
+        iou_head_hidden_dim=32,
+    ),
+}
+OFFICIAL_MODELS: tuple[str, ...] = ("vit_b", "vit_l", "vit_h")
+
+
+def require_models(sam_model: str | None, device: str) -> None:
+    """A job config's ``sam_model`` (``None``: the checkpoint's own) and ``device`` are spelled
+    right (:class:`~samic_vos.runtime.config.ConfigError` naming the key otherwise)."""
+    if sam_model is not None:
+        require_choice("sam_model", sam_model, SAM_ARCHS)
+    require(valid_device_name(device), "device", "auto, cuda, cuda:N, mps or cpu", device)
+
+
+def _arch(arch: SamArch | str) -> SamArch:
+    if isinstance(arch, SamArch):
+        return arch
+    if arch not in SAM_ARCHS:
+        raise UserError(f"unknown SAM model '{arch}': use one of {', '.join(SAM_ARCHS)}")
+    return SAM_ARCHS[arch]
+
+
+def _make_sam(arch: SamArch) -> Sam:
+    """An untrained SAM of architecture ``arch`` (parameters on the default device)."""
+    grid = arch.image_size // arch.patch_size
+    return Sam(
+        image_encoder=ImageEncoderViT(
+            depth=arch.encoder_depth,
+            embed_dim=arch.encoder_embed_dim,
+            img_size=arch.image_size,
+            mlp_ratio=4,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            num_heads=arch.encoder_num_heads,
+            patch_size=arch.patch_size,
+            qkv_bias=True,
+            use_rel_pos=True,
+            global_attn_indexes=arch.encoder_global_attn_indexes,
+            window_size=arch.window_size,
+            out_chans=arch.prompt_embed_dim,
+        ),
+        prompt_encoder=PromptEncoder(
+            embed_dim=arch.prompt_embed_dim,
+            image_embedding_size=(grid, grid),
+            input_image_size=(arch.image_size, arch.image_size),
+            mask_in_chans=arch.mask_in_chans,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(
+                depth=arch.decoder_depth,
+                embedding_dim=arch.prompt_embed_dim,
+                mlp_dim=arch.decoder_mlp_dim,
+                num_heads=arch.decoder_num_heads,
+            ),
+            transformer_dim=arch.prompt_embed_dim,
+            iou_head_depth=arch.iou_head_depth,
+            iou_head_hidden_dim=arch.iou_head_hidden_dim,
+        ),
+        pixel_mean=[123.675, 116.28, 103.53],
+        pixel_std=[58.395, 57.12, 57.375],
+    )
+
+
+def count_parameters(arch: SamArch | str) -> int:
+    """Number of parameters of ``arch``, counted on the meta device (nothing is allocated)."""
+    with torch.device("meta"):
+        sam = _make_sam(_arch(arch))
+    return sum(p.numel() for p in sam.parameters())
+
+
+def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], SamArch | None]:
+    """``(state_dict, arch)`` from a checkpoint file; ``arch`` is ``None`` for a raw state dict."""
+    data = load_checkpoint(path, map_location="cpu")
+    if data.get("format") == CHECKPOINT_FORMAT:
+        try:
+            return data["state_dict"], SamArch.from_dict(data["arch"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise UserError(f"{path}: damaged samic-vos SAM checkpoint ({err})") from err
+    return data, None
+
+
+def _shapes(arch: SamArch) -> dict[str, tuple[int, ...]]:
+    """Parameter and buffer shapes of ``arch``'s state dict (built on the meta device)."""
+    with torch.device("meta"):
+        return {k: tuple(v.shape) for k, v in _make_sam(arch).state_dict().items()}
+
+
+def _sam_from_state(arch: SamArch, state_dict: dict[str, torch.Tensor], path: Path) -> Sam:
+    """A SAM of ``arch`` holding ``state_dict``; :class:`UserError` if the weights do not fit.
+
+    The fit is checked on the meta device first, so a wrong file costs no allocation.
+    """
+    shapes = {k: tuple(v.shape) for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
+    if shapes != _shapes(arch):
+        fits = [name for name, known in SAM_ARCHS.items() if _shapes(known) == shapes]
+        hint = (
+            f"it holds a SAM {fits[0]} model: pass `sam_model` {fits[0]}"
+            if fits
+            else "it is not a SAM checkpoint of any known size "
+            f"({', '.join(SAM_ARCHS)}): check the `sam_checkpoint` path"
+        )
+        raise UserError(f"{path}: weights do not fit SAM {_arch_name(arch)}; {hint}")
+    sam = _make_sam(arch)
+    sam.load_state_dict(state_dict)
+    return sam.eval()
+
+
+def _arch_name(arch: SamArch) -> str:
+    return next((name for name, known in SAM_ARCHS.items() if known == arch), "custom")
+
+
+def build_sam(
+    arch: SamArch | str,
+    checkpoint: str | os.PathLike[str] | None = None,
+    *,
+    random_init: bool = False,
+) -> Sam:
+    """A SAM model of architecture ``arch`` (a :class:`SamArch` or a name in ``SAM_ARCHS``).
+
+    Weights come from ``checkpoint`` (an official raw state dict or our format, loaded on the
+    CPU whatever device saved it); ``random_init=True`` must be passed to get random weights.
+    The model is on the CPU, in eval mode. Weights that do not fit ``arch`` raise
+    :class:`UserError` naming the file and the ``sam_model`` that fits it.
+    """
+    arch = _arch(arch)
+    if checkpoint is None and not random_init:
+        raise ValueError("build_sam needs a checkpoint (or random_init=True for random weights)")
+    if checkpoint is not None and random_init:
+        raise ValueError("build_sam: pass either a checkpoint or random_init=True, not both")
+    if checkpoint is None:
+        return _make_sam(arch).eval()
+    state_dict, _ = _read_checkpoint(Path(checkpoint))
+    return _sam_from_state(arch, state_dict, Path(checkpoint))
+
+
+def randomize_relative_positions(sam: Sam, std: float = 0.2) -> None:
+    """Draw the encoder's relative-position tables from N(0, std²), in place (global RNG).
+
+    SAM initialises them to zero, so a random-weight model would hide a wrong relative-position
+    bias; tests and benchmarks that compare encoders call this on their random model.
+    """
+    with torch.no_grad():
+        for block in sam.image_encoder.blocks:
+            block.attn.rel_pos_h.normal_(std=std)
+            block.attn.rel_pos_w.normal_(std=std)
+
+
+def save_sam(path: str | os.PathLike[str], sam: Sam, arch: SamArch | str) -> None:
+    """Write ``sam`` with its architecture in our checkpoint format, atomically."""
+    arch = _arch(arch)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": __version__,
+        "arch": dataclasses.asdict(arch),
+        "state_dict": {k: v.detach().cpu() for k, v in sam.state_dict().items()},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_sam(
+    model: str | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    device: torch.device | str = "cpu",
+) -> Sam:
+    """The SAM model ``model`` (``vit_b``, ``vit_l``, ``vit_h`` or ``tiny``) on ``device``.
+
+    ``model=None``: the checkpoint's own architecture (a checkpoint in our format carries it,
+    an official raw state dict is recognised by its shapes), ``vit_b`` without a checkpoint.
+    Without ``checkpoint``, an official model's weights are resolved through the weights
+    registry (``sam_vit_b`` ...: the cached file, downloaded on first use). A ``model`` that
+    disagrees with the checkpoint's architecture is refused. Returns the model in eval mode.
+    """
+    if model is not None:
+        _arch(model)
+    if checkpoint is None:
+        model = model or "vit_b"
+        if model not in OFFICIAL_MODELS:
+            raise UserError(
+                f"SAM model '{model}' has no downloadable weights: pass `sam_checkpoint` FILE"
+            )
+    if model in OFFICIAL_MODELS:
+        path = resolve(f"sam_{model}", path=checkpoint, flag="`sam_checkpoint`")
+    else:
+        path = Path(checkpoint)  # type: ignore[arg-type]
+        if not path.is_file():
+            raise UserError(f"{path}: SAM checkpoint not found (`sam_checkpoint`)")
+    state_dict, stored_arch = _read_checkpoint(Path(path))
+    if stored_arch is None:
+        stored_arch = SAM_ARCHS[model] if model is not None else _fitting_arch(state_dict, path)
+    elif model is not None and stored_arch != SAM_ARCHS[model]:
+        raise UserError(
+            f"{path}: holds a SAM {_arch_name(stored_arch)} model, not {model}; drop "
+            f"`sam_model` or pass `sam_model` {_arch_name(stored_arch)}"
+        )
+    return _sam_from_state(stored_arch, state_dict, Path(path)).to(device)
+
+
+def _fitting_arch(state_dict: dict[str, torch.Tensor], path: Path) -> SamArch:
+    """The known architecture whose shapes ``state_dict`` has (official raw checkpoints)."""
+    shapes = {k: tuple(v.shape) for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
+    for arch in SAM_ARCHS.values():
+        if _shapes(arch) == shapes:
+            return arch
+    raise UserError(
+        f"{path}: not a SAM checkpoint of any known size ({', '.join(SAM_ARCHS)}); check "
+        "the `sam_checkpoint` path"
+    )
+
+
+def sam_arch_name(sam: Sam) -> str:
+    """The name in :data:`SAM_ARCHS` of a built model's architecture (``custom`` if none)."""
+    encoder = sam.image_encoder
+    signature = (encoder.img_size, encoder.patch_embed.proj.out_channels, len(encoder.blocks))
+    for name, arch in SAM_ARCHS.items():
+        if (arch.image_size, arch.encoder_embed_dim, arch.encoder_depth) == signature:
+            return name
+    return "custom"

@@ -1,0 +1,409 @@
+"""The SAM segmenter: points → masks with Meta's ``segment-anything``.
+
+:meth:`SamSegmenter.set_frame` runs SAM's image encoder once per frame (the dominant cost,
+timed on its own by the benchmark; which encoder runs, and how, is chosen by
+:func:`samic_vos.sam.encoder.build_image_encoder`); :meth:`SamSegmenter.segment` then
+decodes any number of point groups against that one embedding, for every object of the frame.
+:meth:`SamSegmenter.prompt` takes every kind of SAM prompt (positive and negative points, a box,
+the previous low-resolution logits as ``mask_input``). :meth:`SamSegmenter.embed` and
+:meth:`SamSegmenter.set_embedding` split ``set_frame`` so that an embedding can be computed
+elsewhere (a background thread) or loaded from a cache.
+
+Coordinates: points are float (x, y) = (col, row) in original image pixels (x right, y down,
+pixel centres at integers), as in ``SamPredictor.predict``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from segment_anything import SamPredictor
+from segment_anything.modeling import Sam
+
+from samic_vos.prompts.mask_points import (
+    DEFAULT_MIN_AREA,
+    MAX_POINTS_PER_OBJECT,
+    interior_points,
+    largest_error_point,
+)
+from samic_vos.runtime.stage_threads import StageThreads
+from samic_vos.sam.decoder_reuse import reuse_image_projections
+from samic_vos.sam.encoder import EncoderConfig, build_image_encoder
+
+# Logit of a pixel no group covers (an object with no prompt): far below any SAM logit, yet
+# finite so that differences and softmaxes over objects stay NaN-free.
+NO_OBJECT_LOGIT = -1.0e4
+
+
+@dataclass
+class Segmentation:
+    """One object's mask in one frame.
+
+    Attributes:
+        mask: (H, W) bool, the union of the groups' masks; equals ``logits > 0``.
+        logits: (H, W) float32, per pixel the maximum of the groups' SAM mask logits
+            (:data:`NO_OBJECT_LOGIT` everywhere when there is no group); overlaps between
+            objects are resolved by comparing these.
+        confidence: in [0, 1], the mean of ``group_scores`` weighted by the area of each
+            group's mask (plain mean if every group's mask is empty; 0 with no group).
+        group_scores: per group, SAM's predicted IoU of its mask clipped to [0, 1] (SAM's
+            prediction can exceed 1).
+    """
+
+    mask: np.ndarray
+    logits: np.ndarray
+    confidence: float
+    group_scores: list[float]
+
+
+@dataclass(frozen=True)
+class ImageEmbedding:
+    """SAM's image embedding of one image.
+
+    Attributes:
+        features: (1, C, h, w) float32, the image encoder's output (C = 256, h = w = 64 for the
+            official models).
+        input_size: (rows, cols) of the image once resized for the encoder (longest side =
+            the encoder's input side), before padding.
+        original_size: (H, W) of the image.
+    """
+
+    features: torch.Tensor
+    input_size: tuple[int, int]
+    original_size: tuple[int, int]
+
+
+@dataclass
+class PromptResult:
+    """SAM's answer to one prompt.
+
+    Attributes:
+        mask: (H, W) bool, ``logits > 0``.
+        logits: (H, W) float32 mask logits at the image's resolution.
+        low_res_logits: (4h, 4w) float32 logits as SAM's decoder gives them, h × w being the
+            embedding's grid ((256, 256) for the official models; padded like the encoder's
+            square input): pass them back as ``mask_input`` to refine.
+        iou: SAM's predicted IoU of the mask (it can exceed 1).
+    """
+
+    mask: np.ndarray
+    logits: np.ndarray
+    low_res_logits: np.ndarray
+    iou: float
+
+
+class SamSegmenter:
+    """SAM on one frame at a time: an image embedding per frame, shared by all prompts.
+
+    Args:
+        sam: a SAM model (see :mod:`samic_vos.sam.models`); moved to ``device``, eval mode.
+        device: where SAM runs.
+        encoder: how SAM's image encoder runs (implementation, precision, compile; default
+            ``EncoderConfig()``). The prompt encoder and mask decoder always run in float32.
+        threads: torch threads per stage of the pipeline this segmenter serves (default: all
+            ``auto``); the encoder runs under ``encoder``'s count, the prompt decoding under
+            ``decoder``'s, and prompters run their own stages under theirs.
+    """
+
+    def __init__(
+        self,
+        sam: Sam,
+        device: torch.device | str,
+        encoder: EncoderConfig | None = None,
+        threads: StageThreads | None = None,
+    ) -> None:
+        self.device = torch.device(device)
+        self.threads = threads or StageThreads.resolve()
+        self.sam = sam.to(self.device).eval()
+        self.encoder = build_image_encoder(self.sam, encoder, self.device)
+        self._predictor = SamPredictor(self.sam)
+        # Prompts on one image share the decoder's image-only first projections (exact).
+        self.decoder_reuse = reuse_image_projections(self.sam)
+        self._frame_size: tuple[int, int] | None = None
+        # SAM's dense positional encoding of the embedding grid: constant for a model, and
+        # costing about as much as the prompt encoder, so computed once.
+        self._image_pe: torch.Tensor | None = None
+
+    def set_frame(self, rgb: np.ndarray) -> None:
+        """Compute the image embedding of ``rgb``, a (H, W, 3) uint8 RGB frame, and use it."""
+        self.set_embedding(self.embed(rgb))
+
+    def embed(self, rgb: np.ndarray) -> ImageEmbedding:
+        """SAM's image embedding of ``rgb``, a (H, W, 3) uint8 RGB image (the current frame is
+        left as it is, so this may run in another thread than the decoding)."""
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB frame, got {rgb.shape} {rgb.dtype}")
+        resized = self._predictor.transform.apply_image(rgb)
+        pixels = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
+        with torch.inference_mode(), self.threads.stage("encoder"):
+            features = self.encoder(self.sam.preprocess(pixels))  # float32, whatever precision
+        return ImageEmbedding(
+            features=features,
+            input_size=(int(pixels.shape[-2]), int(pixels.shape[-1])),
+            original_size=(int(rgb.shape[0]), int(rgb.shape[1])),
+        )
+
+    @property
+    def embedding(self) -> ImageEmbedding:
+        """The current frame's embedding (what :meth:`set_frame` computed)."""
+        if self._frame_size is None:
+            raise RuntimeError("call set_frame() before reading the embedding")
+        predictor = self._predictor
+        return ImageEmbedding(
+            features=predictor.features,
+            input_size=tuple(predictor.input_size),  # type: ignore[arg-type]
+            original_size=tuple(predictor.original_size),  # type: ignore[arg-type]
+        )
+
+    def set_embedding(self, embedding: ImageEmbedding) -> None:
+        """Decode the following prompts against ``embedding`` (from :meth:`embed`)."""
+        predictor = self._predictor
+        predictor.reset_image()
+        predictor.features = embedding.features.to(self.device, torch.float32)
+        predictor.input_size = embedding.input_size
+        predictor.original_size = embedding.original_size
+        predictor.is_image_set = True
+        self._frame_size = embedding.original_size
+
+    def segment(self, groups: Sequence[np.ndarray]) -> Segmentation:
+        """Mask of one object from groups of positive points on the current frame.
+
+        Each group, an (N_i, 2) float array of (x, y) pixel coordinates, is prompted on its
+        own: one point → SAM's three masks, the one with the best predicted IoU is kept;
+        several points → SAM's single mask. The object's mask is the union of the groups'.
+        Groups with the same number of points are decoded in one batch.
+        """
+        return self._segment(groups)[0]
+
+    def segment_instances(self, groups: Sequence[np.ndarray]) -> tuple[Segmentation, np.ndarray]:
+        """:meth:`segment`, and each group's own mask logits: (G, H, W) float32, one per
+        non-empty group in order (its mask is ``logits > 0``; (0, H, W) without a group)."""
+        segmentation, logits = self._segment(groups)
+        return segmentation, logits.float().cpu().numpy()
+
+    @torch.inference_mode()
+    def _segment(self, groups: Sequence[np.ndarray]) -> tuple[Segmentation, torch.Tensor]:
+        """:meth:`segment` and the (G, H, W) per-group logits on the device."""
+        if self._frame_size is None:
+            raise RuntimeError("call set_frame() before segment()")
+        height, width = self._frame_size
+        groups = [np.asarray(g, dtype=np.float32).reshape(-1, 2) for g in groups]
+        groups = [g for g in groups if len(g)]
+        logits = torch.empty((len(groups), height, width), device=self.device)
+        if not groups:
+            empty = Segmentation(
+                mask=np.zeros((height, width), dtype=bool),
+                logits=np.full((height, width), NO_OBJECT_LOGIT, dtype=np.float32),
+                confidence=0.0,
+                group_scores=[],
+            )
+            return empty, logits
+        scores = torch.empty(len(groups), device=self.device)
+        by_size: dict[int, list[int]] = {}
+        for index, group in enumerate(groups):
+            by_size.setdefault(len(group), []).append(index)
+        for indexes in by_size.values():
+            points = np.stack([groups[i] for i in indexes])
+            labels = np.ones(points.shape[:2], dtype=np.int64)
+            batch_logits, batch_scores, _ = self._decode(
+                points, labels, multimask=len(points[0]) == 1
+            )
+            logits[indexes] = batch_logits
+            scores[indexes] = batch_scores
+        group_masks = logits > self.sam.mask_threshold
+        union_logits = logits.amax(dim=0)
+        areas = group_masks.flatten(1).sum(dim=1)
+        scores = scores.clamp(0.0, 1.0)
+        confidence = weighted_confidence(scores.cpu().numpy(), areas.cpu().numpy())
+        union_logits = union_logits.float().cpu().numpy()
+        segmentation = Segmentation(
+            mask=union_logits > self.sam.mask_threshold,
+            logits=union_logits,
+            confidence=confidence,
+            group_scores=[float(s) for s in scores.cpu()],
+        )
+        return segmentation, logits
+
+    @torch.inference_mode()
+    def prompt(
+        self,
+        points: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask: bool | None = None,
+    ) -> PromptResult:
+        """One SAM prompt of any kind on the current frame.
+
+        Args:
+            points: (N, 2) float (x, y) pixel coordinates, or ``None``.
+            labels: (N,) int, 1 for a positive point, 0 for a negative one (default: all 1).
+            box: (4,) float (x0, y0, x1, y1) pixel coordinates, or ``None``.
+            mask_input: (4h, 4w) float32 low-resolution logits of an earlier
+                :class:`PromptResult` (refinement), or ``None``.
+            multimask: SAM's three masks, the best predicted IoU kept. Default: only for a lone
+                point (one point, no box, no mask input), where SAM's single mask is ambiguous.
+
+        At least one point or a box is needed.
+        """
+        if self._frame_size is None:
+            raise RuntimeError("call set_frame() before prompt()")
+        coords = None if points is None else np.asarray(points, dtype=np.float32).reshape(1, -1, 2)
+        if coords is not None and coords.shape[1] == 0:
+            coords = None
+        if coords is None and box is None:
+            raise ValueError("a SAM prompt needs at least one point or a box")
+        if coords is not None:
+            labels = np.ones(coords.shape[1]) if labels is None else np.asarray(labels)
+            labels = labels.reshape(1, -1)
+        boxes = None if box is None else np.asarray(box, dtype=np.float32).reshape(1, 4)
+        masks = None if mask_input is None else np.asarray(mask_input, np.float32)[None, None]
+        if multimask is None:
+            multimask = coords is not None and coords.shape[1] == 1 and box is None
+            multimask = multimask and mask_input is None
+        logits, iou, low_res = self._decode(coords, labels, boxes, masks, multimask=multimask)
+        full = logits[0].float().cpu().numpy()
+        return PromptResult(
+            mask=full > self.sam.mask_threshold,
+            logits=full,
+            low_res_logits=low_res[0].float().cpu().numpy(),
+            iou=float(iou[0]),
+        )
+
+    def _decode(
+        self,
+        points: np.ndarray | None,
+        labels: np.ndarray | None,
+        boxes: np.ndarray | None = None,
+        masks: np.ndarray | None = None,
+        *,
+        multimask: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Decode a batch of B prompts: points (B, N, 2) with labels (B, N), boxes (B, 4),
+        low-res masks (B, 1, 4h, 4w), each optional → full-size logits (B, H, W), IoU (B,),
+        low-res logits (B, 4h, 4w); with ``multimask``, the best of SAM's three masks."""
+        with self.threads.stage("decoder"):
+            return self._decode_batch(points, labels, boxes, masks, multimask)
+
+    def _decode_batch(
+        self,
+        points: np.ndarray | None,
+        labels: np.ndarray | None,
+        boxes: np.ndarray | None,
+        masks: np.ndarray | None,
+        multimask: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        predictor = self._predictor
+        size = predictor.original_size
+        point_prompt = None
+        if points is not None:
+            coords = predictor.transform.apply_coords(points, size)
+            point_prompt = (
+                torch.as_tensor(coords, dtype=torch.float32, device=self.device),
+                torch.as_tensor(labels, dtype=torch.int, device=self.device),
+            )
+        box_t = None
+        if boxes is not None:
+            box_t = torch.as_tensor(
+                predictor.transform.apply_boxes(boxes, size),
+                dtype=torch.float32,
+                device=self.device,
+            )
+        mask_t = None if masks is None else torch.as_tensor(masks, device=self.device)
+        sparse, dense = self.sam.prompt_encoder(points=point_prompt, boxes=box_t, masks=mask_t)
+        if self._image_pe is None:
+            self._image_pe = self.sam.prompt_encoder.get_dense_pe()
+        low_res, iou = self.sam.mask_decoder(
+            image_embeddings=predictor.features,
+            image_pe=self._image_pe,
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask,
+        )
+        best = iou.argmax(dim=1)  # single-mask output: C == 1, so best == 0
+        rows = torch.arange(low_res.shape[0], device=self.device)
+        low_res, iou = low_res[rows, best][:, None], iou[rows, best]
+        # Upscale only the kept mask of each prompt (SamPredictor upscales all three).
+        full = self.sam.postprocess_masks(low_res, predictor.input_size, predictor.original_size)
+        return full[:, 0], iou, low_res[:, 0]
+
+
+def weighted_confidence(scores: np.ndarray, areas: np.ndarray) -> float:
+    """The mean of (K,) ``scores`` weighted by the (K,) ``areas`` of their masks (the plain mean
+    when every area is 0; 0 for K = 0): one confidence for masks that are unioned."""
+    scores = np.asarray(scores, dtype=np.float64)
+    weights = np.asarray(areas, dtype=np.float64)
+    if len(scores) == 0:
+        return 0.0
+    if weights.sum() <= 0:
+        weights = np.ones_like(scores)
+    return float((scores * weights).sum() / weights.sum())
+
+
+def group_points_by_component(points: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+    """Split (N, 2) (x, y) ``points`` into groups, one per 8-connected component of ``mask``.
+
+    Groups keep the points' order and are ordered by their first point; a point outside
+    ``mask`` forms a group of its own.
+    """
+    _, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    groups: dict[int, list[np.ndarray]] = {}
+    for index, point in enumerate(np.asarray(points, dtype=np.float32).reshape(-1, 2)):
+        label = int(labels[int(round(point[1])), int(round(point[0]))])
+        groups.setdefault(label if label > 0 else -1 - index, []).append(point)
+    return [np.stack(group) for group in groups.values()]
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two (H, W) bool masks (1.0 when both are empty)."""
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def prompts_from_mask(
+    segmenter: SamSegmenter,
+    mask: np.ndarray,
+    *,
+    max_points: int = MAX_POINTS_PER_OBJECT,
+    target_iou: float = 0.9,
+    min_area: int = DEFAULT_MIN_AREA,
+) -> tuple[np.ndarray, Segmentation]:
+    """Frame-0 prompts: positive points added until SAM reproduces ``mask``, as SAMBOX users do.
+
+    Starts from one interior point per connected component of ``mask`` (components under
+    ``min_area`` pixels skipped, largest first, at most ``max_points``; see
+    :func:`samic_vos.prompts.mask_points.interior_points`), then repeatedly adds the interior point
+    of the largest part of ``mask`` that SAM's mask misses, until SAM's mask reaches IoU
+    ``target_iou`` with ``mask``, ``max_points`` points are used, nothing is missed, or an
+    added point does not raise the IoU (that point is dropped). Points are prompted in one
+    group per connected component of ``mask`` (:func:`group_points_by_component`), so a
+    component's points give one single-mask SAM prompt, as a person clicking it would.
+    :meth:`SamSegmenter.set_frame` must have been called with the frame of ``mask``.
+
+    Args:
+        segmenter: the segmenter, its frame set.
+        mask: (H, W) bool mask of one object.
+
+    Returns:
+        ``(points, segmentation)``: (N, 2) float32 (x, y) points inside ``mask``
+        (N <= max_points; (0, 2) for an empty mask) and SAM's segmentation from them.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    points = interior_points(mask, max_points, min_area)
+    best = segmenter.segment(group_points_by_component(points, mask))
+    best_iou = mask_iou(best.mask, mask)
+    while best_iou < target_iou and len(points) < max_points:
+        missed = largest_error_point(mask, best.mask)
+        if missed is None:
+            break
+        candidate = np.vstack([points, np.array([missed], dtype=np.float32)])
+        segmentation = segmenter.segment(group_points_by_component(candidate, mask))
+        iou = mask_iou(segmentation.mask, mask)
+        if iou <= best_iou:
+            break
+        points, best, best_iou = candidate, segmentation, iou
+    return points, best

@@ -1,0 +1,120 @@
+"""Episodic training pairs from a few-shot image dataset (FSS-1000, PerSeg, folders, SAMBOX).
+
+For every class: a reproducible share of its labelled images is chosen
+(:attr:`FewShotPairConfig.train_fraction`, the paper's 20% of each class's training images), and
+every ordered pair of two different chosen images of the same size is a
+:class:`~samic_vos.training.training_pairs.TrainingPair` (reference → target), with the points of
+:func:`samic_vos.prompts.mask_points.interior_points` on each mask, as the video path derives them.
+Images whose mask gives no point (empty) are left out and counted in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from dataclasses import dataclass
+from itertools import permutations
+
+import numpy as np
+
+from samic_vos.data.fewshot_sets import (
+    FSS_SPLITS,
+    FewShotDataset,
+    FewShotItem,
+    check_mask_size,
+    header_size,
+)
+from samic_vos.prompts.mask_points import DEFAULT_MIN_AREA, interior_points
+from samic_vos.runtime.config import require, require_choice
+from samic_vos.runtime.errors import UserError
+from samic_vos.training.training_pairs import DEFAULT_POINTS_PER_OBJECT, TrainingPair
+
+log = logging.getLogger("samic_vos.training.fewshot_pairs")
+
+FEWSHOT_OBJECT_ID = 1  # a few-shot class is one object: id 1 of its (binary) mask
+
+
+@dataclass
+class FewShotPairConfig:
+    """Which images of each class make training pairs (key ``fewshot:`` of the train job).
+
+    ``split`` is read for FSS-1000 only (the other datasets have no split).
+    """
+
+    train_fraction: float = 0.2  # the paper: 20% of each class's training images
+    seed: int = 0  # which images a fraction chooses
+    min_images: int = 2  # the fewest images chosen per class (a pair needs two; paper silent)
+    split: str = "train"  # FSS-1000: the split whose classes train (HSNet's 520 classes)
+
+    def __post_init__(self) -> None:
+        ok = 0 < self.train_fraction <= 1
+        require(ok, "train_fraction", "a fraction in (0, 1]", self.train_fraction)
+        require(self.seed >= 0, "seed", "an integer >= 0", self.seed)
+        require(self.min_images >= 2, "min_images", "an integer >= 2", self.min_images)
+        require_choice("split", self.split, FSS_SPLITS)
+
+
+def chosen_items(
+    class_name: str, items: list[FewShotItem], config: FewShotPairConfig
+) -> list[FewShotItem]:
+    """The images of ``class_name`` a training uses, in the class's order.
+
+    ``ceil(train_fraction · n)`` of its ``n`` images (at least ``min_images``, at most ``n``),
+    drawn by a generator seeded with ``config.seed`` and the class name, so a class's choice
+    does not depend on the other classes.
+    """
+    count = min(len(items), max(config.min_images, math.ceil(config.train_fraction * len(items))))
+    picked = random.Random(f"{config.seed}/{class_name}").sample(range(len(items)), count)
+    return [items[k] for k in sorted(picked)]
+
+
+def pairs_from_fewshot(
+    dataset: FewShotDataset,
+    config: FewShotPairConfig | None = None,
+    points_per_object: int = DEFAULT_POINTS_PER_OBJECT,
+    min_area: int = DEFAULT_MIN_AREA,
+) -> list[TrainingPair]:
+    """Training pairs of every class of ``dataset``: ordered pairs of different chosen images.
+
+    ``sequence`` of a pair is its class name, ``object_id`` is :data:`FEWSHOT_OBJECT_ID`;
+    points are up to ``points_per_object`` interior points (x, y) of each mask. Pairs are in
+    class order, then reference, then target (the class's image order). Two images of
+    different sizes make no pair (the trainer crops both frames alike). Raises
+    :class:`UserError` for a mask whose size is not its image's, or when no pair is found.
+    """
+    config = config or FewShotPairConfig()
+    pairs: list[TrainingPair] = []
+    empty = 0
+    for class_name in dataset.classes:
+        labelled: list[tuple[FewShotItem, np.ndarray, tuple[int, int]]] = []
+        for item in chosen_items(class_name, dataset.items(class_name), config):
+            mask, size = dataset.read_mask(item), header_size(item.image)
+            check_mask_size(item, mask.shape, size)
+            points = interior_points(mask, points_per_object, min_area)
+            if len(points) == 0:
+                empty += 1
+                continue
+            labelled.append((item, points, size))
+        for (ref, ref_points, size), (tgt, tgt_points, tgt_size) in permutations(labelled, 2):
+            if size == tgt_size:
+                pairs.append(
+                    TrainingPair(
+                        sequence=class_name,
+                        object_id=FEWSHOT_OBJECT_ID,
+                        ref_frame=ref.image,
+                        tgt_frame=tgt.image,
+                        ref_points=ref_points,
+                        tgt_points=tgt_points,
+                        image_size=size,
+                    )
+                )
+    if empty:
+        log.info("%d chosen image(s) with an empty mask left out", empty)
+    if not pairs:
+        raise UserError(
+            f"{dataset.root}: no training pair (two chosen images of one class with the same "
+            "size and non-empty masks); raise `train_fraction` or add labelled images"
+        )
+    log.info("%d training pairs from %d classes", len(pairs), len(dataset.classes))
+    return pairs

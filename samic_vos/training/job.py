@@ -1,0 +1,296 @@
+"""The training job: config → training pairs → datasets → trainer → checkpoints.
+
+:func:`run_training` is what ``samic-vos train`` runs (once per process under ``torchrun``).
+Validation (early stopping, best checkpoint) uses held-out *sequences* of the training data,
+never the DAVIS val split, so the val split stays unseen for benchmarks; neighbouring frames of
+one video are near-duplicates, so pairs of one sequence never sit on both sides of the split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from samic_vos.data.davis import DavisSelection
+from samic_vos.model.samic_net import SamicNetConfig
+from samic_vos.prompts.heatmaps import DEFAULT_SIGMA
+from samic_vos.runtime.config import config_to_dict, require, require_choice, save_config
+from samic_vos.runtime.errors import UserError
+from samic_vos.runtime.output_paths import check_writable_dir
+from samic_vos.runtime.runs import RunManifest, open_run, read_manifest, write_manifest
+from samic_vos.runtime.stage_threads import StageThreads, ThreadsConfig
+from samic_vos.runtime.version import __version__
+from samic_vos.sam.models import require_models
+from samic_vos.training.fewshot_pairs import FewShotPairConfig
+from samic_vos.training.optical_flow import FlowConfig
+from samic_vos.training.train_dataset import AugmentConfig, PairDataset
+from samic_vos.training.trainer import (
+    BEST,
+    HISTORY,
+    LATEST,
+    DistInfo,
+    TrainConfig,
+    TrainResult,
+    fit,
+    init_distributed,
+)
+from samic_vos.training.training_pairs import DEFAULT_POINTS_PER_OBJECT, TrainingPair
+
+CONFIG_FILE = "config.yaml"
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DataConfig:
+    """How training pairs are made and how validation is held out (DAVIS: key ``davis:``)."""
+
+    points_per_object: int = DEFAULT_POINTS_PER_OBJECT  # ground-truth points per mask
+    sambox_pairing: str = "sequence"  # SAMBOX: "sequence" (videos) or "label" (images)
+    # Share of sequences (SAMBOX label pairing: labels) held out for validation, at least one
+    # when there are two or more; with a single one, every k-th pair, k = round(1/val_fraction).
+    val_fraction: float = 0.125
+
+    def __post_init__(self) -> None:
+        require(0 <= self.val_fraction < 1, "val_fraction", "in [0, 1)", self.val_fraction)
+        ppo = self.points_per_object
+        require(ppo >= 1, "points_per_object", "an integer >= 1", ppo)
+        require_choice("sambox_pairing", self.sambox_pairing, ("sequence", "label"))
+
+
+@dataclass
+class TrainJobConfig:
+    """Everything ``samic-vos train`` uses; YAML files override these defaults."""
+
+    network: SamicNetConfig = field(default_factory=SamicNetConfig)
+    davis: DavisSelection = field(default_factory=lambda: DavisSelection(split="train"))
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    fewshot: FewShotPairConfig = field(default_factory=FewShotPairConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    heat_sigma: float = DEFAULT_SIGMA  # σ of the heat-map Gaussians (heatmaps.DEFAULT_SIGMA)
+    device: str = "auto"  # auto | cuda | cuda:N | mps | cpu; config.yaml records the one used
+    threads: ThreadsConfig = field(default_factory=ThreadsConfig)  # torch threads (training)
+
+    def __post_init__(self) -> None:
+        require(0 < self.heat_sigma <= 1, "heat_sigma", "in (0, 1]", self.heat_sigma)
+        require_models(None, self.device)
+
+
+@dataclass
+class JobResult(TrainResult):
+    """:class:`TrainResult` plus this process's rank (only rank 0 wrote files)."""
+
+    rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def split_pairs(
+    pairs: list[TrainingPair], val_fraction: float, seed: int
+) -> tuple[list[TrainingPair], list[TrainingPair]]:
+    """(train, validation) pairs, split by sequence (see :class:`DataConfig`); deterministic."""
+    if val_fraction <= 0 or len(pairs) < 2:
+        return list(pairs), []
+    names = sorted({p.sequence for p in pairs})
+    if len(names) >= 2:
+        random.Random(seed).shuffle(names)
+        count = min(max(1, round(len(names) * val_fraction)), len(names) - 1)
+        held = set(names[:count])
+        return [p for p in pairs if p.sequence not in held], [
+            p for p in pairs if p.sequence in held
+        ]
+    step = max(2, round(1 / val_fraction))
+    return (
+        [p for i, p in enumerate(pairs) if i % step != step - 1],
+        [p for i, p in enumerate(pairs) if i % step == step - 1],
+    )
+
+
+def load_pairs(
+    config: TrainJobConfig,
+    davis_root: str | None,
+    sambox: str | None,
+    show: bool,
+    fewshot: tuple[str, str] | None = None,
+) -> list[TrainingPair]:
+    """The training pairs of the job's data source: exactly one of ``davis_root``, ``sambox``
+    and ``fewshot`` (a few-shot dataset: ``(kind, root)``, see
+    :mod:`samic_vos.data.fewshot_sets`)."""
+    from samic_vos.training.training_pairs import pairs_from_davis, pairs_from_sambox
+
+    if [davis_root, sambox, fewshot].count(None) != 2:
+        raise UserError("give exactly one data source: `davis_root`, `sambox` or `fewshot`")
+    if fewshot is not None:
+        from samic_vos.data.fewshot_sets import open_fewshot
+        from samic_vos.training.fewshot_pairs import pairs_from_fewshot
+
+        dataset = open_fewshot(fewshot[0], fewshot[1], split=config.fewshot.split)
+        pairs = pairs_from_fewshot(dataset, config.fewshot, config.data.points_per_object)
+    elif sambox is not None:
+        pairs = pairs_from_sambox(sambox, pairing=config.data.sambox_pairing)
+    else:
+        pairs = pairs_from_davis(
+            config.davis.open(davis_root),
+            config.flow,
+            points_per_object=config.data.points_per_object,
+            sequences=config.davis.sequences,
+            progress=show,
+        )
+    if not pairs:
+        raise UserError("no training pair found: check the data source and the flow settings")
+    return pairs
+
+
+# What a training writes in OUT (removed by `force`).
+OUTPUTS = (CONFIG_FILE, LATEST, BEST, HISTORY)
+
+
+def run_training(
+    config: TrainJobConfig,
+    *,
+    out_dir: str | os.PathLike[str],
+    davis_root: str | os.PathLike[str] | None = None,
+    sambox: str | os.PathLike[str] | None = None,
+    resume: str | os.PathLike[str] | bool | None = None,
+    force: bool = False,
+    backbone_weights: str | os.PathLike[str] | None = None,
+    init_hsnet: str | os.PathLike[str] | None = None,
+    fewshot: tuple[str, str | os.PathLike[str]] | None = None,
+) -> JobResult:
+    """Train SAMIC as ``config`` says and write the run into ``out_dir`` (rank 0 only).
+
+    ``resume``: a checkpoint of an earlier run with the same network config, or ``True`` for
+    ``out_dir/latest.pt``; training goes on from its epoch (``config.train.max_epochs``
+    counts the epochs of the whole run). Without it, an ``out_dir`` that holds a training is
+    refused, unless ``force`` (which starts afresh). ``backbone_weights``: a ResNet-50
+    ImageNet state dict (``None``: the weights registry). ``init_hsnet``: an HSNet ResNet-50
+    checkpoint whose learner initialises the head of a new run
+    (:func:`samic_vos.model.hsnet_weights.load_hsnet_learner`); not with ``resume``. ``fewshot``:
+    ``(kind, root)`` of a few-shot image dataset, the data source instead of
+    ``davis_root``/``sambox``.
+    """
+    from samic_vos.model.checkpoint import load_samic
+    from samic_vos.model.samic_net import build_samic
+    from samic_vos.runtime.devices import select_device
+    from samic_vos.training.trainer import seed_everything
+
+    if resume is not None and init_hsnet is not None:
+        raise UserError("`init_hsnet` starts a new run; a resumed run has its weights: drop one")
+    out_dir = Path(out_dir)
+    check_writable_dir(out_dir)
+    if resume is True:
+        resume = out_dir / LATEST
+    if resume is not None and not Path(resume).is_file():
+        raise UserError(f"{resume}: no checkpoint to resume (`resume`)")
+    source = {
+        "davis_root": davis_root,
+        "sambox": sambox,
+        "fewshot": None if fewshot is None else fewshot[1],
+    }
+    if fewshot is not None:
+        source[f"fewshot_{fewshot[0]}"] = fewshot[1]
+    manifest = RunManifest(
+        command="train",
+        inputs={k: None if v is None else str(Path(v).resolve()) for k, v in source.items()},
+        config=config_to_dict(config),
+    )
+    torch_device = select_device(config.device)
+    dist = init_distributed(torch_device)
+    if torch_device.type == "cuda" and dist.world_size > 1:
+        torch_device = torch.device("cuda", dist.local_rank)
+    try:
+        if davis_root is not None:  # a wrong root is told before any weight is loaded
+            config.davis.open(davis_root)
+        if resume is None and dist.is_main:
+            old = None if force or not out_dir.is_dir() else read_manifest(out_dir)
+            if (old is not None and old.command == "train") or (out_dir / LATEST).is_file():
+                if not force:
+                    raise UserError(
+                        f"{out_dir}: holds a training already; pass `resume` to continue it, "
+                        "or `force` to start afresh"
+                    )
+            open_run(out_dir, manifest, force=force, outputs=OUTPUTS)  # other files refused
+        if resume is not None:
+            model, meta = load_samic(resume, backbone_weights=backbone_weights)
+            if meta["net_config"] != config_to_dict(config.network) or not meta.get("training"):
+                raise UserError(
+                    f"{resume}: cannot resume: the checkpoint's network config differs from "
+                    "this run's, or it holds no training state; use the run's own settings"
+                )
+            resume_state = meta["training"]
+        else:
+            seed_everything(config.train.seed)  # the head's initial weights
+            model, resume_state = build_samic(config.network, backbone_weights), None
+            if init_hsnet is not None:
+                from samic_vos.model.hsnet_weights import load_hsnet_learner
+
+                load_hsnet_learner(model.head, init_hsnet)
+        few = None if fewshot is None else (fewshot[0], str(fewshot[1]))
+        pairs = load_pairs(config, davis_root, sambox, dist.is_main, few)
+        train_pairs, val_pairs = split_pairs(pairs, config.data.val_fraction, config.train.seed)
+        size = config.network.input_size
+        resize = config.network.resize
+        train_set = PairDataset(
+            train_pairs, size, config.augment, config.heat_sigma, config.train.seed, resize
+        )
+        val_set = PairDataset(
+            val_pairs, size, AugmentConfig(enabled=False), config.heat_sigma, resize=resize
+        )
+        run_info = {
+            "source": {k: None if v is None else str(v) for k, v in source.items()},
+            "backbone_weights": None if backbone_weights is None else str(backbone_weights),
+            "resumed_from": None if resume is None else str(resume),
+            "init_hsnet": None if init_hsnet is None else str(init_hsnet),
+            "world_size": dist.world_size,
+            "pairs": {"train": len(train_pairs), "val": len(val_pairs)},
+            "val_sequences": sorted({p.sequence for p in val_pairs}),
+            "version": __version__,
+        }
+        ran = dataclasses.replace(config, device=str(torch_device))
+        if dist.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            write_manifest(out_dir, manifest)
+            save_config(ran, out_dir / CONFIG_FILE, run=run_info)
+            log.info(
+                "%d training and %d validation pairs, %d process(es), device %s",
+                len(train_pairs),
+                len(val_pairs),
+                dist.world_size,
+                torch_device,
+            )
+        run_config = {**config_to_dict(ran), "run": run_info}
+        result = fit(
+            model,
+            train_set,
+            val_set,
+            config.train,
+            out_dir,
+            device=torch_device,
+            dist=dist,
+            resume=resume_state,
+            run_config=run_config,
+            threads=StageThreads.resolve(config.threads).counts["training"],
+        )
+        if dist.is_main:
+            manifest.finished = True
+            write_manifest(out_dir, manifest)
+    finally:
+        _leave(dist)
+    return JobResult(**vars(result), rank=dist.rank)
+
+
+def _leave(dist: DistInfo) -> None:
+    """Leave the process group this job joined (torchrun launches)."""
+    import torch.distributed as torch_dist
+
+    if dist.world_size > 1 and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
