@@ -6,7 +6,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+import source_tree
+from source_tree import FOLDERS
 
 # Lowest first; a module may import its own layer and the ones before it (README, "Layout").
 LAYERS = (
@@ -26,22 +27,8 @@ LAYERS = (
     "pipelines",
     "commands",
 )
-# Folders of the tree and the package each installs as.
-FOLDERS = {"samic_vos": "samic_vos", "pipelines": "samic_vos.pipelines", "eval": "samic_vos.eval"}
 # The package's own top: `import samic_vos` (the lazy public API) and `python -m samic_vos`.
 TOP = {"samic_vos": "api", "samic_vos.__main__": "commands"}
-
-
-def source_modules() -> dict[str, Path]:
-    """Installed module name → file, for every module of the tree."""
-    found = {}
-    for folder, package in FOLDERS.items():
-        for path in sorted((REPO / folder).rglob("*.py")):
-            parts = list(path.relative_to(REPO / folder).with_suffix("").parts)
-            if parts[-1] == "__init__":
-                parts.pop()
-            found[".".join([package, *parts])] = path
-    return found
 
 
 def layer_of(module: str) -> str:
@@ -76,12 +63,14 @@ def imports_of(module: str, path: Path, modules: dict[str, Path]) -> set[str]:
 
 
 def import_graph() -> dict[str, set[str]]:
-    modules = source_modules()
+    modules = source_tree.source_modules(source_tree.REPO)
     return {name: imports_of(name, path, modules) for name, path in modules.items()}
 
 
 def test_every_module_sits_in_a_layer():
-    stray = [m for m in source_modules() if m not in TOP and m.split(".")[1] not in LAYERS]
+    stray = [
+        m for m in source_tree.source_modules() if m not in TOP and m.split(".")[1] not in LAYERS
+    ]
     assert stray == [], f"modules outside every layer: {stray}"
 
 
@@ -128,7 +117,7 @@ def test_the_checker_sees_upward_imports_and_circles(tmp_path, monkeypatch):
     (tmp_path / "samic_vos" / "data" / "b.py").write_text(
         "def f():\n    from samic_vos.runtime.a import x\n"
     )
-    monkeypatch.setattr(f"{__name__}.REPO", tmp_path)
+    monkeypatch.setattr(source_tree, "REPO", tmp_path)
     graph = import_graph()
     assert graph["samic_vos.runtime.a"] == {"samic_vos.data.b"}
     assert graph["samic_vos.data.b"] == {"samic_vos.runtime.a"}
