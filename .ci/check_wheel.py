@@ -41,8 +41,8 @@ def main() -> None:
     import samic_vos
 
     installed = Path(samic_vos.__file__).resolve()
-    if SOURCE in installed.parents:
-        sys.exit(f"CI: samic_vos is imported from the source tree ({installed}), not the wheel")
+    if "site-packages" not in installed.parts:
+        sys.exit(f"CI: samic_vos is imported from {installed}, not from the installed wheel")
     cli = shutil.which("samic-vos", path=str(Path(sys.executable).parent))
     if cli is None:
         sys.exit("CI: the wheel installed no `samic-vos` command")
