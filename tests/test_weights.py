@@ -370,3 +370,66 @@ def test_registry_entries_are_consistent() -> None:
     resnet = REGISTRY["resnet50_imagenet"]
     assert resnet.sha256.startswith(resnet.filename.removesuffix(".pth").split("-")[1])
     assert REGISTRY["sam_vit_b"].sha256.startswith("ec2df627")
+
+
+def _closed_port_url(name: str) -> str:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}/{name}"
+
+
+def test_offline_a_mismatched_cached_file_is_kept(
+    tiny: tuple[ServerState, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cached file whose checksum differs is replaced only by a verified download: offline,
+    it stays (byte for byte), and the one line says so and what to do."""
+    state, final = tiny
+    resolve("tiny", flag=FLAG)
+    final.write_bytes(state.payload[:-1] + b"!")
+    _register(monkeypatch, _closed_port_url(FILENAME), state.payload)
+    for attempt in (lambda: resolve("tiny", flag=FLAG), lambda: weights.download("tiny")):
+        with pytest.raises(UserError) as err:
+            attempt()
+        assert str(err.value).startswith(f"{final}: not the official {FILENAME} (kept as it is)")
+        assert f"pass {FLAG} PATH" in str(err.value) or "copy it to" in str(err.value)
+        assert final.read_bytes() == state.payload[:-1] + b"!"
+
+
+def test_offline_force_download_keeps_the_verified_copy(
+    tiny: tuple[ServerState, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state, final = tiny
+    resolve("tiny", flag=FLAG)
+    _register(monkeypatch, _closed_port_url(FILENAME), state.payload)
+    with pytest.raises(UserError, match="could not be downloaded"):
+        weights.download("tiny", force=True)
+    assert final.read_bytes() == state.payload
+    assert resolve("tiny", flag=FLAG) == final
+
+
+def test_track_offline_keeps_a_mismatched_cached_sam_checkpoint(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The newcomer's case: `track` with a cached SAM checkpoint that is not the official file,
+    offline. Before, the file was deleted before any download succeeded."""
+    entry = REGISTRY["sam_vit_b"]
+    offline = WeightsEntry(**{**vars(entry), "url": _closed_port_url(entry.filename)})
+    monkeypatch.setattr(weights, "REGISTRY", {**REGISTRY, "sam_vit_b": offline})
+    cached = cache_dir() / entry.filename
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"not SAM" * 1000)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (32, 24)).save(frames / "00000.jpg")
+    mask = tmp_path / "mask.png"
+    Image.new("L", (32, 24), 1).save(mask)
+    out = tmp_path / "out"
+    code = main(["track", str(frames), "--first-mask", str(mask), "-o", str(out), "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert f"{cached}: not the official {entry.filename} (kept as it is)" in err[0]
+    assert "--sam-checkpoint PATH" in err[0]
+    assert cached.read_bytes() == b"not SAM" * 1000
+    assert not out.exists()

@@ -172,7 +172,8 @@ def resolve(
     file (its name is the registry file name, or its size is the registry size) and refused
     on a mismatch; any other file is accepted as the user's own checkpoint, unverified, with a
     note on stderr. Without ``path``, a verified cached file is returned; a corrupt cached
-    file is removed and downloaded again.
+    file is downloaded again and replaced once the new copy is verified (kept until then, so
+    a failed download loses nothing).
 
     Raises:
         UserError: unknown name, missing or corrupt local file, file not cached and
@@ -191,8 +192,8 @@ def resolve(
                 f"{final}: not the official {entry.filename} (checksum differs); run "
                 f"`samic-vos weights download {name} --force`{or_flag}"
             )
+        # Kept until its replacement is downloaded and verified (os.replace in _fetch_locked).
         _note(f"{final}: checksum differs from the official file; downloading it again")
-        final.unlink()
     elif not download:
         raise UserError(
             f"{entry.filename} is not in the cache ({cache_dir()}); run "
@@ -204,17 +205,17 @@ def resolve(
 def download(name: str, *, force: bool = False) -> Path:
     """Download ``name`` into the cache (unless a verified copy is there) and return its path.
 
-    ``force`` discards the cached copy and any partial download first.
+    ``force`` downloads it afresh (a partial download is discarded first); the cached copy is
+    replaced only once the new one is verified.
     """
     entry = get_entry(name)
     final = cache_dir() / entry.filename
     if force:
-        for stale in (final, _part_path(final)):
-            with contextlib.suppress(FileNotFoundError):
-                stale.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            _part_path(final).unlink()
     elif final.is_file() and _matches(final, entry):
         return final
-    return _fetch(entry, None)
+    return _fetch(entry, None, replace=force)
 
 
 def load_checkpoint(
@@ -385,8 +386,12 @@ def _check_local(entry: WeightsEntry, path: Path, flag: str | None) -> Path:
 # --- download ------------------------------------------------------------------------------
 
 
-def _fetch(entry: WeightsEntry, flag: str | None) -> Path:
-    """Download ``entry`` into the cache, verify it, rename it into place; return its path."""
+def _fetch(entry: WeightsEntry, flag: str | None, replace: bool = False) -> Path:
+    """Download ``entry`` into the cache, verify it, rename it into place; return its path.
+
+    A cached file is only ever replaced by a verified download (``replace``: even a verified
+    one), never removed before.
+    """
     folder = cache_dir()
     final = folder / entry.filename
     fix = f"pass {flag} PATH" if flag else f"copy it to {final}"
@@ -399,15 +404,21 @@ def _fetch(entry: WeightsEntry, flag: str | None) -> Path:
                 f"SAMIC_VOS_HOME to a writable folder, or download {entry.filename} yourself "
                 f"and {fix}"
             ) from err
-        return _fetch_locked(entry, final, fix)
+        return _fetch_locked(entry, final, fix, replace)
 
 
-def _fetch_locked(entry: WeightsEntry, final: Path, fix: str) -> Path:
+def _fetch_locked(entry: WeightsEntry, final: Path, fix: str, replace: bool) -> Path:
     """:func:`_fetch` once the cache folder exists."""
     folder, part = final.parent, _part_path(final)
     with download_lock(final):
-        if final.is_file() and _matches(final, entry):  # another process just finished it
+        cached = final.is_file()
+        if cached and not replace and _matches(final, entry):  # another process finished it
             return final
+        missing = (
+            f"{final}: not the official {entry.filename} (kept as it is), and a verified copy"
+            if cached
+            else f"{entry.filename} is not in the cache ({folder}) and"
+        )
         if entry.size is not None:
             needed = entry.size - (part.stat().st_size if part.is_file() else 0)
             check_free_space(
@@ -419,8 +430,8 @@ def _fetch_locked(entry: WeightsEntry, final: Path, fix: str) -> Path:
             if isinstance(err, OSError) and (disk_error := write_error(part, err)) is not None:
                 raise disk_error from err
             raise UserError(
-                f"{entry.filename} is not in the cache ({folder}) and could not be downloaded "
-                f"from {entry.url} ({describe_error(err)}); download it yourself and {fix}"
+                f"{missing} could not be downloaded from {entry.url} ({describe_error(err)}); "
+                f"download it yourself and {fix}"
             ) from err
         digest = sha256_file(part, entry.filename)
         if digest != entry.sha256:
