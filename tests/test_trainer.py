@@ -442,3 +442,39 @@ def _flat(state: dict[str, torch.Tensor]) -> torch.Tensor:
 def _head_initial() -> dict[str, torch.Tensor]:
     seed_everything(0)
     return build_samic(TINY_NET).learnable_state_dict()
+
+
+def test_a_training_interrupted_before_its_first_checkpoint_simply_starts_again(
+    tiny, tmp_path, capsys, monkeypatch
+):
+    """Ctrl-C before the first checkpoint left run.json and config.yaml but no latest.pt: the
+    same command (with or without --resume) starts it again; another one says what to pass."""
+    import samic_vos.training.job as job
+
+    root, config = tiny
+    out = tmp_path / "cut"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(job, "fit", interrupted)
+        assert _train(root, out, config, "--epochs", "1") == 130
+    assert (out / "run.json").is_file() and not (out / "latest.pt").exists()
+    capsys.readouterr()
+    assert _train(root, out, config, "--epochs", "1", "--resume") == 0
+    assert (out / "latest.pt").is_file()
+    assert "stopped before its first checkpoint" in capsys.readouterr().err
+
+    (out / "latest.pt").unlink()
+    assert _train(root, out, config, "--epochs", "1") == 0
+    assert (out / "latest.pt").is_file()
+    capsys.readouterr()
+
+    (out / "latest.pt").unlink()
+    assert _train(root, out, config, "--epochs", "1", "--batch-size", "3") == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "holds another run" in error[0] and "--force" in error[0]
+    assert _train(tmp_path / "nothing", tmp_path / "empty", config, "--resume") == 2
+    error = capsys.readouterr().err.strip()
+    assert "no checkpoint to resume" in error and "without --resume" in error

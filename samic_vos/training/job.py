@@ -150,6 +150,39 @@ def load_pairs(
     return pairs
 
 
+def _checkpoint_to_resume(
+    out_dir: Path,
+    manifest: RunManifest,
+    resume: str | os.PathLike[str] | bool | None,
+    force: bool,
+) -> Path | None:
+    """The checkpoint ``resume`` names (``True``: ``out_dir/latest.pt``), or ``None`` to start
+    from the beginning: without ``resume``, and when ``out_dir`` holds this very training
+    stopped before its first checkpoint (there is nothing to continue, and nothing is lost).
+
+    Raises:
+        UserError: a checkpoint that is not there (saying what to pass instead).
+    """
+    if resume is None or resume is False:
+        return None
+    if resume is not True:
+        if not Path(resume).is_file():
+            raise UserError(f"{resume}: no checkpoint to resume (`resume`)")
+        return Path(resume)
+    latest = out_dir / LATEST
+    if latest.is_file():
+        return latest
+    if not force and out_dir.is_dir():
+        old = read_manifest(out_dir)
+        if old is not None and old.command == "train":
+            open_run(out_dir, manifest, force=False, outputs=OUTPUTS)  # another one: refused
+            return None
+    raise UserError(
+        f"{latest}: no checkpoint to resume (`resume`); {out_dir} holds no training to "
+        "continue: run it without `resume`"
+    )
+
+
 # What a training writes in OUT (removed by `force`).
 OUTPUTS = (CONFIG_FILE, LATEST, BEST, HISTORY)
 
@@ -187,10 +220,6 @@ def run_training(
         raise UserError("`init_hsnet` starts a new run; a resumed run has its weights: drop one")
     out_dir = Path(out_dir)
     check_writable_dir(out_dir)
-    if resume is True:
-        resume = out_dir / LATEST
-    if resume is not None and not Path(resume).is_file():
-        raise UserError(f"{resume}: no checkpoint to resume (`resume`)")
     source = {
         "davis_root": davis_root,
         "sambox": sambox,
@@ -203,6 +232,7 @@ def run_training(
         inputs={k: None if v is None else str(Path(v).resolve()) for k, v in source.items()},
         config=config_to_dict(config),
     )
+    resume = _checkpoint_to_resume(out_dir, manifest, resume, force)
     torch_device = select_device(config.device)
     dist = init_distributed(torch_device)
     if torch_device.type == "cuda" and dist.world_size > 1:
@@ -211,14 +241,19 @@ def run_training(
         if davis_root is not None:  # a wrong root is told before any weight is loaded
             config.davis.open(davis_root)
         if resume is None and dist.is_main:
-            old = None if force or not out_dir.is_dir() else read_manifest(out_dir)
-            if (old is not None and old.command == "train") or (out_dir / LATEST).is_file():
-                if not force:
-                    raise UserError(
-                        f"{out_dir}: holds a training already; pass `resume` to continue it, "
-                        "or `force` to start afresh"
-                    )
-            open_run(out_dir, manifest, force=force, outputs=OUTPUTS)  # other files refused
+            if (out_dir / LATEST).is_file() and not force:
+                raise UserError(
+                    f"{out_dir}: holds a training already; pass `resume` to continue it, "
+                    "or `force` to start afresh"
+                )
+            # The same training stopped before its first checkpoint starts again; another
+            # run or other files are refused.
+            if open_run(out_dir, manifest, force=force, outputs=OUTPUTS) == "resume":
+                log.info(
+                    "%s: this training stopped before its first checkpoint: starting it "
+                    "from the beginning",
+                    out_dir,
+                )
         if resume is not None:
             model, meta = load_samic(resume, backbone_weights=backbone_weights)
             if meta["net_config"] != config_to_dict(config.network) or not meta.get("training"):
