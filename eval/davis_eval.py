@@ -107,6 +107,13 @@ def _scored_frames(dataset: DavisDataset, sequence: str) -> list[Path]:
     return paths[1:-1]
 
 
+def check_scorable(dataset: DavisDataset, sequences: Sequence[str]) -> None:
+    """Raise :class:`UserError` for a sequence the scoring would refuse (under 3 annotated
+    frames): jobs that track a set check this before any work."""
+    for sequence in sequences:
+        _scored_frames(dataset, sequence)
+
+
 def check_results(results_dir: Path, dataset: DavisDataset, sequences: Sequence[str]) -> None:
     """Raise :class:`UserError` for a missing results folder, sequence folder or frame."""
     if not results_dir.is_dir():

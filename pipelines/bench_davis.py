@@ -115,9 +115,13 @@ def _sequence_done(out: Path, dataset: DavisDataset, name: str) -> bool:
 
 
 def _names(config: BenchDavisConfig, dataset: DavisDataset) -> list[str]:
+    """The sequences to run, each known and scorable (else a UserError before any work)."""
+    from samic_vos.eval.davis_eval import check_scorable
+
     names = list(config.davis.sequences or dataset.sequences)
     for name in names:
         dataset.annotation_paths(name)  # an unknown sequence is a UserError naming the list
+    check_scorable(dataset, names)
     return names
 
 

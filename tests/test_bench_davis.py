@@ -288,3 +288,16 @@ def test_download_picks_the_root(tmp_path, capsys, root16, models, monkeypatch):
     assert asked == ["davis-2016-trainval-480p"]
     assert main([*argv, "--davis-root", str(root16), "-o", str(out), *models]) == 2
     assert "--download picks the DAVIS root itself" in _error(capsys)
+
+
+def test_a_sequence_the_scoring_refuses_is_refused_before_tracking(
+    tmp_path, capsys, shared_data, models, monkeypatch
+):
+    """A 1-frame sequence cannot be scored (the first and last frames are not): refused before
+    any frame is tracked, and nothing is left that blocks the corrected rerun."""
+    root = copy_short_root(shared_data / "DAVIS", tmp_path / "d16", ["blackswan"], 1, "2016")
+    steps = Steps(monkeypatch)
+    out = tmp_path / "out"
+    assert _bench(root, out, models)[0] == 2
+    assert "needs at least 3" in _error(capsys)
+    assert steps.calls == 0 and not out.exists()
