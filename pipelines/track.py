@@ -28,7 +28,7 @@ import torch
 
 from samic_vos.data.frame_source import FrameSource, open_frames
 from samic_vos.data.mask_io import object_ids, read_mask
-from samic_vos.data.video_writer import VideoWriter
+from samic_vos.data.video_writer import VideoWriter, check_video_path
 from samic_vos.inference.prompters import build_prompter
 from samic_vos.inference.prompts_log import PROMPTS, complete_records
 from samic_vos.inference.tracker import CausalTracker
@@ -36,7 +36,7 @@ from samic_vos.jobs.track import TrackConfig, track_sequence
 from samic_vos.model.samic_net import SamicNet
 from samic_vos.runtime.config import config_to_dict, save_config
 from samic_vos.runtime.errors import UserError
-from samic_vos.runtime.output_paths import check_writable_dir, check_writable_file
+from samic_vos.runtime.output_paths import check_writable_dir
 from samic_vos.runtime.runs import RunManifest, RunState, fingerprint, open_run, write_manifest
 from samic_vos.runtime.stage_threads import StageThreads
 from samic_vos.runtime.version import __version__
@@ -142,9 +142,7 @@ def check_inputs(inputs: TrackInputs) -> None:
     check_writable_dir(inputs.out_dir)
     check_writable_dir(inputs.out_dir / "masks")
     if inputs.overlay is not None:
-        if inputs.overlay.suffix.lower() != ".mp4":
-            raise UserError(f"{inputs.overlay}: overlay videos are mp4; give a name ending in .mp4")
-        check_writable_file(inputs.overlay)
+        check_video_path(inputs.overlay)
 
 
 def run_track(inputs: TrackInputs, config: TrackConfig, progress: bool = True) -> TrackSummary:

@@ -219,6 +219,20 @@ def test_bad_video_and_output(tmp_path, capsys, small_video, tiny_models):
     assert blocker.read_text() == ""
 
 
+def test_overlay_place_checked_before_any_output(tmp_path, capsys, small_video, tiny_models):
+    """An overlay in a folder that does not exist is refused before config.yaml, run.json or
+    masks/ are written, so the corrected rerun is not refused as another run."""
+    frames, first = small_video
+    out = tmp_path / "out"
+    for overlay, fragment in (("nodir/ov.mp4", "output folder does not exist"), ("o.avi", "mp4")):
+        args = [str(frames), "--first-mask", str(first), "-o", str(out)]
+        code = _track([*args, "--overlay", str(tmp_path / overlay)], tiny_models)
+        _assert_user_error(capsys, code, fragment)
+        assert not out.exists()
+    code = _track([*args, "--overlay", str(tmp_path / "ov.mp4")], tiny_models)
+    assert code == 0 and (tmp_path / "ov.mp4").is_file()
+
+
 def test_missing_sam_weights_offline(tmp_path, capsys, monkeypatch, small_video):
     from samic_vos.hub import weights
 

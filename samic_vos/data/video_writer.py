@@ -62,6 +62,22 @@ def even_size(size: tuple[int, int]) -> tuple[int, int]:
     return height + height % 2, width + width % 2
 
 
+def check_video_path(path: Path) -> None:
+    """``path`` can take an overlay video: an ``.mp4`` name in an existing, writable folder.
+
+    Jobs call it with their other input checks, before any output is made; :class:`VideoWriter`
+    calls it again when opened.
+
+    Raises:
+        UserError: another suffix, a missing or unwritable folder, or a folder at ``path``.
+    """
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise UserError(f"{path}: overlay videos are written as mp4; give a name ending in .mp4")
+    check_writable_file(path)
+    if not path.parent.is_dir():
+        raise UserError(f"{path.parent}: output folder does not exist; create it or choose another")
+
+
 class VideoWriter:
     """Write RGB frames of size ``(H, W)`` to an H.264/yuv420p mp4 at ``fps`` frames per second.
 
@@ -83,15 +99,7 @@ class VideoWriter:
         threads: int = ENCODER_THREADS,
     ) -> None:
         self.path = Path(path)
-        if self.path.suffix.lower() not in VIDEO_SUFFIXES:
-            raise UserError(
-                f"{self.path}: overlay videos are written as mp4; give a name ending in .mp4"
-            )
-        check_writable_file(self.path)
-        if not self.path.parent.is_dir():
-            raise UserError(
-                f"{self.path.parent}: output folder does not exist; create it or choose another"
-            )
+        check_video_path(self.path)
         if not fps > 0:
             raise ValueError(f"fps must be positive, got {fps}")
         self.size = (int(size[0]), int(size[1]))
