@@ -301,3 +301,40 @@ def test_a_sequence_the_scoring_refuses_is_refused_before_tracking(
     assert _bench(root, out, models)[0] == 2
     assert "needs at least 3" in _error(capsys)
     assert steps.calls == 0 and not out.exists()
+
+
+def test_random_backbone_reaches_the_training_stage_and_a_failed_start_blocks_nothing(
+    tmp_path, shared_data, models, monkeypatch, capsys
+):
+    """`bench davis --train --random-backbone`: the switch applies to the network trained too
+    (before, training asked for ResNet-50). Without it, offline, the run stops at the missing
+    ResNet-50 having produced nothing, so the corrected command is not refused as another run."""
+    import socket
+
+    from http_server import isolate
+
+    from samic_vos.hub import weights
+
+    isolate(monkeypatch, tmp_path / "home")
+    with socket.socket() as sock:  # a port nobody listens on: offline
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/resnet50.pth"
+    offline = weights.WeightsEntry(**{**vars(weights.REGISTRY["resnet50_imagenet"]), "url": url})
+    monkeypatch.setattr(weights, "REGISTRY", {**weights.REGISTRY, "resnet50_imagenet": offline})
+    davis, root = shared_data / "DAVIS", tmp_path / "davis"
+    copy_short_root(davis, root, ["car-shadow"], FRAMES, "2016")
+    copy_short_root(davis, root, ["bear"], FRAMES, "2016", split="train")
+    config = tmp_path / "tiny.yaml"
+    tiny = "{input_size: [64, 64], channels: [8, 16, 32]}"
+    config.write_text(
+        f"track: {{network: {tiny}}}\n"
+        f"train: {{network: {tiny}, flow: {{top_k: 3, min_gap: 1, working_size: 64}},"
+        " train: {max_epochs: 1, cache_dtype: float32}, augment: {enabled: false}}\n"
+    )
+    out, sam = tmp_path / "out", models[:2]
+    code, _ = _bench(root, out, sam, "--train", "--config", str(config))
+    assert code == 2 and "resnet50-0676ba61.pth" in _error(capsys)
+    code, _ = _bench(root, out, sam, "--train", "--config", str(config), "--random-backbone")
+    assert code == 0, capsys.readouterr().err
+    trained = (out / "train" / "config.yaml").read_text()
+    assert "backbone: random" in trained

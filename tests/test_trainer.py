@@ -471,10 +471,16 @@ def test_a_training_interrupted_before_its_first_checkpoint_simply_starts_again(
     assert (out / "latest.pt").is_file()
     capsys.readouterr()
 
-    (out / "latest.pt").unlink()
-    assert _train(root, out, config, "--epochs", "1", "--batch-size", "3") == 2
+    # Another training there that stopped before its first checkpoint held nothing to lose:
+    # the new one takes its place; one with a checkpoint is refused, naming --resume / --force.
+    for name in ("latest.pt", "best.pt", "history.json"):
+        (out / name).unlink()
+    assert _train(root, out, config, "--epochs", "1", "--batch-size", "3") == 0
+    assert "batch_size: 3" in (out / "config.yaml").read_text()
+    capsys.readouterr()
+    assert _train(root, out, config, "--epochs", "1", "--batch-size", "2") == 2
     error = capsys.readouterr().err.strip().splitlines()
-    assert len(error) == 1 and "holds another run" in error[0] and "--force" in error[0]
+    assert len(error) == 1 and "--resume" in error[0] and "--force" in error[0]
     assert _train(tmp_path / "nothing", tmp_path / "empty", config, "--resume") == 2
     error = capsys.readouterr().err.strip()
     assert "no checkpoint to resume" in error and "without --resume" in error

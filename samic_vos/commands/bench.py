@@ -69,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     davis.add_argument(
         "--train", action="store_true", help="train SAMIC on the root's train set first"
     )
-    common.add_models(davis, prefix="track.")
+    common.add_models(davis, prefix="track.", network_prefixes=("track.", "train."))
     common.add_device(davis, key="track.device")
     common.add_encoder(davis, prefix="track.")
     davis.add_argument("--shard", metavar="I/N", help="track only shard I of N (0-based)")

@@ -41,11 +41,12 @@ class _ConfigFlag(argparse.Action):
         self,
         option_strings: Sequence[str],
         dest: str,
-        key: str,
+        key: str | tuple[str, ...],
         convert: Callable[[Any], Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        self.key, self.convert = key, convert
+        self.keys = (key,) if isinstance(key, str) else key
+        self.convert = convert
         super().__init__(option_strings, dest, **kwargs)
 
     def __call__(
@@ -59,20 +60,22 @@ class _ConfigFlag(argparse.Action):
         if self.convert is not None:
             value = self.convert(value)
         found = list(getattr(namespace, _OVERRIDES, None) or [])
-        found.append((self.key, value, option_string or self.option_strings[0]))
+        flag = option_string or self.option_strings[0]
+        found += [(key, value, flag) for key in self.keys]
         setattr(namespace, _OVERRIDES, found)
 
 
 def config_flag(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup,
     *flags: str,
-    key: str,
+    key: str | tuple[str, ...],
     help: str,
     switch: Any = None,
     convert: Callable[[Any], Any] | None = None,
     **kwargs: Any,
 ) -> None:
-    """Add a flag that sets config ``key`` (dotted path from the job config's root).
+    """Add a flag that sets config ``key`` (dotted path from the job config's root; several
+    keys: the flag sets each, for a job whose stages each keep the setting).
 
     ``switch``: a flag without a value that sets ``key`` to this value (e.g. ``True``).
     ``convert``: applied to the flag's text (or list of texts) before it becomes the value.
@@ -87,7 +90,7 @@ def config_flag(
         key=key,
         convert=convert,
         default=argparse.SUPPRESS,
-        help=f"{help} [config: {key}]",
+        help=f"{help} [config: {key if isinstance(key, str) else ', '.join(key)}]",
         **kwargs,
     )
 
@@ -171,11 +174,14 @@ def add_models(
     samic_checkpoint: bool = True,
     backbone: bool = True,
     prefix: str = "",
+    network_prefixes: tuple[str, ...] | None = None,
 ) -> None:
     """The model flags, with the same names in every job that runs SAM and/or SAMIC.
 
     ``backbone``: the SAMIC backbone's flags (jobs that run SAM alone leave them out).
     ``prefix``: where the job keeps `track`'s keys (``"track."`` in the benchmark).
+    ``network_prefixes``: every stage of the job that builds a SAMIC network (default
+    ``(prefix,)``); ``--random-backbone`` applies to each.
     """
     from samic_vos.sam.models import OFFICIAL_MODELS
 
@@ -209,7 +215,7 @@ def add_models(
     config_flag(
         group,
         "--random-backbone",
-        key=f"{prefix}network.backbone",
+        key=tuple(f"{p}network.backbone" for p in network_prefixes or (prefix,)),
         switch="random",
         help="a randomly initialised SAMIC backbone, not ImageNet's (experiments only)",
     )

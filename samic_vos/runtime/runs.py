@@ -14,7 +14,9 @@ first and last :data:`EDGE_BYTES`) and resolved config are equal; ``finished`` i
 compared. Rerunning the same run into its folder continues it (``"resume"``) or, once it is
 finished, does nothing (``"finished"``). Any other run is refused in one line, unless
 ``force``: then the folder's previous outputs (the names the job declares) are removed and the
-run starts afresh. A folder that holds files but no manifest is refused likewise.
+run starts afresh. Another run that stopped before its first result (its outputs hold nothing
+but manifests and configs) is replaced without ``force``: there is nothing to lose. A folder
+that holds files but no manifest is refused likewise.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ FORMAT = "samic-vos/run"
 FULL_HASH_BYTES = 256 << 20  # files up to this size are hashed whole
 EDGE_BYTES = 16 << 20  # larger files: size + hash of their first and last 16 MiB
 
+CONFIG_FILE = "config.yaml"  # the resolved config every run writes beside its outputs
+RECORDS = (MANIFEST, CONFIG_FILE)  # what a run writes about itself before any result
 RunState = Literal["new", "resume", "finished"]
 
 
@@ -128,6 +132,27 @@ def write_manifest(folder: Path, manifest: RunManifest) -> None:
     atomic_write_text(folder / MANIFEST, json.dumps(manifest.to_json(), indent=1) + "\n")
 
 
+def _remove_outputs(folder: Path, outputs: tuple[str, ...]) -> None:
+    """Remove the run's ``outputs`` (names in ``folder``) and its manifest."""
+    for name in (*outputs, MANIFEST):
+        target = folder / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+
+
+def _holds_work(folder: Path, outputs: tuple[str, ...]) -> bool:
+    """Whether the run's ``outputs`` in ``folder`` hold any result: a non-empty file other than
+    a run's own records (:data:`RECORDS`: its manifest and resolved config, at any depth)."""
+    for name in outputs:
+        target = folder / name
+        files = [target] if target.is_file() else target.rglob("*") if target.is_dir() else []
+        if any(p.is_file() and p.name not in RECORDS and p.stat().st_size for p in files):
+            return True
+    return False
+
+
 def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     """Dotted keys where two JSON values differ."""
     if isinstance(old, dict) and isinstance(new, dict):
@@ -165,12 +190,7 @@ def open_run(
         return "new"
     old = read_manifest(folder) if not force else None
     if force:
-        for name in (*outputs, MANIFEST):
-            target = folder / name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            elif target.exists() or target.is_symlink():
-                target.unlink()
+        _remove_outputs(folder, outputs)
         return "new"
     if old is None:
         raise UserError(
@@ -183,6 +203,11 @@ def open_run(
             "another `out_dir`"
         )
     changed = _differences(old.key(), manifest.key())
+    if changed and not _holds_work(folder, outputs):
+        # A run that stopped before its first output (a missing weight, a wrong flag) blocks
+        # nothing: the corrected run takes its place.
+        _remove_outputs(folder, outputs)
+        return "new"
     if changed:
         shown = ", ".join(changed[:4]) + (
             f" and {len(changed) - 4} more" if len(changed) > 4 else ""

@@ -23,7 +23,7 @@ from samic_vos.prompts.heatmaps import DEFAULT_SIGMA
 from samic_vos.runtime.config import config_to_dict, require, require_choice, save_config
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.output_paths import check_writable_dir
-from samic_vos.runtime.runs import RunManifest, open_run, read_manifest, write_manifest
+from samic_vos.runtime.runs import CONFIG_FILE, RunManifest, open_run, read_manifest, write_manifest
 from samic_vos.runtime.stage_threads import StageThreads, ThreadsConfig
 from samic_vos.runtime.version import __version__
 from samic_vos.sam.models import require_models
@@ -42,7 +42,6 @@ from samic_vos.training.trainer import (
 )
 from samic_vos.training.training_pairs import DEFAULT_POINTS_PER_OBJECT, TrainingPair
 
-CONFIG_FILE = "config.yaml"
 log = logging.getLogger(__name__)
 
 
