@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from mounts import tmpfs
 from PIL import Image
 from sambox_helpers import HEIGHT, NAMES, WIDTH, decode_png, make_images, tiny_segmenter
 
@@ -374,3 +376,21 @@ def test_saved_folder_gives_training_pairs(folders, segmenter):
     assert frames == (folders[0] / "a.png", folders[0] / "b.jpg")
     np.testing.assert_array_equal(pair.ref_points, [A, (25, 30)])
     np.testing.assert_array_equal(pair.tgt_points, [B, (25, 30)])
+
+
+def test_a_disk_failure_reaches_the_page_as_its_message(tmp_path, segmenter, caplog):
+    """The annotation folder turns read-only under a running server: the save answers a 500
+    whose detail the page shows (the file and the reason), the terminal gets one line."""
+    images = make_images(tmp_path / "images")
+    (tmp_path / "annotations").mkdir()
+    with tmpfs(tmp_path / "annotations", "size=16m") as annotations:
+        with client_for((images, annotations), segmenter) as client:
+            point(client, *A)
+            subprocess.run(["mount", "-o", "remount,ro", str(annotations)], check=True)
+            with caplog.at_level(logging.ERROR, logger="samic_vos.annotate.server"):
+                response = client.post("/api/save", json={"image": "a.png"})
+            assert response.status_code == 500
+            detail = response.json()["detail"]
+            assert detail.startswith("/api/save failed: ") and "Read-only file system" in detail
+            assert [r.getMessage() for r in caplog.records] == [detail]
+            assert all(r.exc_info is None for r in caplog.records)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from mounts import readonly_folder
 from sambox_helpers import make_images
 
 from samic_vos.annotate.browser import free_port
@@ -78,7 +79,8 @@ def test_missing_sam_weights_offline(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.slow
-def test_annotate_serves_until_interrupted(tmp_path, tiny_checkpoint):
+@pytest.mark.parametrize(("stop", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_annotate_serves_until_interrupted(tmp_path, tiny_checkpoint, stop, status):
     images, out = make_images(tmp_path / "images"), tmp_path / "out"
     port = free_port()
     command = [sys.executable, "-m", "samic_vos", "annotate", str(images), "-o", str(out)]
@@ -103,5 +105,22 @@ def test_annotate_serves_until_interrupted(tmp_path, tiny_checkpoint):
             with urllib.request.urlopen(url, timeout=5) as response:
                 assert b"SAMBOX" in response.read()
         finally:
-            proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0
+            proc.send_signal(stop)
+        # README: Ctrl-C exits 130, SIGTERM 143 (uvicorn shuts down, then we say which)
+        assert proc.wait(timeout=60) == status
+        assert proc.stderr.read().decode().strip().splitlines()[-1] in (
+            "samic-vos: error: interrupted",
+            "samic-vos: error: terminated",
+        )
+
+
+def test_an_unwritable_annotation_place_is_refused_at_start(tmp_path, capsys, tiny_checkpoint):
+    """The default place is the image folder: read-only, annotate stops at once in one line
+    (before, it started and answered every request with a 500 and a traceback)."""
+    sam = ["--sam-checkpoint", str(tiny_checkpoint), "--no-browser", "--port", str(free_port())]
+    with readonly_folder(tmp_path / "images", make_images) as images:
+        assert main(["annotate", str(images), *sam]) == 2
+        assert_user_error(capsys, 2, f"{images}: not writable (", "-o")
+        with readonly_folder(tmp_path / "ro_out") as out:
+            assert main(["annotate", str(images), "-o", str(out), *sam]) == 2
+            assert_user_error(capsys, 2, f"{out}: not writable (")

@@ -8,7 +8,6 @@ happens during the work.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from damaged_files import corrupt_video, cut_video
+from mounts import readonly_folder, tmpfs
 from PIL import Image
 
 from samic_vos.commands.cli import main
@@ -212,21 +212,6 @@ def test_full_disk_while_writing_a_mask_leaves_whole_masks(
     assert assert_complete_frames(out) == ["00000", "00001"]
 
 
-@contextlib.contextmanager
-def tmpfs(folder: Path, options: str) -> Iterator[Path]:
-    """A tmpfs mounted on ``folder`` with ``options`` (root only: skipped where impossible)."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root")
-    command = ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)]
-    mounted = subprocess.run(command, capture_output=True)
-    if mounted.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
-
-
 @pytest.fixture
 def tiny_disk(tmp_path) -> Iterator[Path]:
     """A folder on a 64 KiB tmpfs: a disk that fills after a few masks."""
@@ -329,15 +314,7 @@ def test_render_refuses_bad_points_before_drawing(
 
 @pytest.fixture
 def readonly_dir(tmp_path) -> Iterator[Path]:
-    """A folder this process cannot write into (a read-only tmpfs for root, else chmod)."""
-    folder = tmp_path / "readonly"
-    folder.mkdir()
-    if os.geteuid() != 0:
-        folder.chmod(0o555)
-        yield folder
-        folder.chmod(0o755)
-        return
-    with tmpfs(folder, "ro,size=64k"):  # root writes through any permission bits
+    with readonly_folder(tmp_path / "readonly") as folder:
         yield folder
 
 

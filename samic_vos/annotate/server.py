@@ -13,7 +13,8 @@ and JavaScript, no build step) talks to this JSON API:
 - ``POST /api/save`` ``{"image": N}``: writes the SAMBOX JSON and the palette mask.
 
 A request naming a path outside the folders is refused (403) and logged; a malformed one gets
-a 4xx with a message (``{"detail": ...}``), never a 500.
+a 4xx with a message (``{"detail": ...}``); a failure of the server's own (a folder that
+became unwritable) a 500 with its one-line message, which the page shows.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import logging
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, Request
@@ -85,6 +87,15 @@ def create_app(
     @app.exception_handler(UserError)
     async def user_error(request: Request, err: UserError) -> JSONResponse:
         return JSONResponse({"detail": str(err)}, status_code=400)
+
+    @app.exception_handler(OSError)
+    async def failure(request: Request, err: OSError) -> JSONResponse:
+        # The disk failed us (a folder that became unwritable, a full disk): the page shows
+        # the message and the terminal gets one line; the traceback only with -v.
+        message = f"{request.url.path} failed: {describe_failure(err)}"
+        logger.error(message)
+        logger.debug("traceback of the failure", exc_info=err)
+        return JSONResponse({"detail": message}, status_code=500)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
@@ -153,8 +164,28 @@ def check_port_free(port: int) -> None:
             ) from err
 
 
-def serve(app: FastAPI, port: int) -> None:
-    """Run ``app`` on http://127.0.0.1:``port`` until interrupted."""
+def describe_failure(err: OSError) -> str:
+    """One line for a failed read or write: the file and the OS's reason."""
+    where = f"{err.filename}: " if err.filename else ""
+    return f"{where}{err.strerror or err}"
+
+
+def serve(app: FastAPI, port: int) -> int | None:
+    """Run ``app`` on http://127.0.0.1:``port`` until Ctrl-C or SIGTERM; returns the signal
+    that stopped it (uvicorn shuts down gracefully and swallows it; the caller exits with the
+    signal's status), or ``None``."""
     import uvicorn
 
-    uvicorn.run(app, host=HOST, port=port, log_level="warning")
+    class Server(uvicorn.Server):
+        stopped_by: int | None = None
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            self.stopped_by = sig
+            super().handle_exit(sig, frame)
+
+    server = Server(uvicorn.Config(app, host=HOST, port=port, log_level="warning"))
+    try:
+        server.run()
+    except KeyboardInterrupt:  # the signal uvicorn raises again once it has shut down
+        pass
+    return server.stopped_by

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 from pathlib import Path
 
 from samic_vos.commands import common
@@ -51,6 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from samic_vos.annotate.image_folder import list_images
     from samic_vos.annotate.server import AnnotateConfig, check_port_free, create_app, serve
+    from samic_vos.commands.cli import Terminated
+    from samic_vos.runtime.output_paths import check_writable_dir
 
     config = common.job_config(AnnotateConfig(), args)
     # Input checks first: nothing is loaded or written before they pass.
@@ -60,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or args.images
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: is a file; pass a folder with -o")
+    # Annotations are saved into `out` (the image folder by default): it must take them.
+    check_writable_dir(out, fix="pass a writable folder with -o")
     check_port_free(config.port)
 
     from samic_vos.runtime.devices import select_device
@@ -77,5 +82,9 @@ def run(args: argparse.Namespace) -> int:
         import webbrowser
 
         webbrowser.open(url)
-    serve(app, config.port)
+    stopped_by = serve(app, config.port)
+    if stopped_by == signal.SIGTERM:
+        raise Terminated
+    if stopped_by is not None:
+        raise KeyboardInterrupt
     return 0

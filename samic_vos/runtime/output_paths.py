@@ -27,15 +27,18 @@ DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 NOT_WRITABLE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 
 
-def write_error(path: str | os.PathLike[str], err: OSError) -> UserError | None:
-    """The one-line error for ``err`` raised while writing ``path``; None if not the user's."""
+def write_error(
+    path: str | os.PathLike[str], err: OSError, fix: str = "choose another path"
+) -> UserError | None:
+    """The one-line error for ``err`` raised while writing ``path``; None if not the user's.
+    ``fix``: what to do about a path that is not writable."""
     if err.errno in DISK_FULL_ERRNOS:
         return UserError(
             f"{path}: cannot write it, the disk is full ({err.strerror}); free some space or "
             "choose an output on another disk"
         )
     if err.errno in NOT_WRITABLE_ERRNOS:
-        return UserError(f"{path}: not writable ({err.strerror}); choose another path")
+        return UserError(f"{path}: not writable ({err.strerror}); {fix}")
     return None
 
 
@@ -58,8 +61,9 @@ def _existing_ancestor(path: Path) -> Path:
     return existing
 
 
-def check_writable_dir(folder: str | os.PathLike[str]) -> None:
-    """``folder`` is, or can be created as, a folder we can write in.
+def check_writable_dir(folder: str | os.PathLike[str], fix: str = "choose another path") -> None:
+    """``folder`` is, or can be created as, a folder we can write in (``fix``: what the
+    message tells to do otherwise).
 
     Raises:
         UserError: ``folder`` (or a part of its path) is a file, or is not writable.
@@ -67,12 +71,12 @@ def check_writable_dir(folder: str | os.PathLike[str]) -> None:
     folder = Path(folder)
     existing = _existing_ancestor(folder)
     if not existing.is_dir():
-        raise UserError(f"{folder}: {existing} is a file, not a folder; choose another path")
+        raise UserError(f"{folder}: {existing} is a file, not a folder; {fix}")
     try:
         fd, probe = tempfile.mkstemp(prefix=".samic-vos-probe.", dir=existing)
     except OSError as err:
-        raise write_error(folder, err) or UserError(
-            f"{folder}: cannot be written ({existing}: {err.strerror}); choose another path"
+        raise write_error(folder, err, fix) or UserError(
+            f"{folder}: cannot be written ({existing}: {err.strerror}); {fix}"
         ) from err
     os.close(fd)
     os.unlink(probe)
