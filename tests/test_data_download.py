@@ -342,3 +342,37 @@ def test_registry_entries_are_consistent() -> None:
     assert ARCHIVES["davis-2017-trainval-480p"].size == 832_766_765
     for year, name in DAVIS_BY_YEAR.items():
         assert ARCHIVES[name].year == year
+
+
+def test_a_failed_download_leaves_no_empty_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Offline, `data download --root NEW/ROOT` stops in one line and leaves neither the root
+    nor the cache's datasets/ and downloads/ folders behind."""
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    _register(monkeypatch, base, b"x")
+    root = tmp_path / "new" / "root"
+    assert main(["data", "download", NAME, "--root", str(root)]) == 2
+    assert "could not be downloaded" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists() and not downloads_dir().exists()
+    assert main(["data", "download", NAME]) == 2
+    assert not default_root().exists() and not downloads_dir().exists()
+
+
+def test_a_read_only_root_is_one_line(
+    tmp_path: Path, server: tuple[ServerState, str], monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from mounts import readonly_folder
+
+    state, base = server
+    _register(monkeypatch, base, state.payload)
+    with readonly_folder(tmp_path / "ro") as root:
+        assert main(["data", "download", NAME, "--root", str(root)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"samic-vos: error: {root}: not writable (")
+        assert "--root" in err[0]
+    assert state.requests == []

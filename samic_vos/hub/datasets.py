@@ -41,6 +41,7 @@ from samic_vos.hub.fetch import (
 )
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.home import samic_home
+from samic_vos.runtime.output_paths import check_writable_dir, removing_new_folders
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +187,15 @@ def ensure_dataset(
     target = dataset_dir(name, root)
     if target.exists():
         return _check_existing(entry, target)
+    check_writable_dir(target.parent, "pass another `root`")
+    check_writable_dir(downloads_dir(), "set SAMIC_VOS_HOME to a writable folder")
+    # A failed run leaves no empty folder behind (the partial download stays, to resume).
+    with removing_new_folders(target.parent), removing_new_folders(downloads_dir()):
+        return _download_and_unpack(entry, target, keep_archive)
+
+
+def _download_and_unpack(entry: DatasetArchive, target: Path, keep_archive: bool) -> Path:
+    """:func:`ensure_dataset` once its places are checked."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         downloads_dir().mkdir(parents=True, exist_ok=True)
