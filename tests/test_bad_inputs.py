@@ -401,3 +401,15 @@ def test_signal_leaves_the_finished_frames_and_no_temporary_file(
     assert 4 <= len(names) < 40
     assert not overlay.exists()
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly(shared_data):
+    """`samic-vos eval davis ... --json | head -c 100`: once the reader has closed the pipe,
+    the command ends as Unix tools do (status 141, nothing on stderr), never a traceback."""
+    command = [sys.executable, "-m", "samic_vos", "eval", "davis"]
+    command += [str(shared_data / "results/STM_DAVIS16_val"), "--json", "-q"]
+    command += ["--davis-root", str(shared_data / "DAVIS"), "--year", "2016", "--workers", "1"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        proc.stdout.close()  # the reader is gone before the first byte
+        _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGPIPE and stderr.decode() == ""
