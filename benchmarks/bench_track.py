@@ -177,7 +177,7 @@ def _timed_run(
     time the run ended.
     """
     timer = FrameTimes()
-    original_open, original_run_ahead = track_module.open_frames, loop_module.run_ahead
+    original_open, original_embedded = track_module.open_frames, loop_module.embedded_frames
     original_job = loop_module._frame_job
 
     def open_timed(*args, **kwargs):
@@ -186,8 +186,8 @@ def _timed_run(
         source._frames = lambda: timer.timed_decode(frames())
         return source
 
-    def run_ahead_timed(items, work, **kwargs):
-        encoded = original_run_ahead(items, work, **kwargs)
+    def embedded_timed(frames, segmenter, **kwargs):
+        encoded = original_embedded(frames, segmenter, **kwargs)
         return timer.loop_frames(encoded, partial(encode_alone, alone))
 
     def signalled_job(*args, **kwargs):
@@ -214,7 +214,7 @@ def _timed_run(
     encode_alone = SamSegmenter.embed
     with ExitStack() as stack:
         stack.enter_context(mock.patch.object(track_module, "open_frames", open_timed))
-        stack.enter_context(mock.patch.object(loop_module, "run_ahead", run_ahead_timed))
+        stack.enter_context(mock.patch.object(loop_module, "embedded_frames", embedded_timed))
         stack.enter_context(mock.patch.object(loop_module, "_frame_job", signalled_job))
         stack.enter_context(mock.patch.object(samic_prompter, "find_peaks", count_peaks))
         stack.enter_context(mock.patch.object(SamSegmenter, "segment", count_groups))

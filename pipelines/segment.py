@@ -23,7 +23,6 @@ each) and ends with the bytes of an uninterrupted run; a finished run is not red
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -31,13 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 
+from samic_vos.api.images import ImageSegmenter
+from samic_vos.api.models import job_models
 from samic_vos.data.davis import read_image
 from samic_vos.data.mask_io import VOID_ID, write_mask
 from samic_vos.inference.fewshot_engine import (
-    FewShotSegmenter,
     ImageResult,
     Reference,
 )
@@ -64,11 +63,9 @@ from samic_vos.runtime.console import bar
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.output_paths import check_writable_dir, removing_new_folders
 from samic_vos.runtime.runs import RunManifest, RunState, fingerprint, open_run, write_manifest
-from samic_vos.runtime.stage_threads import StageThreads
 from samic_vos.runtime.version import __version__
-from samic_vos.sam.models import SAM_ARCHS
 from samic_vos.sam.segmenter import SamSegmenter
-from samic_vos.training.adapted import ADAPTATION_STATE, ADAPTED, adapt_samic, samic_network
+from samic_vos.training.adapted import ADAPTATION_STATE, ADAPTED
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +107,6 @@ def run_segment(
     inputs: SegmentInputs, config: SegmentConfig, progress: bool = True
 ) -> SegmentSummary:
     """Run (or continue) the whole job; see the module docstring."""
-    from samic_vos.runtime.devices import select_device
-    from samic_vos.sam.models import load_sam, sam_arch_name
-
     out = inputs.out_dir
     refs = reference_files(inputs.ref_images, inputs.ref_masks, inputs.ref_sambox)
     if inputs.samic_checkpoint is not None and not inputs.samic_checkpoint.is_file():
@@ -127,28 +121,14 @@ def run_segment(
     mask_refs = [load_mask_reference(ref) for ref in refs if ref.sambox is None]
     _report_shared(refs, targets)
 
-    device = select_device(config.device)
-    torch.manual_seed(0)
-    sam = load_sam(config.sam_model, inputs.sam_checkpoint, device)
-    uses_samic = config.prompter == "samic"
-    net, samic_source = (None, None)
-    if uses_samic:
-        note = f"adapted on the references, saved as {out / ADAPTED}"
-        net, samic_source = samic_network(
-            inputs.samic_checkpoint, inputs.backbone_weights, config.network, device, note
-        )
-    loaded = sam_arch_name(sam)
-    ran = dataclasses.replace(
-        config,
-        device=str(device),
-        sam_model=loaded if loaded in SAM_ARCHS else config.sam_model,
-        network=net.config if net is not None else config.network,
+    models, ran = job_models(
+        config, inputs.sam_checkpoint, inputs.samic_checkpoint, inputs.backbone_weights
     )
-    segmenter = SamSegmenter(sam, device, ran.encoder, StageThreads.resolve(ran.threads))
-    references = _references(refs, mask_refs, segmenter)
-    engine = FewShotSegmenter(ran.prompter, segmenter, net, ran.tracker, device)
+    segmenter = ImageSegmenter(
+        models, ran.tracker, adaptation=ran.adaptation, adaptation_dir=out, progress=progress
+    )
     try:
-        engine.set_references(references)
+        segmenter.set_references(_references(refs, mask_refs, models.segmenter))
     except ValueError as err:
         raise UserError(f"references: {err}") from err
 
@@ -171,30 +151,14 @@ def run_segment(
     with removing_new_folders(out):
         out.mkdir(parents=True, exist_ok=True)
         write_manifest(out, manifest)
-        save_config(ran, out / "config.yaml", version=__version__, samic=samic_source)
-        if net is not None and inputs.samic_checkpoint is None:
-            adapted = adapt_samic(
-                net,
-                out,
-                lambda: [(r.rgb, r.ids) for r in references],
-                resume=state == "resume",
-                job_config=ran,
-                adaptation=ran.adaptation,
-                heat_sigma=ran.tracker.heat_sigma,
-                device=device,
-                backbone_weights=inputs.backbone_weights,
-                progress=progress,
-                what="the references" if len(references) > 1 else "the reference",
-                threads=segmenter.threads.counts["adaptation"],
-            )
-            if adapted is not net:  # a resumed run's saved network: into the engine's
-                net.head.load_state_dict(adapted.head.state_dict())
-                net.eval()
+        samic = models.samic_source(f"adapted on the references, saved as {out / ADAPTED}")
+        save_config(ran, out / "config.yaml", version=__version__, samic=samic)
+        segmenter.adapt(resume=state == "resume", record=ran)
         (out / MASKS).mkdir(exist_ok=True)
         if ran.overlays:
             (out / OVERLAYS).mkdir(exist_ok=True)
         written, computed, unreadable = _segment_all(
-            engine, targets, names, out, ran, resume=state == "resume", progress=progress
+            segmenter, targets, names, out, ran, resume=state == "resume", progress=progress
         )
     if not unreadable:
         manifest.finished = True
@@ -244,7 +208,7 @@ def _batches(items: list[tuple[Path, str]], size: int) -> Iterator[list[tuple[Pa
 
 
 def _segment_all(
-    engine: FewShotSegmenter,
+    segmenter: ImageSegmenter,
     targets: Sequence[Path],
     names: Sequence[str],
     out: Path,
@@ -285,7 +249,7 @@ def _segment_all(
             if not readable:
                 continue
             # A batch partly written by an interrupted run is decoded whole again, as it was.
-            results = engine.segment([rgb for _, _, rgb in readable])
+            results = segmenter.segment([rgb for _, _, rgb in readable])
             for (path, name, rgb), result in zip(readable, results, strict=True):
                 if name in finished:
                     continue

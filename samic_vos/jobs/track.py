@@ -9,11 +9,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from samic_vos.data.frame_source import BACKENDS, Frame, FrameSource
+from samic_vos.data.frame_source import BACKENDS, FrameSource
 from samic_vos.data.mask_io import read_mask, write_mask
 from samic_vos.data.video_writer import VideoWriter
 from samic_vos.inference.prompter import PROMPTERS, TrackerConfig
@@ -29,11 +28,8 @@ from samic_vos.runtime.console import bar
 from samic_vos.runtime.stage_threads import ThreadsConfig
 from samic_vos.sam.encoder import EncoderConfig
 from samic_vos.sam.models import require_models
-from samic_vos.sam.run_ahead import run_ahead
+from samic_vos.sam.run_ahead import embedded_frames
 from samic_vos.training.first_frame_adaptation import AdaptationConfig
-
-if TYPE_CHECKING:
-    from samic_vos.sam.segmenter import ImageEmbedding
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +101,7 @@ def track_sequence(
     # encoded there too); frames finished by an earlier run are not encoded. The run-ahead is
     # closed (its worker finished) before the caller closes the frame source.
     segmenter = tracker.segmenter
-
-    def prepare(frame: Frame) -> ImageEmbedding | None:
-        return segmenter.embed(frame.rgb) if ahead and frame.index >= done else None
-
-    encoded = run_ahead(frames, prepare, enabled=True, device=segmenter.device if ahead else "cpu")
+    encoded = embedded_frames(frames, segmenter, ahead=ahead, start=done)
     # Whole lines only, even on a full disk; each frame's mask, then its line, then its overlay
     # frame, written in order by one worker thread while the next frame is tracked.
     with (

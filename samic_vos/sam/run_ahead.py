@@ -23,7 +23,9 @@ from typing import TypeVar
 
 import torch
 
+from samic_vos.data.frame_source import Frame
 from samic_vos.sam.encoder import EncoderConfig
+from samic_vos.sam.segmenter import ImageEmbedding, SamSegmenter
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -84,3 +86,21 @@ def run_ahead(
         while (produced := pending.result()) is not _END:
             pending = request(pool)
             yield produced  # type: ignore[misc]
+
+
+def embedded_frames(
+    frames: Iterable[Frame], segmenter: SamSegmenter, *, ahead: bool, start: int = 0
+) -> Iterator[tuple[Frame, ImageEmbedding | None]]:
+    """``(frame, SAM's embedding of it)`` for each of ``frames``, in order; what the tracking
+    loops (a job's, the Python API's) iterate over.
+
+    Frame t+1 is decoded in a worker thread while the caller handles frame t; with ``ahead``
+    (:func:`run_ahead_enabled`) SAM's encoder runs on it there too, else the embedding is
+    ``None`` (the caller encodes the frame). Frames before ``start`` (finished by an earlier
+    run) are never encoded. Close the iterator (its worker finishes) before the frame source.
+    """
+
+    def prepare(frame: Frame) -> ImageEmbedding | None:
+        return segmenter.embed(frame.rgb) if ahead and frame.index >= start else None
+
+    return run_ahead(frames, prepare, enabled=True, device=segmenter.device if ahead else "cpu")

@@ -29,18 +29,15 @@ def samic_network(
     backbone_weights: Path | None,
     network: SamicNetConfig,
     device: torch.device,
-    adapted_note: str,
-) -> tuple[SamicNet, str]:
-    """The SAMIC network before any adaptation: the ``checkpoint``'s, or a fresh one of
-    ``network``. Returns it on ``device`` and where it came from (for config.yaml: the
-    checkpoint's path, or ``adapted_note``)."""
+) -> SamicNet:
+    """The SAMIC network before any adaptation, on ``device``: the ``checkpoint``'s, or a
+    fresh one of ``network``."""
     from samic_vos.model.checkpoint import load_samic
     from samic_vos.model.samic_net import build_samic
 
     if checkpoint is not None:
-        net, _ = load_samic(checkpoint, device, backbone_weights)
-        return net, str(checkpoint)
-    return build_samic(network, backbone_weights).to(device), adapted_note
+        return load_samic(checkpoint, device, backbone_weights)[0]
+    return build_samic(network, backbone_weights).to(device)
 
 
 def adapt_samic(

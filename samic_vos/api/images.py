@@ -1,0 +1,96 @@
+"""Few-shot image segmentation: K labelled references in, masks of their classes out
+(:class:`ImageSegmenter`).
+
+Per class, SAMIC predicts a heat map of point prompts on a target from each reference where the
+class appears; the K heat maps are averaged, each peak prompts SAM (one instance), and the class
+mask is the union of its instances (``persam``: PerSAM's training-free recipe instead).
+``samic-vos segment`` runs the same segmenter and writes files; this one returns results.
+
+Coordinates: points are float (x, y) image pixels, x right, y down, pixel centres at integers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from samic_vos.api.models import PathLike
+from samic_vos.api.session import Session, is_path
+from samic_vos.data.davis import read_image
+from samic_vos.data.mask_io import read_mask
+from samic_vos.inference.fewshot_engine import FewShotSegmenter, ImageResult, Reference
+
+ImageLike = np.ndarray | PathLike
+
+
+class ImageSegmenter(Session):
+    """Segments the classes of K labelled references in any number of images.
+
+    Build it on loaded models (``ImageSegmenter(load_models(...))``) or in one call
+    (``ImageSegmenter.load(sam_model=..., samic=...)``); the settings are
+    :class:`~samic_vos.api.session.Session`'s (``tracker.batch_size``: targets per SAMIC
+    backbone batch). The prompter is ``samic`` or ``persam``. Without a SAMIC checkpoint, the
+    network is adapted on the references before the first target (:meth:`adapt`).
+
+    Attributes:
+        engine: the underlying few-shot engine (reference features, per-class prompts).
+    """
+
+    engine: FewShotSegmenter
+
+    def _build(self) -> None:
+        models = self.models
+        self.engine = FewShotSegmenter(
+            models.prompter, models.segmenter, self.net, self.config, models.device
+        )
+        self._references: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def set_references(self, references: Sequence[Reference | tuple[ImageLike, ImageLike]]) -> None:
+        """The K labelled references, replacing any earlier ones.
+
+        Each is a :class:`~samic_vos.inference.fewshot_engine.Reference` (with clicked (x, y)
+        points per class, if any) or an ``(image, mask)`` pair: the image an RGB file or an
+        (H, W, 3) uint8 array, the mask a PNG (palette: each id its own class; 0/255 or 0/1:
+        class 1) or an (H, W) uint8 id map (0 background, 255 void, 1..254 classes). A class
+        may appear in any subset of the references.
+
+        Raises:
+            ValueError: no reference, a mask of another size than its image, no class at all.
+            UserError: an unreadable file.
+        """
+        refs = [ref if isinstance(ref, Reference) else _reference(*ref) for ref in references]
+        self.engine.set_references(refs)
+        self._references = [(ref.rgb, ref.ids) for ref in refs]
+        self.adapted = not self.models.adapts
+
+    def adapt(self, *, resume: bool = False, record: object = None) -> None:
+        """Adapt SAMIC on the references, as the first :meth:`segment` after
+        :meth:`set_references` does (nothing with a trained checkpoint).
+
+        ``resume``: reuse the network ``adaptation_dir`` holds (a resumed job's); ``record``:
+        the settings saved with it (default: the tracker's and the adaptation's).
+        """
+        if not self._references:
+            raise RuntimeError("call set_references() before adapt()")
+        what = "the references" if len(self._references) > 1 else "the reference"
+        self._adapt(lambda: self._references, what=what, resume=resume, record=record)
+
+    def segment(self, images: Sequence[ImageLike]) -> list[ImageResult]:
+        """Segment ``images`` (files or (H, W, 3) uint8 RGB arrays; sizes may differ).
+
+        Returns, per image: ``ids`` (H, W) uint8 class map, ``instances`` (H, W) uint8
+        instance map (1..M, class order then point order), and per class its (N, 2) float32
+        (x, y) points (one SAM prompt, one instance each), their scores and SAM's confidence.
+        """
+        if not self.adapted:
+            self.adapt()
+        rgbs = [read_image(i, what="target image") if is_path(i) else i for i in images]
+        return self.engine.segment(rgbs)  # type: ignore[arg-type]
+
+
+def _reference(image: ImageLike, mask: ImageLike) -> Reference:
+    """A reference from an image and a mask, each a file or an array."""
+    rgb = read_image(image, what="reference image") if is_path(image) else np.asarray(image)
+    ids = read_mask(mask) if is_path(mask) else np.asarray(mask)
+    return Reference(rgb, ids)

@@ -1,0 +1,201 @@
+"""SAM and SAMIC, loaded once from model names or paths (:func:`load_models`).
+
+:class:`Models` holds SAM as a segmenter (its image encoder set up as ``encoder`` says), the
+SAMIC network (a trained checkpoint's, or a fresh one that each video or reference set adapts
+on its own first frame or references, :func:`samic_vos.training.adapted.adapt_samic`), the
+prompter's name and the device. Any number of :class:`~samic_vos.api.video.VideoTracker` and
+:class:`~samic_vos.api.images.ImageSegmenter` share one :class:`Models`; each gets a SAMIC
+network of its own to adapt (:meth:`Models.network`), so none changes another's.
+
+Missing weights are one-line :class:`~samic_vos.runtime.errors.UserError` messages naming the
+file and the argument that takes a local copy (``sam_checkpoint``, ``backbone_weights``), the
+same messages the command line prints with its flags.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from samic_vos.inference.prompter import PROMPTERS
+from samic_vos.model.samic_net import SamicNet, SamicNetConfig
+from samic_vos.runtime.config import require_choice
+from samic_vos.runtime.stage_threads import StageThreads, ThreadsConfig
+from samic_vos.sam.encoder import EncoderConfig
+from samic_vos.sam.models import SAM_ARCHS, require_models
+from samic_vos.sam.run_ahead import run_ahead_enabled
+from samic_vos.sam.segmenter import SamSegmenter
+
+PathLike = str | os.PathLike[str]
+C = TypeVar("C")
+
+
+@dataclass(repr=False)
+class Models:
+    """SAM, SAMIC and the prompter, on one device (build it with :func:`load_models`).
+
+    Attributes:
+        segmenter: SAM on ``device``: points, boxes and masks in, masks out.
+        net: the SAMIC network (``None`` unless ``prompter`` is ``samic``): the ``samic``
+            checkpoint's, or a fresh one (random head) that is never used as it is: each
+            tracker or image segmenter adapts a copy of it (:attr:`adapts`).
+        prompter: ``samic``, ``previous-mask`` or ``persam`` (training-free baselines).
+        samic: the SAMIC checkpoint loaded, ``None`` without one.
+        backbone_weights: the ResNet-50 ImageNet weights file given, ``None``: the cache's.
+        encoder: how SAM's image encoder runs (implementation, precision, compile, run-ahead).
+    """
+
+    segmenter: SamSegmenter
+    net: SamicNet | None
+    prompter: str
+    samic: Path | None
+    backbone_weights: Path | None
+    encoder: EncoderConfig
+
+    @property
+    def device(self) -> torch.device:
+        """Where SAM and SAMIC run."""
+        return self.segmenter.device
+
+    @property
+    def sam_model(self) -> str | None:
+        """The loaded SAM's architecture (``vit_b``, ``vit_l``, ``vit_h``, ``tiny``); ``None``
+        for an architecture of its own."""
+        from samic_vos.sam.models import sam_arch_name
+
+        name = sam_arch_name(self.segmenter.sam)
+        return name if name in SAM_ARCHS else None
+
+    @property
+    def adapts(self) -> bool:
+        """Whether SAMIC is adapted on each video's first frame (each reference set) before
+        use: the ``samic`` prompter without a checkpoint."""
+        return self.net is not None and self.samic is None
+
+    @property
+    def run_ahead(self) -> bool:
+        """Whether SAM encodes frame t+1 in a worker thread while frame t is prompted."""
+        return run_ahead_enabled(self.encoder, self.device)
+
+    def network(self) -> SamicNet | None:
+        """The SAMIC network one tracker or image segmenter prompts with: the checkpoint's,
+        shared; or, to be adapted, a copy of the fresh one (its head copied, the frozen
+        backbone shared); ``None`` for the training-free prompters."""
+        if not self.adapts:
+            return self.net
+        assert self.net is not None
+        return copy.deepcopy(self.net, memo={id(self.net.backbone): self.net.backbone})
+
+    def samic_source(self, adapted: str) -> str | None:
+        """Where SAMIC comes from, as a job's config.yaml records it: the checkpoint's path,
+        ``adapted`` (where a fresh network is adapted), ``None`` without SAMIC."""
+        if self.net is None:
+            return None
+        return str(self.samic) if self.samic is not None else adapted
+
+    def __repr__(self) -> str:
+        sam = self.sam_model or "custom"
+        samic = str(self.samic) if self.samic is not None else None
+        return (
+            f"Models(sam_model={sam!r}, samic={samic!r}, prompter={self.prompter!r}, "
+            f"device='{self.device}')"
+        )
+
+
+def load_models(
+    sam_model: str | None = None,
+    *,
+    sam_checkpoint: PathLike | None = None,
+    samic: PathLike | None = None,
+    backbone_weights: PathLike | None = None,
+    prompter: str = "samic",
+    device: str | torch.device = "auto",
+    precision: str | None = None,
+    encoder: EncoderConfig | None = None,
+    threads: ThreadsConfig | None = None,
+    network: SamicNetConfig | None = None,
+) -> Models:
+    """Load SAM and SAMIC once, for any number of videos and image sets.
+
+    Args:
+        sam_model: ``vit_b``, ``vit_l`` or ``vit_h`` (``tiny``: the tests' random model);
+            ``None``: the checkpoint's own architecture (``vit_b`` without a checkpoint).
+        sam_checkpoint: SAM weights file; ``None``: the official weights from the cache
+            (:data:`samic_vos.WEIGHTS`, downloaded and checksum-verified on first use).
+        samic: a trained SAMIC checkpoint; ``None``: a fresh network of ``network``, adapted
+            on each video's first frame or each set of references before use (minutes on a
+            CPU; pass a trained checkpoint for the paper's setting).
+        backbone_weights: torchvision's ResNet-50 ImageNet weights (SAMIC's frozen backbone);
+            ``None``: from the cache. Must stay ``None`` for a ``random`` backbone.
+        prompter: ``samic`` (the paper), or the training-free ``previous-mask`` (video only)
+            and ``persam``; only ``samic`` loads a SAMIC network.
+        device: ``auto`` (CUDA, then MPS, then the CPU), ``cuda``, ``cuda:N``, ``mps``, ``cpu``.
+        precision: SAM's image encoder precision, ``auto`` (bf16 on CUDA, else fp32), ``fp32``,
+            ``bf16`` or ``fp16``; ``None``: ``encoder``'s (default ``auto``).
+        encoder: how SAM's image encoder runs (default :class:`EncoderConfig`).
+        threads: torch CPU threads per stage (default: all ``auto``).
+        network: the fresh network's architecture without ``samic`` (default
+            :class:`SamicNetConfig`); a checkpoint carries its own.
+
+    Seeds torch's global random generator with 0 first (a fresh head is drawn from it), so
+    equal calls give equal models.
+
+    Raises:
+        UserError: a missing or unreadable weights file that cannot be downloaded (naming
+            the file and the argument to pass), a device this machine lacks, a bad value.
+    """
+    from samic_vos.runtime.devices import select_device
+    from samic_vos.sam.models import load_sam
+    from samic_vos.training.adapted import samic_network
+
+    require_models(sam_model, str(device))
+    require_choice("prompter", prompter, PROMPTERS)
+    encoder = encoder or EncoderConfig()
+    if precision is not None:
+        encoder = dataclasses.replace(encoder, precision=precision)
+    torch_device = select_device(str(device))
+    torch.manual_seed(0)
+    sam = load_sam(sam_model, sam_checkpoint, torch_device)
+    samic_path = Path(samic) if samic is not None else None
+    backbone = Path(backbone_weights) if backbone_weights is not None else None
+    net = None
+    if prompter == "samic":
+        net = samic_network(samic_path, backbone, network or SamicNetConfig(), torch_device)
+    segmenter = SamSegmenter(sam, torch_device, encoder, StageThreads.resolve(threads))
+    return Models(segmenter, net, prompter, samic_path, backbone, encoder)
+
+
+def job_models(
+    config: C,
+    sam_checkpoint: Path | None,
+    samic: Path | None,
+    backbone_weights: Path | None,
+) -> tuple[Models, C]:
+    """The models of a job config that has ``sam_model``, ``prompter``, ``device``,
+    ``encoder``, ``threads`` and ``network`` (``track``'s, ``segment``'s), and that config as
+    it ran (the device, SAM architecture and network loaded: what config.yaml records)."""
+    job: Any = config
+    models = load_models(
+        job.sam_model,
+        sam_checkpoint=sam_checkpoint,
+        samic=samic,
+        backbone_weights=backbone_weights,
+        prompter=job.prompter,
+        device=job.device,
+        encoder=job.encoder,
+        threads=job.threads,
+        network=job.network,
+    )
+    ran = dataclasses.replace(
+        job,
+        device=str(models.device),
+        sam_model=models.sam_model or job.sam_model,
+        network=models.net.config if models.net is not None else job.network,
+    )
+    return models, ran

@@ -1,0 +1,219 @@
+"""One video's tracker: :class:`VideoTracker`, Cutie-style ``step(frame, mask=None)``, and
+:meth:`VideoTracker.track` over a whole video file or frame folder.
+
+Causal: frame t−1, with its accepted prompts, is the reference for frame t (and frame 0, where
+an object was given, a second one). A mask gives objects on a frame: on the first frame, and
+wherever objects start or restart. ``samic-vos track`` runs the same tracker and the same mask
+checks (:func:`given_masks`), writing files as it goes (:func:`samic_vos.jobs.track.track_sequence`,
+which resumes); :meth:`VideoTracker.track` yields the results and writes nothing.
+
+Coordinates: points are float (x, y) frame pixels, x right, y down, pixel centres at integers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from samic_vos.api.models import PathLike
+from samic_vos.api.session import Session, is_path
+from samic_vos.data.frame_source import FrameSource, open_frames
+from samic_vos.data.mask_io import object_ids, read_mask
+from samic_vos.inference.prompters import build_prompter
+from samic_vos.inference.tracker import CausalTracker, FrameResult, ObjectResult
+from samic_vos.runtime.errors import UserError
+from samic_vos.sam.run_ahead import embedded_frames
+from samic_vos.sam.segmenter import ImageEmbedding
+
+Mask = np.ndarray | Path
+
+
+class TrackedFrame(NamedTuple):
+    """One frame of :meth:`VideoTracker.track`, unpacked as ``(index, ids, prompts)``.
+
+    Attributes:
+        index: the frame's index in the video, from 0.
+        ids: (H, W) uint8 id map: 0 background, k object k.
+        prompts: per object id, its (x, y) points, their heat values and SAM's confidence
+            (:class:`~samic_vos.inference.tracker.ObjectResult`).
+    """
+
+    index: int
+    ids: np.ndarray
+    prompts: dict[int, ObjectResult]
+
+
+class VideoTracker(Session):
+    """Tracks the objects of one video, one frame at a time (make one per video).
+
+    Build it on loaded models (``VideoTracker(load_models(...))``, models shared by many
+    videos) or in one call (``VideoTracker.load(sam_model=..., samic=...)``); the settings are
+    :class:`~samic_vos.api.session.Session`'s. Without a SAMIC checkpoint, the network is
+    adapted on the first frame and its mask when the first mask comes (:meth:`adapt`).
+
+    Attributes:
+        tracker: the underlying causal tracker (per-object state; ``restore`` resumes).
+    """
+
+    tracker: CausalTracker
+
+    def _build(self) -> None:
+        models = self.models
+        prompter = build_prompter(
+            models.prompter, models.segmenter, self.config, self.net, models.device
+        )
+        self.tracker = CausalTracker(prompter, models.segmenter, self.config)
+
+    def step(self, frame: np.ndarray, mask: np.ndarray | None = None) -> FrameResult:
+        """Track the next frame.
+
+        Args:
+            frame: (H, W, 3) uint8 RGB; every frame of a video has the same size.
+            mask: (H, W) uint8 id map of objects given on this frame (0 background, 255 void
+                ignored); a given object's mask is taken as is and (re)starts it there. The
+                first frame needs one.
+
+        Returns:
+            ``ids`` (H, W) uint8 id map, and per object its (N, 2) float32 (x, y) points,
+            their heat values and SAM's confidence in [0, 1].
+        """
+        return self._step(frame, mask, None)
+
+    def adapt(
+        self, frame: np.ndarray, mask: np.ndarray, *, resume: bool = False, record: object = None
+    ) -> None:
+        """Adapt SAMIC on the first frame ((H, W, 3) uint8) and its (H, W) uint8 id map, as
+        the first :meth:`step` with a mask does (nothing with a trained checkpoint).
+
+        ``resume``: reuse the network ``adaptation_dir`` holds (a resumed job's); ``record``:
+        the settings saved with it (default: the tracker's and the adaptation's).
+        """
+        self._adapt(lambda: [(frame, mask)], what="frame 0", resume=resume, record=record)
+
+    def track(
+        self,
+        video: PathLike,
+        first_mask: np.ndarray | PathLike | None = None,
+        *,
+        masks_dir: PathLike | None = None,
+        backend: str = "auto",
+    ) -> Iterator[TrackedFrame]:
+        """Track every frame of a video file or a frame folder, yielding as it goes.
+
+        Args:
+            video: a video file (mp4, ...) or a folder of JPEG/PNG frames (name order).
+            first_mask: frame 0's objects: a mask PNG (palette, 0/255 or 0/1) or an (H, W)
+                uint8 id map; objects numbered 1..K.
+            masks_dir: masks of later frames (and of frame 0), PNGs named like the frames
+                (``00005.png``; video frames are named by their index, 5 digits): their
+                objects start or restart there.
+            backend: frame decoding, ``auto``, ``decord``, ``pyav`` or ``folder``.
+
+        Yields:
+            ``(index, ids, prompts)`` per frame (:class:`TrackedFrame`). Frame t+1 is decoded
+            (on CUDA, also encoded) in a worker thread while frame t is tracked.
+
+        Raises:
+            UserError: when the iteration starts: a missing video or mask, a mask that names
+                no frame or has the wrong size, ids that are not 1..K; while it runs: a
+                frame that cannot be decoded.
+        """
+        if self.tracker.frame_index >= 0:
+            raise RuntimeError("track() runs a whole video on a new VideoTracker; make one")
+        first = Path(first_mask) if is_path(first_mask) else first_mask
+        folder = Path(masks_dir) if masks_dir is not None else None
+        with open_frames(video, backend=backend) as frames:
+            given = given_masks(frames, Path(video), first, folder)  # type: ignore[arg-type]
+            encoded = embedded_frames(frames, self.models.segmenter, ahead=self.models.run_ahead)
+            with contextlib.closing(encoded):
+                for frame, embedding in encoded:
+                    mask = given.get(frame.index)
+                    if isinstance(mask, Path):
+                        mask = read_mask(mask)
+                    result = self._step(frame.rgb, mask, embedding)
+                    yield TrackedFrame(frame.index, result.ids, result.objects)
+
+    def _step(
+        self, rgb: np.ndarray, mask: np.ndarray | None, embedding: ImageEmbedding | None
+    ) -> FrameResult:
+        if mask is not None and np.shape(mask) != rgb.shape[:2]:
+            raise ValueError(f"the mask is {np.shape(mask)} but the frame is {rgb.shape[:2]}")
+        if not self.adapted and mask is not None:
+            self.adapt(rgb, mask)
+        return self.tracker.step(rgb, mask, embedding=embedding)
+
+
+def given_masks(
+    frames: FrameSource, video: Path, first_mask: Mask | None, masks_dir: Path | None
+) -> dict[int, Mask]:
+    """Frame index → mask (a file, or an (H, W) uint8 id map) of every given mask, each
+    checked (ids, size) here; ``first_mask`` is frame 0's, ``masks_dir`` holds PNGs named like
+    the frames.
+
+    Raises:
+        UserError: a mask that names no frame, is unreadable, has the wrong size or no
+            object; no mask for the first frame; object ids that are not 1..K.
+    """
+    names = frames.names
+    index = {name: i for i, name in enumerate(names)}
+    found: dict[int, Mask] = {}
+    if masks_dir is not None:
+        if not masks_dir.is_dir():
+            raise UserError(f"{masks_dir}: mask folder not found (`masks_dir`)")
+        for path in sorted(masks_dir.glob("*.png")):
+            if path.stem not in index:
+                raise UserError(
+                    f"{path}: names no frame of {video} (frames are named "
+                    f"{names[0]} ... {names[-1]}); name masks like the frames"
+                )
+            found[index[path.stem]] = path
+    if first_mask is not None:
+        if 0 in found and not _same_file(found[0], first_mask):
+            raise UserError(
+                f"{_label(first_mask)}: the mask folder also has a mask of the first frame "
+                f"({found[0]}); give one of them"
+            )
+        found[0] = first_mask
+    if 0 not in found:
+        raise UserError(
+            f"{video}: no mask for the first frame ({names[0]}); pass `first_mask` or "
+            f"put {names[0]}.png in the mask folder"
+        )
+    ids: set[int] = set()
+    for frame, given in sorted(found.items()):
+        mask = read_mask(given) if isinstance(given, Path) else np.asarray(given)
+        if mask.shape != frames.size:
+            raise UserError(
+                f"{_label(given)}: mask is {_size(mask.shape)} but the video frames are "
+                f"{_size(frames.size)}; pass the mask of frame {names[frame]}"
+            )
+        present = object_ids(mask)
+        if not present:
+            raise UserError(f"{_label(given)}: the mask has no object (only background)")
+        ids.update(present)
+    if sorted(ids) != list(range(1, len(ids) + 1)):
+        shown = ", ".join(map(str, sorted(ids)))
+        raise UserError(
+            f"{_label(found[0])}: object ids are {shown}; masks must number objects 1..K "
+            f"without gaps (as DAVIS does), so that they are tracked and scored as "
+            f"1..{len(ids)}"
+        )
+    return dict(sorted(found.items()))
+
+
+def _same_file(a: Mask, b: Mask) -> bool:
+    return isinstance(a, Path) and isinstance(b, Path) and a.resolve() == b.resolve()
+
+
+def _label(mask: Mask) -> str:
+    """How messages name a mask: its file, or the argument that gave the array."""
+    return str(mask) if isinstance(mask, Path) else "`first_mask`"
+
+
+def _size(shape: tuple[int, ...]) -> str:
+    """``WxH`` of an (H, W, ...) shape."""
+    return f"{shape[1]}x{shape[0]}" if len(shape) >= 2 else str(shape)
