@@ -1,11 +1,14 @@
 """Score predicted few-shot masks saved on disk against a dataset, per its test protocol.
 
-Predictions live in ``PRED/<class>/<query name>.png`` (:func:`prediction_path`), one per episode
-(every query appears once in both protocols); any mask PNG that
-:func:`samic_vos.data.mask_io.read_mask` reads, every non-zero id (but void 255) being the class.
-FSS-1000, plain folders and SAMBOX folders are scored as HSNet scores FSS-1000 (mIoU and
-FB-IoU over the dataset's classes; FSS-1000 at HSNet's 400 × 400), PerSeg as PerSAM scores it
-(mIoU); see :mod:`samic_vos.eval.fewshot_metrics`.
+Predictions live in ``PRED/<class>/<episode name>.png`` (:func:`prediction_path`), one per
+episode: the query's name where every query is one episode (FSS-1000, folders, PerSeg), the
+episode's number and the query's name where queries come back (PASCAL-5i, COCO-20i:
+``0042_2008_000123.png``); any mask PNG that :func:`samic_vos.data.mask_io.read_mask` reads,
+every non-zero id (but void 255) being the class. PASCAL-5i, COCO-20i, FSS-1000, plain folders
+and SAMBOX folders are scored as HSNet scores them (mIoU and FB-IoU over the dataset's classes,
+PASCAL-5i's 255 band left out), PerSeg as PerSAM scores it (mIoU); see
+:mod:`samic_vos.eval.fewshot_metrics`. The size at which HSNet's areas are counted is
+:func:`eval_size` of a setting (:data:`EVAL_SIZES`).
 """
 
 from __future__ import annotations
@@ -20,31 +23,58 @@ from samic_vos.data.mask_io import VOID_ID, read_mask
 from samic_vos.eval.fewshot_metrics import HSNET_EVAL_SIZE, HsnetMeter, PersamMeter
 from samic_vos.runtime.errors import UserError
 
+EVAL_SIZES = ("auto", "original")  # or an integer N: N x N pixels
+HSNET_SIZED = ("fss1000", "pascal5i", "coco20i")  # HSNet counts these at 400 x 400
+
 
 def prediction_path(pred_dir: str | os.PathLike[str], episode: Episode) -> Path:
-    """Where the prediction of ``episode`` is saved: ``pred_dir/<class>/<query name>.png``."""
-    return Path(pred_dir) / episode.class_name / f"{episode.query.name}.png"
+    """Where the prediction of ``episode`` is saved: ``pred_dir/<class>/<episode name>.png``."""
+    return Path(pred_dir) / episode.class_name / f"{episode.name}.png"
 
 
-def meter_for(dataset: FewShotDataset) -> HsnetMeter | PersamMeter:
-    """The reference scoring of ``dataset``: PerSAM's for PerSeg, HSNet's for the others
-    (FSS-1000 counted at HSNet's 400 × 400, the others at their own size)."""
+def eval_size(kind: str, setting: int | str = "auto") -> tuple[int, int] | None:
+    """``(h, w)`` at which HSNet's areas of dataset ``kind`` are counted, ``None`` at the masks'
+    own size. ``setting``: ``"auto"`` (HSNet's 400 × 400 for FSS-1000, PASCAL-5i and COCO-20i,
+    the own size for folders and PerSeg), ``"original"``, or ``N`` (``N × N``).
+
+    Raises :class:`UserError` for another setting, and for a resize of PerSeg (PerSAM counts
+    at the masks' size).
+    """
+    if setting == "auto":
+        return HSNET_EVAL_SIZE if kind in HSNET_SIZED else None
+    if setting == "original":
+        return None
+    if not isinstance(setting, int) or isinstance(setting, bool) or setting < 1:
+        raise UserError(f"evaluation size {setting!r}: use auto, original or an integer >= 1")
+    if kind == "perseg":
+        raise UserError("PerSeg is scored at the masks' own size (PerSAM): use auto or original")
+    return setting, setting
+
+
+def meter_for(dataset: FewShotDataset, size: int | str = "auto") -> HsnetMeter | PersamMeter:
+    """The reference scoring of ``dataset``: PerSAM's for PerSeg, HSNet's for the others,
+    counted at :func:`eval_size` of ``size``."""
+    counted = eval_size(dataset.kind, size)
     if dataset.kind == "perseg":
         return PersamMeter()
-    size = HSNET_EVAL_SIZE if dataset.kind == "fss1000" else None
-    return HsnetMeter(dataset.classes, eval_size=size)
+    return HsnetMeter(dataset.classes, eval_size=counted)
 
 
 def score_predictions(
-    dataset: FewShotDataset, episodes: Iterable[Episode], pred_dir: str | os.PathLike[str]
+    dataset: FewShotDataset,
+    episodes: Iterable[Episode],
+    pred_dir: str | os.PathLike[str],
+    size: int | str = "auto",
 ) -> dict:
-    """Scores of the predictions in ``pred_dir`` for ``episodes`` of ``dataset``.
+    """Scores of the predictions in ``pred_dir`` for ``episodes`` of ``dataset``, HSNet's areas
+    counted at :func:`eval_size` of ``size``.
 
     Returns ``{"global": {"mIoU": …[, "FB-IoU": …]}, "per_class": {"<class>": IoU, …}}``
-    (percentages). Raises :class:`UserError` naming the first missing prediction or one whose
-    size is not its query image's.
+    (percentages; HSNet's scoring adds ``"sums"``, see :meth:`HsnetMeter.sums`). Raises
+    :class:`UserError` naming the first missing prediction or one whose size is not its query
+    image's.
     """
-    meter = meter_for(dataset)
+    meter = meter_for(dataset, size)
     for episode in episodes:
         path = prediction_path(pred_dir, episode)
         if not path.is_file():
@@ -59,5 +89,9 @@ def score_predictions(
                 f"{episode.query.image} is {truth.shape[1]}x{truth.shape[0]}; predict at the "
                 "query's size"
             )
-        meter.update(episode.class_name, (ids > 0) & (ids != VOID_ID), truth)
+        pred = (ids > 0) & (ids != VOID_ID)
+        if isinstance(meter, HsnetMeter):
+            meter.update(episode.class_name, pred, truth, dataset.read_void(episode.query))
+        else:
+            meter.update(episode.class_name, pred, truth)
     return meter.summary()

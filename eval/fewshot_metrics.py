@@ -14,10 +14,20 @@ episodes counts, with IoU 0, as HSNet's ``class_ids_interest`` does):
 - **FB-IoU** = mean over {background, foreground} of ``Σ_classes ΣI / Σ_classes ΣU`` × 100 (the
   areas of all classes are summed first, then divided: not a mean of per-class ratios).
 
+**PASCAL-5i** adds HSNet's void (``Evaluator.classify_prediction`` after ``extract_ignore_idx``):
+the ground truth's 255 band, found after the same nearest resize as the mask, is left out of
+both intersections and of both areas (prediction and ground truth) of every union; elsewhere
+a pixel of another class is background. COCO-20i and FSS-1000 have no void.
+
 HSNet counts FSS-1000 pixels at 400 × 400 (``test.py``: ``img_size=400``; ``data/fss.py``
 resizes the 224 × 224 query mask with ``F.interpolate(mode='nearest')`` and has no
-original-size option): :data:`HSNET_EVAL_SIZE`, given as ``eval_size`` to :class:`HsnetMeter`,
-resizes ground truth and prediction alike with the same nearest rule (:func:`nearest_resize`).
+original-size option), and PASCAL-5i and COCO-20i at 400 × 400 by default (``test.py``:
+``img_size=400``; ``--use_original_imgsize`` counts them at the image's size):
+:data:`HSNET_EVAL_SIZE`, given as ``eval_size`` to :class:`HsnetMeter`, resizes ground truth,
+void and prediction alike with the same nearest rule (:func:`nearest_resize`).
+
+A meter's per-class sums (:meth:`HsnetMeter.sums`) can be saved and added to another meter's
+(:meth:`HsnetMeter.add_sums`): runs of disjoint classes combine into the scores of their union.
 
 **PerSeg, as PerSAM** (``ZrrSkywalker/Personalize-SAM``: ``eval_miou.py``): per class (object),
 the foreground intersections and unions of its targets are summed; its IoU is
@@ -63,11 +73,19 @@ def foreground_areas(pred: np.ndarray, gt: np.ndarray) -> tuple[int, int]:
     return int(np.count_nonzero(pred & gt)), int(np.count_nonzero(pred | gt))
 
 
-def hsnet_areas(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """HSNet's areas of one episode: ``int64`` ``(2, 2)``, ``[[I_bg, I_fg], [U_bg, U_fg]]``."""
+def hsnet_areas(pred: np.ndarray, gt: np.ndarray, void: np.ndarray | None = None) -> np.ndarray:
+    """HSNet's areas of one episode: ``int64`` ``(2, 2)``, ``[[I_bg, I_fg], [U_bg, U_fg]]``.
+
+    ``void``: ``bool (H, W)`` pixels counted nowhere (PASCAL-5i's 255 band), or ``None``.
+    """
     pred, gt = _check(pred, gt)
+    if void is not None:
+        keep = ~_check(void, gt)[0]
+        pred, gt, back_pred, back_gt = pred & keep, gt & keep, ~pred & keep, ~gt & keep
+    else:
+        back_pred, back_gt = ~pred, ~gt
     inter_fg, union_fg = foreground_areas(pred, gt)
-    inter_bg, union_bg = foreground_areas(~pred, ~gt)
+    inter_bg, union_bg = foreground_areas(back_pred, back_gt)
     return np.array([[inter_bg, inter_fg], [union_bg, union_fg]], dtype=np.int64)
 
 
@@ -93,14 +111,37 @@ class HsnetMeter:
         # [I or U][bg, fg][class]: HSNet's intersection_buf / union_buf.
         self._areas = np.zeros((2, 2, len(self.classes)), dtype=np.int64)
 
-    def update(self, class_name: str, pred: np.ndarray, gt: np.ndarray) -> None:
-        """Add the episode of ``class_name``: prediction and ground truth, ``bool`` ``(H, W)``."""
+    def update(
+        self, class_name: str, pred: np.ndarray, gt: np.ndarray, void: np.ndarray | None = None
+    ) -> None:
+        """Add the episode of ``class_name``: prediction, ground truth and void (pixels not
+        counted, or ``None``), ``bool`` ``(H, W)`` each, resized to ``eval_size`` alike."""
         if class_name not in self._index:
             raise ValueError(f"class '{class_name}' is not one of the meter's classes")
         pred, gt = _check(pred, gt)
         if self.eval_size is not None:
             pred, gt = nearest_resize(pred, self.eval_size), nearest_resize(gt, self.eval_size)
-        self._areas[:, :, self._index[class_name]] += hsnet_areas(pred, gt)
+            void = None if void is None else nearest_resize(void, self.eval_size)
+        self._areas[:, :, self._index[class_name]] += hsnet_areas(pred, gt, void)
+
+    def sums(self) -> dict[str, dict[str, list[int]]]:
+        """Per class, its summed areas: ``{"intersection": [bg, fg], "union": [bg, fg]}``."""
+        return {
+            name: {
+                "intersection": self._areas[0, :, k].tolist(),
+                "union": self._areas[1, :, k].tolist(),
+            }
+            for k, name in enumerate(self.classes)
+        }
+
+    def add_sums(self, sums: dict[str, dict[str, list[int]]]) -> None:
+        """Add saved :meth:`sums` (of some or all of the meter's classes) to the meter's."""
+        for name, areas in sums.items():
+            if name not in self._index:
+                raise ValueError(f"class '{name}' is not one of the meter's classes")
+            column = self._index[name]
+            self._areas[0, :, column] += np.asarray(areas["intersection"], dtype=np.int64)
+            self._areas[1, :, column] += np.asarray(areas["union"], dtype=np.int64)
 
     def per_class(self) -> dict[str, float]:
         """Foreground IoU of each class, ``ΣI / max(ΣU, 1)`` × 100."""
@@ -118,10 +159,12 @@ class HsnetMeter:
         return (_percent(inter[0], union[0]) + _percent(inter[1], union[1])) / 2
 
     def summary(self) -> dict:
-        """``{"global": {"mIoU": …, "FB-IoU": …}, "per_class": {"<class>": IoU, …}}``."""
+        """``{"global": {"mIoU": …, "FB-IoU": …}, "per_class": {"<class>": IoU, …},
+        "sums": {"<class>": {"intersection": [bg, fg], "union": [bg, fg]}, …}}``."""
         return {
             "global": {"mIoU": self.miou(), "FB-IoU": self.fb_iou()},
             "per_class": self.per_class(),
+            "sums": self.sums(),
         }
 
 
@@ -154,3 +197,17 @@ class PersamMeter:
     def summary(self) -> dict:
         """``{"global": {"mIoU": …}, "per_class": {"<class>": IoU, …}}``."""
         return {"global": {"mIoU": self.miou()}, "per_class": self.per_class()}
+
+
+def hsnet_vote(masks: Sequence[np.ndarray]) -> np.ndarray:
+    """HSNet's K-shot prediction from K one-shot masks (``model/hsnet.py``
+    ``predict_mask_nshot``): a pixel's votes ``v`` (how many masks hold it), divided by the
+    image's highest vote ``m`` (at least 1), kept where ``v / m >= 0.5``.
+
+    ``masks``: K ``bool (H, W)`` masks of one size; returns ``bool (H, W)``. One mask is itself;
+    the threshold is relative to the highest vote, not to K (with votes of at most 2 of 5, a
+    pixel of one vote is kept).
+    """
+    votes = np.sum([np.asarray(mask, dtype=bool) for mask in masks], axis=0, dtype=np.int64)
+    highest = max(int(votes.max(initial=0)), 1)
+    return 2 * votes >= highest  # v / m >= 0.5, exactly, in integers

@@ -2,21 +2,30 @@
 
 Protocols (:mod:`samic_vos.data.fewshot_episodes`): FSS-1000 (and plain or SAMBOX folders) as HSNet
 tests it, every image the query of one episode with ``shots`` supports of its class drawn by
-the seed; PerSeg as PerSAM tests it, the reference ``00`` of each object supporting each of its
-other images. Each episode's supports are the references of a
+the seed; PASCAL-5i and COCO-20i as HSNet tests them, one fold per run, 1000 episodes drawn as
+HSNet draws them; PerSeg as PerSAM tests it, the reference ``00`` of each object supporting each
+of its other images. Each episode's supports are the references of a
 :class:`~samic_vos.inference.fewshot_engine.FewShotSegmenter` and its query the one target; the
-prediction is written to ``OUT/pred/<class>/<query>.png`` (a palette PNG, id 1 the class:
-:func:`~samic_vos.eval.fewshot_eval.prediction_path`) and its prompts to
-``OUT/prompts/<class>/<query>.json`` (`segment`'s prompts line of the query, with the names of
+prediction is written to ``OUT/pred/<class>/<episode>.png`` (a palette PNG, id 1 the class:
+:func:`~samic_vos.eval.fewshot_eval.prediction_path`; ``<episode>`` is the query's name, after
+the episode's number where queries come back) and its prompts to
+``OUT/prompts/<class>/<episode>.json`` (`segment`'s prompts line of the query, with the names of
 its supports), each atomically. The complete folder is scored by
 :func:`~samic_vos.eval.fewshot_eval.score_predictions` into ``OUT/scores.json``.
 
-SAM and the SAMIC network load once. Classes are done one after another; SAM's embedding of an
-image is computed once per class and reused in every episode of the class where the image is a
-support or the query (only one class's images are held at a time), and the references'
-features are computed once for consecutive episodes with the same supports (PerSeg: once per
-object). SAMIC needs a trained network (``samic_checkpoint``): adapting it per episode is not
-done here. ``persam`` needs no network.
+K-shot (``protocol.kshot``): ``average`` is SAMIC's (the engine averages the K heat maps the
+network predicts from the K supports, then finds the peaks: one set of prompts, one SAM call
+per instance); ``vote`` is HSNet's ``predict_mask_nshot``: each support alone predicts a mask
+(as a 1-shot episode; a support with an empty mask votes for nothing) and
+:func:`~samic_vos.eval.fewshot_metrics.hsnet_vote` combines the K masks.
+
+SAM and the SAMIC network load once. Classes are done one after another (episodes of one class
+together, whatever their order in the protocol); SAM's embedding of an image is computed once
+per class and reused in every episode of the class where the image is a support or the query
+(only one class's images are held at a time), and the references' features are computed once
+for consecutive episodes with the same supports (PerSeg: once per object). SAMIC needs a
+trained network (``samic_checkpoint``): adapting it per episode is not done here. ``persam``
+needs no network.
 
 Runs resume as ``bench davis`` does (:mod:`samic_vos.runtime.runs`, manifest ``OUT/run.json``):
 finished episodes are skipped, another configuration into the same ``OUT`` is refused, ``force``
@@ -26,7 +35,6 @@ starts afresh.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import logging
 import time
@@ -37,18 +45,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from samic_vos.data.fewshot_episodes import Episode, EpisodeConfig, fss_episodes, perseg_episodes
-from samic_vos.data.fewshot_sets import (
-    FSS_SPLITS,
-    KINDS,
-    FewShotDataset,
-    FewShotItem,
-    check_mask_size,
-    header_size,
-    open_fewshot,
+from samic_vos.data.fewshot_episodes import (
+    Episode,
+    EpisodeConfig,
+    FewShotSelection,
+    check_episode_files,
+    episodes_csv,
+    protocol_episodes,
 )
+from samic_vos.data.fewshot_sets import FewShotDataset, FewShotItem
 from samic_vos.data.mask_io import write_mask
-from samic_vos.eval.fewshot_eval import prediction_path, score_predictions
+from samic_vos.eval.fewshot_eval import eval_size, prediction_path, score_predictions
+from samic_vos.eval.fewshot_metrics import hsnet_vote
 from samic_vos.inference.fewshot_engine import FewShotSegmenter, Reference
 from samic_vos.inference.prompts_log import image_record
 from samic_vos.jobs.segment import SegmentConfig
@@ -75,27 +83,24 @@ PUBLISHED: dict[str, tuple[float, float]] = {
 PUBLISHED_COLUMN = {"fss1000": 0, "perseg": 1}
 OUTPUTS = ("pred", "prompts", "timings", "config.yaml", "scores.json", "report.html")
 STAGES = ("encoder", "prompter", "decoder", "other")
+KSHOT = ("average", "vote")  # SAMIC's heat-map average, HSNet's mask vote
 
 
 @dataclass
-class FewShotSelection:
-    """Which few-shot dataset, split and classes (key ``dataset:``)."""
+class ProtocolConfig:
+    """How K supports make one prediction and at what size it is scored (key ``protocol:``)."""
 
-    # fss1000 | perseg | folder | sambox (layouts: samic_vos.data.fewshot_sets)
-    kind: str = "fss1000"
-    split: str = "test"  # FSS-1000 only: HSNet's 240 test classes
-    classes: list[str] | None = None  # only these classes (quick runs); None: all
+    kshot: str = KSHOT[0]  # average: SAMIC's K heat maps averaged; vote: HSNet's mask vote
+    # HSNet's areas counted at: auto (400 x 400 for FSS-1000, PASCAL-5i, COCO-20i as HSNet's
+    # test.py; the masks' own size for folders), original (the query's size), or N (N x N)
+    eval_size: int | str = "auto"
 
     def __post_init__(self) -> None:
-        require_choice("kind", self.kind, KINDS)
-        require_choice("split", self.split, FSS_SPLITS)
-        if self.classes is not None:
-            require(len(self.classes) > 0, "classes", "a non-empty list or null", self.classes)
-
-    def open(self, root: Path) -> FewShotDataset:
-        """The dataset under ``root``, checked, restricted to ``classes``."""
-        dataset = open_fewshot(self.kind, root, self.split)
-        return dataset if self.classes is None else dataset.select(self.classes)
+        require_choice("kshot", self.kshot, KSHOT)
+        ok = self.eval_size in ("auto", "original") or (
+            isinstance(self.eval_size, int) and self.eval_size >= 1
+        )
+        require(ok, "eval_size", "auto, original or an integer >= 1", self.eval_size)
 
 
 @dataclass
@@ -109,6 +114,7 @@ class BenchFewshotConfig:
 
     dataset: FewShotSelection = field(default_factory=FewShotSelection)
     episodes: EpisodeConfig = field(default_factory=EpisodeConfig)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
 
     def __post_init__(self) -> None:
@@ -139,27 +145,12 @@ class BenchFewshotResult:
     scores: dict[str, Any]
 
 
-def protocol_episodes(dataset: FewShotDataset, config: EpisodeConfig) -> list[Episode]:
-    """The test episodes of ``dataset``: PerSAM's for PerSeg (1-shot), HSNet's for the others."""
-    if dataset.kind == "perseg":
-        if config.shots != 1:
-            raise UserError(
-                f"PerSeg has one reference per object ({dataset.root}): its protocol is "
-                f"1-shot, not {config.shots}-shot; set episodes.shots to 1"
-            )
-        return perseg_episodes(dataset)  # type: ignore[arg-type]
-    return fss_episodes(dataset, config)
-
-
-def _check_images(dataset: FewShotDataset, episodes: list[Episode]) -> None:
-    """Every image and mask of the episodes readable (headers) and of one size, before work."""
-    seen: set[Path] = set()
-    for episode in episodes:
-        for item in (episode.query, *episode.supports):
-            if item.image not in seen:
-                seen.add(item.image)
-                size = header_size(item.image)
-                check_mask_size(item, header_size(item.mask, "mask"), size)
+def episode_list(root: Path, config: BenchFewshotConfig) -> str:
+    """The test episodes of the dataset under ``root`` as CSV text (header
+    ``episode,class,query,supports``; paths relative to ``root``), from its layout and split
+    lists alone: no image is read, no model loaded."""
+    dataset = config.dataset.open(root)
+    return episodes_csv(protocol_episodes(dataset, config.episodes), root)
 
 
 def run_bench_fewshot(
@@ -175,8 +166,9 @@ def run_bench_fewshot(
     if prompter != "samic" and inputs.samic_checkpoint is not None:
         raise UserError(f"`samic_checkpoint` is SAMIC's network: drop it for {prompter}")
     dataset = config.dataset.open(inputs.root)
+    eval_size(dataset.kind, config.protocol.eval_size)  # refused before any work
     episodes = protocol_episodes(dataset, config.episodes)
-    _check_images(dataset, episodes)
+    check_episode_files(dataset, episodes)
     out = inputs.out_dir
     check_writable_dir(out)
     runner = _Runner(inputs, config, dataset, progress)
@@ -189,7 +181,7 @@ def run_bench_fewshot(
             save_config(runner.ran, out / "config.yaml", version=__version__)
         runner.run(episodes)  # only what is missing (nothing, in a complete run)
         runner.save_timings()
-        scores = score(out, dataset, episodes)
+        scores = score(out, dataset, episodes, config.protocol.eval_size)
         manifest.finished = True
         write_manifest(out, manifest)
         if inputs.report:
@@ -205,8 +197,8 @@ def episode_done(out: Path, episode: Episode) -> bool:
 
 
 def prompts_path(out: Path, episode: Episode) -> Path:
-    """``out/prompts/<class>/<query>.json``: the episode's supports and prompts."""
-    return out / "prompts" / episode.class_name / f"{episode.query.name}.json"
+    """``out/prompts/<class>/<episode>.json``: the episode's supports and prompts."""
+    return out / "prompts" / episode.class_name / f"{episode.name}.json"
 
 
 class _Runner:
@@ -257,6 +249,7 @@ class _Runner:
         self.timer.wrap(self.engine, "segment", "prompter")
         self.computed = 0
         self.wall = 0.0
+        self._references_of: tuple[FewShotItem, ...] | None = None  # the engine's supports
 
     def manifest(self) -> RunManifest:
         """The run's manifest (the device is not part of it)."""
@@ -278,10 +271,13 @@ class _Runner:
         todo = [e for e in episodes if not episode_done(self.out, e)]
         if len(todo) < len(episodes):
             log.info("%d of %d episodes already done", len(episodes) - len(todo), len(episodes))
+        by_class: dict[str, list[Episode]] = {}  # classes in order of their first episode
+        for episode in todo:
+            by_class.setdefault(episode.class_name, []).append(episode)
         empty = 0
         with bar(total=len(todo), desc="episodes", unit="ep", disable=not self.progress) as shown:
-            for _, group in itertools.groupby(todo, key=lambda e: e.class_name):
-                empty += self._class(list(group), shown)
+            for group in by_class.values():
+                empty += self._class(group, shown)
         if empty:
             log.warning("%d episode(s) with empty support masks: predicted empty", empty)
 
@@ -295,26 +291,20 @@ class _Runner:
                 images[item.image] = (rgb, mask, self.segmenter.embed(rgb))
             return images[item.image]
 
-        empty, references_of = 0, None
+        empty = 0
         for episode in episodes:
             start = time.perf_counter()
             rgb, _, embedding = image(episode.query)
-            supports = [image(item) for item in episode.supports]
-            if not any(mask.any() for _, mask, _ in supports):
+            supports = [(item, *image(item)) for item in episode.supports]
+            if not any(mask.any() for _, _, mask, _ in supports):
                 empty += 1
                 ids = np.zeros(rgb.shape[:2], dtype=np.uint8)
                 query = episode.query
                 record = {"image": query.name, "path": str(query.image), "classes": {}}
+            elif self.config.protocol.kshot == "vote" and len(supports) > 1:
+                ids, record = self._vote(episode, rgb, embedding, supports)
             else:
-                if references_of != episode.supports:
-                    self.engine.set_references(
-                        [
-                            Reference(s_rgb, (mask * CLASS_ID).astype(np.uint8), embedding=s_emb)
-                            for s_rgb, mask, s_emb in supports
-                        ]
-                    )
-                    references_of = episode.supports
-                result = self.engine.segment([rgb], [embedding])[0]
+                result = self._segment(rgb, embedding, supports)
                 ids = result.ids
                 record = image_record(episode.query.name, episode.query.image, result)
             record["supports"] = [item.name for item in episode.supports]
@@ -329,19 +319,57 @@ class _Runner:
             shown.update()
         return empty
 
+    def _segment(self, rgb: np.ndarray, embedding: Any, supports: list[tuple]) -> Any:
+        """The engine's result on the query from ``supports`` (``(item, rgb, mask, embedding)``
+        each); the references are set again only when the supports change."""
+        items = tuple(item for item, _, _, _ in supports)
+        if self._references_of != items:
+            self.engine.set_references(
+                [
+                    Reference(s_rgb, (mask * CLASS_ID).astype(np.uint8), embedding=s_emb)
+                    for _, s_rgb, mask, s_emb in supports
+                ]
+            )
+            self._references_of = items
+        return self.engine.segment([rgb], [embedding])[0]
+
+    def _vote(
+        self, episode: Episode, rgb: np.ndarray, embedding: Any, supports: list[tuple]
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """HSNet's K-shot: one prediction per support (1-shot), combined by :func:`hsnet_vote`;
+        the record keeps each support's prompts under ``votes``."""
+        masks, votes = [], []
+        for support in supports:
+            if not support[2].any():  # an empty support mask votes for nothing
+                masks.append(np.zeros(rgb.shape[:2], dtype=bool))
+                votes.append({})
+                continue
+            result = self._segment(rgb, embedding, [support])
+            masks.append(result.ids > 0)
+            votes.append(image_record(episode.query.name, episode.query.image, result)["classes"])
+        ids = hsnet_vote(masks).astype(np.uint8) * CLASS_ID
+        query = episode.query
+        return ids, {"image": query.name, "path": str(query.image), "classes": {}, "votes": votes}
+
     def save_timings(self) -> None:
         """This process's images, wall seconds and stage seconds: OUT/timings/<ns>.json."""
         save_timings(self.out, self.timer, STAGES, self.computed, self.wall)
 
 
-def score(out: Path, dataset: FewShotDataset, episodes: list[Episode]) -> dict[str, Any]:
-    """Score ``out/pred``; writes and returns ``out/scores.json`` (the table's content).
+def score(
+    out: Path, dataset: FewShotDataset, episodes: list[Episode], size: int | str = "auto"
+) -> dict[str, Any]:
+    """Score ``out/pred`` (HSNet's areas counted at :func:`eval_size` of ``size``); writes and
+    returns ``out/scores.json`` (the table's content).
 
-    ``global`` and ``per_class`` are :func:`score_predictions`'s; beside them the published
-    1-shot mIoU of the dataset (none for folders), images per second over the runs that
-    computed episodes, seconds per stage, and the run's configuration.
+    ``global``, ``per_class`` and (HSNet's scoring) ``sums`` are :func:`score_predictions`'s;
+    beside them the published 1-shot mIoU of the dataset (none for folders, PASCAL-5i and
+    COCO-20i), the fold, the size the areas were counted at (``[h, w]`` or ``"original"``),
+    images per second over the runs that computed episodes, seconds per stage, and the run's
+    configuration.
     """
-    scores = score_predictions(dataset, episodes, out / "pred")
+    scores = score_predictions(dataset, episodes, out / "pred", size)
+    counted = eval_size(dataset.kind, size)
     images, wall, seconds = total_timings(out, STAGES)
     column = PUBLISHED_COLUMN.get(dataset.kind)
     manifest = read_manifest(out)
@@ -349,8 +377,10 @@ def score(out: Path, dataset: FewShotDataset, episodes: list[Episode]) -> dict[s
     scores.update(
         published={k: v[column] for k, v in PUBLISHED.items()} if column is not None else {},
         dataset=dataset.kind,
-        split=getattr(dataset, "split", None),  # FSS-1000 only
+        split=getattr(dataset, "split", None) if dataset.kind == "fss1000" else None,
+        fold=getattr(dataset, "fold", None),
         shots=config.get("episodes", {}).get("shots", 1),
+        eval_size=list(counted) if counted is not None else "original",
         classes=len(dataset.classes),
         episodes=len(episodes),
         images=images,

@@ -130,3 +130,97 @@ def hsnet_foreground(
     x = _resize(x, (2 * x.shape[-2], 2 * x.shape[-1]))
     x = _conv(F.relu(_conv(x, state, "decoder2.0")), state, "decoder2.2")
     return torch.softmax(_resize(x, out_size), dim=1)[:, 1]
+
+
+# --- HSNet's test protocol of PASCAL-5i and COCO-20i (data/pascal.py, data/coco.py, test.py,
+# common/evaluation.py, common/logger.py, model/hsnet.py), restated over plain names. ---
+
+
+def _hsnet_support_loop(pool: list[str], query: str, shots: int) -> list[str]:
+    """``sample_episode``'s loop: draw from the global numpy state, skip the query."""
+    supports: list[str] = []
+    while True:
+        name = np.random.choice(pool, 1, replace=False)[0]
+        if query != name:
+            supports.append(str(name))
+        if len(supports) == shots:
+            return supports
+
+
+def hsnet_pascal_test(lines: list[str], shots: int, count: int = 1000) -> list[tuple]:
+    """HSNet's PASCAL-5i test draws from a val list's lines ``name__NN``:
+    ``[(query, class index, supports)]``, after ``fix_randseed(0)``."""
+    metadata = [(line.split("__")[0], int(line.split("__")[1]) - 1) for line in lines]
+    classwise: dict[int, list[str]] = {}
+    for name, class_id in metadata:
+        classwise.setdefault(class_id, []).append(name)
+    np.random.seed(0)
+    episodes = []
+    for idx in range(count):
+        query, class_id = metadata[idx % len(metadata)]
+        episodes.append((query, class_id, _hsnet_support_loop(classwise[class_id], query, shots)))
+    return episodes
+
+
+def hsnet_coco_test(classwise: dict[int, list[str]], fold: int, shots: int, count: int = 1000):
+    """HSNet's COCO-20i test draws from its per-class lists: ``[(query, class, supports)]``."""
+    class_ids = [fold + 4 * v for v in range(20)]
+    np.random.seed(0)
+    episodes = []
+    for _ in range(count):
+        class_id = int(np.random.choice(class_ids, 1, replace=False)[0])
+        query = str(np.random.choice(classwise[class_id], 1, replace=False)[0])
+        episodes.append((query, class_id, _hsnet_support_loop(classwise[class_id], query, shots)))
+    return episodes
+
+
+def hsnet_vote(logit_argmaxes: list[torch.Tensor]) -> torch.Tensor:
+    """``predict_mask_nshot``'s K-shot rule on K (H, W) 0/1 predictions (K > 1)."""
+    agg = torch.stack(logit_argmaxes).long().sum(0)[None]  # (1, H, W)
+    max_vote = agg.view(1, -1).max(dim=1)[0]
+    max_vote = torch.stack([max_vote, torch.ones_like(max_vote).long()]).max(dim=0)[0]
+    pred = agg.float() / max_vote.view(1, 1, 1)
+    pred[pred < 0.5] = 0
+    pred[pred >= 0.5] = 1
+    return pred[0]
+
+
+def hsnet_scores(
+    episodes: list[tuple[int, np.ndarray, np.ndarray]],
+    class_ids: list[int],
+    nclass: int,
+    size: tuple[int, int] | None,
+    ignore: bool,
+) -> tuple[float, float, np.ndarray]:
+    """HSNet's mIoU, FB-IoU (x 100) and per-class foreground IoU of ``class_ids``, from episodes
+    ``(class index, prediction 0/1 (H, W), raw label map (H, W))``: the label map resized by
+    nearest to ``size`` (``None``: kept), the class taken as 1 and, with ``ignore``, 255 as the
+    boundary; then ``Evaluator.classify_prediction`` and ``AverageMeter`` in float32."""
+    inter_buf = torch.zeros(2, nclass)
+    union_buf = torch.zeros(2, nclass)
+    for class_id, pred, labels in episodes:
+        mask = torch.from_numpy(labels.astype(np.float32))
+        prediction = torch.from_numpy(pred.astype(np.float32))
+        if size is not None:
+            mask = F.interpolate(mask[None, None], size, mode="nearest")[0, 0]
+            prediction = F.interpolate(prediction[None, None], size, mode="nearest")[0, 0]
+        boundary = (mask / 255).floor()
+        gt = (mask == class_id + 1).float()
+        if ignore:
+            gt = gt + boundary * 255
+            prediction = prediction.clone()
+            prediction[gt == 255] = 255
+        inter = prediction[prediction == gt]
+        area_inter = torch.histc(inter, bins=2, min=0, max=1) if inter.numel() else torch.zeros(2)
+        area_pred = torch.histc(prediction, bins=2, min=0, max=1)
+        area_gt = torch.histc(gt, bins=2, min=0, max=1)
+        inter_buf[:, class_id] += area_inter
+        union_buf[:, class_id] += area_pred + area_gt - area_inter
+    ids = torch.tensor(class_ids)
+    iou = inter_buf / torch.max(torch.stack([union_buf, torch.ones_like(union_buf)]), dim=0)[0]
+    iou = iou.index_select(1, ids)
+    miou = iou[1].mean() * 100
+    fb_iou = (
+        inter_buf.index_select(1, ids).sum(dim=1) / union_buf.index_select(1, ids).sum(dim=1)
+    ).mean() * 100
+    return float(miou), float(fb_iou), (iou[1] * 100).numpy()

@@ -59,9 +59,10 @@ PERSEG_REFERENCE = "00"  # PerSAM's ref_idx: the one labelled image of each PerS
 class FewShotItem:
     """One labelled image of a class: ``image`` and its ``mask`` file.
 
-    ``parts`` (SAMBOX only): ``(mask file, object id)`` of every object of the class in the
-    image, whose union is the class (``mask`` is the first one's file); empty when the
-    dataset's own rule says which pixels of ``mask`` are foreground.
+    ``parts``: ``(mask file, value)`` pairs whose union is the class: SAMBOX, every object of
+    the class in the image (``mask`` is the first one's file); PASCAL-5i and COCO-20i, the
+    label of the item's class in its label map. Empty when the dataset's own rule says which
+    pixels of ``mask`` are foreground.
     """
 
     image: Path
@@ -138,6 +139,15 @@ class FewShotDataset:
         """
         ids = read_mask(item.mask)
         return (ids > 0) & (ids != VOID_ID)
+
+    def read_void(self, item: FewShotItem) -> np.ndarray | None:
+        """``bool (H, W)``: the pixels of ``item`` left out of every score, or ``None`` (this
+        rule: none; PASCAL-5i: its 255 boundary band)."""
+        return None
+
+    def mask_size(self, item: FewShotItem) -> tuple[int, int]:
+        """``(H, W)`` of ``item``'s mask, from the file's header (nothing decoded)."""
+        return header_size(item.mask, "mask")
 
     def load(self, item: FewShotItem) -> tuple[np.ndarray, np.ndarray]:
         """Image (``uint8`` RGB ``(H, W, 3)``) and mask (``bool`` ``(H, W)``) of ``item``.

@@ -36,7 +36,14 @@ from samic_vos.reports.render import overlay
 # drawn as discs of POINT_PX pixels.
 TILE_PX, POINT_PX = 200, 4
 COLUMNS = ("reference", "target (ground truth)", "prediction")
-DATASET_NAMES = {"fss1000": "FSS-1000", "perseg": "PerSeg", "folder": "folder", "sambox": "SAMBOX"}
+DATASET_NAMES = {
+    "fss1000": "FSS-1000",
+    "perseg": "PerSeg",
+    "folder": "folder",
+    "sambox": "SAMBOX",
+    "pascal5i": "PASCAL-5i",
+    "coco20i": "COCO-20i",
+}
 
 
 def _percent(value: float) -> str:
@@ -44,10 +51,12 @@ def _percent(value: float) -> str:
 
 
 def dataset_title(scores: Mapping[str, Any]) -> str:
-    """``"FSS-1000 test, 1-shot"`` (the split for FSS-1000 only)."""
+    """``"FSS-1000 test, 1-shot"``, ``"PASCAL-5i fold 0, 5-shot"`` (FSS-1000's split, the
+    fold of a set tested by folds)."""
     name = DATASET_NAMES.get(scores["dataset"], scores["dataset"])
     split = f" {scores['split']}" if scores.get("split") else ""
-    return f"{name}{split}, {scores['shots']}-shot"
+    fold = f" fold {scores['fold']}" if scores.get("fold") is not None else ""
+    return f"{name}{split}{fold}, {scores['shots']}-shot"
 
 
 def run_label(scores: Mapping[str, Any]) -> str:
@@ -71,8 +80,8 @@ def fewshot_report(
     """
     report = Report(f"samic-vos bench fewshot: {dataset_title(scores)}")
     report.paragraph(
-        f"{scores['classes']} classes, {scores['episodes']} episodes (each image of a class "
-        "the query of one episode, its supports drawn from the same class). Scores ×100."
+        f"{scores['classes']} classes, {scores['episodes']} episodes (a query and its "
+        "supports, drawn from the same class). Scores ×100."
     )
     _scores_table(report, scores)
     per_class: dict[str, float] = dict(scores["per_class"])
@@ -168,7 +177,7 @@ def _row(out_dir: Path, dataset: FewShotDataset, episode: Episode) -> list[np.nd
     rgb = read_image(episode.query.image)
     truth = dataset.read_mask(episode.query).astype(np.uint8)
     predicted = read_mask(prediction_path(out_dir / "pred", episode))
-    record_path = out_dir / "prompts" / episode.class_name / f"{episode.query.name}.json"
+    record_path = out_dir / "prompts" / episode.class_name / f"{episode.name}.json"
     classes = json.loads(record_path.read_text())["classes"] if record_path.is_file() else {}
     points = {int(k): np.asarray(v["points"], dtype=np.float64) for k, v in classes.items()}
     return [

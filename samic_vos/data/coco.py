@@ -1,0 +1,179 @@
+"""COCO-20i as HSNet tests it (``juhongm999/hsnet``, ``data/coco.py``).
+
+Layout: ``ROOT/val2014/<name>.jpg`` (COCO 2014 val images) and ``ROOT/annotations/``, or the same
+under ``ROOT/COCO2014/`` (HSNet's ``datapath``). Masks come one of two ways (:data:`COCO_MASKS`):
+
+- ``png``: HSNet's semantic label maps ``annotations/val2014/<name>.png`` (0 background,
+  ``c + 1`` class ``c``); the mask of an entry is ``label == c + 1`` (other values, 255
+  included, are background: HSNet's COCO has no void);
+- ``json``: built from COCO's official ``annotations/instances_val2014.json`` with pycocotools:
+  the mask of class ``c`` in an image is the union of every annotation of that category in the
+  image, crowd regions included (:class:`CocoInstances`). HSNet's PNGs hold one class per pixel,
+  so where instances of two classes overlap a PNG gives the pixel to one of them and the JSON
+  route to both: the two routes differ there only.
+- ``auto`` (default): ``png`` when ``annotations/val2014/`` exists, else ``json``.
+
+HSNet's class ``c`` (0..79) is the ``c``-th COCO category in ascending category-id order
+(:data:`COCO_CLASSES`, spaces written ``_``); fold F holds classes ``F, F+4, ..., F+76``
+(HSNet's ``build_class_ids``: interleaved). Fold F is tested on HSNet's per-class lists
+(``splits/coco/val/foldF.pkl``, shipped as text in ``samic_vos/data/splits/coco20i/``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from samic_vos.data.fewshot_sets import FewShotItem
+from samic_vos.data.fold_sets import FoldDataset, check_fold, find_layout
+from samic_vos.runtime.errors import UserError
+
+COCO_CLASSES = tuple(
+    name.replace(" ", "_")
+    for name in (
+        "person,bicycle,car,motorcycle,airplane,bus,train,truck,boat,traffic light,"
+        "fire hydrant,stop sign,parking meter,bench,bird,cat,dog,horse,sheep,cow,elephant,bear,"
+        "zebra,giraffe,backpack,umbrella,handbag,tie,suitcase,frisbee,skis,snowboard,"
+        "sports ball,kite,baseball bat,baseball glove,skateboard,surfboard,tennis racket,"
+        "bottle,wine glass,cup,fork,knife,spoon,bowl,banana,apple,sandwich,orange,broccoli,"
+        "carrot,hot dog,pizza,donut,cake,chair,couch,potted plant,bed,dining table,toilet,tv,"
+        "laptop,mouse,remote,keyboard,cell phone,microwave,oven,toaster,sink,refrigerator,"
+        "book,clock,vase,scissors,teddy bear,hair drier,toothbrush"
+    ).split(",")
+)
+COCO_MASKS = ("auto", "png", "json")
+IMAGES = "val2014"
+MASK_FOLDER = Path("annotations") / "val2014"
+INSTANCES = Path("annotations") / "instances_val2014.json"
+
+
+def coco_fold_classes(fold: int) -> list[int]:
+    """HSNet's class indices of fold ``fold``: ``[F, F+4, ..., F+76]``."""
+    return [fold + 4 * k for k in range(len(COCO_CLASSES) // 4)]
+
+
+class CocoInstances:
+    """COCO's instances JSON, indexed by image: class masks as :mod:`pycocotools` draws them.
+
+    ``path``: ``instances_val2014.json``. Its 80 categories, in ascending id order, must be
+    :data:`COCO_CLASSES`. Raises :class:`UserError` naming the file when it cannot be read.
+    """
+
+    def __init__(self, path: Path) -> None:
+        try:
+            with path.open("rb") as file:
+                data = json.load(file)
+            categories = sorted(data["categories"], key=lambda c: c["id"])
+            names = tuple(str(c["name"]).replace(" ", "_") for c in categories)
+            images = data["images"]
+            annotations = data["annotations"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise UserError(f"{path}: cannot read COCO's instances JSON ({err})") from err
+        if names != COCO_CLASSES:
+            raise UserError(f"{path}: its categories are not COCO's 80 (got {len(names)})")
+        self.path = path
+        index = {c["id"]: k for k, c in enumerate(categories)}
+        self._images = {
+            Path(image["file_name"]).stem: (image["id"], image["height"], image["width"])
+            for image in images
+        }
+        self._annotations: dict[int, list[tuple[int, Any]]] = {}
+        for ann in annotations:
+            found = (index[ann["category_id"]], ann["segmentation"])
+            self._annotations.setdefault(ann["image_id"], []).append(found)
+
+    def _image(self, name: str) -> tuple[int, int, int]:
+        if name not in self._images:
+            raise UserError(
+                f"{self.path}: holds no image {name}.jpg; pass val2014's instances JSON"
+            )
+        return self._images[name]
+
+    def size(self, name: str) -> tuple[int, int]:
+        """``(H, W)`` of image ``name`` (file name without ``.jpg``), from the JSON."""
+        _, height, width = self._image(name)
+        return height, width
+
+    def class_mask(self, name: str, class_index: int) -> np.ndarray:
+        """``bool (H, W)``: the union of image ``name``'s annotations of class ``class_index``
+        (HSNet's index, 0..79): polygons, RLE and crowd RLE alike."""
+        from pycocotools import mask as coco_mask
+
+        image_id, height, width = self._image(name)
+        union = np.zeros((height, width), dtype=bool)
+        for found, segmentation in self._annotations.get(image_id, []):
+            if found != class_index:
+                continue
+            if isinstance(segmentation, list):  # polygons: one RLE each, merged
+                rle = coco_mask.merge(coco_mask.frPyObjects(segmentation, height, width))
+            elif isinstance(segmentation.get("counts"), list):  # uncompressed RLE
+                rle = coco_mask.frPyObjects(segmentation, height, width)
+            else:
+                rle = segmentation
+            with warnings.catch_warnings():  # pycocotools' own numpy-2 notice, not ours
+                warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
+                union |= coco_mask.decode(rle).astype(bool)
+        return union
+
+
+class Coco20iDataset(FoldDataset):
+    """One fold of COCO-20i: HSNet's per-class val lists of the fold, masks from its PNGs or
+    from COCO's instances JSON (``masks``: one of :data:`COCO_MASKS`)."""
+
+    kind = "coco20i"
+    class_names = COCO_CLASSES
+
+    def __init__(self, root: str | os.PathLike[str], fold: int = 0, masks: str = "auto") -> None:
+        root = Path(root)
+        check_fold(fold, "COCO-20i")
+        if masks not in COCO_MASKS:
+            choices = ", ".join(COCO_MASKS)
+            raise UserError(f"unknown COCO mask source '{masks}': use one of {choices}")
+        coco = find_layout(
+            root,
+            "COCO2014",
+            (IMAGES, "annotations"),
+            f"a COCO 2014 folder holding {IMAGES}/ and annotations/, or the folder above it "
+            "holding COCO2014/",
+        )
+        if masks == "auto":
+            masks = "png" if (coco / MASK_FOLDER).is_dir() else "json"
+        source = coco / (MASK_FOLDER if masks == "png" else INSTANCES)
+        if not source.exists():
+            raise UserError(
+                f"{source}: not found; COCO-20i masks are HSNet's PNGs in {MASK_FOLDER}/ or "
+                f"COCO's {INSTANCES}"
+            )
+        self.masks = masks
+        self._instances: CocoInstances | None = None
+
+        def files(name: str) -> tuple[Path, Path]:
+            mask = source / f"{name}.png" if masks == "png" else source
+            return coco / IMAGES / f"{name}.jpg", mask
+
+        super().__init__(coco, fold, coco_fold_classes(fold), "val", files)
+
+    def instances(self) -> CocoInstances:
+        """The instances JSON, read on first use (``json`` masks only)."""
+        if self._instances is None:
+            self._instances = CocoInstances(self.root / INSTANCES)
+        return self._instances
+
+    def read_mask(self, item: FewShotItem) -> np.ndarray:
+        """``bool (H, W)``: the pixels of the item's class (PNG: ``label == c + 1``; JSON: the
+        union of the class's annotations)."""
+        if self.masks == "png":
+            return super().read_mask(item)
+        ((_, value),) = item.parts
+        return self.instances().class_mask(item.image.stem, value - 1)
+
+    def mask_size(self, item: FewShotItem) -> tuple[int, int]:
+        """``(H, W)`` of the item's mask: the PNG's header, or the JSON's image size."""
+        if self.masks == "png":
+            return super().mask_size(item)
+        return self.instances().size(item.image.stem)
