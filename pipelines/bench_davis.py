@@ -40,7 +40,6 @@ from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.output_paths import check_writable_dir
 from samic_vos.runtime.runs import RunManifest, fingerprint, open_run, read_manifest, write_manifest
 from samic_vos.runtime.shards import Shard, resolve_shard
-from samic_vos.runtime.stage_threads import StageThreads
 from samic_vos.runtime.stage_timer import StageTimer, save_timings, total_timings
 from samic_vos.runtime.version import __version__
 from samic_vos.sam.run_ahead import run_ahead_enabled
@@ -237,9 +236,9 @@ class _Runner:
         shard: Shard,
         progress: bool,
     ) -> None:
+        from samic_vos.api.models import load_segmenter
         from samic_vos.runtime.devices import select_device
-        from samic_vos.sam.models import SAM_ARCHS, load_sam, sam_arch_name
-        from samic_vos.sam.segmenter import SamSegmenter
+        from samic_vos.sam.models import SAM_ARCHS, sam_arch_name
 
         self.inputs, self.config, self.dataset, self.progress = inputs, config, dataset, progress
         self.out = inputs.out_dir
@@ -247,10 +246,14 @@ class _Runner:
         if device.type == "cuda" and shard.local_rank is not None:
             device = torch.device("cuda", shard.local_rank)  # torchrun: one process per GPU
         self.device = device
-        torch.manual_seed(0)
-        sam = load_sam(config.track.sam_model, inputs.sam_checkpoint, device)
-        threads = StageThreads.resolve(config.track.threads)
-        self.segmenter = SamSegmenter(sam, device, config.track.encoder, threads)
+        self.segmenter = load_segmenter(
+            config.track.sam_model,
+            inputs.sam_checkpoint,
+            device=device,
+            encoder=config.track.encoder,
+            threads=config.track.threads,
+        )
+        sam = self.segmenter.sam
         self.net = None
         self.samic_mode = None
         if config.track.prompter == "samic":

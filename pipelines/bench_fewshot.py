@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from samic_vos.data.fewshot_episodes import (
     Episode,
@@ -66,10 +65,8 @@ from samic_vos.runtime.console import bar
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.output_paths import check_writable_dir, removing_new_folders
 from samic_vos.runtime.runs import RunManifest, fingerprint, open_run, read_manifest, write_manifest
-from samic_vos.runtime.stage_threads import StageThreads
 from samic_vos.runtime.stage_timer import StageTimer, save_timings, total_timings
 from samic_vos.runtime.version import __version__
-from samic_vos.sam.models import SAM_ARCHS
 
 log = logging.getLogger(__name__)
 
@@ -211,33 +208,17 @@ class _Runner:
         dataset: FewShotDataset,
         progress: bool,
     ) -> None:
-        from samic_vos.model.checkpoint import load_samic
-        from samic_vos.runtime.devices import select_device
-        from samic_vos.sam.models import load_sam, sam_arch_name
-        from samic_vos.sam.segmenter import SamSegmenter
+        from samic_vos.api.models import job_models
 
         self.inputs, self.config, self.dataset, self.progress = inputs, config, dataset, progress
         self.out = inputs.out_dir
-        segment = config.segment
-        self.device = select_device(segment.device)
-        torch.manual_seed(0)
-        sam = load_sam(segment.sam_model, inputs.sam_checkpoint, self.device)
-        threads = StageThreads.resolve(segment.threads)
-        self.segmenter = SamSegmenter(sam, self.device, segment.encoder, threads)
-        net = None
-        network = segment.network
-        if inputs.samic_checkpoint is not None:
-            net, _ = load_samic(inputs.samic_checkpoint, self.device, inputs.backbone_weights)
-            network = net.config
-        self.engine = FewShotSegmenter(
-            segment.prompter, self.segmenter, net, segment.tracker, self.device
+        models, segment = job_models(
+            config.segment, inputs.sam_checkpoint, inputs.samic_checkpoint, inputs.backbone_weights
         )
-        loaded = sam_arch_name(sam)
-        segment = dataclasses.replace(
-            segment,
-            device=str(self.device),
-            sam_model=loaded if loaded in SAM_ARCHS else segment.sam_model,
-            network=network,
+        self.device = models.device
+        self.segmenter = models.segmenter
+        self.engine = FewShotSegmenter(
+            models.prompter, self.segmenter, models.net, segment.tracker, self.device
         )
         self.ran = dataclasses.replace(config, segment=segment)
         self.timer = StageTimer()

@@ -150,25 +150,44 @@ def load_models(
         UserError: a missing or unreadable weights file that cannot be downloaded (naming
             the file and the argument to pass), a device this machine lacks, a bad value.
     """
-    from samic_vos.runtime.devices import select_device
-    from samic_vos.sam.models import load_sam
     from samic_vos.training.adapted import samic_network
 
-    require_models(sam_model, str(device))
     require_choice("prompter", prompter, PROMPTERS)
     encoder = encoder or EncoderConfig()
     if precision is not None:
         encoder = dataclasses.replace(encoder, precision=precision)
-    torch_device = select_device(str(device))
-    torch.manual_seed(0)
-    sam = load_sam(sam_model, sam_checkpoint, torch_device)
+    segmenter = load_segmenter(
+        sam_model, sam_checkpoint, device=device, encoder=encoder, threads=threads
+    )
     samic_path = Path(samic) if samic is not None else None
     backbone = Path(backbone_weights) if backbone_weights is not None else None
     net = None
     if prompter == "samic":
-        net = samic_network(samic_path, backbone, network or SamicNetConfig(), torch_device)
-    segmenter = SamSegmenter(sam, torch_device, encoder, StageThreads.resolve(threads))
+        net = samic_network(samic_path, backbone, network or SamicNetConfig(), segmenter.device)
     return Models(segmenter, net, prompter, samic_path, backbone, encoder)
+
+
+def load_segmenter(
+    sam_model: str | None = None,
+    sam_checkpoint: PathLike | None = None,
+    *,
+    device: str | torch.device = "auto",
+    encoder: EncoderConfig | None = None,
+    threads: ThreadsConfig | StageThreads | None = None,
+) -> SamSegmenter:
+    """SAM alone, as a segmenter on ``device`` (arguments as :func:`load_models`'s;
+    ``threads``: a config, or stage threads already resolved). Seeds torch's global random
+    generator with 0 first, as :func:`load_models` does (a fresh SAMIC head is drawn next)."""
+    from samic_vos.runtime.devices import select_device
+    from samic_vos.sam.models import load_sam
+
+    require_models(sam_model, str(device))
+    torch_device = select_device(str(device))
+    torch.manual_seed(0)
+    sam = load_sam(sam_model, sam_checkpoint, torch_device)
+    if not isinstance(threads, StageThreads):
+        threads = StageThreads.resolve(threads)
+    return SamSegmenter(sam, torch_device, encoder or EncoderConfig(), threads)
 
 
 def job_models(
