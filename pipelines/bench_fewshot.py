@@ -56,7 +56,8 @@ from samic_vos.data.fewshot_sets import FewShotDataset, FewShotItem
 from samic_vos.data.mask_io import write_mask
 from samic_vos.eval.fewshot_eval import eval_size, prediction_path, score_predictions
 from samic_vos.eval.fewshot_metrics import hsnet_vote
-from samic_vos.inference.fewshot_engine import FewShotSegmenter, Reference
+from samic_vos.inference.fewshot_engine import FewShotSegmenter
+from samic_vos.inference.prompter import Reference
 from samic_vos.inference.prompts_log import image_record
 from samic_vos.jobs.segment import SegmentConfig
 from samic_vos.runtime.atomic import atomic_write_text

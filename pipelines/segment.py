@@ -36,10 +36,8 @@ from samic_vos.api.images import ImageSegmenter
 from samic_vos.api.models import job_models
 from samic_vos.data.davis import read_image
 from samic_vos.data.mask_io import VOID_ID, write_mask
-from samic_vos.inference.fewshot_engine import (
-    ImageResult,
-    Reference,
-)
+from samic_vos.inference.fewshot_engine import ImageResult
+from samic_vos.inference.prompter import Reference
 from samic_vos.inference.prompts_log import (
     IMAGE_KEYS,
     PROMPTS,

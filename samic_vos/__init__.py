@@ -30,9 +30,9 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "ImageSegmenter": ("samic_vos.api.images", "ImageSegmenter"),
     "FrameResult": ("samic_vos.inference.tracker", "FrameResult"),
     "ObjectResult": ("samic_vos.inference.tracker", "ObjectResult"),
-    "Reference": ("samic_vos.inference.fewshot_engine", "Reference"),
+    "Reference": ("samic_vos.inference.prompter", "Reference"),
     "ImageResult": ("samic_vos.inference.fewshot_engine", "ImageResult"),
-    "ClassResult": ("samic_vos.inference.fewshot_engine", "ClassResult"),
+    "ClassResult": ("samic_vos.inference.prompter", "ClassResult"),
     "TrackerConfig": ("samic_vos.inference.prompter", "TrackerConfig"),
     "PeakConfig": ("samic_vos.prompts.peaks", "PeakConfig"),
     "EncoderConfig": ("samic_vos.sam.encoder", "EncoderConfig"),
@@ -104,8 +104,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from samic_vos.hub.weights import WeightsEntry
     from samic_vos.hub.weights import cache_dir as weights_cache_dir
     from samic_vos.hub.weights import download as download_weights
-    from samic_vos.inference.fewshot_engine import ClassResult, ImageResult, Reference
-    from samic_vos.inference.prompter import TrackerConfig
+    from samic_vos.inference.fewshot_engine import ImageResult
+    from samic_vos.inference.prompter import ClassResult, Reference, TrackerConfig
     from samic_vos.inference.tracker import FrameResult, ObjectResult
     from samic_vos.model.samic_net import SamicNetConfig
     from samic_vos.prompts.peaks import PeakConfig

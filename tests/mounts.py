@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -45,5 +46,16 @@ def readonly_folder(folder: Path, fill: Callable[[Path], object] | None = None) 
     with tmpfs(folder, "size=16m"):
         if fill is not None:
             fill(folder)
-        subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+        remount_readonly(folder)
         yield folder
+
+
+def remount_readonly(folder: Path, attempts: int = 100) -> None:
+    """Remount the tmpfs on ``folder`` read-only, waiting while a file there is still open for
+    writing (a server's background save: the kernel answers EBUSY until it is closed)."""
+    command = ["mount", "-o", "remount,ro", str(folder)]
+    for _ in range(attempts - 1):
+        if subprocess.run(command, capture_output=True).returncode == 0:
+            return
+        time.sleep(0.05)
+    subprocess.run(command, check=True)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from mounts import tmpfs
+from mounts import remount_readonly, tmpfs
 from PIL import Image
 from sambox_helpers import HEIGHT, NAMES, WIDTH, decode_png, make_images, tiny_segmenter
 
@@ -386,7 +385,7 @@ def test_a_disk_failure_reaches_the_page_as_its_message(tmp_path, segmenter, cap
     with tmpfs(tmp_path / "annotations", "size=16m") as annotations:
         with client_for((images, annotations), segmenter) as client:
             point(client, *A)
-            subprocess.run(["mount", "-o", "remount,ro", str(annotations)], check=True)
+            remount_readonly(annotations)
             with caplog.at_level(logging.ERROR, logger="samic_vos.annotate.server"):
                 response = client.post("/api/save", json={"image": "a.png"})
             assert response.status_code == 500

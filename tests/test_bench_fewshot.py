@@ -306,8 +306,7 @@ def test_new_references_replace_the_old_ones(tiny_models, fss_root):
     """An engine given references a second time segments as a fresh engine given them once."""
     import torch
 
-    from samic_vos.inference.fewshot_engine import Reference
-    from samic_vos.inference.prompter import TrackerConfig
+    from samic_vos.inference.prompter import Reference, TrackerConfig
     from samic_vos.model.checkpoint import load_samic
     from samic_vos.sam.models import load_sam
 
@@ -317,7 +316,7 @@ def test_new_references_replace_the_old_ones(tiny_models, fss_root):
     net, _ = load_samic(tiny_models["samic"], torch.device("cpu"))
 
     def heat(engine: FewShotSegmenter) -> np.ndarray:
-        return engine._heatmaps([target[0]])[0][1]
+        return engine.prompter._heatmaps([target[0]])[0][1]
 
     used = FewShotSegmenter("samic", segmenter, net, TrackerConfig())
     used.set_references([Reference(first[0], first[1].astype(np.uint8))])

@@ -9,8 +9,8 @@ from fewshot_images import scene, two_blob_logits, two_classes
 from tiny_models import TINY_NET
 
 from samic_vos.inference.baseline_prompters import IMAGE_POOLING, persam_similarity, persam_target
-from samic_vos.inference.fewshot_engine import FewShotSegmenter, Reference
-from samic_vos.inference.prompter import TrackerConfig
+from samic_vos.inference.fewshot_engine import FewShotSegmenter
+from samic_vos.inference.prompter import Reference, TrackerConfig
 from samic_vos.model.samic_net import build_samic, preprocess
 from samic_vos.prompts.heatmaps import points_to_heatmap
 from samic_vos.sam.models import build_sam
@@ -74,7 +74,7 @@ def test_samic_k_shot_features_once_batched_and_heat_maps_averaged(models, shots
         _check_result(result, rgb.shape[:2])
 
     # The heat map a class's points come from is the mean of SAMIC's maps from each reference.
-    heats = engine._heatmaps(targets[:1])[0]
+    heats = engine.prompter._heatmaps(targets[:1])[0]
     size = tuple(TINY_NET.input_size)
     with torch.no_grad():
         tgt = net.extract_features(preprocess(targets[0], size, TINY_NET.resize))
@@ -93,8 +93,8 @@ def test_a_class_in_some_references_only_uses_those(models):
     engine = FewShotSegmenter("samic", segmenter, net, TrackerConfig())
     only_red = scene(3, [(1, 10, 10, 20)])
     engine.set_references([Reference(*two_classes(0)), Reference(*only_red)])
-    assert [r.index for r in engine._class_refs[1]] == [0, 1]
-    assert [r.index for r in engine._class_refs[2]] == [0]
+    assert [r.index for r in engine.prompter._class_refs[1]] == [0, 1]
+    assert [r.index for r in engine.prompter._class_refs[2]] == [0]
     (result,) = engine.segment([two_classes(7)[0]])
     assert sorted(result.classes) == [1, 2]
 
@@ -176,7 +176,7 @@ def test_sambox_points_are_the_reference_prompts(models, monkeypatch):
     for class_id, points in clicks.items():
         assert np.array_equal(engine.reference_points[0][class_id], points.astype(np.float32))
         expected = points_to_heatmap(points, (60, 80), TINY_NET.input_size, 0.02)
-        assert np.array_equal(engine._class_refs[class_id][0].heat[0, 0].numpy(), expected)
+        assert np.array_equal(engine.prompter._class_refs[class_id][0].heat[0, 0].numpy(), expected)
     (result,) = engine.segment([two_classes(5)[0]])
     _check_result(result, (60, 80))
 
@@ -194,13 +194,13 @@ def test_persam_image_recipe_mean_target_argmax_argmin(models, shots, monkeypatc
             for r in references
         ]
         mean = torch.stack(units).mean(0)
-        assert torch.allclose(engine._targets[class_id], mean / mean.norm(), atol=1e-6)
+        assert torch.allclose(engine.prompter._targets[class_id], mean / mean.norm(), atol=1e-6)
     prompts = _counting(monkeypatch, segmenter, "prompt")
     target = two_classes(9)[0]
     (result,) = engine.segment([target])
     _check_result(result, (60, 80))
     assert len(prompts) == 3 * 2  # three SAM calls per class
-    sim = persam_similarity(segmenter, segmenter.embed(target), engine._targets[1])
+    sim = persam_similarity(segmenter, segmenter.embed(target), engine.prompter._targets[1])
     (x, y), (score,) = result.classes[1].points[0], result.classes[1].scores
     assert sim[int(y), int(x)] == pytest.approx(sim.max()) and score == pytest.approx(sim.max())
     assert len(result.classes[1].instances) == 1

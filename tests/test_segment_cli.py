@@ -142,7 +142,7 @@ def test_sambox_reference_clicks_are_the_prompts(images, tiny_models, monkeypatc
     def derived(*args, **kwargs):
         raise AssertionError("the clicked points must be used, not derived from a mask")
 
-    monkeypatch.setattr("samic_vos.inference.fewshot_engine.prompts_from_mask", derived)
+    monkeypatch.setattr("samic_vos.inference.samic_prompter.prompts_from_mask", derived)
     folder = images / "sambox"
     folder.mkdir()
     rgb, _ = two_classes(0)

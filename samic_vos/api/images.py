@@ -19,7 +19,8 @@ from samic_vos.api.models import PathLike
 from samic_vos.api.session import Session, is_path
 from samic_vos.data.davis import read_image
 from samic_vos.data.mask_io import read_mask
-from samic_vos.inference.fewshot_engine import FewShotSegmenter, ImageResult, Reference
+from samic_vos.inference.fewshot_engine import FewShotSegmenter, ImageResult
+from samic_vos.inference.prompter import Reference
 
 ImageLike = np.ndarray | PathLike
 

@@ -45,7 +45,7 @@ def register(benchmarks: argparse._SubParsersAction) -> None:
     """Add ``fewshot`` to the ``bench`` subcommands."""
     from samic_vos.data.fewshot_episodes import TEST_KINDS as KINDS
     from samic_vos.data.fewshot_sets import FSS_SPLITS
-    from samic_vos.inference.fewshot_engine import FEWSHOT_PROMPTERS
+    from samic_vos.inference.prompter import IMAGE_PROMPTERS
 
     parser = benchmarks.add_parser(
         "fewshot",
@@ -115,7 +115,7 @@ def register(benchmarks: argparse._SubParsersAction) -> None:
         parser,
         "--prompter",
         key="segment.prompter",
-        metavar="{" + ",".join(FEWSHOT_PROMPTERS) + "}",
+        metavar="{" + ",".join(IMAGE_PROMPTERS) + "}",
         help="who prompts SAM (default samic, with --samic)",
     )
     common.add_models(parser, prefix="segment.")

@@ -27,12 +27,22 @@ features under the mask by their mean, :data:`IMAGE_POOLING`), :func:`persam_sim
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from samic_vos.inference.prompter import RestoredFrame, Tracked
+from samic_vos.data.mask_io import object_ids
+from samic_vos.inference.prompter import (
+    ClassFound,
+    ClassResult,
+    Reference,
+    RestoredFrame,
+    Tracked,
+    reference_embedding,
+)
 from samic_vos.prompts.mask_points import DEFAULT_MIN_AREA, MAX_POINTS_PER_OBJECT, interior_points
 from samic_vos.sam.segmenter import (
     ImageEmbedding,
@@ -46,6 +56,7 @@ BOX_MARGIN = 10  # PerSAM's video recipe expands the previous box by 10 px
 PERSAM_TOP_POSITIVES = 2  # positive points from the similarity map (video recipe)
 VIDEO_POOLING = "max_mean"  # PerSAM's video recipe: ½·max + ½·mean of the features under the mask
 IMAGE_POOLING = "mean"  # PerSAM's image recipe (persam.py): their mean
+PERSAM_IMAGE_POSITIVES = 1  # PerSAM's image recipe: the one most similar pixel (top-1)
 POOLINGS = (VIDEO_POOLING, IMAGE_POOLING)
 
 
@@ -255,3 +266,59 @@ def persam_segmentation(result: PromptResult) -> Segmentation:
     """A :class:`Segmentation` of one PerSAM mask (SAM's predicted IoU clipped to [0, 1])."""
     confidence = float(np.clip(result.iou, 0.0, 1.0))
     return Segmentation(result.mask, result.logits, confidence, [confidence])
+
+
+class PerSamImagePrompter:
+    """PerSAM's training-free *image* recipe on stock ``segment_anything`` (PerSAM's
+    ``persam.py``): the class's target feature is the mean SAM feature under its mask in a
+    reference; with K references, the mean of the K unit target features, renormalised (our
+    choice: PerSAM is one-shot). On a target: cosine similarity, the most similar pixel the
+    positive point and the least similar the negative one, then SAM with the points (one mask)
+    and PerSAM's two cascaded refinements. One instance per class."""
+
+    name = "persam"
+
+    def __init__(self, segmenter: SamSegmenter) -> None:
+        self.segmenter = segmenter
+        self.reference_feature_calls = 0
+        self.reference_points: list[dict[int, np.ndarray]] = []  # PerSAM uses masks, no points
+        self._targets: dict[int, torch.Tensor] = {}  # class → (C,) unit target feature
+
+    def set_references(self, references: Sequence[Reference], present: list[set[int]]) -> None:
+        classes = sorted(set().union(*present))
+        per_class: dict[int, list[torch.Tensor]] = {c: [] for c in classes}
+        self.reference_points = [{} for _ in references]
+        self._targets = {}
+        for ref in references:
+            found = object_ids(ref.ids)
+            if not found:
+                continue
+            embedding = reference_embedding(self.segmenter, ref)
+            self.reference_feature_calls += 1
+            for class_id in found:
+                per_class[class_id].append(
+                    persam_target(self.segmenter, embedding, ref.ids == class_id, IMAGE_POOLING)
+                )
+        for class_id, targets in per_class.items():
+            if not targets:
+                raise ValueError(
+                    f"class {class_id} has an empty mask in every reference (persam needs its "
+                    "mask, not only points)"
+                )
+            mean = torch.stack(targets).mean(dim=0)
+            self._targets[class_id] = mean / mean.norm()
+
+    def prepare(self, images: Sequence[np.ndarray]) -> None:
+        """Nothing is shared between targets: each is prompted from its own SAM embedding."""
+
+    def prompt_class(self, index: int, class_id: int, size: tuple[int, int]) -> ClassFound:
+        """One class on the current target with PerSAM's image recipe."""
+        embedding = self.segmenter.embedding
+        sim = persam_similarity(self.segmenter, embedding, self._targets[class_id])
+        points, scores, negative = similarity_points(sim, PERSAM_IMAGE_POSITIVES)
+        coords = np.vstack([points, negative])
+        labels = np.array([1] * len(points) + [0], dtype=np.int64)
+        third, _ = persam_cascade(self.segmenter, coords, labels)
+        segmentation = persam_segmentation(third)
+        result = ClassResult(points, scores, segmentation.confidence, [third.mask])
+        return result, segmentation, third.logits[None]

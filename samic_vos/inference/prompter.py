@@ -15,6 +15,10 @@ Per frame the tracker calls :meth:`Prompter.new_frame` (after SAM's embedding of
 set), :meth:`Prompter.track` for the objects it follows, :meth:`Prompter.given` for each object
 given by a mask on this frame, and :meth:`Prompter.end_frame` with the frame's id map.
 
+Images use the same prompters, by the same names (:data:`IMAGE_PROMPTERS`: every prompter but
+``previous-mask``, which needs a previous frame), through :class:`ImagePrompter`: per class of
+K labelled references, the prompts on a new image and SAM's masks of them.
+
 The settings every prompter and the tracker read (:class:`TrackerConfig`) live beside the
 interface; :mod:`samic_vos.inference.prompters` builds a prompter by name, above the
 implementations, so no implementation imports the tracker or the factory.
@@ -22,6 +26,7 @@ implementations, so no implementation imports the tracker or the factory.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -31,9 +36,11 @@ from samic_vos.prompts.heatmaps import DEFAULT_SIGMA
 from samic_vos.prompts.mask_points import MAX_POINTS_PER_OBJECT
 from samic_vos.prompts.peaks import PeakConfig
 from samic_vos.runtime.config import require
-from samic_vos.sam.segmenter import Segmentation
+from samic_vos.sam.segmenter import ImageEmbedding, SamSegmenter, Segmentation
 
 PROMPTERS = ("samic", "previous-mask", "persam")
+# The prompters of images: all but previous-mask, which follows a mask from frame to frame.
+IMAGE_PROMPTERS = tuple(name for name in PROMPTERS if name != "previous-mask")
 
 
 @dataclass
@@ -117,3 +124,84 @@ class Prompter(Protocol):
     def restore(self, obj_id: int, given: RestoredFrame, last: RestoredFrame | None) -> None:
         """Rebuild an object's state in a resumed run: the frame where it was last given, and
         the one where it was last found (``None``: the same frame)."""
+
+
+# --- images: K labelled references → prompts and SAM's masks of each class on a target ---
+
+
+@dataclass
+class Reference:
+    """One labelled reference image.
+
+    Attributes:
+        rgb: (H, W, 3) uint8 RGB.
+        ids: (H, W) uint8 class ids: 0 background, 255 void, 1..254 classes.
+        points: per class id, (N, 2) float32 (x, y) prompts as a person clicked them (SAMBOX);
+            ``None``: derived from the mask with
+            :func:`~samic_vos.sam.segmenter.prompts_from_mask` (as ``track``'s frame 0). A
+            class without an entry is derived likewise.
+        embedding: SAM's embedding of ``rgb`` if already computed.
+    """
+
+    rgb: np.ndarray
+    ids: np.ndarray
+    points: dict[int, np.ndarray] | None = None
+    embedding: ImageEmbedding | None = None
+
+
+@dataclass
+class ClassResult:
+    """One class on one target.
+
+    Attributes:
+        points: (N, 2) float32 positive points on the target (one per SAM prompt).
+        scores: per point, its heat value (samic) or cosine similarity (persam).
+        confidence: SAM's confidence in the class mask, [0, 1] (area-weighted over instances).
+        instances: per point (instance), SAM's own (H, W) bool mask for it, before overlaps
+            with other instances and classes are resolved.
+        instance_ids: per instance, its number in the target's instance map
+            (:attr:`~samic_vos.inference.fewshot_engine.ImageResult.instances`; 0: it kept no
+            pixel there).
+    """
+
+    points: np.ndarray
+    scores: list[float]
+    confidence: float
+    instances: list[np.ndarray]
+    instance_ids: list[int] = field(default_factory=list)
+
+
+# One class on the current target: its result, the union segmentation of its instances, and
+# its (G, H, W) per-instance logits (G = len(result.points)).
+ClassFound = tuple[ClassResult, Segmentation, np.ndarray]
+
+
+class ImagePrompter(Protocol):
+    """Makes the prompts of each class of K references on new images (the image path's
+    counterpart of :class:`Prompter`; :class:`~samic_vos.inference.fewshot_engine.FewShotSegmenter`
+    drives one). Per reference set the engine calls :meth:`set_references`; per batch of
+    targets, :meth:`prepare`, then for each target (SAM's embedding of it set) and class,
+    :meth:`prompt_class`."""
+
+    name: str
+    reference_feature_calls: int  # reference images whose features were computed
+    # Per reference, per class, the prompts used on it ((N, 2) float32 (x, y)), where the
+    # method uses reference prompts (samic).
+    reference_points: list[dict[int, np.ndarray]]
+
+    def set_references(self, references: Sequence[Reference], present: list[set[int]]) -> None:
+        """The K references, already checked, with the classes present in each."""
+
+    def prepare(self, images: Sequence[np.ndarray]) -> None:
+        """Work shared by the targets (H_i, W_i, 3) uint8 of one batch, before any is
+        prompted."""
+
+    def prompt_class(self, index: int, class_id: int, size: tuple[int, int]) -> ClassFound:
+        """Class ``class_id`` on target ``index`` of the prepared batch, of ``size`` (H, W)."""
+
+
+def reference_embedding(segmenter: SamSegmenter, ref: Reference) -> ImageEmbedding:
+    """SAM's embedding of a reference (given, or computed now), set as the current image."""
+    embedding = ref.embedding if ref.embedding is not None else segmenter.embed(ref.rgb)
+    segmenter.set_embedding(embedding)
+    return embedding

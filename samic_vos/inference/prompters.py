@@ -1,7 +1,8 @@
-"""Prompters by name: the one factory above their implementations.
+"""Prompters by name: the one factory above their implementations, for videos
+(:func:`build_prompter`) and images (:func:`build_image_prompter`), with one set of names.
 
-``track``, ``bench davis`` and the Python API name a prompter (:data:`PROMPTERS`) and get it
-here; the implementations (:mod:`samic_vos.inference.samic_prompter`,
+``track``, ``bench davis``, ``segment``, ``bench fewshot`` and the Python API name a prompter
+(:data:`PROMPTERS`) and get it here; the implementations (:mod:`samic_vos.inference.samic_prompter`,
 :mod:`samic_vos.inference.baseline_prompters`) only know the interface
 (:mod:`samic_vos.inference.prompter`).
 """
@@ -10,9 +11,19 @@ from __future__ import annotations
 
 import torch
 
-from samic_vos.inference.baseline_prompters import PerSamPrompter, PreviousMaskPrompter
-from samic_vos.inference.prompter import PROMPTERS, Prompter, TrackerConfig
-from samic_vos.inference.samic_prompter import SamicPrompter
+from samic_vos.inference.baseline_prompters import (
+    PerSamImagePrompter,
+    PerSamPrompter,
+    PreviousMaskPrompter,
+)
+from samic_vos.inference.prompter import (
+    IMAGE_PROMPTERS,
+    PROMPTERS,
+    ImagePrompter,
+    Prompter,
+    TrackerConfig,
+)
+from samic_vos.inference.samic_prompter import SamicImagePrompter, SamicPrompter
 from samic_vos.inference.tracker import CausalTracker
 from samic_vos.model.samic_net import SamicNet
 from samic_vos.sam.segmenter import SamSegmenter
@@ -35,6 +46,25 @@ def build_prompter(
     if name == "persam":
         return PerSamPrompter(segmenter)
     raise ValueError(f"unknown prompter {name!r}: use one of {', '.join(PROMPTERS)}")
+
+
+def build_image_prompter(
+    name: str,
+    segmenter: SamSegmenter,
+    config: TrackerConfig,
+    net: SamicNet | None = None,
+    device: torch.device | str = "cpu",
+) -> ImagePrompter:
+    """The image prompter ``name`` (one of :data:`IMAGE_PROMPTERS`); ``samic`` needs ``net``."""
+    if name == "samic":
+        if net is None:
+            raise ValueError("the samic prompter needs a SAMIC network")
+        return SamicImagePrompter(net, segmenter, config, device)
+    if name == "persam":
+        return PerSamImagePrompter(segmenter)
+    raise ValueError(
+        f"unknown prompter {name!r} for images: use one of {', '.join(IMAGE_PROMPTERS)}"
+    )
 
 
 def samic_tracker(

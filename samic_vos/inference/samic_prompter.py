@@ -16,12 +16,20 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from samic_vos.inference.prompter import RestoredFrame, Tracked, TrackerConfig
+from samic_vos.inference.prompter import (
+    ClassFound,
+    ClassResult,
+    Reference,
+    RestoredFrame,
+    Tracked,
+    TrackerConfig,
+    reference_embedding,
+)
 from samic_vos.model.samic_net import SamicNet, preprocess
 from samic_vos.prompts.heatmaps import average_heatmaps, points_to_heatmap
 from samic_vos.prompts.peaks import find_peaks
 from samic_vos.runtime.stage_threads import StageThreads
-from samic_vos.sam.segmenter import SamSegmenter
+from samic_vos.sam.segmenter import SamSegmenter, prompts_from_mask
 
 
 @dataclass
@@ -127,6 +135,117 @@ class SamicPrompter:
     def _reference(self, feats: list[torch.Tensor], points: np.ndarray) -> _Reference:
         heat = prompt_heat(points, self._size, self.input_size, self.config.heat_sigma)
         return _Reference(feats, heat.to(self.device))
+
+
+@dataclass
+class _ClassReference:
+    """One class in one reference: the reference's index and the class's prompt heat map."""
+
+    index: int
+    heat: torch.Tensor  # (1, 1, h, w) on the device
+
+
+class SamicImagePrompter:
+    """SAMIC's prompts of each class of K references on new images; ``net`` and ``segmenter``
+    on ``device``.
+
+    Per class, SAMIC predicts the target's heat map from each reference where the class appears
+    (the reference's backbone features with the heat map of the class's prompts there: the
+    points a person clicked, or the points that reproduce its mask with SAM, as ``track``
+    prompts frame 0); the K heat maps are averaged, the peak detector gives one point per
+    region, and each point is its own SAM prompt: one instance each. Reference features are
+    computed once per reference set; per batch of targets the backbone runs once over the
+    targets and the head over all (target, class, reference) pairs, ``config.batch_size`` at
+    a time, under the segmenter's ``samic`` threads.
+    """
+
+    name = "samic"
+
+    def __init__(
+        self,
+        net: SamicNet,
+        segmenter: SamSegmenter,
+        config: TrackerConfig,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.net = net.eval()
+        self.segmenter = segmenter
+        self.config = config
+        self.device = torch.device(device)
+        self.reference_feature_calls = 0
+        self.reference_points: list[dict[int, np.ndarray]] = []
+        self._ref_feats: list[list[torch.Tensor]] = []
+        self._class_refs: dict[int, list[_ClassReference]] = {}
+        self._heats: list[dict[int, np.ndarray]] = []
+
+    def set_references(self, references: Sequence[Reference], present: list[set[int]]) -> None:
+        input_size = tuple(self.net.config.input_size)
+        batch = self.config.batch_size
+        self.reference_points = [{} for _ in references]
+        self._ref_feats = []  # the features of these references only (indexes 0..K-1)
+        self._class_refs = {c: [] for c in sorted(set().union(*present))}
+        for start in range(0, len(references), batch):
+            chunk = [ref.rgb for ref in references[start : start + batch]]
+            with self.segmenter.threads.stage("samic"):
+                feats = samic_features(self.net, chunk, self.device)
+            self._ref_feats += [[f[i : i + 1] for f in feats] for i in range(len(chunk))]
+            self.reference_feature_calls += len(chunk)
+        for index, ref in enumerate(references):
+            size = (ref.rgb.shape[0], ref.rgb.shape[1])
+            clicked = ref.points or {}
+            derive = [c for c in sorted(present[index]) if not len(clicked.get(c, ()))]
+            if derive:
+                reference_embedding(self.segmenter, ref)
+            for class_id in sorted(present[index]):
+                if class_id in derive:
+                    points, _ = prompts_from_mask(
+                        self.segmenter,
+                        ref.ids == class_id,
+                        max_points=self.config.first_frame_max_points,
+                        target_iou=self.config.first_frame_target_iou,
+                    )
+                else:
+                    points = np.asarray(clicked[class_id], dtype=np.float32).reshape(-1, 2)
+                self.reference_points[index][class_id] = points.astype(np.float32)
+                heat = prompt_heat(points, size, input_size, self.config.heat_sigma)  # type: ignore[arg-type]
+                self._class_refs[class_id].append(_ClassReference(index, heat.to(self.device)))
+
+    def prepare(self, images: Sequence[np.ndarray]) -> None:
+        self._heats = self._heatmaps(images)
+
+    def _heatmaps(self, images: Sequence[np.ndarray]) -> list[dict[int, np.ndarray]]:
+        """Per target, per class, SAMIC's heat map (h, w) float32 averaged over the class's
+        references."""
+        batch = self.config.batch_size
+        classes = list(self._class_refs)
+        targets: list[list[torch.Tensor]] = []
+        for start in range(0, len(images), batch):
+            chunk = images[start : start + batch]
+            with self.segmenter.threads.stage("samic"):
+                feats = samic_features(self.net, chunk, self.device)
+            targets += [[f[i : i + 1] for f in feats] for i in range(len(chunk))]
+        keys = [(t, c, r) for t in range(len(images)) for c in classes for r in self._class_refs[c]]
+        pairs = [(self._ref_feats[r.index], r.heat, targets[t]) for t, _, r in keys]
+        with self.segmenter.threads.stage("samic"):
+            maps = predict_heatmaps(self.net, pairs, batch)
+        grouped: list[dict[int, list[np.ndarray]]] = [{c: [] for c in classes} for _ in images]
+        for (t, c, _), heat in zip(keys, maps, strict=True):
+            grouped[t][c].append(heat)
+        return [{c: average_heatmaps(m) for c, m in per.items()} for per in grouped]
+
+    def prompt_class(self, index: int, class_id: int, size: tuple[int, int]) -> ClassFound:
+        """One class on the current target from its heat map: peaks → one SAM prompt each."""
+        peaks = find_peaks(self._heats[index][class_id], size, self.config.peaks)
+        points = np.array([[p.x, p.y] for p in peaks], dtype=np.float32).reshape(-1, 2)
+        segmentation, logits = self.segmenter.segment_instances([p[None] for p in points])
+        threshold = self.segmenter.sam.mask_threshold
+        result = ClassResult(
+            points=points,
+            scores=[p.score for p in peaks],
+            confidence=segmentation.confidence,
+            instances=[g > threshold for g in logits],
+        )
+        return result, segmentation, logits
 
 
 @torch.inference_mode()

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from samic_vos.inference.fewshot_engine import FEWSHOT_PROMPTERS
-from samic_vos.inference.prompter import TrackerConfig
+from samic_vos.inference.prompter import IMAGE_PROMPTERS, TrackerConfig
 from samic_vos.model.samic_net import SamicNetConfig
 from samic_vos.reports.render import OverlayConfig
 from samic_vos.runtime.config import require_choice
@@ -40,4 +39,4 @@ class SegmentConfig:
 
     def __post_init__(self) -> None:
         require_models(self.sam_model, self.device)
-        require_choice("prompter", self.prompter, FEWSHOT_PROMPTERS)
+        require_choice("prompter", self.prompter, IMAGE_PROMPTERS)
