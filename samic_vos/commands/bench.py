@@ -8,7 +8,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from samic_vos.commands import common
+from samic_vos.commands import bench_fewshot, common
+from samic_vos.inference.names import PROMPTERS
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     common.add_davis(davis, root_required=False)
     common.add_out(davis, "output folder (default: runs/bench-davis-<year>-<set>)")
-    from samic_vos.inference.prompter import PROMPTERS
-
     common.config_flag(
         davis,
         "--prompter",
@@ -98,8 +97,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     common.add_common(davis)
     davis.set_defaults(func=run_davis)
-    from samic_vos.commands import bench_fewshot
-
     bench_fewshot.register(benchmarks)
 
 

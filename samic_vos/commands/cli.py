@@ -24,7 +24,6 @@ from collections.abc import Iterator, Sequence
 from types import FrameType
 
 from samic_vos.commands.common import Parser, verbosity
-from samic_vos.runtime import console
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.version import __version__
 
@@ -126,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return 2
+    from samic_vos.runtime import console
+
     console.configure(verbosity(args))
     try:
         with _sigterm_as_interrupt():

@@ -6,8 +6,10 @@ import argparse
 from pathlib import Path
 
 from samic_vos.commands import common
+from samic_vos.data import names as data_names
 
-FEWSHOT_KINDS = ("fss1000", "perseg", "folder")  # SAMBOX folders train through --sambox
+# Few-shot layouts trained through --fewshot; SAMBOX folders train through --sambox.
+FEWSHOT_KINDS = tuple(kind for kind in data_names.FEWSHOT_KINDS if kind != "sambox")
 
 DESCRIPTION = """\
 Train the SAMIC network (the frozen ResNet-50 backbone stays fixed) on pairs of frames

@@ -29,12 +29,9 @@ from PIL import Image
 
 from samic_vos.data.indexed_png import read_ids
 from samic_vos.data.mask_io import VOID_ID
+from samic_vos.data.names import DEFAULT_YEAR, RESOLUTIONS, YEARS
 from samic_vos.runtime.config import require, require_choice
 from samic_vos.runtime.errors import UserError
-
-YEARS = ("2016", "2017")
-DEFAULT_YEAR = "2017"  # every job's default (the benchmark of the official toolkit)
-RESOLUTIONS = ("480p", "Full-Resolution")
 
 
 @dataclass

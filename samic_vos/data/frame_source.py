@@ -39,13 +39,10 @@ from types import ModuleType
 import numpy as np
 from PIL import Image
 
+from samic_vos.data.names import BACKENDS, DEFAULT_FOLDER_FPS
 from samic_vos.runtime.errors import UserError
 
-BACKENDS = ("auto", "decord", "pyav", "folder")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-# A folder of images (or a video declaring no rate) has no frame rate; overlays of it play at
-# this rate unless told otherwise.
-DEFAULT_FOLDER_FPS = 24.0
 
 
 @dataclass(frozen=True)
