@@ -138,17 +138,20 @@ def register(benchmarks: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from samic_vos.pipelines.bench_fewshot import (
-        BenchFewshotConfig,
-        BenchFewshotInputs,
-        run_bench_fewshot,
-    )
     from samic_vos.runtime.errors import UserError
 
     if args.combine:
         return combine(args)
     if args.root is None:
         raise UserError("bench fewshot needs --root ROOT, the dataset's folder")
+    # The data exists: checked before torch is imported (a mistake costs no start-up).
+    common.require_dataset_root(args.root)
+    from samic_vos.pipelines.bench_fewshot import (
+        BenchFewshotConfig,
+        BenchFewshotInputs,
+        run_bench_fewshot,
+    )
+
     if common.given(args, "--random-backbone"):
         raise UserError("--random-backbone applies to a network made here; bench uses --samic")
     config = common.job_config(BenchFewshotConfig(), args)

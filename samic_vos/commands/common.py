@@ -234,6 +234,14 @@ def refuse_random_backbone_with_samic(args: argparse.Namespace) -> None:
         )
 
 
+def require_dataset_root(root: Path | None) -> None:
+    """``--root`` (a few-shot dataset's folder), when given, is a folder: checked before a job
+    imports torch, so the mistake costs no start-up."""
+    from samic_vos.runtime.input_paths import require_input
+
+    require_input(root, "folder", kind="folder", detail="; pass the dataset's folder (`root`)")
+
+
 def add_davis(parser: argparse.ArgumentParser, *, root_required: bool = True) -> None:
     """``--davis-root``, ``--year``, ``--set``, ``--resolution``, ``--sequences`` (key davis.*)."""
     group = parser.add_argument_group("DAVIS")

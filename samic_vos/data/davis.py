@@ -32,6 +32,17 @@ from samic_vos.data.mask_io import VOID_ID
 from samic_vos.data.names import DEFAULT_YEAR, RESOLUTIONS, YEARS
 from samic_vos.runtime.config import require, require_choice
 from samic_vos.runtime.errors import UserError
+from samic_vos.runtime.input_paths import require_input
+
+
+def require_davis_root(root: str | os.PathLike[str] | None) -> None:
+    """A given DAVIS root (``None``: not given) must be a folder; else one line saying so."""
+    require_input(
+        root,
+        "DAVIS root",
+        kind="folder",
+        detail="; pass the folder that holds JPEGImages/, Annotations/ and ImageSets/",
+    )
 
 
 @dataclass
@@ -112,11 +123,7 @@ class DavisDataset:
         self.resolution = resolution
         if self.year not in YEARS:
             raise UserError(f"unknown DAVIS year '{year}': use 2016 or 2017")
-        if not self.root.is_dir():
-            raise UserError(
-                f"{self.root}: DAVIS root not found; pass the folder that holds "
-                "JPEGImages/, Annotations/ and ImageSets/"
-            )
+        require_davis_root(self.root)
         self.image_dir = self._resolution_dir("JPEGImages")
         self.annotation_dir = self._resolution_dir("Annotations")
         self.list_file = self._find_list_file()

@@ -49,6 +49,7 @@ from samic_vos.data.mask_io import VOID_ID, read_mask
 from samic_vos.data.names import FEWSHOT_KINDS, FSS_SPLITS
 from samic_vos.data.sambox_format import find_annotations, natural_key, read_annotation
 from samic_vos.runtime.errors import UserError
+from samic_vos.runtime.input_paths import require_input
 
 FSS_FOREGROUND = 128  # HSNet data/fss.py: grayscale mask values >= 128 are foreground
 PERSEG_REFERENCE = "00"  # PerSAM's ref_idx: the one labelled image of each PerSeg object
@@ -86,8 +87,7 @@ def _sub_folders(folder: Path) -> list[Path]:
 
 
 def _require_dir(folder: Path, what: str) -> None:
-    if not folder.is_dir():
-        raise UserError(f"{folder}: folder not found; {what}")
+    require_input(folder, "folder", kind="folder", detail=f"; {what}")
 
 
 class FewShotDataset:

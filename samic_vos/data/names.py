@@ -14,6 +14,7 @@ BACKENDS: tuple[str, ...] = ("auto", "decord", "pyav", "folder")
 # A folder of images (or a video declaring no rate) has no frame rate; overlays of it play at
 # this rate unless told otherwise.
 DEFAULT_FOLDER_FPS = 24.0
+VIDEO_INPUT = "video or frame folder"  # what a frame source reads, in messages
 
 # Few-shot image sets (samic_vos.data.fewshot_sets, samic_vos.data.fewshot_episodes).
 FEWSHOT_KINDS: tuple[str, ...] = ("fss1000", "perseg", "folder", "sambox")
