@@ -7,7 +7,6 @@ Each case runs in a fresh interpreter (this test process has imported them long 
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from samic_vos.commands.cli import build_parser
+from samic_vos.commands.cli import build_parser, command_paths
 
 HEAVY = ("torch", "torchvision", "cv2", "segment_anything")
 
@@ -51,17 +50,6 @@ def run_fresh(argvs: list[list[str]] | None) -> tuple[dict, str]:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout), done.stderr
-
-
-def command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[list[str]]:
-    """Every command and subcommand of ``parser``, as argv prefixes (walked, not listed)."""
-    found = []
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                found.append([*prefix, name])
-                found += command_paths(sub, (*prefix, name))
-    return found
 
 
 def test_the_parser_imports_none_of_the_heavy_libraries():

@@ -13,6 +13,7 @@ finished outputs stay complete.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import os
@@ -91,6 +92,18 @@ def build_parser() -> Parser:
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
     return parser
+
+
+def command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[list[str]]:
+    """Every command and subcommand of ``parser`` (walked through its subparsers), each as the
+    argv that names it: ``[["track"], ..., ["bench", "davis"], ...]``."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found.append([*prefix, name])
+                found += command_paths(sub, (*prefix, name))
+    return found
 
 
 class Terminated(KeyboardInterrupt):
