@@ -63,7 +63,9 @@ def main() -> None:
     for _ in range(args.repeats):
         for name, command in cases.items():
             start = time.perf_counter()
-            done = subprocess.run(command, capture_output=True, cwd=REPO, env=envs.get(name))
+            # `python -m` looks in the working folder first: the before copy runs from its own.
+            where = args.before if name in envs else REPO
+            done = subprocess.run(command, capture_output=True, cwd=where, env=envs.get(name))
             times[name].append(time.perf_counter() - start)
             if done.returncode != 0:
                 sys.exit(f"{name} failed ({done.returncode}): {done.stderr.decode()[-2000:]}")
