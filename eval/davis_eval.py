@@ -206,11 +206,8 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 
 
 def _worker_init() -> None:
-    # The parent handles Ctrl-C; OpenCV threads would only compete with the other workers.
-    import cv2
-
+    # The parent handles Ctrl-C.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    cv2.setNumThreads(1)
     _keep_freed_memory()
 
 

@@ -48,10 +48,9 @@ from samic_vos.inference.prompts_log import (
 from samic_vos.jobs.segment import SegmentConfig
 from samic_vos.jobs.segment_inputs import (
     ReferenceFile,
-    find_targets,
+    checked_inputs,
     load_mask_reference,
     load_sambox_reference,
-    reference_files,
     target_names,
 )
 from samic_vos.reports.render import overlay
@@ -106,12 +105,14 @@ def run_segment(
 ) -> SegmentSummary:
     """Run (or continue) the whole job; see the module docstring."""
     out = inputs.out_dir
-    refs = reference_files(inputs.ref_images, inputs.ref_masks, inputs.ref_sambox)
-    if inputs.samic_checkpoint is not None and not inputs.samic_checkpoint.is_file():
-        raise UserError(
-            f"{inputs.samic_checkpoint}: SAMIC checkpoint not found (`samic_checkpoint`)"
-        )
-    targets = find_targets(inputs.targets, exclude=out)
+    refs, targets = checked_inputs(
+        inputs.targets,
+        out,
+        inputs.ref_images,
+        inputs.ref_masks,
+        inputs.ref_sambox,
+        inputs.samic_checkpoint,
+    )
     names = target_names(targets)
     check_writable_dir(out)
     for name in (MASKS, OVERLAYS):

@@ -29,12 +29,11 @@ from samic_vos.api.models import job_models
 from samic_vos.api.video import VideoTracker, given_masks
 from samic_vos.data.frame_source import open_frames
 from samic_vos.data.mask_io import read_mask
-from samic_vos.data.video_writer import VideoWriter, check_video_path
+from samic_vos.data.video_writer import VideoWriter
 from samic_vos.inference.prompts_log import PROMPTS, complete_records
 from samic_vos.jobs.track import TrackConfig, track_sequence
+from samic_vos.jobs.track_inputs import TrackInputs, check_inputs
 from samic_vos.runtime.config import config_to_dict, save_config
-from samic_vos.runtime.errors import UserError
-from samic_vos.runtime.output_paths import check_writable_dir
 from samic_vos.runtime.runs import RunManifest, RunState, fingerprint, open_run, write_manifest
 from samic_vos.runtime.version import __version__
 from samic_vos.training.adapted import ADAPTATION_STATE, ADAPTED
@@ -46,21 +45,6 @@ OUTPUTS = ("masks", PROMPTS, "config.yaml", ADAPTED, ADAPTATION_STATE)
 
 
 @dataclass
-class TrackInputs:
-    """Paths and switches given on the command line (None: not given)."""
-
-    video: Path
-    out_dir: Path
-    first_mask: Path | None = None
-    masks_dir: Path | None = None  # masks named like frames: objects added or restarted there
-    overlay: Path | None = None
-    samic_checkpoint: Path | None = None
-    sam_checkpoint: Path | None = None
-    backbone_weights: Path | None = None
-    force: bool = False  # redo a finished run, or replace another run in out_dir
-
-
-@dataclass
 class TrackSummary:
     """What a run did: ``frames`` written in all, ``computed`` by this call."""
 
@@ -68,23 +52,6 @@ class TrackSummary:
     computed: int
     state: RunState
     out_dir: Path
-
-
-def check_inputs(inputs: TrackInputs) -> None:
-    """The checks that need no decoding: files exist, flags agree, outputs are writable."""
-    if inputs.first_mask is None and inputs.masks_dir is None:
-        raise UserError("no mask given: pass `first_mask` (frame 0) and/or `masks_dir`")
-    if inputs.first_mask is not None and not inputs.first_mask.is_file():
-        raise UserError(f"{inputs.first_mask}: mask file not found (`first_mask`)")
-    if inputs.samic_checkpoint is not None:
-        if not inputs.samic_checkpoint.is_file():
-            raise UserError(
-                f"{inputs.samic_checkpoint}: SAMIC checkpoint not found (`samic_checkpoint`)"
-            )
-    check_writable_dir(inputs.out_dir)
-    check_writable_dir(inputs.out_dir / "masks")
-    if inputs.overlay is not None:
-        check_video_path(inputs.overlay)
 
 
 def run_track(inputs: TrackInputs, config: TrackConfig, progress: bool = True) -> TrackSummary:

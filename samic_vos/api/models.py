@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from samic_vos.inference.prompter import PROMPTERS
+from samic_vos.inference.names import PROMPTERS
 from samic_vos.model.samic_net import SamicNet, SamicNetConfig
 from samic_vos.runtime.config import require_choice
 from samic_vos.runtime.stage_threads import StageThreads, ThreadsConfig

@@ -8,7 +8,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from samic_vos.commands import common
+from samic_vos.commands import bench_fewshot, common
+from samic_vos.inference.names import PROMPTERS
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     common.add_davis(davis, root_required=False)
     common.add_out(davis, "output folder (default: runs/bench-davis-<year>-<set>)")
-    from samic_vos.inference.prompter import PROMPTERS
-
     common.config_flag(
         davis,
         "--prompter",
@@ -98,16 +97,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     common.add_common(davis)
     davis.set_defaults(func=run_davis)
-    from samic_vos.commands import bench_fewshot
-
     bench_fewshot.register(benchmarks)
 
 
 def run_davis(args: argparse.Namespace) -> int:
-    from samic_vos.pipelines.bench_davis import BenchDavisConfig, BenchInputs, run_bench_davis
+    from samic_vos.data.davis import require_davis_root
     from samic_vos.runtime.errors import UserError
 
     common.refuse_random_backbone_with_samic(args)
+    # The data exists: checked before torch is imported (a mistake costs no start-up).
+    require_davis_root(args.davis_root)
+    from samic_vos.pipelines.bench_davis import BenchDavisConfig, BenchInputs, run_bench_davis
+
     config = common.job_config(BenchDavisConfig(), args)
     if args.download:
         from samic_vos.hub.datasets import DAVIS_BY_YEAR, ensure_dataset

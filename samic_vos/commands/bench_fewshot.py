@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from samic_vos.commands import common
+from samic_vos.data.names import FSS_SPLITS, TEST_KINDS
+from samic_vos.inference.names import IMAGE_PROMPTERS
 
 DESCRIPTION = """\
 Segment every test episode of a few-shot dataset and score it as the reference toolkits do:
@@ -43,10 +45,6 @@ examples:
 
 def register(benchmarks: argparse._SubParsersAction) -> None:
     """Add ``fewshot`` to the ``bench`` subcommands."""
-    from samic_vos.data.fewshot_episodes import TEST_KINDS as KINDS
-    from samic_vos.data.fewshot_sets import FSS_SPLITS
-    from samic_vos.inference.prompter import IMAGE_PROMPTERS
-
     parser = benchmarks.add_parser(
         "fewshot",
         help="segment, score and table a few-shot image set (FSS-1000, PerSeg, folders)",
@@ -59,7 +57,7 @@ def register(benchmarks: argparse._SubParsersAction) -> None:
         group,
         "--dataset",
         key="dataset.kind",
-        metavar="{" + ",".join(KINDS) + "}",
+        metavar="{" + ",".join(TEST_KINDS) + "}",
         help="the dataset's layout and protocol (default fss1000)",
     )
     group.add_argument("--root", type=Path, metavar="ROOT", help="the dataset's folder (required)")
@@ -140,17 +138,20 @@ def register(benchmarks: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from samic_vos.pipelines.bench_fewshot import (
-        BenchFewshotConfig,
-        BenchFewshotInputs,
-        run_bench_fewshot,
-    )
     from samic_vos.runtime.errors import UserError
 
     if args.combine:
         return combine(args)
     if args.root is None:
         raise UserError("bench fewshot needs --root ROOT, the dataset's folder")
+    # The data exists: checked before torch is imported (a mistake costs no start-up).
+    common.require_dataset_root(args.root)
+    from samic_vos.pipelines.bench_fewshot import (
+        BenchFewshotConfig,
+        BenchFewshotInputs,
+        run_bench_fewshot,
+    )
+
     if common.given(args, "--random-backbone"):
         raise UserError("--random-backbone applies to a network made here; bench uses --samic")
     config = common.job_config(BenchFewshotConfig(), args)

@@ -13,6 +13,7 @@ finished outputs stay complete.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import os
@@ -24,7 +25,6 @@ from collections.abc import Iterator, Sequence
 from types import FrameType
 
 from samic_vos.commands.common import Parser, verbosity
-from samic_vos.runtime import console
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.version import __version__
 
@@ -94,6 +94,18 @@ def build_parser() -> Parser:
     return parser
 
 
+def command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[list[str]]:
+    """Every command and subcommand of ``parser`` (walked through its subparsers), each as the
+    argv that names it: ``[["track"], ..., ["bench", "davis"], ...]``."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found.append([*prefix, name])
+                found += command_paths(sub, (*prefix, name))
+    return found
+
+
 class Terminated(KeyboardInterrupt):
     """Raised in the main thread when the process receives SIGTERM."""
 
@@ -126,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return 2
+    from samic_vos.runtime import console
+
     console.configure(verbosity(args))
     try:
         with _sigterm_as_interrupt():

@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from samic_vos.runtime.config import apply_overrides, load_config
+from samic_vos.data.names import BACKENDS, DEFAULT_YEAR, RESOLUTIONS, YEARS
+from samic_vos.sam.names import OFFICIAL_MODELS, PRECISIONS
 
 T = TypeVar("T")
 
@@ -97,6 +98,8 @@ def config_flag(
 
 def job_config(default: T, args: argparse.Namespace) -> T:
     """The job's config: ``default`` → ``--config`` YAML → config flags, all validated."""
+    from samic_vos.runtime.config import apply_overrides, load_config
+
     config = load_config(default, getattr(args, "config", None))
     for key, value, flag in getattr(args, _OVERRIDES, None) or []:
         nested: Any = value
@@ -136,8 +139,6 @@ def add_device(parser: argparse.ArgumentParser, key: str = "device") -> None:
 
 def add_encoder(parser: argparse.ArgumentParser, prefix: str = "") -> None:
     """``--precision`` and ``--compile``: how SAM's image encoder runs (key ``encoder``)."""
-    from samic_vos.sam.encoder import PRECISIONS
-
     config_flag(
         parser,
         "--precision",
@@ -156,8 +157,6 @@ def add_encoder(parser: argparse.ArgumentParser, prefix: str = "") -> None:
 
 def add_backend(parser: argparse.ArgumentParser, key: str = "backend") -> None:
     """``--backend``: the frame decoder."""
-    from samic_vos.data.frame_source import BACKENDS
-
     config_flag(
         parser,
         "--backend",
@@ -183,8 +182,6 @@ def add_models(
     ``network_prefixes``: every stage of the job that builds a SAMIC network (default
     ``(prefix,)``); ``--random-backbone`` applies to each.
     """
-    from samic_vos.sam.models import OFFICIAL_MODELS
-
     group = parser.add_argument_group("models")
     if samic_checkpoint:
         group.add_argument(
@@ -237,10 +234,16 @@ def refuse_random_backbone_with_samic(args: argparse.Namespace) -> None:
         )
 
 
+def require_dataset_root(root: Path | None) -> None:
+    """``--root`` (a few-shot dataset's folder), when given, is a folder: checked before a job
+    imports torch, so the mistake costs no start-up."""
+    from samic_vos.runtime.input_paths import require_input
+
+    require_input(root, "folder", kind="folder", detail="; pass the dataset's folder (`root`)")
+
+
 def add_davis(parser: argparse.ArgumentParser, *, root_required: bool = True) -> None:
     """``--davis-root``, ``--year``, ``--set``, ``--resolution``, ``--sequences`` (key davis.*)."""
-    from samic_vos.data.davis import DEFAULT_YEAR, RESOLUTIONS, YEARS
-
     group = parser.add_argument_group("DAVIS")
     group.add_argument(
         "--davis-root",

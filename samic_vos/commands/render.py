@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from samic_vos.commands import common
+from samic_vos.data.names import DEFAULT_FOLDER_FPS
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +22,6 @@ keep their file names. A frame without a mask, or a mask of the wrong size, is a
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from samic_vos.data.frame_source import DEFAULT_FOLDER_FPS
-
     parser = subparsers.add_parser(
         "render",
         help="write an overlay video (H.264 mp4) of masks over a video or frame folder",

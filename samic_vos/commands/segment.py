@@ -114,14 +114,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from samic_vos.jobs.segment_inputs import checked_inputs
+
+    common.refuse_random_backbone_with_samic(args)
+    out = args.out or Path("runs") / "segment"
+    # The checks that need no torch, before it is imported: a mistake costs no start-up.
+    checked_inputs(args.targets, out, args.ref, args.ref_mask, args.ref_sambox, args.samic)
     from samic_vos.jobs.segment import SegmentConfig
     from samic_vos.pipelines.segment import SegmentInputs, run_segment
 
-    common.refuse_random_backbone_with_samic(args)
     config = common.job_config(SegmentConfig(), args)
     inputs = SegmentInputs(
         targets=list(args.targets),
-        out_dir=args.out or Path("runs") / "segment",
+        out_dir=out,
         ref_images=list(args.ref),
         ref_masks=list(args.ref_mask),
         ref_sambox=list(args.ref_sambox),

@@ -67,11 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from samic_vos.jobs.track import TrackConfig
-    from samic_vos.pipelines.track import TrackInputs, run_track
+    from samic_vos.jobs.track_inputs import TrackInputs, check_inputs
 
     common.refuse_random_backbone_with_samic(args)
-    config = common.job_config(TrackConfig(), args)
     inputs = TrackInputs(
         video=args.video,
         out_dir=args.out or Path("runs") / args.video.stem,
@@ -83,6 +81,11 @@ def run(args: argparse.Namespace) -> int:
         backbone_weights=args.backbone_weights,
         force=args.force,
     )
+    check_inputs(inputs)  # before torch is imported: a mistake costs no start-up
+    from samic_vos.jobs.track import TrackConfig
+    from samic_vos.pipelines.track import run_track
+
+    config = common.job_config(TrackConfig(), args)
     summary = run_track(inputs, config, progress=True)
     if summary.computed:
         log.info(

@@ -6,8 +6,10 @@ import argparse
 from pathlib import Path
 
 from samic_vos.commands import common
+from samic_vos.data import names as data_names
 
-FEWSHOT_KINDS = ("fss1000", "perseg", "folder")  # SAMBOX folders train through --sambox
+# Few-shot layouts trained through --fewshot; SAMBOX folders train through --sambox.
+FEWSHOT_KINDS = tuple(kind for kind in data_names.FEWSHOT_KINDS if kind != "sambox")
 
 DESCRIPTION = """\
 Train the SAMIC network (the frozen ResNet-50 backbone stays fixed) on pairs of frames
@@ -110,8 +112,10 @@ def _add_fewshot(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from samic_vos.data.davis import require_davis_root
+    from samic_vos.data.sambox_format import SAMBOX_FOLDER
     from samic_vos.runtime.errors import UserError
-    from samic_vos.training.job import TrainJobConfig, run_training
+    from samic_vos.runtime.input_paths import require_input
 
     if (args.fewshot is None) != (args.root is None):
         raise UserError("--fewshot KIND and --root ROOT go together: give both, or neither")
@@ -123,6 +127,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--resume and --force exclude each other: continue, or start afresh")
     if args.resume is not None and args.init_hsnet is not None:
         raise UserError("--resume and --init-hsnet exclude each other: a resumed run has weights")
+    # The data source exists: checked before torch is imported (a mistake costs no start-up).
+    require_davis_root(args.davis_root)
+    require_input(args.sambox, SAMBOX_FOLDER, kind="folder")
+    common.require_dataset_root(args.root)
+    from samic_vos.training.job import TrainJobConfig, run_training
+
     config = common.job_config(TrainJobConfig(), args)
     result = run_training(
         config,

@@ -29,12 +29,20 @@ from PIL import Image
 
 from samic_vos.data.indexed_png import read_ids
 from samic_vos.data.mask_io import VOID_ID
+from samic_vos.data.names import DEFAULT_YEAR, RESOLUTIONS, YEARS
 from samic_vos.runtime.config import require, require_choice
 from samic_vos.runtime.errors import UserError
+from samic_vos.runtime.input_paths import require_input
 
-YEARS = ("2016", "2017")
-DEFAULT_YEAR = "2017"  # every job's default (the benchmark of the official toolkit)
-RESOLUTIONS = ("480p", "Full-Resolution")
+
+def require_davis_root(root: str | os.PathLike[str] | None) -> None:
+    """A given DAVIS root (``None``: not given) must be a folder; else one line saying so."""
+    require_input(
+        root,
+        "DAVIS root",
+        kind="folder",
+        detail="; pass the folder that holds JPEGImages/, Annotations/ and ImageSets/",
+    )
 
 
 @dataclass
@@ -115,11 +123,7 @@ class DavisDataset:
         self.resolution = resolution
         if self.year not in YEARS:
             raise UserError(f"unknown DAVIS year '{year}': use 2016 or 2017")
-        if not self.root.is_dir():
-            raise UserError(
-                f"{self.root}: DAVIS root not found; pass the folder that holds "
-                "JPEGImages/, Annotations/ and ImageSets/"
-            )
+        require_davis_root(self.root)
         self.image_dir = self._resolution_dir("JPEGImages")
         self.annotation_dir = self._resolution_dir("Annotations")
         self.list_file = self._find_list_file()

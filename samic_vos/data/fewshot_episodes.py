@@ -48,8 +48,6 @@ import numpy as np
 
 from samic_vos.data.coco import COCO_MASKS, Coco20iDataset
 from samic_vos.data.fewshot_sets import (
-    FSS_SPLITS,
-    KINDS,
     FewShotDataset,
     FewShotItem,
     PerSegDataset,
@@ -58,13 +56,12 @@ from samic_vos.data.fewshot_sets import (
     open_fewshot,
 )
 from samic_vos.data.fold_sets import FOLDS, FoldDataset
+from samic_vos.data.names import FSS_SPLITS, TEST_KINDS
 from samic_vos.data.pascal import Pascal5iDataset
 from samic_vos.runtime.config import require, require_choice
 from samic_vos.runtime.errors import UserError
 
 SAMPLINGS = ("hsnet", "distinct")
-FOLD_KINDS = ("pascal5i", "coco20i")  # sets tested fold by fold
-TEST_KINDS = (*KINDS, *FOLD_KINDS)  # every layout `bench fewshot` tests
 HSNET_TEST_EPISODES = 1000  # HSNet's DatasetPASCAL/DatasetCOCO __len__ on the test split
 CSV_HEADER = "episode,class,query,supports"
 

@@ -46,11 +46,11 @@ from PIL import Image
 from samic_vos.data.davis import read_image
 from samic_vos.data.frame_source import IMAGE_SUFFIXES, image_files
 from samic_vos.data.mask_io import VOID_ID, read_mask
+from samic_vos.data.names import FEWSHOT_KINDS, FSS_SPLITS
 from samic_vos.data.sambox_format import find_annotations, natural_key, read_annotation
 from samic_vos.runtime.errors import UserError
+from samic_vos.runtime.input_paths import require_input
 
-KINDS = ("fss1000", "perseg", "folder", "sambox")
-FSS_SPLITS = ("train", "val", "test")
 FSS_FOREGROUND = 128  # HSNet data/fss.py: grayscale mask values >= 128 are foreground
 PERSEG_REFERENCE = "00"  # PerSAM's ref_idx: the one labelled image of each PerSeg object
 
@@ -87,14 +87,14 @@ def _sub_folders(folder: Path) -> list[Path]:
 
 
 def _require_dir(folder: Path, what: str) -> None:
-    if not folder.is_dir():
-        raise UserError(f"{folder}: folder not found; {what}")
+    require_input(folder, "folder", kind="folder", detail=f"; {what}")
 
 
 class FewShotDataset:
     """Classes and their labelled images; subclasses say how a tree is laid out and read.
 
-    ``classes``: the class names in the dataset's order. ``kind``: one of :data:`KINDS`.
+    ``classes``: the class names in the dataset's order. ``kind``: one of
+    :data:`~samic_vos.data.names.FEWSHOT_KINDS`.
     """
 
     kind: str = ""
@@ -357,10 +357,11 @@ def sambox_object_mask(path: Path, object_id: int) -> np.ndarray:
 
 
 def open_fewshot(kind: str, root: str | os.PathLike[str], split: str = "test") -> FewShotDataset:
-    """The reader of ``kind`` (one of :data:`KINDS`) on ``root``; ``split`` for FSS-1000 only."""
+    """The reader of ``kind`` (one of :data:`~samic_vos.data.names.FEWSHOT_KINDS`) on ``root``;
+    ``split`` for FSS-1000 only."""
     if kind == "fss1000":
         return Fss1000Dataset(root, split)
     readers = {"perseg": PerSegDataset, "folder": FolderDataset, "sambox": SamboxDataset}
     if kind not in readers:
-        raise UserError(f"unknown few-shot dataset '{kind}': use one of {', '.join(KINDS)}")
+        raise UserError(f"unknown few-shot dataset '{kind}': use one of {', '.join(FEWSHOT_KINDS)}")
     return readers[kind](root)

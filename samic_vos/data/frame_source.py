@@ -39,13 +39,11 @@ from types import ModuleType
 import numpy as np
 from PIL import Image
 
+from samic_vos.data.names import BACKENDS, DEFAULT_FOLDER_FPS, VIDEO_INPUT
 from samic_vos.runtime.errors import UserError
+from samic_vos.runtime.input_paths import require_input
 
-BACKENDS = ("auto", "decord", "pyav", "folder")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-# A folder of images (or a video declaring no rate) has no frame rate; overlays of it play at
-# this rate unless told otherwise.
-DEFAULT_FOLDER_FPS = 24.0
 
 
 @dataclass(frozen=True)
@@ -391,8 +389,7 @@ def open_frames(
         raise UserError(f"unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}")
     if fps is not None and not fps > 0:
         raise UserError(f"frame rate must be positive, got {fps}")
-    if not path.exists():
-        raise UserError(f"{path}: video or frame folder not found")
+    require_input(path, VIDEO_INPUT, kind="any")
     if path.is_dir():
         if backend not in ("auto", "folder"):
             raise UserError(f"{path}: is a folder; backend '{backend}' reads video files only")

@@ -35,11 +35,13 @@ from PIL import Image
 
 from samic_vos.runtime.atomic import atomic_write_text
 from samic_vos.runtime.errors import UserError
+from samic_vos.runtime.input_paths import require_input
 
 FORMAT_NAME = "sambox"
 VERSION = 2  # the newest version; :func:`write_annotation` writes 1 when it holds the data
 KNOWN_VERSIONS = (1, 2)
 SUFFIX = ".sambox.json"
+SAMBOX_FOLDER = "annotation folder"  # a folder of SAMBOX annotations, in messages
 MAX_OBJECT_ID = 254  # palette masks are uint8 and 255 is DAVIS's "void"
 
 _TOP_KEYS = {"format", "version", "image", "image_size", "objects", "meta"}
@@ -406,8 +408,7 @@ def find_annotations(folder: str | os.PathLike) -> list[Path]:
     """Every ``*.sambox.json`` under ``folder`` (recursively), grouped by folder and in natural
     file-name order within a folder (the frame order of a sequence)."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise UserError(f"{folder}: annotation folder not found")
+    require_input(folder, SAMBOX_FOLDER, kind="folder")
     found = [p for p in folder.rglob(f"*{SUFFIX}") if p.is_file()]
     return sorted(found, key=lambda p: (p.parent.as_posix(), natural_key(p.name)))
 

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
 
-from samic_vos.data.davis import RESOLUTIONS, DavisDataset
+from samic_vos.data.davis import DavisDataset
+from samic_vos.data.names import RESOLUTIONS
 from samic_vos.hub.fetch import (
     check_free_space,
     describe_error,

@@ -4,7 +4,7 @@ The causal tracker (:class:`samic_vos.inference.tracker.CausalTracker`) owns a v
 objects exist, the frame index) and drives one :class:`Prompter`, which keeps, per object, its
 reference state and makes each frame's prompts (positive and negative points, a box, a mask
 input, as the method uses them) and their SAM segmentation. The DAVIS benchmark and the image
-path call the same interface. Prompters (:data:`PROMPTERS`):
+path call the same interface. Prompters (:data:`~samic_vos.inference.names.PROMPTERS`):
 
 - ``samic``: SAMIC's heat map from the object's reference frame(s) → peaks → SAM
   (:mod:`samic_vos.inference.samic_prompter`);
@@ -15,9 +15,10 @@ Per frame the tracker calls :meth:`Prompter.new_frame` (after SAM's embedding of
 set), :meth:`Prompter.track` for the objects it follows, :meth:`Prompter.given` for each object
 given by a mask on this frame, and :meth:`Prompter.end_frame` with the frame's id map.
 
-Images use the same prompters, by the same names (:data:`IMAGE_PROMPTERS`: every prompter but
-``previous-mask``, which needs a previous frame), through :class:`ImagePrompter`: per class of
-K labelled references, the prompts on a new image and SAM's masks of them.
+Images use the same prompters, by the same names
+(:data:`~samic_vos.inference.names.IMAGE_PROMPTERS`: every prompter but ``previous-mask``,
+which needs a previous frame), through :class:`ImagePrompter`: per class of K labelled
+references, the prompts on a new image and SAM's masks of them.
 
 The settings every prompter and the tracker read (:class:`TrackerConfig`) live beside the
 interface; :mod:`samic_vos.inference.prompters` builds a prompter by name, above the
@@ -37,10 +38,6 @@ from samic_vos.prompts.mask_points import MAX_POINTS_PER_OBJECT
 from samic_vos.prompts.peaks import PeakConfig
 from samic_vos.runtime.config import require
 from samic_vos.sam.segmenter import ImageEmbedding, SamSegmenter, Segmentation
-
-PROMPTERS = ("samic", "previous-mask", "persam")
-# The prompters of images: all but previous-mask, which follows a mask from frame to frame.
-IMAGE_PROMPTERS = tuple(name for name in PROMPTERS if name != "previous-mask")
 
 
 @dataclass

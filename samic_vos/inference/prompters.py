@@ -16,9 +16,8 @@ from samic_vos.inference.baseline_prompters import (
     PerSamPrompter,
     PreviousMaskPrompter,
 )
+from samic_vos.inference.names import IMAGE_PROMPTERS, PROMPTERS
 from samic_vos.inference.prompter import (
-    IMAGE_PROMPTERS,
-    PROMPTERS,
     ImagePrompter,
     Prompter,
     TrackerConfig,

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from samic_vos.inference.prompter import IMAGE_PROMPTERS, TrackerConfig
+from samic_vos.inference.names import IMAGE_PROMPTERS
+from samic_vos.inference.prompter import TrackerConfig
 from samic_vos.model.samic_net import SamicNetConfig
 from samic_vos.reports.render import OverlayConfig
 from samic_vos.runtime.config import require_choice

@@ -22,6 +22,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,7 +32,10 @@ from samic_vos.data.frame_source import IMAGE_SUFFIXES
 from samic_vos.data.mask_io import object_ids, read_mask
 from samic_vos.data.sambox_format import SamboxAnnotation, natural_key, read_annotation
 from samic_vos.runtime.errors import UserError
-from samic_vos.sam.segmenter import SamSegmenter
+from samic_vos.runtime.input_paths import require_input
+
+if TYPE_CHECKING:  # torch: imported by the callers that segment, not by the input checks
+    from samic_vos.sam.segmenter import SamSegmenter
 
 # Image files a target folder or glob contributes (a file named explicitly may be any image).
 TARGET_SUFFIXES = (*IMAGE_SUFFIXES, ".bmp", ".tif", ".tiff", ".webp")
@@ -143,13 +147,27 @@ def reference_files(
     refs = [ReferenceFile(image, mask) for image, mask in zip(images, masks, strict=True)]
     for ref in refs:
         for path, what in ((ref.image, "reference image (`ref`)"), (ref.mask, "mask (`ref_mask`)")):
-            if not path.is_file():  # type: ignore[union-attr]
-                raise UserError(f"{path}: {what} not found")
+            require_input(path, what)
     for path in sambox:
-        if not path.is_file():
-            raise UserError(f"{path}: SAMBOX annotation not found (`ref_sambox`)")
+        require_input(path, "SAMBOX annotation", detail=" (`ref_sambox`)")
         refs.append(ReferenceFile(read_annotation(path).image_path(path), sambox=path))
     return refs
+
+
+def checked_inputs(
+    targets: Sequence[str],
+    out_dir: Path,
+    ref_images: Sequence[Path],
+    ref_masks: Sequence[Path],
+    ref_sambox: Sequence[Path],
+    samic_checkpoint: Path | None,
+) -> tuple[list[ReferenceFile], list[Path]]:
+    """The references (:func:`reference_files`) and the targets (:func:`find_targets`, ``out_dir``
+    excluded) of a `segment` job, and its SAMIC checkpoint, checked to exist: the checks that
+    need no torch, which the command runs before it imports the models."""
+    refs = reference_files(ref_images, ref_masks, ref_sambox)
+    require_input(samic_checkpoint, "SAMIC checkpoint", detail=" (`samic_checkpoint`)")
+    return refs, find_targets(targets, exclude=out_dir)
 
 
 def load_mask_reference(ref: ReferenceFile) -> tuple[np.ndarray, np.ndarray]:

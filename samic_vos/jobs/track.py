@@ -12,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from samic_vos.data.frame_source import BACKENDS, FrameSource
+from samic_vos.data.frame_source import FrameSource
 from samic_vos.data.mask_io import read_mask, write_mask
+from samic_vos.data.names import BACKENDS
 from samic_vos.data.video_writer import VideoWriter
-from samic_vos.inference.prompter import PROMPTERS, TrackerConfig
+from samic_vos.inference.names import PROMPTERS
+from samic_vos.inference.prompter import TrackerConfig
 from samic_vos.inference.prompts_log import complete_records, frame_record, keep_first
 from samic_vos.inference.track_resume import plan_restore, restore_tracker
 from samic_vos.inference.tracker import CausalTracker

@@ -20,6 +20,7 @@ import numpy as np
 
 from samic_vos.data.frame_source import FrameSource
 from samic_vos.data.mask_io import DAVIS_PALETTE, VOID_ID, read_mask
+from samic_vos.data.names import BACKENDS
 from samic_vos.runtime.config import require, require_choice
 from samic_vos.runtime.errors import UserError
 
@@ -48,8 +49,6 @@ class RenderConfig:
     fps: float | None = None  # frame rate of the output (None: the video's, or 25 for folders)
 
     def __post_init__(self) -> None:
-        from samic_vos.data.frame_source import BACKENDS
-
         require_choice("backend", self.backend, BACKENDS)
         require(self.fps is None or self.fps > 0, "fps", "a number > 0 or null", self.fps)
 

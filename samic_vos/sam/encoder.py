@@ -40,11 +40,11 @@ from segment_anything.modeling.image_encoder import (
 from torch import nn
 
 from samic_vos.runtime.errors import UserError
+from samic_vos.sam.names import PRECISIONS
 
 log = logging.getLogger(__name__)
 
 IMPLEMENTATIONS: tuple[str, ...] = ("sdpa", "reference")
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 RUN_AHEAD_CHOICES: tuple[str, ...] = ("auto", "on", "off")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _MIB = 1 << 20

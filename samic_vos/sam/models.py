@@ -43,6 +43,7 @@ from samic_vos.runtime.config import require, require_choice
 from samic_vos.runtime.devices import valid_device_name
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.version import __version__
+from samic_vos.sam.names import OFFICIAL_MODELS
 
 CHECKPOINT_FORMAT = "samic-vos/sam"
 
@@ -104,7 +105,6 @@ SAM_ARCHS: dict[str, SamArch] = {
         iou_head_hidden_dim=32,
     ),
 }
-OFFICIAL_MODELS: tuple[str, ...] = ("vit_b", "vit_l", "vit_h")
 
 
 def require_models(sam_model: str | None, device: str) -> None:

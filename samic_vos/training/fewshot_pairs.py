@@ -19,12 +19,12 @@ from itertools import permutations
 import numpy as np
 
 from samic_vos.data.fewshot_sets import (
-    FSS_SPLITS,
     FewShotDataset,
     FewShotItem,
     check_mask_size,
     header_size,
 )
+from samic_vos.data.names import FSS_SPLITS
 from samic_vos.prompts.mask_points import DEFAULT_MIN_AREA, interior_points
 from samic_vos.runtime.config import require, require_choice
 from samic_vos.runtime.errors import UserError
