@@ -413,3 +413,50 @@ def test_a_reader_that_goes_away_ends_the_output_quietly(shared_data):
         proc.stdout.close()  # the reader is gone before the first byte
         _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 128 + signal.SIGPIPE and stderr.decode() == ""
+
+
+# --- misleading messages: each names what the user gave ----------------------------------------
+
+
+def test_an_id_gap_across_mask_files_names_every_file(tmp_path, shared_data, tiny_models, capfd):
+    """Object 1 in the first mask, object 3 in a later one: neither file has a gap of its own."""
+    from samic_vos.data.mask_io import write_mask
+
+    frames = frame_folder(tmp_path, shared_data, 3)
+    first, later = tmp_path / "first.png", tmp_path / "later"
+    later.mkdir()
+    ids = np.zeros((480, 854), np.uint8)
+    ids[100:200, 100:200] = 1
+    write_mask(first, ids)
+    write_mask(later / "00002.png", ids * 3)
+    out = tmp_path / "out"
+    args = track_args(frames, shared_data, out, tiny_models)
+    args[args.index("--first-mask") + 1] = str(first)
+    code = main([*args, "--masks", str(later)])
+    message = one_error_line(capfd)
+    assert code == 2 and not out.exists()
+    assert message.startswith(
+        f"samic-vos: error: {first} and {later}: the 2 masks together: object ids are 1, 3;"
+    ), message
+
+
+def test_a_config_sam_model_is_not_told_to_drop_a_flag(tmp_path, shared_data, tiny_models, capfd):
+    config = tmp_path / "track.yaml"
+    config.write_text("sam_model: vit_b\n")
+    out = tmp_path / "out"
+    args = track_args(frame_folder(tmp_path, shared_data, 2), shared_data, out, tiny_models)
+    code = main([*args, "--config", str(config)])
+    message = one_error_line(capfd)
+    assert code == 2 and not out.exists()
+    assert message.endswith("holds a SAM tiny model, not vit_b; pass --sam-model tiny"), message
+
+
+def test_shard_zero_of_zero_says_what_n_is(tmp_path, shared_data, capfd):
+    out = tmp_path / "out"
+    davis = ["--davis-root", str(shared_data / "DAVIS"), "--year", "2016"]
+    code = main(["bench", "davis", *davis, "--shard", "0/0", "-o", str(out)])
+    message = one_error_line(capfd)
+    assert code == 2 and not out.exists()
+    assert message == (
+        "samic-vos: error: shard '0/0': N is the number of shards, at least 1 (e.g. 0/4)"
+    )
