@@ -460,3 +460,37 @@ def test_shard_zero_of_zero_says_what_n_is(tmp_path, shared_data, capfd):
     assert message == (
         "samic-vos: error: shard '0/0': N is the number of shards, at least 1 (e.g. 0/4)"
     )
+
+
+def test_offline_first_track_names_every_missing_weights_file(
+    tmp_path, shared_data, capfd, monkeypatch
+):
+    """The README's first command offline, nothing cached: one line naming SAM's checkpoint
+    and ResNet-50's, each with its URL and the flag that takes a local copy."""
+    import socket
+
+    from samic_vos.hub import weights
+
+    monkeypatch.setenv("SAMIC_VOS_HOME", str(tmp_path / "home"))
+    offline = {}
+    for name in ("sam_vit_b", "resnet50_imagenet"):
+        with socket.socket() as sock:  # a port nobody listens on
+            sock.bind(("127.0.0.1", 0))
+            url = f"http://127.0.0.1:{sock.getsockname()[1]}/{weights.REGISTRY[name].filename}"
+        offline[name] = weights.WeightsEntry(**{**vars(weights.REGISTRY[name]), "url": url})
+    monkeypatch.setattr(weights, "REGISTRY", {**weights.REGISTRY, **offline})
+    out = tmp_path / "runs/bear"
+    video = shared_data / "videos/davis_bear.mp4"
+    first = shared_data / "videos/davis_bear_first_mask.png"
+    code = main(["track", str(video), "--first-mask", str(first), "-o", str(out)])
+    message = one_error_line(capfd)
+    assert code == 2 and not (tmp_path / "runs").exists() and not (tmp_path / "home").exists()
+    assert message.startswith("samic-vos: error: 2 weights files are missing: "), message
+    for entry, flag in [
+        (offline["sam_vit_b"], "--sam-checkpoint"),
+        (offline["resnet50_imagenet"], "--backbone-weights"),
+    ]:
+        assert f"{entry.filename} is not in the cache" in message
+        assert f"from {entry.url} (Connection refused); download it yourself and pass {flag}" in (
+            message
+        )
