@@ -494,3 +494,78 @@ def test_offline_first_track_names_every_missing_weights_file(
         assert f"from {entry.url} (Connection refused); download it yourself and pass {flag}" in (
             message
         )
+
+
+# --- flags the chosen path would ignore: refused, not dropped -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [
+        (
+            ["bench", "davis", "--train", "--prompter", "persam"],
+            "--train is ignored: the persam prompter runs no SAMIC network",
+        ),
+        (
+            ["bench", "davis", "--samic", "{models}/samic.pt", "--prompter", "previous-mask"],
+            "--samic is ignored: the previous-mask prompter runs no SAMIC network",
+        ),
+        (
+            ["bench", "davis", "--prompter", "persam", "--random-backbone"],
+            "--random-backbone is ignored: the persam prompter runs no SAMIC network",
+        ),
+        (
+            [
+                "segment",
+                "--ref",
+                "a.jpg",
+                "--ref-mask",
+                "a.png",
+                "b.jpg",
+                "--prompter",
+                "persam",
+                "--samic",
+                "{models}/samic.pt",
+            ],
+            "--samic is ignored: the persam prompter runs no SAMIC network",
+        ),
+        (
+            [
+                "track",
+                "v.mp4",
+                "--first-mask",
+                "m.png",
+                "--config",
+                "{persam}",
+                "--backbone-weights",
+                "r.pth",
+            ],
+            "--backbone-weights is ignored: the persam prompter runs no SAMIC network",
+        ),
+        (
+            ["bench", "fewshot", "--dataset", "perseg", "--root", "{tmp}", "--kshot", "vote"],
+            "--kshot is ignored: it combines K supports and this run has 1 (--shots)",
+        ),
+    ],
+    ids=[
+        "train-persam",
+        "samic-previous-mask",
+        "random-backbone-persam",
+        "segment-samic-persam",
+        "track-backbone-persam",
+        "kshot-1-shot",
+    ],
+)
+def test_a_flag_the_chosen_path_ignores_is_refused(tmp_path, tiny_models, capfd, command, said):
+    persam = tmp_path / "persam.yaml"
+    persam.write_text("prompter: persam\n")
+    fill = {"models": tiny_models["samic"].parent, "persam": persam, "tmp": tmp_path}
+    args = [part.format(**fill) for part in command]
+    before = files_under(tmp_path)
+    out = tmp_path / "out"
+    code = main([*args, "-o", str(out)])
+    message = one_error_line(capfd)
+    assert code == 2 and message == f"samic-vos: error: {said}; " + (
+        "drop it, or pass --shots K" if "kshot" in said else "drop it, or use the samic prompter"
+    )
+    assert files_under(tmp_path) == before

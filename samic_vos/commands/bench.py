@@ -107,8 +107,8 @@ def run_davis(args: argparse.Namespace) -> int:
     from samic_vos.pipelines.bench_davis import BenchDavisConfig, BenchInputs, run_bench_davis
     from samic_vos.runtime.errors import UserError
 
-    common.refuse_random_backbone_with_samic(args)
     config = common.job_config(BenchDavisConfig(), args)
+    common.refuse_ignored_flags(args, config.track.prompter)
     if args.download:
         from samic_vos.hub.datasets import DAVIS_BY_YEAR, ensure_dataset
 

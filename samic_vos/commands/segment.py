@@ -117,8 +117,8 @@ def run(args: argparse.Namespace) -> int:
     from samic_vos.jobs.segment import SegmentConfig
     from samic_vos.pipelines.segment import SegmentInputs, run_segment
 
-    common.refuse_random_backbone_with_samic(args)
     config = common.job_config(SegmentConfig(), args)
+    common.refuse_ignored_flags(args, config.prompter)
     inputs = SegmentInputs(
         targets=list(args.targets),
         out_dir=args.out or Path("runs") / "segment",

@@ -70,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
     from samic_vos.jobs.track import TrackConfig
     from samic_vos.pipelines.track import TrackInputs, run_track
 
-    common.refuse_random_backbone_with_samic(args)
     config = common.job_config(TrackConfig(), args)
+    common.refuse_ignored_flags(args, config.prompter)
     inputs = TrackInputs(
         video=args.video,
         out_dir=args.out or Path("runs") / args.video.stem,
