@@ -546,6 +546,10 @@ def test_offline_first_track_names_every_missing_weights_file(
             ["bench", "fewshot", "--dataset", "perseg", "--root", "{tmp}", "--kshot", "vote"],
             "--kshot is ignored: it combines K supports and this run has 1 (--shots)",
         ),
+        (
+            ["train", "--sambox", "{tmp}", "--train-fraction", "0.5"],
+            "--train-fraction is ignored: it picks the images of --fewshot pairs",
+        ),
     ],
     ids=[
         "train-persam",
@@ -554,6 +558,7 @@ def test_offline_first_track_names_every_missing_weights_file(
         "segment-samic-persam",
         "track-backbone-persam",
         "kshot-1-shot",
+        "train-fraction-sambox",
     ],
 )
 def test_a_flag_the_chosen_path_ignores_is_refused(tmp_path, tiny_models, capfd, command, said):
@@ -565,7 +570,10 @@ def test_a_flag_the_chosen_path_ignores_is_refused(tmp_path, tiny_models, capfd,
     out = tmp_path / "out"
     code = main([*args, "-o", str(out)])
     message = one_error_line(capfd)
-    assert code == 2 and message == f"samic-vos: error: {said}; " + (
-        "drop it, or pass --shots K" if "kshot" in said else "drop it, or use the samic prompter"
-    )
+    fixes = {
+        "--kshot": "drop it, or pass --shots K",
+        "--train-fraction": "drop it, or train with --fewshot KIND --root ROOT",
+    }
+    fix = fixes.get(said.split()[0], "drop it, or use the samic prompter")
+    assert code == 2 and message == f"samic-vos: error: {said}; {fix}"
     assert files_under(tmp_path) == before

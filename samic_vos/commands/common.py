@@ -231,7 +231,8 @@ def refuse_ignored_flags(args: argparse.Namespace, prompter: str, shots: int | N
 
     ``prompter``: the resolved config's prompter (a flag or the YAML may set it); ``shots``:
     the supports per episode where the job has them. Checks every model flag the command has
-    (``--samic``, ``--train``, ``--backbone-weights``, ``--random-backbone``) and ``--kshot``.
+    (``--samic``, ``--train``, ``--backbone-weights``, ``--random-backbone``), ``--kshot`` and
+    ``--train-fraction``.
 
     Raises:
         UserError: the first ignored flag, what ignores it, and how to fix it.
@@ -263,6 +264,12 @@ def refuse_ignored_flags(args: argparse.Namespace, prompter: str, shots: int | N
             "applies to a network made here, not to a SAMIC checkpoint (it carries its own "
             "backbone)",
             "drop one of them",
+        ),
+        (
+            "--train-fraction",
+            given(args, "--train-fraction") and getattr(args, "fewshot", None) is None,
+            "is ignored: it picks the images of --fewshot pairs",
+            "drop it, or train with --fewshot KIND --root ROOT",
         ),
         (
             "--kshot",

@@ -124,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume is not None and args.init_hsnet is not None:
         raise UserError("--resume and --init-hsnet exclude each other: a resumed run has weights")
     config = common.job_config(TrainJobConfig(), args)
+    common.refuse_ignored_flags(args, "samic")  # train makes a SAMIC network
     result = run_training(
         config,
         out_dir=args.out,
