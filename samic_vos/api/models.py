@@ -160,9 +160,9 @@ def load_models(
         encoder = dataclasses.replace(encoder, precision=precision)
     samic_path = Path(samic) if samic is not None else None
     backbone = Path(backbone_weights) if backbone_weights is not None else None
-    require_weights(
-        _registry_weights(sam_model, sam_checkpoint, prompter, samic_path, backbone, network)
-    )
+    needed = _registry_weights(sam_model, sam_checkpoint, prompter, samic_path, backbone, network)
+    if len(needed) > 1:  # one alone is fetched where it loads, after the files given are checked
+        require_weights(needed)
     segmenter = load_segmenter(
         sam_model, sam_checkpoint, device=device, encoder=encoder, threads=threads
     )
