@@ -370,20 +370,26 @@ class _Runner:
             self.timer.wrap(prompter, "new_frame", "prompter")
             self.timer.wrap(prompter, "track", "prompter")
             tracker = CausalTracker(prompter, self.segmenter, config.tracker)
-            start = time.perf_counter()
-            _, computed = track_sequence(
-                frames,
-                given,
-                tracker,
-                results,
-                prompts,
-                resume=True,
-                progress=self.progress,
-                desc=name,
-                ahead=run_ahead_enabled(config.encoder, self.device),
-            )
-            self.wall += time.perf_counter() - start
-            self.computed += computed
+            start, before = time.perf_counter(), len(complete_records(prompts))
+            # Counted from the prompts lines, also when interrupted: the frames an interrupted
+            # process wrote are not tracked again, so the table's frame count and frames per
+            # second must count them where they were computed.
+            try:
+                track_sequence(
+                    frames,
+                    given,
+                    tracker,
+                    results,
+                    prompts,
+                    resume=True,
+                    progress=self.progress,
+                    desc=name,
+                    ahead=run_ahead_enabled(config.encoder, self.device),
+                )
+            finally:
+                self.wall += time.perf_counter() - start
+                computed = len(complete_records(prompts)) - before
+                self.computed += computed
         return computed
 
     def _adapt(self, name: str, frames, given) -> None:

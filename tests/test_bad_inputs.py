@@ -413,3 +413,177 @@ def test_a_reader_that_goes_away_ends_the_output_quietly(shared_data):
         proc.stdout.close()  # the reader is gone before the first byte
         _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 128 + signal.SIGPIPE and stderr.decode() == ""
+
+
+# --- misleading messages: each names what the user gave ----------------------------------------
+
+
+def test_an_id_gap_across_mask_files_names_every_file(tmp_path, shared_data, tiny_models, capfd):
+    """Object 1 in the first mask, object 3 in a later one: neither file has a gap of its own."""
+    from samic_vos.data.mask_io import write_mask
+
+    frames = frame_folder(tmp_path, shared_data, 3)
+    first, later = tmp_path / "first.png", tmp_path / "later"
+    later.mkdir()
+    ids = np.zeros((480, 854), np.uint8)
+    ids[100:200, 100:200] = 1
+    write_mask(first, ids)
+    write_mask(later / "00002.png", ids * 3)
+    out = tmp_path / "out"
+    args = track_args(frames, shared_data, out, tiny_models)
+    args[args.index("--first-mask") + 1] = str(first)
+    code = main([*args, "--masks", str(later)])
+    message = one_error_line(capfd)
+    assert code == 2 and not out.exists()
+    assert message.startswith(
+        f"samic-vos: error: {first} and {later}: the 2 masks together: object ids are 1, 3;"
+    ), message
+
+
+def test_a_config_sam_model_is_not_told_to_drop_a_flag(tmp_path, shared_data, tiny_models, capfd):
+    config = tmp_path / "track.yaml"
+    config.write_text("sam_model: vit_b\n")
+    out = tmp_path / "out"
+    args = track_args(frame_folder(tmp_path, shared_data, 2), shared_data, out, tiny_models)
+    code = main([*args, "--config", str(config)])
+    message = one_error_line(capfd)
+    assert code == 2 and not out.exists()
+    assert message.endswith("holds a SAM tiny model, not vit_b; pass --sam-model tiny"), message
+
+
+def test_shard_zero_of_zero_says_what_n_is(tmp_path, shared_data, capfd):
+    out = tmp_path / "out"
+    davis = ["--davis-root", str(shared_data / "DAVIS"), "--year", "2016"]
+    code = main(["bench", "davis", *davis, "--shard", "0/0", "-o", str(out)])
+    message = one_error_line(capfd)
+    assert code == 2 and not out.exists()
+    assert message == (
+        "samic-vos: error: shard '0/0': N is the number of shards, at least 1 (e.g. 0/4)"
+    )
+
+
+def test_offline_first_track_names_every_missing_weights_file(
+    tmp_path, shared_data, capfd, monkeypatch
+):
+    """The README's first command offline, nothing cached: one line naming SAM's checkpoint
+    and ResNet-50's, each with its URL and the flag that takes a local copy."""
+    import socket
+
+    from samic_vos.hub import weights
+
+    monkeypatch.setenv("SAMIC_VOS_HOME", str(tmp_path / "home"))
+    offline = {}
+    for name in ("sam_vit_b", "resnet50_imagenet"):
+        with socket.socket() as sock:  # a port nobody listens on
+            sock.bind(("127.0.0.1", 0))
+            url = f"http://127.0.0.1:{sock.getsockname()[1]}/{weights.REGISTRY[name].filename}"
+        offline[name] = weights.WeightsEntry(**{**vars(weights.REGISTRY[name]), "url": url})
+    monkeypatch.setattr(weights, "REGISTRY", {**weights.REGISTRY, **offline})
+    out = tmp_path / "runs/bear"
+    video = shared_data / "videos/davis_bear.mp4"
+    first = shared_data / "videos/davis_bear_first_mask.png"
+    code = main(["track", str(video), "--first-mask", str(first), "-o", str(out)])
+    message = one_error_line(capfd)
+    assert code == 2 and not (tmp_path / "runs").exists() and not (tmp_path / "home").exists()
+    assert message.startswith("samic-vos: error: 2 weights files are missing: "), message
+    for entry, flag in [
+        (offline["sam_vit_b"], "--sam-checkpoint"),
+        (offline["resnet50_imagenet"], "--backbone-weights"),
+    ]:
+        assert f"{entry.filename} is not in the cache" in message
+        assert f"from {entry.url} (Connection refused); download it yourself and pass {flag}" in (
+            message
+        )
+
+
+# --- flags the chosen path would ignore: refused, not dropped -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [
+        (
+            ["bench", "davis", "--train", "--prompter", "persam"],
+            "--train is ignored: the persam prompter runs no SAMIC network",
+        ),
+        (
+            ["bench", "davis", "--samic", "{samic}", "--prompter", "previous-mask"],
+            "--samic is ignored: the previous-mask prompter runs no SAMIC network",
+        ),
+        (
+            ["bench", "davis", "--prompter", "persam", "--random-backbone"],
+            "--random-backbone is ignored: the persam prompter runs no SAMIC network",
+        ),
+        (
+            [
+                "segment",
+                "--ref",
+                "{tmp}/a.jpg",
+                "--ref-mask",
+                "{tmp}/a.png",
+                "{tmp}/b.jpg",
+                "--prompter",
+                "persam",
+                "--samic",
+                "{samic}",
+            ],
+            "--samic is ignored: the persam prompter runs no SAMIC network",
+        ),
+        (
+            [
+                "track",
+                "{video}",
+                "--first-mask",
+                "{first}",
+                "--config",
+                "{persam}",
+                "--backbone-weights",
+                "r.pth",
+            ],
+            "--backbone-weights is ignored: the persam prompter runs no SAMIC network",
+        ),
+        (
+            ["bench", "fewshot", "--dataset", "perseg", "--root", "{tmp}", "--kshot", "vote"],
+            "--kshot is ignored: it combines K supports and this run has 1 (--shots)",
+        ),
+        (
+            ["train", "--sambox", "{tmp}", "--train-fraction", "0.5"],
+            "--train-fraction is ignored: it picks the images of --fewshot pairs",
+        ),
+    ],
+    ids=[
+        "train-persam",
+        "samic-previous-mask",
+        "random-backbone-persam",
+        "segment-samic-persam",
+        "track-backbone-persam",
+        "kshot-1-shot",
+        "train-fraction-sambox",
+    ],
+)
+def test_a_flag_the_chosen_path_ignores_is_refused(
+    tmp_path, tiny_models, shared_data, capfd, command, said
+):
+    persam = tmp_path / "persam.yaml"
+    persam.write_text("prompter: persam\n")
+    for name in ("a.jpg", "a.png", "b.jpg"):  # inputs that pass the checks made before torch
+        Image.new("L", (8, 8)).save(tmp_path / name)
+    fill = {
+        "samic": tiny_models["samic"],
+        "persam": persam,
+        "tmp": tmp_path,
+        "video": shared_data / "videos/davis_bear.mp4",
+        "first": shared_data / "videos/davis_bear_first_mask.png",
+    }
+    args = [part.format(**fill) for part in command]
+    before = files_under(tmp_path)
+    out = tmp_path / "out"
+    code = main([*args, "-o", str(out)])
+    message = one_error_line(capfd)
+    fixes = {
+        "--kshot": "drop it, or pass --shots K",
+        "--train-fraction": "drop it, or train with --fewshot KIND --root ROOT",
+    }
+    fix = fixes.get(said.split()[0], "drop it, or use the samic prompter")
+    assert code == 2 and message == f"samic-vos: error: {said}; {fix}"
+    assert files_under(tmp_path) == before

@@ -324,3 +324,22 @@ def test_new_references_replace_the_old_ones(tiny_models, fss_root):
     fresh = FewShotSegmenter("samic", segmenter, net, TrackerConfig())
     fresh.set_references([Reference(second[0], second[1].astype(np.uint8))])
     np.testing.assert_array_equal(heat(used), heat(fresh))
+
+
+@pytest.mark.slow
+def test_two_straight_runs_in_fresh_processes_write_the_same_bytes(tmp_path, fss_root, samic):
+    """Predictions and prompt points are a function of the inputs: two fresh processes, each
+    filling freed memory with its own byte (MALLOC_PERTURB_), write the same files."""
+    import os
+    import subprocess
+    import sys
+
+    outs = []
+    for fill in (37, 211):
+        out = tmp_path / f"run_{fill}"
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_PERTURB_": str(fill)}
+        command = [sys.executable, "-m", "samic_vos", "bench", "fewshot", "--root", str(fss_root)]
+        command += ["-o", str(out), "-q", "--device", "cpu", *samic, "--classes", *PAIR]
+        subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+        outs.append(_outputs(out))
+    assert outs[0] and outs[0] == outs[1]

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import av
 import numpy as np
@@ -251,3 +253,24 @@ def test_render_needs_a_mask_per_frame(tmp_path):
     with pytest.raises(UserError, match=r"alpha must be in \[0, 1\]"):
         render_video(open_frames(frames_dir), masks, tmp_path / "o.mp4", alpha=1.5)
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_render_gives_the_same_bytes_whatever_the_heap_held(tmp_path, shared_data):
+    """Two straight runs of `render` in fresh processes write the same bytes. libx264's
+    macroblock tree read memory it never wrote, so the bytes followed whatever the process had
+    freed before; MALLOC_PERTURB_ fills that memory with another byte in each run."""
+    frames, masks = tmp_path / "frames", tmp_path / "masks"
+    frames.mkdir()
+    masks.mkdir()
+    for jpeg in sorted((shared_data / "DAVIS/JPEGImages/480p/bear").glob("*.jpg"))[:12]:
+        (frames / jpeg.name).write_bytes(jpeg.read_bytes())
+        png = shared_data / "DAVIS/Annotations/480p/bear" / f"{jpeg.stem}.png"
+        (masks / png.name).write_bytes(png.read_bytes())
+    videos = []
+    for fill in (37, 211):
+        out = tmp_path / f"overlay_{fill}.mp4"
+        env = {**os.environ, "MALLOC_PERTURB_": str(fill), "OMP_NUM_THREADS": "1"}
+        command = [sys.executable, "-m", "samic_vos", "render", str(frames), str(masks)]
+        subprocess.run([*command, "-o", str(out), "-q"], env=env, check=True)
+        videos.append(out.read_bytes())
+    assert videos[0] == videos[1]

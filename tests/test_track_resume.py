@@ -314,3 +314,43 @@ def test_an_interrupt_during_first_frame_adaptation_keeps_its_steps(
     got, want = _files(split), _files(straight)
     config = got.pop("config.yaml").replace(b"/split/", b"/straight/")  # it names its folder
     assert config == want.pop("config.yaml") and got == want
+
+
+@pytest.mark.slow
+def test_a_resumed_track_writes_the_straight_runs_overlay(tmp_path, shared_data, tiny_models):
+    """Interrupted by Ctrl-C (SIGINT) in a subprocess, then resumed: the overlay video has the
+    straight run's bytes (frames before the interrupt are drawn from prompts.jsonl). Each
+    process fills freed memory with its own byte (MALLOC_PERTURB_): bytes that depended on
+    memory the encoder never wrote would differ."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for jpeg in sorted((shared_data / "DAVIS/JPEGImages/480p/bear").glob("*.jpg"))[:12]:
+        shutil.copy(jpeg, frames / jpeg.name)
+    first = shared_data / "videos/davis_bear_first_mask.png"
+    models = ["--sam-checkpoint", str(tiny_models["sam"]), "--samic", str(tiny_models["samic"])]
+
+    def track(out: Path, fill: int) -> subprocess.Popen:
+        args = [str(frames), "--first-mask", str(first), *models, "-o", str(out), "-q"]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_PERTURB_": str(fill)}
+        command = [sys.executable, "-m", "samic_vos", "track", *args]
+        return subprocess.Popen([*command, "--overlay", str(out) + ".mp4"], env=env)
+
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert track(straight, 37).wait(timeout=300) == 0
+    process = track(split, 101)
+    deadline = time.monotonic() + 300
+    while not (split / "masks" / "00004.png").exists():
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    assert 5 <= len(_records(split)) < 12
+    assert track(split, 211).wait(timeout=300) == 0
+    assert _files(split) == _files(straight)
+    assert Path(f"{split}.mp4").read_bytes() == Path(f"{straight}.mp4").read_bytes()

@@ -23,12 +23,14 @@ from typing import Any, TypeVar
 
 import torch
 
+from samic_vos.hub.weights import require_weights
 from samic_vos.inference.names import PROMPTERS
+from samic_vos.model.checkpoint import stored_net_config
 from samic_vos.model.samic_net import SamicNet, SamicNetConfig
 from samic_vos.runtime.config import require_choice
 from samic_vos.runtime.stage_threads import StageThreads, ThreadsConfig
 from samic_vos.sam.encoder import EncoderConfig
-from samic_vos.sam.models import SAM_ARCHS, require_models
+from samic_vos.sam.models import OFFICIAL_MODELS, SAM_ARCHS, require_models
 from samic_vos.sam.run_ahead import run_ahead_enabled
 from samic_vos.sam.segmenter import SamSegmenter
 
@@ -156,15 +158,39 @@ def load_models(
     encoder = encoder or EncoderConfig()
     if precision is not None:
         encoder = dataclasses.replace(encoder, precision=precision)
+    samic_path = Path(samic) if samic is not None else None
+    backbone = Path(backbone_weights) if backbone_weights is not None else None
+    needed = _registry_weights(sam_model, sam_checkpoint, prompter, samic_path, backbone, network)
+    if len(needed) > 1:  # one alone is fetched where it loads, after the files given are checked
+        require_weights(needed)
     segmenter = load_segmenter(
         sam_model, sam_checkpoint, device=device, encoder=encoder, threads=threads
     )
-    samic_path = Path(samic) if samic is not None else None
-    backbone = Path(backbone_weights) if backbone_weights is not None else None
     net = None
     if prompter == "samic":
         net = samic_network(samic_path, backbone, network or SamicNetConfig(), segmenter.device)
     return Models(segmenter, net, prompter, samic_path, backbone, encoder)
+
+
+def _registry_weights(
+    sam_model: str | None,
+    sam_checkpoint: PathLike | None,
+    prompter: str,
+    samic: Path | None,
+    backbone_weights: Path | None,
+    network: SamicNetConfig | None,
+) -> list[tuple[str, str]]:
+    """The registry weights ``load_models`` will load from the cache, as ``(name, flag)``
+    pairs: SAM's official file without ``sam_checkpoint``, the ResNet-50 of an ImageNet
+    backbone without ``backbone_weights`` (a checkpoint's stored backbone, else ``network``'s)."""
+    needed = []
+    if sam_checkpoint is None and (sam_model or "vit_b") in OFFICIAL_MODELS:
+        needed.append((f"sam_{sam_model or 'vit_b'}", "`sam_checkpoint`"))
+    if prompter == "samic" and backbone_weights is None:
+        net = stored_net_config(samic) if samic is not None else network or SamicNetConfig()
+        if net.backbone == "imagenet":
+            needed.append(("resnet50_imagenet", "`backbone_weights`"))
+    return needed
 
 
 def load_segmenter(

@@ -197,8 +197,12 @@ def given_masks(
         ids.update(present)
     if sorted(ids) != list(range(1, len(ids) + 1)):
         shown = ", ".join(map(str, sorted(ids)))
+        where = _label(found[0])
+        if len(found) > 1:  # the gap may span files: name where every mask came from
+            given = [_label(m) for m in (first_mask, masks_dir) if m is not None]
+            where = f"{' and '.join(given)}: the {len(found)} masks together"
         raise UserError(
-            f"{_label(found[0])}: object ids are {shown}; masks must number objects 1..K "
+            f"{where}: object ids are {shown}; masks must number objects 1..K "
             f"without gaps (as DAVIS does), so that they are tracked and scored as "
             f"1..{len(ids)}"
         )

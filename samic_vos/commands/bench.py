@@ -104,12 +104,12 @@ def run_davis(args: argparse.Namespace) -> int:
     from samic_vos.data.davis import require_davis_root
     from samic_vos.runtime.errors import UserError
 
-    common.refuse_random_backbone_with_samic(args)
     # The data exists: checked before torch is imported (a mistake costs no start-up).
     require_davis_root(args.davis_root)
     from samic_vos.pipelines.bench_davis import BenchDavisConfig, BenchInputs, run_bench_davis
 
     config = common.job_config(BenchDavisConfig(), args)
+    common.refuse_ignored_flags(args, config.track.prompter)
     if args.download:
         from samic_vos.hub.datasets import DAVIS_BY_YEAR, ensure_dataset
 

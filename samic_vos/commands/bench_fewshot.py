@@ -155,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
     if common.given(args, "--random-backbone"):
         raise UserError("--random-backbone applies to a network made here; bench uses --samic")
     config = common.job_config(BenchFewshotConfig(), args)
+    common.refuse_ignored_flags(args, config.segment.prompter, config.episodes.shots)
     if common.given(args, "--split") and config.dataset.kind != "fss1000":
         raise UserError(f"--split is FSS-1000's; {config.dataset.kind} has none: drop it")
     if common.given(args, "--fold") and config.dataset.kind not in ("pascal5i", "coco20i"):

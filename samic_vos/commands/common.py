@@ -223,15 +223,61 @@ def given(args: argparse.Namespace, flag: str) -> bool:
     return any(name == flag for _, _, name in getattr(args, _OVERRIDES, None) or [])
 
 
-def refuse_random_backbone_with_samic(args: argparse.Namespace) -> None:
-    """``--random-backbone`` is for a network made here: refused beside ``--samic``."""
+def refuse_ignored_flags(args: argparse.Namespace, prompter: str, shots: int | None = None) -> None:
+    """One line for a flag the chosen path would ignore, before any work or output.
+
+    ``prompter``: the resolved config's prompter (a flag or the YAML may set it); ``shots``:
+    the supports per episode where the job has them. Checks every model flag the command has
+    (``--samic``, ``--train``, ``--backbone-weights``, ``--random-backbone``), ``--kshot`` and
+    ``--train-fraction``.
+
+    Raises:
+        UserError: the first ignored flag, what ignores it, and how to fix it.
+    """
     from samic_vos.runtime.errors import UserError
 
-    if args.samic is not None and given(args, "--random-backbone"):
-        raise UserError(
-            "--random-backbone applies to a network made here, not to a SAMIC checkpoint "
-            "(it carries its own backbone); drop one of them"
-        )
+    samic = getattr(args, "samic", None) is not None
+    train = bool(getattr(args, "train", False))
+    no_network = f"is ignored: the {prompter} prompter runs no SAMIC network"
+    use_samic = "drop it, or use the samic prompter"
+    ignored = [
+        ("--samic", samic and prompter != "samic", no_network, use_samic),
+        ("--train", train and prompter != "samic", no_network, use_samic),
+        (
+            "--backbone-weights",
+            getattr(args, "backbone_weights", None) is not None and prompter != "samic",
+            no_network,
+            use_samic,
+        ),
+        (
+            "--random-backbone",
+            given(args, "--random-backbone") and prompter != "samic",
+            no_network,
+            use_samic,
+        ),
+        (
+            "--random-backbone",
+            given(args, "--random-backbone") and samic,
+            "applies to a network made here, not to a SAMIC checkpoint (it carries its own "
+            "backbone)",
+            "drop one of them",
+        ),
+        (
+            "--train-fraction",
+            given(args, "--train-fraction") and getattr(args, "fewshot", None) is None,
+            "is ignored: it picks the images of --fewshot pairs",
+            "drop it, or train with --fewshot KIND --root ROOT",
+        ),
+        (
+            "--kshot",
+            given(args, "--kshot") and shots == 1,
+            "is ignored: it combines K supports and this run has 1 (--shots)",
+            "drop it, or pass --shots K",
+        ),
+    ]
+    for flag, refused, why, fix in ignored:
+        if refused:
+            raise UserError(f"{flag} {why}; {fix}")
 
 
 def require_dataset_root(root: Path | None) -> None:

@@ -116,7 +116,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from samic_vos.jobs.segment_inputs import checked_inputs
 
-    common.refuse_random_backbone_with_samic(args)
     out = args.out or Path("runs") / "segment"
     # The checks that need no torch, before it is imported: a mistake costs no start-up.
     checked_inputs(args.targets, out, args.ref, args.ref_mask, args.ref_sambox, args.samic)
@@ -124,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
     from samic_vos.pipelines.segment import SegmentInputs, run_segment
 
     config = common.job_config(SegmentConfig(), args)
+    common.refuse_ignored_flags(args, config.prompter)
     inputs = SegmentInputs(
         targets=list(args.targets),
         out_dir=out,

@@ -69,7 +69,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from samic_vos.jobs.track_inputs import TrackInputs, check_inputs
 
-    common.refuse_random_backbone_with_samic(args)
     inputs = TrackInputs(
         video=args.video,
         out_dir=args.out or Path("runs") / args.video.stem,
@@ -86,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from samic_vos.pipelines.track import run_track
 
     config = common.job_config(TrackConfig(), args)
+    common.refuse_ignored_flags(args, config.prompter)
     summary = run_track(inputs, config, progress=True)
     if summary.computed:
         log.info(

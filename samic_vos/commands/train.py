@@ -134,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
     from samic_vos.training.job import TrainJobConfig, run_training
 
     config = common.job_config(TrainJobConfig(), args)
+    common.refuse_ignored_flags(args, "samic")  # train makes a SAMIC network
     result = run_training(
         config,
         out_dir=args.out,

@@ -38,6 +38,11 @@ VIDEO_SUFFIXES = (".mp4",)
 # tracking loop's background thread) without threads of its own, so that it never competes
 # with the pipeline's own threads for the cores (libx264's default is 1.5 per core).
 ENCODER_THREADS = 1
+# libx264's macroblock-tree rate control reads memory it never wrote (with MALLOC_PERTURB_ set,
+# every fill byte gives other bytes), so the same frames gave other bytes from run to run,
+# depending on what the process had freed before (the decoder's threads, decord's FFmpeg).
+# Without it the encoder is a function of its frames: same frames, same bytes.
+X264_PARAMS = "mbtree=0"
 
 
 def h264_encoder() -> str:
@@ -127,7 +132,11 @@ class VideoWriter:
             stream.pix_fmt = "yuv420p"
             stream.codec_context.thread_count = self.threads
             if encoder == "libx264":
-                stream.options = {"crf": str(self.crf), "preset": self.preset}
+                stream.options = {
+                    "crf": str(self.crf),
+                    "preset": self.preset,
+                    "x264-params": X264_PARAMS,
+                }
         except BaseException:
             atomic.__exit__(*sys.exc_info())
             raise

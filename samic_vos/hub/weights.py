@@ -26,6 +26,7 @@ import os
 import re
 import warnings
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
@@ -200,6 +201,28 @@ def resolve(
             f"`samic-vos weights download {name}`{or_flag}"
         )
     return _fetch(entry, flag)
+
+
+def require_weights(needed: Sequence[tuple[str, str]]) -> None:
+    """Every registry entry of ``needed`` (``(name, flag)`` pairs, e.g. ``("sam_vit_b",
+    "`sam_checkpoint`")``) is in the cache, downloaded where it can be, before a job loads any.
+
+    Raises:
+        UserError: one line naming every entry that cannot be had (its file, its URL and the
+            argument that takes a local copy), not only the first; one entry's own message
+            when it is the only one.
+    """
+    failed: list[UserError] = []
+    for name, flag in needed:
+        try:
+            resolve(name, flag=flag)
+        except UserError as err:
+            failed.append(err)
+    if len(failed) == 1:
+        raise failed[0]
+    if failed:
+        each = " — and ".join(map(str, failed))
+        raise UserError(f"{len(failed)} weights files are missing: {each}")
 
 
 def download(name: str, *, force: bool = False) -> Path:

@@ -80,6 +80,33 @@ def save_samic(
         raise UserError(f"{path}: cannot write the checkpoint ({err.strerror or err})") from err
 
 
+def stored_net_config(path: str | os.PathLike[str]) -> SamicNetConfig:
+    """The network config the SAMIC checkpoint at ``path`` was saved with (its backbone kind
+    tells whether loading it needs ResNet-50's ImageNet weights); UserError as
+    :func:`load_samic`."""
+    return _read_samic(path)[1]
+
+
+def _read_samic(path: str | os.PathLike[str]) -> tuple[dict[str, Any], SamicNetConfig]:
+    """The checkpoint dict at ``path`` and its network config, checked."""
+    from samic_vos.hub.weights import load_checkpoint
+
+    data = load_checkpoint(path, map_location="cpu")
+    fix = "pass a checkpoint written by samic-vos (train, or track's adapted model)"
+    if data.get("format") != FORMAT or not isinstance(data.get("state_dict"), dict):
+        raise UserError(f"{path}: not a SAMIC checkpoint; {fix}")
+    if not isinstance(data.get("format_version"), int) or data["format_version"] > FORMAT_VERSION:
+        raise UserError(
+            f"{path}: checkpoint format {data.get('format_version')} is newer than this "
+            f"samic-vos ({__version__}) reads; upgrade samic-vos"
+        )
+    try:
+        net_config = apply_overrides(SamicNetConfig(), dict(data.get("net_config") or {}))
+    except UserError as err:
+        raise UserError(f"{path}: bad network config in checkpoint: {err}") from err
+    return data, net_config
+
+
 def load_samic(
     path: str | os.PathLike[str],
     map_location: str | torch.device = "cpu",
@@ -99,21 +126,7 @@ def load_samic(
         UserError: naming ``path``: missing, unreadable, not a SAMIC checkpoint, a newer
             format, or weights that do not fit the stored architecture.
     """
-    from samic_vos.hub.weights import load_checkpoint
-
-    data = load_checkpoint(path, map_location="cpu")
-    fix = "pass a checkpoint written by samic-vos (train, or track's adapted model)"
-    if data.get("format") != FORMAT or not isinstance(data.get("state_dict"), dict):
-        raise UserError(f"{path}: not a SAMIC checkpoint; {fix}")
-    if not isinstance(data.get("format_version"), int) or data["format_version"] > FORMAT_VERSION:
-        raise UserError(
-            f"{path}: checkpoint format {data.get('format_version')} is newer than this "
-            f"samic-vos ({__version__}) reads; upgrade samic-vos"
-        )
-    try:
-        net_config = apply_overrides(SamicNetConfig(), dict(data.get("net_config") or {}))
-    except UserError as err:
-        raise UserError(f"{path}: bad network config in checkpoint: {err}") from err
+    data, net_config = _read_samic(path)
     if net_config.backbone == "random" and (
         data.get("torch_version"),
         data.get("torchvision_version"),

@@ -39,6 +39,8 @@ def parse_shard(text: str) -> Shard:
     if not (slash and index.strip().isdigit() and count.strip().isdigit()):
         raise UserError(f"shard '{text}': write it as I/N, e.g. 0/4 (I counts from 0)")
     shard = Shard(int(index), int(count), f"shard {text}")
+    if shard.count == 0:
+        raise UserError(f"shard '{text}': N is the number of shards, at least 1 (e.g. 0/4)")
     if not 0 <= shard.index < shard.count:
         last = f"{shard.count - 1}/{shard.count}"
         raise UserError(f"shard '{text}': I counts from 0 to N-1 (0/{shard.count} ... {last})")

@@ -293,8 +293,8 @@ def load_sam(
         stored_arch = SAM_ARCHS[model] if model is not None else _fitting_arch(state_dict, path)
     elif model is not None and stored_arch != SAM_ARCHS[model]:
         raise UserError(
-            f"{path}: holds a SAM {_arch_name(stored_arch)} model, not {model}; drop "
-            f"`sam_model` or pass `sam_model` {_arch_name(stored_arch)}"
+            f"{path}: holds a SAM {_arch_name(stored_arch)} model, not {model}; pass "
+            f"`sam_model` {_arch_name(stored_arch)}"
         )
     return _sam_from_state(stored_arch, state_dict, Path(path)).to(device)
 
