@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sambox_helpers import make_images, tiny_segmenter
+from sambox_helpers import make_images, saved_mask, tiny_segmenter
 
 from samic_vos.annotate.browser import SamboxPage, chromium_page, chromium_path, live_server
 from samic_vos.annotate.server import create_app
@@ -81,7 +81,7 @@ def test_click_undo_instance_object_save_in_chromium(tmp_path: Path) -> None:
         assert sambox.text("#image-name").startswith("b.jpg")
         latencies = sambox.latencies()
 
-    np.testing.assert_array_equal(read_mask(annotations / "masks/a.png"), after_zoom)
+    np.testing.assert_array_equal(saved_mask(annotations, "a"), after_zoom)
     assert not np.array_equal(shown, after_zoom)
     data = json.loads((annotations / "a.sambox.json").read_text())
     assert data["version"] == 2

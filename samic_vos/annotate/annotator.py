@@ -2,20 +2,29 @@
 
 Files in the annotations folder (``ANNOTATIONS_DIR``):
 
-- ``<stem>.sambox.json``: the SAMBOX annotation (version 2) of image ``<stem>.<ext>``;
-- ``masks/<stem>.png``: its palette mask (pixel = object id), what the page showed;
+- ``<stem>.sambox.json``: the SAMBOX annotation (version 2) of image ``<stem>.<ext>``; with no
+  object, the explicit mark "done, nothing here";
+- ``masks/<stem>.<content hash>.png``: its palette mask (pixel = object id), what the page
+  showed. Each save writes a mask of a new name, then the JSON naming it (the commit), then
+  removes the older mask: a reader never sees a JSON with the mask of another save;
 - ``.sambox/sessions/<image>.json``: the session (every click and the undo history);
-- ``.sambox/embeddings/<model key>/<sha256>.pt``: SAM embeddings.
+- ``.sambox/embeddings/<model key>/<sha256>.pt``: SAM embeddings;
+- ``.sambox/lock``: held while a server works on the folder (:mod:`.folder_lock`).
 
-All are written atomically. The images folder is only read.
+All are written atomically; what a killed save left (temporary files, a mask no JSON names)
+is removed when the next server starts. Only real work is saved: an image merely looked at
+writes nothing. The images folder is only read.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import hashlib
 import io
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -25,9 +34,11 @@ from typing import Any
 import numpy as np
 
 from samic_vos.annotate.embedding_cache import EmbeddingCache, model_key
+from samic_vos.annotate.folder_lock import FolderLock
 from samic_vos.annotate.image_folder import list_images, resolve_inside
 from samic_vos.annotate.prompt_decoding import Composite, PromptDecoder, instance_prompts
 from samic_vos.annotate.session_store import (
+    ActionError,
     ImageState,
     ObjectState,
     Session,
@@ -51,6 +62,7 @@ from samic_vos.data.sambox_format import (
     read_annotation,
     write_annotation,
 )
+from samic_vos.runtime.atomic import remove_leftovers
 from samic_vos.runtime.errors import UserError
 from samic_vos.sam.segmenter import SamSegmenter, group_points_by_component, prompts_from_mask
 
@@ -59,6 +71,7 @@ logger = logging.getLogger(__name__)
 STATE_FOLDER = ".sambox"
 MASK_FOLDER = "masks"
 PREFETCH = 2  # images encoded ahead in the background (the issue's "next two")
+_MASK_HASH_CHARS = 12  # hex digits of a mask's content hash in its file name
 
 
 class UnknownImage(LookupError):
@@ -99,6 +112,7 @@ class Annotator:
             raise UserError(f"{import_masks}: mask folder to import not found")
         self.import_masks = None if import_masks is None else Path(import_masks)
         self.annotations_dir.mkdir(parents=True, exist_ok=True)
+        self._folder_lock = FolderLock(self.annotations_dir)  # FolderInUse: another server
         self.segmenter = segmenter
         state = self.annotations_dir / STATE_FOLDER
         self.embeddings = EmbeddingCache(
@@ -108,7 +122,13 @@ class Annotator:
         self._lock = threading.RLock()
         self._open: dict[str, _Open] = {}
         self._current_embedding: str | None = None
-        self._annotated = {n for n in self.names if self._has_objects(n)}
+        self._remove_leftovers()
+        # Saved images: name -> whether the annotation holds objects (False: "nothing here").
+        self._saved: dict[str, bool] = {}
+        for name in self.names:
+            has_objects = self._saved_status(name)
+            if has_objects is not None:
+                self._saved[name] = has_objects
 
     # ----- paths -----------------------------------------------------------------------------
 
@@ -125,21 +145,57 @@ class Annotator:
     def annotation_path(self, name: str) -> Path:
         return annotation_path_for(self.annotations_dir / name)
 
-    def mask_path(self, name: str) -> Path:
-        return self.annotations_dir / MASK_FOLDER / f"{Path(name).stem}.png"
+    def mask_path(self, name: str, ids: np.ndarray) -> Path:
+        """Where the mask ``ids`` (H, W) uint8 of image ``name`` is saved: named after its
+        content, so that a new save never overwrites the mask an older JSON names."""
+        digest = hashlib.sha256(ids.tobytes() + repr(ids.shape).encode()).hexdigest()
+        stem = Path(name).stem
+        return self.annotations_dir / MASK_FOLDER / f"{stem}.{digest[:_MASK_HASH_CHARS]}.png"
+
+    def _own_masks(self, name: str) -> list[Path]:
+        """The content-named masks saved for image ``name`` by any save (a plain
+        ``<stem>.png``, which older versions wrote or a person put there, is never touched)."""
+        folder = self.annotations_dir / MASK_FOLDER
+        stem = re.escape(Path(name).stem)
+        pattern = re.compile(rf"{stem}\.[0-9a-f]{{{_MASK_HASH_CHARS}}}\.png")
+        with contextlib.suppress(FileNotFoundError):
+            return [folder / e.name for e in os.scandir(folder) if pattern.fullmatch(e.name)]
+        return []
+
+    def _remove_masks_but(self, name: str, keep: set[Path]) -> None:
+        for path in self._own_masks(name):
+            if path not in keep:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
 
     def _session_path(self, name: str) -> Path:
         return self.annotations_dir / STATE_FOLDER / "sessions" / f"{name}.json"
 
-    def _has_objects(self, name: str) -> bool:
+    def _remove_leftovers(self) -> None:
+        """Remove the temporary files of writes killed midway (the folder is locked: no other
+        server writes here)."""
+        state = self.annotations_dir / STATE_FOLDER
+        folders = [self.annotations_dir, self.annotations_dir / MASK_FOLDER, state / "sessions"]
+        folders.append(self.embeddings.folder)
+        for folder in folders:
+            for path in remove_leftovers(folder):
+                logger.info("removed %s, left by a save that was killed", path)
+
+    def _saved_status(self, name: str) -> bool | None:
+        """Whether image ``name``'s saved annotation holds objects (``None``: none saved, or
+        unreadable); masks no annotation names (a killed save's) are removed."""
         path = self.annotation_path(name)
         if not path.is_file():
-            return False
+            self._remove_masks_but(name, set())
+            return None
         try:
-            return bool(read_annotation(path).objects)
+            annotation = read_annotation(path)
         except UserError as err:
             logger.warning("ignoring an unreadable annotation: %s", err)
-            return False
+            return None
+        named = {annotation.mask_path(o) for o in annotation.objects}
+        self._remove_masks_but(name, {Path(os.path.normpath(p)) for p in named if p})
+        return bool(annotation.objects)
 
     # ----- opening ---------------------------------------------------------------------------
 
@@ -210,7 +266,7 @@ class Annotator:
                 logger.warning("ignoring the session of %s: %s", name, err)
         if session is None:
             initial, saved = self._initial_state(name, size)
-            session = Session(size=size, initial=initial, saved_position=0 if saved else None)
+            session = Session(size=size, initial=initial, saved=initial if saved else None)
         opened = _Open(name, size, session)
         self._open[name] = opened
         index = self.names.index(name)
@@ -221,11 +277,12 @@ class Annotator:
     # ----- the API ---------------------------------------------------------------------------
 
     def listing(self) -> dict[str, Any]:
-        """The images, which are annotated, and the progress count."""
+        """The images with their saved status, and the progress count (images saved with
+        objects or marked "nothing here")."""
         with self._lock:
             return {
-                "images": [{"name": n, "annotated": n in self._annotated} for n in self.names],
-                "annotated": len(self._annotated),
+                "images": [{"name": n, "saved": self._status(n)} for n in self.names],
+                "annotated": len(self._saved),
                 "total": len(self.names),
             }
 
@@ -235,33 +292,48 @@ class Annotator:
         with self._lock:
             return self._view(self._session(name))
 
-    def act(self, name: str, action: Any) -> dict[str, Any]:
-        """Apply ``action`` (see :func:`~samic_vos.annotate.session_store.apply_action`)."""
+    def act(self, name: str, action: Any, revision: int | None = None) -> dict[str, Any]:
+        """Apply ``action`` (see :meth:`~samic_vos.annotate.session_store.Session.act`) to the
+        image, if its revision is still ``revision`` (``None``: not checked)."""
         self.image_path(name)
         with self._lock:
             opened = self._session(name)
-            if isinstance(action, dict) and action.get("type") in ("undo", "redo"):
-                getattr(opened.session, action["type"])()
-            else:
-                opened.session.apply(action)
+            opened.session.check_revision(revision)
+            opened.session.act(action)
             self._persist(opened)
             return self._view(opened)
 
-    def save(self, name: str) -> dict[str, Any]:
-        """Write image ``name``'s SAMBOX JSON and palette mask (what the page shows)."""
+    def save(
+        self, name: str, revision: int | None = None, nothing_here: bool = False
+    ) -> dict[str, Any]:
+        """Save image ``name`` as the page shows it, if its revision is still ``revision``.
+
+        With objects: the SAMBOX JSON and the palette mask. With none: ``nothing_here`` writes
+        the explicit mark (a JSON without objects); otherwise a saved annotation is removed,
+        and nothing is written where none was. The view's ``wrote`` says which happened:
+        ``"objects"``, ``"nothing_here"``, ``"removed"`` or ``None``.
+        """
         self.image_path(name)
         with self._lock:
             opened = self._session(name)
+            opened.session.check_revision(revision)
             composite = self._compose(opened)
-            self._write(opened, composite)
+            wrote = self._write(opened, composite, nothing_here)
             opened.session.mark_saved()
             self._persist(opened)
-            return self._view(opened, composite)
+            return {**self._view(opened, composite), "wrote": wrote}
 
     def close(self) -> None:
+        """Stop the background encoder and let the folder's lock go."""
         self.embeddings.close()
+        self._folder_lock.release()
 
     # ----- internals -------------------------------------------------------------------------
+
+    def _status(self, name: str) -> str | None:
+        """``"objects"``, ``"nothing_here"`` or ``None`` (nothing saved)."""
+        saved = self._saved.get(name)
+        return None if saved is None else "objects" if saved else "nothing_here"
 
     def _persist(self, opened: _Open) -> None:
         write_session(self._session_path(opened.name), opened.name, opened.session)
@@ -269,11 +341,8 @@ class Annotator:
     def _compose(self, opened: _Open) -> Composite:
         return self.decoder.compose(opened.name, opened.session.state, opened.size)
 
-    def _write(self, opened: _Open, composite: Composite) -> None:
-        json_path = self.annotation_path(opened.name)
-        mask_path = self.mask_path(opened.name)
-        mask_path.parent.mkdir(parents=True, exist_ok=True)
-        mask_ref = os.path.relpath(mask_path, json_path.parent).replace(os.sep, "/")
+    def _objects(self, opened: _Open, composite: Composite, mask_ref: str) -> list[SamboxObject]:
+        """The state's objects as SAMBOX objects (instances without a prompt left out)."""
         objects = []
         for obj in opened.session.state.objects:
             result = composite.objects[obj.id]
@@ -299,20 +368,37 @@ class Annotator:
                         sam_confidence=result.confidence,
                     )
                 )
-        image_ref = os.path.relpath(self.image_path(opened.name), json_path.parent)
+        return objects
+
+    def _write(self, opened: _Open, composite: Composite, nothing_here: bool) -> str | None:
+        name = opened.name
+        json_path = self.annotation_path(name)
+        mask_path = self.mask_path(name, composite.ids)
+        mask_ref = os.path.relpath(mask_path, json_path.parent).replace(os.sep, "/")
+        objects = self._objects(opened, composite, mask_ref)
+        if objects and nothing_here:
+            raise ActionError(f"{name} has objects: reset it (R) before marking it 'nothing here'")
+        if not objects and not nothing_here:
+            if not json_path.exists():
+                return None
+            json_path.unlink()  # every object was removed: the image is not annotated
+            self._remove_masks_but(name, set())
+            self._saved.pop(name, None)
+            return "removed"
+        image_ref = os.path.relpath(self.image_path(name), json_path.parent)
         annotation = SamboxAnnotation(
             image=image_ref.replace(os.sep, "/"),
             image_size=opened.size,
             objects=objects,
             meta={"tool": "samic-vos annotate", "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
         )
-        # The mask first, so that an annotation never names a mask that is not there.
-        write_mask(mask_path, composite.ids)
+        if objects:  # a mask of a new name first: the JSON, written next, commits the save
+            mask_path.parent.mkdir(parents=True, exist_ok=True)
+            write_mask(mask_path, composite.ids)
         write_annotation(json_path, annotation)
-        if objects:
-            self._annotated.add(opened.name)
-        else:
-            self._annotated.discard(opened.name)
+        self._remove_masks_but(name, {mask_path} if objects else set())
+        self._saved[name] = bool(objects)
+        return "objects" if objects else "nothing_here"
 
     def _view(self, opened: _Open, composite: Composite | None = None) -> dict[str, Any]:
         started = time.perf_counter()
@@ -350,7 +436,9 @@ class Annotator:
             "can_undo": session.can_undo,
             "can_redo": session.can_redo,
             "dirty": session.dirty,
-            "annotated": len(self._annotated),
+            "revision": session.revision,
+            "saved": self._status(opened.name),
+            "annotated": len(self._saved),
             "total": len(self.names),
             "decode_ms": decode_ms,
         }

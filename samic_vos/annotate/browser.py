@@ -23,7 +23,7 @@ import uvicorn
 from fastapi import FastAPI
 from PIL import Image
 
-from samic_vos.annotate.server import HOST
+from samic_vos.annotate.server import HOST, page_url
 
 CHROMIUM = "/usr/bin/chromium"
 # Headless, and nothing that reaches out to the network or needs a GPU or a sandbox.
@@ -54,7 +54,8 @@ def free_port() -> int:
 
 @contextmanager
 def live_server(app: FastAPI) -> Iterator[str]:
-    """Serve ``app`` with uvicorn in a thread on a free 127.0.0.1 port; yields its URL."""
+    """Serve ``app`` (of :func:`~samic_vos.annotate.server.create_app`) with uvicorn in a
+    thread on a free 127.0.0.1 port; yields the URL that opens its page (with the token)."""
     server = uvicorn.Server(uvicorn.Config(app, host=HOST, port=free_port(), log_level="warning"))
     thread = threading.Thread(target=server.run, name="sambox-server", daemon=True)
     thread.start()
@@ -63,7 +64,7 @@ def live_server(app: FastAPI) -> Iterator[str]:
             if not thread.is_alive():
                 raise RuntimeError("the SAMBOX server did not start")
             time.sleep(0.02)
-        yield f"http://{HOST}:{server.config.port}/"
+        yield page_url(server.config.port, app.state.token)
     finally:
         server.should_exit = True
         thread.join()

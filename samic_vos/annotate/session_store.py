@@ -116,6 +116,40 @@ def _new_object(state: ImageState, label: str | None) -> ImageState:
     return ImageState((*state.objects, ObjectState(object_id, label)), (object_id, 0))
 
 
+# The keys each action may hold: anything else is refused, so that a session file only ever
+# holds what the state needs (a request cannot smuggle large fields into it).
+ACTION_KEYS: dict[str, frozenset[str]] = {
+    "point": frozenset({"type", "x", "y", "positive", "refine"}),
+    "box": frozenset({"type", "box", "refine"}),
+    "new_instance": frozenset({"type"}),
+    "new_object": frozenset({"type", "label"}),
+    "select": frozenset({"type", "object", "instance"}),
+    "label": frozenset({"type", "object", "label"}),
+    "reset": frozenset({"type"}),
+    "undo": frozenset({"type"}),
+    "redo": frozenset({"type"}),
+}
+
+
+def check_action(action: Any) -> str:
+    """The type of ``action`` (a decoded JSON object), checked to hold only its type's keys.
+
+    Raises :class:`ActionError` for a non-object, an unknown type or an unknown key."""
+    if not isinstance(action, dict) or not isinstance(action.get("type"), str):
+        raise ActionError("an action is a JSON object with a string 'type'")
+    kind = action["type"]
+    allowed = ACTION_KEYS.get(kind)
+    if allowed is None:
+        raise ActionError(f"unknown action type '{kind[:40]}' ({', '.join(ACTION_KEYS)})")
+    unknown = sorted(set(action) - allowed)
+    if unknown:
+        raise ActionError(
+            f"unknown key '{unknown[0][:40]}' in a '{kind}' action (it takes "
+            f"{', '.join(sorted(allowed))})"
+        )
+    return kind
+
+
 def apply_action(state: ImageState, action: Any, size: tuple[int, int]) -> ImageState:
     """The state after ``action`` (a decoded JSON object) on an image of ``size`` (H, W).
 
@@ -125,11 +159,10 @@ def apply_action(state: ImageState, action: Any, size: tuple[int, int]) -> Image
     ``{"type": "select", "object": id, "instance": index}``,
     ``{"type": "label", "object": id, "label": str | null}``, ``{"type": "reset"}`` (removes
     every object). Points and boxes go to the active instance (a first one makes object 1).
-    Raises :class:`ActionError` saying what is wrong.
+    Keys other than these are refused (:func:`check_action`). Raises :class:`ActionError`
+    saying what is wrong.
     """
-    if not isinstance(action, dict) or not isinstance(action.get("type"), str):
-        raise ActionError("an action is a JSON object with a string 'type'")
-    kind = action["type"]
+    kind = check_action(action)
     refine = action.get("refine", False)
     if not isinstance(refine, bool):
         raise ActionError("'refine' must be true or false")
@@ -175,24 +208,26 @@ def apply_action(state: ImageState, action: Any, size: tuple[int, int]) -> Image
         return _replace_object(state, obj, state.active or (object_id, 0))
     if kind == "reset":
         return ImageState()
-    raise ActionError(
-        f"unknown action type '{kind}' (point, box, new_instance, new_object, select, label, reset)"
-    )
+    raise ActionError(f"'{kind}' is not an action on a state (undo and redo are the session's)")
 
 
 @dataclass
 class Session:
-    """An image's initial state, the actions applied since and the undo position.
+    """An image's initial state, the actions applied since, the undo position, what is on disk
+    and a revision number.
 
-    ``saved_position``: the position whose state was last saved (``None``: never saved, or
-    that state was dropped by a new action after undos).
+    ``saved``: the state the files on disk hold (``None``: no annotation file; an empty state
+    is also what an explicit "nothing here" file holds). ``revision`` grows with every change
+    (action, undo, redo, save): a page that sends the revision it last saw learns when another
+    tab changed the image since (:class:`StaleRevision`).
     """
 
     size: tuple[int, int]
     initial: ImageState = field(default_factory=ImageState)
     actions: list[dict[str, Any]] = field(default_factory=list)
     position: int = 0
-    saved_position: int | None = None
+    saved: ImageState | None = None
+    revision: int = 0
     _states: list[ImageState] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
@@ -216,33 +251,51 @@ class Session:
 
     @property
     def dirty(self) -> bool:
-        """Whether the current state differs from the last saved one."""
-        if self.saved_position is None:
-            return True
-        return self._states[self.saved_position] != self.state
+        """Whether the current state differs from what is on disk (no file: the empty state,
+        so an image merely looked at is never dirty)."""
+        return self.state != (self.saved if self.saved is not None else ImageState())
 
-    def apply(self, action: dict[str, Any]) -> None:
-        """Apply ``action`` (see :func:`apply_action`); the actions after the position go."""
-        new = apply_action(self.state, action, self.size)
-        del self.actions[self.position :], self._states[self.position + 1 :]
-        if self.saved_position is not None and self.saved_position > self.position:
-            self.saved_position = None
-        self.actions.append(action)
-        self._states.append(new)
-        self.position += 1
+    def check_revision(self, revision: int | None) -> None:
+        """Raise :class:`StaleRevision` unless ``revision`` (``None``: not checked) is the
+        current one."""
+        if revision is not None and revision != self.revision:
+            raise StaleRevision(self.revision, revision)
 
-    def undo(self) -> None:
-        if not self.can_undo:
-            raise ActionError("nothing to undo")
-        self.position -= 1
-
-    def redo(self) -> None:
-        if not self.can_redo:
-            raise ActionError("nothing to redo")
-        self.position += 1
+    def act(self, action: Any) -> None:
+        """Apply ``action``: undo, redo, or one of :func:`apply_action`'s (the actions after the
+        position go)."""
+        kind = check_action(action)
+        if kind == "undo":
+            if not self.can_undo:
+                raise ActionError("nothing to undo")
+            self.position -= 1
+        elif kind == "redo":
+            if not self.can_redo:
+                raise ActionError("nothing to redo")
+            self.position += 1
+        else:
+            new = apply_action(self.state, action, self.size)
+            del self.actions[self.position :], self._states[self.position + 1 :]
+            self.actions.append(action)
+            self._states.append(new)
+            self.position += 1
+        self.revision += 1
 
     def mark_saved(self) -> None:
-        self.saved_position = self.position
+        """The current state is now what the files hold."""
+        self.saved = self.state
+        self.revision += 1
+
+
+class StaleRevision(Exception):
+    """A request made from an outdated view of an image (another tab changed it; HTTP 409)."""
+
+    def __init__(self, current: int, sent: int) -> None:
+        super().__init__(
+            f"this image changed in another tab or window (revision {current}, this page "
+            f"showed {sent}); reloaded it, nothing was changed: repeat the last step"
+        )
+        self.current = current
 
 
 def _state_to_dict(state: ImageState) -> dict[str, Any]:
@@ -290,7 +343,8 @@ def write_session(path: Path, image: str, session: Session) -> None:
         "initial": _state_to_dict(session.initial),
         "actions": session.actions,
         "position": session.position,
-        "saved_position": session.saved_position,
+        "saved": None if session.saved is None else _state_to_dict(session.saved),
+        "revision": session.revision,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(data) + "\n")
@@ -307,12 +361,24 @@ def read_session(path: Path, size: tuple[int, int]) -> Session:
             raise ValueError("not a SAMBOX session file of a known version")
         if tuple(data["image_size"]) != tuple(size):
             raise ValueError(f"made for an image of size {data['image_size']}, not {list(size)}")
-        return Session(
+        session = Session(
             size=size,
             initial=_state_from_dict(data["initial"]),
             actions=list(data["actions"]),
             position=int(data["position"]),
-            saved_position=data["saved_position"],
+            revision=int(data.get("revision", 0)),
         )
-    except (OSError, KeyError, TypeError, AttributeError, json.JSONDecodeError) as err:
+        if data.get("saved") is not None:
+            session.saved = _state_from_dict(data["saved"])
+        elif data.get("saved_position") is not None:  # files written before `saved`
+            session.saved = session._states[int(data["saved_position"])]
+        return session
+    except (
+        OSError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        json.JSONDecodeError,
+    ) as err:
         raise ValueError(f"damaged session file ({err!r})") from err

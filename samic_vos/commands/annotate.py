@@ -18,7 +18,12 @@ S: save; A/D: previous/next image; ?: every key.
 IMAGES_DIR holds the images (JPEG, PNG, BMP, TIFF). Saved in ANNOTATIONS_DIR (default:
 IMAGES_DIR): <image>.sambox.json (prompts, SAMBOX format version 2, see docs/sambox_format.md)
 and masks/<image>.png (palette PNG, pixel = object id); .sambox/ keeps the sessions (every
-click and the undo history) and SAM's image embeddings. The server listens on 127.0.0.1 only.
+click and the undo history) and SAM's image embeddings. Only images you worked on are saved;
+E marks an image "done, nothing here".
+
+The server listens on 127.0.0.1 only and answers only the page opened with the URL it prints,
+http://127.0.0.1:PORT/?token=... (a new secret token at every start; the browser keeps it in a
+cookie). One server per ANNOTATIONS_DIR: a second one is refused.
 Train SAMIC on the result with `samic-vos train --sambox ANNOTATIONS_DIR`.
 """
 
@@ -50,8 +55,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from samic_vos.annotate.access import new_token
+    from samic_vos.annotate.folder_lock import check_folder_free
     from samic_vos.annotate.image_folder import list_images
-    from samic_vos.annotate.server import AnnotateConfig, check_port_free, create_app, serve
+    from samic_vos.annotate.server import (
+        AnnotateConfig,
+        check_port_free,
+        create_app,
+        page_url,
+        serve,
+    )
     from samic_vos.commands.cli import Terminated
     from samic_vos.runtime.output_paths import check_writable_dir
 
@@ -65,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{out}: is a file; pass a folder with -o")
     # Annotations are saved into `out` (the image folder by default): it must take them.
     check_writable_dir(out, fix="pass a writable folder with -o")
+    check_folder_free(out)
     check_port_free(config.port)
 
     from samic_vos.runtime.devices import select_device
@@ -75,8 +89,9 @@ def run(args: argparse.Namespace) -> int:
     device = select_device(config.device)
     sam = load_sam(config.sam_model, args.sam_checkpoint, device)
     segmenter = SamSegmenter(sam, device, config.encoder, StageThreads.interactive())
-    app = create_app(args.images, out, segmenter, args.import_masks)
-    url = f"http://127.0.0.1:{config.port}/"
+    token = new_token()
+    app = create_app(args.images, out, segmenter, args.import_masks, token)
+    url = page_url(config.port, token)
     common.stdout(f"SAMBOX: {url} (annotations in {out}; Ctrl+C stops)")
     if not args.no_browser:
         import webbrowser
