@@ -84,7 +84,7 @@ class SamboxPage:
 
     def settle(self, condition: str = "true") -> None:
         """Wait until ``condition`` holds and no request is outstanding."""
-        self.page.wait_for_function(f"({condition}) && window.sambox.pending === 0")
+        self.page.wait_for_function(f"() => ({condition}) && window.sambox.pending === 0")
 
     def _drawn_after(self, action) -> float:
         count = self.page.evaluate("window.sambox.latencies.length")

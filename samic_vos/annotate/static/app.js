@@ -37,6 +37,8 @@ function status(text, error = false) {
   $("status").className = error ? "muted error" : "muted";
 }
 
+// The page's requests carry the launch's token in its cookie (set when the page was opened
+// with the URL that samic-vos printed); POSTs are JSON, which the server requires.
 async function api(path, body) {
   const options = body === undefined ? {} : {
     method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body),
@@ -45,18 +47,36 @@ async function api(path, body) {
   const data = await response.json().catch(() => ({detail: response.statusText}));
   if (!response.ok) {
     const detail = typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail);
-    throw new Error(detail);
+    const err = new Error(detail);
+    err.stale = response.status === 409;  // another tab changed the image: reload it
+    throw err;
   }
   return data;
+}
+
+// The current image as the server has it (after another tab changed it).
+async function reload() {
+  const name = app.images[app.index];
+  const view = await api(`/api/state?name=${encodeURIComponent(name)}`);
+  if (name === app.images[app.index]) await show(view);
 }
 
 // Requests run one after another, in click order.
 function enqueue(job) {
   window.sambox.pending += 1;
-  app.queue = app.queue.then(job).catch((err) => status(err.message, true)).finally(() => {
+  app.queue = app.queue.then(job).catch(async (err) => {
+    status(err.message, true);
+    if (err.stale) await reload().catch((again) => status(again.message, true));
+  }).finally(() => {
     window.sambox.pending -= 1;
   });
   return app.queue;
+}
+
+// What a request changing the image sends besides: the revision of the state shown, so that
+// a page that another tab made stale is refused instead of adding to the other's objects.
+function current() {
+  return {image: app.images[app.index], revision: app.view ? app.view.revision : null};
 }
 
 async function bitmapFromBase64(png) {
@@ -157,8 +177,9 @@ function draw() {
 function renderPanel() {
   const view = app.view;
   $("progress").textContent = view ? `${view.annotated} / ${view.total}` : "";
+  const saved = {objects: " · saved", nothing_here: " · nothing here"};
   $("image-name").textContent = view
-    ? `${view.image} (${app.index + 1} of ${app.images.length})${view.dirty ? " · unsaved" : " · saved"}`
+    ? `${view.image} (${app.index + 1} of ${app.images.length})${view.dirty ? " · unsaved" : saved[view.saved] || ""}`
     : "";
   const iou = view ? view.iou : null;
   $("score").textContent = iou === null || iou === undefined ? "–" : iou.toFixed(3);
@@ -203,42 +224,67 @@ function renderPanel() {
 }
 
 function act(action, started) {
-  const name = app.images[app.index];
   return enqueue(async () => {
-    const view = await api("/api/action", {image: name, action});
-    if (name === app.images[app.index]) await show(view, started);
+    const request = current();  // read when the request runs: the state it will change
+    const view = await api("/api/action", {...request, action});
+    if (request.image === app.images[app.index]) await show(view, started);
   });
 }
 
-function save() {
-  const name = app.images[app.index];
+const SAVED = {
+  objects: (name) => `saved ${name}`,
+  nothing_here: (name) => `marked ${name}: done, nothing here`,
+  removed: (name) => `saved ${name}: no object left, its annotation removed`,
+};
+
+// Save the image; nothingHere: the explicit mark of an image without objects (E).
+function save(nothingHere = false) {
   return enqueue(async () => {
-    const view = await api("/api/save", {image: name});
-    if (name === app.images[app.index]) await show(view);
-    status(`saved ${name}`);
+    const request = current();
+    const view = await api("/api/save", {...request, nothing_here: nothingHere});
+    if (request.image === app.images[app.index]) await show(view);
+    status(view.wrote ? SAVED[view.wrote](request.image)
+      : `nothing to save on ${request.image}: click an object, or press E to mark it "nothing here"`);
   });
 }
 
-async function open(index) {
+// Go to image `index`; one that cannot be opened is reported and passed, in the direction
+// of travel (`step`).
+async function open(index, step = index >= app.index ? 1 : -1) {
   if (index < 0 || index >= app.images.length) return;
   await enqueue(async () => {
     // Leaving an image saves it (after every click queued before, hence inside the queue).
-    if (app.view && app.view.dirty) await api("/api/save", {image: app.view.image});
-    app.index = index;
+    if (app.view && app.view.dirty) await api("/api/save", current());
     const name = app.images[index];
     $("loading").hidden = false;
     $("loading").textContent = `encoding ${name}…`;
-    const [blob, view] = await Promise.all([
-      fetch(`/api/image?name=${encodeURIComponent(name)}`).then((r) => {
-        if (!r.ok) throw new Error(`cannot load ${name} (${r.status})`);
-        return r.blob();
-      }),
-      api(`/api/state?name=${encodeURIComponent(name)}`),
-    ]);
-    app.image = await createImageBitmap(blob);
-    fit();
-    await show(view);
-    $("loading").hidden = true;
+    try {
+      const [blob, view] = await Promise.all([
+        fetch(`/api/image?name=${encodeURIComponent(name)}`).then(async (r) => {
+          if (!r.ok) {
+            const data = await r.json().catch(() => ({detail: r.statusText}));
+            throw new Error(data.detail);
+          }
+          return r.blob();
+        }),
+        api(`/api/state?name=${encodeURIComponent(name)}`),
+      ]);
+      app.image = await createImageBitmap(blob);
+      app.index = index;
+      fit();
+      await show(view);
+      $("loading").hidden = true;
+    } catch (err) {
+      status(`cannot open ${name}: ${err.message}`, true);
+      const next = index + step;
+      if (next >= 0 && next < app.images.length && next !== app.index) {
+        open(next, step);  // queued after this job
+      } else if (app.image) {
+        $("loading").hidden = true;  // stay on the image shown
+      } else {
+        $("loading").textContent = `cannot open ${name}: ${err.message}`;
+      }
+    }
     window.sambox.ready = true;
   });
 }
@@ -335,7 +381,8 @@ document.addEventListener("keydown", (e) => {
     arrowleft: () => open(app.index - 1),
     d: () => open(app.index + 1),
     arrowright: () => open(app.index + 1),
-    s: save,
+    s: () => save(),
+    e: () => save(true),
     r: () => act({type: "reset"}),
     f: () => { $("refine").checked = !$("refine").checked; },
     "0": () => { fit(); draw(); },
@@ -358,12 +405,14 @@ $("redo").addEventListener("click", () => act({type: "redo"}));
 $("new-instance").addEventListener("click", () => act({type: "new_instance"}));
 $("new-object").addEventListener("click", newObject);
 $("reset").addEventListener("click", () => act({type: "reset"}));
-$("save").addEventListener("click", save);
+$("save").addEventListener("click", () => save());
+$("nothing-here").addEventListener("click", () => save(true));
 window.addEventListener("resize", resize);
 window.addEventListener("beforeunload", () => {
   if (app.view && app.view.dirty) {
-    const body = JSON.stringify({image: app.images[app.index]});
-    navigator.sendBeacon("/api/save", new Blob([body], {type: "application/json"}));
+    // keepalive: the request outlives the page; JSON, like every write the server takes.
+    fetch("/api/save", {method: "POST", keepalive: true, headers: {"Content-Type": "application/json"},
+      body: JSON.stringify(current())});
   }
 });
 
@@ -371,7 +420,7 @@ window.addEventListener("beforeunload", () => {
   try {
     const listing = await api("/api/images");
     app.images = listing.images.map((i) => i.name);
-    const first = listing.images.findIndex((i) => !i.annotated);
+    const first = listing.images.findIndex((i) => !i.saved);
     resize();
     await open(first < 0 ? 0 : first);
   } catch (err) {
