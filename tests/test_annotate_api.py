@@ -25,7 +25,7 @@ from sambox_helpers import (
 )
 
 from samic_vos.annotate.server import create_app
-from samic_vos.data.mask_io import read_mask, write_mask
+from samic_vos.data.mask_io import write_mask
 from samic_vos.data.sambox_format import read_annotation
 
 A, B = (20.0, 20.0), (60.0, 40.0)  # inside the red and the blue square

@@ -12,7 +12,6 @@ from sambox_helpers import make_images, saved_mask, tiny_segmenter
 
 from samic_vos.annotate.browser import SamboxPage, chromium_page, chromium_path, live_server
 from samic_vos.annotate.server import create_app
-from samic_vos.data.mask_io import read_mask
 from samic_vos.data.sambox_format import read_annotation
 
 pytestmark = pytest.mark.skipif(
