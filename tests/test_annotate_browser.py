@@ -97,3 +97,80 @@ def test_click_undo_instance_object_save_in_chromium(tmp_path: Path) -> None:
         f"\nclick to mask drawn (tiny SAM, {len(latencies)} prompts): "
         f"median {np.median(latencies):.1f} ms, max {max(latencies):.1f} ms"
     )
+
+
+@pytest.mark.slow
+def test_a_rebound_name_gets_no_page_in_chromium(tmp_path: Path) -> None:
+    """DNS rebinding: a name of another site resolving to 127.0.0.1 (Chromium's resolver
+    rules play the rebound DNS) gets a refusal, not the app, even with the token."""
+    images, annotations = make_images(tmp_path / "images"), tmp_path / "annotations"
+    app = create_app(images, annotations, tiny_segmenter())
+    rebind = ("--host-resolver-rules=MAP evil.example 127.0.0.1",)
+    with live_server(app) as url, chromium_page(extra_args=rebind) as page:
+        rebound = url.replace("127.0.0.1", "evil.example")
+        response = page.goto(rebound)
+        assert response.status == 403 and "is not this server" in page.content()
+        assert page.evaluate("typeof window.sambox") == "undefined"
+        assert page.goto(url.split("?")[0]).status == 403  # no token: no page either
+        sambox = SamboxPage(page)
+        sambox.open(url)  # the printed URL: the app
+        assert sambox.text("#progress") == "0 / 4"
+    assert not annotations.joinpath("a.sambox.json").exists()
+
+
+@pytest.mark.slow
+def test_a_stale_tab_reloads_instead_of_adding_clicks_in_chromium(tmp_path: Path) -> None:
+    images, annotations = make_images(tmp_path / "images"), tmp_path / "annotations"
+    app = create_app(images, annotations, tiny_segmenter())
+    with live_server(app) as url, chromium_page() as page:
+        first = SamboxPage(page)
+        first.open(url)
+        second = SamboxPage(page.context.new_page())  # another tab, same cookie
+        second.open(url)
+        first.click(20, 20)
+        assert [len(i["steps"]) for i in first.view()["objects"][0]["instances"]] == [1]
+
+        # The second tab still shows the image without a click: its click is refused, and it
+        # reloads the image as the first tab left it.
+        cx, cy = second.to_client(60, 40)
+        second.page.mouse.click(cx, cy)
+        second.settle()
+        assert "changed in another tab" in second.text("#status")
+        assert second.view()["objects"] == first.view()["objects"]
+        np.testing.assert_array_equal(second.mask(), first.mask())
+        assert app.state.annotator.view("a.png")["revision"] == 1
+
+        second.click(60, 40)  # now up to date: its click adds to the same object
+        steps = second.view()["objects"][0]["instances"][0]["steps"]
+        assert [s["coords"] for s in steps] == [[20, 20], [60, 40]]
+
+
+@pytest.mark.slow
+def test_passing_saves_nothing_and_a_broken_image_is_passed_in_chromium(tmp_path: Path) -> None:
+    """D past untouched images writes nothing; E marks an image done without objects; an
+    image that cannot be decoded is named with the reason, and the page moves on."""
+    images, annotations = make_images(tmp_path / "images"), tmp_path / "annotations"
+    (images / "b.jpg").write_bytes(b"not a JPEG")
+    app = create_app(images, annotations, tiny_segmenter())
+    with live_server(app) as url, chromium_page() as page:
+        sambox = SamboxPage(page)
+        sambox.open(url)
+        assert sambox.text("#image-name").startswith("a.png")
+        sambox.press("d")  # b.jpg is broken: reported, and c.bmp opens
+        assert sambox.text("#image-name").startswith("c.bmp")
+        assert sambox.text("#status").startswith("cannot open b.jpg: ")
+        assert "cannot decode the image" in sambox.text("#status")
+        assert not page.is_visible("#loading")
+        sambox.press("e")
+        assert sambox.text("#image-name").endswith("· nothing here")
+        assert sambox.text("#progress") == "1 / 4"
+        sambox.press("d")
+        assert sambox.text("#image-name").startswith("d.tif")
+        sambox.press("s")  # nothing to save on an untouched image
+        assert sambox.text("#status").startswith("nothing to save on d.tif")
+        sambox.press("a")
+        sambox.press("a")  # back past c.bmp and the broken b.jpg, to a.png
+        assert sambox.text("#image-name").startswith("a.png")
+    written = sorted(p.name for p in annotations.iterdir() if p.name != ".sambox")
+    assert written == ["c.sambox.json"]
+    assert read_annotation(annotations / "c.sambox.json").objects == []

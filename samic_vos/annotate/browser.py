@@ -136,16 +136,22 @@ class SamboxPage:
 
 
 @contextmanager
-def chromium_page(width: int = 1280, height: int = 720) -> Iterator[Any]:
-    """A page of a headless system Chromium (Playwright), closed afterwards."""
+def chromium_page(
+    width: int = 1280, height: int = 720, extra_args: tuple[str, ...] = ()
+) -> Iterator[Any]:
+    """A page of a headless system Chromium (Playwright), closed afterwards; ``extra_args``:
+    more Chromium flags (e.g. ``--host-resolver-rules``). ``page.context.new_page()`` gives
+    another tab sharing its cookies."""
     from playwright.sync_api import sync_playwright
 
     path = chromium_path()
     if path is None:
         raise RuntimeError("chromium not found: install Debian's 'chromium' package")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=path, args=list(CHROMIUM_ARGS))
+        args = [*CHROMIUM_ARGS, *extra_args]
+        browser = playwright.chromium.launch(executable_path=path, args=args)
         try:
-            yield browser.new_page(viewport={"width": width, "height": height})
+            context = browser.new_context(viewport={"width": width, "height": height})
+            yield context.new_page()
         finally:
             browser.close()
