@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 from mounts import tmpfs
 from PIL import Image
 from sambox_helpers import (
@@ -24,6 +23,7 @@ from sambox_helpers import (
     tiny_segmenter,
 )
 
+from samic_vos.annotate.browser import script_client
 from samic_vos.annotate.server import create_app
 from samic_vos.data.mask_io import write_mask
 from samic_vos.data.sambox_format import read_annotation
@@ -41,14 +41,7 @@ def folders(tmp_path: Path) -> tuple[Path, Path]:
     return make_images(tmp_path / "images"), tmp_path / "annotations"
 
 
-def script_client(app) -> TestClient:
-    """A client of ``app`` as a script talks to it: the server's own Host, the token header."""
-    return TestClient(
-        app, base_url="http://127.0.0.1:8765", headers={"X-SAMBOX-Token": app.state.token}
-    )
-
-
-def client_for(folders, segmenter, **kwargs) -> TestClient:
+def client_for(folders, segmenter, **kwargs):
     return script_client(create_app(*folders, segmenter, **kwargs))
 
 

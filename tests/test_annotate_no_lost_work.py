@@ -11,9 +11,9 @@ import sys
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 from sambox_helpers import decode_png, make_images, saved_mask, tiny_segmenter
 
+from samic_vos.annotate.browser import script_client
 from samic_vos.annotate.folder_lock import FolderInUse
 from samic_vos.annotate.server import create_app
 from samic_vos.commands.cli import main
@@ -34,12 +34,6 @@ def folders(tmp_path):
     return make_images(tmp_path / "images"), tmp_path / "annotations"
 
 
-def client_of(app) -> TestClient:
-    return TestClient(
-        app, base_url="http://127.0.0.1:8765", headers={"X-SAMBOX-Token": app.state.token}
-    )
-
-
 def post(client, path, payload, status=200):
     response = client.post(path, json=payload)
     assert response.status_code == status, response.text
@@ -58,7 +52,7 @@ def files(folder):
 def test_a_second_server_on_one_folder_is_refused_in_one_line(folders, segmenter, tmp_path, capsys):
     images, annotations = folders
     first = create_app(images, annotations, segmenter)
-    with client_of(first) as client:
+    with script_client(first) as client:
         post(client, "/api/action", {"image": "a.png", "action": A})
         with pytest.raises(FolderInUse) as refused:
             create_app(images, annotations, segmenter)
@@ -72,7 +66,7 @@ def test_a_second_server_on_one_folder_is_refused_in_one_line(folders, segmenter
         assert code == 2 and err.count("\n") == 1 and "another `samic-vos annotate`" in err
         assert "none.pt" not in err  # refused before SAM's checkpoint was looked at
     # Shut down: the folder is free again, and the first server's click is all there is.
-    with client_of(create_app(images, annotations, segmenter)) as client:
+    with script_client(create_app(images, annotations, segmenter)) as client:
         view = client.get("/api/state", params={"name": "a.png"}).json()
         assert [len(i["steps"]) for i in view["objects"][0]["instances"]] == [1]
 
@@ -102,7 +96,7 @@ def test_a_stale_tab_is_refused_and_learns_the_current_revision(folders, segment
     """Two tabs on one image: the one that did not see the other's click is refused (409,
     with the current revision) instead of adding to the other's objects; nothing changes."""
     app = create_app(*folders, segmenter)
-    with client_of(app) as client:
+    with script_client(app) as client:
         seen = client.get("/api/state", params={"name": "a.png"}).json()["revision"]
         one = post(client, "/api/action", {"image": "a.png", "action": A, "revision": seen})
         assert one["revision"] == seen + 1
@@ -122,13 +116,13 @@ def test_a_stale_tab_is_refused_and_learns_the_current_revision(folders, segment
             client, "/api/action", {"image": "a.png", "action": B, "revision": now["revision"]}
         )
         assert [len(i["steps"]) for i in two["objects"][0]["instances"]] == [2]
-    with client_of(create_app(*folders, segmenter)) as client:  # kept across a restart
+    with script_client(create_app(*folders, segmenter)) as client:  # kept across a restart
         assert client.get("/api/state", params={"name": "a.png"}).json()["revision"] == 2
 
 
 def test_only_real_work_is_saved_and_nothing_here_is_explicit(folders, segmenter):
     images, annotations = folders
-    with client_of(create_app(images, annotations, segmenter)) as client:
+    with script_client(create_app(images, annotations, segmenter)) as client:
         # Looking at images (what D does) and even S on an untouched one write nothing.
         for name in ("a.png", "b.jpg"):
             view = client.get("/api/state", params={"name": name}).json()
@@ -175,7 +169,7 @@ def test_a_json_and_its_mask_are_one_unit(folders, segmenter, monkeypatch):
     mask, unchanged; the next server removes the new mask nobody names and the temporary
     files of killed writes, and keeps masks it did not write."""
     images, annotations = folders
-    with client_of(create_app(images, annotations, segmenter)) as client:
+    with script_client(create_app(images, annotations, segmenter)) as client:
         post(client, "/api/action", {"image": "a.png", "action": A})
         first = post(client, "/api/save", {"image": "a.png"})
         post(client, "/api/action", {"image": "a.png", "action": {"type": "new_object"}})
@@ -208,7 +202,7 @@ def test_a_json_and_its_mask_are_one_unit(folders, segmenter, monkeypatch):
     for path in leftovers:
         path.write_bytes(b"half")
     write_mask(masks / "a.png", np.zeros((60, 80), np.uint8))
-    with client_of(create_app(images, annotations, segmenter)):
+    with script_client(create_app(images, annotations, segmenter)):
         pass
     assert not any(p.exists() for p in leftovers)
     assert (masks / "a.png").exists()

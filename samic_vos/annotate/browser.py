@@ -1,6 +1,6 @@
 """Drive the SAMBOX page in a real browser: Debian's headless Chromium through Playwright.
 
-Used by the browser test, the latency benchmark (``benchmarks/bench_annotate.py``) and the
+Used by the browser and API tests, the latency benchmark (``benchmarks/bench_annotate.py``) and the
 README's screenshot, so that all three go through the same code. Playwright (the ``test``
 extra) is imported only here; its own browser download is not needed: :func:`launch_chromium`
 starts the system's ``chromium``.
@@ -68,6 +68,16 @@ def live_server(app: FastAPI) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join()
+
+
+def script_client(app: FastAPI) -> Any:
+    """FastAPI's ``TestClient`` on ``app`` (in process) as a script talks to the server: the
+    server's own Host (127.0.0.1:8765) and the token header (``X-SAMBOX-Token``)."""
+    from fastapi.testclient import TestClient
+
+    return TestClient(
+        app, base_url=f"http://{HOST}:8765", headers={"X-SAMBOX-Token": app.state.token}
+    )
 
 
 class SamboxPage:
