@@ -17,9 +17,9 @@ S: save; A/D: previous/next image; ?: every key.
 
 IMAGES_DIR holds the images (JPEG, PNG, BMP, TIFF). Saved in ANNOTATIONS_DIR (default:
 IMAGES_DIR): <image>.sambox.json (prompts, SAMBOX format version 2, see docs/sambox_format.md)
-and masks/<image>.png (palette PNG, pixel = object id); .sambox/ keeps the sessions (every
-click and the undo history) and SAM's image embeddings. Only images you worked on are saved;
-E marks an image "done, nothing here".
+and masks/<image>.<hash>.png (palette PNG, pixel = object id; the JSON names it); .sambox/
+keeps the sessions (every click and the undo history) and SAM's image embeddings. Only images
+you worked on are saved; E marks an image "done, nothing here".
 
 The server listens on 127.0.0.1 only and answers only the page opened with the URL it prints,
 http://127.0.0.1:PORT/?token=... (a new secret token at every start; the browser keeps it in a
