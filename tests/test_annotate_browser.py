@@ -4,6 +4,8 @@ server (uvicorn on 127.0.0.1) with a tiny random-weight SAM."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +22,20 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+@contextmanager
+def sambox_in_chromium(tmp_path: Path, extra_args: tuple[str, ...] = ()) -> Iterator[tuple]:
+    """A server on fresh synthetic images (``tmp_path/images``, saving into
+    ``tmp_path/annotations``) and a Chromium page: yields (app, page URL, page)."""
+    images = make_images(tmp_path / "images")
+    app = create_app(images, tmp_path / "annotations", tiny_segmenter())
+    with live_server(app) as url, chromium_page(extra_args=extra_args) as page:
+        yield app, url, page
+
+
 @pytest.mark.slow
 def test_click_undo_instance_object_save_in_chromium(tmp_path: Path) -> None:
-    images, annotations = make_images(tmp_path / "images"), tmp_path / "annotations"
-    app = create_app(images, annotations, tiny_segmenter())
-    with live_server(app) as url, chromium_page() as page:
+    annotations = tmp_path / "annotations"
+    with sambox_in_chromium(tmp_path) as (app, url, page):
         sambox = SamboxPage(page)
         sambox.open(url)
         assert sambox.text("#progress") == "0 / 4"
@@ -103,10 +114,9 @@ def test_click_undo_instance_object_save_in_chromium(tmp_path: Path) -> None:
 def test_a_rebound_name_gets_no_page_in_chromium(tmp_path: Path) -> None:
     """DNS rebinding: a name of another site resolving to 127.0.0.1 (Chromium's resolver
     rules play the rebound DNS) gets a refusal, not the app, even with the token."""
-    images, annotations = make_images(tmp_path / "images"), tmp_path / "annotations"
-    app = create_app(images, annotations, tiny_segmenter())
+    annotations = tmp_path / "annotations"
     rebind = ("--host-resolver-rules=MAP evil.example 127.0.0.1",)
-    with live_server(app) as url, chromium_page(extra_args=rebind) as page:
+    with sambox_in_chromium(tmp_path, rebind) as (_, url, page):
         rebound = url.replace("127.0.0.1", "evil.example")
         response = page.goto(rebound)
         assert response.status == 403 and "is not this server" in page.content()
@@ -120,9 +130,7 @@ def test_a_rebound_name_gets_no_page_in_chromium(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_stale_tab_reloads_instead_of_adding_clicks_in_chromium(tmp_path: Path) -> None:
-    images, annotations = make_images(tmp_path / "images"), tmp_path / "annotations"
-    app = create_app(images, annotations, tiny_segmenter())
-    with live_server(app) as url, chromium_page() as page:
+    with sambox_in_chromium(tmp_path) as (app, url, page):
         first = SamboxPage(page)
         first.open(url)
         second = SamboxPage(page.context.new_page())  # another tab, same cookie
@@ -149,10 +157,9 @@ def test_a_stale_tab_reloads_instead_of_adding_clicks_in_chromium(tmp_path: Path
 def test_passing_saves_nothing_and_a_broken_image_is_passed_in_chromium(tmp_path: Path) -> None:
     """D past untouched images writes nothing; E marks an image done without objects; an
     image that cannot be decoded is named with the reason, and the page moves on."""
-    images, annotations = make_images(tmp_path / "images"), tmp_path / "annotations"
-    (images / "b.jpg").write_bytes(b"not a JPEG")
-    app = create_app(images, annotations, tiny_segmenter())
-    with live_server(app) as url, chromium_page() as page:
+    annotations = tmp_path / "annotations"
+    with sambox_in_chromium(tmp_path) as (_, url, page):
+        (tmp_path / "images/b.jpg").write_bytes(b"not a JPEG")  # before the page opens
         sambox = SamboxPage(page)
         sambox.open(url)
         assert sambox.text("#image-name").startswith("a.png")
