@@ -128,6 +128,39 @@ def test_negative_point_box_and_refine_change_the_mask(folders, segmenter):
         assert refined["iou"] == pytest.approx(expected_refined.iou, abs=1e-5)
 
 
+def test_one_point_or_one_object_is_deleted(folders, segmenter):
+    path = folders[0] / "a.png"
+    with client_for(folders, segmenter) as client:
+        point(client, *A)
+        point(client, 30.0, 30.0, positive=False)
+        point(client, 25.0, 15.0)
+        act(client, {"type": "new_object"})
+        point(client, *B)
+        # The negative point of object 1 goes: its mask is SAM's on the two points left.
+        view = act(client, {"type": "delete_step", "object": 1, "instance": 0, "step": 1})
+        expected = direct(segmenter, path, [A, (25.0, 15.0)], [1, 1])
+        ids = decode_png(view["mask_png"])
+        np.testing.assert_array_equal(ids == 1, expected.mask & (ids != 2))  # less what 2 won
+        steps = view["objects"][0]["instances"][0]["steps"]
+        assert [s["coords"] for s in steps] == [list(A), [25.0, 15.0]]
+        assert view["active"] == {"object": 1, "instance": 0}
+        # Object 1 goes: object 2 alone, its own mask, its id kept.
+        view = act(client, {"type": "delete_object", "object": 1})
+        assert [o["id"] for o in view["objects"]] == [2]
+        ids = decode_png(view["mask_png"])
+        np.testing.assert_array_equal(ids == 2, direct(segmenter, path, [B], [1]).mask)
+        assert not (ids == 1).any() and view["active"] == {"object": 2, "instance": 0}
+        undone = act(client, {"type": "undo"})
+        assert [o["id"] for o in undone["objects"]] == [1, 2]
+        for action, message in (
+            ({"type": "delete_step", "object": 2, "instance": 0, "step": 1}, "no step 1"),
+            ({"type": "delete_step", "object": 2, "instance": 1, "step": 0}, "no instance 1"),
+            ({"type": "delete_object", "object": 7}, "no object with id 7"),
+        ):
+            response = client.post("/api/action", json={"image": "a.png", "action": action})
+            assert response.status_code == 400 and message in response.json()["detail"]
+
+
 def test_undo_and_redo_per_click(folders, segmenter):
     with client_for(folders, segmenter) as client:
         one = point(client, *A)

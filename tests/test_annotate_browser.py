@@ -181,3 +181,44 @@ def test_passing_saves_nothing_and_a_broken_image_is_passed_in_chromium(tmp_path
     written = sorted(p.name for p in annotations.iterdir() if p.name != ".sambox")
     assert written == ["c.sambox.json"]
     assert read_annotation(annotations / "c.sambox.json").objects == []
+
+
+@pytest.mark.slow
+def test_image_list_jump_and_deleting_a_point_or_an_object_in_chromium(tmp_path: Path) -> None:
+    with sambox_in_chromium(tmp_path) as (app, url, page):
+        sambox = SamboxPage(page)
+        sambox.open(url)
+        items = page.locator("#image-list li")
+        assert items.all_inner_texts() == ["· a.png", "· b.jpg", "· c.bmp", "· d.tif"]
+        sambox.click(20, 20)
+        sambox.click(30, 12)
+        one_point = sambox.mask()
+        sambox.click(50, 30, positive=False)
+        # Alt+click on the negative point deletes it, and only it.
+        cx, cy = sambox.to_client(50.4, 30.3)
+        page.keyboard.down("Alt")
+        sambox._drawn_after(lambda: page.mouse.click(cx, cy))
+        page.keyboard.up("Alt")
+        steps = sambox.view()["objects"][0]["instances"][0]["steps"]
+        assert [s["coords"] for s in steps] == [[20, 20], [30, 12]]
+        np.testing.assert_array_equal(sambox.mask(), one_point)
+        page.click("#new-object")
+        sambox.settle()
+        sambox.click(60, 40)
+        page.locator("#objects li").nth(0).locator(".delete-object").click()
+        sambox.settle()
+        assert [o["id"] for o in sambox.view()["objects"]] == [2]
+        assert not (sambox.mask() == 1).any() and (sambox.mask() == 2).any()
+        sambox.press("s")
+        items.nth(2).click()  # jump to c.bmp
+        sambox.settle()
+        assert sambox.text("#image-name").startswith("c.bmp")
+        assert items.all_inner_texts() == ["✓ a.png", "· b.jpg", "· c.bmp", "· d.tif"]
+        assert "current" in items.nth(2).get_attribute("class")
+        sambox.press("e")
+        items.nth(0).click()
+        sambox.settle()
+        assert items.all_inner_texts() == ["✓ a.png", "· b.jpg", "∅ c.bmp", "· d.tif"]
+        assert sambox.text("#image-name").startswith("a.png")
+    (obj,) = read_annotation(tmp_path / "annotations/a.sambox.json").objects
+    assert obj.id == 2

@@ -83,6 +83,23 @@ def _label(value: Any) -> str | None:
     return value
 
 
+def _object_id(action: dict[str, Any]) -> int:
+    object_id = action.get("object")
+    if isinstance(object_id, bool) or not isinstance(object_id, int):
+        raise ActionError("'object' must be an object id")
+    return object_id
+
+
+def _index(action: dict[str, Any], name: str, count: int) -> int:
+    """``action[name]``, an index into ``count`` items."""
+    index = action.get(name)
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise ActionError(f"'{name}' must be an integer")
+    if not 0 <= index < count:
+        raise ActionError(f"there is no {name} {index} (there are {count})")
+    return index
+
+
 def _inside(x: float, y: float, size: tuple[int, int], name: str) -> None:
     height, width = size
     if not (0 <= x <= width - 1 and 0 <= y <= height - 1):
@@ -126,6 +143,8 @@ ACTION_KEYS: dict[str, frozenset[str]] = {
     "select": frozenset({"type", "object", "instance"}),
     "label": frozenset({"type", "object", "label"}),
     "reset": frozenset({"type"}),
+    "delete_object": frozenset({"type", "object"}),
+    "delete_step": frozenset({"type", "object", "instance", "step"}),
     "undo": frozenset({"type"}),
     "redo": frozenset({"type"}),
 }
@@ -158,9 +177,11 @@ def apply_action(state: ImageState, action: Any, size: tuple[int, int]) -> Image
     ``{"type": "new_instance"}``, ``{"type": "new_object", "label": str | null}``,
     ``{"type": "select", "object": id, "instance": index}``,
     ``{"type": "label", "object": id, "label": str | null}``, ``{"type": "reset"}`` (removes
-    every object). Points and boxes go to the active instance (a first one makes object 1).
-    Keys other than these are refused (:func:`check_action`). Raises :class:`ActionError`
-    saying what is wrong.
+    every object), ``{"type": "delete_object", "object": id}``,
+    ``{"type": "delete_step", "object": id, "instance": k, "step": j}`` (one point or box).
+    Points and boxes go to the active instance (a first one makes object 1). Keys other than
+    these are refused (:func:`check_action`). Raises :class:`ActionError` saying what is
+    wrong.
     """
     kind = check_action(action)
     refine = action.get("refine", False)
@@ -191,23 +212,30 @@ def apply_action(state: ImageState, action: Any, size: tuple[int, int]) -> Image
         grown = dataclasses.replace(obj, instances=(*obj.instances, ()))
         return _replace_object(state, grown, (obj.id, len(obj.instances)))
     if kind == "select":
-        object_id, index = action.get("object"), action.get("instance", 0)
-        if isinstance(object_id, bool) or not isinstance(object_id, int):
-            raise ActionError("'object' must be an object id")
-        obj = state.object(object_id)
-        if isinstance(index, bool) or not isinstance(index, int):
-            raise ActionError("'instance' must be an integer")
-        if not 0 <= index < len(obj.instances):
-            raise ActionError(f"object {object_id} has no instance {index}")
-        return ImageState(state.objects, (object_id, index))
+        obj = state.object(_object_id(action))
+        index = _index({"instance": 0, **action}, "instance", len(obj.instances))
+        return ImageState(state.objects, (obj.id, index))
     if kind == "label":
-        object_id = action.get("object")
-        if isinstance(object_id, bool) or not isinstance(object_id, int):
-            raise ActionError("'object' must be an object id")
-        obj = dataclasses.replace(state.object(object_id), label=_label(action.get("label")))
-        return _replace_object(state, obj, state.active or (object_id, 0))
+        obj = state.object(_object_id(action))
+        obj = dataclasses.replace(obj, label=_label(action.get("label")))
+        return _replace_object(state, obj, state.active or (obj.id, 0))
     if kind == "reset":
         return ImageState()
+    if kind == "delete_object":
+        obj = state.object(_object_id(action))
+        objects = tuple(o for o in state.objects if o.id != obj.id)
+        keep = state.active is not None and state.active[0] != obj.id
+        active = state.active if keep else ((objects[-1].id, 0) if objects else None)
+        return ImageState(objects, active)
+    if kind == "delete_step":
+        obj = state.object(_object_id(action))
+        index = _index(action, "instance", len(obj.instances))
+        steps = obj.instances[index]
+        step = _index(action, "step", len(steps))
+        instances = list(obj.instances)
+        instances[index] = steps[:step] + steps[step + 1 :]
+        grown = dataclasses.replace(obj, instances=tuple(instances))
+        return _replace_object(state, grown, (obj.id, index))
     raise ActionError(f"'{kind}' is not an action on a state (undo and redo are the session's)")
 
 

@@ -12,8 +12,8 @@ from samic_vos.runtime.errors import UserError
 DESCRIPTION = """\
 SAMBOX: a local web page where you click points on each image and see SAM's mask and its
 confidence (SAM's predicted IoU) at once. Left click: positive point; right click or
-Shift+click: negative point; drag: box; N: new instance; C: new object; Ctrl+Z: undo;
-S: save; A/D: previous/next image; ?: every key.
+Shift+click: negative point; drag: box; Alt+click: delete a point; N: new instance;
+C: new object; Ctrl+Z: undo; S: save; E: nothing here; A/D: previous/next image; ?: every key.
 
 IMAGES_DIR holds the images (JPEG, PNG, BMP, TIFF). Saved in ANNOTATIONS_DIR (default:
 IMAGES_DIR): <image>.sambox.json (prompts, SAMBOX format version 2, see docs/sambox_format.md)

@@ -9,6 +9,8 @@ const $ = (id) => document.getElementById(id);
 
 const app = {
   images: [],
+  saved: {},      // image name -> "objects" | "nothing_here" | null (the server's listing)
+  broken: {},     // image name -> why it cannot be opened
   index: 0,
   view: null,     // the server's answer for the current image
   image: null,    // ImageBitmap of the current image
@@ -89,6 +91,7 @@ async function bitmapFromBase64(png) {
 
 async function show(view, started) {
   app.view = view;
+  app.saved[view.image] = view.saved;
   app.mask = await bitmapFromBase64(view.mask_png);
   window.sambox.lastMaskPng = view.mask_png;
   draw();
@@ -151,13 +154,21 @@ function draw() {
         for (const step of inst.steps) {
           if (step.kind !== "point") continue;
           const [x, y] = step.coords;
+          // In the object's colour; a negative point has a red ring and a minus sign.
+          const r = (active ? 6 : 4.5) * px;
           ctx.beginPath();
-          ctx.arc(x + 0.5, y + 0.5, (active ? 6 : 4.5) * px, 0, 2 * Math.PI);
-          ctx.fillStyle = step.positive ? "#2ecc40" : "#ff4136";
+          ctx.arc(x + 0.5, y + 0.5, r, 0, 2 * Math.PI);
+          ctx.fillStyle = color(obj);
           ctx.fill();
-          ctx.lineWidth = 1.5 * px;
-          ctx.strokeStyle = active ? "#fff" : color(obj);
+          ctx.lineWidth = (step.positive ? 1.5 : 2.5) * px;
+          ctx.strokeStyle = step.positive ? (active ? "#fff" : "#000") : "#ff4136";
           ctx.stroke();
+          if (!step.positive) {
+            ctx.beginPath();
+            ctx.moveTo(x + 0.5 - r * 0.6, y + 0.5);
+            ctx.lineTo(x + 0.5 + r * 0.6, y + 0.5);
+            ctx.stroke();
+          }
         }
       });
     }
@@ -190,6 +201,7 @@ function renderPanel() {
   $("redo").disabled = !(view && view.can_redo);
   $("prev").disabled = app.index === 0;
   $("next").disabled = app.index >= app.images.length - 1;
+  renderImageList();
   const list = $("objects");
   list.replaceChildren();
   for (const obj of view ? view.objects : []) {
@@ -218,9 +230,54 @@ function renderPanel() {
       chip.addEventListener("click", () => act({type: "select", object: obj.id, instance: k}));
       instances.append(chip);
     });
-    item.append(swatch, label, score, instances);
+    const remove = document.createElement("button");
+    remove.className = "delete-object";
+    remove.textContent = "×";
+    remove.title = "delete this object (undoable)";
+    remove.addEventListener("click", () => act({type: "delete_object", object: obj.id}));
+    item.append(swatch, label, score, remove, instances);
     list.append(item);
   }
+}
+
+// Every image with its status; a click opens it.
+function renderImageList() {
+  const list = $("image-list");
+  list.replaceChildren();
+  const marks = {objects: "✓", nothing_here: "∅"};
+  app.images.forEach((name, k) => {
+    const item = document.createElement("li");
+    const status = app.broken[name] ? "broken" : app.saved[name] || "todo";
+    item.className = `${status}${k === app.index ? " current" : ""}`;
+    item.textContent = `${app.broken[name] ? "!" : marks[status] || "·"} ${name}`;
+    item.title = app.broken[name] || {objects: "saved", nothing_here: "done, nothing here",
+      todo: "not saved yet"}[status];
+    item.addEventListener("click", () => open(k));
+    list.append(item);
+  });
+  const current = list.children[app.index];
+  if (current) current.scrollIntoView({block: "nearest"});
+}
+
+// The point drawn nearest to client position (cx, cy), within 8 pixels on screen, as the
+// delete_step action that removes it; null if none.
+function pointAt(cx, cy) {
+  let best = null;
+  let bestDistance = 8;
+  for (const obj of app.view ? app.view.objects : []) {
+    obj.instances.forEach((inst, k) => {
+      inst.steps.forEach((step, j) => {
+        if (step.kind !== "point") return;
+        const [px, py] = window.sambox.imageToClient(step.coords[0], step.coords[1]);
+        const distance = Math.hypot(px - cx, py - cy);
+        if (distance <= bestDistance) {
+          bestDistance = distance;
+          best = {type: "delete_step", object: obj.id, instance: k, step: j};
+        }
+      });
+    });
+  }
+  return best;
 }
 
 function act(action, started) {
@@ -275,6 +332,8 @@ async function open(index, step = index >= app.index ? 1 : -1) {
       await show(view);
       $("loading").hidden = true;
     } catch (err) {
+      app.broken[name] = err.message;
+      renderImageList();
       status(`cannot open ${name}: ${err.message}`, true);
       const next = index + step;
       if (next >= 0 && next < app.images.length && next !== app.index) {
@@ -333,6 +392,11 @@ canvas.addEventListener("pointerup", (e) => {
     const w = app.image.width - 1, h = app.image.height - 1;
     act({type: "box", box: [clamp(ax, w), clamp(ay, h), clamp(bx, w), clamp(by, h)], refine}, started);
     return;
+  }
+  if (e.altKey) {  // Alt+click on a point deletes it
+    const hit = pointAt(e.clientX, e.clientY);
+    if (hit) act(hit, started);
+    return draw();
   }
   const [x, y] = toImage(e.clientX, e.clientY);
   if (!insideImage(x, y)) return draw();
@@ -420,6 +484,7 @@ window.addEventListener("beforeunload", () => {
   try {
     const listing = await api("/api/images");
     app.images = listing.images.map((i) => i.name);
+    for (const image of listing.images) app.saved[image.name] = image.saved;
     const first = listing.images.findIndex((i) => !i.saved);
     resize();
     await open(first < 0 ? 0 : first);
