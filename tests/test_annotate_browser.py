@@ -184,7 +184,7 @@ def test_passing_saves_nothing_and_a_broken_image_is_passed_in_chromium(tmp_path
 
 
 @pytest.mark.slow
-def test_image_list_jump_and_deleting_a_point_or_an_object_in_chromium(tmp_path: Path) -> None:
+def test_image_list_jump_hiding_and_deleting_points_and_objects_in_chromium(tmp_path: Path) -> None:
     with sambox_in_chromium(tmp_path) as (app, url, page):
         sambox = SamboxPage(page)
         sambox.open(url)
@@ -205,6 +205,21 @@ def test_image_list_jump_and_deleting_a_point_or_an_object_in_chromium(tmp_path:
         page.click("#new-object")
         sambox.settle()
         sambox.click(60, 40)
+        # Hiding object 1 (its button; H hides the active one, 2) hides its mask, not 2's.
+        ids = sambox.mask()
+        (y1, x1), (y2, x2) = np.argwhere(ids == 1)[0], np.argwhere(ids == 2)[0]
+
+        def shown(x: int, y: int) -> bool:
+            return page.evaluate(f"window.sambox.overlayAlpha({x}, {y})") > 0
+
+        assert shown(x1, y1) and shown(x2, y2)
+        page.locator("#objects li").nth(0).locator(".hide-object").click()
+        sambox.settle()
+        assert not shown(x1, y1) and shown(x2, y2)
+        sambox.press("h")
+        assert not shown(x1, y1) and not shown(x2, y2)
+        sambox.press("h")
+        assert shown(x2, y2)
         page.locator("#objects li").nth(0).locator(".delete-object").click()
         sambox.settle()
         assert [o["id"] for o in sambox.view()["objects"]] == [2]

@@ -11,6 +11,7 @@ const app = {
   images: [],
   saved: {},      // image name -> "objects" | "nothing_here" | null (the server's listing)
   broken: {},     // image name -> why it cannot be opened
+  hidden: new Set(),  // ids of the current image's objects not drawn (H; the page's only)
   index: 0,
   view: null,     // the server's answer for the current image
   image: null,    // ImageBitmap of the current image
@@ -27,6 +28,13 @@ window.sambox = {
   pending: 0,
   latencies: [],
   lastMaskPng: null,
+  // The alpha (0..255) of the drawn overlay at image pixel (x, y): 0 where nothing is shown.
+  overlayAlpha(x, y) {
+    if (!app.mask) return 0;
+    const scratch = new OffscreenCanvas(app.mask.width, app.mask.height).getContext("2d");
+    scratch.drawImage(app.mask, 0, 0);
+    return scratch.getImageData(x, y, 1, 1).data[3];
+  },
   view: () => app.view,
   imageToClient(x, y) {
     const r = canvas.getBoundingClientRect();
@@ -81,6 +89,29 @@ function current() {
   return {image: app.images[app.index], revision: app.view ? app.view.revision : null};
 }
 
+// The mask bitmap without the hidden objects (their colour made transparent).
+async function overlay(bitmap) {
+  const hidden = app.view.objects.filter((o) => app.hidden.has(o.id)).map((o) => o.color);
+  if (hidden.length === 0) return bitmap;
+  const scratch = new OffscreenCanvas(bitmap.width, bitmap.height).getContext("2d");
+  scratch.drawImage(bitmap, 0, 0);
+  const image = scratch.getImageData(0, 0, bitmap.width, bitmap.height);
+  const px = image.data;
+  for (let i = 0; i < px.length; i += 4) {
+    if (px[i + 3] && hidden.some(([r, g, b]) => px[i] === r && px[i + 1] === g && px[i + 2] === b)) {
+      px[i + 3] = 0;
+    }
+  }
+  return createImageBitmap(image);
+}
+
+// Show or hide object `id` (mask and points; the saved files are not affected).
+async function toggleHidden(id) {
+  if (app.hidden.has(id)) app.hidden.delete(id);
+  else app.hidden.add(id);
+  await show(app.view);
+}
+
 async function bitmapFromBase64(png) {
   // A plain loop: Uint8Array.from with a callback per character took ~6 ms for a 50 kB mask.
   const text = atob(png);
@@ -90,9 +121,10 @@ async function bitmapFromBase64(png) {
 }
 
 async function show(view, started) {
-  app.view = view;
   app.saved[view.image] = view.saved;
-  app.mask = await bitmapFromBase64(view.mask_png);
+  if (app.view && app.view.image !== view.image) app.hidden.clear();
+  app.view = view;
+  app.mask = await overlay(await bitmapFromBase64(view.mask_png));
   window.sambox.lastMaskPng = view.mask_png;
   draw();
   if (started !== undefined) {
@@ -141,6 +173,7 @@ function draw() {
   if (view) {
     const px = 1 / app.scale;
     for (const obj of view.objects) {
+      if (app.hidden.has(obj.id)) continue;
       obj.instances.forEach((inst, k) => {
         const active = view.active && view.active.object === obj.id && view.active.instance === k;
         for (const step of inst.steps) {
@@ -235,7 +268,12 @@ function renderPanel() {
     remove.textContent = "×";
     remove.title = "delete this object (undoable)";
     remove.addEventListener("click", () => act({type: "delete_object", object: obj.id}));
-    item.append(swatch, label, score, remove, instances);
+    const eye = document.createElement("button");
+    eye.className = "hide-object";
+    eye.textContent = app.hidden.has(obj.id) ? "○" : "◉";
+    eye.title = "hide / show this object (H: the active one)";
+    eye.addEventListener("click", () => enqueue(() => toggleHidden(obj.id)));
+    item.append(swatch, label, score, remove, eye, instances);
     list.append(item);
   }
 }
@@ -448,6 +486,7 @@ document.addEventListener("keydown", (e) => {
     s: () => save(),
     e: () => save(true),
     r: () => act({type: "reset"}),
+    h: () => { if (app.view && app.view.active) enqueue(() => toggleHidden(app.view.active.object)); },
     f: () => { $("refine").checked = !$("refine").checked; },
     "0": () => { fit(); draw(); },
     "?": () => toggleHelp(),
