@@ -13,6 +13,7 @@ import pytest
 from sambox_helpers import make_images, saved_mask, tiny_segmenter
 
 from samic_vos.annotate.browser import SamboxPage, chromium_page, chromium_path, live_server
+from samic_vos.annotate.classes import parse_classes
 from samic_vos.annotate.server import create_app
 from samic_vos.data.sambox_format import read_annotation
 
@@ -23,11 +24,14 @@ pytestmark = pytest.mark.skipif(
 
 
 @contextmanager
-def sambox_in_chromium(tmp_path: Path, extra_args: tuple[str, ...] = ()) -> Iterator[tuple]:
+def sambox_in_chromium(
+    tmp_path: Path, extra_args: tuple[str, ...] = (), **app_kwargs
+) -> Iterator[tuple]:
     """A server on fresh synthetic images (``tmp_path/images``, saving into
-    ``tmp_path/annotations``) and a Chromium page: yields (app, page URL, page)."""
+    ``tmp_path/annotations``; ``app_kwargs`` to create_app) and a Chromium page: yields
+    (app, page URL, page)."""
     images = make_images(tmp_path / "images")
-    app = create_app(images, tmp_path / "annotations", tiny_segmenter())
+    app = create_app(images, tmp_path / "annotations", tiny_segmenter(), **app_kwargs)
     with live_server(app) as url, chromium_page(extra_args=extra_args) as page:
         yield app, url, page
 
@@ -237,3 +241,30 @@ def test_image_list_jump_hiding_and_deleting_points_and_objects_in_chromium(tmp_
         assert sambox.text("#image-name").startswith("a.png")
     (obj,) = read_annotation(tmp_path / "annotations/a.sambox.json").objects
     assert obj.id == 2
+
+
+@pytest.mark.slow
+def test_number_keys_label_objects_with_classes_in_their_colours_in_chromium(
+    tmp_path: Path,
+) -> None:
+    classes = parse_classes(["dog=#10e020", "cat"])
+    with sambox_in_chromium(tmp_path, classes=classes) as (_, url, page):
+        sambox = SamboxPage(page)
+        sambox.open(url)
+        assert page.locator("#classes li").all_inner_texts() == ["1 dog", "2 cat"]
+        sambox.press("2")  # no object yet: a new one, labelled cat
+        sambox.click(20, 20)
+        sambox.press("1")  # the active object has a point: a new object, labelled dog
+        sambox.click(60, 40)
+        sambox.press("c")
+        sambox.press("1")  # a fresh object without prompts: labelled, not a new one
+        objects = sambox.view()["objects"]
+        assert [(o["id"], o["label"]) for o in objects] == [(1, "cat"), (2, "dog"), (3, "dog")]
+        ids = sambox.mask()
+        for object_id, rgb in ((1, classes[1].color), (2, (0x10, 0xE0, 0x20))):
+            y, x = np.argwhere(ids == object_id)[0]
+            pixel = page.evaluate(f"window.sambox.overlayPixel({x}, {y})")
+            assert tuple(pixel[:3]) == tuple(rgb) and pixel[3] > 0, (object_id, pixel)
+        sambox.press("s")
+    labels = [o.label for o in read_annotation(tmp_path / "annotations/a.sambox.json").objects]
+    assert labels == ["cat", "dog"]  # object 3 has no prompt: not saved

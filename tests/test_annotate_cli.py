@@ -19,6 +19,7 @@ from mounts import readonly_folder
 from sambox_helpers import make_images
 
 from samic_vos.annotate.browser import free_port
+from samic_vos.annotate.classes import AnnotationClass, parse_classes, read_classes_file
 from samic_vos.annotate.server import check_port_free
 from samic_vos.commands.cli import main
 from samic_vos.runtime.errors import UserError
@@ -83,6 +84,32 @@ def test_the_port_check_ignores_connections_in_time_wait():
     with socket.socket() as plain, pytest.raises(OSError):
         plain.bind(("127.0.0.1", port))  # what the check did before: "in use" for a minute
     check_port_free(port)
+
+
+def test_bad_class_lists_are_one_line(tmp_path, capsys, tiny_checkpoint):
+    images, out = make_images(tmp_path / "images"), tmp_path / "out"
+    base = [str(images), "-o", str(out), "--sam-checkpoint", str(tiny_checkpoint)]
+    base += ["--no-browser", "--port", str(free_port())]
+    labels = tmp_path / "labels.txt"
+    labels.write_text("# animals\ndog=#ff0000\n\ncat=red\n")
+    for extra, message in (
+        (
+            ["--classes", "dog=#ff00"],
+            "classes: class 'dog' has colour '#ff00'; write it as #RRGGBB",
+        ),
+        (["--classes", "dog", "dog"], "class 'dog' is listed twice"),
+        (["--classes", *"abcdefghij"], "10 classes; at most 9"),
+        (["--classes-file", str(labels)], f"{labels}: class 'cat' has colour 'red'"),
+        (["--classes-file", str(tmp_path / "none.txt")], "none.txt: cannot read the labels file"),
+        (["--classes", "a", "--classes-file", str(labels)], "--classes or --classes-file"),
+    ):
+        assert_user_error(capsys, main(["annotate", *base, *extra]), message)
+    assert not out.exists()
+    labels.write_text("# animals\ndog=#ff0000\n\ncat\n")
+    assert parse_classes(read_classes_file(labels)) == [
+        AnnotationClass("dog", (255, 0, 0)),
+        AnnotationClass("cat", (0, 128, 0)),  # DAVIS palette colour 2
+    ]
 
 
 def test_missing_sam_weights_offline(tmp_path, capsys, monkeypatch):

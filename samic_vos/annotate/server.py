@@ -4,7 +4,7 @@
 :func:`serve` runs it with uvicorn on 127.0.0.1 only. The page (``static/``: plain HTML, CSS
 and JavaScript, no build step) talks to this JSON API:
 
-- ``GET /api/images``: the images and the progress count;
+- ``GET /api/images``: the images with their status, the progress count and the class list;
 - ``GET /api/image?name=N``: image N, upright, as a PNG;
 - ``GET /api/state?name=N``: its objects, instances, clicks, confidences and mask (PNG,
   base64; palette indices are object ids, 0 transparent);
@@ -39,6 +39,7 @@ from PIL import Image
 
 from samic_vos.annotate.access import LocalAccess, new_token
 from samic_vos.annotate.annotator import Annotator, UnknownImage
+from samic_vos.annotate.classes import AnnotationClass, parse_classes
 from samic_vos.annotate.image_folder import PathRefused, load_rgb
 from samic_vos.annotate.session_store import ActionError, StaleRevision
 from samic_vos.data.mask_io import PNG_COMPRESS_LEVEL
@@ -83,11 +84,13 @@ def create_app(
     segmenter: SamSegmenter,
     import_masks: Path | None = None,
     token: str | None = None,
+    classes: list[AnnotationClass] | None = None,
 ) -> FastAPI:
     """The SAMBOX app for ``images_dir``, saving into ``annotations_dir`` (see
     :class:`~samic_vos.annotate.annotator.Annotator`, which locks the folder until shutdown);
     ``app.state.annotator`` is its work, ``app.state.token`` the secret a client must send
-    (``token``, or a new one)."""
+    (``token``, or a new one); ``classes``: the page's class list (number keys)."""
+    class_list = [{"name": c.name, "color": list(c.color)} for c in classes or []]
     annotator = Annotator(images_dir, annotations_dir, segmenter, import_masks)
     app = FastAPI(title="SAMBOX", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.annotator = annotator
@@ -131,7 +134,7 @@ def create_app(
 
     @app.get("/api/images")
     def images() -> dict[str, Any]:
-        return annotator.listing()
+        return {**annotator.listing(), "classes": class_list}
 
     @app.get("/api/image")
     def image(name: str) -> Response:
@@ -173,9 +176,18 @@ class AnnotateConfig:
     device: str = "auto"  # auto | cuda | cuda:N | mps | cpu
     port: int = DEFAULT_PORT  # on 127.0.0.1 only
     encoder: EncoderConfig = field(default_factory=EncoderConfig)  # how SAM's encoder runs
+    # The page's classes, number keys 1-9: NAME or NAME=#RRGGBB (see annotate/classes.py).
+    classes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         require_models(self.sam_model, self.device)
+        require(
+            isinstance(self.classes, list) and all(isinstance(c, str) for c in self.classes),
+            "classes",
+            "a list of NAME or NAME=#RRGGBB",
+            self.classes,
+        )
+        parse_classes(self.classes)
         require(
             not isinstance(self.port, bool)
             and isinstance(self.port, int)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 from pathlib import Path
 
@@ -13,7 +14,8 @@ DESCRIPTION = """\
 SAMBOX: a local web page where you click points on each image and see SAM's mask and its
 confidence (SAM's predicted IoU) at once. Left click: positive point; right click or
 Shift+click: negative point; drag: box; Alt+click: delete a point; N: new instance;
-C: new object; Ctrl+Z: undo; S: save; E: nothing here; A/D: previous/next image; ?: every key.
+C: new object; 1-9: class (--classes); Ctrl+Z: undo; S: save; E: nothing here; A/D:
+previous/next image; ?: every key.
 
 IMAGES_DIR holds the images (JPEG, PNG, BMP, TIFF). Saved in ANNOTATIONS_DIR (default:
 IMAGES_DIR): <image>.sambox.json (prompts, SAMBOX format version 2, see docs/sambox_format.md)
@@ -49,6 +51,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common.config_flag(
         parser, "--port", key="port", metavar="PORT", help="port on 127.0.0.1 (default 8765)"
     )
+    common.config_flag(
+        parser,
+        "--classes",
+        key="classes",
+        nargs="+",
+        metavar="NAME[=#RRGGBB]",
+        help="the class list of the page (number keys 1-9 label an object)",
+    )
+    parser.add_argument(
+        "--classes-file",
+        type=Path,
+        metavar="FILE",
+        help="the class list from a labels file: one NAME[=#RRGGBB] per line",
+    )
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser")
     common.add_common(parser)
     parser.set_defaults(func=run)
@@ -56,6 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from samic_vos.annotate.access import new_token
+    from samic_vos.annotate.classes import parse_classes, read_classes_file
     from samic_vos.annotate.folder_lock import check_folder_free
     from samic_vos.annotate.image_folder import list_images
     from samic_vos.annotate.server import (
@@ -69,6 +86,12 @@ def run(args: argparse.Namespace) -> int:
     from samic_vos.runtime.output_paths import check_writable_dir
 
     config = common.job_config(AnnotateConfig(), args)
+    if args.classes_file is not None:
+        if config.classes:
+            raise UserError("give the classes with --classes or --classes-file, not both")
+        entries = read_classes_file(args.classes_file)
+        parse_classes(entries, str(args.classes_file))  # errors name the file
+        config = dataclasses.replace(config, classes=entries)
     # Input checks first: nothing is loaded or written before they pass.
     list_images(args.images)
     if args.import_masks is not None and not args.import_masks.is_dir():
@@ -90,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
     sam = load_sam(config.sam_model, args.sam_checkpoint, device)
     segmenter = SamSegmenter(sam, device, config.encoder, StageThreads.interactive())
     token = new_token()
-    app = create_app(args.images, out, segmenter, args.import_masks, token)
+    classes = parse_classes(config.classes)
+    app = create_app(args.images, out, segmenter, args.import_masks, token, classes)
     url = page_url(config.port, token)
     common.stdout(f"SAMBOX: {url} (annotations in {out}; Ctrl+C stops)")
     if not args.no_browser:

@@ -11,6 +11,7 @@ const app = {
   images: [],
   saved: {},      // image name -> "objects" | "nothing_here" | null (the server's listing)
   broken: {},     // image name -> why it cannot be opened
+  classes: [],    // [{name, color}]: number key k labels with class k (--classes)
   hidden: new Set(),  // ids of the current image's objects not drawn (H; the page's only)
   index: 0,
   view: null,     // the server's answer for the current image
@@ -30,10 +31,14 @@ window.sambox = {
   lastMaskPng: null,
   // The alpha (0..255) of the drawn overlay at image pixel (x, y): 0 where nothing is shown.
   overlayAlpha(x, y) {
-    if (!app.mask) return 0;
+    return window.sambox.overlayPixel(x, y)[3];
+  },
+  // The drawn overlay's [R, G, B, A] at image pixel (x, y).
+  overlayPixel(x, y) {
+    if (!app.mask) return [0, 0, 0, 0];
     const scratch = new OffscreenCanvas(app.mask.width, app.mask.height).getContext("2d");
     scratch.drawImage(app.mask, 0, 0);
-    return scratch.getImageData(x, y, 1, 1).data[3];
+    return Array.from(scratch.getImageData(x, y, 1, 1).data);
   },
   view: () => app.view,
   imageToClient(x, y) {
@@ -89,18 +94,22 @@ function current() {
   return {image: app.images[app.index], revision: app.view ? app.view.revision : null};
 }
 
-// The mask bitmap without the hidden objects (their colour made transparent).
+// The mask bitmap as shown: hidden objects transparent, objects of a class in its colour.
 async function overlay(bitmap) {
-  const hidden = app.view.objects.filter((o) => app.hidden.has(o.id)).map((o) => o.color);
-  if (hidden.length === 0) return bitmap;
+  const changes = app.view.objects
+    .map((o) => ({from: o.color, to: app.hidden.has(o.id) ? null : rgbOf(o)}))
+    .filter((c) => c.to === null || c.to.some((v, i) => v !== c.from[i]));
+  if (changes.length === 0) return bitmap;
   const scratch = new OffscreenCanvas(bitmap.width, bitmap.height).getContext("2d");
   scratch.drawImage(bitmap, 0, 0);
   const image = scratch.getImageData(0, 0, bitmap.width, bitmap.height);
   const px = image.data;
   for (let i = 0; i < px.length; i += 4) {
-    if (px[i + 3] && hidden.some(([r, g, b]) => px[i] === r && px[i + 1] === g && px[i + 2] === b)) {
-      px[i + 3] = 0;
-    }
+    if (!px[i + 3]) continue;
+    const change = changes.find(({from: [r, g, b]}) => px[i] === r && px[i + 1] === g && px[i + 2] === b);
+    if (!change) continue;
+    if (change.to === null) px[i + 3] = 0;
+    else [px[i], px[i + 1], px[i + 2]] = change.to;
   }
   return createImageBitmap(image);
 }
@@ -151,9 +160,42 @@ function resize() {
   draw();
 }
 
+// An object's colour: its class's when its label is a class, else its palette colour.
+function rgbOf(obj) {
+  const cls = app.classes.find((c) => c.name === obj.label);
+  return cls ? cls.color : obj.color;
+}
+
 function color(obj, alpha = 1) {
-  const [r, g, b] = obj.color;
+  const [r, g, b] = rgbOf(obj);
   return `rgba(${r}, ${g}, ${b}, ${alpha})`;
+}
+
+// Number key k: class k for the active object if it has no prompt and no label yet, else
+// for a new object.
+function useClass(k) {
+  const cls = app.classes[k - 1];
+  if (!cls) return;
+  const view = app.view;
+  const active = view && view.active ? view.objects.find((o) => o.id === view.active.object) : null;
+  const fresh = active && !active.label && active.instances.every((i) => i.steps.length === 0);
+  act(fresh ? {type: "label", object: active.id, label: cls.name}
+    : {type: "new_object", label: cls.name});
+}
+
+function renderClasses() {
+  const list = $("classes");
+  list.replaceChildren();
+  app.classes.forEach((cls, k) => {
+    const item = document.createElement("li");
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.style.background = `rgb(${cls.color.join(", ")})`;
+    item.append(swatch, `${k + 1} ${cls.name}`);
+    item.title = `key ${k + 1}: label the object "${cls.name}"`;
+    item.addEventListener("click", () => useClass(k + 1));
+    list.append(item);
+  });
 }
 
 function draw() {
@@ -496,6 +538,9 @@ document.addEventListener("keydown", (e) => {
   if (keys[key]) {
     e.preventDefault();
     keys[key]();
+  } else if (/^[1-9]$/.test(key)) {
+    e.preventDefault();
+    useClass(Number(key));
   }
 });
 document.addEventListener("keyup", (e) => { if (e.key === " ") app.space = false; });
@@ -524,6 +569,8 @@ window.addEventListener("beforeunload", () => {
     const listing = await api("/api/images");
     app.images = listing.images.map((i) => i.name);
     for (const image of listing.images) app.saved[image.name] = image.saved;
+    app.classes = listing.classes;
+    renderClasses();
     const first = listing.images.findIndex((i) => !i.saved);
     resize();
     await open(first < 0 ? 0 : first);
