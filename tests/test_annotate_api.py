@@ -152,6 +152,21 @@ def test_one_point_or_one_object_is_deleted(folders, segmenter):
         assert not (ids == 1).any() and view["active"] == {"object": 2, "instance": 0}
         undone = act(client, {"type": "undo"})
         assert [o["id"] for o in undone["objects"]] == [1, 2]
+        # One point moved: SAM's mask of the moved prompt, the other steps as they were.
+        move = {"type": "move_step", "object": 1, "instance": 0, "step": 1, "x": 35.0, "y": 25.0}
+        moved = act(client, move)
+        steps = moved["objects"][0]["instances"][0]["steps"]
+        assert [s["coords"] for s in steps] == [list(A), [35.0, 25.0]]
+        expected = direct(segmenter, path, [A, (35.0, 25.0)], [1, 1])
+        ids = decode_png(moved["mask_png"])
+        np.testing.assert_array_equal(ids == 1, expected.mask & (ids != 2))
+        act(client, {"type": "box", "box": [5, 5, 45, 45]})
+        box = {**move, "step": 2}
+        response = client.post("/api/action", json={"image": "a.png", "action": box})
+        assert response.status_code == 400 and "only a point" in response.json()["detail"]
+        outside = {**move, "x": 500.0}
+        response = client.post("/api/action", json={"image": "a.png", "action": outside})
+        assert response.status_code == 400 and "outside" in response.json()["detail"]
         for action, message in (
             ({"type": "delete_step", "object": 2, "instance": 0, "step": 1}, "no step 1"),
             ({"type": "delete_step", "object": 2, "instance": 1, "step": 0}, "no instance 1"),

@@ -206,6 +206,20 @@ def test_image_list_jump_hiding_and_deleting_points_and_objects_in_chromium(tmp_
         steps = sambox.view()["objects"][0]["instances"][0]["steps"]
         assert [s["coords"] for s in steps] == [[20, 20], [30, 12]]
         np.testing.assert_array_equal(sambox.mask(), one_point)
+        # Alt+drag moves a point.
+        (ax, ay), (bx, by) = sambox.to_client(30, 12), sambox.to_client(35, 15)
+
+        def alt_drag() -> None:
+            page.mouse.move(ax, ay)
+            page.mouse.down()
+            page.mouse.move(bx, by, steps=5)
+            page.mouse.up()
+
+        page.keyboard.down("Alt")
+        sambox._drawn_after(alt_drag)
+        page.keyboard.up("Alt")
+        steps = sambox.view()["objects"][0]["instances"][0]["steps"]
+        assert [s["coords"] for s in steps] == [[20, 20], [35, 15]]
         page.click("#new-object")
         sambox.settle()
         sambox.click(60, 40)

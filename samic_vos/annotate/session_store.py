@@ -145,6 +145,7 @@ ACTION_KEYS: dict[str, frozenset[str]] = {
     "reset": frozenset({"type"}),
     "delete_object": frozenset({"type", "object"}),
     "delete_step": frozenset({"type", "object", "instance", "step"}),
+    "move_step": frozenset({"type", "object", "instance", "step", "x", "y"}),
     "undo": frozenset({"type"}),
     "redo": frozenset({"type"}),
 }
@@ -178,7 +179,8 @@ def apply_action(state: ImageState, action: Any, size: tuple[int, int]) -> Image
     ``{"type": "select", "object": id, "instance": index}``,
     ``{"type": "label", "object": id, "label": str | null}``, ``{"type": "reset"}`` (removes
     every object), ``{"type": "delete_object", "object": id}``,
-    ``{"type": "delete_step", "object": id, "instance": k, "step": j}`` (one point or box).
+    ``{"type": "delete_step", "object": id, "instance": k, "step": j}`` (one point or box),
+    ``{"type": "move_step", "object": id, "instance": k, "step": j, "x", "y"}`` (one point).
     Points and boxes go to the active instance (a first one makes object 1). Keys other than
     these are refused (:func:`check_action`). Raises :class:`ActionError` saying what is
     wrong.
@@ -227,13 +229,21 @@ def apply_action(state: ImageState, action: Any, size: tuple[int, int]) -> Image
         keep = state.active is not None and state.active[0] != obj.id
         active = state.active if keep else ((objects[-1].id, 0) if objects else None)
         return ImageState(objects, active)
-    if kind == "delete_step":
+    if kind in ("delete_step", "move_step"):
         obj = state.object(_object_id(action))
         index = _index(action, "instance", len(obj.instances))
         steps = obj.instances[index]
         step = _index(action, "step", len(steps))
+        if kind == "delete_step":
+            changed: tuple[Step, ...] = ()
+        else:
+            if steps[step].kind != "point":
+                raise ActionError("only a point can be moved (delete the box and drag a new one)")
+            x, y = _number(action.get("x"), "x"), _number(action.get("y"), "y")
+            _inside(x, y, size, "point")
+            changed = (dataclasses.replace(steps[step], coords=(x, y)),)
         instances = list(obj.instances)
-        instances[index] = steps[:step] + steps[step + 1 :]
+        instances[index] = steps[:step] + changed + steps[step + 1 :]
         grown = dataclasses.replace(obj, instances=tuple(instances))
         return _replace_object(state, grown, (obj.id, index))
     raise ActionError(f"'{kind}' is not an action on a state (undo and redo are the session's)")

@@ -249,7 +249,7 @@ function draw() {
     }
   }
   const drag = app.drag;
-  if (drag && drag.moved && !drag.pan) {
+  if (drag && drag.moved && !drag.pan && !drag.alt) {
     const [ax, ay] = toImage(drag.x0, drag.y0);
     const [bx, by] = toImage(drag.x, drag.y);
     ctx.setLineDash([6 / app.scale, 4 / app.scale]);
@@ -445,7 +445,7 @@ canvas.addEventListener("contextmenu", (e) => e.preventDefault());
 canvas.addEventListener("pointerdown", (e) => {
   canvas.setPointerCapture(e.pointerId);
   app.drag = {button: e.button, x0: e.clientX, y0: e.clientY, x: e.clientX, y: e.clientY,
-    moved: false, pan: e.button === 1 || app.space, shift: e.shiftKey};
+    moved: false, pan: e.button === 1 || app.space, shift: e.shiftKey, alt: e.altKey};
 });
 canvas.addEventListener("pointermove", (e) => {
   const drag = app.drag;
@@ -466,17 +466,24 @@ canvas.addEventListener("pointerup", (e) => {
   if (!drag || drag.pan || !app.image) return draw();
   const started = performance.now();
   const refine = $("refine").checked;
+  if (drag.alt) {  // Alt+click on a point deletes it, Alt+drag moves it
+    const hit = pointAt(drag.x0, drag.y0);
+    if (hit && drag.moved) {
+      const [x, y] = toImage(e.clientX, e.clientY);
+      const w = app.image.width - 1, h = app.image.height - 1;
+      const to = (v, hi) => Math.round(clamp(v, hi) * 100) / 100;
+      act({...hit, type: "move_step", x: to(x, w), y: to(y, h)}, started);
+    } else if (hit) {
+      act(hit, started);
+    }
+    return draw();
+  }
   if (drag.moved && drag.button === 0) {
     const [ax, ay] = toImage(drag.x0, drag.y0);
     const [bx, by] = toImage(e.clientX, e.clientY);
     const w = app.image.width - 1, h = app.image.height - 1;
     act({type: "box", box: [clamp(ax, w), clamp(ay, h), clamp(bx, w), clamp(by, h)], refine}, started);
     return;
-  }
-  if (e.altKey) {  // Alt+click on a point deletes it
-    const hit = pointAt(e.clientX, e.clientY);
-    if (hit) act(hit, started);
-    return draw();
   }
   const [x, y] = toImage(e.clientX, e.clientY);
   if (!insideImage(x, y)) return draw();
