@@ -311,3 +311,27 @@ def test_no_answer_can_be_framed(server):
         assert "frame-ancestors 'none'" in headers["content-security-policy"], status
         assert headers["x-frame-options"] == "DENY" and headers["referrer-policy"] == "no-referrer"
     assert [a[0] for a in answers] == [200, 200, 200, 403, 403, 403, 303]
+
+
+def test_a_websocket_is_closed_unserved():
+    """SAMBOX has no websocket; the guard closes one at once, the app never sees it (uvicorn
+    serves websockets only with a websocket library installed, so this is checked at the
+    ASGI level)."""
+    import asyncio
+
+    from samic_vos.annotate.access import LocalAccess
+
+    seen, sent = [], []
+
+    async def app(scope, receive, send):
+        seen.append(scope)
+
+    async def receive():
+        return {"type": "websocket.connect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "websocket", "path": "/", "headers": [], "server": ("127.0.0.1", 8765)}
+    asyncio.run(LocalAccess(app, "secret")(scope, receive, send))
+    assert seen == [] and sent == [{"type": "websocket.close", "code": 1008}]

@@ -83,8 +83,11 @@ class LocalAccess:
         self.token = token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":  # lifespan: startup and shutdown
+        if scope["type"] == "lifespan":  # startup and shutdown
             await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":  # websockets: SAMBOX has none
+            await send({"type": "websocket.close", "code": 1008})
             return
         try:
             port, headers = self._check_host(scope)
