@@ -19,12 +19,9 @@ writes nothing. The images folder is only read.
 from __future__ import annotations
 
 import base64
-import contextlib
-import hashlib
 import io
 import logging
 import os
-import re
 import threading
 import time
 from dataclasses import dataclass
@@ -36,7 +33,14 @@ import numpy as np
 from samic_vos.annotate.embedding_cache import EmbeddingCache, model_key
 from samic_vos.annotate.folder_lock import FolderLock
 from samic_vos.annotate.image_folder import list_images, resolve_inside
-from samic_vos.annotate.prompt_decoding import Composite, PromptDecoder, instance_prompts
+from samic_vos.annotate.prompt_decoding import Composite, PromptDecoder
+from samic_vos.annotate.saved_annotation import (
+    MASK_FOLDER,
+    mask_file,
+    remove_masks_but,
+    sambox_objects,
+    state_from_annotation,
+)
 from samic_vos.annotate.session_store import (
     ActionError,
     ImageState,
@@ -56,8 +60,6 @@ from samic_vos.data.mask_io import (
 )
 from samic_vos.data.sambox_format import (
     SamboxAnnotation,
-    SamboxInstance,
-    SamboxObject,
     annotation_path_for,
     read_annotation,
     write_annotation,
@@ -69,9 +71,7 @@ from samic_vos.sam.segmenter import SamSegmenter, group_points_by_component, pro
 logger = logging.getLogger(__name__)
 
 STATE_FOLDER = ".sambox"
-MASK_FOLDER = "masks"
 PREFETCH = 2  # images encoded ahead in the background (the issue's "next two")
-_MASK_HASH_CHARS = 12  # hex digits of a mask's content hash in its file name
 
 
 class UnknownImage(LookupError):
@@ -145,29 +145,6 @@ class Annotator:
     def annotation_path(self, name: str) -> Path:
         return annotation_path_for(self.annotations_dir / name)
 
-    def mask_path(self, name: str, ids: np.ndarray) -> Path:
-        """Where the mask ``ids`` (H, W) uint8 of image ``name`` is saved: named after its
-        content, so that a new save never overwrites the mask an older JSON names."""
-        digest = hashlib.sha256(ids.tobytes() + repr(ids.shape).encode()).hexdigest()
-        stem = Path(name).stem
-        return self.annotations_dir / MASK_FOLDER / f"{stem}.{digest[:_MASK_HASH_CHARS]}.png"
-
-    def _own_masks(self, name: str) -> list[Path]:
-        """The content-named masks saved for image ``name`` by any save (a plain
-        ``<stem>.png``, which older versions wrote or a person put there, is never touched)."""
-        folder = self.annotations_dir / MASK_FOLDER
-        stem = re.escape(Path(name).stem)
-        pattern = re.compile(rf"{stem}\.[0-9a-f]{{{_MASK_HASH_CHARS}}}\.png")
-        with contextlib.suppress(FileNotFoundError):
-            return [folder / e.name for e in os.scandir(folder) if pattern.fullmatch(e.name)]
-        return []
-
-    def _remove_masks_but(self, name: str, keep: set[Path]) -> None:
-        for path in self._own_masks(name):
-            if path not in keep:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-
     def _session_path(self, name: str) -> Path:
         return self.annotations_dir / STATE_FOLDER / "sessions" / f"{name}.json"
 
@@ -186,7 +163,7 @@ class Annotator:
         unreadable); masks no annotation names (a killed save's) are removed."""
         path = self.annotation_path(name)
         if not path.is_file():
-            self._remove_masks_but(name, set())
+            remove_masks_but(self.annotations_dir, name, set())
             return None
         try:
             annotation = read_annotation(path)
@@ -194,7 +171,9 @@ class Annotator:
             logger.warning("ignoring an unreadable annotation: %s", err)
             return None
         named = {annotation.mask_path(o) for o in annotation.objects}
-        self._remove_masks_but(name, {Path(os.path.normpath(p)) for p in named if p})
+        remove_masks_but(
+            self.annotations_dir, name, {Path(os.path.normpath(p)) for p in named if p}
+        )
         return bool(annotation.objects)
 
     # ----- opening ---------------------------------------------------------------------------
@@ -212,7 +191,7 @@ class Annotator:
         path = self.annotation_path(name)
         if path.is_file():
             try:
-                return _state_from_annotation(read_annotation(path)), True
+                return state_from_annotation(read_annotation(path)), True
             except UserError as err:
                 logger.warning("starting %s afresh: %s", name, err)
         if self.import_masks is not None:
@@ -341,48 +320,19 @@ class Annotator:
     def _compose(self, opened: _Open) -> Composite:
         return self.decoder.compose(opened.name, opened.session.state, opened.size)
 
-    def _objects(self, opened: _Open, composite: Composite, mask_ref: str) -> list[SamboxObject]:
-        """The state's objects as SAMBOX objects (instances without a prompt left out)."""
-        objects = []
-        for obj in opened.session.state.objects:
-            result = composite.objects[obj.id]
-            instances = []
-            for steps, iou in zip(obj.instances, result.instance_ious, strict=True):
-                prompts = instance_prompts(steps)
-                if prompts.decodable:
-                    instances.append(
-                        SamboxInstance(
-                            points=prompts.points[prompts.labels == 1].astype(np.float64),
-                            negative_points=prompts.points[prompts.labels == 0].astype(np.float64),
-                            box=None if prompts.box is None else prompts.box.astype(np.float64),
-                            sam_confidence=iou,
-                        )
-                    )
-            if instances:
-                objects.append(
-                    SamboxObject.from_instances(
-                        obj.id,
-                        instances,
-                        label=obj.label,
-                        mask=mask_ref,
-                        sam_confidence=result.confidence,
-                    )
-                )
-        return objects
-
     def _write(self, opened: _Open, composite: Composite, nothing_here: bool) -> str | None:
         name = opened.name
         json_path = self.annotation_path(name)
-        mask_path = self.mask_path(name, composite.ids)
+        mask_path = mask_file(self.annotations_dir, name, composite.ids)
         mask_ref = os.path.relpath(mask_path, json_path.parent).replace(os.sep, "/")
-        objects = self._objects(opened, composite, mask_ref)
+        objects = sambox_objects(opened.session.state, composite, mask_ref)
         if objects and nothing_here:
             raise ActionError(f"{name} has objects: reset it (R) before marking it 'nothing here'")
         if not objects and not nothing_here:
             if not json_path.exists():
                 return None
             json_path.unlink()  # every object was removed: the image is not annotated
-            self._remove_masks_but(name, set())
+            remove_masks_but(self.annotations_dir, name, set())
             self._saved.pop(name, None)
             return "removed"
         image_ref = os.path.relpath(self.image_path(name), json_path.parent)
@@ -396,7 +346,7 @@ class Annotator:
             mask_path.parent.mkdir(parents=True, exist_ok=True)
             write_mask(mask_path, composite.ids)
         write_annotation(json_path, annotation)
-        self._remove_masks_but(name, {mask_path} if objects else set())
+        remove_masks_but(self.annotations_dir, name, {mask_path} if objects else set())
         self._saved[name] = bool(objects)
         return "objects" if objects else "nothing_here"
 
@@ -454,26 +404,3 @@ def display_png(ids: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     mask_image(ids).save(buffer, format="PNG", transparency=0, compress_level=PNG_COMPRESS_LEVEL)
     return buffer.getvalue()
-
-
-def _state_from_annotation(annotation: SamboxAnnotation) -> ImageState:
-    """A saved annotation as a state: per instance its box, positive then negative points."""
-    objects = []
-    for obj in annotation.objects:
-        instances = obj.instances or [SamboxInstance(obj.points, obj.negative_points)]
-        objects.append(
-            ObjectState(
-                obj.id,
-                obj.label,
-                tuple(
-                    (
-                        *([Step("box", tuple(map(float, i.box)))] if i.box is not None else []),
-                        *(Step("point", (float(x), float(y)), True) for x, y in i.points),
-                        *(Step("point", (float(x), float(y)), False) for x, y in i.negative_points),
-                    )
-                    for i in instances
-                ),
-            )
-        )
-    active = (objects[0].id, 0) if objects else None
-    return ImageState(tuple(objects), active)
