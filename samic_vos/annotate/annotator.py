@@ -41,14 +41,13 @@ from samic_vos.annotate.saved_annotation import (
     sambox_objects,
     state_from_annotation,
 )
+from samic_vos.annotate.session_file import read_session, write_session
 from samic_vos.annotate.session_store import (
     ActionError,
     ImageState,
     ObjectState,
     Session,
     Step,
-    read_session,
-    write_session,
 )
 from samic_vos.data.mask_io import (
     DAVIS_PALETTE,

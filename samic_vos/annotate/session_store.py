@@ -4,9 +4,9 @@ The state of an image is immutable (:class:`ImageState`); an action (a click, a 
 instance or object, ...) makes a new one. A session keeps the image's *initial* state (from a
 saved annotation, imported masks, or empty) and the list of actions applied since, with a
 position in it: undo moves the position back, redo forward, a new action drops the actions
-after the position. The session file (JSON) holds exactly that, so a restarted server restores
-every object, instance, click and the undo history; it is rewritten atomically after every
-action, so killing the server loses nothing.
+after the position. The session file (:mod:`.session_file`) holds exactly that, so a
+restarted server restores every object, instance, click and the undo history; it is rewritten
+atomically after every action, so killing the server loses nothing.
 
 Coordinates: (x, y) pixel coordinates of the upright image, x = column, y = row, pixel centres
 at integers (as SAM's ``SamPredictor`` takes them).
@@ -18,14 +18,9 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from samic_vos.data.sambox_format import MAX_OBJECT_ID
-from samic_vos.runtime.atomic import atomic_write_text
-
-SESSION_FORMAT = "sambox-session"
-SESSION_VERSION = 1
 
 
 class ActionError(ValueError):
@@ -279,6 +274,10 @@ class Session:
     def state(self) -> ImageState:
         return self._states[self.position]
 
+    def state_at(self, position: int) -> ImageState:
+        """The state after the first ``position`` actions."""
+        return self._states[position]
+
     @property
     def can_undo(self) -> bool:
         return self.position > 0
@@ -334,89 +333,3 @@ class StaleRevision(Exception):
             f"showed {sent}); reloaded it, nothing was changed: repeat the last step"
         )
         self.current = current
-
-
-def _state_to_dict(state: ImageState) -> dict[str, Any]:
-    return {
-        "objects": [
-            {
-                "id": o.id,
-                "label": o.label,
-                "instances": [[dataclasses.asdict(s) for s in inst] for inst in o.instances],
-            }
-            for o in state.objects
-        ],
-        "active": list(state.active) if state.active is not None else None,
-    }
-
-
-def _state_from_dict(data: dict[str, Any]) -> ImageState:
-    objects = tuple(
-        ObjectState(
-            id=int(o["id"]),
-            label=o["label"],
-            instances=tuple(
-                tuple(
-                    Step(
-                        s["kind"], tuple(float(c) for c in s["coords"]), s["positive"], s["refine"]
-                    )
-                    for s in inst
-                )
-                for inst in o["instances"]
-            ),
-        )
-        for o in data["objects"]
-    )
-    active = tuple(data["active"]) if data["active"] is not None else None
-    return ImageState(objects, active)  # type: ignore[arg-type]
-
-
-def write_session(path: Path, image: str, session: Session) -> None:
-    """Write ``session`` (of image file ``image``) to ``path`` as JSON, atomically."""
-    data = {
-        "format": SESSION_FORMAT,
-        "version": SESSION_VERSION,
-        "image": image,
-        "image_size": list(session.size),
-        "initial": _state_to_dict(session.initial),
-        "actions": session.actions,
-        "position": session.position,
-        "saved": None if session.saved is None else _state_to_dict(session.saved),
-        "revision": session.revision,
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(data) + "\n")
-
-
-def read_session(path: Path, size: tuple[int, int]) -> Session:
-    """The session saved at ``path`` for an image of ``size`` (H, W).
-
-    Raises ``ValueError`` when the file is damaged, of another format, or of another size.
-    """
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("format") != SESSION_FORMAT or data.get("version") != SESSION_VERSION:
-            raise ValueError("not a SAMBOX session file of a known version")
-        if tuple(data["image_size"]) != tuple(size):
-            raise ValueError(f"made for an image of size {data['image_size']}, not {list(size)}")
-        session = Session(
-            size=size,
-            initial=_state_from_dict(data["initial"]),
-            actions=list(data["actions"]),
-            position=int(data["position"]),
-            revision=int(data.get("revision", 0)),
-        )
-        if data.get("saved") is not None:
-            session.saved = _state_from_dict(data["saved"])
-        elif data.get("saved_position") is not None:  # files written before `saved`
-            session.saved = session._states[int(data["saved_position"])]
-        return session
-    except (
-        OSError,
-        KeyError,
-        TypeError,
-        AttributeError,
-        IndexError,
-        json.JSONDecodeError,
-    ) as err:
-        raise ValueError(f"damaged session file ({err!r})") from err
