@@ -7,8 +7,8 @@ masks upscaled to the image, composed, sent as a palette PNG. On the DAVIS bear 
 
 1. The embedding is computed once (timed: SAM's image encoder) and cached on disk; every click
    after that decodes against the cached embedding.
-2. Server alone: each prompt is a POST /api/action through FastAPI's TestClient (in process);
-   the time from request to decoded JSON answer.
+2. Server alone: each prompt is a POST /api/action through FastAPI's TestClient (in process,
+   with the token header); the time from request to decoded JSON answer.
 3. In the browser: the real server (uvicorn, 127.0.0.1) and the page in headless Chromium
    (Playwright): the page's own clock from the mouse event to the mask drawn on the canvas
    (request, decode, PNG, JSON, image decode, draw), on a fresh server (nothing decoded is
@@ -39,10 +39,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from fastapi.testclient import TestClient
 
 from samic_vos.annotate.annotator import STATE_FOLDER
-from samic_vos.annotate.browser import SamboxPage, chromium_page, live_server
+from samic_vos.annotate.browser import SamboxPage, chromium_page, live_server, script_client
 from samic_vos.annotate.server import create_app
 from samic_vos.runtime.stage_threads import StageThreads
 from samic_vos.sam.models import build_sam
@@ -94,7 +93,7 @@ def decoder_latencies(segmenter: SamSegmenter) -> list[float]:
 def server_latencies(app) -> list[float]:
     """Each click's POST /api/action → JSON answer, in ms, through TestClient."""
     times = []
-    with TestClient(app) as client:
+    with script_client(app) as client:
         client.get("/api/state", params={"name": BEAR.name})
         for entry in SCRIPT:
             if isinstance(entry[0], str):

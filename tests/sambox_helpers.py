@@ -44,3 +44,15 @@ def decode_png(data: str | bytes) -> np.ndarray:
     with Image.open(io.BytesIO(raw)) as image:
         assert image.mode == "P"
         return np.asarray(image).copy()
+
+
+def saved_mask(annotations: Path, stem: str) -> np.ndarray:
+    """The id map of image ``stem``'s saved mask: the one its JSON names, which must be the
+    only mask of that image in ``annotations/masks``."""
+    from samic_vos.data.mask_io import read_mask
+    from samic_vos.data.sambox_format import read_annotation
+
+    annotation = read_annotation(annotations / f"{stem}.sambox.json")
+    (named,) = {annotation.mask_path(o) for o in annotation.objects}
+    assert sorted((annotations / "masks").glob(f"{stem}.*.png")) == [named]
+    return read_mask(named)

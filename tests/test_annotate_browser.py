@@ -4,15 +4,17 @@ server (uvicorn on 127.0.0.1) with a tiny random-weight SAM."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
-from sambox_helpers import make_images, tiny_segmenter
+from sambox_helpers import make_images, saved_mask, tiny_segmenter
 
 from samic_vos.annotate.browser import SamboxPage, chromium_page, chromium_path, live_server
+from samic_vos.annotate.classes import parse_classes
 from samic_vos.annotate.server import create_app
-from samic_vos.data.mask_io import read_mask
 from samic_vos.data.sambox_format import read_annotation
 
 pytestmark = pytest.mark.skipif(
@@ -21,11 +23,23 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+@contextmanager
+def sambox_in_chromium(
+    tmp_path: Path, extra_args: tuple[str, ...] = (), **app_kwargs
+) -> Iterator[tuple]:
+    """A server on fresh synthetic images (``tmp_path/images``, saving into
+    ``tmp_path/annotations``; ``app_kwargs`` to create_app) and a Chromium page: yields
+    (app, page URL, page)."""
+    images = make_images(tmp_path / "images")
+    app = create_app(images, tmp_path / "annotations", tiny_segmenter(), **app_kwargs)
+    with live_server(app) as url, chromium_page(extra_args=extra_args) as page:
+        yield app, url, page
+
+
 @pytest.mark.slow
 def test_click_undo_instance_object_save_in_chromium(tmp_path: Path) -> None:
-    images, annotations = make_images(tmp_path / "images"), tmp_path / "annotations"
-    app = create_app(images, annotations, tiny_segmenter())
-    with live_server(app) as url, chromium_page() as page:
+    annotations = tmp_path / "annotations"
+    with sambox_in_chromium(tmp_path) as (app, url, page):
         sambox = SamboxPage(page)
         sambox.open(url)
         assert sambox.text("#progress") == "0 / 4"
@@ -81,7 +95,7 @@ def test_click_undo_instance_object_save_in_chromium(tmp_path: Path) -> None:
         assert sambox.text("#image-name").startswith("b.jpg")
         latencies = sambox.latencies()
 
-    np.testing.assert_array_equal(read_mask(annotations / "masks/a.png"), after_zoom)
+    np.testing.assert_array_equal(saved_mask(annotations, "a"), after_zoom)
     assert not np.array_equal(shown, after_zoom)
     data = json.loads((annotations / "a.sambox.json").read_text())
     assert data["version"] == 2
@@ -98,3 +112,173 @@ def test_click_undo_instance_object_save_in_chromium(tmp_path: Path) -> None:
         f"\nclick to mask drawn (tiny SAM, {len(latencies)} prompts): "
         f"median {np.median(latencies):.1f} ms, max {max(latencies):.1f} ms"
     )
+
+
+@pytest.mark.slow
+def test_a_rebound_name_gets_no_page_in_chromium(tmp_path: Path) -> None:
+    """DNS rebinding: a name of another site resolving to 127.0.0.1 (Chromium's resolver
+    rules play the rebound DNS) gets a refusal, not the app, even with the token."""
+    annotations = tmp_path / "annotations"
+    rebind = ("--host-resolver-rules=MAP evil.example 127.0.0.1",)
+    with sambox_in_chromium(tmp_path, rebind) as (_, url, page):
+        rebound = url.replace("127.0.0.1", "evil.example")
+        response = page.goto(rebound)
+        assert response.status == 403 and "is not this server" in page.content()
+        assert page.evaluate("typeof window.sambox") == "undefined"
+        assert page.goto(url.split("?")[0]).status == 403  # no token: no page either
+        sambox = SamboxPage(page)
+        sambox.open(url)  # the printed URL: the app
+        assert sambox.text("#progress") == "0 / 4"
+    assert not annotations.joinpath("a.sambox.json").exists()
+
+
+@pytest.mark.slow
+def test_a_stale_tab_reloads_instead_of_adding_clicks_in_chromium(tmp_path: Path) -> None:
+    with sambox_in_chromium(tmp_path) as (app, url, page):
+        first = SamboxPage(page)
+        first.open(url)
+        second = SamboxPage(page.context.new_page())  # another tab, same cookie
+        second.open(url)
+        first.click(20, 20)
+        assert [len(i["steps"]) for i in first.view()["objects"][0]["instances"]] == [1]
+
+        # The second tab still shows the image without a click: its click is refused, and it
+        # reloads the image as the first tab left it.
+        cx, cy = second.to_client(60, 40)
+        second.page.mouse.click(cx, cy)
+        second.settle()
+        assert "changed in another tab" in second.text("#status")
+        assert second.view()["objects"] == first.view()["objects"]
+        np.testing.assert_array_equal(second.mask(), first.mask())
+        assert app.state.annotator.view("a.png")["revision"] == 1
+
+        second.click(60, 40)  # now up to date: its click adds to the same object
+        steps = second.view()["objects"][0]["instances"][0]["steps"]
+        assert [s["coords"] for s in steps] == [[20, 20], [60, 40]]
+
+
+@pytest.mark.slow
+def test_passing_saves_nothing_and_a_broken_image_is_passed_in_chromium(tmp_path: Path) -> None:
+    """D past untouched images writes nothing; E marks an image done without objects; an
+    image that cannot be decoded is named with the reason, and the page moves on."""
+    annotations = tmp_path / "annotations"
+    with sambox_in_chromium(tmp_path) as (_, url, page):
+        (tmp_path / "images/b.jpg").write_bytes(b"not a JPEG")  # before the page opens
+        sambox = SamboxPage(page)
+        sambox.open(url)
+        assert sambox.text("#image-name").startswith("a.png")
+        sambox.press("d")  # b.jpg is broken: reported, and c.bmp opens
+        assert sambox.text("#image-name").startswith("c.bmp")
+        assert sambox.text("#status").startswith("cannot open b.jpg: ")
+        assert "cannot decode the image" in sambox.text("#status")
+        assert not page.is_visible("#loading")
+        sambox.press("e")
+        assert sambox.text("#image-name").endswith("· nothing here")
+        assert sambox.text("#progress") == "1 / 4"
+        sambox.press("d")
+        assert sambox.text("#image-name").startswith("d.tif")
+        sambox.press("s")  # nothing to save on an untouched image
+        assert sambox.text("#status").startswith("nothing to save on d.tif")
+        sambox.press("a")
+        sambox.press("a")  # back past c.bmp and the broken b.jpg, to a.png
+        assert sambox.text("#image-name").startswith("a.png")
+    written = sorted(p.name for p in annotations.iterdir() if p.name != ".sambox")
+    assert written == ["c.sambox.json"]
+    assert read_annotation(annotations / "c.sambox.json").objects == []
+
+
+@pytest.mark.slow
+def test_image_list_jump_hiding_and_deleting_points_and_objects_in_chromium(tmp_path: Path) -> None:
+    with sambox_in_chromium(tmp_path) as (app, url, page):
+        sambox = SamboxPage(page)
+        sambox.open(url)
+        items = page.locator("#image-list li")
+        assert items.all_inner_texts() == ["· a.png", "· b.jpg", "· c.bmp", "· d.tif"]
+        sambox.click(20, 20)
+        sambox.click(30, 12)
+        one_point = sambox.mask()
+        sambox.click(50, 30, positive=False)
+        # Alt+click on the negative point deletes it, and only it.
+        cx, cy = sambox.to_client(50.4, 30.3)
+        page.keyboard.down("Alt")
+        sambox._drawn_after(lambda: page.mouse.click(cx, cy))
+        page.keyboard.up("Alt")
+        steps = sambox.view()["objects"][0]["instances"][0]["steps"]
+        assert [s["coords"] for s in steps] == [[20, 20], [30, 12]]
+        np.testing.assert_array_equal(sambox.mask(), one_point)
+        # Alt+drag moves a point.
+        (ax, ay), (bx, by) = sambox.to_client(30, 12), sambox.to_client(35, 15)
+
+        def alt_drag() -> None:
+            page.mouse.move(ax, ay)
+            page.mouse.down()
+            page.mouse.move(bx, by, steps=5)
+            page.mouse.up()
+
+        page.keyboard.down("Alt")
+        sambox._drawn_after(alt_drag)
+        page.keyboard.up("Alt")
+        steps = sambox.view()["objects"][0]["instances"][0]["steps"]
+        assert [s["coords"] for s in steps] == [[20, 20], [35, 15]]
+        page.click("#new-object")
+        sambox.settle()
+        sambox.click(60, 40)
+        # Hiding object 1 (its button; H hides the active one, 2) hides its mask, not 2's.
+        ids = sambox.mask()
+        (y1, x1), (y2, x2) = np.argwhere(ids == 1)[0], np.argwhere(ids == 2)[0]
+
+        def shown(x: int, y: int) -> bool:
+            return page.evaluate(f"window.sambox.overlayAlpha({x}, {y})") > 0
+
+        assert shown(x1, y1) and shown(x2, y2)
+        page.locator("#objects li").nth(0).locator(".hide-object").click()
+        sambox.settle()
+        assert not shown(x1, y1) and shown(x2, y2)
+        sambox.press("h")
+        assert not shown(x1, y1) and not shown(x2, y2)
+        sambox.press("h")
+        assert shown(x2, y2)
+        page.locator("#objects li").nth(0).locator(".delete-object").click()
+        sambox.settle()
+        assert [o["id"] for o in sambox.view()["objects"]] == [2]
+        assert not (sambox.mask() == 1).any() and (sambox.mask() == 2).any()
+        sambox.press("s")
+        items.nth(2).click()  # jump to c.bmp
+        sambox.settle()
+        assert sambox.text("#image-name").startswith("c.bmp")
+        assert items.all_inner_texts() == ["✓ a.png", "· b.jpg", "· c.bmp", "· d.tif"]
+        assert "current" in items.nth(2).get_attribute("class")
+        sambox.press("e")
+        items.nth(0).click()
+        sambox.settle()
+        assert items.all_inner_texts() == ["✓ a.png", "· b.jpg", "∅ c.bmp", "· d.tif"]
+        assert sambox.text("#image-name").startswith("a.png")
+    (obj,) = read_annotation(tmp_path / "annotations/a.sambox.json").objects
+    assert obj.id == 2
+
+
+@pytest.mark.slow
+def test_number_keys_label_objects_with_classes_in_their_colours_in_chromium(
+    tmp_path: Path,
+) -> None:
+    classes = parse_classes(["dog=#10e020", "cat"])
+    with sambox_in_chromium(tmp_path, classes=classes) as (_, url, page):
+        sambox = SamboxPage(page)
+        sambox.open(url)
+        assert page.locator("#classes li").all_inner_texts() == ["1 dog", "2 cat"]
+        sambox.press("2")  # no object yet: a new one, labelled cat
+        sambox.click(20, 20)
+        sambox.press("1")  # the active object has a point: a new object, labelled dog
+        sambox.click(60, 40)
+        sambox.press("c")
+        sambox.press("1")  # a fresh object without prompts: labelled, not a new one
+        objects = sambox.view()["objects"]
+        assert [(o["id"], o["label"]) for o in objects] == [(1, "cat"), (2, "dog"), (3, "dog")]
+        ids = sambox.mask()
+        for object_id, rgb in ((1, classes[1].color), (2, (0x10, 0xE0, 0x20))):
+            y, x = np.argwhere(ids == object_id)[0]
+            pixel = page.evaluate(f"window.sambox.overlayPixel({x}, {y})")
+            assert tuple(pixel[:3]) == tuple(rgb) and pixel[3] > 0, (object_id, pixel)
+        sambox.press("s")
+    labels = [o.label for o in read_annotation(tmp_path / "annotations/a.sambox.json").objects]
+    assert labels == ["cat", "dog"]  # object 3 has no prompt: not saved

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -18,7 +19,10 @@ from mounts import readonly_folder
 from sambox_helpers import make_images
 
 from samic_vos.annotate.browser import free_port
+from samic_vos.annotate.classes import AnnotationClass, parse_classes, read_classes_file
+from samic_vos.annotate.server import check_port_free
 from samic_vos.commands.cli import main
+from samic_vos.runtime.errors import UserError
 from samic_vos.sam.models import build_sam, save_sam
 
 
@@ -63,6 +67,51 @@ def test_input_errors_are_one_line_and_write_nothing(tmp_path, capsys, tiny_chec
     assert not out.exists()
 
 
+def test_the_port_check_ignores_connections_in_time_wait():
+    """A server stopped a moment ago leaves its closed connections in TIME_WAIT on its port;
+    the check binds as uvicorn does and lets the restart through, a listener still stops it."""
+    port = free_port()
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        with pytest.raises(UserError, match=f"port {port} on 127.0.0.1 is in use"):
+            check_port_free(port)
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = listener.accept()
+        accepted.close()  # the server closes first: its side waits in TIME_WAIT
+        client.close()
+    with socket.socket() as plain, pytest.raises(OSError):
+        plain.bind(("127.0.0.1", port))  # what the check did before: "in use" for a minute
+    check_port_free(port)
+
+
+def test_bad_class_lists_are_one_line(tmp_path, capsys, tiny_checkpoint):
+    images, out = make_images(tmp_path / "images"), tmp_path / "out"
+    base = [str(images), "-o", str(out), "--sam-checkpoint", str(tiny_checkpoint)]
+    base += ["--no-browser", "--port", str(free_port())]
+    labels = tmp_path / "labels.txt"
+    labels.write_text("# animals\ndog=#ff0000\n\ncat=red\n")
+    for extra, message in (
+        (
+            ["--classes", "dog=#ff00"],
+            "classes: class 'dog' has colour '#ff00'; write it as #RRGGBB",
+        ),
+        (["--classes", "dog", "dog"], "class 'dog' is listed twice"),
+        (["--classes", *"abcdefghij"], "10 classes; at most 9"),
+        (["--classes-file", str(labels)], f"{labels}: class 'cat' has colour 'red'"),
+        (["--classes-file", str(tmp_path / "none.txt")], "none.txt: cannot read the labels file"),
+        (["--classes", "a", "--classes-file", str(labels)], "--classes or --classes-file"),
+    ):
+        assert_user_error(capsys, main(["annotate", *base, *extra]), message)
+    assert not out.exists()
+    labels.write_text("# animals\ndog=#ff0000\n\ncat\n")
+    assert parse_classes(read_classes_file(labels)) == [
+        AnnotationClass("dog", (255, 0, 0)),
+        AnnotationClass("cat", (0, 128, 0)),  # DAVIS palette colour 2
+    ]
+
+
 def test_missing_sam_weights_offline(tmp_path, capsys, monkeypatch):
     from samic_vos.hub import weights
 
@@ -78,31 +127,49 @@ def test_missing_sam_weights_offline(tmp_path, capsys, monkeypatch):
     assert not out.exists()
 
 
+def start_annotate(images: Path, out: Path, checkpoint: Path, port: int) -> subprocess.Popen:
+    command = [sys.executable, "-m", "samic_vos", "annotate", str(images), "-o", str(out)]
+    command += ["--sam-checkpoint", str(checkpoint), "--device", "cpu"]
+    command += ["--port", str(port), "--no-browser"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
+def wait_for_listing(proc: subprocess.Popen, port: int) -> tuple[str, dict]:
+    """The token of the URL `annotate` printed, and the image listing, once it serves."""
+    line = proc.stdout.readline().decode()
+    prefix = f"SAMBOX: http://127.0.0.1:{port}/?token="
+    assert line.startswith(prefix), (line, proc.stderr.read().decode())
+    token = line[len(prefix) :].split()[0]
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/images", headers={"X-SAMBOX-Token": token}
+    )
+    for _ in range(600):  # the URL is printed just before uvicorn starts listening
+        assert proc.poll() is None, proc.stderr.read().decode()
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return token, json.loads(response.read())
+        except urllib.error.HTTPError:
+            raise
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("the server did not answer")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("stop", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_annotate_serves_until_interrupted(tmp_path, tiny_checkpoint, stop, status):
     images, out = make_images(tmp_path / "images"), tmp_path / "out"
     port = free_port()
-    command = [sys.executable, "-m", "samic_vos", "annotate", str(images), "-o", str(out)]
-    command += ["--sam-checkpoint", str(tiny_checkpoint), "--device", "cpu"]
-    command += ["--port", str(port), "--no-browser"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as proc:
+    with start_annotate(images, out, tiny_checkpoint, port) as proc:
         try:
-            line = proc.stdout.readline().decode()
-            url = f"http://127.0.0.1:{port}/"
-            assert line.startswith(f"SAMBOX: {url}"), (line, proc.stderr.read().decode())
-            listing = None
-            for _ in range(600):  # the URL is printed just before uvicorn starts listening
-                assert proc.poll() is None, proc.stderr.read().decode()
-                try:
-                    with urllib.request.urlopen(url + "api/images", timeout=5) as response:
-                        listing = json.loads(response.read())
-                    break
-                except OSError:
-                    time.sleep(0.1)
+            token, listing = wait_for_listing(proc, port)
             assert listing["total"] == 4
-            with urllib.request.urlopen(url, timeout=5) as response:
+            # The printed URL opens the page: it sets the token's cookie and leaves the address.
+            opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+            url = f"http://127.0.0.1:{port}/?token={token}"
+            with opener.open(url, timeout=5) as response:
+                assert response.url == f"http://127.0.0.1:{port}/"
                 assert b"SAMBOX" in response.read()
         finally:
             proc.send_signal(stop)
@@ -112,6 +179,47 @@ def test_annotate_serves_until_interrupted(tmp_path, tiny_checkpoint, stop, stat
             "samic-vos: error: interrupted",
             "samic-vos: error: terminated",
         )
+
+
+@pytest.mark.slow
+def test_a_restart_right_after_ctrl_c_gets_the_port_and_the_folder(tmp_path, tiny_checkpoint):
+    """Stopped with Ctrl-C after serving requests (its connections in TIME_WAIT), or killed
+    (its lock file left behind), `annotate` starts again at once on the same port and folder;
+    while one runs, a second on the same folder is refused in one line."""
+    images, out = make_images(tmp_path / "images"), tmp_path / "out"
+    port = free_port()
+    for stop in (signal.SIGINT, signal.SIGKILL):
+        with start_annotate(images, out, tiny_checkpoint, port) as proc:
+            try:
+                token, _ = wait_for_listing(proc, port)
+                for _ in range(3):  # connections the server closes: TIME_WAIT on its port
+                    request = urllib.request.Request(
+                        f"http://127.0.0.1:{port}/api/state?name=a.png",
+                        headers={"X-SAMBOX-Token": token, "Connection": "close"},
+                    )
+                    with urllib.request.urlopen(request, timeout=60) as response:
+                        assert json.loads(response.read())["image"] == "a.png"
+                if stop == signal.SIGKILL:
+                    second = start_annotate(images, out, tiny_checkpoint, free_port())
+                    with second:
+                        assert second.wait(timeout=120) == 2
+                        err = second.stderr.read().decode()
+                    assert err.count("\n") == 1, err
+                    assert f"{out}: another `samic-vos annotate` is working on" in err
+                    assert f"pid {proc.pid} on " in err and "-o" in err
+            finally:
+                proc.send_signal(stop)
+            proc.wait(timeout=60)
+            killed = proc.pid
+    with start_annotate(images, out, tiny_checkpoint, port) as proc:
+        try:
+            _, listing = wait_for_listing(proc, port)
+            assert listing["total"] == 4
+        finally:
+            proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+        # The killed server's lock file is stale: taken over, and said so.
+        assert f"taking over a stale lock of {out} (pid {killed} on " in proc.stderr.read().decode()
 
 
 def test_an_unwritable_annotation_place_is_refused_at_start(tmp_path, capsys, tiny_checkpoint):

@@ -154,3 +154,21 @@ def test_overlay_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path):
             for _ in range(20):  # the encoder hands out its first packets after a few frames
                 writer.write(frame)
     assert list(tmp_path.iterdir()) == []  # no overlay and no temporary file
+
+
+def test_remove_leftovers_takes_what_a_killed_atomic_write_left_and_nothing_else(tmp_path):
+    """A process killed inside atomic_path leaves its temporary file; remove_leftovers finds
+    exactly those (any extension), not the files themselves nor look-alikes."""
+    keep = ["a.png", ".hidden", "a.part.png", ".a.short.part.png", "notes.part"]
+    for name in keep:
+        (tmp_path / name).write_bytes(b"mine")
+    left = []
+    for target in ("a.png", "a.sambox.json", "lock", "frame.00012.png"):
+        with pytest.raises(KeyboardInterrupt), atomic.atomic_path(tmp_path / target) as tmp:
+            tmp.write_bytes(b"half")
+            left.append(tmp)
+            raise KeyboardInterrupt  # atomic_path cleans up: put the file back, as a kill would
+        left[-1].write_bytes(b"half")
+    assert sorted(atomic.remove_leftovers(tmp_path)) == sorted(left)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(keep)
+    assert atomic.remove_leftovers(tmp_path / "missing") == []

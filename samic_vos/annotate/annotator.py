@@ -2,12 +2,18 @@
 
 Files in the annotations folder (``ANNOTATIONS_DIR``):
 
-- ``<stem>.sambox.json``: the SAMBOX annotation (version 2) of image ``<stem>.<ext>``;
-- ``masks/<stem>.png``: its palette mask (pixel = object id), what the page showed;
+- ``<stem>.sambox.json``: the SAMBOX annotation (version 2) of image ``<stem>.<ext>``; with no
+  object, the explicit mark "done, nothing here";
+- ``masks/<stem>.<content hash>.png``: its palette mask (pixel = object id), what the page
+  showed. Each save writes a mask of a new name, then the JSON naming it (the commit), then
+  removes the older mask: a reader never sees a JSON with the mask of another save;
 - ``.sambox/sessions/<image>.json``: the session (every click and the undo history);
-- ``.sambox/embeddings/<model key>/<sha256>.pt``: SAM embeddings.
+- ``.sambox/embeddings/<model key>/<sha256>.pt``: SAM embeddings;
+- ``.sambox/lock``: held while a server works on the folder (:mod:`.folder_lock`).
 
-All are written atomically. The images folder is only read.
+All are written atomically; what a killed save left (temporary files, a mask no JSON names)
+is removed when the next server starts. Only real work is saved: an image merely looked at
+writes nothing. The images folder is only read.
 """
 
 from __future__ import annotations
@@ -25,15 +31,23 @@ from typing import Any
 import numpy as np
 
 from samic_vos.annotate.embedding_cache import EmbeddingCache, model_key
+from samic_vos.annotate.folder_lock import FolderLock
 from samic_vos.annotate.image_folder import list_images, resolve_inside
-from samic_vos.annotate.prompt_decoding import Composite, PromptDecoder, instance_prompts
+from samic_vos.annotate.prompt_decoding import Composite, PromptDecoder
+from samic_vos.annotate.saved_annotation import (
+    MASK_FOLDER,
+    mask_file,
+    remove_masks_but,
+    sambox_objects,
+    state_from_annotation,
+)
+from samic_vos.annotate.session_file import read_session, write_session
 from samic_vos.annotate.session_store import (
+    ActionError,
     ImageState,
     ObjectState,
     Session,
     Step,
-    read_session,
-    write_session,
 )
 from samic_vos.data.mask_io import (
     DAVIS_PALETTE,
@@ -45,19 +59,17 @@ from samic_vos.data.mask_io import (
 )
 from samic_vos.data.sambox_format import (
     SamboxAnnotation,
-    SamboxInstance,
-    SamboxObject,
     annotation_path_for,
     read_annotation,
     write_annotation,
 )
+from samic_vos.runtime.atomic import remove_leftovers
 from samic_vos.runtime.errors import UserError
 from samic_vos.sam.segmenter import SamSegmenter, group_points_by_component, prompts_from_mask
 
 logger = logging.getLogger(__name__)
 
 STATE_FOLDER = ".sambox"
-MASK_FOLDER = "masks"
 PREFETCH = 2  # images encoded ahead in the background (the issue's "next two")
 
 
@@ -99,6 +111,7 @@ class Annotator:
             raise UserError(f"{import_masks}: mask folder to import not found")
         self.import_masks = None if import_masks is None else Path(import_masks)
         self.annotations_dir.mkdir(parents=True, exist_ok=True)
+        self._folder_lock = FolderLock(self.annotations_dir)  # FolderInUse: another server
         self.segmenter = segmenter
         state = self.annotations_dir / STATE_FOLDER
         self.embeddings = EmbeddingCache(
@@ -108,7 +121,13 @@ class Annotator:
         self._lock = threading.RLock()
         self._open: dict[str, _Open] = {}
         self._current_embedding: str | None = None
-        self._annotated = {n for n in self.names if self._has_objects(n)}
+        self._remove_leftovers()
+        # Saved images: name -> whether the annotation holds objects (False: "nothing here").
+        self._saved: dict[str, bool] = {}
+        for name in self.names:
+            has_objects = self._saved_status(name)
+            if has_objects is not None:
+                self._saved[name] = has_objects
 
     # ----- paths -----------------------------------------------------------------------------
 
@@ -125,21 +144,36 @@ class Annotator:
     def annotation_path(self, name: str) -> Path:
         return annotation_path_for(self.annotations_dir / name)
 
-    def mask_path(self, name: str) -> Path:
-        return self.annotations_dir / MASK_FOLDER / f"{Path(name).stem}.png"
-
     def _session_path(self, name: str) -> Path:
         return self.annotations_dir / STATE_FOLDER / "sessions" / f"{name}.json"
 
-    def _has_objects(self, name: str) -> bool:
+    def _remove_leftovers(self) -> None:
+        """Remove the temporary files of writes killed midway (the folder is locked: no other
+        server writes here)."""
+        state = self.annotations_dir / STATE_FOLDER
+        folders = [self.annotations_dir, self.annotations_dir / MASK_FOLDER, state / "sessions"]
+        folders.append(self.embeddings.folder)
+        for folder in folders:
+            for path in remove_leftovers(folder):
+                logger.info("removed %s, left by a save that was killed", path)
+
+    def _saved_status(self, name: str) -> bool | None:
+        """Whether image ``name``'s saved annotation holds objects (``None``: none saved, or
+        unreadable); masks no annotation names (a killed save's) are removed."""
         path = self.annotation_path(name)
         if not path.is_file():
-            return False
+            remove_masks_but(self.annotations_dir, name, set())
+            return None
         try:
-            return bool(read_annotation(path).objects)
+            annotation = read_annotation(path)
         except UserError as err:
             logger.warning("ignoring an unreadable annotation: %s", err)
-            return False
+            return None
+        named = {annotation.mask_path(o) for o in annotation.objects}
+        remove_masks_but(
+            self.annotations_dir, name, {Path(os.path.normpath(p)) for p in named if p}
+        )
+        return bool(annotation.objects)
 
     # ----- opening ---------------------------------------------------------------------------
 
@@ -156,7 +190,7 @@ class Annotator:
         path = self.annotation_path(name)
         if path.is_file():
             try:
-                return _state_from_annotation(read_annotation(path)), True
+                return state_from_annotation(read_annotation(path)), True
             except UserError as err:
                 logger.warning("starting %s afresh: %s", name, err)
         if self.import_masks is not None:
@@ -210,7 +244,7 @@ class Annotator:
                 logger.warning("ignoring the session of %s: %s", name, err)
         if session is None:
             initial, saved = self._initial_state(name, size)
-            session = Session(size=size, initial=initial, saved_position=0 if saved else None)
+            session = Session(size=size, initial=initial, saved=initial if saved else None)
         opened = _Open(name, size, session)
         self._open[name] = opened
         index = self.names.index(name)
@@ -221,11 +255,12 @@ class Annotator:
     # ----- the API ---------------------------------------------------------------------------
 
     def listing(self) -> dict[str, Any]:
-        """The images, which are annotated, and the progress count."""
+        """The images with their saved status, and the progress count (images saved with
+        objects or marked "nothing here")."""
         with self._lock:
             return {
-                "images": [{"name": n, "annotated": n in self._annotated} for n in self.names],
-                "annotated": len(self._annotated),
+                "images": [{"name": n, "saved": self._status(n)} for n in self.names],
+                "annotated": len(self._saved),
                 "total": len(self.names),
             }
 
@@ -235,33 +270,48 @@ class Annotator:
         with self._lock:
             return self._view(self._session(name))
 
-    def act(self, name: str, action: Any) -> dict[str, Any]:
-        """Apply ``action`` (see :func:`~samic_vos.annotate.session_store.apply_action`)."""
+    def act(self, name: str, action: Any, revision: int | None = None) -> dict[str, Any]:
+        """Apply ``action`` (see :meth:`~samic_vos.annotate.session_store.Session.act`) to the
+        image, if its revision is still ``revision`` (``None``: not checked)."""
         self.image_path(name)
         with self._lock:
             opened = self._session(name)
-            if isinstance(action, dict) and action.get("type") in ("undo", "redo"):
-                getattr(opened.session, action["type"])()
-            else:
-                opened.session.apply(action)
+            opened.session.check_revision(revision)
+            opened.session.act(action)
             self._persist(opened)
             return self._view(opened)
 
-    def save(self, name: str) -> dict[str, Any]:
-        """Write image ``name``'s SAMBOX JSON and palette mask (what the page shows)."""
+    def save(
+        self, name: str, revision: int | None = None, nothing_here: bool = False
+    ) -> dict[str, Any]:
+        """Save image ``name`` as the page shows it, if its revision is still ``revision``.
+
+        With objects: the SAMBOX JSON and the palette mask. With none: ``nothing_here`` writes
+        the explicit mark (a JSON without objects); otherwise a saved annotation is removed,
+        and nothing is written where none was. The view's ``wrote`` says which happened:
+        ``"objects"``, ``"nothing_here"``, ``"removed"`` or ``None``.
+        """
         self.image_path(name)
         with self._lock:
             opened = self._session(name)
+            opened.session.check_revision(revision)
             composite = self._compose(opened)
-            self._write(opened, composite)
+            wrote = self._write(opened, composite, nothing_here)
             opened.session.mark_saved()
             self._persist(opened)
-            return self._view(opened, composite)
+            return {**self._view(opened, composite), "wrote": wrote}
 
     def close(self) -> None:
+        """Stop the background encoder and let the folder's lock go."""
         self.embeddings.close()
+        self._folder_lock.release()
 
     # ----- internals -------------------------------------------------------------------------
+
+    def _status(self, name: str) -> str | None:
+        """``"objects"``, ``"nothing_here"`` or ``None`` (nothing saved)."""
+        saved = self._saved.get(name)
+        return None if saved is None else "objects" if saved else "nothing_here"
 
     def _persist(self, opened: _Open) -> None:
         write_session(self._session_path(opened.name), opened.name, opened.session)
@@ -269,50 +319,35 @@ class Annotator:
     def _compose(self, opened: _Open) -> Composite:
         return self.decoder.compose(opened.name, opened.session.state, opened.size)
 
-    def _write(self, opened: _Open, composite: Composite) -> None:
-        json_path = self.annotation_path(opened.name)
-        mask_path = self.mask_path(opened.name)
-        mask_path.parent.mkdir(parents=True, exist_ok=True)
+    def _write(self, opened: _Open, composite: Composite, nothing_here: bool) -> str | None:
+        name = opened.name
+        json_path = self.annotation_path(name)
+        mask_path = mask_file(self.annotations_dir, name, composite.ids)
         mask_ref = os.path.relpath(mask_path, json_path.parent).replace(os.sep, "/")
-        objects = []
-        for obj in opened.session.state.objects:
-            result = composite.objects[obj.id]
-            instances = []
-            for steps, iou in zip(obj.instances, result.instance_ious, strict=True):
-                prompts = instance_prompts(steps)
-                if prompts.decodable:
-                    instances.append(
-                        SamboxInstance(
-                            points=prompts.points[prompts.labels == 1].astype(np.float64),
-                            negative_points=prompts.points[prompts.labels == 0].astype(np.float64),
-                            box=None if prompts.box is None else prompts.box.astype(np.float64),
-                            sam_confidence=iou,
-                        )
-                    )
-            if instances:
-                objects.append(
-                    SamboxObject.from_instances(
-                        obj.id,
-                        instances,
-                        label=obj.label,
-                        mask=mask_ref,
-                        sam_confidence=result.confidence,
-                    )
-                )
-        image_ref = os.path.relpath(self.image_path(opened.name), json_path.parent)
+        objects = sambox_objects(opened.session.state, composite, mask_ref)
+        if objects and nothing_here:
+            raise ActionError(f"{name} has objects: reset it (R) before marking it 'nothing here'")
+        if not objects and not nothing_here:
+            if not json_path.exists():
+                return None
+            json_path.unlink()  # every object was removed: the image is not annotated
+            remove_masks_but(self.annotations_dir, name, set())
+            self._saved.pop(name, None)
+            return "removed"
+        image_ref = os.path.relpath(self.image_path(name), json_path.parent)
         annotation = SamboxAnnotation(
             image=image_ref.replace(os.sep, "/"),
             image_size=opened.size,
             objects=objects,
             meta={"tool": "samic-vos annotate", "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
         )
-        # The mask first, so that an annotation never names a mask that is not there.
-        write_mask(mask_path, composite.ids)
+        if objects:  # a mask of a new name first: the JSON, written next, commits the save
+            mask_path.parent.mkdir(parents=True, exist_ok=True)
+            write_mask(mask_path, composite.ids)
         write_annotation(json_path, annotation)
-        if objects:
-            self._annotated.add(opened.name)
-        else:
-            self._annotated.discard(opened.name)
+        remove_masks_but(self.annotations_dir, name, {mask_path} if objects else set())
+        self._saved[name] = bool(objects)
+        return "objects" if objects else "nothing_here"
 
     def _view(self, opened: _Open, composite: Composite | None = None) -> dict[str, Any]:
         started = time.perf_counter()
@@ -350,7 +385,9 @@ class Annotator:
             "can_undo": session.can_undo,
             "can_redo": session.can_redo,
             "dirty": session.dirty,
-            "annotated": len(self._annotated),
+            "revision": session.revision,
+            "saved": self._status(opened.name),
+            "annotated": len(self._saved),
             "total": len(self.names),
             "decode_ms": decode_ms,
         }
@@ -366,26 +403,3 @@ def display_png(ids: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     mask_image(ids).save(buffer, format="PNG", transparency=0, compress_level=PNG_COMPRESS_LEVEL)
     return buffer.getvalue()
-
-
-def _state_from_annotation(annotation: SamboxAnnotation) -> ImageState:
-    """A saved annotation as a state: per instance its box, positive then negative points."""
-    objects = []
-    for obj in annotation.objects:
-        instances = obj.instances or [SamboxInstance(obj.points, obj.negative_points)]
-        objects.append(
-            ObjectState(
-                obj.id,
-                obj.label,
-                tuple(
-                    (
-                        *([Step("box", tuple(map(float, i.box)))] if i.box is not None else []),
-                        *(Step("point", (float(x), float(y)), True) for x, y in i.points),
-                        *(Step("point", (float(x), float(y)), False) for x, y in i.negative_points),
-                    )
-                    for i in instances
-                ),
-            )
-        )
-    active = (objects[0].id, 0) if objects else None
-    return ImageState(tuple(objects), active)

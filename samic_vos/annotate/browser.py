@@ -1,6 +1,6 @@
 """Drive the SAMBOX page in a real browser: Debian's headless Chromium through Playwright.
 
-Used by the browser test, the latency benchmark (``benchmarks/bench_annotate.py``) and the
+Used by the browser and API tests, the latency benchmark (``benchmarks/bench_annotate.py``) and the
 README's screenshot, so that all three go through the same code. Playwright (the ``test``
 extra) is imported only here; its own browser download is not needed: :func:`launch_chromium`
 starts the system's ``chromium``.
@@ -23,7 +23,7 @@ import uvicorn
 from fastapi import FastAPI
 from PIL import Image
 
-from samic_vos.annotate.server import HOST
+from samic_vos.annotate.server import HOST, page_url
 
 CHROMIUM = "/usr/bin/chromium"
 # Headless, and nothing that reaches out to the network or needs a GPU or a sandbox.
@@ -54,7 +54,8 @@ def free_port() -> int:
 
 @contextmanager
 def live_server(app: FastAPI) -> Iterator[str]:
-    """Serve ``app`` with uvicorn in a thread on a free 127.0.0.1 port; yields its URL."""
+    """Serve ``app`` (of :func:`~samic_vos.annotate.server.create_app`) with uvicorn in a
+    thread on a free 127.0.0.1 port; yields the URL that opens its page (with the token)."""
     server = uvicorn.Server(uvicorn.Config(app, host=HOST, port=free_port(), log_level="warning"))
     thread = threading.Thread(target=server.run, name="sambox-server", daemon=True)
     thread.start()
@@ -63,10 +64,20 @@ def live_server(app: FastAPI) -> Iterator[str]:
             if not thread.is_alive():
                 raise RuntimeError("the SAMBOX server did not start")
             time.sleep(0.02)
-        yield f"http://{HOST}:{server.config.port}/"
+        yield page_url(server.config.port, app.state.token)
     finally:
         server.should_exit = True
         thread.join()
+
+
+def script_client(app: FastAPI) -> Any:
+    """FastAPI's ``TestClient`` on ``app`` (in process) as a script talks to the server: the
+    server's own Host (127.0.0.1:8765) and the token header (``X-SAMBOX-Token``)."""
+    from fastapi.testclient import TestClient
+
+    return TestClient(
+        app, base_url=f"http://{HOST}:8765", headers={"X-SAMBOX-Token": app.state.token}
+    )
 
 
 class SamboxPage:
@@ -83,7 +94,7 @@ class SamboxPage:
 
     def settle(self, condition: str = "true") -> None:
         """Wait until ``condition`` holds and no request is outstanding."""
-        self.page.wait_for_function(f"({condition}) && window.sambox.pending === 0")
+        self.page.wait_for_function(f"() => ({condition}) && window.sambox.pending === 0")
 
     def _drawn_after(self, action) -> float:
         count = self.page.evaluate("window.sambox.latencies.length")
@@ -135,16 +146,22 @@ class SamboxPage:
 
 
 @contextmanager
-def chromium_page(width: int = 1280, height: int = 720) -> Iterator[Any]:
-    """A page of a headless system Chromium (Playwright), closed afterwards."""
+def chromium_page(
+    width: int = 1280, height: int = 720, extra_args: tuple[str, ...] = ()
+) -> Iterator[Any]:
+    """A page of a headless system Chromium (Playwright), closed afterwards; ``extra_args``:
+    more Chromium flags (e.g. ``--host-resolver-rules``). ``page.context.new_page()`` gives
+    another tab sharing its cookies."""
     from playwright.sync_api import sync_playwright
 
     path = chromium_path()
     if path is None:
         raise RuntimeError("chromium not found: install Debian's 'chromium' package")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=path, args=list(CHROMIUM_ARGS))
+        args = [*CHROMIUM_ARGS, *extra_args]
+        browser = playwright.chromium.launch(executable_path=path, args=args)
         try:
-            yield browser.new_page(viewport={"width": width, "height": height})
+            context = browser.new_context(viewport={"width": width, "height": height})
+            yield context.new_page()
         finally:
             browser.close()

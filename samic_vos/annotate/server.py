@@ -4,17 +4,22 @@
 :func:`serve` runs it with uvicorn on 127.0.0.1 only. The page (``static/``: plain HTML, CSS
 and JavaScript, no build step) talks to this JSON API:
 
-- ``GET /api/images``: the images and the progress count;
+- ``GET /api/images``: the images with their status, the progress count and the class list;
 - ``GET /api/image?name=N``: image N, upright, as a PNG;
 - ``GET /api/state?name=N``: its objects, instances, clicks, confidences and mask (PNG,
   base64; palette indices are object ids, 0 transparent);
-- ``POST /api/action`` ``{"image": N, "action": {...}}``: a click, box, new instance or object,
-  select, label, reset, undo or redo; answers the new state;
-- ``POST /api/save`` ``{"image": N}``: writes the SAMBOX JSON and the palette mask.
+- ``POST /api/action`` ``{"image": N, "action": {...}, "revision": R}``: a click, box, new
+  instance or object, select, label, reset, undo or redo; answers the new state;
+- ``POST /api/save`` ``{"image": N, "revision": R, "nothing_here": false}``: writes the SAMBOX
+  JSON and the palette mask (``nothing_here``: the explicit mark of an image without objects).
 
-A request naming a path outside the folders is refused (403) and logged; a malformed one gets
-a 4xx with a message (``{"detail": ...}``); a failure of the server's own (a folder that
-became unwritable) a 500 with its one-line message, which the page shows.
+``revision`` (optional) is the one of the state the page shows: when another tab changed the
+image since, the request is refused (409, with the current ``revision``) and the page reloads.
+Only the browser tab opened with the launch's token gets this far (:mod:`.access`: Host,
+token, Origin, JSON, body size). A request naming a path outside the folders is refused (403)
+and logged; a malformed one gets a 4xx with a message (``{"detail": ...}``); a failure of the
+server's own (a folder that became unwritable) a 500 with its one-line message, which the page
+shows.
 """
 
 from __future__ import annotations
@@ -32,9 +37,11 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 
+from samic_vos.annotate.access import LocalAccess, new_token
 from samic_vos.annotate.annotator import Annotator, UnknownImage
+from samic_vos.annotate.classes import AnnotationClass, parse_classes
 from samic_vos.annotate.image_folder import PathRefused, load_rgb
-from samic_vos.annotate.session_store import ActionError
+from samic_vos.annotate.session_store import ActionError, StaleRevision
 from samic_vos.data.mask_io import PNG_COMPRESS_LEVEL
 from samic_vos.runtime.config import require
 from samic_vos.runtime.errors import UserError
@@ -51,11 +58,24 @@ HOST = "127.0.0.1"  # local only: the page and the API are never exposed to the 
 JsonBody = Annotated[dict[str, Any], Body()]
 
 
-def _image_name(payload: dict[str, Any]) -> str:
+def _request(payload: dict[str, Any], keys: frozenset[str]) -> tuple[str, int | None]:
+    """The image name and revision of a POST body, which may hold only ``keys``."""
+    unknown = sorted(set(payload) - keys)
+    if unknown:
+        raise ActionError(
+            f"unknown key '{unknown[0][:40]}' in the request (it takes {', '.join(sorted(keys))})"
+        )
     name = payload.get("image")
     if not isinstance(name, str):
         raise ActionError("the request needs 'image', the name of an image")
-    return name
+    revision = payload.get("revision")
+    if revision is not None and (isinstance(revision, bool) or not isinstance(revision, int)):
+        raise ActionError("'revision' must be an integer (the one of the state shown)")
+    return name, revision
+
+
+_ACTION_KEYS = frozenset({"image", "action", "revision"})
+_SAVE_KEYS = frozenset({"image", "revision", "nothing_here"})
 
 
 def create_app(
@@ -63,12 +83,19 @@ def create_app(
     annotations_dir: Path,
     segmenter: SamSegmenter,
     import_masks: Path | None = None,
+    token: str | None = None,
+    classes: list[AnnotationClass] | None = None,
 ) -> FastAPI:
     """The SAMBOX app for ``images_dir``, saving into ``annotations_dir`` (see
-    :class:`~samic_vos.annotate.annotator.Annotator`); ``app.state.annotator`` is its work."""
+    :class:`~samic_vos.annotate.annotator.Annotator`, which locks the folder until shutdown);
+    ``app.state.annotator`` is its work, ``app.state.token`` the secret a client must send
+    (``token``, or a new one); ``classes``: the page's class list (number keys)."""
+    class_list = [{"name": c.name, "color": list(c.color)} for c in classes or []]
     annotator = Annotator(images_dir, annotations_dir, segmenter, import_masks)
     app = FastAPI(title="SAMBOX", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.annotator = annotator
+    app.state.token = token or new_token()
+    app.add_middleware(LocalAccess, token=app.state.token)
     app.router.add_event_handler("shutdown", annotator.close)
 
     @app.exception_handler(PathRefused)
@@ -79,6 +106,10 @@ def create_app(
     @app.exception_handler(UnknownImage)
     async def unknown(request: Request, err: UnknownImage) -> JSONResponse:
         return JSONResponse({"detail": str(err)}, status_code=404)
+
+    @app.exception_handler(StaleRevision)
+    async def stale(request: Request, err: StaleRevision) -> JSONResponse:
+        return JSONResponse({"detail": str(err), "revision": err.current}, status_code=409)
 
     @app.exception_handler(ActionError)
     async def bad_action(request: Request, err: ActionError) -> JSONResponse:
@@ -103,7 +134,7 @@ def create_app(
 
     @app.get("/api/images")
     def images() -> dict[str, Any]:
-        return annotator.listing()
+        return {**annotator.listing(), "classes": class_list}
 
     @app.get("/api/image")
     def image(name: str) -> Response:
@@ -118,11 +149,16 @@ def create_app(
 
     @app.post("/api/action")
     def action(payload: JsonBody) -> dict[str, Any]:
-        return annotator.act(_image_name(payload), payload.get("action"))
+        name, revision = _request(payload, _ACTION_KEYS)
+        return annotator.act(name, payload.get("action"), revision)
 
     @app.post("/api/save")
     def save(payload: JsonBody) -> dict[str, Any]:
-        return annotator.save(_image_name(payload))
+        name, revision = _request(payload, _SAVE_KEYS)
+        nothing_here = payload.get("nothing_here", False)
+        if not isinstance(nothing_here, bool):
+            raise ActionError("'nothing_here' must be true or false")
+        return annotator.save(name, revision, nothing_here)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
@@ -140,9 +176,18 @@ class AnnotateConfig:
     device: str = "auto"  # auto | cuda | cuda:N | mps | cpu
     port: int = DEFAULT_PORT  # on 127.0.0.1 only
     encoder: EncoderConfig = field(default_factory=EncoderConfig)  # how SAM's encoder runs
+    # The page's classes, number keys 1-9: NAME or NAME=#RRGGBB (see annotate/classes.py).
+    classes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         require_models(self.sam_model, self.device)
+        require(
+            isinstance(self.classes, list) and all(isinstance(c, str) for c in self.classes),
+            "classes",
+            "a list of NAME or NAME=#RRGGBB",
+            self.classes,
+        )
+        parse_classes(self.classes)
         require(
             not isinstance(self.port, bool)
             and isinstance(self.port, int)
@@ -154,8 +199,12 @@ class AnnotateConfig:
 
 
 def check_port_free(port: int) -> None:
-    """Raise :class:`UserError` if 127.0.0.1:``port`` cannot be listened on."""
+    """Raise :class:`UserError` if 127.0.0.1:``port`` cannot be listened on.
+
+    Binds as uvicorn does, with ``SO_REUSEADDR``: the connections of a server stopped a moment
+    ago (TIME_WAIT, up to a minute) do not hold the port, a listening server does."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError as err:
@@ -168,6 +217,11 @@ def describe_failure(err: OSError) -> str:
     """One line for a failed read or write: the file and the OS's reason."""
     where = f"{err.filename}: " if err.filename else ""
     return f"{where}{err.strerror or err}"
+
+
+def page_url(port: int, token: str) -> str:
+    """The URL that opens the page: it hands the browser the launch's token."""
+    return f"http://{HOST}:{port}/?token={token}"
 
 
 def serve(app: FastAPI, port: int) -> int | None:

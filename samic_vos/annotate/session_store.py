@@ -4,9 +4,9 @@ The state of an image is immutable (:class:`ImageState`); an action (a click, a 
 instance or object, ...) makes a new one. A session keeps the image's *initial* state (from a
 saved annotation, imported masks, or empty) and the list of actions applied since, with a
 position in it: undo moves the position back, redo forward, a new action drops the actions
-after the position. The session file (JSON) holds exactly that, so a restarted server restores
-every object, instance, click and the undo history; it is rewritten atomically after every
-action, so killing the server loses nothing.
+after the position. The session file (:mod:`.session_file`) holds exactly that, so a
+restarted server restores every object, instance, click and the undo history; it is rewritten
+atomically after every action, so killing the server loses nothing.
 
 Coordinates: (x, y) pixel coordinates of the upright image, x = column, y = row, pixel centres
 at integers (as SAM's ``SamPredictor`` takes them).
@@ -18,14 +18,9 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from samic_vos.data.sambox_format import MAX_OBJECT_ID
-from samic_vos.runtime.atomic import atomic_write_text
-
-SESSION_FORMAT = "sambox-session"
-SESSION_VERSION = 1
 
 
 class ActionError(ValueError):
@@ -83,6 +78,23 @@ def _label(value: Any) -> str | None:
     return value
 
 
+def _object_id(action: dict[str, Any]) -> int:
+    object_id = action.get("object")
+    if isinstance(object_id, bool) or not isinstance(object_id, int):
+        raise ActionError("'object' must be an object id")
+    return object_id
+
+
+def _index(action: dict[str, Any], name: str, count: int) -> int:
+    """``action[name]``, an index into ``count`` items."""
+    index = action.get(name)
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise ActionError(f"'{name}' must be an integer")
+    if not 0 <= index < count:
+        raise ActionError(f"there is no {name} {index} (there are {count})")
+    return index
+
+
 def _inside(x: float, y: float, size: tuple[int, int], name: str) -> None:
     height, width = size
     if not (0 <= x <= width - 1 and 0 <= y <= height - 1):
@@ -116,6 +128,43 @@ def _new_object(state: ImageState, label: str | None) -> ImageState:
     return ImageState((*state.objects, ObjectState(object_id, label)), (object_id, 0))
 
 
+# The keys each action may hold: anything else is refused, so that a session file only ever
+# holds what the state needs (a request cannot smuggle large fields into it).
+ACTION_KEYS: dict[str, frozenset[str]] = {
+    "point": frozenset({"type", "x", "y", "positive", "refine"}),
+    "box": frozenset({"type", "box", "refine"}),
+    "new_instance": frozenset({"type"}),
+    "new_object": frozenset({"type", "label"}),
+    "select": frozenset({"type", "object", "instance"}),
+    "label": frozenset({"type", "object", "label"}),
+    "reset": frozenset({"type"}),
+    "delete_object": frozenset({"type", "object"}),
+    "delete_step": frozenset({"type", "object", "instance", "step"}),
+    "move_step": frozenset({"type", "object", "instance", "step", "x", "y"}),
+    "undo": frozenset({"type"}),
+    "redo": frozenset({"type"}),
+}
+
+
+def check_action(action: Any) -> str:
+    """The type of ``action`` (a decoded JSON object), checked to hold only its type's keys.
+
+    Raises :class:`ActionError` for a non-object, an unknown type or an unknown key."""
+    if not isinstance(action, dict) or not isinstance(action.get("type"), str):
+        raise ActionError("an action is a JSON object with a string 'type'")
+    kind = action["type"]
+    allowed = ACTION_KEYS.get(kind)
+    if allowed is None:
+        raise ActionError(f"unknown action type '{kind[:40]}' ({', '.join(ACTION_KEYS)})")
+    unknown = sorted(set(action) - allowed)
+    if unknown:
+        raise ActionError(
+            f"unknown key '{unknown[0][:40]}' in a '{kind}' action (it takes "
+            f"{', '.join(sorted(allowed))})"
+        )
+    return kind
+
+
 def apply_action(state: ImageState, action: Any, size: tuple[int, int]) -> ImageState:
     """The state after ``action`` (a decoded JSON object) on an image of ``size`` (H, W).
 
@@ -124,12 +173,14 @@ def apply_action(state: ImageState, action: Any, size: tuple[int, int]) -> Image
     ``{"type": "new_instance"}``, ``{"type": "new_object", "label": str | null}``,
     ``{"type": "select", "object": id, "instance": index}``,
     ``{"type": "label", "object": id, "label": str | null}``, ``{"type": "reset"}`` (removes
-    every object). Points and boxes go to the active instance (a first one makes object 1).
-    Raises :class:`ActionError` saying what is wrong.
+    every object), ``{"type": "delete_object", "object": id}``,
+    ``{"type": "delete_step", "object": id, "instance": k, "step": j}`` (one point or box),
+    ``{"type": "move_step", "object": id, "instance": k, "step": j, "x", "y"}`` (one point).
+    Points and boxes go to the active instance (a first one makes object 1). Keys other than
+    these are refused (:func:`check_action`). Raises :class:`ActionError` saying what is
+    wrong.
     """
-    if not isinstance(action, dict) or not isinstance(action.get("type"), str):
-        raise ActionError("an action is a JSON object with a string 'type'")
-    kind = action["type"]
+    kind = check_action(action)
     refine = action.get("refine", False)
     if not isinstance(refine, bool):
         raise ActionError("'refine' must be true or false")
@@ -158,41 +209,58 @@ def apply_action(state: ImageState, action: Any, size: tuple[int, int]) -> Image
         grown = dataclasses.replace(obj, instances=(*obj.instances, ()))
         return _replace_object(state, grown, (obj.id, len(obj.instances)))
     if kind == "select":
-        object_id, index = action.get("object"), action.get("instance", 0)
-        if isinstance(object_id, bool) or not isinstance(object_id, int):
-            raise ActionError("'object' must be an object id")
-        obj = state.object(object_id)
-        if isinstance(index, bool) or not isinstance(index, int):
-            raise ActionError("'instance' must be an integer")
-        if not 0 <= index < len(obj.instances):
-            raise ActionError(f"object {object_id} has no instance {index}")
-        return ImageState(state.objects, (object_id, index))
+        obj = state.object(_object_id(action))
+        index = _index({"instance": 0, **action}, "instance", len(obj.instances))
+        return ImageState(state.objects, (obj.id, index))
     if kind == "label":
-        object_id = action.get("object")
-        if isinstance(object_id, bool) or not isinstance(object_id, int):
-            raise ActionError("'object' must be an object id")
-        obj = dataclasses.replace(state.object(object_id), label=_label(action.get("label")))
-        return _replace_object(state, obj, state.active or (object_id, 0))
+        obj = state.object(_object_id(action))
+        obj = dataclasses.replace(obj, label=_label(action.get("label")))
+        return _replace_object(state, obj, state.active or (obj.id, 0))
     if kind == "reset":
         return ImageState()
-    raise ActionError(
-        f"unknown action type '{kind}' (point, box, new_instance, new_object, select, label, reset)"
-    )
+    if kind == "delete_object":
+        obj = state.object(_object_id(action))
+        objects = tuple(o for o in state.objects if o.id != obj.id)
+        keep = state.active is not None and state.active[0] != obj.id
+        active = state.active if keep else ((objects[-1].id, 0) if objects else None)
+        return ImageState(objects, active)
+    if kind in ("delete_step", "move_step"):
+        obj = state.object(_object_id(action))
+        index = _index(action, "instance", len(obj.instances))
+        steps = obj.instances[index]
+        step = _index(action, "step", len(steps))
+        if kind == "delete_step":
+            changed: tuple[Step, ...] = ()
+        else:
+            if steps[step].kind != "point":
+                raise ActionError("only a point can be moved (delete the box and drag a new one)")
+            x, y = _number(action.get("x"), "x"), _number(action.get("y"), "y")
+            _inside(x, y, size, "point")
+            changed = (dataclasses.replace(steps[step], coords=(x, y)),)
+        instances = list(obj.instances)
+        instances[index] = steps[:step] + changed + steps[step + 1 :]
+        grown = dataclasses.replace(obj, instances=tuple(instances))
+        return _replace_object(state, grown, (obj.id, index))
+    raise ActionError(f"'{kind}' is not an action on a state (undo and redo are the session's)")
 
 
 @dataclass
 class Session:
-    """An image's initial state, the actions applied since and the undo position.
+    """An image's initial state, the actions applied since, the undo position, what is on disk
+    and a revision number.
 
-    ``saved_position``: the position whose state was last saved (``None``: never saved, or
-    that state was dropped by a new action after undos).
+    ``saved``: the state the files on disk hold (``None``: no annotation file; an empty state
+    is also what an explicit "nothing here" file holds). ``revision`` grows with every change
+    (action, undo, redo, save): a page that sends the revision it last saw learns when another
+    tab changed the image since (:class:`StaleRevision`).
     """
 
     size: tuple[int, int]
     initial: ImageState = field(default_factory=ImageState)
     actions: list[dict[str, Any]] = field(default_factory=list)
     position: int = 0
-    saved_position: int | None = None
+    saved: ImageState | None = None
+    revision: int = 0
     _states: list[ImageState] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
@@ -206,6 +274,10 @@ class Session:
     def state(self) -> ImageState:
         return self._states[self.position]
 
+    def state_at(self, position: int) -> ImageState:
+        """The state after the first ``position`` actions."""
+        return self._states[position]
+
     @property
     def can_undo(self) -> bool:
         return self.position > 0
@@ -216,103 +288,48 @@ class Session:
 
     @property
     def dirty(self) -> bool:
-        """Whether the current state differs from the last saved one."""
-        if self.saved_position is None:
-            return True
-        return self._states[self.saved_position] != self.state
+        """Whether the current state differs from what is on disk (no file: the empty state,
+        so an image merely looked at is never dirty)."""
+        return self.state != (self.saved if self.saved is not None else ImageState())
 
-    def apply(self, action: dict[str, Any]) -> None:
-        """Apply ``action`` (see :func:`apply_action`); the actions after the position go."""
-        new = apply_action(self.state, action, self.size)
-        del self.actions[self.position :], self._states[self.position + 1 :]
-        if self.saved_position is not None and self.saved_position > self.position:
-            self.saved_position = None
-        self.actions.append(action)
-        self._states.append(new)
-        self.position += 1
+    def check_revision(self, revision: int | None) -> None:
+        """Raise :class:`StaleRevision` unless ``revision`` (``None``: not checked) is the
+        current one."""
+        if revision is not None and revision != self.revision:
+            raise StaleRevision(self.revision, revision)
 
-    def undo(self) -> None:
-        if not self.can_undo:
-            raise ActionError("nothing to undo")
-        self.position -= 1
-
-    def redo(self) -> None:
-        if not self.can_redo:
-            raise ActionError("nothing to redo")
-        self.position += 1
+    def act(self, action: Any) -> None:
+        """Apply ``action``: undo, redo, or one of :func:`apply_action`'s (the actions after the
+        position go)."""
+        kind = check_action(action)
+        if kind == "undo":
+            if not self.can_undo:
+                raise ActionError("nothing to undo")
+            self.position -= 1
+        elif kind == "redo":
+            if not self.can_redo:
+                raise ActionError("nothing to redo")
+            self.position += 1
+        else:
+            new = apply_action(self.state, action, self.size)
+            del self.actions[self.position :], self._states[self.position + 1 :]
+            self.actions.append(action)
+            self._states.append(new)
+            self.position += 1
+        self.revision += 1
 
     def mark_saved(self) -> None:
-        self.saved_position = self.position
+        """The current state is now what the files hold."""
+        self.saved = self.state
+        self.revision += 1
 
 
-def _state_to_dict(state: ImageState) -> dict[str, Any]:
-    return {
-        "objects": [
-            {
-                "id": o.id,
-                "label": o.label,
-                "instances": [[dataclasses.asdict(s) for s in inst] for inst in o.instances],
-            }
-            for o in state.objects
-        ],
-        "active": list(state.active) if state.active is not None else None,
-    }
+class StaleRevision(Exception):
+    """A request made from an outdated view of an image (another tab changed it; HTTP 409)."""
 
-
-def _state_from_dict(data: dict[str, Any]) -> ImageState:
-    objects = tuple(
-        ObjectState(
-            id=int(o["id"]),
-            label=o["label"],
-            instances=tuple(
-                tuple(
-                    Step(
-                        s["kind"], tuple(float(c) for c in s["coords"]), s["positive"], s["refine"]
-                    )
-                    for s in inst
-                )
-                for inst in o["instances"]
-            ),
+    def __init__(self, current: int, sent: int) -> None:
+        super().__init__(
+            f"this image changed in another tab or window (revision {current}, this page "
+            f"showed {sent}); reloaded it, nothing was changed: repeat the last step"
         )
-        for o in data["objects"]
-    )
-    active = tuple(data["active"]) if data["active"] is not None else None
-    return ImageState(objects, active)  # type: ignore[arg-type]
-
-
-def write_session(path: Path, image: str, session: Session) -> None:
-    """Write ``session`` (of image file ``image``) to ``path`` as JSON, atomically."""
-    data = {
-        "format": SESSION_FORMAT,
-        "version": SESSION_VERSION,
-        "image": image,
-        "image_size": list(session.size),
-        "initial": _state_to_dict(session.initial),
-        "actions": session.actions,
-        "position": session.position,
-        "saved_position": session.saved_position,
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(data) + "\n")
-
-
-def read_session(path: Path, size: tuple[int, int]) -> Session:
-    """The session saved at ``path`` for an image of ``size`` (H, W).
-
-    Raises ``ValueError`` when the file is damaged, of another format, or of another size.
-    """
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("format") != SESSION_FORMAT or data.get("version") != SESSION_VERSION:
-            raise ValueError("not a SAMBOX session file of a known version")
-        if tuple(data["image_size"]) != tuple(size):
-            raise ValueError(f"made for an image of size {data['image_size']}, not {list(size)}")
-        return Session(
-            size=size,
-            initial=_state_from_dict(data["initial"]),
-            actions=list(data["actions"]),
-            position=int(data["position"]),
-            saved_position=data["saved_position"],
-        )
-    except (OSError, KeyError, TypeError, AttributeError, json.JSONDecodeError) as err:
-        raise ValueError(f"damaged session file ({err!r})") from err
+        self.current = current

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 from pathlib import Path
 
@@ -12,13 +13,19 @@ from samic_vos.runtime.errors import UserError
 DESCRIPTION = """\
 SAMBOX: a local web page where you click points on each image and see SAM's mask and its
 confidence (SAM's predicted IoU) at once. Left click: positive point; right click or
-Shift+click: negative point; drag: box; N: new instance; C: new object; Ctrl+Z: undo;
-S: save; A/D: previous/next image; ?: every key.
+Shift+click: negative point; drag: box; Alt+click: delete a point; N: new instance;
+C: new object; 1-9: class (--classes); Ctrl+Z: undo; S: save; E: nothing here; A/D:
+previous/next image; ?: every key.
 
 IMAGES_DIR holds the images (JPEG, PNG, BMP, TIFF). Saved in ANNOTATIONS_DIR (default:
 IMAGES_DIR): <image>.sambox.json (prompts, SAMBOX format version 2, see docs/sambox_format.md)
-and masks/<image>.png (palette PNG, pixel = object id); .sambox/ keeps the sessions (every
-click and the undo history) and SAM's image embeddings. The server listens on 127.0.0.1 only.
+and masks/<image>.<hash>.png (palette PNG, pixel = object id; the JSON names it); .sambox/
+keeps the sessions (every click and the undo history) and SAM's image embeddings. Only images
+you worked on are saved; E marks an image "done, nothing here".
+
+The server listens on 127.0.0.1 only and answers only the page opened with the URL it prints,
+http://127.0.0.1:PORT/?token=... (a new secret token at every start; the browser keeps it in a
+cookie). One server per ANNOTATIONS_DIR: a second one is refused.
 Train SAMIC on the result with `samic-vos train --sambox ANNOTATIONS_DIR`.
 """
 
@@ -44,18 +51,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common.config_flag(
         parser, "--port", key="port", metavar="PORT", help="port on 127.0.0.1 (default 8765)"
     )
+    common.config_flag(
+        parser,
+        "--classes",
+        key="classes",
+        nargs="+",
+        metavar="NAME[=#RRGGBB]",
+        help="the class list of the page (number keys 1-9 label an object)",
+    )
+    parser.add_argument(
+        "--classes-file",
+        type=Path,
+        metavar="FILE",
+        help="the class list from a labels file: one NAME[=#RRGGBB] per line",
+    )
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser")
     common.add_common(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from samic_vos.annotate.access import new_token
+    from samic_vos.annotate.classes import parse_classes, read_classes_file
+    from samic_vos.annotate.folder_lock import check_folder_free
     from samic_vos.annotate.image_folder import list_images
-    from samic_vos.annotate.server import AnnotateConfig, check_port_free, create_app, serve
+    from samic_vos.annotate.server import (
+        AnnotateConfig,
+        check_port_free,
+        create_app,
+        page_url,
+        serve,
+    )
     from samic_vos.commands.cli import Terminated
     from samic_vos.runtime.output_paths import check_writable_dir
 
     config = common.job_config(AnnotateConfig(), args)
+    if args.classes_file is not None:
+        if config.classes:
+            raise UserError("give the classes with --classes or --classes-file, not both")
+        entries = read_classes_file(args.classes_file)
+        parse_classes(entries, str(args.classes_file))  # errors name the file
+        config = dataclasses.replace(config, classes=entries)
     # Input checks first: nothing is loaded or written before they pass.
     list_images(args.images)
     if args.import_masks is not None and not args.import_masks.is_dir():
@@ -65,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{out}: is a file; pass a folder with -o")
     # Annotations are saved into `out` (the image folder by default): it must take them.
     check_writable_dir(out, fix="pass a writable folder with -o")
+    check_folder_free(out)
     check_port_free(config.port)
 
     from samic_vos.runtime.devices import select_device
@@ -75,8 +112,10 @@ def run(args: argparse.Namespace) -> int:
     device = select_device(config.device)
     sam = load_sam(config.sam_model, args.sam_checkpoint, device)
     segmenter = SamSegmenter(sam, device, config.encoder, StageThreads.interactive())
-    app = create_app(args.images, out, segmenter, args.import_masks)
-    url = f"http://127.0.0.1:{config.port}/"
+    token = new_token()
+    classes = parse_classes(config.classes)
+    app = create_app(args.images, out, segmenter, args.import_masks, token, classes)
+    url = page_url(config.port, token)
     common.stdout(f"SAMBOX: {url} (annotations in {out}; Ctrl+C stops)")
     if not args.no_browser:
         import webbrowser

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,9 @@ from types import TracebackType
 from typing import Any
 
 from samic_vos.runtime.output_paths import reporting_write_errors
+
+# A temporary file of atomic_path: ".<stem>.<mkstemp's 8 characters>.part<ext>".
+_TEMPORARY_NAME = re.compile(r"\..*\.[A-Za-z0-9_]{8}\.part(\.[^./]*)?")
 
 
 @contextlib.contextmanager
@@ -54,6 +58,20 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
             raise
+
+
+def remove_leftovers(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files that :func:`atomic_path` left directly in ``folder`` when its
+    process was killed mid-write; returns them. Only for a folder no other process writes
+    into at the same time (its files being written would go too)."""
+    removed = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(folder):
+            if entry.is_file(follow_symlinks=False) and _TEMPORARY_NAME.fullmatch(entry.name):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
 
 
 def _umask() -> int:

@@ -9,6 +9,10 @@ const $ = (id) => document.getElementById(id);
 
 const app = {
   images: [],
+  saved: {},      // image name -> "objects" | "nothing_here" | null (the server's listing)
+  broken: {},     // image name -> why it cannot be opened
+  classes: [],    // [{name, color}]: number key k labels with class k (--classes)
+  hidden: new Set(),  // ids of the current image's objects not drawn (H; the page's only)
   index: 0,
   view: null,     // the server's answer for the current image
   image: null,    // ImageBitmap of the current image
@@ -25,6 +29,17 @@ window.sambox = {
   pending: 0,
   latencies: [],
   lastMaskPng: null,
+  // The alpha (0..255) of the drawn overlay at image pixel (x, y): 0 where nothing is shown.
+  overlayAlpha(x, y) {
+    return window.sambox.overlayPixel(x, y)[3];
+  },
+  // The drawn overlay's [R, G, B, A] at image pixel (x, y).
+  overlayPixel(x, y) {
+    if (!app.mask) return [0, 0, 0, 0];
+    const scratch = new OffscreenCanvas(app.mask.width, app.mask.height).getContext("2d");
+    scratch.drawImage(app.mask, 0, 0);
+    return Array.from(scratch.getImageData(x, y, 1, 1).data);
+  },
   view: () => app.view,
   imageToClient(x, y) {
     const r = canvas.getBoundingClientRect();
@@ -37,6 +52,8 @@ function status(text, error = false) {
   $("status").className = error ? "muted error" : "muted";
 }
 
+// The page's requests carry the launch's token in its cookie (set when the page was opened
+// with the URL that samic-vos printed); POSTs are JSON, which the server requires.
 async function api(path, body) {
   const options = body === undefined ? {} : {
     method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body),
@@ -45,18 +62,63 @@ async function api(path, body) {
   const data = await response.json().catch(() => ({detail: response.statusText}));
   if (!response.ok) {
     const detail = typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail);
-    throw new Error(detail);
+    const err = new Error(detail);
+    err.stale = response.status === 409;  // another tab changed the image: reload it
+    throw err;
   }
   return data;
+}
+
+// The current image as the server has it (after another tab changed it).
+async function reload() {
+  const name = app.images[app.index];
+  const view = await api(`/api/state?name=${encodeURIComponent(name)}`);
+  if (name === app.images[app.index]) await show(view);
 }
 
 // Requests run one after another, in click order.
 function enqueue(job) {
   window.sambox.pending += 1;
-  app.queue = app.queue.then(job).catch((err) => status(err.message, true)).finally(() => {
+  app.queue = app.queue.then(job).catch(async (err) => {
+    status(err.message, true);
+    if (err.stale) await reload().catch((again) => status(again.message, true));
+  }).finally(() => {
     window.sambox.pending -= 1;
   });
   return app.queue;
+}
+
+// What a request changing the image sends besides: the revision of the state shown, so that
+// a page that another tab made stale is refused instead of adding to the other's objects.
+function current() {
+  return {image: app.images[app.index], revision: app.view ? app.view.revision : null};
+}
+
+// The mask bitmap as shown: hidden objects transparent, objects of a class in its colour.
+async function overlay(bitmap) {
+  const changes = app.view.objects
+    .map((o) => ({from: o.color, to: app.hidden.has(o.id) ? null : rgbOf(o)}))
+    .filter((c) => c.to === null || c.to.some((v, i) => v !== c.from[i]));
+  if (changes.length === 0) return bitmap;
+  const scratch = new OffscreenCanvas(bitmap.width, bitmap.height).getContext("2d");
+  scratch.drawImage(bitmap, 0, 0);
+  const image = scratch.getImageData(0, 0, bitmap.width, bitmap.height);
+  const px = image.data;
+  for (let i = 0; i < px.length; i += 4) {
+    if (!px[i + 3]) continue;
+    const change = changes.find(({from: [r, g, b]}) => px[i] === r && px[i + 1] === g && px[i + 2] === b);
+    if (!change) continue;
+    if (change.to === null) px[i + 3] = 0;
+    else [px[i], px[i + 1], px[i + 2]] = change.to;
+  }
+  return createImageBitmap(image);
+}
+
+// Show or hide object `id` (mask and points; the saved files are not affected).
+async function toggleHidden(id) {
+  if (app.hidden.has(id)) app.hidden.delete(id);
+  else app.hidden.add(id);
+  await show(app.view);
 }
 
 async function bitmapFromBase64(png) {
@@ -68,8 +130,10 @@ async function bitmapFromBase64(png) {
 }
 
 async function show(view, started) {
+  app.saved[view.image] = view.saved;
+  if (app.view && app.view.image !== view.image) app.hidden.clear();
   app.view = view;
-  app.mask = await bitmapFromBase64(view.mask_png);
+  app.mask = await overlay(await bitmapFromBase64(view.mask_png));
   window.sambox.lastMaskPng = view.mask_png;
   draw();
   if (started !== undefined) {
@@ -96,9 +160,42 @@ function resize() {
   draw();
 }
 
+// An object's colour: its class's when its label is a class, else its palette colour.
+function rgbOf(obj) {
+  const cls = app.classes.find((c) => c.name === obj.label);
+  return cls ? cls.color : obj.color;
+}
+
 function color(obj, alpha = 1) {
-  const [r, g, b] = obj.color;
+  const [r, g, b] = rgbOf(obj);
   return `rgba(${r}, ${g}, ${b}, ${alpha})`;
+}
+
+// Number key k: class k for the active object if it has no prompt and no label yet, else
+// for a new object.
+function useClass(k) {
+  const cls = app.classes[k - 1];
+  if (!cls) return;
+  const view = app.view;
+  const active = view && view.active ? view.objects.find((o) => o.id === view.active.object) : null;
+  const fresh = active && !active.label && active.instances.every((i) => i.steps.length === 0);
+  act(fresh ? {type: "label", object: active.id, label: cls.name}
+    : {type: "new_object", label: cls.name});
+}
+
+function renderClasses() {
+  const list = $("classes");
+  list.replaceChildren();
+  app.classes.forEach((cls, k) => {
+    const item = document.createElement("li");
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.style.background = `rgb(${cls.color.join(", ")})`;
+    item.append(swatch, `${k + 1} ${cls.name}`);
+    item.title = `key ${k + 1}: label the object "${cls.name}"`;
+    item.addEventListener("click", () => useClass(k + 1));
+    list.append(item);
+  });
 }
 
 function draw() {
@@ -118,6 +215,7 @@ function draw() {
   if (view) {
     const px = 1 / app.scale;
     for (const obj of view.objects) {
+      if (app.hidden.has(obj.id)) continue;
       obj.instances.forEach((inst, k) => {
         const active = view.active && view.active.object === obj.id && view.active.instance === k;
         for (const step of inst.steps) {
@@ -131,19 +229,27 @@ function draw() {
         for (const step of inst.steps) {
           if (step.kind !== "point") continue;
           const [x, y] = step.coords;
+          // In the object's colour; a negative point has a red ring and a minus sign.
+          const r = (active ? 6 : 4.5) * px;
           ctx.beginPath();
-          ctx.arc(x + 0.5, y + 0.5, (active ? 6 : 4.5) * px, 0, 2 * Math.PI);
-          ctx.fillStyle = step.positive ? "#2ecc40" : "#ff4136";
+          ctx.arc(x + 0.5, y + 0.5, r, 0, 2 * Math.PI);
+          ctx.fillStyle = color(obj);
           ctx.fill();
-          ctx.lineWidth = 1.5 * px;
-          ctx.strokeStyle = active ? "#fff" : color(obj);
+          ctx.lineWidth = (step.positive ? 1.5 : 2.5) * px;
+          ctx.strokeStyle = step.positive ? (active ? "#fff" : "#000") : "#ff4136";
           ctx.stroke();
+          if (!step.positive) {
+            ctx.beginPath();
+            ctx.moveTo(x + 0.5 - r * 0.6, y + 0.5);
+            ctx.lineTo(x + 0.5 + r * 0.6, y + 0.5);
+            ctx.stroke();
+          }
         }
       });
     }
   }
   const drag = app.drag;
-  if (drag && drag.moved && !drag.pan) {
+  if (drag && drag.moved && !drag.pan && !drag.alt) {
     const [ax, ay] = toImage(drag.x0, drag.y0);
     const [bx, by] = toImage(drag.x, drag.y);
     ctx.setLineDash([6 / app.scale, 4 / app.scale]);
@@ -157,8 +263,9 @@ function draw() {
 function renderPanel() {
   const view = app.view;
   $("progress").textContent = view ? `${view.annotated} / ${view.total}` : "";
+  const saved = {objects: " · saved", nothing_here: " · nothing here"};
   $("image-name").textContent = view
-    ? `${view.image} (${app.index + 1} of ${app.images.length})${view.dirty ? " · unsaved" : " · saved"}`
+    ? `${view.image} (${app.index + 1} of ${app.images.length})${view.dirty ? " · unsaved" : saved[view.saved] || ""}`
     : "";
   const iou = view ? view.iou : null;
   $("score").textContent = iou === null || iou === undefined ? "–" : iou.toFixed(3);
@@ -169,6 +276,7 @@ function renderPanel() {
   $("redo").disabled = !(view && view.can_redo);
   $("prev").disabled = app.index === 0;
   $("next").disabled = app.index >= app.images.length - 1;
+  renderImageList();
   const list = $("objects");
   list.replaceChildren();
   for (const obj of view ? view.objects : []) {
@@ -197,48 +305,125 @@ function renderPanel() {
       chip.addEventListener("click", () => act({type: "select", object: obj.id, instance: k}));
       instances.append(chip);
     });
-    item.append(swatch, label, score, instances);
+    const remove = document.createElement("button");
+    remove.className = "delete-object";
+    remove.textContent = "×";
+    remove.title = "delete this object (undoable)";
+    remove.addEventListener("click", () => act({type: "delete_object", object: obj.id}));
+    const eye = document.createElement("button");
+    eye.className = "hide-object";
+    eye.textContent = app.hidden.has(obj.id) ? "○" : "◉";
+    eye.title = "hide / show this object (H: the active one)";
+    eye.addEventListener("click", () => enqueue(() => toggleHidden(obj.id)));
+    item.append(swatch, label, score, remove, eye, instances);
     list.append(item);
   }
 }
 
+// Every image with its status; a click opens it.
+function renderImageList() {
+  const list = $("image-list");
+  list.replaceChildren();
+  const marks = {objects: "✓", nothing_here: "∅"};
+  app.images.forEach((name, k) => {
+    const item = document.createElement("li");
+    const status = app.broken[name] ? "broken" : app.saved[name] || "todo";
+    item.className = `${status}${k === app.index ? " current" : ""}`;
+    item.textContent = `${app.broken[name] ? "!" : marks[status] || "·"} ${name}`;
+    item.title = app.broken[name] || {objects: "saved", nothing_here: "done, nothing here",
+      todo: "not saved yet"}[status];
+    item.addEventListener("click", () => open(k));
+    list.append(item);
+  });
+  const current = list.children[app.index];
+  if (current) current.scrollIntoView({block: "nearest"});
+}
+
+// The point drawn nearest to client position (cx, cy), within 8 pixels on screen, as the
+// delete_step action that removes it; null if none.
+function pointAt(cx, cy) {
+  let best = null;
+  let bestDistance = 8;
+  for (const obj of app.view ? app.view.objects : []) {
+    obj.instances.forEach((inst, k) => {
+      inst.steps.forEach((step, j) => {
+        if (step.kind !== "point") return;
+        const [px, py] = window.sambox.imageToClient(step.coords[0], step.coords[1]);
+        const distance = Math.hypot(px - cx, py - cy);
+        if (distance <= bestDistance) {
+          bestDistance = distance;
+          best = {type: "delete_step", object: obj.id, instance: k, step: j};
+        }
+      });
+    });
+  }
+  return best;
+}
+
 function act(action, started) {
-  const name = app.images[app.index];
   return enqueue(async () => {
-    const view = await api("/api/action", {image: name, action});
-    if (name === app.images[app.index]) await show(view, started);
+    const request = current();  // read when the request runs: the state it will change
+    const view = await api("/api/action", {...request, action});
+    if (request.image === app.images[app.index]) await show(view, started);
   });
 }
 
-function save() {
-  const name = app.images[app.index];
+const SAVED = {
+  objects: (name) => `saved ${name}`,
+  nothing_here: (name) => `marked ${name}: done, nothing here`,
+  removed: (name) => `saved ${name}: no object left, its annotation removed`,
+};
+
+// Save the image; nothingHere: the explicit mark of an image without objects (E).
+function save(nothingHere = false) {
   return enqueue(async () => {
-    const view = await api("/api/save", {image: name});
-    if (name === app.images[app.index]) await show(view);
-    status(`saved ${name}`);
+    const request = current();
+    const view = await api("/api/save", {...request, nothing_here: nothingHere});
+    if (request.image === app.images[app.index]) await show(view);
+    status(view.wrote ? SAVED[view.wrote](request.image)
+      : `nothing to save on ${request.image}: click an object, or press E to mark it "nothing here"`);
   });
 }
 
-async function open(index) {
+// Go to image `index`; one that cannot be opened is reported and passed, in the direction
+// of travel (`step`).
+async function open(index, step = index >= app.index ? 1 : -1) {
   if (index < 0 || index >= app.images.length) return;
   await enqueue(async () => {
     // Leaving an image saves it (after every click queued before, hence inside the queue).
-    if (app.view && app.view.dirty) await api("/api/save", {image: app.view.image});
-    app.index = index;
+    if (app.view && app.view.dirty) await api("/api/save", current());
     const name = app.images[index];
     $("loading").hidden = false;
     $("loading").textContent = `encoding ${name}…`;
-    const [blob, view] = await Promise.all([
-      fetch(`/api/image?name=${encodeURIComponent(name)}`).then((r) => {
-        if (!r.ok) throw new Error(`cannot load ${name} (${r.status})`);
-        return r.blob();
-      }),
-      api(`/api/state?name=${encodeURIComponent(name)}`),
-    ]);
-    app.image = await createImageBitmap(blob);
-    fit();
-    await show(view);
-    $("loading").hidden = true;
+    try {
+      const [blob, view] = await Promise.all([
+        fetch(`/api/image?name=${encodeURIComponent(name)}`).then(async (r) => {
+          if (!r.ok) {
+            const data = await r.json().catch(() => ({detail: r.statusText}));
+            throw new Error(data.detail);
+          }
+          return r.blob();
+        }),
+        api(`/api/state?name=${encodeURIComponent(name)}`),
+      ]);
+      app.image = await createImageBitmap(blob);
+      app.index = index;
+      fit();
+      await show(view);
+      $("loading").hidden = true;
+    } catch (err) {
+      app.broken[name] = err.message;
+      renderImageList();
+      status(`cannot open ${name}: ${err.message}`, true);
+      const next = index + step;
+      if (next >= 0 && next < app.images.length && next !== app.index) {
+        open(next, step);  // queued after this job
+      } else if (app.image) {
+        $("loading").hidden = true;  // stay on the image shown
+      } else {
+        $("loading").textContent = `cannot open ${name}: ${err.message}`;
+      }
+    }
     window.sambox.ready = true;
   });
 }
@@ -260,7 +445,7 @@ canvas.addEventListener("contextmenu", (e) => e.preventDefault());
 canvas.addEventListener("pointerdown", (e) => {
   canvas.setPointerCapture(e.pointerId);
   app.drag = {button: e.button, x0: e.clientX, y0: e.clientY, x: e.clientX, y: e.clientY,
-    moved: false, pan: e.button === 1 || app.space, shift: e.shiftKey};
+    moved: false, pan: e.button === 1 || app.space, shift: e.shiftKey, alt: e.altKey};
 });
 canvas.addEventListener("pointermove", (e) => {
   const drag = app.drag;
@@ -281,6 +466,18 @@ canvas.addEventListener("pointerup", (e) => {
   if (!drag || drag.pan || !app.image) return draw();
   const started = performance.now();
   const refine = $("refine").checked;
+  if (drag.alt) {  // Alt+click on a point deletes it, Alt+drag moves it
+    const hit = pointAt(drag.x0, drag.y0);
+    if (hit && drag.moved) {
+      const [x, y] = toImage(e.clientX, e.clientY);
+      const w = app.image.width - 1, h = app.image.height - 1;
+      const to = (v, hi) => Math.round(clamp(v, hi) * 100) / 100;
+      act({...hit, type: "move_step", x: to(x, w), y: to(y, h)}, started);
+    } else if (hit) {
+      act(hit, started);
+    }
+    return draw();
+  }
   if (drag.moved && drag.button === 0) {
     const [ax, ay] = toImage(drag.x0, drag.y0);
     const [bx, by] = toImage(e.clientX, e.clientY);
@@ -335,8 +532,10 @@ document.addEventListener("keydown", (e) => {
     arrowleft: () => open(app.index - 1),
     d: () => open(app.index + 1),
     arrowright: () => open(app.index + 1),
-    s: save,
+    s: () => save(),
+    e: () => save(true),
     r: () => act({type: "reset"}),
+    h: () => { if (app.view && app.view.active) enqueue(() => toggleHidden(app.view.active.object)); },
     f: () => { $("refine").checked = !$("refine").checked; },
     "0": () => { fit(); draw(); },
     "?": () => toggleHelp(),
@@ -346,6 +545,9 @@ document.addEventListener("keydown", (e) => {
   if (keys[key]) {
     e.preventDefault();
     keys[key]();
+  } else if (/^[1-9]$/.test(key)) {
+    e.preventDefault();
+    useClass(Number(key));
   }
 });
 document.addEventListener("keyup", (e) => { if (e.key === " ") app.space = false; });
@@ -358,12 +560,14 @@ $("redo").addEventListener("click", () => act({type: "redo"}));
 $("new-instance").addEventListener("click", () => act({type: "new_instance"}));
 $("new-object").addEventListener("click", newObject);
 $("reset").addEventListener("click", () => act({type: "reset"}));
-$("save").addEventListener("click", save);
+$("save").addEventListener("click", () => save());
+$("nothing-here").addEventListener("click", () => save(true));
 window.addEventListener("resize", resize);
 window.addEventListener("beforeunload", () => {
   if (app.view && app.view.dirty) {
-    const body = JSON.stringify({image: app.images[app.index]});
-    navigator.sendBeacon("/api/save", new Blob([body], {type: "application/json"}));
+    // keepalive: the request outlives the page; JSON, like every write the server takes.
+    fetch("/api/save", {method: "POST", keepalive: true, headers: {"Content-Type": "application/json"},
+      body: JSON.stringify(current())});
   }
 });
 
@@ -371,7 +575,10 @@ window.addEventListener("beforeunload", () => {
   try {
     const listing = await api("/api/images");
     app.images = listing.images.map((i) => i.name);
-    const first = listing.images.findIndex((i) => !i.annotated);
+    for (const image of listing.images) app.saved[image.name] = image.saved;
+    app.classes = listing.classes;
+    renderClasses();
+    const first = listing.images.findIndex((i) => !i.saved);
     resize();
     await open(first < 0 ? 0 : first);
   } catch (err) {
