@@ -28,7 +28,8 @@ from samic_vos.model.samic_net import SamicNet, SamicNetConfig
 from samic_vos.runtime.config import require_choice
 from samic_vos.runtime.stage_threads import StageThreads, ThreadsConfig
 from samic_vos.sam.encoder import EncoderConfig
-from samic_vos.sam.models import SAM_ARCHS, require_models
+from samic_vos.sam.models import require_models
+from samic_vos.sam.names import SAM_MODELS
 from samic_vos.sam.run_ahead import run_ahead_enabled
 from samic_vos.sam.segmenter import SamSegmenter
 
@@ -65,12 +66,9 @@ class Models:
 
     @property
     def sam_model(self) -> str | None:
-        """The loaded SAM's architecture (``vit_b``, ``vit_l``, ``vit_h``, ``tiny``); ``None``
-        for an architecture of its own."""
-        from samic_vos.sam.models import sam_arch_name
-
-        name = sam_arch_name(self.segmenter.sam)
-        return name if name in SAM_ARCHS else None
+        """The loaded segmenter's name (``vit_b``, ``sam2.1_hiera_tiny``, ``tiny`` ...:
+        :data:`samic_vos.sam.names.SAM_MODELS`); ``None`` for an architecture of its own."""
+        return self.segmenter.model_name
 
     @property
     def adapts(self) -> bool:
@@ -124,7 +122,9 @@ def load_models(
     """Load SAM and SAMIC once, for any number of videos and image sets.
 
     Args:
-        sam_model: ``vit_b``, ``vit_l`` or ``vit_h`` (``tiny``: the tests' random model);
+        sam_model: a name of :data:`samic_vos.sam.names.SAM_MODELS`: SAM ``vit_b``,
+            ``vit_l``, ``vit_h``; HQ-SAM ``hq_vit_b`` ...; ``medsam_vit_b``; SAM 2.1
+            ``sam2.1_hiera_tiny`` ... (``tiny*``: the tests' random models);
             ``None``: the checkpoint's own architecture (``vit_b`` without a checkpoint).
         sam_checkpoint: SAM weights file; ``None``: the official weights from the cache
             (:data:`samic_vos.WEIGHTS`, downloaded and checksum-verified on first use).
@@ -179,15 +179,20 @@ def load_segmenter(
     ``threads``: a config, or stage threads already resolved). Seeds torch's global random
     generator with 0 first, as :func:`load_models` does (a fresh SAMIC head is drawn next)."""
     from samic_vos.runtime.devices import select_device
-    from samic_vos.sam.models import load_sam
+    from samic_vos.sam.families import SEGMENTERS
+    from samic_vos.sam.models import load_named
+    from samic_vos.sam.names import family_of
 
     require_models(sam_model, str(device))
     torch_device = select_device(str(device))
     torch.manual_seed(0)
-    sam = load_sam(sam_model, sam_checkpoint, torch_device)
+    sam, name = load_named(sam_model, sam_checkpoint, torch_device)
     if not isinstance(threads, StageThreads):
         threads = StageThreads.resolve(threads)
-    return SamSegmenter(sam, torch_device, encoder or EncoderConfig(), threads)
+    family = family_of(name) if name in SAM_MODELS else "sam"
+    segmenter = SEGMENTERS[family](sam, torch_device, encoder or EncoderConfig(), threads)
+    segmenter.model_name = name if name in SAM_MODELS else None
+    return segmenter
 
 
 def job_models(

@@ -67,14 +67,16 @@ def run(args: argparse.Namespace) -> int:
     check_writable_dir(out, fix="pass a writable folder with -o")
     check_port_free(config.port)
 
-    from samic_vos.runtime.devices import select_device
+    from samic_vos.api.models import load_segmenter
     from samic_vos.runtime.stage_threads import StageThreads
-    from samic_vos.sam.models import load_sam
-    from samic_vos.sam.segmenter import SamSegmenter
 
-    device = select_device(config.device)
-    sam = load_sam(config.sam_model, args.sam_checkpoint, device)
-    segmenter = SamSegmenter(sam, device, config.encoder, StageThreads.interactive())
+    segmenter = load_segmenter(
+        config.sam_model,
+        args.sam_checkpoint,
+        device=config.device,
+        encoder=config.encoder,
+        threads=StageThreads.interactive(),
+    )
     app = create_app(args.images, out, segmenter, args.import_masks)
     url = f"http://127.0.0.1:{config.port}/"
     common.stdout(f"SAMBOX: {url} (annotations in {out}; Ctrl+C stops)")

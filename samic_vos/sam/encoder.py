@@ -26,6 +26,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -228,12 +229,13 @@ class SamImageEncoder:
 
     Made by :func:`build_image_encoder`. Calling it with (B, 3, S, S) float32 images
     (normalised and padded by ``Sam.preprocess``, on ``device``) returns (B, C, S/16, S/16)
-    float32 embeddings. It keeps no per-call state, so a worker thread may call it.
+    float32 embeddings (a tuple of float32 maps for the families whose encoder gives several,
+    :mod:`samic_vos.sam.families`). It keeps no per-call state, so a worker thread may call it.
     """
 
     def __init__(
         self,
-        forward: Callable[[torch.Tensor], torch.Tensor],
+        forward: Callable[[torch.Tensor], Any],
         device: torch.device,
         dtype: torch.dtype,
         compiled: bool,
@@ -243,7 +245,7 @@ class SamImageEncoder:
         self.dtype = dtype
         self._compile_pending = compiled
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor) -> Any:
         autocast = (
             torch.autocast(device_type=self.device.type, dtype=self.dtype)
             if self.dtype != torch.float32
@@ -259,7 +261,9 @@ class SamImageEncoder:
                 "that call); later calls run the compiled code",
                 time.perf_counter() - started,
             )
-        return out.float()
+        if isinstance(out, torch.Tensor):
+            return out.float()
+        return tuple(t.float() for t in out)  # a family whose encoder gives several maps
 
 
 def build_image_encoder(
