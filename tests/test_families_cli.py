@@ -131,3 +131,30 @@ def test_the_embedding_cache_key_names_the_family(tmp_path):
         assert torch.equal(a, b)
     keys = {model_key(s.sam, f"{s.family}/{s.encoder.dtype}") for s in (sam, medsam)}
     assert len(keys) == 2
+
+
+def test_a_samic_checkpoint_says_when_run_with_another_segmenter(tmp_path, caplog):
+    pytest.importorskip("segment_anything_hq")
+    from tiny_models import TINY_NET
+
+    from samic_vos.api.models import load_models
+    from samic_vos.model.checkpoint import save_samic
+    from samic_vos.model.samic_net import build_samic
+
+    samic = tmp_path / "samic.pt"
+    save_samic(samic, build_samic(TINY_NET), config={"sam_model": "tiny", "prompter": "samic"})
+    hq = write_family_model(tmp_path, "tiny_hq")
+    with caplog.at_level("WARNING"):
+        load_models("tiny_hq", sam_checkpoint=hq, samic=samic, device="cpu")
+    lines = [
+        r.getMessage() for r in caplog.records if "trained with the segmenter" in r.getMessage()
+    ]
+    assert lines == [
+        f"{samic}: this SAMIC network was trained with the segmenter tiny, and runs with "
+        "tiny_hq here; pass --sam-model tiny for the setting it was trained in"
+    ]
+    caplog.clear()
+    save_samic(samic, build_samic(TINY_NET), config={"sam_model": "tiny_hq"})
+    with caplog.at_level("WARNING"):  # the same segmenter: nothing to say
+        load_models("tiny_hq", sam_checkpoint=hq, samic=samic, device="cpu")
+    assert not any("trained with the segmenter" in r.getMessage() for r in caplog.records)

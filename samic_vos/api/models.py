@@ -163,7 +163,13 @@ def load_models(
     backbone = Path(backbone_weights) if backbone_weights is not None else None
     net = None
     if prompter == "samic":
-        net = samic_network(samic_path, backbone, network or SamicNetConfig(), segmenter.device)
+        net = samic_network(
+            samic_path,
+            backbone,
+            network or SamicNetConfig(),
+            segmenter.device,
+            segmenter.model_name,
+        )
     return Models(segmenter, net, prompter, samic_path, backbone, encoder)
 
 

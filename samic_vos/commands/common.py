@@ -183,7 +183,7 @@ def add_models(
     ``network_prefixes``: every stage of the job that builds a SAMIC network (default
     ``(prefix,)``); ``--random-backbone`` applies to each.
     """
-    from samic_vos.sam.models import OFFICIAL_MODELS
+    from samic_vos.sam.names import OFFICIAL_MODELS
 
     group = parser.add_argument_group("models")
     if samic_checkpoint:
@@ -195,8 +195,9 @@ def add_models(
             group,
             "--sam-model",
             key=f"{prefix}sam_model",
-            metavar="{" + ",".join(OFFICIAL_MODELS) + "}",
-            help="SAM architecture (default: the checkpoint's own; vit_b when downloading)",
+            metavar="NAME",
+            help=f"segmenter, one of {', '.join(OFFICIAL_MODELS)} (default: the checkpoint's "
+            "own; vit_b when downloading)",
         )
         group.add_argument(
             "--sam-checkpoint",
