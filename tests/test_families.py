@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from samic_vos.runtime.errors import UserError
+from samic_vos.sam.encoder import EncoderConfig
 from samic_vos.sam.families import SEGMENTERS
 from samic_vos.sam.models import build_named, load_named, save_sam
 
@@ -32,7 +33,7 @@ def _segmenter(name: str, frame: np.ndarray):
     torch.manual_seed(0)
     model = build_named(name)
     family = {"tiny_hq": "hq", "tiny_medsam": "medsam", "tiny_sam2": "sam2"}[name]
-    segmenter = SEGMENTERS[family](model, "cpu")
+    segmenter = SEGMENTERS[family](model, "cpu", EncoderConfig(precision="fp32"))
     segmenter.set_frame(frame)
     return model, segmenter
 

@@ -136,7 +136,8 @@ def load_models(
         prompter: ``samic`` (the paper), or the training-free ``previous-mask`` (video only)
             and ``persam``; only ``samic`` loads a SAMIC network.
         device: ``auto`` (CUDA, then MPS, then the CPU), ``cuda``, ``cuda:N``, ``mps``, ``cpu``.
-        precision: SAM's image encoder precision, ``auto`` (bf16 on CUDA, else fp32), ``fp32``,
+        precision: SAM's image encoder precision, ``auto`` (bf16 on CUDA and on CPUs with
+            AVX512-BF16 or AMX, else fp32), ``fp32``,
             ``bf16`` or ``fp16``; ``None``: ``encoder``'s (default ``auto``).
         encoder: how SAM's image encoder runs (default :class:`EncoderConfig`).
         threads: torch CPU threads per stage (default: all ``auto``).

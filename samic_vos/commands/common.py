@@ -143,7 +143,8 @@ def add_encoder(parser: argparse.ArgumentParser, prefix: str = "") -> None:
         "--precision",
         key=f"{prefix}encoder.precision",
         metavar="{" + ",".join(PRECISIONS) + "}",
-        help="SAM encoder precision (auto: bf16 on CUDA, fp32 elsewhere)",
+        help="SAM encoder precision (auto: bf16 on CUDA and on CPUs with AVX512-BF16 or AMX, "
+        "else fp32)",
     )
     config_flag(
         parser,
