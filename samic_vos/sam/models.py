@@ -396,13 +396,3 @@ def _fitting_arch(state_dict: dict[str, torch.Tensor], path: Path) -> SamArch:
         f"{path}: not a SAM checkpoint of any known size ({', '.join(SAM_ARCHS)}); check "
         "the `sam_checkpoint` path"
     )
-
-
-def sam_arch_name(sam: Sam) -> str:
-    """The name in :data:`SAM_ARCHS` of a built model's architecture (``custom`` if none)."""
-    encoder = sam.image_encoder
-    signature = (encoder.img_size, encoder.patch_embed.proj.out_channels, len(encoder.blocks))
-    for name, arch in SAM_ARCHS.items():
-        if (arch.image_size, arch.encoder_embed_dim, arch.encoder_depth) == signature:
-            return name
-    return "custom"
