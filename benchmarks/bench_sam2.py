@@ -102,7 +102,9 @@ def _child_sam2(size: str, frames: Path, out: Path, threads: int) -> None:
     log.dump(out)
 
 
-def _child_ours(name: str, frames: Path, out: Path, threads: int, models: Path) -> None:
+def _child_ours(
+    name: str, frames: Path, out: Path, threads: int, models: Path, precision: str
+) -> None:
     from unittest import mock
 
     import torch
@@ -113,6 +115,7 @@ def _child_ours(name: str, frames: Path, out: Path, threads: int, models: Path) 
     from samic_vos.jobs.track import TrackConfig
     from samic_vos.pipelines.track import TrackInputs, run_track
     from samic_vos.prompts.peaks import PeakConfig
+    from samic_vos.sam.encoder import EncoderConfig
 
     torch.set_num_threads(threads)
     peaks = json.loads((models / "peaks.json").read_text())
@@ -146,7 +149,8 @@ def _child_ours(name: str, frames: Path, out: Path, threads: int, models: Path) 
         sam_checkpoint=models / f"{name}.pt",
     )
     tracker = TrackerConfig(peaks=PeakConfig(**peaks))
-    config = TrackConfig(device="cpu", sam_model=name, tracker=tracker)
+    encoder = EncoderConfig(precision=precision)
+    config = TrackConfig(device="cpu", sam_model=name, tracker=tracker, encoder=encoder)
     with (
         mock.patch.object(loop_module, "write_mask", logged_write),
         mock.patch.object(track_module, "open_frames", open_logged),
@@ -218,6 +222,7 @@ def main() -> None:
     parser.add_argument("--sam2-python", type=Path, default=Path(sys.executable))
     parser.add_argument("--ours", default=OURS, help="our segmenters, comma-separated")
     parser.add_argument("--sam2", default=",".join(SAM2_SIZES), help="SAM 2.1 video sizes")
+    parser.add_argument("--precision", default="auto", help="our encoder's precision")
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)  # side, name, frames, out
@@ -228,7 +233,7 @@ def main() -> None:
         if side == "sam2":
             _child_sam2(name, Path(frames), Path(out), args.threads)
         else:
-            _child_ours(name, Path(frames), Path(out), args.threads, args.models)
+            _child_ours(name, Path(frames), Path(out), args.threads, args.models, args.precision)
         return
 
     print(f"uptime before: {_uptime()}")
@@ -262,6 +267,7 @@ def main() -> None:
             out = tmp / f"{side}_{name}.json"
             command = [python, __file__, "--child", side, name, str(frames), str(out)]
             command += ["--threads", str(args.threads), "--models", str(models)]
+            command += ["--precision", args.precision]
             _run_child(command, tmp / f"{side}_{name}.log")
             results[label] = json.loads(out.read_text())
             print(f"uptime after {label}: {_uptime()}")
