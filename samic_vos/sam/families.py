@@ -160,8 +160,18 @@ def detect_family(state_dict: dict[str, Any]) -> str:
 def _precision_encoder(
     forward: Any, config: EncoderConfig, device: torch.device
 ) -> SamImageEncoder:
-    """The package's own encoder forward, under ``config``'s precision (autocast)."""
-    return SamImageEncoder(forward, device, resolve_precision(config.precision, device), False)
+    """The package's own encoder forward, under ``config``'s precision (autocast).
+
+    ``auto`` on a CPU is fp32 here: our `track` with SAM 2.1 hiera tiny took 12.9 s/frame in bf16
+    and 2.9 s/frame in fp32 on an AVX512-BF16 CPU, two runs under different loads (SAM 2.1's own
+    predictor, fp32 in both, took 7.7 and 4.0 s/frame: bf16 still about 2x slower once that is
+    allowed for; BENCHMARKS.md, "Segmenter families in track"); ``auto`` never picks a
+    precision slower than fp32. bf16 stays available by name.
+    """
+    precision = config.precision
+    if precision == "auto" and device.type == "cpu":
+        precision = "fp32"
+    return SamImageEncoder(forward, device, resolve_precision(precision, device), False)
 
 
 class HqSegmenter(SamSegmenter):
