@@ -1,24 +1,30 @@
-"""SAM 2.1's video predictor beside `samic-vos track` on the same frames: time and memory per frame.
+"""SAM 2.1's video predictor beside `samic-vos track` on the same frames, every segmenter family
+and size: time and memory per frame.
 
-Both sides track the bear of DAVIS (the first ``--frames`` JPEGs of ``DAVIS/JPEGImages/480p/bear``
-from the first frame's mask), each in a fresh child process of its own, one after the other in
-the same run, with ``--threads`` torch threads, on the CPU, random weights:
+Every side tracks the bear of DAVIS (the first ``--frames`` JPEGs of
+``DAVIS/JPEGImages/480p/bear`` from the first frame's mask), each in a fresh child process of its
+own, one after the other in the same run, with ``--threads`` torch threads, on the CPU, random
+weights:
 
-- ours: ``run_track`` with SAM ViT-B (our SDPA encoder, the defaults) and a SAMIC network at its
-  default 224×224 (random ResNet-50 backbone), peaks calibrated as in ``bench_track.py``;
-- SAM 2.1: ``build_sam2_video_predictor("configs/sam2.1/sam2.1_hiera_b+.yaml", ckpt_path=None,
-  device="cpu")``, ``init_state`` on the frame folder, ``add_new_mask`` on frame 0, then
-  ``propagate_in_video``.
+- ours, once per ``--ours`` segmenter (a name of ``samic_vos.sam.names.SAM_MODELS``: SAM,
+  HQ-SAM, MedSAM, SAM 2.1 image models): ``run_track`` with that segmenter (the defaults) and a
+  SAMIC network at its default 224×224 (random ResNet-50 backbone), peaks calibrated as in
+  ``bench_track.py``;
+- SAM 2.1, once per ``--sam2`` size: ``build_sam2_video_predictor("configs/sam2.1/
+  sam2.1_hiera_<size>.yaml", ckpt_path=None, device="cpu")``, ``init_state`` on the frame
+  folder, ``add_new_mask`` on frame 0, then ``propagate_in_video``: with the same image encoder
+  as ours with ``sam2.1_hiera_<size>``, plus its memory attention.
 
 Per frame: seconds from the previous frame's result to this one's (frame 0: from the end of
 the set-up, i.e. model loading for ours, model building + ``init_state`` for SAM 2.1), and the
 child's RSS and VmHWM (/proc/self/status) right after it. SAM 2.1 is never a dependency of this
-project: it lives in a scratch virtualenv given by ``--sam2-python``
-(``python3 -m venv /tmp/sam2venv && SAM2_BUILD_CUDA=0 /tmp/sam2venv/bin/pip install sam2``); when
-it is missing this script says so in one line and measures ours alone.
+project's core: it is the ``sam2`` extra (``SAM2_BUILD_CUDA=0 pip install --no-build-isolation
+'samic-vos[sam2]'``), or another virtualenv given by ``--sam2-python``; when it is missing this
+script says so in one line and measures ours alone.
 
-Usage: .venv/bin/python -u benchmarks/bench_sam2.py [--sam2-python /tmp/sam2venv/bin/python]
-       [--frames 8] [--threads 2]
+Usage: .venv/bin/python -u benchmarks/bench_sam2.py [--frames 8] [--threads 2]
+       [--ours vit_b,hq_vit_b,medsam_vit_b,sam2.1_hiera_tiny,...] [--sam2 t,s,b+,l]
+       [--sam2-python PYTHON]
 """
 
 from __future__ import annotations
@@ -36,7 +42,11 @@ from pathlib import Path
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 FRAMES = SHARED / "DAVIS" / "JPEGImages" / "480p" / "bear"
 FIRST_MASK = SHARED / "DAVIS" / "Annotations" / "480p" / "bear" / "00000.png"
-SAM2_CONFIG = "configs/sam2.1/sam2.1_hiera_b+.yaml"
+SAM2_CONFIG = "configs/sam2.1/sam2.1_hiera_{}.yaml"
+SAM2_SIZES = {"t": "tiny", "s": "small", "b+": "base_plus", "l": "large"}
+OURS = "vit_b,vit_l,vit_h,hq_vit_b,hq_vit_l,hq_vit_h,medsam_vit_b," + ",".join(
+    f"sam2.1_hiera_{name}" for name in SAM2_SIZES.values()
+)
 
 
 def _memory_mb() -> tuple[float, float]:
@@ -73,7 +83,7 @@ class FrameLog:
         path.write_text(json.dumps(record))
 
 
-def _child_sam2(frames: Path, out: Path, threads: int) -> None:
+def _child_sam2(size: str, frames: Path, out: Path, threads: int) -> None:
     import numpy as np
     import torch
     from PIL import Image
@@ -81,7 +91,7 @@ def _child_sam2(frames: Path, out: Path, threads: int) -> None:
 
     torch.set_num_threads(threads)
     log, started = FrameLog(), time.perf_counter()
-    predictor = build_sam2_video_predictor(SAM2_CONFIG, ckpt_path=None, device="cpu")
+    predictor = build_sam2_video_predictor(SAM2_CONFIG.format(size), ckpt_path=None, device="cpu")
     with torch.inference_mode():
         state = predictor.init_state(video_path=str(frames))
         log.setup_done(started)
@@ -92,7 +102,9 @@ def _child_sam2(frames: Path, out: Path, threads: int) -> None:
     log.dump(out)
 
 
-def _child_ours(frames: Path, out: Path, threads: int, models: Path) -> None:
+def _child_ours(
+    name: str, frames: Path, out: Path, threads: int, models: Path, precision: str
+) -> None:
     from unittest import mock
 
     import torch
@@ -103,6 +115,7 @@ def _child_ours(frames: Path, out: Path, threads: int, models: Path) -> None:
     from samic_vos.jobs.track import TrackConfig
     from samic_vos.pipelines.track import TrackInputs, run_track
     from samic_vos.prompts.peaks import PeakConfig
+    from samic_vos.sam.encoder import EncoderConfig
 
     torch.set_num_threads(threads)
     peaks = json.loads((models / "peaks.json").read_text())
@@ -131,11 +144,13 @@ def _child_ours(frames: Path, out: Path, threads: int, models: Path) -> None:
     inputs = TrackInputs(
         video=frames,
         first_mask=FIRST_MASK,
-        out_dir=out.parent / "ours_out",
+        out_dir=out.parent / f"ours_out_{name}",
         samic_checkpoint=models / "samic.pt",
-        sam_checkpoint=models / "sam_vit_b.pt",
+        sam_checkpoint=models / f"{name}.pt",
     )
-    config = TrackConfig(device="cpu", tracker=TrackerConfig(peaks=PeakConfig(**peaks)))
+    tracker = TrackerConfig(peaks=PeakConfig(**peaks))
+    encoder = EncoderConfig(precision=precision)
+    config = TrackConfig(device="cpu", sam_model=name, tracker=tracker, encoder=encoder)
     with (
         mock.patch.object(loop_module, "write_mask", logged_write),
         mock.patch.object(track_module, "open_frames", open_logged),
@@ -144,8 +159,9 @@ def _child_ours(frames: Path, out: Path, threads: int, models: Path) -> None:
     log.dump(out)
 
 
-def _write_models(models: Path, frames: Path) -> dict:
-    """Random SAM ViT-B and SAMIC checkpoints, and the peak settings for the random head."""
+def _write_models(models: Path, frames: Path, names: list[str]) -> dict:
+    """Random checkpoints of the segmenters ``names`` and of SAMIC, and the peak settings for
+    the random head."""
     import numpy as np
     import torch
     from bench_track import calibrate_peaks
@@ -153,10 +169,11 @@ def _write_models(models: Path, frames: Path) -> dict:
 
     from samic_vos.model.checkpoint import save_samic
     from samic_vos.model.samic_net import SamicNetConfig, build_samic
-    from samic_vos.sam.models import build_sam, save_sam
+    from samic_vos.sam.models import build_named, save_sam
 
-    torch.manual_seed(0)
-    save_sam(models / "sam_vit_b.pt", build_sam("vit_b", random_init=True), "vit_b")
+    for name in names:
+        torch.manual_seed(0)
+        save_sam(models / f"{name}.pt", build_named(name), name)
     net = build_samic(SamicNetConfig(backbone="random")).eval()
     save_samic(models / "samic.pt", net)
     rgb = [np.array(Image.open(p).convert("RGB")) for p in sorted(frames.glob("*.jpg"))[:2]]
@@ -202,18 +219,21 @@ def _uptime() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sam2-python", type=Path, default=Path("/tmp/sam2venv/bin/python"))
+    parser.add_argument("--sam2-python", type=Path, default=Path(sys.executable))
+    parser.add_argument("--ours", default=OURS, help="our segmenters, comma-separated")
+    parser.add_argument("--sam2", default=",".join(SAM2_SIZES), help="SAM 2.1 video sizes")
+    parser.add_argument("--precision", default="auto", help="our encoder's precision")
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)  # side, frames, out json
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)  # side, name, frames, out
     parser.add_argument("--models", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        side, frames, out = args.child
+        side, name, frames, out = args.child
         if side == "sam2":
-            _child_sam2(Path(frames), Path(out), args.threads)
+            _child_sam2(name, Path(frames), Path(out), args.threads)
         else:
-            _child_ours(Path(frames), Path(out), args.threads, args.models)
+            _child_ours(name, Path(frames), Path(out), args.threads, args.models, args.precision)
         return
 
     print(f"uptime before: {_uptime()}")
@@ -223,8 +243,8 @@ def main() -> None:
     )
     if not has_sam2:
         print(
-            f"SAM 2.1 not measured: no sam2 in {args.sam2_python} (install it in a scratch venv: "
-            "python3 -m venv /tmp/sam2venv && SAM2_BUILD_CUDA=0 /tmp/sam2venv/bin/pip install sam2)"
+            f"SAM 2.1's video predictor not measured: no sam2 in {args.sam2_python} (install it: "
+            "SAM2_BUILD_CUDA=0 pip install --no-build-isolation 'samic-vos[sam2]')"
         )
     with tempfile.TemporaryDirectory(prefix="bench_sam2_") as tmp_name:
         tmp = Path(tmp_name)
@@ -234,16 +254,21 @@ def main() -> None:
             shutil.copy(path, frames / path.name)
         models = tmp / "models"
         models.mkdir()
-        print(f"ours: peaks {_write_models(models, frames)}")
+        ours = args.ours.split(",")
+        print(f"ours: peaks {_write_models(models, frames, ours)}")
         results = {}
-        sides = [("ours (SAMIC + SAM ViT-B)", sys.executable, "ours")]
+        sides = [(f"ours ({name})", sys.executable, "ours", name) for name in ours]
         if has_sam2:
-            sides.append(("SAM 2.1 hiera_b+", str(args.sam2_python), "sam2"))
-        for label, python, side in sides:
-            out = tmp / f"{side}.json"
-            command = [python, __file__, "--child", side, str(frames), str(out)]
+            sides += [
+                (f"SAM 2.1 video {size}", str(args.sam2_python), "sam2", size)
+                for size in args.sam2.split(",")
+            ]
+        for label, python, side, name in sides:
+            out = tmp / f"{side}_{name}.json"
+            command = [python, __file__, "--child", side, name, str(frames), str(out)]
             command += ["--threads", str(args.threads), "--models", str(models)]
-            _run_child(command, tmp / f"{side}.log")
+            command += ["--precision", args.precision]
+            _run_child(command, tmp / f"{side}_{name}.log")
             results[label] = json.loads(out.read_text())
             print(f"uptime after {label}: {_uptime()}")
     print(f"\n{args.frames} bear frames (854×480), CPU, {args.threads} torch threads\n")

@@ -1,16 +1,22 @@
-"""GPU check: Meta's SAM image encoder in fp32 against ours (SDPA) in bf16, ± torch.compile.
+"""GPU check: every segmenter family's image encoder in fp32 against bf16 and fp16 (SAM and
+MedSAM: Meta's encoder against ours, SDPA, ± torch.compile).
 
-One file, meant for a machine with one CUDA GPU (under 5 minutes): SAM ViT-B and ViT-H
-architectures with random weights (relative-position tables drawn at random, σ 0.2, as SAM
-initialises them to zero), 20 frames each (DAVIS bear frames if ``../shared/data`` is there,
+One file, meant for a machine with one CUDA GPU (under 10 minutes): SAM ViT-B and ViT-H,
+HQ-SAM ViT-B, MedSAM ViT-B, SAM 2.1 hiera tiny and large, with random weights (ViT
+relative-position tables drawn at random, σ 0.2, as SAM initialises them to zero), 20 frames
+each (DAVIS bear frames if ``../shared/data`` is there,
 else random 854×480 frames), through ``SamSegmenter`` as the jobs run it. Per variant: seconds
 per frame after one warm-up frame (the warm-up, which includes any compilation, is shown
 apart), peak GPU memory allocated while encoding (``torch.cuda.max_memory_allocated``, reset
 per variant), the worst relative error of the embedding against Meta fp32 and the worst IoU
 of the masks from the same prompts (one point, and three points, per frame).
 
-Usage: python benchmarks/gpu_check.py [--frames 20] [--models vit_b,vit_h]
-       python benchmarks/gpu_check.py --device cpu --frames 2 --models tiny   (smoke run)
+Per model the reference is its family's fp32 run through the family's own encoder (the first
+row). A family whose package is not installed is skipped with a line saying so.
+
+Usage: python benchmarks/gpu_check.py [--frames 20] [--models vit_b,hq_vit_b,...]
+       python benchmarks/gpu_check.py --device cpu --frames 2 \
+           --models tiny,tiny_hq,tiny_medsam,tiny_sam2   (smoke run)
 """
 
 from __future__ import annotations
@@ -24,16 +30,27 @@ import numpy as np
 import torch
 from PIL import Image
 
+from samic_vos.runtime.errors import UserError
 from samic_vos.sam.encoder import EncoderConfig
-from samic_vos.sam.models import build_sam, randomize_relative_positions
-from samic_vos.sam.segmenter import SamSegmenter, mask_iou
+from samic_vos.sam.families import SEGMENTERS
+from samic_vos.sam.models import build_named, randomize_relative_positions
+from samic_vos.sam.names import family_of
+from samic_vos.sam.segmenter import mask_iou
 
 FRAMES = Path(__file__).resolve().parents[2] / "shared/data/DAVIS/JPEGImages/480p/bear"
-VARIANTS: dict[str, EncoderConfig] = {
+MODELS = "vit_b,vit_h,hq_vit_b,medsam_vit_b,sam2.1_hiera_tiny,sam2.1_hiera_large"
+# SAM's ViT (SAM, MedSAM): Meta's encoder and ours; HQ-SAM, SAM 2.1: their package's encoder.
+VIT_VARIANTS: dict[str, EncoderConfig] = {
     "meta-fp32": EncoderConfig(implementation="reference", precision="fp32"),
     "sdpa-fp32": EncoderConfig(precision="fp32"),
     "sdpa-bf16": EncoderConfig(precision="bf16"),
+    "sdpa-fp16": EncoderConfig(precision="fp16"),
     "sdpa-bf16-compile": EncoderConfig(precision="bf16", compile=True),
+}
+PACKAGE_VARIANTS: dict[str, EncoderConfig] = {
+    "fp32": EncoderConfig(precision="fp32"),
+    "bf16": EncoderConfig(precision="bf16"),
+    "fp16": EncoderConfig(precision="fp16"),
 }
 
 
@@ -50,8 +67,10 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _run(sam, config: EncoderConfig, frames: list[np.ndarray], device: torch.device) -> dict:
-    segmenter = SamSegmenter(sam, device, config)
+def _run(
+    model: str, sam, config: EncoderConfig, frames: list[np.ndarray], device: torch.device
+) -> dict:
+    segmenter = SEGMENTERS[family_of(model)](sam, device, config)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     seconds, embeddings, masks = [], [], []
@@ -78,7 +97,7 @@ def _run(sam, config: EncoderConfig, frames: list[np.ndarray], device: torch.dev
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=20)
-    parser.add_argument("--models", default="vit_b,vit_h")
+    parser.add_argument("--models", default=MODELS)
     parser.add_argument("--device", default="cuda", help="cuda, cuda:N, or cpu for a smoke run")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -98,19 +117,27 @@ def main() -> int:
         f"{frames[0].shape[1]}x{frames[0].shape[0]}; s/frame over frames 2..{args.frames}"
     )
     print(
-        "| model | variant | s/frame | speed-up vs Meta fp32 | first frame (s) | peak GPU MiB "
-        "| embedding rel. error | mask IoU (worst) |"
+        "| model | variant | s/frame | speed-up vs fp32 (first row) | first frame (s) "
+        "| peak GPU MiB | embedding rel. error | mask IoU (worst) |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for model in args.models.split(","):
         torch.manual_seed(0)
-        sam = build_sam(model, random_init=True)
-        randomize_relative_positions(sam, std=0.2)
+        try:
+            sam = build_named(model)
+        except UserError as err:  # the family's package is not installed
+            print(f"| {model} | skipped: {err} |", flush=True)
+            continue
+        family = family_of(model)
+        if family in ("sam", "medsam", "hq"):
+            randomize_relative_positions(sam, std=0.2)
+        variants = VIT_VARIANTS if family in ("sam", "medsam") else PACKAGE_VARIANTS
         sam = sam.to(device)
         results = {
-            variant: _run(sam, config, frames, device) for variant, config in VARIANTS.items()
+            variant: _run(model, sam, config, frames, device)
+            for variant, config in variants.items()
         }
-        ref = results["meta-fp32"]
+        ref = next(iter(results.values()))
         ref_time = float(np.mean(ref["seconds"][1:]))
         for variant, r in results.items():
             per_frame = float(np.mean(r["seconds"][1:]))

@@ -238,7 +238,6 @@ class _Runner:
     ) -> None:
         from samic_vos.api.models import load_segmenter
         from samic_vos.runtime.devices import select_device
-        from samic_vos.sam.models import SAM_ARCHS, sam_arch_name
 
         self.inputs, self.config, self.dataset, self.progress = inputs, config, dataset, progress
         self.out = inputs.out_dir
@@ -253,12 +252,11 @@ class _Runner:
             encoder=config.track.encoder,
             threads=config.track.threads,
         )
-        sam = self.segmenter.sam
         self.net = None
         self.samic_mode = None
         if config.track.prompter == "samic":
             self.net, self.samic_mode = self._network()
-        loaded = sam_arch_name(sam)
+        loaded = self.segmenter.model_name
         if inputs.train:  # the network is (or will be) trained from train.network
             network = config.train.network
         else:
@@ -266,7 +264,7 @@ class _Runner:
         track = dataclasses.replace(
             config.track,
             device=str(device),
-            sam_model=loaded if loaded in SAM_ARCHS else config.track.sam_model,
+            sam_model=loaded or config.track.sam_model,
             network=network,
         )
         self.ran = dataclasses.replace(config, track=track)

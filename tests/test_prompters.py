@@ -9,7 +9,7 @@ import torch
 from samic_vos.inference.baseline_prompters import BOX_MARGIN, PerSamPrompter, PreviousMaskPrompter
 from samic_vos.inference.prompter import RestoredFrame, Tracked
 from samic_vos.sam.models import build_sam
-from samic_vos.sam.segmenter import ImageEmbedding, PromptResult, Segmentation
+from samic_vos.sam.segmenter import ImageEmbedding, PromptResult, SamSegmenter, Segmentation
 
 SIDE = 128  # the tiny SAM's encoder input; frames are SIDE x SIDE, so no resize
 GRID = 8  # its embedding grid (SIDE / patch 16)
@@ -24,6 +24,11 @@ class FakeSegmenter:
         self.features = torch.zeros(1, 32, GRID, GRID)
         self.calls: list[dict] = []
         self.next_masks: list[np.ndarray] = []
+
+    # SAM's own placement of a mask on the encoder's input and upscaling back (PerSAM uses them).
+    grid_mask = SamSegmenter.grid_mask
+    upscale = SamSegmenter.upscale
+    mask_threshold = 0.0
 
     @property
     def embedding(self) -> ImageEmbedding:

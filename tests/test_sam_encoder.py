@@ -66,7 +66,9 @@ def test_fp32_equals_meta(sam, images, chunk_mib):
     """Whole mask, one query row per chunk, and a few windows per chunk all give Meta's result."""
     with torch.inference_mode():
         reference = sam.image_encoder(images)
-    ours = build_image_encoder(sam, EncoderConfig(mask_chunk_mib=chunk_mib))(images)
+    ours = build_image_encoder(sam, EncoderConfig(precision="fp32", mask_chunk_mib=chunk_mib))(
+        images
+    )
     assert ours.dtype == torch.float32 and ours.shape == reference.shape == (2, 32, 10, 10)
     assert _relative_error(ours, reference) < 1e-5
 
@@ -85,7 +87,9 @@ def test_meta_encoder_unchanged_after_ours_ran(sam, images):
 def test_reference_implementation_is_meta_forward(sam, images):
     with torch.inference_mode():
         reference = sam.image_encoder(images)
-    ours = build_image_encoder(sam, EncoderConfig(implementation="reference"))(images)
+    ours = build_image_encoder(sam, EncoderConfig(implementation="reference", precision="fp32"))(
+        images
+    )
     torch.testing.assert_close(ours, reference, rtol=0, atol=0)
 
 
@@ -105,8 +109,10 @@ def _masks(segmenter: SamSegmenter, frame: np.ndarray) -> list:
 
 
 def test_masks_equal_meta_from_the_same_prompts(sam, frame):
-    reference = _masks(SamSegmenter(sam, "cpu", EncoderConfig(implementation="reference")), frame)
-    ours = _masks(SamSegmenter(sam, "cpu", EncoderConfig()), frame)
+    reference = _masks(
+        SamSegmenter(sam, "cpu", EncoderConfig(implementation="reference", precision="fp32")), frame
+    )
+    ours = _masks(SamSegmenter(sam, "cpu", EncoderConfig(precision="fp32")), frame)
     for theirs, mine in zip(reference, ours, strict=True):
         assert mine.mask.shape == (100, 150)
         np.testing.assert_allclose(mine.logits, theirs.logits, atol=1e-3)
@@ -115,7 +121,9 @@ def test_masks_equal_meta_from_the_same_prompts(sam, frame):
 
 
 def test_bf16_masks_close_to_meta(sam, frame):
-    reference = _masks(SamSegmenter(sam, "cpu", EncoderConfig(implementation="reference")), frame)
+    reference = _masks(
+        SamSegmenter(sam, "cpu", EncoderConfig(implementation="reference", precision="fp32")), frame
+    )
     ours = _masks(SamSegmenter(sam, "cpu", EncoderConfig(precision="bf16")), frame)
     for theirs, mine in zip(reference, ours, strict=True):
         assert theirs.mask.sum() > 100  # a real mask, not an empty one matching an empty one
@@ -137,8 +145,20 @@ def test_config_rejects_bad_chunk(chunk):
         EncoderConfig(mask_chunk_mib=chunk)
 
 
-def test_precision_auto_is_fp32_on_cpu():
-    assert resolve_precision("auto", torch.device("cpu")) == torch.float32
+@pytest.mark.parametrize(
+    ("avx512_bf16", "amx", "expected"),
+    [
+        (False, False, torch.float32),
+        (True, False, torch.bfloat16),
+        (False, True, torch.bfloat16),
+    ],
+)
+def test_precision_auto_on_cpu_is_bf16_only_where_computed_natively(
+    monkeypatch, avx512_bf16, amx, expected
+):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert resolve_precision("auto", torch.device("cpu")) == expected
     assert resolve_precision("fp32", torch.device("cpu")) == torch.float32
 
 

@@ -9,6 +9,7 @@ from segment_anything import SamPredictor
 
 from samic_vos.runtime.devices import select_device
 from samic_vos.runtime.errors import UserError
+from samic_vos.sam.encoder import EncoderConfig
 from samic_vos.sam.models import build_sam
 from samic_vos.sam.segmenter import (
     NO_OBJECT_LOGIT,
@@ -40,7 +41,7 @@ def frame() -> np.ndarray:
 
 @pytest.fixture()
 def segmenter(sam, frame) -> SamSegmenter:
-    seg = SamSegmenter(sam, "cpu")
+    seg = SamSegmenter(sam, "cpu", EncoderConfig(precision="fp32"))
     seg.set_frame(frame)
     return seg
 
@@ -112,7 +113,7 @@ def test_image_encoder_runs_once_per_frame(sam, frame):
     # The patch embedding is the first module of every encoder implementation.
     handle = sam.image_encoder.patch_embed.register_forward_hook(lambda *args: calls.append(1))
     try:
-        seg = SamSegmenter(sam, "cpu")
+        seg = SamSegmenter(sam, "cpu", EncoderConfig(precision="fp32"))
         for t in range(2):
             seg.set_frame(np.roll(frame, 5 * t, axis=1))
             for objects in range(3):  # three objects, several groups each
@@ -125,7 +126,7 @@ def test_image_encoder_runs_once_per_frame(sam, frame):
 
 def test_segment_before_set_frame_fails(sam):
     with pytest.raises(RuntimeError, match="set_frame"):
-        SamSegmenter(sam, "cpu").segment([np.array([[1.0, 1.0]])])
+        SamSegmenter(sam, "cpu", EncoderConfig(precision="fp32")).segment([np.array([[1.0, 1.0]])])
 
 
 def test_group_points_by_component():

@@ -8,6 +8,7 @@ import pytest
 import torch
 from segment_anything import SamPredictor
 
+from samic_vos.sam.encoder import EncoderConfig
 from samic_vos.sam.models import build_sam
 from samic_vos.sam.segmenter import SamSegmenter
 
@@ -37,7 +38,7 @@ def predictor(sam, frame) -> SamPredictor:
 
 @pytest.fixture(scope="module")
 def segmenter(sam, frame) -> SamSegmenter:
-    segmenter = SamSegmenter(sam, "cpu")
+    segmenter = SamSegmenter(sam, "cpu", EncoderConfig(precision="fp32"))
     segmenter.set_frame(frame)
     return segmenter
 
@@ -102,12 +103,12 @@ def test_prompt_needs_a_point_or_a_box(segmenter):
 
 def test_embed_then_set_embedding_equals_set_frame(sam, frame, segmenter):
     other = np.ascontiguousarray(frame[::-1])
-    fresh = SamSegmenter(sam, "cpu")
+    fresh = SamSegmenter(sam, "cpu", EncoderConfig(precision="fp32"))
     embedding = fresh.embed(other)
     assert embedding.features.dtype == torch.float32 and embedding.features.shape[0] == 1
     assert embedding.original_size == (HEIGHT, WIDTH) and max(embedding.input_size) == 128
     fresh.set_embedding(embedding)
-    reference = SamSegmenter(sam, "cpu")
+    reference = SamSegmenter(sam, "cpu", EncoderConfig(precision="fp32"))
     reference.set_frame(other)
     np.testing.assert_array_equal(
         fresh.prompt(POINTS, LABELS).logits, reference.prompt(POINTS, LABELS).logits

@@ -23,6 +23,7 @@ from samic_vos.hub import weights
 from samic_vos.hub.weights import REGISTRY, WeightsEntry, cache_dir, load_checkpoint, resolve
 from samic_vos.runtime import console
 from samic_vos.runtime.errors import UserError
+from samic_vos.sam.names import SAM_MODELS
 
 FLAG = "--tiny-weights"
 FILENAME = "tiny_weights.pth"
@@ -305,7 +306,9 @@ def test_cli_unknown_name_is_one_line(action: str, capsys: pytest.CaptureFixture
     assert main(["weights", action, "sam_vit_x"]) == 2
     assert capsys.readouterr().err == (
         "samic-vos: error: unknown weights 'sam_vit_x' "
-        "(known: sam_vit_b, sam_vit_l, sam_vit_h, resnet50_imagenet)\n"
+        "(known: sam_vit_b, sam_vit_l, sam_vit_h, resnet50_imagenet, sam2.1_hiera_t, "
+        "sam2.1_hiera_s, sam2.1_hiera_b+, sam2.1_hiera_l, sam_hq_vit_b, sam_hq_vit_l, "
+        "sam_hq_vit_h, medsam_vit_b)\n"
     )
 
 
@@ -360,12 +363,25 @@ def test_cache_dir_locations(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 
 
 def test_registry_entries_are_consistent() -> None:
-    assert list(REGISTRY) == ["sam_vit_b", "sam_vit_l", "sam_vit_h", "resnet50_imagenet"]
+    verified = ["sam_vit_b", "sam_vit_l", "sam_vit_h", "resnet50_imagenet"]
+    # Their authors publish no SHA-256: the user downloads them (never done by us unverified).
+    unpublished = [
+        *(f"sam2.1_hiera_{s}" for s in ("t", "s", "b+", "l")),
+        *(f"sam_hq_vit_{s}" for s in ("b", "l", "h")),
+        "medsam_vit_b",
+    ]
+    assert list(REGISTRY) == verified + unpublished
     for name, entry in REGISTRY.items():
-        assert entry.name == name
-        assert re.fullmatch(r"[0-9a-f]{64}", entry.sha256)
-        assert entry.url.startswith("https://") and entry.url.endswith("/" + entry.filename)
-        assert entry.size and entry.size > 10_000_000
+        assert entry.name == name and entry.licence
+        assert entry.url.startswith("https://")
+        if name in verified:
+            assert re.fullmatch(r"[0-9a-f]{64}", entry.sha256)
+            assert entry.url.endswith("/" + entry.filename)
+            assert entry.size and entry.size > 10_000_000
+        else:
+            assert entry.sha256 is None
+    # Every named segmenter with official weights has its entry.
+    assert {m.weights for m in SAM_MODELS.values() if m.weights} <= set(REGISTRY)
     # torchvision names its files <name>-<first 8 hex of the SHA-256>.pth
     resnet = REGISTRY["resnet50_imagenet"]
     assert resnet.sha256.startswith(resnet.filename.removesuffix(".pth").split("-")[1])
@@ -433,3 +449,16 @@ def test_track_offline_keeps_a_mismatched_cached_sam_checkpoint(
     assert "--sam-checkpoint PATH" in err[0]
     assert cached.read_bytes() == b"not SAM" * 1000
     assert not out.exists()
+
+
+def test_weights_without_a_published_sha256_are_not_downloaded(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("SAMIC_VOS_HOME", str(tmp_path))
+    with pytest.raises(UserError) as err:
+        weights.resolve("sam2.1_hiera_t", flag="`sam_checkpoint`")
+    message = str(err.value)
+    assert "publish no SHA-256" in message and "sam2.1_hiera_tiny.pt" in message
+    assert "pass it with `sam_checkpoint` PATH" in message and "\n" not in message
+    assert not (tmp_path / "weights").exists()
+    own = tmp_path / "sam2.1_hiera_tiny.pt"
+    own.write_bytes(b"x")
+    assert weights.resolve("sam2.1_hiera_t", own, flag="`sam_checkpoint`") == own

@@ -20,3 +20,14 @@ def write_tiny_models(folder: Path) -> dict[str, Path]:
     save_sam(folder / "tiny_sam.pt", build_sam("tiny", random_init=True), "tiny")
     save_samic(folder / "tiny_samic.pt", build_samic(TINY_NET))
     return {"sam": folder / "tiny_sam.pt", "samic": folder / "tiny_samic.pt"}
+
+
+def write_family_model(folder: Path, name: str) -> Path:
+    """A random-weight model of another family (``tiny_hq``, ``tiny_medsam``, ``tiny_sam2``),
+    built by its package's own builder, in our checkpoint format (which names the model)."""
+    from samic_vos.sam.models import build_named
+
+    torch.manual_seed(0)
+    path = folder / f"{name}.pt"
+    save_sam(path, build_named(name), name)
+    return path

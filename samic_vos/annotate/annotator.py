@@ -115,7 +115,9 @@ class Annotator:
         self.segmenter = segmenter
         state = self.annotations_dir / STATE_FOLDER
         self.embeddings = EmbeddingCache(
-            state / "embeddings", segmenter, model_key(segmenter.sam, str(segmenter.encoder.dtype))
+            state / "embeddings",
+            segmenter,
+            model_key(segmenter.sam, f"{segmenter.family}/{segmenter.encoder.dtype}"),
         )
         self.decoder = PromptDecoder(segmenter)
         self._lock = threading.RLock()

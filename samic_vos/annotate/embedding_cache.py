@@ -17,7 +17,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
-from segment_anything.modeling import Sam
 
 from samic_vos.annotate.image_folder import content_hash, load_rgb
 from samic_vos.runtime.atomic import atomic_path
@@ -33,10 +32,11 @@ MEMORY_ITEMS = 4
 _FINGERPRINT_SAMPLES = 4096
 
 
-def model_key(sam: Sam, precision: str) -> str:
-    """A short key of ``sam``'s image encoder weights and the encoder's ``precision`` (its
-    compute dtype, e.g. ``"torch.float32"``): embeddings from another model or precision never
-    hit the cache."""
+def model_key(sam: torch.nn.Module, precision: str) -> str:
+    """A short key of ``sam``'s image encoder weights and ``precision`` (the segmenter's family
+    and the encoder's compute dtype, e.g. ``"medsam/torch.float32"``: MedSAM and SAM differ in
+    pre-processing, not in architecture): embeddings from another model, family or precision
+    never hit the cache."""
     digest = hashlib.sha256(f"precision={precision}".encode())
     for name, tensor in sam.image_encoder.state_dict().items():
         flat = tensor.detach().flatten()
@@ -149,6 +149,7 @@ class EmbeddingCache:
                 features=data["features"],
                 input_size=tuple(data["input_size"]),
                 original_size=tuple(data["original_size"]),
+                extras=tuple(data.get("extras", ())),
             )
         except Exception as err:  # a damaged entry is recomputed, never fatal
             logger.warning("ignoring the damaged cached embedding %s (%s)", path, err)
@@ -164,6 +165,7 @@ class EmbeddingCache:
             "features": embedding.features.cpu().clone(),
             "input_size": list(embedding.input_size),
             "original_size": list(embedding.original_size),
+            "extras": [t.cpu().clone() for t in embedding.extras],
         }
         with atomic_path(self._path(digest)) as tmp:
             torch.save(payload, tmp)

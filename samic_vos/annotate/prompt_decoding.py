@@ -140,7 +140,7 @@ class PromptDecoder:
                 logits = np.full(size, -np.inf, dtype=np.float32)
                 confidence = 0.0
             results[obj.id] = ObjectResult(
-                mask=logits > self.segmenter.sam.mask_threshold,
+                mask=logits > self.segmenter.mask_threshold,
                 logits=logits,
                 confidence=confidence,
                 instance_ious=[None if r is None else r.iou for r in decoded],

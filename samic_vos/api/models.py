@@ -30,7 +30,8 @@ from samic_vos.model.samic_net import SamicNet, SamicNetConfig
 from samic_vos.runtime.config import require_choice
 from samic_vos.runtime.stage_threads import StageThreads, ThreadsConfig
 from samic_vos.sam.encoder import EncoderConfig
-from samic_vos.sam.models import OFFICIAL_MODELS, SAM_ARCHS, require_models
+from samic_vos.sam.models import require_models
+from samic_vos.sam.names import DEFAULT_SAM_MODEL, SAM_MODELS
 from samic_vos.sam.run_ahead import run_ahead_enabled
 from samic_vos.sam.segmenter import SamSegmenter
 
@@ -67,12 +68,9 @@ class Models:
 
     @property
     def sam_model(self) -> str | None:
-        """The loaded SAM's architecture (``vit_b``, ``vit_l``, ``vit_h``, ``tiny``); ``None``
-        for an architecture of its own."""
-        from samic_vos.sam.models import sam_arch_name
-
-        name = sam_arch_name(self.segmenter.sam)
-        return name if name in SAM_ARCHS else None
+        """The loaded segmenter's name (``vit_b``, ``sam2.1_hiera_tiny``, ``tiny`` ...:
+        :data:`samic_vos.sam.names.SAM_MODELS`); ``None`` for an architecture of its own."""
+        return self.segmenter.model_name
 
     @property
     def adapts(self) -> bool:
@@ -126,7 +124,9 @@ def load_models(
     """Load SAM and SAMIC once, for any number of videos and image sets.
 
     Args:
-        sam_model: ``vit_b``, ``vit_l`` or ``vit_h`` (``tiny``: the tests' random model);
+        sam_model: a name of :data:`samic_vos.sam.names.SAM_MODELS`: SAM ``vit_b``,
+            ``vit_l``, ``vit_h``; HQ-SAM ``hq_vit_b`` ...; ``medsam_vit_b``; SAM 2.1
+            ``sam2.1_hiera_tiny`` ... (``tiny*``: the tests' random models);
             ``None``: the checkpoint's own architecture (``vit_b`` without a checkpoint).
         sam_checkpoint: SAM weights file; ``None``: the official weights from the cache
             (:data:`samic_vos.WEIGHTS`, downloaded and checksum-verified on first use).
@@ -138,7 +138,8 @@ def load_models(
         prompter: ``samic`` (the paper), or the training-free ``previous-mask`` (video only)
             and ``persam``; only ``samic`` loads a SAMIC network.
         device: ``auto`` (CUDA, then MPS, then the CPU), ``cuda``, ``cuda:N``, ``mps``, ``cpu``.
-        precision: SAM's image encoder precision, ``auto`` (bf16 on CUDA, else fp32), ``fp32``,
+        precision: SAM's image encoder precision, ``auto`` (bf16 on CUDA and on CPUs with
+            AVX512-BF16 or AMX, else fp32), ``fp32``,
             ``bf16`` or ``fp16``; ``None``: ``encoder``'s (default ``auto``).
         encoder: how SAM's image encoder runs (default :class:`EncoderConfig`).
         threads: torch CPU threads per stage (default: all ``auto``).
@@ -155,6 +156,7 @@ def load_models(
     from samic_vos.training.adapted import samic_network
 
     require_choice("prompter", prompter, PROMPTERS)
+    require_models(sam_model, str(device))
     encoder = encoder or EncoderConfig()
     if precision is not None:
         encoder = dataclasses.replace(encoder, precision=precision)
@@ -168,7 +170,13 @@ def load_models(
     )
     net = None
     if prompter == "samic":
-        net = samic_network(samic_path, backbone, network or SamicNetConfig(), segmenter.device)
+        net = samic_network(
+            samic_path,
+            backbone,
+            network or SamicNetConfig(),
+            segmenter.device,
+            segmenter.model_name,
+        )
     return Models(segmenter, net, prompter, samic_path, backbone, encoder)
 
 
@@ -184,8 +192,9 @@ def _registry_weights(
     pairs: SAM's official file without ``sam_checkpoint``, the ResNet-50 of an ImageNet
     backbone without ``backbone_weights`` (a checkpoint's stored backbone, else ``network``'s)."""
     needed = []
-    if sam_checkpoint is None and (sam_model or "vit_b") in OFFICIAL_MODELS:
-        needed.append((f"sam_{sam_model or 'vit_b'}", "`sam_checkpoint`"))
+    official = SAM_MODELS[sam_model or DEFAULT_SAM_MODEL].weights
+    if sam_checkpoint is None and official is not None:
+        needed.append((official, "`sam_checkpoint`"))
     if prompter == "samic" and backbone_weights is None:
         net = stored_net_config(samic) if samic is not None else network or SamicNetConfig()
         if net.backbone == "imagenet":
@@ -205,15 +214,20 @@ def load_segmenter(
     ``threads``: a config, or stage threads already resolved). Seeds torch's global random
     generator with 0 first, as :func:`load_models` does (a fresh SAMIC head is drawn next)."""
     from samic_vos.runtime.devices import select_device
-    from samic_vos.sam.models import load_sam
+    from samic_vos.sam.families import SEGMENTERS
+    from samic_vos.sam.models import load_named
+    from samic_vos.sam.names import family_of
 
     require_models(sam_model, str(device))
     torch_device = select_device(str(device))
     torch.manual_seed(0)
-    sam = load_sam(sam_model, sam_checkpoint, torch_device)
+    sam, name = load_named(sam_model, sam_checkpoint, torch_device)
     if not isinstance(threads, StageThreads):
         threads = StageThreads.resolve(threads)
-    return SamSegmenter(sam, torch_device, encoder or EncoderConfig(), threads)
+    family = family_of(name) if name in SAM_MODELS else "sam"
+    segmenter = SEGMENTERS[family](sam, torch_device, encoder or EncoderConfig(), threads)
+    segmenter.model_name = name if name in SAM_MODELS else None
+    return segmenter
 
 
 def job_models(

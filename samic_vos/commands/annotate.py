@@ -104,14 +104,16 @@ def run(args: argparse.Namespace) -> int:
     check_folder_free(out)
     check_port_free(config.port)
 
-    from samic_vos.runtime.devices import select_device
+    from samic_vos.api.models import load_segmenter
     from samic_vos.runtime.stage_threads import StageThreads
-    from samic_vos.sam.models import load_sam
-    from samic_vos.sam.segmenter import SamSegmenter
 
-    device = select_device(config.device)
-    sam = load_sam(config.sam_model, args.sam_checkpoint, device)
-    segmenter = SamSegmenter(sam, device, config.encoder, StageThreads.interactive())
+    segmenter = load_segmenter(
+        config.sam_model,
+        args.sam_checkpoint,
+        device=config.device,
+        encoder=config.encoder,
+        threads=StageThreads.interactive(),
+    )
     token = new_token()
     classes = parse_classes(config.classes)
     app = create_app(args.images, out, segmenter, args.import_masks, token, classes)

@@ -144,7 +144,8 @@ def add_encoder(parser: argparse.ArgumentParser, prefix: str = "") -> None:
         "--precision",
         key=f"{prefix}encoder.precision",
         metavar="{" + ",".join(PRECISIONS) + "}",
-        help="SAM encoder precision (auto: bf16 on CUDA, fp32 elsewhere)",
+        help="SAM encoder precision (auto: bf16 on CUDA and on CPUs with AVX512-BF16 or AMX, "
+        "else fp32)",
     )
     config_flag(
         parser,
@@ -192,8 +193,9 @@ def add_models(
             group,
             "--sam-model",
             key=f"{prefix}sam_model",
-            metavar="{" + ",".join(OFFICIAL_MODELS) + "}",
-            help="SAM architecture (default: the checkpoint's own; vit_b when downloading)",
+            metavar="NAME",
+            help=f"segmenter, one of {', '.join(OFFICIAL_MODELS)} (default: the checkpoint's "
+            "own; vit_b when downloading)",
         )
         group.add_argument(
             "--sam-checkpoint",

@@ -58,20 +58,26 @@ class WeightsEntry:
         name: registry key (``sam_vit_b`` ...), what users type.
         filename: the official file name, also its name in the cache.
         url: where it is downloaded from (HTTP/HTTPS; Range requests are used to resume).
-        sha256: lowercase hex SHA-256 of the whole file.
+        sha256: lowercase hex SHA-256 of the whole file; ``None`` where the authors publish
+            none: such a file is never downloaded by us (it could not be verified), the user
+            downloads it and passes it with the flag.
         description: one line for ``samic-vos weights list``.
         size: file size in bytes, or ``None`` when unknown.
+        licence: the weights' licence, as their authors state it.
     """
 
     name: str
     filename: str
     url: str
-    sha256: str
+    sha256: str | None
     description: str
     size: int | None = None
+    licence: str = "Apache-2.0"
 
 
 _SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
+_SAM2_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
+_HQ_URL = "https://huggingface.co/lkeab/hq-sam/resolve/main/"
 
 REGISTRY: dict[str, WeightsEntry] = {
     entry.name: entry
@@ -112,6 +118,44 @@ REGISTRY: dict[str, WeightsEntry] = {
             "0676ba61b6795bbe1773cffd859882e5e297624d384b6993f7c9e683e722fb8a",
             "torchvision ResNet-50 ImageNet-1k (IMAGENET1K_V1): SAMIC's frozen backbone",
             102_530_333,
+            "BSD-3-Clause",
+        ),
+        # SAM 2.1 (Meta, checkpoints/download_ckpts.sh of facebookresearch/sam2). Meta publishes
+        # no SHA-256 for them (nor sizes): see _UNPUBLISHED_SHA256.
+        *(
+            WeightsEntry(
+                f"sam2.1_hiera_{short}",
+                f"sam2.1_hiera_{size}.pt",
+                f"{_SAM2_URL}sam2.1_hiera_{size}.pt",
+                None,
+                f"SAM 2.1 Hiera {label} (Meta), as an image segmenter",
+            )
+            for short, size, label in (
+                ("t", "tiny", "tiny"),
+                ("s", "small", "small"),
+                ("b+", "base_plus", "base+"),
+                ("l", "large", "large"),
+            )
+        ),
+        # HQ-SAM (SysCV/sam-hq README: the Hugging Face copies of its checkpoints); no SHA-256
+        # published.
+        *(
+            WeightsEntry(
+                f"sam_hq_{size}",
+                f"sam_hq_{size}.pth",
+                f"{_HQ_URL}sam_hq_{size}.pth",
+                None,
+                f"HQ-SAM {size.replace('_', '-').upper()} (SysCV): SAM with a high-quality token",
+            )
+            for size in ("vit_b", "vit_l", "vit_h")
+        ),
+        # MedSAM (bowang-lab/MedSAM README): a Google Drive folder, no SHA-256 published.
+        WeightsEntry(
+            "medsam_vit_b",
+            "medsam_vit_b.pth",
+            "https://drive.google.com/drive/folders/1ETWmi4AiniJeWOt6HAsYgTjYv_fkgzoN",
+            None,
+            "MedSAM ViT-B (bowang-lab): SAM fine-tuned on medical images, box prompts",
         ),
     )
 }
@@ -185,6 +229,10 @@ def resolve(
         return _check_local(entry, Path(path).expanduser(), flag)
     or_flag = f", or pass {flag} PATH" if flag else ""
     final = cache_dir() / entry.filename
+    if entry.sha256 is None:  # only the user's own copy, in the cache or passed with the flag
+        if final.is_file():
+            return final
+        _refuse_unverifiable(entry, flag)
     if final.is_file():
         if _matches(final, entry):
             return final
@@ -232,6 +280,8 @@ def download(name: str, *, force: bool = False) -> Path:
     replaced only once the new one is verified.
     """
     entry = get_entry(name)
+    if entry.sha256 is None:
+        _refuse_unverifiable(entry, None)
     final = cache_dir() / entry.filename
     if force:
         with contextlib.suppress(FileNotFoundError):
@@ -277,6 +327,16 @@ def load_checkpoint(
 
 
 # --- verification --------------------------------------------------------------------------
+
+
+def _refuse_unverifiable(entry: WeightsEntry, flag: str | None) -> None:
+    """A checkpoint whose SHA-256 its authors do not publish is not downloaded (it could not
+    be verified): one line saying where to get it and how to pass it."""
+    fix = f"pass it with {flag} PATH" if flag else f"copy it to {cache_dir() / entry.filename}"
+    raise UserError(
+        f"{entry.filename}: its authors publish no SHA-256, so it is not downloaded "
+        f"automatically; download it from {entry.url} and {fix}"
+    )
 
 
 def _note(message: str) -> None:
@@ -377,6 +437,8 @@ def _mismatch(path: Path, entry: WeightsEntry) -> str | None:
     size = path.stat().st_size
     if entry.size is not None and size != entry.size:
         return f"{size} bytes, expected {entry.size}"
+    if entry.sha256 is None:  # nothing published to check against
+        return None
     digest = _digest(path, entry)
     if digest != entry.sha256:
         return f"SHA-256 {digest[:12]}…, expected {entry.sha256[:12]}…"
@@ -394,7 +456,7 @@ def _check_local(entry: WeightsEntry, path: Path, flag: str | None) -> Path:
     if not path.is_file():
         raise UserError(f"{label}: not a file")
     claims_official = path.name == entry.filename or path.stat().st_size == entry.size
-    if not claims_official:
+    if not claims_official or entry.sha256 is None:
         _note(f"{label}: not the official {entry.filename}; used as is, unverified")
         return path
     problem = _mismatch(path, entry)

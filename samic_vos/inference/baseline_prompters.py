@@ -29,7 +29,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -197,11 +196,7 @@ def persam_target(
     if pooling not in POOLINGS:
         raise ValueError(f"unknown PerSAM pooling {pooling!r}: use one of {POOLINGS}")
     grid = embedding.features.shape[-2:]
-    side = segmenter.sam.image_encoder.img_size
-    rows, cols = embedding.input_size
-    resized = cv2.resize(mask.astype(np.float32), (cols, rows), interpolation=cv2.INTER_LINEAR)
-    padded = np.zeros((side, side), np.float32)
-    padded[:rows, :cols] = resized
+    padded = segmenter.grid_mask(mask, embedding)
     small = F.interpolate(torch.from_numpy(padded)[None, None], size=grid, mode="bilinear")
     feats = embedding.features[0].permute(1, 2, 0)[small[0, 0].to(embedding.features.device) > 0]
     if len(feats) == 0:
@@ -224,7 +219,7 @@ def persam_similarity(
     feats = feats / feats.norm(dim=0, keepdim=True)
     sim = torch.einsum("c,chw->hw", target.to(feats.device), feats)[None, None]
     sim = F.interpolate(sim, scale_factor=4, mode="bilinear")
-    full = segmenter.sam.postprocess_masks(sim, embedding.input_size, embedding.original_size)
+    full = segmenter.upscale(sim, embedding)
     return full[0, 0].float().cpu().numpy()
 
 

@@ -238,7 +238,7 @@ class SamicImagePrompter:
         peaks = find_peaks(self._heats[index][class_id], size, self.config.peaks)
         points = np.array([[p.x, p.y] for p in peaks], dtype=np.float32).reshape(-1, 2)
         segmentation, logits = self.segmenter.segment_instances([p[None] for p in points])
-        threshold = self.segmenter.sam.mask_threshold
+        threshold = self.segmenter.mask_threshold
         result = ClassResult(
             points=points,
             scores=[p.score for p in peaks],

@@ -43,7 +43,9 @@ from samic_vos.runtime.config import require, require_choice
 from samic_vos.runtime.devices import valid_device_name
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.version import __version__
-from samic_vos.sam.names import OFFICIAL_MODELS
+from samic_vos.sam.names import DEFAULT_SAM_MODEL, OFFICIAL_MODELS, SAM_MODELS, family_of
+
+__all__ = ["OFFICIAL_MODELS", "SAM_ARCHS", "build_named", "build_sam", "load_named", "load_sam"]
 
 CHECKPOINT_FORMAT = "samic-vos/sam"
 
@@ -111,7 +113,7 @@ def require_models(sam_model: str | None, device: str) -> None:
     """A job config's ``sam_model`` (``None``: the checkpoint's own) and ``device`` are spelled
     right (:class:`~samic_vos.runtime.config.ConfigError` naming the key otherwise)."""
     if sam_model is not None:
-        require_choice("sam_model", sam_model, SAM_ARCHS)
+        require_choice("sam_model", sam_model, SAM_MODELS)
     require(valid_device_name(device), "device", "auto, cuda, cuda:N, mps or cpu", device)
 
 
@@ -171,14 +173,22 @@ def count_parameters(arch: SamArch | str) -> int:
     return sum(p.numel() for p in sam.parameters())
 
 
-def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], SamArch | None]:
-    """``(state_dict, arch)`` from a checkpoint file; ``arch`` is ``None`` for a raw state dict."""
+def _read_checkpoint(
+    path: Path,
+) -> tuple[dict[str, torch.Tensor], SamArch | str | None]:
+    """``(state_dict, arch)`` from a checkpoint file; ``arch``: the SAM architecture or the
+    model name our format stores, ``None`` for an official file (a raw state dict, or SAM 2's
+    ``{"model": state_dict}``)."""
     data = load_checkpoint(path, map_location="cpu")
     if data.get("format") == CHECKPOINT_FORMAT:
         try:
+            if data.get("model") in SAM_MODELS:
+                return data["state_dict"], data["model"]
             return data["state_dict"], SamArch.from_dict(data["arch"])
         except (KeyError, TypeError, ValueError) as err:
             raise UserError(f"{path}: damaged samic-vos SAM checkpoint ({err})") from err
+    if isinstance(data.get("model"), dict):  # SAM 2's official checkpoints
+        return data["model"], None
     return data, None
 
 
@@ -248,15 +258,18 @@ def randomize_relative_positions(sam: Sam, std: float = 0.2) -> None:
             block.attn.rel_pos_w.normal_(std=std)
 
 
-def save_sam(path: str | os.PathLike[str], sam: Sam, arch: SamArch | str) -> None:
-    """Write ``sam`` with its architecture in our checkpoint format, atomically."""
-    arch = _arch(arch)
-    payload = {
+def save_sam(path: str | os.PathLike[str], sam: torch.nn.Module, arch: SamArch | str) -> None:
+    """Write ``sam`` in our checkpoint format, atomically, with its architecture (SAM) or its
+    model name (``arch`` a name of another family in :data:`SAM_MODELS`: ``tiny_sam2`` ...)."""
+    payload: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
         "version": __version__,
-        "arch": dataclasses.asdict(arch),
         "state_dict": {k: v.detach().cpu() for k, v in sam.state_dict().items()},
     }
+    if isinstance(arch, str) and arch in SAM_MODELS and family_of(arch) != "sam":
+        payload["model"] = arch
+    else:
+        payload["arch"] = dataclasses.asdict(_arch(arch))
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
@@ -265,38 +278,111 @@ def load_sam(
     model: str | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     device: torch.device | str = "cpu",
-) -> Sam:
-    """The SAM model ``model`` (``vit_b``, ``vit_l``, ``vit_h`` or ``tiny``) on ``device``.
+) -> torch.nn.Module:
+    """The model of :func:`load_named` alone."""
+    return load_named(model, checkpoint, device)[0]
 
-    ``model=None``: the checkpoint's own architecture (a checkpoint in our format carries it,
-    an official raw state dict is recognised by its shapes), ``vit_b`` without a checkpoint.
+
+def load_named(
+    model: str | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[torch.nn.Module, str]:
+    """The segmenter model ``model`` (a name in :data:`~samic_vos.sam.names.SAM_MODELS`) on
+    ``device``, and its name.
+
+    ``model=None``: the checkpoint's own (a checkpoint in our format names it; an official
+    raw state dict is recognised by its keys and shapes; a MedSAM file, having SAM ViT-B's,
+    loads as ``vit_b`` unless ``medsam_vit_b`` is named), ``vit_b`` without a checkpoint.
     Without ``checkpoint``, an official model's weights are resolved through the weights
-    registry (``sam_vit_b`` ...: the cached file, downloaded on first use). A ``model`` that
-    disagrees with the checkpoint's architecture is refused. Returns the model in eval mode.
+    registry. A ``model`` that disagrees with the checkpoint (another family, another size)
+    is refused in one line. Returns the model in eval mode.
     """
-    if model is not None:
-        _arch(model)
+    from samic_vos.sam.families import detect_family, require_package
+
+    if model is not None and model not in SAM_MODELS:
+        raise UserError(f"unknown SAM model '{model}': use one of {', '.join(SAM_MODELS)}")
     if checkpoint is None:
-        model = model or "vit_b"
-        if model not in OFFICIAL_MODELS:
+        model = model or DEFAULT_SAM_MODEL
+        if SAM_MODELS[model].weights is None:
             raise UserError(
                 f"SAM model '{model}' has no downloadable weights: pass `sam_checkpoint` FILE"
             )
-    if model in OFFICIAL_MODELS:
-        path = resolve(f"sam_{model}", path=checkpoint, flag="`sam_checkpoint`")
+    if model is not None and SAM_MODELS[model].weights is not None:
+        path = resolve(SAM_MODELS[model].weights, path=checkpoint, flag="`sam_checkpoint`")
     else:
         path = Path(checkpoint)  # type: ignore[arg-type]
         if not path.is_file():
             raise UserError(f"{path}: SAM checkpoint not found (`sam_checkpoint`)")
-    state_dict, stored_arch = _read_checkpoint(Path(path))
-    if stored_arch is None:
-        stored_arch = SAM_ARCHS[model] if model is not None else _fitting_arch(state_dict, path)
-    elif model is not None and stored_arch != SAM_ARCHS[model]:
+    state_dict, stored = _read_checkpoint(Path(path))
+    found = detect_family(state_dict)
+    if model is not None:
+        family = family_of(model)
+        if {family, found} - {"sam", "medsam"} and family != found:
+            raise UserError(
+                f"{path}: holds a {found} model, not a {family} one ({model}); pass a {family} "
+                f"checkpoint, or a `sam_model` of the {found} family"
+            )
+    if isinstance(stored, str):  # our format, naming the model
+        if model is not None and model != stored:
+            raise UserError(
+                f"{path}: holds a SAM {stored} model, not {model}; pass `sam_model` {stored}"
+            )
+        model = stored
+    if model is None and found != "sam":
+        names = ", ".join(n for n, m in SAM_MODELS.items() if m.family == found and m.weights)
+        raise UserError(f"{path}: holds a {found} model: pass `sam_model` (one of {names})")
+    if model is None or family_of(model) in ("sam", "medsam"):
+        arch = _sam_arch_for(model, stored, state_dict, Path(path))
+        name = model if model is not None else _arch_name(arch)
+        return _sam_from_state(arch, state_dict, Path(path)).to(device), name
+    require_package(family_of(model))
+    built = _make_family_model(model)
+    try:
+        built.load_state_dict(state_dict)
+    except RuntimeError as err:
         raise UserError(
-            f"{path}: holds a SAM {_arch_name(stored_arch)} model, not {model}; pass "
-            f"`sam_model` {_arch_name(stored_arch)}"
-        )
-    return _sam_from_state(stored_arch, state_dict, Path(path)).to(device)
+            f"{path}: weights do not fit {model}; check `sam_model` and the `sam_checkpoint` path"
+        ) from err
+    return built.eval().to(device), model
+
+
+def _sam_arch_for(
+    model: str | None, stored: Any, state_dict: dict[str, torch.Tensor], path: Path
+) -> SamArch:
+    """The SAM architecture to build for a SAM-family (``sam``, ``medsam``) checkpoint."""
+    if isinstance(stored, SamArch):
+        if model is not None and stored != SAM_ARCHS[SAM_MODELS[model].size]:
+            raise UserError(
+                f"{path}: holds a SAM {_arch_name(stored)} model, not {model}; pass "
+                f"`sam_model` {_arch_name(stored)}"
+            )
+        return stored
+    if model is not None:
+        return SAM_ARCHS[SAM_MODELS[model].size]
+    return _fitting_arch(state_dict, path)
+
+
+def _make_family_model(model: str) -> torch.nn.Module:
+    """A random-weight model of ``model`` (HQ-SAM or SAM 2.1) by its package's builder."""
+    from samic_vos.sam.families import make_hq, make_sam2
+
+    entry = SAM_MODELS[model]
+    if entry.family == "hq":
+        return make_hq(SAM_ARCHS[entry.size])
+    return make_sam2(entry.size)
+
+
+def build_named(model: str) -> torch.nn.Module:
+    """A random-weight model of any family, by name (the tests' and benchmarks' models)."""
+    from samic_vos.sam.families import require_package
+
+    family = family_of(model)
+    require_package(family)
+    if family in ("sam", "medsam"):
+        torch_model: torch.nn.Module = _make_sam(SAM_ARCHS[SAM_MODELS[model].size]).eval()
+        return torch_model
+    return _make_family_model(model).eval()
 
 
 def _fitting_arch(state_dict: dict[str, torch.Tensor], path: Path) -> SamArch:
@@ -309,13 +395,3 @@ def _fitting_arch(state_dict: dict[str, torch.Tensor], path: Path) -> SamArch:
         f"{path}: not a SAM checkpoint of any known size ({', '.join(SAM_ARCHS)}); check "
         "the `sam_checkpoint` path"
     )
-
-
-def sam_arch_name(sam: Sam) -> str:
-    """The name in :data:`SAM_ARCHS` of a built model's architecture (``custom`` if none)."""
-    encoder = sam.image_encoder
-    signature = (encoder.img_size, encoder.patch_embed.proj.out_channels, len(encoder.blocks))
-    for name, arch in SAM_ARCHS.items():
-        if (arch.image_size, arch.encoder_embed_dim, arch.encoder_depth) == signature:
-            return name
-    return "custom"

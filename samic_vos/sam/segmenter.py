@@ -21,8 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
-from segment_anything import SamPredictor
-from segment_anything.modeling import Sam
+from segment_anything.utils.transforms import ResizeLongestSide
 
 from samic_vos.prompts.mask_points import (
     DEFAULT_MIN_AREA,
@@ -32,7 +31,7 @@ from samic_vos.prompts.mask_points import (
 )
 from samic_vos.runtime.stage_threads import StageThreads
 from samic_vos.sam.decoder_reuse import reuse_image_projections
-from samic_vos.sam.encoder import EncoderConfig, build_image_encoder
+from samic_vos.sam.encoder import EncoderConfig, SamImageEncoder, build_image_encoder
 
 # Logit of a pixel no group covers (an object with no prompt): far below any SAM logit, yet
 # finite so that differences and softmaxes over objects stay NaN-free.
@@ -70,11 +69,15 @@ class ImageEmbedding:
         input_size: (rows, cols) of the image once resized for the encoder (longest side =
             the encoder's input side), before padding.
         original_size: (H, W) of the image.
+        extras: the other image features a family's mask decoder reads (empty for SAM and
+            MedSAM; HQ-SAM: the (1, h, w, C_vit) ViT features after its first global block;
+            SAM 2.1: its (1, C0, 4h, 4w) and (1, C1, 2h, 2w) high-resolution features).
     """
 
     features: torch.Tensor
     input_size: tuple[int, int]
     original_size: tuple[int, int]
+    extras: tuple[torch.Tensor, ...] = ()
 
 
 @dataclass
@@ -109,9 +112,11 @@ class SamSegmenter:
             ``decoder``'s, and prompters run their own stages under theirs.
     """
 
+    family = "sam"
+
     def __init__(
         self,
-        sam: Sam,
+        sam: torch.nn.Module,
         device: torch.device | str,
         encoder: EncoderConfig | None = None,
         threads: StageThreads | None = None,
@@ -119,55 +124,109 @@ class SamSegmenter:
         self.device = torch.device(device)
         self.threads = threads or StageThreads.resolve()
         self.sam = sam.to(self.device).eval()
-        self.encoder = build_image_encoder(self.sam, encoder, self.device)
-        self._predictor = SamPredictor(self.sam)
+        self.encoder = self._build_encoder(encoder or EncoderConfig())
+        self.mask_threshold = 0.0
         # Prompts on one image share the decoder's image-only first projections (exact).
-        self.decoder_reuse = reuse_image_projections(self.sam)
+        self.decoder_reuse = (
+            reuse_image_projections(self.sam) if hasattr(self.sam, "mask_decoder") else None
+        )
+        # The name in samic_vos.sam.names.SAM_MODELS it was loaded as (None: built by hand).
+        self.model_name: str | None = None
+        self._current: ImageEmbedding | None = None
         self._frame_size: tuple[int, int] | None = None
         # SAM's dense positional encoding of the embedding grid: constant for a model, and
         # costing about as much as the prompt encoder, so computed once.
         self._image_pe: torch.Tensor | None = None
 
-    def set_frame(self, rgb: np.ndarray) -> None:
-        """Compute the image embedding of ``rgb``, a (H, W, 3) uint8 RGB frame, and use it."""
-        self.set_embedding(self.embed(rgb))
+    # --- what differs between model families (overridden in samic_vos.sam.families) -------
 
-    def embed(self, rgb: np.ndarray) -> ImageEmbedding:
-        """SAM's image embedding of ``rgb``, a (H, W, 3) uint8 RGB image (the current frame is
-        left as it is, so this may run in another thread than the decoding)."""
-        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-            raise ValueError(f"expected an (H, W, 3) uint8 RGB frame, got {rgb.shape} {rgb.dtype}")
-        resized = self._predictor.transform.apply_image(rgb)
+    def _build_encoder(self, config: EncoderConfig) -> SamImageEncoder:
+        """The image encoder this family runs (SAM: ours, :func:`build_image_encoder`)."""
+        self.transform = ResizeLongestSide(self.sam.image_encoder.img_size)
+        return build_image_encoder(self.sam, config, self.device)
+
+    def _encode(self, rgb: np.ndarray) -> ImageEmbedding:
+        """SAM's pre-processing (resize the longest side, normalise, pad) and encoder."""
+        resized = self.transform.apply_image(rgb)
         pixels = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
-        with torch.inference_mode(), self.threads.stage("encoder"):
-            features = self.encoder(self.sam.preprocess(pixels))  # float32, whatever precision
+        features = self.encoder(self.sam.preprocess(pixels))  # float32, whatever precision
         return ImageEmbedding(
             features=features,
             input_size=(int(pixels.shape[-2]), int(pixels.shape[-1])),
             original_size=(int(rgb.shape[0]), int(rgb.shape[1])),
         )
 
+    def _to_input_frame(self, xy: np.ndarray) -> np.ndarray:
+        """(..., 2) (x, y) image pixels → the encoder input's pixel frame."""
+        return self.transform.apply_coords(xy, self._current.original_size)  # type: ignore[union-attr]
+
+    def _prompt_embeddings(
+        self,
+        points: tuple[torch.Tensor, torch.Tensor] | None,
+        boxes: torch.Tensor | None,
+        masks: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.sam.prompt_encoder(points=points, boxes=boxes, masks=masks)
+
+    def _mask_decoder(
+        self, sparse: torch.Tensor, dense: torch.Tensor, multimask: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, 4h, 4w) low-resolution logits and (B, C) predicted IoU."""
+        if self._image_pe is None:
+            self._image_pe = self.sam.prompt_encoder.get_dense_pe()
+        return self.sam.mask_decoder(
+            image_embeddings=self._current.features,  # type: ignore[union-attr]
+            image_pe=self._image_pe,
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask,
+        )
+
+    def upscale(self, low_res: torch.Tensor, embedding: ImageEmbedding) -> torch.Tensor:
+        """(B, C, 4h, 4w) low-resolution maps → (B, C, H, W) at ``embedding``'s image size
+        (SAM: unpadded, resized; what the family's own predictor does)."""
+        return self.sam.postprocess_masks(low_res, embedding.input_size, embedding.original_size)
+
+    def grid_mask(self, mask: np.ndarray, embedding: ImageEmbedding) -> np.ndarray:
+        """(H, W) bool ``mask`` placed as the encoder's input places the image: (S, S) float32
+        (SAM: resized by the longest side, padded)."""
+        side = self.sam.image_encoder.img_size
+        rows, cols = embedding.input_size
+        resized = cv2.resize(mask.astype(np.float32), (cols, rows), interpolation=cv2.INTER_LINEAR)
+        padded = np.zeros((side, side), np.float32)
+        padded[:rows, :cols] = resized
+        return padded
+
+    # --- the same for every family ---------------------------------------------------------
+
+    def set_frame(self, rgb: np.ndarray) -> None:
+        """Compute the image embedding of ``rgb``, a (H, W, 3) uint8 RGB frame, and use it."""
+        self.set_embedding(self.embed(rgb))
+
+    def embed(self, rgb: np.ndarray) -> ImageEmbedding:
+        """The image embedding of ``rgb``, a (H, W, 3) uint8 RGB image (the current frame is
+        left as it is, so this may run in another thread than the decoding)."""
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB frame, got {rgb.shape} {rgb.dtype}")
+        with torch.inference_mode(), self.threads.stage("encoder"):
+            return self._encode(rgb)
+
     @property
     def embedding(self) -> ImageEmbedding:
         """The current frame's embedding (what :meth:`set_frame` computed)."""
-        if self._frame_size is None:
+        if self._current is None:
             raise RuntimeError("call set_frame() before reading the embedding")
-        predictor = self._predictor
-        return ImageEmbedding(
-            features=predictor.features,
-            input_size=tuple(predictor.input_size),  # type: ignore[arg-type]
-            original_size=tuple(predictor.original_size),  # type: ignore[arg-type]
-        )
+        return self._current
 
     def set_embedding(self, embedding: ImageEmbedding) -> None:
         """Decode the following prompts against ``embedding`` (from :meth:`embed`)."""
-        predictor = self._predictor
-        predictor.reset_image()
-        predictor.features = embedding.features.to(self.device, torch.float32)
-        predictor.input_size = embedding.input_size
-        predictor.original_size = embedding.original_size
-        predictor.is_image_set = True
-        self._frame_size = embedding.original_size
+        self._current = ImageEmbedding(
+            features=embedding.features.to(self.device, torch.float32),
+            input_size=tuple(embedding.input_size),  # type: ignore[arg-type]
+            original_size=tuple(embedding.original_size),  # type: ignore[arg-type]
+            extras=tuple(t.to(self.device, torch.float32) for t in embedding.extras),
+        )
+        self._frame_size = self._current.original_size
 
     def segment(self, groups: Sequence[np.ndarray]) -> Segmentation:
         """Mask of one object from groups of positive points on the current frame.
@@ -214,14 +273,14 @@ class SamSegmenter:
             )
             logits[indexes] = batch_logits
             scores[indexes] = batch_scores
-        group_masks = logits > self.sam.mask_threshold
+        group_masks = logits > self.mask_threshold
         union_logits = logits.amax(dim=0)
         areas = group_masks.flatten(1).sum(dim=1)
         scores = scores.clamp(0.0, 1.0)
         confidence = weighted_confidence(scores.cpu().numpy(), areas.cpu().numpy())
         union_logits = union_logits.float().cpu().numpy()
         segmentation = Segmentation(
-            mask=union_logits > self.sam.mask_threshold,
+            mask=union_logits > self.mask_threshold,
             logits=union_logits,
             confidence=confidence,
             group_scores=[float(s) for s in scores.cpu()],
@@ -268,7 +327,7 @@ class SamSegmenter:
         logits, iou, low_res = self._decode(coords, labels, boxes, masks, multimask=multimask)
         full = logits[0].float().cpu().numpy()
         return PromptResult(
-            mask=full > self.sam.mask_threshold,
+            mask=full > self.mask_threshold,
             logits=full,
             low_res_logits=low_res[0].float().cpu().numpy(),
             iou=float(iou[0]),
@@ -297,38 +356,26 @@ class SamSegmenter:
         masks: np.ndarray | None,
         multimask: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        predictor = self._predictor
-        size = predictor.original_size
         point_prompt = None
         if points is not None:
-            coords = predictor.transform.apply_coords(points, size)
             point_prompt = (
-                torch.as_tensor(coords, dtype=torch.float32, device=self.device),
+                torch.as_tensor(
+                    self._to_input_frame(points), dtype=torch.float32, device=self.device
+                ),
                 torch.as_tensor(labels, dtype=torch.int, device=self.device),
             )
         box_t = None
         if boxes is not None:
-            box_t = torch.as_tensor(
-                predictor.transform.apply_boxes(boxes, size),
-                dtype=torch.float32,
-                device=self.device,
-            )
+            corners = self._to_input_frame(np.asarray(boxes, np.float32).reshape(-1, 2, 2))
+            box_t = torch.as_tensor(corners.reshape(-1, 4), dtype=torch.float32, device=self.device)
         mask_t = None if masks is None else torch.as_tensor(masks, device=self.device)
-        sparse, dense = self.sam.prompt_encoder(points=point_prompt, boxes=box_t, masks=mask_t)
-        if self._image_pe is None:
-            self._image_pe = self.sam.prompt_encoder.get_dense_pe()
-        low_res, iou = self.sam.mask_decoder(
-            image_embeddings=predictor.features,
-            image_pe=self._image_pe,
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask,
-        )
+        sparse, dense = self._prompt_embeddings(point_prompt, box_t, mask_t)
+        low_res, iou = self._mask_decoder(sparse, dense, multimask)
         best = iou.argmax(dim=1)  # single-mask output: C == 1, so best == 0
         rows = torch.arange(low_res.shape[0], device=self.device)
         low_res, iou = low_res[rows, best][:, None], iou[rows, best]
-        # Upscale only the kept mask of each prompt (SamPredictor upscales all three).
-        full = self.sam.postprocess_masks(low_res, predictor.input_size, predictor.original_size)
+        # Upscale only the kept mask of each prompt (the predictors upscale all three).
+        full = self.upscale(low_res, self._current)  # type: ignore[arg-type]
         return full[:, 0], iou, low_res[:, 0]
 
 

@@ -29,15 +29,40 @@ def samic_network(
     backbone_weights: Path | None,
     network: SamicNetConfig,
     device: torch.device,
+    segmenter: str | None = None,
 ) -> SamicNet:
     """The SAMIC network before any adaptation, on ``device``: the ``checkpoint``'s, or a
-    fresh one of ``network``."""
+    fresh one of ``network``. A checkpoint records, in its config, the segmenter it was trained
+    or tuned with (``sam_model``); run with another ``segmenter``, a one-line warning says so
+    (SAMIC learns prompts that suit its segmenter; it still runs)."""
     from samic_vos.model.checkpoint import load_samic
     from samic_vos.model.samic_net import build_samic
 
     if checkpoint is not None:
-        return load_samic(checkpoint, device, backbone_weights)[0]
+        net, meta = load_samic(checkpoint, device, backbone_weights)
+        recorded = recorded_segmenter(meta)
+        if recorded is not None and segmenter is not None and recorded != segmenter:
+            log.warning(
+                "%s: this SAMIC network was trained with the segmenter %s, and runs with %s "
+                "here; pass --sam-model %s for the setting it was trained in",
+                checkpoint,
+                recorded,
+                segmenter,
+                recorded,
+            )
+        return net
     return build_samic(network, backbone_weights).to(device)
+
+
+def recorded_segmenter(meta: dict[str, Any]) -> str | None:
+    """The segmenter (``sam_model``) a SAMIC checkpoint's config records, ``None`` if none."""
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        return None
+    for scope in (config, config.get("track"), config.get("train")):
+        if isinstance(scope, dict) and isinstance(scope.get("sam_model"), str):
+            return scope["sam_model"]
+    return None
 
 
 def adapt_samic(
