@@ -1,4 +1,6 @@
-"""Episodic training pairs from a few-shot image dataset (FSS-1000, PerSeg, folders, SAMBOX).
+"""Episodic training pairs from a few-shot image dataset (FSS-1000, PerSeg, folders, SAMBOX,
+PASCAL-5i and COCO-20i folds, Kvasir-SEG, NWPU VHR-10, LabelMe: the training side that
+:func:`samic_vos.data.fewshot_readers.open_training_set` opens).
 
 For every class: a reproducible share of its labelled images is chosen
 (:attr:`FewShotPairConfig.train_fraction`, the paper's 20% of each class's training images), and
@@ -25,6 +27,7 @@ from samic_vos.data.fewshot_sets import (
     check_mask_size,
     header_size,
 )
+from samic_vos.data.fold_sets import FOLDS
 from samic_vos.prompts.mask_points import DEFAULT_MIN_AREA, interior_points
 from samic_vos.runtime.config import require, require_choice
 from samic_vos.runtime.errors import UserError
@@ -39,13 +42,15 @@ FEWSHOT_OBJECT_ID = 1  # a few-shot class is one object: id 1 of its (binary) ma
 class FewShotPairConfig:
     """Which images of each class make training pairs (key ``fewshot:`` of the train job).
 
-    ``split`` is read for FSS-1000 only (the other datasets have no split).
+    ``split`` is read for FSS-1000 only, ``fold`` for PASCAL-5i and COCO-20i only (the other
+    datasets train on their train list, or on every class).
     """
 
     train_fraction: float = 0.2  # the paper: 20% of each class's training images
     seed: int = 0  # which images a fraction chooses
     min_images: int = 2  # the fewest images chosen per class (a pair needs two; paper silent)
     split: str = "train"  # FSS-1000: the split whose classes train (HSNet's 520 classes)
+    fold: int = 0  # PASCAL-5i, COCO-20i: the fold held out (trains on the other three folds)
 
     def __post_init__(self) -> None:
         ok = 0 < self.train_fraction <= 1
@@ -53,6 +58,7 @@ class FewShotPairConfig:
         require(self.seed >= 0, "seed", "an integer >= 0", self.seed)
         require(self.min_images >= 2, "min_images", "an integer >= 2", self.min_images)
         require_choice("split", self.split, FSS_SPLITS)
+        require_choice("fold", self.fold, FOLDS)
 
 
 def chosen_items(
