@@ -157,12 +157,17 @@ def add_episode_flags(group: argparse._ArgumentGroup) -> None:
     )
 
 
-def check_episode_flags(args: argparse.Namespace, kind: str, command: str) -> None:
-    """Refuse, in one line, what the flags of :func:`add_episode_flags` cannot mean together:
-    no ``--root``, ``--split`` on another set than FSS-1000, ``--fold`` on a set without folds."""
+def check_episode_flags(args: argparse.Namespace, config: Any, command: str) -> None:
+    """Refuse, in one line, what the flags of :func:`add_episode_flags` cannot mean together
+    (``config``: the job's, with ``dataset`` and ``episodes``): no ``--root``, ``--split`` on
+    another set than FSS-1000, ``--fold`` on a set without folds, ``--supports`` on a set
+    without lists."""
+    from samic_vos.data.fewshot_episodes import check_supports
     from samic_vos.data.fewshot_readers import FOLD_KINDS
     from samic_vos.runtime.errors import UserError
 
+    kind = config.dataset.kind
+    check_supports(kind, config.episodes)
     if args.root is None:
         raise UserError(f"{command} needs --root ROOT, the dataset's folder")
     if common.given(args, "--split") and kind != "fss1000":
@@ -186,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
     if common.given(args, "--random-backbone"):
         raise UserError("--random-backbone applies to a network made here; bench uses --samic")
     config = common.job_config(BenchFewshotConfig(), args)
-    check_episode_flags(args, config.dataset.kind, "bench fewshot")
+    check_episode_flags(args, config, "bench fewshot")
     if args.episodes:
         from samic_vos.pipelines.bench_fewshot import episode_list
 

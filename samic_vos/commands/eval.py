@@ -98,7 +98,7 @@ def run_fewshot(args: argparse.Namespace) -> int:
     from samic_vos.pipelines.bench_fewshot import EvalFewshotConfig, evaluate_predictions
 
     config = common.job_config(EvalFewshotConfig(), args)
-    check_episode_flags(args, config.dataset.kind, "eval fewshot")
+    check_episode_flags(args, config, "eval fewshot")
     scores = evaluate_predictions(args.pred_dir, args.root, config)
     if args.json:
         common.stdout(json.dumps(scores, indent=1))

@@ -252,17 +252,23 @@ def perseg_episodes(dataset: PerSegDataset) -> list[Episode]:
     ]
 
 
+def check_supports(kind: str, config: EpisodeConfig) -> None:
+    """Raise :class:`UserError` when ``config.supports`` chooses a list of a dataset ``kind``
+    that has no train and test lists."""
+    if config.supports != "auto" and kind not in LISTED_KINDS:
+        raise UserError(
+            f"episodes.supports chooses the list of {', '.join(LISTED_KINDS)}; "
+            f"{kind} has none: leave it at auto"
+        )
+
+
 def protocol_episodes(dataset: FewShotDataset, config: EpisodeConfig) -> list[Episode]:
     """The test episodes of ``dataset`` by its protocol: PerSAM's for PerSeg (1-shot), HSNet's
     for PASCAL-5i, COCO-20i, FSS-1000 and folders, :func:`listed_episodes` for Kvasir-SEG,
     NWPU VHR-10 and LabelMe."""
+    check_supports(dataset.kind, config)
     if isinstance(dataset, ListedDataset):
         return listed_episodes(dataset, config)
-    if config.supports != "auto":
-        raise UserError(
-            f"episodes.supports chooses the list of {', '.join(LISTED_KINDS)}; "
-            f"{dataset.kind} has none: leave it at auto"
-        )
     if isinstance(dataset, Pascal5iDataset):
         return pascal_episodes(dataset, config)
     if isinstance(dataset, Coco20iDataset):

@@ -253,15 +253,17 @@ class LabelmeDataset(ListedDataset):
         if not files:
             raise UserError(f"{root}: holds no LabelMe *.json file; pass a folder of them")
         known = {p.relative_to(root).with_suffix("").as_posix(): p for p in files}
-        lists = {name: _read_list(root, name, known) for name in LIST_SPLITS}
+        given = {name: _read_list(root, name, known) for name in LIST_SPLITS}
+        lists: dict[str, list[Path]] = {}
         for name, other in (("train", "test"), ("test", "train")):
-            if lists[name] is None:
-                taken = set(lists[other] or [])
-                lists[name] = [p for p in files if p not in taken]
-        both = set(lists["train"] or []) & set(lists["test"] or [])
-        if both and all((root / f"{n}.txt").is_file() for n in LIST_SPLITS):
-            raise UserError(f"{sorted(both)[0]}: named by both train.txt and test.txt in {root}")
-        used = {p for name in LIST_SPLITS for p in lists[name] or []}
+            taken = set(given[other] or [])
+            found = given[name]
+            lists[name] = found if found is not None else [p for p in files if p not in taken]
+        if given["train"] is not None and given["test"] is not None:
+            both = set(lists["train"]) & set(lists["test"])
+            if both:
+                raise UserError(f"{min(both)}: named by both train.txt and test.txt in {root}")
+        used = {p for name in LIST_SPLITS for p in lists[name]}
         self.annotations = {p: read_labelme(p) for p in files if p in used}
         self.labels = sorted(
             {label for a in self.annotations.values() for label in a.labels}, key=natural_key
@@ -269,7 +271,7 @@ class LabelmeDataset(ListedDataset):
         splits: Splits = {}
         for name in LIST_SPLITS:
             classes: dict[str, list[FewShotItem]] = {label: [] for label in self.labels}
-            for path in lists[name] or []:
+            for path in lists[name]:
                 annotation = self.annotations[path]
                 for label in annotation.labels:
                     value = self.labels.index(label) + 1
