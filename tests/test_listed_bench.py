@@ -157,3 +157,15 @@ def test_coco_fold_trains_on_train2014_of_the_other_folds(tmp_path: Path) -> Non
     # The tree's images hold fold-1 classes only: held out, fold 1 has nothing to train on.
     with pytest.raises(UserError, match="holds no class of labelled images"):
         open_training_set("coco20i", tmp_path, fold=1)
+
+
+def test_the_configs_load() -> None:
+    from samic_vos.pipelines.bench_fewshot import BenchFewshotConfig
+    from samic_vos.runtime.config import load_config
+
+    repo = Path(__file__).resolve().parents[1]
+    kvasir = load_config(BenchFewshotConfig(), repo / "configs/kvasir.yaml")
+    nwpu = load_config(BenchFewshotConfig(), repo / "configs/nwpu_vhr10.yaml")
+    assert (kvasir.dataset.kind, kvasir.episodes.supports) == ("kvasir", "train")
+    assert (nwpu.dataset.kind, nwpu.episodes.supports) == ("nwpu-vhr10", "test")
+    assert kvasir.segment.sam_model == nwpu.segment.sam_model == "vit_h"
