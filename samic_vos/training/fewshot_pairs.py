@@ -51,6 +51,10 @@ class FewShotPairConfig:
     min_images: int = 2  # the fewest images chosen per class (a pair needs two; paper silent)
     split: str = "train"  # FSS-1000: the split whose classes train (HSNet's 520 classes)
     fold: int = 0  # PASCAL-5i, COCO-20i: the fold held out (trains on the other three folds)
+    # References per target image (paper silent): null, every ordered pair of chosen images
+    # (FSS-1000: 2 per class); N, N references drawn per target, so that a class of n chosen
+    # images gives n * N pairs instead of n * (n - 1) (PASCAL-5i's person: 677 chosen images).
+    references_per_target: int | None = None
 
     def __post_init__(self) -> None:
         ok = 0 < self.train_fraction <= 1
@@ -59,6 +63,8 @@ class FewShotPairConfig:
         require(self.min_images >= 2, "min_images", "an integer >= 2", self.min_images)
         require_choice("split", self.split, FSS_SPLITS)
         require_choice("fold", self.fold, FOLDS)
+        cap = self.references_per_target
+        require(cap is None or cap >= 1, "references_per_target", "null or >= 1", cap)
 
 
 def chosen_items(
@@ -73,6 +79,25 @@ def chosen_items(
     count = min(len(items), max(config.min_images, math.ceil(config.train_fraction * len(items))))
     picked = random.Random(f"{config.seed}/{class_name}").sample(range(len(items)), count)
     return [items[k] for k in sorted(picked)]
+
+
+def _capped(
+    class_name: str,
+    labelled: list[tuple[FewShotItem, np.ndarray, tuple[int, int]]],
+    config: FewShotPairConfig,
+) -> set[tuple[int, int]] | None:
+    """``(reference, target)`` positions in ``labelled`` kept under
+    ``config.references_per_target`` (``None``: no cap, every pair): per target, that many of
+    the same-size others, drawn by a generator seeded with the seed, class and target name."""
+    cap = config.references_per_target
+    if cap is None:
+        return None
+    allowed: set[tuple[int, int]] = set()
+    for t, (target, _, size) in enumerate(labelled):
+        others = [r for r, (_, _, s) in enumerate(labelled) if r != t and s == size]
+        draw = random.Random(f"{config.seed}/{class_name}/{target.image.name}")
+        allowed |= {(r, t) for r in draw.sample(others, min(cap, len(others)))}
+    return allowed
 
 
 def pairs_from_fewshot(
@@ -102,8 +127,11 @@ def pairs_from_fewshot(
                 empty += 1
                 continue
             labelled.append((item, points, size))
-        for (ref, ref_points, size), (tgt, tgt_points, tgt_size) in permutations(labelled, 2):
-            if size == tgt_size:
+        allowed = _capped(class_name, labelled, config)
+        for (r, (ref, ref_points, size)), (t, (tgt, tgt_points, tgt_size)) in permutations(
+            enumerate(labelled), 2
+        ):
+            if size == tgt_size and (allowed is None or (r, t) in allowed):
                 pairs.append(
                     TrainingPair(
                         sequence=class_name,
