@@ -169,3 +169,35 @@ def test_the_configs_load() -> None:
     assert (kvasir.dataset.kind, kvasir.episodes.supports) == ("kvasir", "train")
     assert (nwpu.dataset.kind, nwpu.episodes.supports) == ("nwpu-vhr10", "test")
     assert kvasir.segment.sam_model == nwpu.segment.sam_model == "vit_h"
+
+
+@pytest.mark.slow
+def test_train_on_a_pascal_fold(tmp_path, monkeypatch, capsys) -> None:
+    """`train --fewshot pascal5i --fold 0`: only the images the draw chooses are written; the
+    pairs are of the 15 other classes."""
+    from fold_trees import _picture, label_map, write_labels
+
+    monkeypatch.setenv("SAMIC_VOS_HOME", str(tmp_path / "home"))
+    voc = tmp_path / "VOC2012"
+    for folder in ("JPEGImages", "SegmentationClassAug"):
+        (voc / folder).mkdir(parents=True)
+    dataset = open_training_set("pascal5i", tmp_path, fold=0)
+    config = FewShotPairConfig(train_fraction=0.0001)
+    for seed, name in enumerate(dataset.classes):
+        for item in chosen_items(name, dataset.items(name), config):
+            ((_, value),) = item.parts
+            _picture(item.image, seed)
+            write_labels(item.mask, label_map([value], void=True))
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    run = tmp_path / "run"
+    code, _ = _cli(
+        "train", "--fewshot", "pascal5i", "--fold", "0", "--root", str(tmp_path), "-o", str(run),
+        "--config", str(tmp_path / "tiny.yaml"), "--input-size", "64", "--random-backbone",
+        "--epochs", "1", "--train-fraction", "0.0001",
+    )  # fmt: skip
+    assert code == 0
+    # 2 images (the minimum) of each of the 15 classes: 2 ordered pairs each; 5 classes held out.
+    assert "20 training and 10 validation pairs" in capsys.readouterr().err
+    trained = yaml.safe_load((run / "config.yaml").read_text())
+    assert trained["fewshot"]["fold"] == 0
+    assert not set(trained["run"]["val_sequences"]) & set(PASCAL_CLASSES[:5])
