@@ -46,6 +46,15 @@ def _eval(pred: Path, root: Path, *extra: str) -> dict:
     return json.loads(text)
 
 
+def _train(tmp_path: Path, run: Path, *source: str) -> tuple[int, str]:
+    """One epoch of a tiny network on ``source`` (20% unless given), into ``run``."""
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    args = ("train", *source, "-o", str(run), "--config", str(tmp_path / "tiny.yaml"))
+    tiny = ("--input-size", "64", "--random-backbone", "--epochs", "1")
+    fraction = () if "--train-fraction" in source else ("--train-fraction", "0.2")
+    return _cli(*args, *tiny, *fraction)
+
+
 SCORED = ("global", "per_class", "sums", "published", "protocol", "episodes", "classes")
 
 
@@ -53,13 +62,8 @@ SCORED = ("global", "per_class", "sums", "published", "protocol", "episodes", "c
 def test_labelme_train_bench_eval_resume(tmp_path, tiny_models, monkeypatch, capsys) -> None:
     monkeypatch.setenv("SAMIC_VOS_HOME", str(tmp_path / "home"))
     root = labelme_tree(tmp_path / "lm")
-    (tmp_path / "tiny.yaml").write_text(TINY)
     run = tmp_path / "run"
-    code, best = _cli(
-        "train", "--fewshot", "labelme", "--root", str(root), "-o", str(run),
-        "--config", str(tmp_path / "tiny.yaml"), "--input-size", "64", "--random-backbone",
-        "--epochs", "1", "--train-fraction", "0.2",
-    )  # fmt: skip
+    code, best = _train(tmp_path, run, "--fewshot", "labelme", "--root", str(root))
     assert code == 0
     # 20% of the train list (site/1, 2, 3, 5): landslide's 4 images -> 2 (at least two), 2
     # ordered pairs; road has one train image (site/2): no pair. Test images never train.
@@ -188,14 +192,9 @@ def test_train_on_a_pascal_fold(tmp_path, monkeypatch, capsys) -> None:
             ((_, value),) = item.parts
             _picture(item.image, seed)
             write_labels(item.mask, label_map([value], void=True))
-    (tmp_path / "tiny.yaml").write_text(TINY)
     run = tmp_path / "run"
-    code, _ = _cli(
-        "train", "--fewshot", "pascal5i", "--fold", "0", "--root", str(tmp_path), "-o", str(run),
-        "--config", str(tmp_path / "tiny.yaml"), "--input-size", "64", "--random-backbone",
-        "--epochs", "1", "--train-fraction", "0.0001",
-    )  # fmt: skip
-    assert code == 0
+    fold = ("--fewshot", "pascal5i", "--fold", "0", "--root", str(tmp_path))
+    assert _train(tmp_path, run, *fold, "--train-fraction", "0.0001")[0] == 0
     # 2 images (the minimum) of each of the 15 classes: 2 ordered pairs each; 5 classes held out.
     assert "20 training and 10 validation pairs" in capsys.readouterr().err
     trained = yaml.safe_load((run / "config.yaml").read_text())
