@@ -47,12 +47,12 @@ def _eval(pred: Path, root: Path, *extra: str) -> dict:
 
 
 def _train(tmp_path: Path, run: Path, *source: str) -> tuple[int, str]:
-    """One epoch of a tiny network on ``source`` (20% unless given), into ``run``."""
+    """A tiny network trained on ``source`` into ``run`` (1 epoch and 20% unless given)."""
     (tmp_path / "tiny.yaml").write_text(TINY)
     args = ("train", *source, "-o", str(run), "--config", str(tmp_path / "tiny.yaml"))
-    tiny = ("--input-size", "64", "--random-backbone", "--epochs", "1")
+    epochs = () if "--epochs" in source else ("--epochs", "1")
     fraction = () if "--train-fraction" in source else ("--train-fraction", "0.2")
-    return _cli(*args, *tiny, *fraction)
+    return _cli(*args, "--input-size", "64", "--random-backbone", *epochs, *fraction)
 
 
 SCORED = ("global", "per_class", "sums", "published", "protocol", "episodes", "classes")
@@ -200,3 +200,32 @@ def test_train_on_a_pascal_fold(tmp_path, monkeypatch, capsys) -> None:
     trained = yaml.safe_load((run / "config.yaml").read_text())
     assert trained["fewshot"]["fold"] == 0
     assert not set(trained["run"]["val_sequences"]) & set(PASCAL_CLASSES[:5])
+
+
+@pytest.mark.slow
+def test_a_listed_training_resumes_after_ctrl_c(tmp_path, monkeypatch) -> None:
+    """Ctrl-C after epoch 1 of 2 (SIGINT's KeyboardInterrupt), then --resume: epoch 2 runs from
+    latest.pt and ends where an uninterrupted run ends (up to float rounding, as DAVIS runs)."""
+    import samic_vos.training.trainer as trainer
+
+    monkeypatch.setenv("SAMIC_VOS_HOME", str(tmp_path / "home"))
+    root = nwpu_tree(tmp_path / "nwpu")
+    source = ("--fewshot", "nwpu-vhr10", "--root", str(root), "--train-fraction", "0.02")
+    straight, cut = tmp_path / "straight", tmp_path / "cut"
+    assert _train(tmp_path, straight, *source, "--epochs", "2")[0] == 0
+    real = trainer._save
+    with monkeypatch.context() as patch:
+
+        def stop_after_saving(*args, **kwargs):
+            real(*args, **kwargs)  # epoch 1's latest.pt, best.pt and history.json
+            raise KeyboardInterrupt
+
+        patch.setattr(trainer, "_save", stop_after_saving)
+        assert _train(tmp_path, cut, *source, "--epochs", "2")[0] == 130
+    assert [h["epoch"] for h in json.loads((cut / "history.json").read_text())] == [1]
+    assert _train(tmp_path, cut, *source, "--epochs", "2", "--resume")[0] == 0
+    history = json.loads((cut / "history.json").read_text())
+    expected = json.loads((straight / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    for got, want in zip(history, expected, strict=True):
+        assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-5)
