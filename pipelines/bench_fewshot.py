@@ -51,6 +51,7 @@ from samic_vos.data.fewshot_episodes import (
     check_episode_files,
     episodes_csv,
     protocol_episodes,
+    protocol_record,
 )
 from samic_vos.data.fewshot_sets import FewShotDataset, FewShotItem
 from samic_vos.data.mask_io import write_mask
@@ -72,13 +73,15 @@ from samic_vos.runtime.version import __version__
 log = logging.getLogger(__name__)
 
 CLASS_ID = 1  # a class is id 1 of its reference and of its prediction
-# Published 1-shot mIoU x 100, for the table: (FSS-1000, PerSeg).
-PUBLISHED: dict[str, tuple[float, float]] = {
-    "SAMIC (paper)": (89.0, 97.5),
-    "Matcher": (87.0, 86.6),
-    "PerSAM": (71.2, 86.1),
+# Published 1-shot mIoU x 100 (the paper's Table 1), for the table: (FSS-1000, PerSeg,
+# Kvasir-SEG, NWPU VHR-10, TSMU landslide). A LabelMe run is printed beside TSMU's figures
+# (TSMU is distributed as LabelMe files; any other LabelMe set is not TSMU).
+PUBLISHED: dict[str, tuple[float, ...]] = {
+    "SAMIC (paper)": (89.0, 97.5, 69.3, 70.1, 88.2),
+    "Matcher": (87.0, 86.6, 63.5, 51.6, 52.9),
+    "PerSAM": (71.2, 86.1, 45.8, 23.1, 36.3),
 }
-PUBLISHED_COLUMN = {"fss1000": 0, "perseg": 1}
+PUBLISHED_COLUMN = {"fss1000": 0, "perseg": 1, "kvasir": 2, "nwpu-vhr10": 3, "labelme": 4}
 OUTPUTS = ("pred", "prompts", "timings", "config.yaml", "scores.json", "report.html")
 STAGES = ("encoder", "prompter", "decoder", "other")
 KSHOT = ("average", "vote")  # SAMIC's heat-map average, HSNet's mask vote
@@ -179,7 +182,7 @@ def run_bench_fewshot(
             save_config(runner.ran, out / "config.yaml", version=__version__)
         runner.run(episodes)  # only what is missing (nothing, in a complete run)
         runner.save_timings()
-        scores = score(out, dataset, episodes, config.protocol.eval_size)
+        scores = score(out, dataset, episodes, config.episodes, config.protocol.eval_size)
         manifest.finished = True
         write_manifest(out, manifest)
         if inputs.report:
@@ -339,36 +342,81 @@ class _Runner:
 
 
 def score(
-    out: Path, dataset: FewShotDataset, episodes: list[Episode], size: int | str = "auto"
+    out: Path,
+    dataset: FewShotDataset,
+    episodes: list[Episode],
+    episode_config: EpisodeConfig,
+    size: int | str = "auto",
 ) -> dict[str, Any]:
     """Score ``out/pred`` (HSNet's areas counted at :func:`eval_size` of ``size``); writes and
-    returns ``out/scores.json`` (the table's content).
-
-    ``global``, ``per_class`` and (HSNet's scoring) ``sums`` are :func:`score_predictions`'s;
-    beside them the published 1-shot mIoU of the dataset (none for folders, PASCAL-5i and
-    COCO-20i), the fold, the size the areas were counted at (``[h, w]`` or ``"original"``),
-    images per second over the runs that computed episodes, seconds per stage, and the run's
+    returns ``out/scores.json`` (the table's content): :func:`described_scores`, plus images
+    per second over the runs that computed episodes, seconds per stage, and the run's
     configuration.
     """
-    scores = score_predictions(dataset, episodes, out / "pred", size)
-    counted = eval_size(dataset.kind, size)
+    scores = described_scores(out / "pred", dataset, episodes, episode_config, size)
     images, wall, seconds = total_timings(out, STAGES)
-    column = PUBLISHED_COLUMN.get(dataset.kind)
     manifest = read_manifest(out)
-    config = manifest.config if manifest is not None else {}
+    scores.update(
+        images=images,
+        ips=images / wall if wall > 0 else None,
+        seconds=seconds,
+        config=manifest.config if manifest is not None else {},
+    )
+    atomic_write_text(out / "scores.json", json.dumps(scores, indent=1) + "\n")
+    return scores
+
+
+def described_scores(
+    pred_dir: Path,
+    dataset: FewShotDataset,
+    episodes: list[Episode],
+    episode_config: EpisodeConfig,
+    size: int | str = "auto",
+) -> dict[str, Any]:
+    """:func:`score_predictions` of ``pred_dir`` (``global``, ``per_class``, HSNet's ``sums``)
+    with what they mean: the published 1-shot mIoU of the dataset (none for folders, PASCAL-5i
+    and COCO-20i), the dataset, split, fold, shots, the size the areas were counted at
+    (``[h, w]`` or ``"original"``), the numbers of classes and episodes, and ``protocol`` (how
+    the episodes were made: :func:`protocol_record`)."""
+    scores = score_predictions(dataset, episodes, pred_dir, size)
+    counted = eval_size(dataset.kind, size)
+    column = PUBLISHED_COLUMN.get(dataset.kind)
     scores.update(
         published={k: v[column] for k, v in PUBLISHED.items()} if column is not None else {},
         dataset=dataset.kind,
         split=getattr(dataset, "split", None) if dataset.kind == "fss1000" else None,
         fold=getattr(dataset, "fold", None),
-        shots=config.get("episodes", {}).get("shots", 1),
+        shots=episode_config.shots,
         eval_size=list(counted) if counted is not None else "original",
         classes=len(dataset.classes),
         episodes=len(episodes),
-        images=images,
-        ips=images / wall if wall > 0 else None,
-        seconds=seconds,
-        config=config,
+        protocol=protocol_record(dataset, episode_config),
     )
-    atomic_write_text(out / "scores.json", json.dumps(scores, indent=1) + "\n")
     return scores
+
+
+@dataclass
+class EvalFewshotConfig:
+    """Everything `samic-vos eval fewshot` can be told: the dataset and episodes as `bench
+    fewshot` makes them, and where areas are counted (``protocol.eval_size``)."""
+
+    dataset: FewShotSelection = field(default_factory=FewShotSelection)
+    episodes: EpisodeConfig = field(default_factory=EpisodeConfig)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+
+
+def evaluate_predictions(
+    pred_dir: Path, root: Path, config: EvalFewshotConfig | BenchFewshotConfig
+) -> dict[str, Any]:
+    """Scores of any method's predictions ``pred_dir/<class>/<episode>.png`` of the episodes
+    ``config`` makes on the dataset under ``root``: the numbers `bench fewshot` gives for the
+    same predictions (:func:`described_scores`). Nothing is written.
+
+    Raises :class:`UserError` for a missing folder or prediction, or one of the wrong size.
+    """
+    dataset = config.dataset.open(root)
+    eval_size(dataset.kind, config.protocol.eval_size)  # refused before any work
+    episodes = protocol_episodes(dataset, config.episodes)
+    if not pred_dir.is_dir():
+        raise UserError(f"{pred_dir}: prediction folder not found; pass PRED/<class>/*.png's PRED")
+    return described_scores(pred_dir, dataset, episodes, config.episodes, config.protocol.eval_size)

@@ -95,3 +95,21 @@ def test_the_trainer_reads_fewshot_pairs(tmp_path: Path) -> None:
     row, col = np.unravel_index(np.argmax(heat), heat.shape)
     x, y = pair.tgt_points[0]
     assert abs(col - (2 * x + 0.5)) <= 1 and abs(row - (2 * y + 0.5)) <= 1
+
+
+def test_references_per_target_caps_the_pairs(tmp_path: Path) -> None:
+    dataset = class_tree(tmp_path, {"a": 8, "b": 3})
+    every = pairs_from_fewshot(dataset, FewShotPairConfig(train_fraction=1.0))
+    assert len(every) == 8 * 7 + 3 * 2
+    config = FewShotPairConfig(train_fraction=1.0, references_per_target=2)
+    capped = pairs_from_fewshot(dataset, config)
+    assert len(capped) == 8 * 2 + 3 * 2  # class b: each target has only 2 others
+    keys = [(p.sequence, p.ref_frame, p.tgt_frame) for p in capped]
+    assert set(keys) <= {(p.sequence, p.ref_frame, p.tgt_frame) for p in every}
+    assert all(ref != tgt for _, ref, tgt in keys)
+    targets = [tgt for name, _, tgt in keys if name == "a"]
+    assert sorted(targets.count(t) for t in set(targets)) == [2] * 8
+    again = pairs_from_fewshot(dataset, config)  # seeded: the same pairs, in the same order
+    assert [(p.ref_frame, p.tgt_frame) for p in again] == [k[1:] for k in keys]
+    with pytest.raises(ConfigError, match="references_per_target"):
+        FewShotPairConfig(references_per_target=0)

@@ -100,3 +100,12 @@ def test_the_fss1000_config_loads() -> None:
     config = load_config(TrainJobConfig(), repo / "configs/train_fss1000.yaml")
     assert (config.fewshot.split, config.fewshot.train_fraction) == ("train", 0.2)
     assert config.data.val_fraction == 0.125
+
+
+def test_the_pascal5i_training_config_loads() -> None:
+    from samic_vos.runtime.config import load_config
+
+    repo = Path(__file__).resolve().parents[1]
+    config = load_config(TrainJobConfig(), repo / "configs/train_pascal5i.yaml")
+    assert (config.fewshot.fold, config.fewshot.references_per_target) == (0, 1)
+    assert config.fewshot.train_fraction == 0.2

@@ -152,7 +152,7 @@ def run_davis(args: argparse.Namespace) -> int:
 
 def format_scores(scores: dict[str, Any]) -> str:
     """The benchmark's table: our measures (x 100) beside the published J&F-Mean."""
-    from samic_vos.commands.eval import format_table
+    from samic_vos.commands.common import format_table
     from samic_vos.eval.davis_eval import GLOBAL_COLUMNS
 
     track = (scores.get("config") or {}).get("track", {})

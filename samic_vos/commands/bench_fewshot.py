@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from samic_vos.commands import common
-from samic_vos.data.names import FSS_SPLITS, TEST_KINDS
+from samic_vos.data.names import FOLD_KINDS, FSS_SPLITS, TEST_KINDS
 from samic_vos.inference.names import IMAGE_PROMPTERS
 
 DESCRIPTION = """\
@@ -19,10 +19,13 @@ FSS-1000 as HSNet (every test image the query of one episode, its --shots suppor
 its class with seed 0; mIoU and FB-IoU), PASCAL-5i and COCO-20i as HSNet (one --fold per run,
 1000 episodes drawn as HSNet draws them; mIoU and FB-IoU over the fold's classes), PerSeg as
 PerSAM (reference 00 of each object, every other image a target; mIoU); plain folders and
-SAMBOX folders as FSS-1000. Prints one table beside the published 1-shot figures, with images
-per second and seconds per stage. Writes OUT/pred/<class>/<episode>.png (palette PNGs, id 1
-the class), OUT/prompts/<class>/<episode>.json, OUT/config.yaml, OUT/scores.json (and
-OUT/report.html with --report).
+SAMBOX folders as FSS-1000; Kvasir-SEG, NWPU VHR-10 and LabelMe folders per class, every test
+image a query, supports drawn from the train list (Kvasir) or the other test images
+(--supports; see docs/fewshot_datasets.md). Prints one table beside the published 1-shot
+figures, with images per second and seconds per stage. Writes OUT/pred/<class>/<episode>.png
+(palette PNGs, id 1 the class), OUT/prompts/<class>/<episode>.json, OUT/config.yaml,
+OUT/scores.json (and OUT/report.html with --report). `samic-vos eval fewshot` scores any
+method's prediction folder the same way.
 
 --episodes prints the episode list as CSV (episode,class,query,supports; paths relative to
 ROOT, supports joined by |) and exits, without a model or an image read. --combine RUN...
@@ -47,33 +50,13 @@ def register(benchmarks: argparse._SubParsersAction) -> None:
     """Add ``fewshot`` to the ``bench`` subcommands."""
     parser = benchmarks.add_parser(
         "fewshot",
-        help="segment, score and table a few-shot image set (FSS-1000, PerSeg, folders)",
+        help="segment, score and table a few-shot image set (FSS-1000, PASCAL-5i, Kvasir, ...)",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     group = parser.add_argument_group("data")
-    common.config_flag(
-        group,
-        "--dataset",
-        key="dataset.kind",
-        metavar="{" + ",".join(TEST_KINDS) + "}",
-        help="the dataset's layout and protocol (default fss1000)",
-    )
-    group.add_argument("--root", type=Path, metavar="ROOT", help="the dataset's folder (required)")
-    common.config_flag(
-        group,
-        "--split",
-        key="dataset.split",
-        metavar="{" + ",".join(FSS_SPLITS) + "}",
-        help="FSS-1000's class split (default test)",
-    )
-    common.config_flag(
-        group, "--fold", key="dataset.fold", metavar="F", help="PASCAL-5i/COCO-20i fold, 0..3 (0)"
-    )
-    common.config_flag(
-        group, "--shots", key="episodes.shots", metavar="K", help="supports per episode (1)"
-    )
+    add_episode_flags(group)
     common.config_flag(
         group,
         "--kshot",
@@ -81,32 +64,10 @@ def register(benchmarks: argparse._SubParsersAction) -> None:
         metavar="{average,vote}",
         help="K supports: SAMIC's heat-map average (default) or HSNet's mask vote",
     )
-    common.config_flag(
-        group,
-        "--episode-count",
-        key="episodes.count",
-        metavar="N",
-        help="only the first N episodes (quick runs; default: the protocol's)",
-    )
-    common.config_flag(
-        group,
-        "--eval-size",
-        key="protocol.eval_size",
-        metavar="{auto,original,N}",
-        help="where areas are counted: auto (HSNet's 400x400 where HSNet uses it), original, NxN",
-    )
     group.add_argument(
         "--episodes",
         action="store_true",
         help="print the episodes as CSV (episode,class,query,supports) and exit",
-    )
-    common.config_flag(
-        group,
-        "--classes",
-        key="dataset.classes",
-        nargs="+",
-        metavar="CLASS",
-        help="only these classes (quick runs; the published protocol uses all)",
     )
     common.add_out(parser, "output folder (default: runs/bench-fewshot-<dataset>-<K>shot)")
     common.config_flag(
@@ -137,6 +98,80 @@ def register(benchmarks: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def add_episode_flags(group: argparse._ArgumentGroup) -> None:
+    """The flags that choose a few-shot dataset and its episodes, as `bench fewshot` and `eval
+    fewshot` share them (``--root`` and the keys ``dataset.*``, ``episodes.*`` and
+    ``protocol.eval_size``)."""
+    common.config_flag(
+        group,
+        "--dataset",
+        key="dataset.kind",
+        metavar="{" + ",".join(TEST_KINDS) + "}",
+        help="the dataset's layout and protocol (default fss1000)",
+    )
+    group.add_argument("--root", type=Path, metavar="ROOT", help="the dataset's folder (required)")
+    common.config_flag(
+        group,
+        "--split",
+        key="dataset.split",
+        metavar="{" + ",".join(FSS_SPLITS) + "}",
+        help="FSS-1000's class split (default test)",
+    )
+    common.config_flag(
+        group, "--fold", key="dataset.fold", metavar="F", help="PASCAL-5i/COCO-20i fold, 0..3 (0)"
+    )
+    common.config_flag(
+        group, "--shots", key="episodes.shots", metavar="K", help="supports per episode (1)"
+    )
+    common.config_flag(
+        group,
+        "--supports",
+        key="episodes.supports",
+        metavar="{auto,train,test}",
+        help="Kvasir/NWPU/LabelMe: the list supports come from (auto: Kvasir train, else test)",
+    )
+    common.config_flag(
+        group,
+        "--episode-count",
+        key="episodes.count",
+        metavar="N",
+        help="only the first N episodes (quick runs; default: the protocol's)",
+    )
+    common.config_flag(
+        group,
+        "--eval-size",
+        key="protocol.eval_size",
+        metavar="{auto,original,N}",
+        help="where areas are counted: auto (HSNet's 400x400 where HSNet uses it), original, NxN",
+    )
+    common.config_flag(
+        group,
+        "--classes",
+        key="dataset.classes",
+        nargs="+",
+        metavar="CLASS",
+        help="only these classes (quick runs; the published protocol uses all)",
+    )
+
+
+def check_episode_flags(args: argparse.Namespace, config: Any, command: str) -> None:
+    """Refuse, in one line, what the flags of :func:`add_episode_flags` cannot mean together
+    (``config``: the job's, with ``dataset`` and ``episodes``): no ``--root``, ``--split`` on
+    another set than FSS-1000, ``--fold`` on a set without folds, ``--supports`` on a set
+    without lists."""
+    from samic_vos.data.fewshot_episodes import check_supports
+    from samic_vos.runtime.errors import UserError
+
+    kind = config.dataset.kind
+    check_supports(kind, config.episodes)
+    if args.root is None:
+        raise UserError(f"{command} needs --root ROOT, the dataset's folder")
+    if common.given(args, "--split") and kind != "fss1000":
+        raise UserError(f"--split is FSS-1000's; {kind} has none: drop it")
+    if common.given(args, "--fold") and kind not in FOLD_KINDS:
+        raise UserError(f"--fold is PASCAL-5i's and COCO-20i's; {kind} has none")
+
+
 def run(args: argparse.Namespace) -> int:
     from samic_vos.runtime.errors import UserError
 
@@ -156,10 +191,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--random-backbone applies to a network made here; bench uses --samic")
     config = common.job_config(BenchFewshotConfig(), args)
     common.refuse_ignored_flags(args, config.segment.prompter, config.episodes.shots)
-    if common.given(args, "--split") and config.dataset.kind != "fss1000":
-        raise UserError(f"--split is FSS-1000's; {config.dataset.kind} has none: drop it")
-    if common.given(args, "--fold") and config.dataset.kind not in ("pascal5i", "coco20i"):
-        raise UserError(f"--fold is PASCAL-5i's and COCO-20i's; {config.dataset.kind} has none")
+    check_episode_flags(args, config, "bench fewshot")
     if args.episodes:
         from samic_vos.pipelines.bench_fewshot import episode_list
 
@@ -188,18 +220,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_scores(scores: dict[str, Any]) -> str:
-    """The benchmark's table: our scores (x 100) beside the published 1-shot mIoU."""
-    from samic_vos.commands.eval import format_table
+def format_scores(scores: dict[str, Any], label: str | None = None) -> str:
+    """The benchmark's table: our scores (x 100) beside the published 1-shot mIoU; ``label``
+    names our row (default: the run's prompter and SAM)."""
+    from samic_vos.commands.common import format_table
     from samic_vos.reports.fewshot_report import dataset_title, run_label
 
     columns = list(scores["global"])
-    rows = [[run_label(scores), *(f"{scores['global'][c]:.1f}" for c in columns)]]
+    rows = [[label or run_label(scores), *(f"{scores['global'][c]:.1f}" for c in columns)]]
     for name, value in scores["published"].items():
         rows.append([f"{name}, 1-shot", f"{value:.1f}", *[""] * (len(columns) - 1)])
+    on = " on TSMU landslide" if scores["dataset"] == "labelme" else ""
     title = (
         f"{dataset_title(scores)}: {scores['episodes']} episodes, {scores['classes']} classes "
-        f"({', '.join(columns)} x 100; published: 1-shot mIoU)"
+        f"({', '.join(columns)} x 100; published: 1-shot mIoU{on})"
     )
     lines = [title, format_table(["method", *columns], rows), ""]
     if scores.get("ips"):
@@ -227,7 +261,7 @@ def combine(args: argparse.Namespace) -> int:
 
 def format_folds(table: dict[str, Any]) -> str:
     """The folds of :func:`combine_folds` beside their mean (x 100), one row per metric."""
-    from samic_vos.commands.eval import format_table
+    from samic_vos.commands.common import format_table
     from samic_vos.reports.fewshot_report import DATASET_NAMES
 
     folds = list(table["folds"])

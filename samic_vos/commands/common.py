@@ -329,3 +329,11 @@ def add_davis(parser: argparse.ArgumentParser, *, root_required: bool = True) ->
 def stdout(line: str) -> None:
     """A result line for programs (paths, tables): stdout, flushed."""
     print(line, file=sys.stdout, flush=True)
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Right-aligned columns, like pandas' ``to_string(index=False)`` in the toolkit."""
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    return "\n".join(
+        " ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in (header, *rows)
+    )

@@ -1,7 +1,8 @@
 """``samic-vos eval``: score results against a benchmark's ground truth.
 
 ``samic-vos eval davis RESULTS_DIR --davis-root ROOT`` gives the official DAVIS J&F numbers
-(semi-supervised task) of a folder of result masks.
+(semi-supervised task) of a folder of result masks; ``samic-vos eval fewshot PRED --dataset D
+--root ROOT`` scores any method's few-shot predictions as `bench fewshot` scores its own.
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 
 from samic_vos.commands import common
+from samic_vos.commands.common import format_table
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval",
-        help="score results against a benchmark's ground truth (DAVIS J&F)",
+        help="score results against a benchmark's ground truth (DAVIS J&F, few-shot mIoU)",
         description="Score results against a benchmark's ground truth.",
     )
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
@@ -59,14 +60,51 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     common.add_common(davis)
     davis.set_defaults(func=run_davis)
+    _register_fewshot(targets)
 
 
-def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Right-aligned columns, like pandas' ``to_string(index=False)`` in the toolkit."""
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-    return "\n".join(
-        " ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in (header, *rows)
+FEWSHOT_DESCRIPTION = """\
+Score any method's few-shot predictions with the numbers `samic-vos bench fewshot` gives: the
+same episodes (the same --dataset, --root, --fold, --shots, --supports, seed and count), the
+same scoring (HSNet's mIoU and FB-IoU, PerSAM's mIoU for PerSeg), the same JSON. PRED holds one
+mask PNG per episode, PRED/<class>/<episode>.png, as bench fewshot writes OUT/pred (episode:
+the query's file name without its suffix; PASCAL-5i and COCO-20i: NNNN_<query>, NNNN the
+episode's number; --episodes of bench fewshot lists them); every non-zero id but 255 is the
+class. Nothing is written.
+"""
+
+
+def _register_fewshot(targets: argparse._SubParsersAction) -> None:
+    from samic_vos.commands.bench_fewshot import add_episode_flags
+
+    fewshot = targets.add_parser(
+        "fewshot",
+        help="few-shot mIoU / FB-IoU of a prediction folder, as bench fewshot scores it",
+        description=FEWSHOT_DESCRIPTION,
+        epilog=(
+            "example:\n  samic-vos eval fewshot runs/kvasir/pred --dataset kvasir --root Kvasir-SEG"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    fewshot.add_argument("pred_dir", type=Path, metavar="PRED", help="folder of predictions")
+    add_episode_flags(fewshot.add_argument_group("data"))
+    fewshot.add_argument("--json", action="store_true", help="print the scores as one JSON object")
+    common.add_common(fewshot)
+    fewshot.set_defaults(func=run_fewshot)
+
+
+def run_fewshot(args: argparse.Namespace) -> int:
+    from samic_vos.commands.bench_fewshot import check_episode_flags, format_scores
+    from samic_vos.pipelines.bench_fewshot import EvalFewshotConfig, evaluate_predictions
+
+    config = common.job_config(EvalFewshotConfig(), args)
+    check_episode_flags(args, config, "eval fewshot")
+    scores = evaluate_predictions(args.pred_dir, args.root, config)
+    if args.json:
+        common.stdout(json.dumps(scores, indent=1))
+    else:
+        common.stdout(format_scores(scores, label=f"{args.pred_dir}"))
+    return 0
 
 
 def run_davis(args: argparse.Namespace) -> int:

@@ -8,8 +8,8 @@ from pathlib import Path
 from samic_vos.commands import common
 from samic_vos.data import names as data_names
 
-# Few-shot layouts trained through --fewshot; SAMBOX folders train through --sambox.
-FEWSHOT_KINDS = tuple(kind for kind in data_names.FEWSHOT_KINDS if kind != "sambox")
+# Every tested few-shot layout trains through --fewshot; SAMBOX folders through --sambox.
+FEWSHOT_KINDS = tuple(kind for kind in data_names.TEST_KINDS if kind != "sambox")
 
 DESCRIPTION = """\
 Train the SAMIC network (the frozen ResNet-50 backbone stays fixed) on pairs of frames
@@ -32,6 +32,8 @@ examples:
   samic-vos train --davis-root DAVIS --year 2016 -o runs/davis16 --resume
   samic-vos train --sambox my_annotations/ -o runs/mine --config configs/train_davis.yaml
   samic-vos train --fewshot fss1000 --root FSS-1000 --train-fraction 0.2 -o runs/fss
+  samic-vos train --fewshot pascal5i --fold 0 --root VOC2012 -o runs/pascal-fold0
+  samic-vos train --fewshot kvasir --root Kvasir-SEG -o runs/kvasir
 """
 
 
@@ -99,7 +101,8 @@ def _add_fewshot(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--fewshot",
         choices=FEWSHOT_KINDS,
-        help="train on image pairs of one class of this few-shot dataset (needs --root)",
+        help="train on image pairs of one class of this few-shot dataset's training images "
+        "(needs --root; layouts in docs/fewshot_datasets.md)",
     )
     group.add_argument("--root", type=Path, metavar="ROOT", help="the few-shot dataset's folder")
     common.config_flag(
@@ -108,6 +111,13 @@ def _add_fewshot(parser: argparse.ArgumentParser) -> None:
         key="fewshot.train_fraction",
         metavar="F",
         help="share of each class's images that make pairs (default 0.2; drawn by fewshot.seed)",
+    )
+    common.config_flag(
+        group,
+        "--fold",
+        key="fewshot.fold",
+        metavar="F",
+        help="PASCAL-5i/COCO-20i: the fold held out, 0..3 (trains on the other three; default 0)",
     )
 
 
@@ -123,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(
             "give exactly one data source: --davis-root ROOT, --sambox DIR or --fewshot KIND"
         )
+    if common.given(args, "--fold") and args.fewshot not in ("pascal5i", "coco20i"):
+        raise UserError(f"--fold is PASCAL-5i's and COCO-20i's; --fewshot {args.fewshot} has none")
     if args.resume is not None and args.force:
         raise UserError("--resume and --force exclude each other: continue, or start afresh")
     if args.resume is not None and args.init_hsnet is not None:

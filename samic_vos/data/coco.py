@@ -58,50 +58,68 @@ def coco_fold_classes(fold: int) -> list[int]:
 
 
 class CocoInstances:
-    """COCO's instances JSON, indexed by image: class masks as :mod:`pycocotools` draws them.
+    """A COCO-format instances JSON, indexed by image: class masks as :mod:`pycocotools` draws
+    them.
 
-    ``path``: ``instances_val2014.json``. Its 80 categories, in ascending id order, must be
-    :data:`COCO_CLASSES`. Raises :class:`UserError` naming the file when it cannot be read.
+    ``path``: the JSON (COCO's ``instances_val2014.json``, NWPU VHR-10's ``annotations.json``).
+    Class ``c`` is the ``c``-th category in ascending id order (names with spaces written
+    ``_``: :attr:`class_names`); ``categories``: the names they must be (``None``: any).
+    ``what`` names the file's role in messages. Raises :class:`UserError` naming the file when
+    it cannot be read or holds other categories.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self,
+        path: Path,
+        categories: tuple[str, ...] | None = COCO_CLASSES,
+        what: str = "COCO's instances JSON",
+    ) -> None:
         try:
             with path.open("rb") as file:
                 data = json.load(file)
-            categories = sorted(data["categories"], key=lambda c: c["id"])
-            names = tuple(str(c["name"]).replace(" ", "_") for c in categories)
+            found = sorted(data["categories"], key=lambda c: c["id"])
+            names = tuple(str(c["name"]).replace(" ", "_") for c in found)
             images = data["images"]
             annotations = data["annotations"]
+            index = {c["id"]: k for k, c in enumerate(found)}
+            self._images = {
+                Path(image["file_name"]).stem: (image["id"], image["height"], image["width"])
+                for image in images
+            }
+            self._annotations: dict[int, list[tuple[int, Any]]] = {}
+            for ann in annotations:
+                entry = (index[ann["category_id"]], ann["segmentation"])
+                self._annotations.setdefault(ann["image_id"], []).append(entry)
         except (OSError, ValueError, KeyError, TypeError) as err:
-            raise UserError(f"{path}: cannot read COCO's instances JSON ({err})") from err
-        if names != COCO_CLASSES:
+            raise UserError(f"{path}: cannot read {what} ({err})") from err
+        if categories is not None and names != categories:
             raise UserError(f"{path}: its categories are not COCO's 80 (got {len(names)})")
-        self.path = path
-        index = {c["id"]: k for k, c in enumerate(categories)}
-        self._images = {
-            Path(image["file_name"]).stem: (image["id"], image["height"], image["width"])
-            for image in images
-        }
-        self._annotations: dict[int, list[tuple[int, Any]]] = {}
-        for ann in annotations:
-            found = (index[ann["category_id"]], ann["segmentation"])
-            self._annotations.setdefault(ann["image_id"], []).append(found)
+        self.path, self.what, self.class_names = path, what, names
 
     def _image(self, name: str) -> tuple[int, int, int]:
         if name not in self._images:
             raise UserError(
-                f"{self.path}: holds no image {name}.jpg; pass val2014's instances JSON"
+                f"{self.path}: holds no image {name}; pass the {self.what} of these images"
             )
         return self._images[name]
 
     def size(self, name: str) -> tuple[int, int]:
-        """``(H, W)`` of image ``name`` (file name without ``.jpg``), from the JSON."""
+        """``(H, W)`` of image ``name`` (file name without its suffix), from the JSON."""
         _, height, width = self._image(name)
         return height, width
 
+    def image_names(self) -> list[str]:
+        """Every image's name (file name without its suffix), in the JSON's order."""
+        return list(self._images)
+
+    def classes_of(self, name: str) -> set[int]:
+        """The classes (indices) that image ``name`` holds at least one annotation of."""
+        image_id, _, _ = self._image(name)
+        return {found for found, _ in self._annotations.get(image_id, [])}
+
     def class_mask(self, name: str, class_index: int) -> np.ndarray:
         """``bool (H, W)``: the union of image ``name``'s annotations of class ``class_index``
-        (HSNet's index, 0..79): polygons, RLE and crowd RLE alike."""
+        (0-based, ascending category id): polygons, RLE and crowd RLE alike."""
         from pycocotools import mask as coco_mask
 
         image_id, height, width = self._image(name)

@@ -27,6 +27,13 @@ Supports, in every HSNet protocol (:data:`SAMPLINGS`):
   ``numpy.random.default_rng(seed)`` over the test in the same order (our own choice for
   K-shot runs without repeats); COCO-20i's classes and queries stay HSNet's draws.
 
+**Kvasir-SEG, NWPU VHR-10 and LabelMe** (:func:`listed_episodes`; the paper is silent, these are
+our choices, recorded in ``scores.json`` by :func:`protocol_record`): per class, every image of
+the test list that holds the class is the query of one episode; its supports are drawn, with
+the draws above, from the class's images of the train list (Kvasir-SEG: each val image a query,
+supports from the 880 train images) or of the test list, never the query (NWPU VHR-10 and
+LabelMe: "supports drawn from the others"); ``supports`` (:class:`EpisodeConfig`) chooses.
+
 **PerSeg, PerSAM's protocol** (``persam.py``, ``eval_miou.py``): the reference ``00`` is the one
 support of every other image of its object.
 
@@ -47,21 +54,23 @@ from pathlib import Path
 import numpy as np
 
 from samic_vos.data.coco import COCO_MASKS, Coco20iDataset
+from samic_vos.data.fewshot_readers import open_test_set
 from samic_vos.data.fewshot_sets import (
     FewShotDataset,
     FewShotItem,
     PerSegDataset,
     check_mask_size,
     header_size,
-    open_fewshot,
 )
 from samic_vos.data.fold_sets import FOLDS, FoldDataset
-from samic_vos.data.names import FSS_SPLITS, TEST_KINDS
+from samic_vos.data.listed_sets import LIST_SPLITS, ListedDataset
+from samic_vos.data.names import FSS_SPLITS, LISTED_KINDS, TEST_KINDS
 from samic_vos.data.pascal import Pascal5iDataset
 from samic_vos.runtime.config import require, require_choice
 from samic_vos.runtime.errors import UserError
 
 SAMPLINGS = ("hsnet", "distinct")
+SUPPORT_SOURCES = ("auto", *LIST_SPLITS)  # listed sets: supports from the train or test list
 HSNET_TEST_EPISODES = 1000  # HSNet's DatasetPASCAL/DatasetCOCO __len__ on the test split
 CSV_HEADER = "episode,class,query,supports"
 
@@ -96,9 +105,13 @@ class EpisodeConfig:
     # The first `count` episodes; null: the protocol's (1000 for PASCAL-5i and COCO-20i, one
     # per image for FSS-1000 and folders, one per target for PerSeg).
     count: int | None = None
+    # Kvasir-SEG, NWPU VHR-10, LabelMe: the list the supports are drawn from; auto: Kvasir's
+    # train list (the issue's protocol), the other test images of the class for NWPU and LabelMe.
+    supports: str = "auto"
 
     def __post_init__(self) -> None:
         require(self.shots >= 1, "shots", "an integer >= 1", self.shots)
+        require_choice("supports", self.supports, SUPPORT_SOURCES)
         require(self.seed >= 0, "seed", "an integer >= 0", self.seed)
         require_choice("sampling", self.sampling, SAMPLINGS)
         require(self.count is None or self.count >= 1, "count", "null or >= 1", self.count)
@@ -131,9 +144,13 @@ class _Draws:
         return tuple(chosen)
 
 
-def _check_pool(name: str, size: int, root: object, config: EpisodeConfig) -> None:
-    """Raise :class:`UserError` when a class of ``size`` images cannot give the supports."""
-    needed = 2 if config.sampling == "hsnet" else config.shots + 1
+def _check_pool(
+    name: str, size: int, root: object, config: EpisodeConfig, holds_query: bool = True
+) -> None:
+    """Raise :class:`UserError` when a class of ``size`` images cannot give the supports
+    (``holds_query``: the query is one of them, never its own support)."""
+    needed = 1 if config.sampling == "hsnet" else config.shots
+    needed += int(holds_query)
     if size < needed:
         raise UserError(
             f"class '{name}' of {root} has {size} image(s); "
@@ -199,6 +216,33 @@ def coco_episodes(dataset: FoldDataset, config: EpisodeConfig | None = None) -> 
     return episodes
 
 
+def support_source(dataset: ListedDataset, config: EpisodeConfig) -> str:
+    """The list a listed set's supports come from: ``config.supports``, or the set's own
+    default (``auto``: Kvasir-SEG ``train``, NWPU VHR-10 and LabelMe ``test``)."""
+    return dataset.supports if config.supports == "auto" else config.supports
+
+
+def listed_episodes(dataset: ListedDataset, config: EpisodeConfig | None = None) -> list[Episode]:
+    """Kvasir-SEG's, NWPU VHR-10's and LabelMe's test: per class (the dataset's order), every
+    test image holding it is the query of one episode (list order), its supports drawn from
+    the class's images of :func:`support_source` (the query never its own support), with
+    HSNet's draws (``sampling``) from one generator seeded once for the whole test.
+
+    Raises :class:`UserError` naming a class without enough images to draw from.
+    """
+    config = config or EpisodeConfig()
+    source, draws = support_source(dataset, config), _Draws(config)
+    episodes: list[Episode] = []
+    for class_name in dataset.classes:
+        pool = dataset.split_items(source, class_name)
+        queries = dataset.items(class_name)
+        where = dataset.list_files[source]
+        _check_pool(class_name, len(pool), where, config, source == dataset.split)
+        for query in queries:
+            episodes.append(Episode(class_name, query, draws.supports(pool, query)))
+    return episodes[: config.count]
+
+
 def perseg_episodes(dataset: PerSegDataset) -> list[Episode]:
     """PerSAM's episodes: each object's reference ``00`` supports each of its other images."""
     return [
@@ -208,9 +252,23 @@ def perseg_episodes(dataset: PerSegDataset) -> list[Episode]:
     ]
 
 
+def check_supports(kind: str, config: EpisodeConfig) -> None:
+    """Raise :class:`UserError` when ``config.supports`` chooses a list of a dataset ``kind``
+    that has no train and test lists."""
+    if config.supports != "auto" and kind not in LISTED_KINDS:
+        raise UserError(
+            f"episodes.supports chooses the list of {', '.join(LISTED_KINDS)}; "
+            f"{kind} has none: leave it at auto"
+        )
+
+
 def protocol_episodes(dataset: FewShotDataset, config: EpisodeConfig) -> list[Episode]:
     """The test episodes of ``dataset`` by its protocol: PerSAM's for PerSeg (1-shot), HSNet's
-    for PASCAL-5i, COCO-20i, FSS-1000 and folders."""
+    for PASCAL-5i, COCO-20i, FSS-1000 and folders, :func:`listed_episodes` for Kvasir-SEG,
+    NWPU VHR-10 and LabelMe."""
+    check_supports(dataset.kind, config)
+    if isinstance(dataset, ListedDataset):
+        return listed_episodes(dataset, config)
     if isinstance(dataset, Pascal5iDataset):
         return pascal_episodes(dataset, config)
     if isinstance(dataset, Coco20iDataset):
@@ -229,7 +287,8 @@ def protocol_episodes(dataset: FewShotDataset, config: EpisodeConfig) -> list[Ep
 class FewShotSelection:
     """Which few-shot dataset, split or fold, and classes (key ``dataset:``)."""
 
-    # fss1000 | perseg | folder | sambox | pascal5i | coco20i (layouts: docs/fewshot_datasets.md)
+    # fss1000 | perseg | folder | sambox | pascal5i | coco20i | kvasir | nwpu-vhr10 | labelme
+    # (layouts: docs/fewshot_datasets.md)
     kind: str = "fss1000"
     split: str = "test"  # FSS-1000 only: HSNet's 240 test classes
     fold: int = 0  # PASCAL-5i and COCO-20i only: the fold tested (0..3)
@@ -246,13 +305,35 @@ class FewShotSelection:
 
     def open(self, root: str | os.PathLike[str]) -> FewShotDataset:
         """The dataset under ``root``, checked, restricted to ``classes``."""
-        if self.kind == "pascal5i":
-            dataset: FewShotDataset = Pascal5iDataset(root, self.fold)
-        elif self.kind == "coco20i":
-            dataset = Coco20iDataset(root, self.fold, self.coco_masks)
-        else:
-            dataset = open_fewshot(self.kind, root, self.split)
+        dataset = open_test_set(
+            self.kind, root, split=self.split, fold=self.fold, coco_masks=self.coco_masks
+        )
         return dataset if self.classes is None else dataset.select(self.classes)
+
+
+def protocol_record(dataset: FewShotDataset, config: EpisodeConfig) -> dict[str, object]:
+    """How the episodes of ``dataset`` were made, for ``scores.json``: ``queries`` and
+    ``supports`` in words, ``shots``, ``sampling`` and ``seed``."""
+    if isinstance(dataset, ListedDataset):
+        source = support_source(dataset, config)
+        queries = f"every image of {dataset.list_files[dataset.split]}, once per class it holds"
+        supports = f"drawn from the class's images of {dataset.list_files[source]}"
+        supports += ", never the query" if source == dataset.split else ""
+    elif isinstance(dataset, PerSegDataset):
+        queries, supports = "every image of an object but 00 (PerSAM)", "the object's 00"
+    elif isinstance(dataset, FoldDataset):
+        queries = f"HSNet's {HSNET_TEST_EPISODES} episodes of {dataset.list_file}"
+        supports = "drawn from the query's class in the same list, never the query"
+    else:
+        queries = "every image of every class, once (HSNet's FSS-1000 protocol)"
+        supports = "drawn from the query's class, never the query"
+    return {
+        "queries": queries,
+        "supports": supports,
+        "shots": config.shots,
+        "sampling": config.sampling,
+        "seed": config.seed,
+    }
 
 
 def episodes_csv(episodes: Sequence[Episode], root: str | os.PathLike[str]) -> str:

@@ -16,8 +16,10 @@ BACKENDS: tuple[str, ...] = ("auto", "decord", "pyav", "folder")
 DEFAULT_FOLDER_FPS = 24.0
 VIDEO_INPUT = "video or frame folder"  # what a frame source reads, in messages
 
-# Few-shot image sets (samic_vos.data.fewshot_sets, samic_vos.data.fewshot_episodes).
+# Few-shot image sets (samic_vos.data.fewshot_sets, samic_vos.data.fewshot_readers).
 FEWSHOT_KINDS: tuple[str, ...] = ("fss1000", "perseg", "folder", "sambox")
 FSS_SPLITS: tuple[str, ...] = ("train", "val", "test")
 FOLD_KINDS: tuple[str, ...] = ("pascal5i", "coco20i")  # sets tested fold by fold
-TEST_KINDS: tuple[str, ...] = (*FEWSHOT_KINDS, *FOLD_KINDS)  # every layout `bench fewshot` tests
+LISTED_KINDS: tuple[str, ...] = ("kvasir", "nwpu-vhr10", "labelme")  # split by image lists
+# Every layout `bench fewshot` tests.
+TEST_KINDS: tuple[str, ...] = (*FEWSHOT_KINDS, *FOLD_KINDS, *LISTED_KINDS)

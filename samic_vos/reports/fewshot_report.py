@@ -43,6 +43,9 @@ DATASET_NAMES = {
     "sambox": "SAMBOX",
     "pascal5i": "PASCAL-5i",
     "coco20i": "COCO-20i",
+    "kvasir": "Kvasir-SEG",
+    "nwpu-vhr10": "NWPU VHR-10",
+    "labelme": "LabelMe",
 }
 
 

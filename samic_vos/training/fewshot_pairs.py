@@ -1,4 +1,6 @@
-"""Episodic training pairs from a few-shot image dataset (FSS-1000, PerSeg, folders, SAMBOX).
+"""Episodic training pairs from a few-shot image dataset (FSS-1000, PerSeg, folders, SAMBOX,
+PASCAL-5i and COCO-20i folds, Kvasir-SEG, NWPU VHR-10, LabelMe: the training side that
+:func:`samic_vos.data.fewshot_readers.open_training_set` opens).
 
 For every class: a reproducible share of its labelled images is chosen
 (:attr:`FewShotPairConfig.train_fraction`, the paper's 20% of each class's training images), and
@@ -24,6 +26,7 @@ from samic_vos.data.fewshot_sets import (
     check_mask_size,
     header_size,
 )
+from samic_vos.data.fold_sets import FOLDS
 from samic_vos.data.names import FSS_SPLITS
 from samic_vos.prompts.mask_points import DEFAULT_MIN_AREA, interior_points
 from samic_vos.runtime.config import require, require_choice
@@ -39,13 +42,19 @@ FEWSHOT_OBJECT_ID = 1  # a few-shot class is one object: id 1 of its (binary) ma
 class FewShotPairConfig:
     """Which images of each class make training pairs (key ``fewshot:`` of the train job).
 
-    ``split`` is read for FSS-1000 only (the other datasets have no split).
+    ``split`` is read for FSS-1000 only, ``fold`` for PASCAL-5i and COCO-20i only (the other
+    datasets train on their train list, or on every class).
     """
 
     train_fraction: float = 0.2  # the paper: 20% of each class's training images
     seed: int = 0  # which images a fraction chooses
     min_images: int = 2  # the fewest images chosen per class (a pair needs two; paper silent)
     split: str = "train"  # FSS-1000: the split whose classes train (HSNet's 520 classes)
+    fold: int = 0  # PASCAL-5i, COCO-20i: the fold held out (trains on the other three folds)
+    # References per target image (paper silent): null, every ordered pair of chosen images
+    # (FSS-1000: 2 per class); N, N references drawn per target, so that a class of n chosen
+    # images gives n * N pairs instead of n * (n - 1) (PASCAL-5i's person: 677 chosen images).
+    references_per_target: int | None = None
 
     def __post_init__(self) -> None:
         ok = 0 < self.train_fraction <= 1
@@ -53,6 +62,9 @@ class FewShotPairConfig:
         require(self.seed >= 0, "seed", "an integer >= 0", self.seed)
         require(self.min_images >= 2, "min_images", "an integer >= 2", self.min_images)
         require_choice("split", self.split, FSS_SPLITS)
+        require_choice("fold", self.fold, FOLDS)
+        cap = self.references_per_target
+        require(cap is None or cap >= 1, "references_per_target", "null or >= 1", cap)
 
 
 def chosen_items(
@@ -67,6 +79,25 @@ def chosen_items(
     count = min(len(items), max(config.min_images, math.ceil(config.train_fraction * len(items))))
     picked = random.Random(f"{config.seed}/{class_name}").sample(range(len(items)), count)
     return [items[k] for k in sorted(picked)]
+
+
+def _capped(
+    class_name: str,
+    labelled: list[tuple[FewShotItem, np.ndarray, tuple[int, int]]],
+    config: FewShotPairConfig,
+) -> set[tuple[int, int]] | None:
+    """``(reference, target)`` positions in ``labelled`` kept under
+    ``config.references_per_target`` (``None``: no cap, every pair): per target, that many of
+    the same-size others, drawn by a generator seeded with the seed, class and target name."""
+    cap = config.references_per_target
+    if cap is None:
+        return None
+    allowed: set[tuple[int, int]] = set()
+    for t, (target, _, size) in enumerate(labelled):
+        others = [r for r, (_, _, s) in enumerate(labelled) if r != t and s == size]
+        draw = random.Random(f"{config.seed}/{class_name}/{target.image.name}")
+        allowed |= {(r, t) for r in draw.sample(others, min(cap, len(others)))}
+    return allowed
 
 
 def pairs_from_fewshot(
@@ -96,8 +127,11 @@ def pairs_from_fewshot(
                 empty += 1
                 continue
             labelled.append((item, points, size))
-        for (ref, ref_points, size), (tgt, tgt_points, tgt_size) in permutations(labelled, 2):
-            if size == tgt_size:
+        allowed = _capped(class_name, labelled, config)
+        for (r, (ref, ref_points, size)), (t, (tgt, tgt_points, tgt_size)) in permutations(
+            enumerate(labelled), 2
+        ):
+            if size == tgt_size and (allowed is None or (r, t) in allowed):
                 pairs.append(
                     TrainingPair(
                         sequence=class_name,

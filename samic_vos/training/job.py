@@ -129,10 +129,12 @@ def load_pairs(
     if [davis_root, sambox, fewshot].count(None) != 2:
         raise UserError("give exactly one data source: `davis_root`, `sambox` or `fewshot`")
     if fewshot is not None:
-        from samic_vos.data.fewshot_sets import open_fewshot
+        from samic_vos.data.fewshot_readers import open_training_set
         from samic_vos.training.fewshot_pairs import pairs_from_fewshot
 
-        dataset = open_fewshot(fewshot[0], fewshot[1], split=config.fewshot.split)
+        dataset = open_training_set(
+            fewshot[0], fewshot[1], fold=config.fewshot.fold, fss_split=config.fewshot.split
+        )
         pairs = pairs_from_fewshot(dataset, config.fewshot, config.data.points_per_object)
     elif sambox is not None:
         pairs = pairs_from_sambox(sambox, pairing=config.data.sambox_pairing)

@@ -1,0 +1,277 @@
+"""Kvasir-SEG, NWPU VHR-10 and LabelMe: the shipped lists, the readers' masks, the episodes
+(crafted: empty masks, a class absent from the test list, K = 5 with repeated supports), the
+training sides, and every bad input in one line (exit 2)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from contextlib import redirect_stdout
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+from listed_trees import (
+    NWPU_CLASSES,
+    kvasir_tree,
+    labelme_file,
+    labelme_tree,
+    nwpu_class,
+    nwpu_tree,
+    shape,
+)
+from PIL import Image
+
+from samic_vos.commands.cli import main
+from samic_vos.data.fewshot_episodes import EpisodeConfig, listed_episodes, protocol_episodes
+from samic_vos.data.fewshot_readers import open_training_set
+from samic_vos.data.labelme import LabelmeDataset, read_labelme, self_intersection
+from samic_vos.data.listed_sets import KvasirDataset, NwpuDataset, read_names
+from samic_vos.eval.fewshot_eval import score_predictions
+from samic_vos.runtime.errors import UserError
+
+EMPTY = "cju0qkwl35piu0993l0dewei2"  # the first train image: its mask made empty
+
+
+@pytest.fixture(scope="module")
+def kvasir_root(tmp_path_factory) -> Path:
+    return kvasir_tree(tmp_path_factory.mktemp("kvasir"), empty=[EMPTY])
+
+
+@pytest.fixture(scope="module")
+def nwpu_root(tmp_path_factory) -> Path:
+    return nwpu_tree(tmp_path_factory.mktemp("nwpu"))
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_the_shipped_lists() -> None:
+    splits = resources.files("samic_vos.data").joinpath("splits")
+    kvasir = {n: splits.joinpath(f"kvasir/{n}.txt").read_text() for n in ("train", "val")}
+    # The official files, byte for byte (SHA-256 of DebeshJha/2020-MediaEval-Medico's copies).
+    assert _sha(kvasir["train"]) == (
+        "49992c7c6c80abf02032050d4ae754236da3ba1041f609659ad0043ff6d1795c"
+    )
+    assert _sha(kvasir["val"]) == "d9b48bd3d980324edb39df97764fdbb5489b2583f088fb49c659b76f6d20876b"
+    train, val = read_names("kvasir", "train"), read_names("kvasir", "val")
+    assert (len(train), len(val), len(set(train) | set(val))) == (880, 120, 1000)
+    # Ours for NWPU VHR-10, rebuilt from its rule: every fifth image is a test image.
+    names = [f"{n:03d}" for n in range(1, 651)]
+    assert read_names("nwpu-vhr10", "test") == [n for n in names if int(n) % 5 == 0]
+    assert read_names("nwpu-vhr10", "train") == [n for n in names if int(n) % 5]
+
+
+def test_kvasir_masks_are_binarised_as_jha_et_al(tmp_path: Path, kvasir_root: Path) -> None:
+    dataset = KvasirDataset(kvasir_root)
+    assert dataset.classes == ["polyp"] and len(dataset) == 120 and dataset.supports == "train"
+    assert len(KvasirDataset(kvasir_root, "train")) == 880
+    # Flat 8x8 blocks of 127 and 128 survive a quality-100 JPEG: 127/255 < 0.5 < 128/255.
+    gray = np.zeros((16, 16), dtype=np.uint8)
+    gray[:8, :8], gray[8:, 8:] = 127, 128
+    item = dataset.items("polyp")[0]
+    Image.fromarray(gray).save(item.mask, quality=100)
+    try:
+        mask = dataset.read_mask(item)
+        assert not mask[:8, :8].any() and mask[8:, 8:].all() and mask.sum() == 64
+    finally:
+        kvasir_tree(kvasir_root, empty=[EMPTY])
+
+
+def test_nwpu_classes_and_union_of_instances(nwpu_root: Path) -> None:
+    test = NwpuDataset(nwpu_root)
+    names = [n.replace(" ", "_") for n in NWPU_CLASSES]
+    assert test.classes == names[:9]  # vehicle: train images only, absent from the test list
+    assert len(test.items("airplane")) == len([k for k in range(5, 651, 5) if nwpu_class(k) == 0])
+    train = open_training_set("nwpu-vhr10", nwpu_root)
+    assert train.classes == names and {i.image.stem for i in train.items("vehicle")} == {
+        f"{k:03d}" for k in range(1, 651) if k % 5 == 1 and k % 3 == 0
+    }
+    five = next(i for i in test.items("airplane") if i.image.stem == "005")
+    mask = test.read_mask(five)
+    assert mask.shape == (48, 64) and test.mask_size(five) == (48, 64)
+    assert mask[6:18, 4:18].all() and mask[22:34, 44:58].all()  # both instances, one mask
+    assert mask.sum() == 2 * 14 * 12 + 0  # pycocotools: the polygons' own areas, disjoint
+
+
+def test_kvasir_episodes_draw_supports_from_the_train_list(kvasir_root: Path) -> None:
+    dataset = KvasirDataset(kvasir_root)
+    episodes = listed_episodes(dataset, EpisodeConfig(shots=5))
+    train = {i.image for i in KvasirDataset(kvasir_root, "train").items("polyp")}
+    assert [e.query.name for e in episodes] == read_names("kvasir", "val")
+    assert all(set(s.image for s in e.supports) <= train for e in episodes)
+    # HSNet's draws: one legacy generator seeded once, choice(n, 1) per support.
+    draws = np.random.RandomState(0)
+    pool = sorted(train, key=lambda p: read_names("kvasir", "train").index(p.stem))
+    for episode in episodes[:3]:
+        expected = [pool[int(draws.choice(len(pool), 1, replace=False)[0])] for _ in range(5)]
+        assert [s.image for s in episode.supports] == expected
+    assert listed_episodes(dataset, EpisodeConfig(count=7)) == listed_episodes(dataset)[:7]
+
+
+def test_nwpu_episodes_five_shot_repeat_supports_never_the_query(nwpu_root: Path) -> None:
+    dataset = NwpuDataset(nwpu_root)
+    episodes = listed_episodes(dataset, EpisodeConfig(shots=5))
+    assert len(episodes) == sum(len(dataset.items(c)) for c in dataset.classes)
+    for episode in episodes:
+        pool = dataset.items(episode.class_name)
+        assert episode.query not in episode.supports and set(episode.supports) <= set(pool)
+    assert any(len(set(e.supports)) < 5 for e in episodes)  # HSNet's draws repeat
+    distinct = listed_episodes(dataset, EpisodeConfig(shots=5, sampling="distinct"))
+    assert all(len(set(e.supports)) == 5 for e in distinct)
+    # From the train list instead (episodes.supports), never a test image.
+    trained = listed_episodes(dataset, EpisodeConfig(supports="train"))
+    assert all(int(s.image.stem) % 5 for e in trained for s in e.supports)
+    # A class whose test images cannot give a support is refused, naming it.
+    one = NwpuDataset(nwpu_root)
+    one._splits["test"]["airplane"] = one._splits["test"]["airplane"][:1]
+    with pytest.raises(UserError, match=r"class 'airplane' of nwpu-vhr10 test.txt has 1 image"):
+        listed_episodes(one)
+
+
+def test_empty_masks_score_as_hsnet(tmp_path: Path, kvasir_root: Path) -> None:
+    """The empty-mask support gives an empty prediction; empty truth and empty prediction add
+    nothing to the foreground sums, a full prediction of an empty truth only to the union."""
+    dataset = KvasirDataset(kvasir_root, "train").select(["polyp"])
+    dataset._items["polyp"] = dataset.items("polyp")[:2]  # the empty one and one square
+    empty, full = dataset.items("polyp")
+    assert empty.name == EMPTY and not dataset.read_mask(empty).any()
+    episodes = protocol_episodes(dataset, EpisodeConfig(supports="train"))
+    assert [e.query for e in episodes] == [empty, full]
+    for episode, value in zip(episodes, (1, 0), strict=True):
+        path = tmp_path / "pred" / "polyp" / f"{episode.name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((48, 64), value, np.uint8)).save(path)
+    scores = score_predictions(dataset, episodes, tmp_path / "pred")
+    truth = dataset.read_mask(full).sum()
+    assert scores["sums"]["polyp"]["intersection"][1] == 0
+    assert scores["sums"]["polyp"]["union"][1] == 48 * 64 + truth
+    assert scores["global"]["mIoU"] == 0.0
+
+
+def test_labelme_masks_as_labelme_draws_them(tmp_path: Path) -> None:
+    root = labelme_tree(tmp_path / "lm")
+    test, train = LabelmeDataset(root), LabelmeDataset(root, "train")
+    assert test.classes == ["landslide", "road"] and train.classes == ["landslide", "road"]
+    assert [i.image.stem for i in test.items("landslide")] == ["4", "6"]
+    assert [i.image.stem for i in train.items("landslide")] == ["1", "2", "3", "5"]
+    item = test.items("road")[0]
+    mask = test.read_mask(item)
+    # Pillow's polygon with outline: both edges drawn, 23 x 9 pixels; the point draws nothing.
+    assert mask.sum() == 23 * 9 and mask[2:11, 40:63].all()
+    rect = train.read_mask(train.items("landslide")[0])  # k = 1: rectangle (8, 9)-(28, 23)
+    assert rect.sum() == 21 * 15 and rect[9:24, 8:29].all()
+    # Without lists every file is in both splits.
+    (root / "test.txt").unlink()
+    assert len(LabelmeDataset(root)) == len(LabelmeDataset(root, "train")) == 9
+
+
+@pytest.mark.parametrize(
+    ("points", "crossing"),
+    [
+        ([[0, 0], [10, 0], [10, 10], [0, 10]], None),
+        ([[0, 0], [10, 10], [10, 0], [0, 10]], (0, 2)),  # a bow tie
+        ([[0, 0], [10, 0], [10, 10], [5, 0], [0, 10]], (0, 2)),  # a vertex on another edge
+        ([[0, 0], [4, 0], [8, 0], [8, 6], [2, 0], [0, 6]], (0, 3)),  # overlapping edges
+    ],
+)
+def test_self_intersection(points, crossing) -> None:
+    assert self_intersection(np.asarray(points, dtype=float)) == crossing
+
+
+def _cli(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = main(list(argv))
+    return code, out.getvalue()
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("samic-vos: error: "), err
+    return err[0]
+
+
+def test_the_episode_list_of_every_new_layout(tmp_path, kvasir_root, nwpu_root, capsys) -> None:
+    lm = labelme_tree(tmp_path / "lm")
+    for kind, root, rows in (
+        ("kvasir", kvasir_root, 120),
+        ("nwpu-vhr10", nwpu_root, 130),
+        ("labelme", lm, 4),
+    ):
+        code, text = _cli("bench", "fewshot", "--dataset", kind, "--root", str(root), "--episodes")
+        lines = text.splitlines()
+        assert code == 0 and lines[0] == "episode,class,query,supports" and len(lines) == rows + 1
+    assert text.splitlines()[1] == "0,landslide,site/4.jpg,site/6.jpg"
+    code, text = _cli(
+        "bench", "fewshot", "--dataset", "kvasir", "--root", str(kvasir_root), "--episodes",
+        "--shots", "5", "--episode-count", "2",
+    )  # fmt: skip
+    first = text.splitlines()[1].split(",")
+    assert first[1:3] == ["polyp", f"Kvasir-SEG/images/{read_names('kvasir', 'val')[0]}.jpg"]
+    assert len(first[3].split("|")) == 5
+
+
+def _bad(tmp_path: Path, capsys, *argv: str) -> str:
+    code, text = _cli(*argv)
+    assert code == 2 and text == ""
+    return _one_line(capsys)
+
+
+def test_bad_inputs_are_one_line(tmp_path, kvasir_root, nwpu_root, capsys) -> None:
+    def bench(kind: str, root: Path, *extra: str) -> str:
+        args = ("bench", "fewshot", "--dataset", kind, "--root", str(root), "--episodes")
+        return _bad(tmp_path, capsys, *args, *extra)
+
+    # A root of another layout.
+    assert "not the expected layout" in bench("nwpu-vhr10", kvasir_root)
+    assert "not the expected layout" in bench("kvasir", nwpu_root)
+    assert "holds no LabelMe" in bench("labelme", kvasir_root / "Kvasir-SEG" / "masks")
+    # A fold out of range, and a fold where there are none.
+    assert "fewshot.fold must be one of 0, 1, 2, 3, got 4" in _bad(
+        tmp_path, capsys, "train", "--fewshot", "pascal5i", "--fold", "4",
+        "--root", str(tmp_path), "-o", str(tmp_path / "o"),
+    )  # fmt: skip
+    assert "--fold is PASCAL-5i's" in bench("kvasir", kvasir_root, "--fold", "1")
+    assert "episodes.supports" in _bad(
+        tmp_path, capsys, "bench", "fewshot", "--dataset", "perseg", "--root", str(tmp_path),
+        "--supports", "train", "--episodes",
+    )  # fmt: skip
+    # A split list naming a missing image.
+    name = read_names("kvasir", "val")[3]
+    image = kvasir_root / "Kvasir-SEG" / "images" / f"{name}.jpg"
+    image.rename(image.with_suffix(".bak"))
+    try:
+        line = bench("kvasir", kvasir_root)
+        assert f"{name}.jpg: image not found, named by kvasir val.txt" in line
+    finally:
+        image.with_suffix(".bak").rename(image)
+    lm = labelme_tree(tmp_path / "lm")
+    (lm / "test.txt").write_text("site/4\nsite/9\n")
+    assert "site/9.json: annotation not found, named by" in bench("labelme", lm)
+    (lm / "test.txt").write_text("site/4\nsite/6\n")
+    # LabelMe: a self-intersecting polygon, a point outside the image.
+    bow = [[10, 10], [30, 30], [30, 10], [10, 30]]
+    labelme_file(lm / "site" / "2.json", "2.jpg", [shape("landslide", bow)])
+    line = bench("labelme", lm)
+    assert "2.json: shape 0 ('landslide', polygon): the polygon intersects itself" in line
+    outside = [[10, 10], [70, 10], [30, 30]]
+    labelme_file(lm / "site" / "2.json", "2.jpg", [shape("landslide", outside)])
+    assert "point (70, 10) is outside the 64x48 image" in bench("labelme", lm)
+    labelme_file(lm / "site" / "2.json", "2.jpg", [shape("landslide", bow[:2], "mask")])
+    assert "shape type not read" in bench("labelme", lm)
+    labelme_file(lm / "site" / "2.json", "2.jpg", [], size=(40, 64))
+    assert "declares a 64x40 image but 2.jpg is 64x48" in bench("labelme", lm)
+    (lm / "site" / "2.json").write_text(json.dumps({"shapes": []}))
+    assert "not a LabelMe file" in bench("labelme", lm)
+    assert not list(tmp_path.glob("runs")) and not (tmp_path / "o").exists()
+
+
+def test_read_labelme_keeps_area_shapes_only(tmp_path: Path) -> None:
+    root = labelme_tree(tmp_path / "lm")
+    annotation = read_labelme(root / "site" / "2.json")
+    assert [s.kind for s in annotation.shapes] == ["circle", "polygon"]
+    assert annotation.labels == ["landslide", "road"] and annotation.size == (48, 64)
