@@ -56,6 +56,7 @@ from samic_vos.data.fewshot_sets import FewShotDataset, FewShotItem
 from samic_vos.data.mask_io import write_mask
 from samic_vos.eval.fewshot_eval import eval_size, prediction_path, score_predictions
 from samic_vos.eval.fewshot_metrics import hsnet_vote
+from samic_vos.eval.published import published
 from samic_vos.inference.fewshot_engine import FewShotSegmenter
 from samic_vos.inference.prompter import Reference
 from samic_vos.inference.prompts_log import image_record
@@ -72,13 +73,9 @@ from samic_vos.runtime.version import __version__
 log = logging.getLogger(__name__)
 
 CLASS_ID = 1  # a class is id 1 of its reference and of its prediction
-# Published 1-shot mIoU x 100, for the table: (FSS-1000, PerSeg).
-PUBLISHED: dict[str, tuple[float, float]] = {
-    "SAMIC (paper)": (89.0, 97.5),
-    "Matcher": (87.0, 86.6),
-    "PerSAM": (71.2, 86.1),
-}
-PUBLISHED_COLUMN = {"fss1000": 0, "perseg": 1}
+# The column of the published 1-shot mIoU (eval.published) of each dataset tested whole (PASCAL-5i
+# and COCO-20i are published as 4-fold means: `bench fewshot --combine`, `bench paper`).
+PUBLISHED_COLUMN = {"fss1000": "fss1000", "perseg": "perseg"}
 OUTPUTS = ("pred", "prompts", "timings", "config.yaml", "scores.json", "report.html")
 STAGES = ("encoder", "prompter", "decoder", "other")
 KSHOT = ("average", "vote")  # SAMIC's heat-map average, HSNet's mask vote
@@ -357,7 +354,7 @@ def score(
     manifest = read_manifest(out)
     config = manifest.config if manifest is not None else {}
     scores.update(
-        published={k: v[column] for k, v in PUBLISHED.items()} if column is not None else {},
+        published=published(column, with_missing=False) if column is not None else {},
         dataset=dataset.kind,
         split=getattr(dataset, "split", None) if dataset.kind == "fss1000" else None,
         fold=getattr(dataset, "fold", None),

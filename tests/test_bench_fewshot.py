@@ -99,7 +99,11 @@ def test_fss1000_1shot_scores_are_the_written_masks(tmp_path, fss_root, samic, m
     expected = score_predictions(dataset, episodes, out / "pred")
     assert scores["global"] == expected["global"] and set(expected["global"]) == {"mIoU", "FB-IoU"}
     assert scores["per_class"] == expected["per_class"] and set(scores["per_class"]) == set(PAIR)
-    assert scores["published"] == {"SAMIC (paper)": 89.0, "Matcher": 87.0, "PerSAM": 71.2}
+    assert scores["published"] == {
+        "SAMIC (paper, ViT-H)": 89.0,
+        "PerSAM (ViT-H)": 71.2,
+        "Matcher (ViT-G)": 87.0,
+    }
     assert (scores["episodes"], scores["images"], scores["shots"]) == (8, 8, 1)
     assert scores["ips"] > 0 and set(scores["seconds"]) == {
         "encoder",
@@ -133,7 +137,7 @@ def test_fss1000_5shot_table(tmp_path, fss_root, samic):
         record = json.loads((out / "prompts" / SIX / f"{episode.query.name}.json").read_text())
         assert len(record["supports"]) == 5 and episode.query.name not in record["supports"]
     assert "FSS-1000 test, 5-shot: 6 episodes, 1 classes" in table
-    assert f"{scores['global']['mIoU']:.1f}" in table and "SAMIC (paper), 1-shot" in table
+    assert f"{scores['global']['mIoU']:.1f}" in table and "SAMIC (paper, ViT-H), 1-shot" in table
     assert "images/s" in table
 
 
@@ -153,7 +157,7 @@ def test_perseg_with_persam_needs_no_network(tmp_path, perseg_root, sam, monkeyp
         "dog",
         "can",
     }
-    assert scores["published"]["PerSAM"] == 86.1 and scores["episodes"] == 5
+    assert scores["published"]["PerSAM (ViT-H)"] == 86.1 and scores["episodes"] == 5
     assert sorted(p.name for p in (out / "pred" / "can").iterdir()) == [
         "01.png",
         "02.png",
