@@ -101,6 +101,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from samic_vos.commands import bench_fewshot
 
     bench_fewshot.register(benchmarks)
+    from samic_vos.commands import bench_paper
+
+    bench_paper.register(benchmarks)
 
 
 def run_davis(args: argparse.Namespace) -> int:
