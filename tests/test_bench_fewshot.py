@@ -280,7 +280,7 @@ def test_report_images_decode_and_numbers_are_the_json(tmp_path, fss_root, samic
     table = re.search(r'<table id="scores">.*?</table>', page).group(0)
     values = [float(v) for v in re.findall(r'data-value="([^"]+)"', table)]
     assert values[:2] == [scores["global"]["mIoU"], scores["global"]["FB-IoU"]]
-    assert values[2:] == [89.0, 87.0, 71.2]
+    assert values[2:] == [89.0, 71.2, 87.0]  # SAMIC, PerSAM, Matcher (Table 1 order)
     per_class = re.search(r'<table id="per-class">.*?</table>', page).group(0)
     rows = re.findall(r'<td>([^<]+)</td><td class="num" data-value="([^"]+)"', per_class)
     assert {name: float(v) for name, v in rows} == scores["per_class"]
