@@ -182,6 +182,16 @@ def test_mistakes_are_one_line_before_any_run(tmp_path, capsys, small_root, mode
     assert "need a trained SAMIC network" in _error(capsys)
     assert _paper(small_root, out, *models, "--train")[0] == 2
     assert "exclude each other" in _error(capsys)
+    sam = models[:2]
+    assert _paper(small_root, out, *models, "--prompter", "persam")[0] == 2
+    assert "persam needs no network" in _error(capsys)
+    assert _paper(small_root, out, *sam, "--train", "--shard", "1/2")[0] == 2
+    assert "training runs once, not per shard" in _error(capsys)
+    perseg_only = tmp_path / "perseg-only"
+    perseg_only.mkdir()
+    (perseg_only / "PerSeg").symlink_to(small_root / "PerSeg")
+    assert _paper(perseg_only, out, *sam, "--train")[0] == 2
+    assert "--train trains the few-shot network on FSS-1000" in _error(capsys)
     broken = tmp_path / "broken"
     (broken / "VOC2012" / "JPEGImages").mkdir(parents=True)
     (broken / "FSS-1000").symlink_to(small_root / "FSS-1000")
