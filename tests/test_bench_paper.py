@@ -200,3 +200,50 @@ def test_mistakes_are_one_line_before_any_run(tmp_path, capsys, small_root, mode
     assert _paper(small_root, out, *models, "--merge")[0] == 2
     assert "holds no `bench paper` run to merge" in _error(capsys)
     assert not out.exists() and embeds.count == 0
+
+
+@pytest.mark.slow
+def test_download_fetches_the_archives_then_runs_what_came(
+    tmp_path, shared_data, models, monkeypatch
+):
+    """--download through `data download` (a local HTTP server serving a tiny DAVIS-2016 zip as
+    the registry's archive), then the table from what is there."""
+    import hashlib
+    import zipfile
+
+    from http_server import ServerState, isolate, local_server
+
+    from samic_vos.hub import datasets as dataset_download
+
+    isolate(monkeypatch, tmp_path / "home")
+    tree = copy_short_root(shared_data / "DAVIS", tmp_path / "tree", ["blackswan"], FRAMES, "2016")
+    copy_short_root(shared_data / "DAVIS", tree, ["bear"], FRAMES, "2016", split="train")
+    archive = tmp_path / "DAVIS-data.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(tree.rglob("*")):
+            if path.is_file():
+                zf.write(path, f"DAVIS/{path.relative_to(tree).as_posix()}")
+    payload = archive.read_bytes()
+    name = "davis-2016-trainval-480p"
+    state = ServerState(payload, "/DAVIS-data.zip")
+    monkeypatch.setattr(bench_paper, "DOWNLOADS", (name,))
+    monkeypatch.setattr(bench_paper, "PREPARES", ())
+    root, out = tmp_path / "datasets", tmp_path / "paper"
+    with local_server(state) as base:
+        fields = {
+            **vars(dataset_download.ARCHIVES[name]),
+            "url": f"{base}/DAVIS-data.zip",
+            "sha256": hashlib.sha256(payload).hexdigest(),
+            "size": len(payload),
+        }
+        monkeypatch.setitem(
+            dataset_download.ARCHIVES, name, dataset_download.DatasetArchive(**fields)
+        )
+        code, table = _paper(root, out, *models, "--download")
+    assert code == 0 and len(state.requests) == 1
+    assert (root / name / "ImageSets" / "2016" / "val.txt").read_text() == "blackswan\n"
+    columns = _scores(out)["columns"]
+    assert columns["davis2016"]["status"] == "scored"
+    assert columns["davis2016"]["ours"] == 100 * _scores(out / "davis2016")["global"]["J&F-Mean"]
+    assert [k for k, c in columns.items() if c["status"] == "scored"] == ["davis2016"]
+    assert "[DAVIS-16](davis2016/report.html)" in table
