@@ -75,7 +75,8 @@ log = logging.getLogger(__name__)
 CLASS_ID = 1  # a class is id 1 of its reference and of its prediction
 # The column of the published 1-shot mIoU (eval.published) of each dataset tested whole (PASCAL-5i
 # and COCO-20i are published as 4-fold means: `bench fewshot --combine`, `bench paper`).
-PUBLISHED_COLUMN = {"fss1000": "fss1000", "perseg": "perseg"}
+# (kvasir and nwpu-vhr10: the names bench paper gives those sets' `--dataset`.)
+PUBLISHED_COLUMN = {k: k for k in ("fss1000", "perseg", "kvasir", "nwpu-vhr10")}
 OUTPUTS = ("pred", "prompts", "timings", "config.yaml", "scores.json", "report.html")
 STAGES = ("encoder", "prompter", "decoder", "other")
 KSHOT = ("average", "vote")  # SAMIC's heat-map average, HSNet's mask vote
