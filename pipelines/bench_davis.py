@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from samic_vos.data.davis import DavisDataset, DavisSelection
+from samic_vos.eval.published import published
 from samic_vos.inference.prompts_log import complete_records
 from samic_vos.jobs.track import TrackConfig, track_sequence
 from samic_vos.runtime.atomic import atomic_write_text
@@ -50,14 +51,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Published J&F-Mean x 100 (1-shot / semi-supervised val), for the table: (DAVIS-16, DAVIS-17).
-PUBLISHED: dict[str, tuple[float | None, float | None]] = {
-    "SAMIC (paper, ViT-H)": (87.2, 80.6),
-    "Matcher": (86.1, 79.5),
-    "PerSAM": (None, 60.3),
-    "SAM-PT": (None, 76.65),
-    "XMem": (92.0, 87.7),
-}
 OUTPUTS = (
     *("results", "prompts", "adapted", "timings", "train"),
     *("samic.pt", "config.yaml", "scores.json", "report.html"),
@@ -201,8 +194,8 @@ def _maybe_report(
     from samic_vos.eval.davis_eval import evaluate_davis
     from samic_vos.reports.davis_report import ResultSet, davis_report
 
-    column = 0 if dataset.year == "2016" else 1
-    published = {k: {"J&F-Mean": v[column]} for k, v in PUBLISHED.items() if v[column] is not None}
+    figures = published(f"davis{dataset.year}", with_missing=False)
+    table = {k: {"J&F-Mean": v} for k, v in figures.items()}
     sets = [
         ResultSet(
             _label(folder),
@@ -220,7 +213,7 @@ def _maybe_report(
     manifest = read_manifest(inputs.out_dir)
     text = yaml.safe_dump(manifest.config, sort_keys=False) if manifest is not None else None
     title = f"samic-vos bench davis: DAVIS-{dataset.year} {dataset.split}"
-    report = davis_report(sets, dataset, published=published, config_yaml=text, title=title)
+    report = davis_report(sets, dataset, published=table, config_yaml=text, title=title)
     report.write(inputs.out_dir / "report.html")
     log.info("wrote %s", inputs.out_dir / "report.html")
 
@@ -465,11 +458,10 @@ def score(
 
     evaluation = evaluate_davis(out / "results", dataset, names, scored=scored)
     frames, wall, seconds = total_timings(out, STAGES)
-    column = 0 if dataset.year == "2016" else 1
     manifest = read_manifest(out)
     scores = {
         **evaluation.to_json(),
-        "published": {k: v[column] for k, v in PUBLISHED.items()},
+        "published": published(f"davis{dataset.year}"),
         "frames": frames,
         "fps": frames / wall if wall > 0 else None,
         "seconds": seconds,

@@ -57,6 +57,7 @@ from samic_vos.data.fewshot_sets import FewShotDataset, FewShotItem
 from samic_vos.data.mask_io import write_mask
 from samic_vos.eval.fewshot_eval import eval_size, prediction_path, score_predictions
 from samic_vos.eval.fewshot_metrics import hsnet_vote
+from samic_vos.eval.published import published
 from samic_vos.inference.fewshot_engine import FewShotSegmenter
 from samic_vos.inference.prompter import Reference
 from samic_vos.inference.prompts_log import image_record
@@ -73,15 +74,14 @@ from samic_vos.runtime.version import __version__
 log = logging.getLogger(__name__)
 
 CLASS_ID = 1  # a class is id 1 of its reference and of its prediction
-# Published 1-shot mIoU x 100 (the paper's Table 1), for the table: (FSS-1000, PerSeg,
-# Kvasir-SEG, NWPU VHR-10, TSMU landslide). A LabelMe run is printed beside TSMU's figures
-# (TSMU is distributed as LabelMe files; any other LabelMe set is not TSMU).
-PUBLISHED: dict[str, tuple[float, ...]] = {
-    "SAMIC (paper)": (89.0, 97.5, 69.3, 70.1, 88.2),
-    "Matcher": (87.0, 86.6, 63.5, 51.6, 52.9),
-    "PerSAM": (71.2, 86.1, 45.8, 23.1, 36.3),
+# The column of the published 1-shot mIoU (eval.published) of each dataset tested whole (PASCAL-5i
+# and COCO-20i are published as 4-fold means: `bench fewshot --combine`, `bench paper`). A LabelMe
+# run is printed beside TSMU's figures (TSMU is distributed as LabelMe files; any other LabelMe set
+# is not TSMU).
+PUBLISHED_COLUMN = {
+    **{kind: kind for kind in ("fss1000", "perseg", "kvasir", "nwpu-vhr10")},
+    "labelme": "tsmu",
 }
-PUBLISHED_COLUMN = {"fss1000": 0, "perseg": 1, "kvasir": 2, "nwpu-vhr10": 3, "labelme": 4}
 OUTPUTS = ("pred", "prompts", "timings", "config.yaml", "scores.json", "report.html")
 STAGES = ("encoder", "prompter", "decoder", "other")
 KSHOT = ("average", "vote")  # SAMIC's heat-map average, HSNet's mask vote
@@ -382,7 +382,7 @@ def described_scores(
     counted = eval_size(dataset.kind, size)
     column = PUBLISHED_COLUMN.get(dataset.kind)
     scores.update(
-        published={k: v[column] for k, v in PUBLISHED.items()} if column is not None else {},
+        published=published(column, with_missing=False) if column is not None else {},
         dataset=dataset.kind,
         split=getattr(dataset, "split", None) if dataset.kind == "fss1000" else None,
         fold=getattr(dataset, "fold", None),

@@ -160,7 +160,7 @@ def test_bench_on_a_two_object_2017_root(tmp_path, shared_data, models):
         assert main([*argv, *models, "-q", "--json"]) == 0
     scores = json.loads(stdout.getvalue())
     assert set(scores["per_object"]) == {"bmx-trees_1", "bmx-trees_2"}
-    assert scores["published"]["PerSAM"] == 60.3
+    assert scores["published"]["PerSAM (ViT-H)"] == 60.3
     ids = set(np.unique(read_mask(out / "results/bmx-trees/00000.png")).tolist())
     assert ids == {0, 1, 2}
 

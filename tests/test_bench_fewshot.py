@@ -99,7 +99,11 @@ def test_fss1000_1shot_scores_are_the_written_masks(tmp_path, fss_root, samic, m
     expected = score_predictions(dataset, episodes, out / "pred")
     assert scores["global"] == expected["global"] and set(expected["global"]) == {"mIoU", "FB-IoU"}
     assert scores["per_class"] == expected["per_class"] and set(scores["per_class"]) == set(PAIR)
-    assert scores["published"] == {"SAMIC (paper)": 89.0, "Matcher": 87.0, "PerSAM": 71.2}
+    assert scores["published"] == {
+        "SAMIC (paper, ViT-H)": 89.0,
+        "PerSAM (ViT-H)": 71.2,
+        "Matcher (ViT-G)": 87.0,
+    }
     assert (scores["episodes"], scores["images"], scores["shots"]) == (8, 8, 1)
     assert scores["ips"] > 0 and set(scores["seconds"]) == {
         "encoder",
@@ -133,7 +137,7 @@ def test_fss1000_5shot_table(tmp_path, fss_root, samic):
         record = json.loads((out / "prompts" / SIX / f"{episode.query.name}.json").read_text())
         assert len(record["supports"]) == 5 and episode.query.name not in record["supports"]
     assert "FSS-1000 test, 5-shot: 6 episodes, 1 classes" in table
-    assert f"{scores['global']['mIoU']:.1f}" in table and "SAMIC (paper), 1-shot" in table
+    assert f"{scores['global']['mIoU']:.1f}" in table and "SAMIC (paper, ViT-H), 1-shot" in table
     assert "images/s" in table
 
 
@@ -153,7 +157,7 @@ def test_perseg_with_persam_needs_no_network(tmp_path, perseg_root, sam, monkeyp
         "dog",
         "can",
     }
-    assert scores["published"]["PerSAM"] == 86.1 and scores["episodes"] == 5
+    assert scores["published"]["PerSAM (ViT-H)"] == 86.1 and scores["episodes"] == 5
     assert sorted(p.name for p in (out / "pred" / "can").iterdir()) == [
         "01.png",
         "02.png",
@@ -276,7 +280,7 @@ def test_report_images_decode_and_numbers_are_the_json(tmp_path, fss_root, samic
     table = re.search(r'<table id="scores">.*?</table>', page).group(0)
     values = [float(v) for v in re.findall(r'data-value="([^"]+)"', table)]
     assert values[:2] == [scores["global"]["mIoU"], scores["global"]["FB-IoU"]]
-    assert values[2:] == [89.0, 87.0, 71.2]
+    assert values[2:] == [89.0, 71.2, 87.0]  # SAMIC, PerSAM, Matcher (Table 1 order)
     per_class = re.search(r'<table id="per-class">.*?</table>', page).group(0)
     rows = re.findall(r'<td>([^<]+)</td><td class="num" data-value="([^"]+)"', per_class)
     assert {name: float(v) for name, v in rows} == scores["per_class"]

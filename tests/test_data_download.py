@@ -21,6 +21,7 @@ from samic_vos.hub.datasets import (
     ARCHIVES,
     DAVIS_BY_YEAR,
     DatasetArchive,
+    dataset_dir,
     default_root,
     downloads_dir,
     ensure_dataset,
@@ -328,18 +329,27 @@ def test_unknown_dataset_is_one_line(capsys: pytest.CaptureFixture[str]) -> None
     assert main(["data", "download", "davis-2019"]) == 2
     assert capsys.readouterr().err == (
         "samic-vos: error: unknown dataset 'davis-2019' "
-        "(known: davis-2017-trainval-480p, davis-2016-trainval-480p)\n"
+        "(known: davis-2017-trainval-480p, davis-2016-trainval-480p, voc2012, sbd, coco2014-val, "
+        "coco2014-train, coco2014-annotations, kvasir-seg)\n"
     )
 
 
 def test_registry_entries_are_consistent() -> None:
-    assert list(ARCHIVES) == ["davis-2017-trainval-480p", "davis-2016-trainval-480p"]
+    davis = ["davis-2017-trainval-480p", "davis-2016-trainval-480p"]
+    assert list(ARCHIVES)[:2] == davis
+    # Hosts that serve the official archive over HTTP only (the hashes guard the bytes).
+    http_only = ("http://host.robots.ox.ac.uk/", "http://images.cocodataset.org/")
     for name, entry in ARCHIVES.items():
-        assert entry.name == name and entry.year in name
-        assert entry.url.startswith("https://") and entry.url.endswith("/" + entry.filename)
+        assert entry.name == name and (entry.year in name if name in davis else entry.year is None)
+        assert entry.url.startswith(("https://", *http_only))
+        assert entry.url.endswith("/" + entry.filename)
         assert entry.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", entry.sha256)
         assert (entry.size is None) == (entry.sha256 is None)
+        assert entry.filename.endswith((".zip", ".tar", ".tgz"))
     assert ARCHIVES["davis-2017-trainval-480p"].size == 832_766_765
+    assert ARCHIVES["voc2012"].size == 1_999_639_040 and ARCHIVES["sbd"].size == 1_419_539_633
+    assert dataset_dir("coco2014-val", "/data") == Path("/data/COCO2014/val2014")
+    assert dataset_dir("voc2012", "/data") == Path("/data/VOC2012")
     for year, name in DAVIS_BY_YEAR.items():
         assert ARCHIVES[name].year == year
 

@@ -77,7 +77,11 @@ def test_labelme_train_bench_eval_resume(tmp_path, tiny_models, monkeypatch, cap
     assert code == 0
     scores = json.loads(text)
     assert scores["episodes"] == 4 and scores["classes"] == 2
-    assert scores["published"] == {"SAMIC (paper)": 88.2, "Matcher": 52.9, "PerSAM": 36.3}
+    assert scores["published"] == {
+        "SAMIC (paper, ViT-H)": 88.2,
+        "PerSAM (ViT-H)": 36.3,
+        "Matcher (ViT-G)": 52.9,
+    }
     assert scores["protocol"]["supports"].endswith("test.txt, never the query")
     assert scores["eval_size"] == "original"
     evaluated = _eval(straight / "pred", root, "--dataset", "labelme")
@@ -92,7 +96,7 @@ def test_labelme_train_bench_eval_resume(tmp_path, tiny_models, monkeypatch, cap
     code, table = _bench(root, out, *args)
     assert code == 0 and segments.count == 2 and _outputs(out) == _outputs(straight)
     assert "published: 1-shot mIoU on TSMU landslide" in table
-    row = next(line for line in table.splitlines() if "SAMIC (paper), 1-shot" in line)
+    row = next(line for line in table.splitlines() if "SAMIC (paper, ViT-H), 1-shot" in line)
     assert row.split()[-1] == "88.2"
 
 
@@ -112,7 +116,7 @@ def test_listed_bench_and_eval(tmp_path, tiny_models, kind) -> None:
     assert scores["classes"] == len(scores["per_class"]) == (1 if kind == "kvasir" else 9)
     assert "vehicle" not in scores["per_class"]
     published = {"kvasir": 69.3, "nwpu-vhr10": 70.1}[kind]
-    assert scores["published"]["SAMIC (paper)"] == published
+    assert scores["published"]["SAMIC (paper, ViT-H)"] == published
     evaluated = _eval(out / "pred", root, *flags)
     assert {k: evaluated[k] for k in SCORED} == {k: scores[k] for k in SCORED}
     # Another method's folder: a missing prediction is one line, exit 2.

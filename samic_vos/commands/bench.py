@@ -98,6 +98,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common.add_common(davis)
     davis.set_defaults(func=run_davis)
     bench_fewshot.register(benchmarks)
+    from samic_vos.commands import bench_paper
+
+    bench_paper.register(benchmarks)
 
 
 def run_davis(args: argparse.Namespace) -> int:

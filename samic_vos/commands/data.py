@@ -1,4 +1,5 @@
-"""``samic-vos data list | download NAME``: benchmark datasets, downloaded and checked."""
+"""``samic-vos data list | download NAME | prepare NAME``: benchmark datasets, downloaded,
+checked and prepared."""
 
 from __future__ import annotations
 
@@ -9,16 +10,20 @@ from samic_vos.commands import common
 
 DESCRIPTION = """\
 Benchmark datasets from their official archives. `download` fetches the archive into
-$SAMIC_VOS_HOME/downloads (resumable: run it again after a cut), verifies it, unpacks it
-atomically into ROOT/NAME (default ROOT: $SAMIC_VOS_HOME/datasets), checks that every listed
-sequence has frames and annotations, and prints the dataset's folder: pass it as --davis-root.
+$SAMIC_VOS_HOME/downloads (resumable: run it again after a cut), verifies it (size and SHA-256
+where published), unpacks it atomically into its folder under ROOT (default ROOT:
+$SAMIC_VOS_HOME/datasets; DAVIS: ROOT/NAME, VOC2012, SBD, COCO2014/..., Kvasir-SEG), checks
+the tree, and prints the dataset's folder. `prepare pascal5i` builds VOC2012/SegmentationClassAug
+from VOC2012 and SBD; `prepare coco20i` builds COCO-20i's label maps from COCO's instances JSON.
+Archives only on Google Drive or OneDrive (HSNet's copies, FSS-1000, PerSeg, NWPU VHR-10) are
+not downloaded: docs/fewshot_datasets.md says where to put them.
 """
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "data",
-        help="download and check benchmark datasets (DAVIS)",
+        help="download, check and prepare benchmark datasets",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -47,6 +52,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     common.add_common(fetch, config=False)
     fetch.set_defaults(func=_download)
+
+    from samic_vos.hub.prepare import PREPARED
+
+    prepare = actions.add_parser(
+        "prepare",
+        help="build the masks a benchmark reads from downloaded archives; prints the folders",
+        description="pascal5i: ROOT/VOC2012/SegmentationClassAug from ROOT/VOC2012 and ROOT/SBD; "
+        "coco20i: ROOT/COCO2014/annotations/{val,train}2014/*.png from COCO's instances JSON. "
+        "Resumable (a rerun keeps the masks written); the folder appears complete or not at all.",
+    )
+    prepare.add_argument("name", metavar="NAME", choices=PREPARED, help=" | ".join(PREPARED))
+    _add_root(prepare)
+    common.add_common(prepare, config=False)
+    prepare.set_defaults(func=_prepare)
 
 
 def _add_root(parser: argparse.ArgumentParser) -> None:
@@ -77,4 +96,13 @@ def _download(args: argparse.Namespace) -> int:
     from samic_vos.hub.datasets import ensure_dataset
 
     common.stdout(str(ensure_dataset(args.name, args.root, keep_archive=args.keep_archive)))
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from samic_vos.hub.datasets import default_root
+    from samic_vos.hub.prepare import prepare_dataset
+
+    for folder in prepare_dataset(args.name, args.root or default_root()):
+        common.stdout(str(folder))
     return 0

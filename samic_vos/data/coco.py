@@ -119,24 +119,39 @@ class CocoInstances:
 
     def class_mask(self, name: str, class_index: int) -> np.ndarray:
         """``bool (H, W)``: the union of image ``name``'s annotations of class ``class_index``
-        (0-based, ascending category id): polygons, RLE and crowd RLE alike."""
-        from pycocotools import mask as coco_mask
-
+        (HSNet's index, 0..79): polygons, RLE and crowd RLE alike."""
         image_id, height, width = self._image(name)
         union = np.zeros((height, width), dtype=bool)
         for found, segmentation in self._annotations.get(image_id, []):
-            if found != class_index:
-                continue
-            if isinstance(segmentation, list):  # polygons: one RLE each, merged
-                rle = coco_mask.merge(coco_mask.frPyObjects(segmentation, height, width))
-            elif isinstance(segmentation.get("counts"), list):  # uncompressed RLE
-                rle = coco_mask.frPyObjects(segmentation, height, width)
-            else:
-                rle = segmentation
-            with warnings.catch_warnings():  # pycocotools' own numpy-2 notice, not ours
-                warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
-                union |= coco_mask.decode(rle).astype(bool)
+            if found == class_index:
+                union |= _decode(segmentation, height, width)
         return union
+
+    def label_map(self, name: str) -> np.ndarray:
+        """``uint8 (H, W)``: image ``name``'s semantic label map, 0 background and ``c + 1``
+        HSNet's class ``c``: every annotation (crowd included) drawn in the JSON's order, a
+        later one over an earlier one where they overlap."""
+        image_id, height, width = self._image(name)
+        labels = np.zeros((height, width), dtype=np.uint8)
+        for found, segmentation in self._annotations.get(image_id, []):
+            labels[_decode(segmentation, height, width)] = found + 1
+        return labels
+
+
+def _decode(segmentation: Any, height: int, width: int) -> np.ndarray:
+    """``bool (H, W)``: one COCO segmentation (polygons, RLE or uncompressed RLE) drawn as
+    :mod:`pycocotools` draws it."""
+    from pycocotools import mask as coco_mask
+
+    if isinstance(segmentation, list):  # polygons: one RLE each, merged
+        rle = coco_mask.merge(coco_mask.frPyObjects(segmentation, height, width))
+    elif isinstance(segmentation.get("counts"), list):  # uncompressed RLE
+        rle = coco_mask.frPyObjects(segmentation, height, width)
+    else:
+        rle = segmentation
+    with warnings.catch_warnings():  # pycocotools' own numpy-2 notice, not ours
+        warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
+        return coco_mask.decode(rle).astype(bool)
 
 
 class Coco20iDataset(FoldDataset):

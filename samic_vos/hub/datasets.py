@@ -1,28 +1,30 @@
 """Dataset downloads: a registry of official archives; download, atomic unpack, integrity check.
 
-:func:`ensure_dataset` returns the folder of a dataset (a DAVIS root: ``JPEGImages/``,
-``Annotations/``, ``ImageSets/``), downloading and unpacking it on first use:
+:func:`ensure_dataset` returns the folder of a dataset, downloading and unpacking it on first use:
 
 1. the archive is downloaded into ``<samic home>/downloads`` by the same resumable fetcher as the
    weights (:func:`samic_vos.hub.fetch.download_resumable`: ``<file>.part`` kept after a cut
    connection and continued with an HTTP Range request, progress on stderr), then checked
    against the registry's size and SHA-256 where they are published;
-2. it is unpacked into a temporary folder beside the target (``.<name>.unpacking-*``), so a
-   killed unpack never leaves a half tree under the dataset's name; leftovers of a killed run
-   are removed by the next one;
-3. the unpacked tree is checked: every sequence of the ImageSets lists has frames and
-   annotations, one annotation per frame; only then is it renamed into place
-   (``<root>/<name>``) and the archive deleted.
+2. it is unpacked (zip, tar, tar.gz) into a temporary folder beside the target
+   (``.<name>.unpacking-*``), so a killed unpack never leaves a half tree under the dataset's
+   name; leftovers of a killed run are removed by the next one;
+3. the unpacked tree is checked: a DAVIS root has frames and annotations for every sequence of
+   its ImageSets lists, one annotation per frame; another dataset has every path its entry
+   requires (folders not empty); only then is its folder renamed into place
+   (``<root>/<folder>``) and the archive deleted.
 
-A corrupt archive (wrong size or hash, not a zip, a damaged member, an inconsistent tree) is
-refused with one line and removed, so that the next run downloads it again.
+A corrupt archive (wrong size or hash, not a zip or tar, a damaged member, an inconsistent
+tree) is refused with one line and removed, so that the next run downloads it again.
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
 import shutil
+import tarfile
 import tempfile
 import zipfile
 import zlib
@@ -49,18 +51,22 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DatasetArchive:
-    """One downloadable dataset archive (a zip holding a DAVIS root).
+    """One downloadable dataset archive (a zip, tar or tar.gz, by its file name).
 
     Attributes:
-        name: registry key, what users type; also the folder name of the unpacked dataset.
+        name: registry key, what users type.
         filename: the archive's official file name, also its name in the downloads cache.
         url: where it is downloaded from (HTTP/HTTPS; Range requests resume it).
         sha256: lowercase hex SHA-256 of the archive, or ``None`` where none is published.
         size: the archive's bytes, or ``None`` where unknown.
-        year: DAVIS year its ImageSets lists are read as (``"2016"`` or ``"2017"``).
-        splits: the ImageSets lists whose sequences are checked after unpacking.
-        top: the folder inside the archive that is the DAVIS root.
+        year: DAVIS year its ImageSets lists are read as (``"2016"`` or ``"2017"``); ``None``
+            for a dataset that is not a DAVIS root (checked by ``required`` instead).
+        splits: the ImageSets lists whose sequences are checked after unpacking (DAVIS).
+        top: the folder inside the archive that becomes the dataset's folder.
         description: one line for ``samic-vos data list``.
+        folder: where the dataset lands under the root (``None``: ``name``), e.g. the layout
+            the readers expect (``VOC2012``, ``COCO2014/val2014``).
+        required: paths inside the folder that must exist (a folder: with something in it).
     """
 
     name: str
@@ -68,10 +74,12 @@ class DatasetArchive:
     url: str
     sha256: str | None
     size: int | None
-    year: str
+    year: str | None
     splits: tuple[str, ...]
     top: str
     description: str
+    folder: str | None = None
+    required: tuple[str, ...] = ()
 
 
 ARCHIVES: dict[str, DatasetArchive] = {
@@ -105,6 +113,92 @@ ARCHIVES: dict[str, DatasetArchive] = {
             "DAVIS",
             "DAVIS 2016 train + val (50 sequences, one object each; 480p and 1080p, ~1.9 GB)",
         ),
+        # host.robots.ox.ac.uk (PASCAL VOC 2012, "training/validation data"; served over HTTP
+        # only). Size and SHA-256 as torchvision's VOC dataset pins them.
+        DatasetArchive(
+            "voc2012",
+            "VOCtrainval_11-May-2012.tar",
+            "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar",
+            "e14f763270cf193d0b5f74b169f44157a4b0c6efa708f4dd0ff78ee691763bcb",
+            1_999_639_040,
+            None,
+            (),
+            "VOCdevkit/VOC2012",
+            "PASCAL VOC 2012 trainval (17,125 images, 2,913 segmentation masks; ~1.9 GB)",
+            "VOC2012",
+            ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation/val.txt"),
+        ),
+        # Berkeley's Semantic Boundaries Dataset (benchmark.tgz; its class masks are .mat files
+        # that `data prepare pascal5i` merges into SegmentationClassAug). Size and SHA-256 as
+        # torchvision's SBD dataset pins them.
+        DatasetArchive(
+            "sbd",
+            "benchmark.tgz",
+            "https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/"
+            "semantic_contours/benchmark.tgz",
+            "6a5a2918d5c73ce032fdeba876574d150d9d04113ab87540a1304cbcc715be53",
+            1_419_539_633,
+            None,
+            (),
+            "benchmark_RELEASE/dataset",
+            "SBD, the Semantic Boundaries Dataset (11,355 VOC images' class masks; ~1.4 GB)",
+            "SBD",
+            ("cls", "img", "train.txt", "val.txt"),
+        ),
+        # images.cocodataset.org (COCO 2014). Sizes as served; SHA-256 as torchvision's COCO
+        # dataset pins them.
+        DatasetArchive(
+            "coco2014-val",
+            "val2014.zip",
+            "http://images.cocodataset.org/zips/val2014.zip",
+            "fe9be816052049c34717e077d9e34aa60814a55679f804cd043e3cbee3b9fde0",
+            6_645_013_297,
+            None,
+            (),
+            "val2014",
+            "COCO 2014 val images (40,504; ~6.2 GB): COCO-20i's test images",
+            "COCO2014/val2014",
+        ),
+        DatasetArchive(
+            "coco2014-train",
+            "train2014.zip",
+            "http://images.cocodataset.org/zips/train2014.zip",
+            "ede4087e640bddba550e090eae701092534b554b42b05ac33f0300b984b31775",
+            13_510_573_713,
+            None,
+            (),
+            "train2014",
+            "COCO 2014 train images (82,783; ~12.6 GB): COCO-20i's training images",
+            "COCO2014/train2014",
+        ),
+        DatasetArchive(
+            "coco2014-annotations",
+            "annotations_trainval2014.zip",
+            "http://images.cocodataset.org/annotations/annotations_trainval2014.zip",
+            "031296bbc80c45a1d1f76bf9a90ead27e94e99ec629208449507a4917a3bf009",
+            252_872_794,
+            None,
+            (),
+            "annotations",
+            "COCO 2014 train + val annotations (instances JSON; ~241 MB)",
+            "COCO2014/annotations",
+            ("instances_train2014.json", "instances_val2014.json"),
+        ),
+        # datasets.simula.no (Kvasir-SEG: "starts download, size 46.2 MB"); no checksum is
+        # published: checked by its zip CRCs and the tree.
+        DatasetArchive(
+            "kvasir-seg",
+            "kvasir-seg.zip",
+            "https://datasets.simula.no/downloads/kvasir-seg.zip",
+            None,
+            None,
+            None,
+            (),
+            "Kvasir-SEG",
+            "Kvasir-SEG (1,000 polyp images and masks; ~46 MB)",
+            "Kvasir-SEG",
+            ("images", "masks"),
+        ),
     )
 }
 
@@ -136,9 +230,41 @@ def default_root() -> Path:
 
 
 def dataset_dir(name: str, root: str | os.PathLike[str] | None = None) -> Path:
-    """The folder dataset ``name`` is (or will be) unpacked into: ``<root>/<name>``."""
+    """The folder dataset ``name`` is (or will be) unpacked into: ``<root>/<folder>``."""
     folder = Path(root).expanduser() if root is not None else default_root()
-    return folder / get_archive(name).name
+    entry = get_archive(name)
+    return folder / (entry.folder or entry.name)
+
+
+def check_required(tree: Path, required: Sequence[str]) -> dict[str, int]:
+    """Check that ``tree`` holds something and every ``required`` path (a folder: not empty);
+    returns the number of entries of each required folder (files: 1).
+
+    Raises:
+        UserError: the first missing path, relative to ``tree``.
+    """
+    if not any(tree.iterdir()):
+        raise UserError("the folder is empty")
+    counts: dict[str, int] = {}
+    for name in required:
+        path = tree / name
+        if path.is_dir():
+            counts[name] = sum(1 for _ in path.iterdir())
+            if not counts[name]:
+                raise UserError(f"{name}/ is empty")
+        elif path.is_file():
+            counts[name] = 1
+        else:
+            raise UserError(f"{name} not found")
+    return counts
+
+
+def check_unpacked(entry: DatasetArchive, tree: Path) -> dict[str, int]:
+    """Check ``entry``'s unpacked ``tree``: a DAVIS root by :func:`check_tree`, another by
+    :func:`check_required`; returns what was counted."""
+    if entry.year is not None:
+        return check_tree(tree, entry.year, entry.splits)
+    return check_required(tree, entry.required)
 
 
 def check_tree(tree: Path, year: str, splits: Sequence[str]) -> dict[str, int]:
@@ -214,14 +340,14 @@ def _download_and_unpack(entry: DatasetArchive, target: Path, keep_archive: bool
         counts = _unpack(entry, archive, target)
         if not keep_archive:
             archive.unlink()
-    listed = ", ".join(f"{n} {split}" for split, n in counts.items())
-    log.info(f"{entry.name}: {listed} sequences checked, in {target}")
+    listed = ", ".join(f"{n} {part}" for part, n in counts.items())
+    log.info(f"{entry.name}: checked ({listed or 'not empty'}), in {target}")
     return target
 
 
 def _check_existing(entry: DatasetArchive, target: Path) -> Path:
     try:
-        check_tree(target, entry.year, entry.splits)
+        check_unpacked(entry, target)
     except UserError as err:
         raise UserError(
             f"{target}: not a complete {entry.name} ({err}); remove the folder and download it "
@@ -271,7 +397,8 @@ def _archive_mismatch(path: Path, entry: DatasetArchive) -> str | None:
 
 
 class _CorruptArchive(Exception):
-    """The archive is not what it should be (not a zip, a damaged member, an inconsistent tree)."""
+    """The archive is not what it should be (not a zip or tar, a damaged member, an
+    inconsistent tree)."""
 
 
 def _unpack(entry: DatasetArchive, archive: Path, target: Path) -> dict[str, int]:
@@ -297,31 +424,66 @@ def _unpack(entry: DatasetArchive, archive: Path, target: Path) -> dict[str, int
 
 
 def _extract_checked(entry: DatasetArchive, archive: Path, scratch: Path) -> dict[str, int]:
-    """Extract ``archive`` into ``scratch`` and check ``scratch/<top>``; split counts.
+    """Extract ``archive`` into ``scratch`` and check ``scratch/<top>``; what was counted.
 
     Raises:
         _CorruptArchive: the archive or its tree is damaged.
         UserError: not enough free space for the unpacked files.
     """
+    fix = "pass another `root`, or set SAMIC_VOS_HOME to another disk"
+    label = f"unpacking {entry.filename}"
+    if entry.filename.endswith(".zip"):
+        _extract_zip(archive, scratch, label, fix)
+    else:
+        _extract_tar(archive, scratch, label, fix)
+    tree = scratch / entry.top
+    if not tree.is_dir():
+        raise _CorruptArchive(f"it holds no {entry.top}/ folder")
+    try:
+        return check_unpacked(entry, tree)
+    except UserError as err:
+        raise _CorruptArchive(str(err)) from err
+
+
+def _extract_zip(archive: Path, scratch: Path, label: str, fix: str) -> None:
     from samic_vos.runtime.console import bar
 
     try:
         with zipfile.ZipFile(archive) as zf:
             members = zf.infolist()
             total = sum(m.file_size for m in members)
-            fix = "pass another `root`, or set SAMIC_VOS_HOME to another disk"
-            check_free_space(scratch, total, f"unpacking {entry.filename}", fix)
-            label = f"unpacking {entry.filename}"
+            check_free_space(scratch, total, label, fix)
             with bar(desc=label, total=total, unit="B", unit_scale=True, unit_divisor=1024) as pb:
                 for member in members:
                     zf.extract(member, scratch)  # names are sanitised: never outside scratch
                     pb.update(member.file_size)
     except (zipfile.BadZipFile, zlib.error, EOFError) as err:
         raise _CorruptArchive(f"not a valid zip: {err}") from err
-    tree = scratch / entry.top
-    if not tree.is_dir():
-        raise _CorruptArchive(f"it holds no {entry.top}/ folder")
+
+
+def _extract_tar(archive: Path, scratch: Path, label: str, fix: str) -> None:
+    """A tar or tar.gz: members streamed once (a .tgz has no index); regular files and
+    folders only, none outside ``scratch``. Free space is checked against the archive's size
+    (the unpacked size of a .tgz is unknown before the end)."""
+    from samic_vos.runtime.console import bar
+
+    check_free_space(scratch, archive.stat().st_size, label, fix)
     try:
-        return check_tree(tree, entry.year, entry.splits)
-    except UserError as err:
-        raise _CorruptArchive(str(err)) from err
+        with (
+            tarfile.open(archive, "r:*") as tf,
+            bar(desc=label, unit="B", unit_scale=True, unit_divisor=1024) as pb,
+        ):
+            for member in tf:
+                name = Path(member.name)
+                if name.is_absolute() or ".." in name.parts:
+                    raise _CorruptArchive(f"member {member.name} points outside the archive")
+                if member.isdir():
+                    (scratch / name).mkdir(parents=True, exist_ok=True)
+                elif member.isfile():
+                    (scratch / name).parent.mkdir(parents=True, exist_ok=True)
+                    source = tf.extractfile(member)
+                    with source, open(scratch / name, "wb") as out:
+                        shutil.copyfileobj(source, out, 1 << 20)
+                    pb.update(member.size)
+    except (tarfile.TarError, gzip.BadGzipFile, zlib.error, EOFError) as err:
+        raise _CorruptArchive(f"not a valid tar: {err}") from err

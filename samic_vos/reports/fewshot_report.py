@@ -102,8 +102,10 @@ def fewshot_report(
     report.table(
         ["Class", "IoU"], [[n, per_class[n]] for n in order], number=_percent, table_id="per-class"
     )
-    best = order[: min(ranked, (len(order) + 1) // 2)]
-    worst = order[::-1][: min(ranked, len(order) // 2)]
+    # Examples of the classes that had episodes (`--episode-count` may leave some without).
+    shown = [n for n in order if any(e.class_name == n for e in episodes)]
+    best = shown[: min(ranked, (len(shown) + 1) // 2)]
+    worst = shown[::-1][: min(ranked, len(shown) // 2)]
     report.heading("Examples, best and worst classes")
     for rank, names in (("best", best), ("worst", worst)):
         if names:

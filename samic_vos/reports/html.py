@@ -109,6 +109,14 @@ class Report:
             f"{note}</figure>"
         )
 
+    def links(self, label: str, targets: Sequence[tuple[str, str]]) -> None:
+        """A paragraph: ``label`` then each ``(text, href)`` as a link (relative hrefs reach
+        files beside the report)."""
+        anchors = ", ".join(
+            f'<a href="{html.escape(href)}">{html.escape(text)}</a>' for text, href in targets
+        )
+        self._parts.append(f"<p>{html.escape(label)} {anchors}</p>")
+
     def preformatted(self, text: str) -> None:
         """Text shown as is, in a fixed-width block (configurations, logs)."""
         self._parts.append(f"<pre>{html.escape(text)}</pre>")

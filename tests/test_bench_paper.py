@@ -1,0 +1,249 @@
+"""`samic-vos bench paper` end to end on tiny random-weight models and tiny synthetic roots:
+the present columns run through `bench davis` / `bench fewshot`, the table beside the
+published rows with "no data" columns, each column linking to its report; resume, shards and
+merge, and mistakes refused in one line before any run."""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import pytest
+from fewshot_trees import fss_tree, textured_perseg_tree
+from fold_trees import pascal_tree
+
+from samic_vos.commands.cli import main
+from samic_vos.data.davis import copy_short_root
+from samic_vos.data.fewshot_sets import fss_split_classes
+from samic_vos.eval.fewshot_folds import combine_folds
+from samic_vos.eval.published import COLUMNS as PUBLISHED_COLUMNS
+from samic_vos.eval.published import TABLE1
+from samic_vos.pipelines import bench_paper
+from samic_vos.sam.segmenter import SamSegmenter
+
+FRAMES = 4
+
+
+@pytest.fixture(scope="module")
+def models(tiny_models) -> list[str]:
+    return ["--sam-checkpoint", str(tiny_models["sam"]), "--samic", str(tiny_models["samic"])]
+
+
+@pytest.fixture(scope="module")
+def small_root(tmp_path_factory) -> Path:
+    """FSS-1000 (every test class, 2 images each) and PerSeg (2 objects)."""
+    root = tmp_path_factory.mktemp("datasets")
+    fss_tree(root / "FSS-1000", {name: 2 for name in fss_split_classes("test")})
+    textured_perseg_tree(root / "PerSeg", {"dog": 2, "can": 3})
+    return root
+
+
+@pytest.fixture(scope="module")
+def full_root(tmp_path_factory, small_root, shared_data) -> Path:
+    """``small_root``'s sets plus DAVIS-2016 (one short sequence) and PASCAL-5i (4 folds)."""
+    root = tmp_path_factory.mktemp("more")
+    for name in ("FSS-1000", "PerSeg"):
+        (root / name).symlink_to(small_root / name)
+    copy_short_root(
+        shared_data / "DAVIS", root / "davis-2016-trainval-480p", ["blackswan"], FRAMES, "2016"
+    )
+    for fold in range(4):
+        pascal_tree(root, fold)
+    return root
+
+
+def _paper(root: Path, out: Path, *extra: str) -> tuple[int, str]:
+    stdout = io.StringIO()
+    argv = ["bench", "paper", "--root", str(root), "-o", str(out), "-q", "--device", "cpu"]
+    with redirect_stdout(stdout):
+        code = main([*argv, "--episode-count", "2", *extra])
+    return code, stdout.getvalue()
+
+
+def _scores(folder: Path) -> dict:
+    return json.loads((folder / "scores.json").read_text())
+
+
+class Embeds:
+    """Counts SAM image encodings."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.count, real = 0, SamSegmenter.embed
+
+        def counted(segmenter, *args, **kwargs):
+            self.count += 1
+            return real(segmenter, *args, **kwargs)
+
+        monkeypatch.setattr(SamSegmenter, "embed", counted)
+
+
+def test_the_columns_are_the_published_table_and_unknown_sets_are_not_supported(
+    small_root, monkeypatch
+):
+    assert tuple(c.key for c in bench_paper.COLUMNS) == PUBLISHED_COLUMNS
+    assert TABLE1["SAMIC (paper, ViT-H)"][PUBLISHED_COLUMNS.index("kvasir")] == 69.3
+    found = bench_paper.find_columns(small_root)
+    assert found["fss1000"] == small_root / "FSS-1000" and found["coco20i"] == "no data"
+    # A dataset `bench fewshot` does not know yet (D1's sets before they land) is said so.
+    monkeypatch.setattr(bench_paper, "TEST_KINDS", ("perseg",))
+    found = bench_paper.find_columns(small_root)
+    assert found["fss1000"] == "not supported yet" and found["perseg"] == small_root / "PerSeg"
+
+
+@pytest.mark.slow
+def test_bench_paper_assembles_the_table_and_resumes(tmp_path, full_root, models, monkeypatch):
+    out = tmp_path / "paper"
+    code, table = _paper(full_root, out, *models)
+    assert code == 0
+    assert (out / "table1.md").read_text() == table
+    scores = _scores(out)
+    columns = scores["columns"]
+    assert list(columns) == list(PUBLISHED_COLUMNS)
+    # Our figures are the runs' own scores.
+    davis = _scores(out / "davis2016")
+    assert columns["davis2016"]["ours"] == 100 * davis["global"]["J&F-Mean"]
+    assert columns["fss1000"]["ours"] == _scores(out / "fss1000")["global"]["mIoU"]
+    assert columns["perseg"]["ours"] == _scores(out / "perseg")["global"]["mIoU"]
+    folds = [(f"pascal5i/fold{f}", _scores(out / f"pascal5i/fold{f}")) for f in range(4)]
+    assert columns["pascal5i"]["ours"] == combine_folds(folds)["mean"]["mIoU"]
+    assert [s["fold"] for _, s in folds] == [0, 1, 2, 3]
+    assert all(s["episodes"] == 2 for _, s in folds)
+    # The absent columns are marked, with the published figures beside them.
+    for key in ("coco20i", "tsmu", "nwpu-vhr10", "kvasir", "davis2017"):
+        assert columns[key]["status"] == "no data" and columns[key]["ours"] is None
+    assert columns["davis2017"]["published"]["SAMIC (paper, ViT-H)"] == 80.6
+    lines = table.splitlines()
+    ours = next(line for line in lines if line.startswith("| ours (samic"))
+    cells = [c.strip() for c in ours.strip("|").split("|")]
+    assert cells[1:] == [
+        "no data",
+        f"{columns['pascal5i']['ours']:.1f}",
+        f"{columns['fss1000']['ours']:.1f}",
+        f"{columns['perseg']['ours']:.1f}",
+        "no data",
+        "no data",
+        "no data",
+        f"{columns['davis2016']['ours']:.1f}",
+        "no data",
+    ]
+    assert "| PerSAM (ViT-H) | 23.0 | 29.8 | 71.2 | 86.1 | 36.3 | 23.1 | 45.8 | – | 60.3 |" in lines
+    assert "[DAVIS-16](davis2016/report.html)" in lines[2]
+    # Each column links to its own report, which exists.
+    html = (out / "report.html").read_text()
+    for entry in columns.values():
+        for report in entry["reports"]:
+            assert (out / report).is_file() and f'href="{report}"' in html
+    assert len(columns["pascal5i"]["reports"]) == 4
+
+    # A finished table: nothing recomputed, the same bytes.
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    embeds = Embeds(monkeypatch)
+    code, again = _paper(full_root, out, *models)
+    assert (code, again, embeds.count) == (0, table, 0)
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert {k: v for k, v in after.items() if k != "run.json"} == {
+        k: v for k, v in before.items() if k != "run.json"
+    }
+
+
+@pytest.mark.slow
+def test_shards_then_merge_give_the_whole_table(tmp_path, small_root, models):
+    whole = tmp_path / "whole"
+    assert _paper(small_root, whole, *models)[0] == 0
+    shards = tmp_path / "shards"
+    code, text = _paper(small_root, shards, *models, "--shard", "0/2")
+    assert (code, text) == (0, "") and not (shards / "table1.md").exists()
+    done = [p.name for p in shards.iterdir() if (p / "scores.json").is_file()]
+    assert len(done) == 1
+    code, text = _paper(small_root, shards, *models, "--shard", "1/2")
+    assert code == 0 and text.startswith("# samic-vos bench paper")
+    assert (shards / "table1.md").read_text() == (whole / "table1.md").read_text()
+    assert _scores(shards)["columns"] == _scores(whole)["columns"]
+    code, text = _paper(small_root, shards, *models, "--merge")
+    assert code == 0 and (shards / "table1.md").read_text() == text
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("samic-vos: error: "), err
+    return err[0]
+
+
+def test_mistakes_are_one_line_before_any_run(tmp_path, capsys, small_root, models, monkeypatch):
+    embeds = Embeds(monkeypatch)
+    out = tmp_path / "out"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _paper(empty, out, *models)[0] == 2
+    assert "holds none of the table's datasets" in _error(capsys)
+    assert _paper(small_root, out, "--sam-checkpoint", models[1])[0] == 2
+    assert "need a trained SAMIC network" in _error(capsys)
+    assert _paper(small_root, out, *models, "--train")[0] == 2
+    assert "exclude each other" in _error(capsys)
+    sam = models[:2]
+    assert _paper(small_root, out, *models, "--prompter", "persam")[0] == 2
+    assert "persam needs no network" in _error(capsys)
+    assert _paper(small_root, out, *sam, "--train", "--shard", "1/2")[0] == 2
+    assert "training runs once, not per shard" in _error(capsys)
+    perseg_only = tmp_path / "perseg-only"
+    perseg_only.mkdir()
+    (perseg_only / "PerSeg").symlink_to(small_root / "PerSeg")
+    assert _paper(perseg_only, out, *sam, "--train")[0] == 2
+    assert "--train trains the few-shot network on FSS-1000" in _error(capsys)
+    broken = tmp_path / "broken"
+    (broken / "VOC2012" / "JPEGImages").mkdir(parents=True)
+    (broken / "FSS-1000").symlink_to(small_root / "FSS-1000")
+    assert _paper(broken, out, *models)[0] == 2
+    assert "VOC2012" in _error(capsys)
+    assert _paper(small_root, out, *models, "--merge")[0] == 2
+    assert "holds no `bench paper` run to merge" in _error(capsys)
+    assert not out.exists() and embeds.count == 0
+
+
+@pytest.mark.slow
+def test_download_fetches_the_archives_then_runs_what_came(
+    tmp_path, shared_data, models, monkeypatch
+):
+    """--download through `data download` (a local HTTP server serving a tiny DAVIS-2016 zip as
+    the registry's archive), then the table from what is there."""
+    import hashlib
+    import zipfile
+
+    from http_server import ServerState, isolate, local_server
+
+    from samic_vos.hub import datasets as dataset_download
+
+    isolate(monkeypatch, tmp_path / "home")
+    tree = copy_short_root(shared_data / "DAVIS", tmp_path / "tree", ["blackswan"], FRAMES, "2016")
+    copy_short_root(shared_data / "DAVIS", tree, ["bear"], FRAMES, "2016", split="train")
+    archive = tmp_path / "DAVIS-data.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(tree.rglob("*")):
+            if path.is_file():
+                zf.write(path, f"DAVIS/{path.relative_to(tree).as_posix()}")
+    payload = archive.read_bytes()
+    name = "davis-2016-trainval-480p"
+    state = ServerState(payload, "/DAVIS-data.zip")
+    monkeypatch.setattr(bench_paper, "DOWNLOADS", (name,))
+    monkeypatch.setattr(bench_paper, "PREPARES", ())
+    root, out = tmp_path / "datasets", tmp_path / "paper"
+    with local_server(state) as base:
+        fields = {
+            **vars(dataset_download.ARCHIVES[name]),
+            "url": f"{base}/DAVIS-data.zip",
+            "sha256": hashlib.sha256(payload).hexdigest(),
+            "size": len(payload),
+        }
+        monkeypatch.setitem(
+            dataset_download.ARCHIVES, name, dataset_download.DatasetArchive(**fields)
+        )
+        code, table = _paper(root, out, *models, "--download")
+    assert code == 0 and len(state.requests) == 1
+    assert (root / name / "ImageSets" / "2016" / "val.txt").read_text() == "blackswan\n"
+    columns = _scores(out)["columns"]
+    assert columns["davis2016"]["status"] == "scored"
+    assert columns["davis2016"]["ours"] == 100 * _scores(out / "davis2016")["global"]["J&F-Mean"]
+    assert [k for k, c in columns.items() if c["status"] == "scored"] == ["davis2016"]
+    assert "[DAVIS-16](davis2016/report.html)" in table
