@@ -237,14 +237,12 @@ class _Runner:
         progress: bool,
     ) -> None:
         from samic_vos.api.models import load_segmenter
-        from samic_vos.runtime.devices import select_device
+        from samic_vos.runtime.devices import shard_device
         from samic_vos.sam.models import SAM_ARCHS, sam_arch_name
 
         self.inputs, self.config, self.dataset, self.progress = inputs, config, dataset, progress
         self.out = inputs.out_dir
-        device = select_device(config.track.device)
-        if device.type == "cuda" and shard.local_rank is not None:
-            device = torch.device("cuda", shard.local_rank)  # torchrun: one process per GPU
+        device = shard_device(config.track.device, shard.local_rank)
         self.device = device
         self.segmenter = load_segmenter(
             config.track.sam_model,

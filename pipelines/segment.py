@@ -19,12 +19,25 @@ rerun of the same run into ``OUT`` skips the targets it finished (a prompts line
 each) and ends with the bytes of an uninterrupted run; a finished run is not redone
 (``force`` redoes it). Unreadable targets are reported one line each at the end, counted in
 :attr:`SegmentSummary.unreadable` (the command exits with status 2), and retried by a rerun.
+
+Shards (:mod:`samic_vos.runtime.shards`: ``shard`` I/N, torchrun's RANK/WORLD_SIZE, a Slurm
+array): the targets' batches (``tracker.batch_size`` consecutive targets, the unit a run decodes
+together) are dealt to the shards by their pixels; each shard writes its targets' masks into
+``OUT/masks`` and their prompts lines into ``OUT/parts/<I>-of-<N>.jsonl``, and resumes from
+them. The shard that finds the collection complete (or ``merge``) writes ``prompts.jsonl``, the
+parts in the collection's order: the bytes of one unsharded run. ``format`` ``coco`` also
+writes ``OUT/coco.json`` once the collection is complete
+(:func:`samic_vos.data.exports.export_run`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
 import logging
-from collections.abc import Iterator, Sequence
+import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,20 +48,22 @@ from PIL import Image
 from samic_vos.api.images import ImageSegmenter
 from samic_vos.api.models import job_models
 from samic_vos.data.davis import read_image
+from samic_vos.data.exports import export_run
 from samic_vos.data.mask_io import VOID_ID, write_mask
 from samic_vos.inference.fewshot_engine import ImageResult
 from samic_vos.inference.prompter import Reference
 from samic_vos.inference.prompts_log import (
     IMAGE_KEYS,
     PROMPTS,
-    complete_records,
     image_record,
+    iter_records,
     keep_first,
 )
 from samic_vos.jobs.segment import SegmentConfig
 from samic_vos.jobs.segment_inputs import (
     ReferenceFile,
     find_targets,
+    image_pixels,
     load_mask_reference,
     load_sambox_reference,
     reference_files,
@@ -56,20 +71,30 @@ from samic_vos.jobs.segment_inputs import (
 )
 from samic_vos.reports.render import overlay
 from samic_vos.runtime.atomic import JsonLinesWriter, atomic_path
-from samic_vos.runtime.config import config_to_dict, save_config
+from samic_vos.runtime.config import config_to_dict, require_choice, save_config
 from samic_vos.runtime.console import bar
+from samic_vos.runtime.devices import shard_device
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.output_paths import check_writable_dir, removing_new_folders
-from samic_vos.runtime.runs import RunManifest, RunState, fingerprint, open_run, write_manifest
+from samic_vos.runtime.runs import (
+    RunManifest,
+    RunState,
+    fingerprint,
+    open_run,
+    read_manifest,
+    write_manifest,
+)
+from samic_vos.runtime.shards import Shard, resolve_shard
 from samic_vos.runtime.version import __version__
 from samic_vos.sam.segmenter import SamSegmenter
 from samic_vos.training.adapted import ADAPTATION_STATE, ADAPTED
 
 log = logging.getLogger(__name__)
 
-MASKS, OVERLAYS = "masks", "overlays"
+MASKS, OVERLAYS, PARTS, COCO = "masks", "overlays", "parts", "coco.json"
 # What a segment run writes in OUT (removed by `force`).
-OUTPUTS = (MASKS, OVERLAYS, PROMPTS, "config.yaml", ADAPTED, ADAPTATION_STATE)
+OUTPUTS = (MASKS, OVERLAYS, PROMPTS, PARTS, COCO, "config.yaml", ADAPTED, ADAPTATION_STATE)
+FORMATS = ("png", "coco")  # png: masks/ only; coco: masks/ and coco.json
 OVERLAY_QUALITY = 90  # JPEG quality of the overlays
 
 
@@ -86,6 +111,9 @@ class SegmentInputs:
     sam_checkpoint: Path | None = None
     backbone_weights: Path | None = None
     force: bool = False  # redo a finished run, or replace another run in out_dir
+    shard: str | None = None  # "I/N"; None: the launcher's (torchrun, Slurm), else the whole set
+    merge: bool = False  # only write the summary of a complete sharded run
+    format: str = "png"  # png | coco (also OUT/coco.json)
 
 
 @dataclass
@@ -99,6 +127,7 @@ class SegmentSummary:
     unreadable: list[tuple[Path, str]]
     state: RunState
     out_dir: Path
+    remaining: int = 0  # targets of the collection not finished yet (by any shard)
 
 
 def run_segment(
@@ -106,6 +135,8 @@ def run_segment(
 ) -> SegmentSummary:
     """Run (or continue) the whole job; see the module docstring."""
     out = inputs.out_dir
+    require_choice("format", inputs.format, FORMATS)
+    shard = resolve_shard(inputs.shard)
     refs = reference_files(inputs.ref_images, inputs.ref_masks, inputs.ref_sambox)
     if inputs.samic_checkpoint is not None and not inputs.samic_checkpoint.is_file():
         raise UserError(
@@ -114,13 +145,24 @@ def run_segment(
     targets = find_targets(inputs.targets, exclude=out)
     names = target_names(targets)
     check_writable_dir(out)
-    for name in (MASKS, OVERLAYS):
+    for name in (MASKS, OVERLAYS, PARTS):
         check_writable_dir(out / name)
+    if inputs.merge:
+        return _merge(inputs, config, targets, names)
+    if shard.count > 1 and config.prompter == "samic" and inputs.samic_checkpoint is None:
+        raise UserError(
+            "shards need one SAMIC network, not one adapted per shard: pass `samic_checkpoint` "
+            "(a trained network, or the samic_adapted.pt of an unsharded run), or use persam"
+        )
     mask_refs = [load_mask_reference(ref) for ref in refs if ref.sambox is None]
     _report_shared(refs, targets)
 
+    device = str(shard_device(config.device, shard.local_rank))
     models, ran = job_models(
-        config, inputs.sam_checkpoint, inputs.samic_checkpoint, inputs.backbone_weights
+        dataclasses.replace(config, device=device),
+        inputs.sam_checkpoint,
+        inputs.samic_checkpoint,
+        inputs.backbone_weights,
     )
     segmenter = ImageSegmenter(
         models, ran.tracker, adaptation=ran.adaptation, adaptation_dir=out, progress=progress
@@ -130,22 +172,15 @@ def run_segment(
     except ValueError as err:
         raise UserError(f"references: {err}") from err
 
-    manifest = RunManifest(
-        command="segment",
-        inputs={
-            "references": [_reference_fingerprint(ref) for ref in refs],
-            "targets": {name: str(path) for name, path in zip(names, targets, strict=True)},
-            "samic": fingerprint(inputs.samic_checkpoint),
-            "sam": fingerprint(inputs.sam_checkpoint),
-            "backbone_weights": fingerprint(inputs.backbone_weights),
-        },
-        config=config_to_dict(ran),
-    )
+    manifest = _manifest(inputs, refs, targets, names, ran)
     state = open_run(out, manifest, force=inputs.force, outputs=OUTPUTS)
     if state == "finished":
-        count = len(complete_records(out / PROMPTS, IMAGE_KEYS, "target image"))
-        log.info("%s: this run is finished (%d targets); pass `force` to redo it", out, count)
-        return SegmentSummary(len(targets), count, 0, [], state, out)
+        log.info("%s: this run is finished (%d targets); pass `force` to redo it", out, len(names))
+        _write_coco(inputs)
+        return SegmentSummary(len(targets), len(names), 0, [], state, out)
+    batches = _batches(len(targets), config.tracker.batch_size)
+    owners = _owners(shard, batches, targets)
+    mine = [b for b, owner in zip(batches, owners, strict=True) if owner == shard.index]
     with removing_new_folders(out):
         out.mkdir(parents=True, exist_ok=True)
         write_manifest(out, manifest)
@@ -155,15 +190,151 @@ def run_segment(
         (out / MASKS).mkdir(exist_ok=True)
         if ran.overlays:
             (out / OVERLAYS).mkdir(exist_ok=True)
+        if shard.count > 1:
+            (out / PARTS).mkdir(exist_ok=True)
         written, computed, unreadable = _segment_all(
-            segmenter, targets, names, out, ran, resume=state == "resume", progress=progress
+            segmenter,
+            [[(targets[i], names[i]) for i in batch] for batch in mine],
+            out,
+            _part_path(out, shard),
+            ran,
+            resume=state == "resume",
+            progress=progress,
         )
-    if not unreadable:
-        manifest.finished = True
-        write_manifest(out, manifest)
     for _, reason in unreadable:
         log.error("%s; this target has no mask", reason)
-    return SegmentSummary(len(targets), written, computed, unreadable, state, out)
+    remaining = 0
+    if shard.count > 1:
+        remaining = _remaining(out, batches, owners, shard.count)
+        if not remaining:
+            _merge_parts(out, [[names[i] for i in b] for b in batches], owners, shard.count)
+    elif unreadable:
+        remaining = len(unreadable)
+    if not remaining:
+        manifest.finished = True
+        write_manifest(out, manifest)
+        _write_coco(inputs)
+        shutil.rmtree(out / PARTS, ignore_errors=True)
+    return SegmentSummary(len(targets), written, computed, unreadable, state, out, remaining)
+
+
+def _manifest(
+    inputs: SegmentInputs,
+    refs: list[ReferenceFile],
+    targets: list[Path],
+    names: list[str],
+    ran: SegmentConfig,
+) -> RunManifest:
+    """The run's manifest: the same for every shard (the device is not part of it)."""
+    config = config_to_dict(ran)
+    config.pop("device")
+    return RunManifest(
+        command="segment",
+        inputs={
+            "references": [_reference_fingerprint(ref) for ref in refs],
+            "targets": {name: str(path) for name, path in zip(names, targets, strict=True)},
+            "samic": fingerprint(inputs.samic_checkpoint),
+            "sam": fingerprint(inputs.sam_checkpoint),
+            "backbone_weights": fingerprint(inputs.backbone_weights),
+        },
+        config=config,
+    )
+
+
+def _part_path(out: Path, shard: Shard) -> Path:
+    """Where ``shard`` writes its prompts lines: ``prompts.jsonl`` for a whole run, else
+    ``parts/<I>-of-<N>.jsonl``."""
+    return out / PROMPTS if shard.count == 1 else out / PARTS / f"{shard.part}.jsonl"
+
+
+def _owners(shard: Shard, batches: list[range], targets: list[Path]) -> list[int]:
+    """The shard of each batch, dealt by the batches' pixels (every shard computes the same);
+    a whole run owns every batch without reading the images' sizes."""
+    if shard.count == 1:
+        return [0] * len(batches)
+    return shard.owners([sum(image_pixels(targets[i]) for i in batch) for batch in batches])
+
+
+def _remaining(out: Path, batches: list[range], owners: list[int], count: int) -> int:
+    """Targets of the collection without a prompts line in their shard's part yet."""
+    expected = [0] * count
+    for batch, owner in zip(batches, owners, strict=True):
+        expected[owner] += len(batch)
+    remaining = 0
+    for index in range(count):
+        part = out / PARTS / f"{Shard(index, count).part}.jsonl"
+        lines = _complete_lines(part)
+        remaining += max(expected[index] - lines, 0)
+    return remaining
+
+
+def _complete_lines(path: Path) -> int:
+    """How many whole lines ``path`` holds (0 if absent), read in blocks."""
+    if not path.is_file():
+        return 0
+    with open(path, "rb") as handle:
+        return sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
+
+
+def _merge_parts(out: Path, batches: list[list[str]], owners: list[int], count: int) -> None:
+    """Write ``prompts.jsonl`` from the shards' parts, in the collection's order (streamed)."""
+    with contextlib.ExitStack() as stack:
+        parts = [
+            stack.enter_context(open(out / PARTS / f"{Shard(i, count).part}.jsonl", "rb"))
+            for i in range(count)
+        ]
+        target = stack.enter_context(atomic_path(out / PROMPTS))
+        merged = stack.enter_context(open(target, "wb"))
+        for names, owner in zip(batches, owners, strict=True):
+            for name in names:
+                line = parts[owner].readline()
+                record = json.loads(line) if line.endswith(b"\n") else {}
+                if record.get("image") != name:
+                    raise UserError(
+                        f"{out / PARTS}: the part of shard {owner}/{count} does not hold target "
+                        f"'{name}' where expected; rerun that shard with `force` into a new OUT"
+                    )
+                merged.write(line)
+
+
+def _merge(
+    inputs: SegmentInputs, config: SegmentConfig, targets: list[Path], names: list[str]
+) -> SegmentSummary:
+    """``merge``: the summary of a sharded run whose shards have all finished."""
+    out = inputs.out_dir
+    manifest = read_manifest(out)
+    if manifest is None or manifest.command != "segment":
+        raise UserError(f"{out}: holds no `segment` run to merge; pass its `out_dir`")
+    if manifest.finished:
+        _write_coco(inputs)
+        return SegmentSummary(len(targets), len(targets), 0, [], "finished", out)
+    counts = {p.stem.rpartition("-of-")[2] for p in (out / PARTS).glob("*-of-*.jsonl")}
+    if len(counts) != 1 or not next(iter(counts)).isdigit():
+        raise UserError(f"{out}: holds no parts of one sharded run to merge ({out / PARTS})")
+    count = int(next(iter(counts)))
+    batches = _batches(len(targets), config.tracker.batch_size)
+    owners = Shard(0, count).owners(
+        [sum(image_pixels(targets[i]) for i in batch) for batch in batches]
+    )
+    remaining = _remaining(out, batches, owners, count)
+    if remaining:
+        raise UserError(
+            f"{out}: {remaining} of {len(targets)} targets are not finished; run their shards "
+            "first (a target that cannot be read is reported by its shard)"
+        )
+    _merge_parts(out, [[names[i] for i in b] for b in batches], owners, count)
+    manifest.finished = True
+    write_manifest(out, manifest)
+    _write_coco(inputs)
+    shutil.rmtree(out / PARTS, ignore_errors=True)
+    return SegmentSummary(len(targets), len(targets), 0, [], "finished", out)
+
+
+def _write_coco(inputs: SegmentInputs) -> None:
+    """``format`` coco: OUT/coco.json from the finished run's masks and prompts lines."""
+    if inputs.format == "coco":
+        export_run(inputs.out_dir, "coco", inputs.out_dir)
+        log.info("wrote %s", inputs.out_dir / COCO)
 
 
 def _report_shared(refs: list[ReferenceFile], targets: list[Path]) -> None:
@@ -197,43 +368,45 @@ def _reference_fingerprint(ref: ReferenceFile) -> dict[str, Any]:
     return {"image": fingerprint(ref.image), "mask": fingerprint(ref.mask)}
 
 
-def _batches(items: list[tuple[Path, str]], size: int) -> Iterator[list[tuple[Path, str]]]:
-    """``items`` (path, name), all targets in order, in batches of ``size``: the same batches
-    in every run, so a continued run decodes a batch with the same images as an uninterrupted
-    one (the backbone's results may depend on what else is in its batch)."""
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])
+def _batches(count: int, size: int) -> list[range]:
+    """The indexes of ``count`` targets in batches of ``size``: the same batches in every run
+    and every shard, so a continued or sharded run decodes a batch with the same images as an
+    uninterrupted one (the backbone's results may depend on what else is in its batch)."""
+    return [range(start, min(start + size, count)) for start in range(0, count, size)]
 
 
 def _segment_all(
     segmenter: ImageSegmenter,
-    targets: Sequence[Path],
-    names: Sequence[str],
+    batches: Sequence[list[tuple[Path, str]]],
     out: Path,
+    prompts_path: Path,
     config: SegmentConfig,
     *,
     resume: bool,
     progress: bool,
 ) -> tuple[int, int, list[tuple[Path, str]]]:
-    """Segment every target not finished yet; returns (finished in all, computed now,
-    unreadable targets with the reason)."""
-    prompts_path = out / PROMPTS
-    records = complete_records(prompts_path, IMAGE_KEYS, "target image") if resume else []
-    done = 0
-    while done < len(records) and _finished(out, records[done]["image"], config):
-        done += 1
+    """Segment every target of ``batches`` ((path, name) each) not finished yet, writing their
+    prompts lines to ``prompts_path``; returns (finished in all, computed now, unreadable
+    targets with the reason)."""
+    finished: set[str] = set()
+    if resume:
+        for record in iter_records(prompts_path, IMAGE_KEYS, "target image"):
+            if not _finished(out, record["image"], config):
+                break
+            finished.add(record["image"])
+    done = len(finished)
     if resume and prompts_path.is_file():
         keep_first(prompts_path, done)
         if done:
-            log.info("%s: continuing after its %d finished targets", out, done)
-    finished = {record["image"] for record in records[:done]}
+            log.info("%s: continuing after its %d finished targets", prompts_path, done)
     unreadable: list[tuple[Path, str]] = []
     computed = 0
     with JsonLinesWriter(prompts_path, append=done > 0) as prompts:
+        total = sum(len(batch) for batch in batches)
         images_bar = bar(
-            total=len(targets), initial=done, desc="segment", unit="image", disable=not progress
+            total=total, initial=done, desc="segment", unit="image", disable=not progress
         )
-        for batch in _batches(list(zip(targets, names, strict=True)), config.tracker.batch_size):
+        for batch in batches:
             if all(name in finished for _, name in batch):
                 continue
             readable = []

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from samic_vos.data.davis import read_image
 from samic_vos.data.fewshot_sets import sambox_object_mask
@@ -93,6 +94,16 @@ def _images_under(folder: Path) -> list[Path]:
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     ]
     return sorted(files, key=lambda p: natural_key(p.relative_to(folder).as_posix()))
+
+
+def image_pixels(path: Path) -> int:
+    """Width x height of image ``path`` from its header (0 if it cannot be read: such a
+    target is reported when its turn comes)."""
+    try:
+        with Image.open(path) as image:
+            return image.width * image.height
+    except (OSError, ValueError):
+        return 0
 
 
 def target_names(targets: Sequence[Path]) -> list[str]:

@@ -32,6 +32,20 @@ class Shard:
         mine = set(ranked[self.index :: self.count])
         return [name for i, (name, _) in enumerate(items) if i in mine]
 
+    def owners(self, weights: Sequence[int]) -> list[int]:
+        """The shard (0 .. ``count`` - 1) of each item of ``weights``, as :meth:`take` of
+        every shard deals them: item ``i`` belongs to shard ``owners(weights)[i]``."""
+        ranked = sorted(range(len(weights)), key=lambda i: (-weights[i], i))
+        owner = [0] * len(weights)
+        for rank, i in enumerate(ranked):
+            owner[i] = rank % self.count
+        return owner
+
+    @property
+    def part(self) -> str:
+        """The name of this shard's own files in a run folder: ``I-of-N``."""
+        return f"{self.index}-of-{self.count}"
+
 
 def parse_shard(text: str) -> Shard:
     """``"I/N"`` → :class:`Shard`; one-line :class:`UserError` unless ``0 <= I < N``."""
