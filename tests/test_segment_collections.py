@@ -177,6 +177,10 @@ def test_coco_output_matches_the_masks(collection, tiny_models):
         assert np.array_equal(rebuilt > 0, ids > 0)
         values = [v for v in np.unique(ids) if v]
         assert len(values) == len(annotations)
+    # `export` of the finished run writes the same file
+    again = collection / "exported"
+    assert main(["export", "--format", "coco", str(out), "-o", str(again)]) == 0
+    assert (again / "coco.json").read_bytes() == (out / "coco.json").read_bytes()
 
 
 def _vm_rss_kib() -> int:

@@ -79,13 +79,18 @@ def open_source(folder: Path) -> ExportSource:
     """The source of ``folder`` (see the module docstring).
 
     Raises:
-        UserError: ``folder`` is none of them.
+        UserError: ``folder`` is none of them, or a run that is not finished.
     """
     if not folder.is_dir():
         raise UserError(f"{folder}: not found; pass a segment or track output or a SAMBOX folder")
     manifest = _manifest(folder)
     if manifest is not None:
         command = manifest.get("command")
+        if command in ("segment", "track", COLLECTION) and not manifest.get("finished"):
+            raise UserError(
+                f"{folder}: this {command} run is not finished; rerun it (or --merge its "
+                "shards) before exporting it"
+            )
         if command == "segment":
             return _segment_source(folder, bool(manifest["config"].get("instances")))
         if command == "track":
