@@ -35,7 +35,7 @@ from samic_vos.inference.prompts_log import complete_records
 from samic_vos.jobs.track import TrackConfig, track_sequence
 from samic_vos.runtime.atomic import atomic_write_text
 from samic_vos.runtime.background_jobs import BackgroundJobs
-from samic_vos.runtime.config import config_to_dict, save_config
+from samic_vos.runtime.config import manifest_config, save_config
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.output_paths import check_writable_dir
 from samic_vos.runtime.runs import RunManifest, fingerprint, open_run, read_manifest, write_manifest
@@ -301,8 +301,6 @@ class _Runner:
 
     def manifest(self, names: list[str]) -> RunManifest:
         """The run's manifest: the same for every shard (the device is not part of it)."""
-        config = config_to_dict(self.ran)
-        config["track"].pop("device")
         return RunManifest(
             command="bench-davis",
             inputs={
@@ -313,7 +311,7 @@ class _Runner:
                 "sam": fingerprint(self.inputs.sam_checkpoint),
                 "backbone_weights": fingerprint(self.inputs.backbone_weights),
             },
-            config=config,
+            config=manifest_config(self.ran, "track"),
         )
 
     def prepare_network(self) -> None:

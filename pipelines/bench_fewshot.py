@@ -63,9 +63,8 @@ from samic_vos.inference.prompter import Reference
 from samic_vos.inference.prompts_log import image_record
 from samic_vos.jobs.segment import SegmentConfig
 from samic_vos.runtime.atomic import atomic_write_text
-from samic_vos.runtime.config import config_to_dict, require, require_choice, save_config
+from samic_vos.runtime.config import manifest_config, require, require_choice, save_config
 from samic_vos.runtime.console import bar
-from samic_vos.runtime.devices import shard_device
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.output_paths import check_writable_dir, removing_new_folders
 from samic_vos.runtime.runs import RunManifest, fingerprint, open_run, read_manifest, write_manifest
@@ -180,9 +179,7 @@ def run_bench_fewshot(
     if inputs.merge:
         return _merge(inputs, config, dataset, episodes)
     shard = resolve_shard(inputs.shard)
-    device = str(shard_device(config.segment.device, shard.local_rank))
-    config = dataclasses.replace(config, segment=dataclasses.replace(config.segment, device=device))
-    runner = _Runner(inputs, config, dataset, progress)
+    runner = _Runner(inputs, config, dataset, progress, shard.local_rank)
     manifest = runner.manifest()
     state = open_run(out, manifest, force=inputs.force, outputs=OUTPUTS)
     with removing_new_folders(out):
@@ -267,13 +264,18 @@ class _Runner:
         config: BenchFewshotConfig,
         dataset: FewShotDataset,
         progress: bool,
+        local_rank: int | None = None,
     ) -> None:
         from samic_vos.api.models import job_models
 
         self.inputs, self.config, self.dataset, self.progress = inputs, config, dataset, progress
         self.out = inputs.out_dir
         models, segment = job_models(
-            config.segment, inputs.sam_checkpoint, inputs.samic_checkpoint, inputs.backbone_weights
+            config.segment,
+            inputs.sam_checkpoint,
+            inputs.samic_checkpoint,
+            inputs.backbone_weights,
+            local_rank,
         )
         self.device = models.device
         self.segmenter = models.segmenter
@@ -294,8 +296,6 @@ class _Runner:
 
     def manifest(self) -> RunManifest:
         """The run's manifest (the device is not part of it)."""
-        config = config_to_dict(self.ran)
-        config["segment"].pop("device")
         return RunManifest(
             command="bench-fewshot",
             inputs={
@@ -304,7 +304,7 @@ class _Runner:
                 "sam": fingerprint(self.inputs.sam_checkpoint),
                 "backbone_weights": fingerprint(self.inputs.backbone_weights),
             },
-            config=config,
+            config=manifest_config(self.ran, "segment"),
         )
 
     def run(self, episodes: list[Episode]) -> None:

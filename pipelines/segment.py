@@ -33,7 +33,6 @@ writes ``OUT/coco.json`` once the collection is complete
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import shutil
@@ -71,9 +70,8 @@ from samic_vos.jobs.segment_inputs import (
 )
 from samic_vos.reports.render import overlay
 from samic_vos.runtime.atomic import JsonLinesWriter, atomic_path
-from samic_vos.runtime.config import config_to_dict, require_choice, save_config
+from samic_vos.runtime.config import manifest_config, require_choice, save_config
 from samic_vos.runtime.console import bar
-from samic_vos.runtime.devices import shard_device
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.output_paths import check_writable_dir, removing_new_folders
 from samic_vos.runtime.runs import (
@@ -157,12 +155,12 @@ def run_segment(
     mask_refs = [load_mask_reference(ref) for ref in refs if ref.sambox is None]
     _report_shared(refs, targets)
 
-    device = str(shard_device(config.device, shard.local_rank))
     models, ran = job_models(
-        dataclasses.replace(config, device=device),
+        config,
         inputs.sam_checkpoint,
         inputs.samic_checkpoint,
         inputs.backbone_weights,
+        shard.local_rank,
     )
     segmenter = ImageSegmenter(
         models, ran.tracker, adaptation=ran.adaptation, adaptation_dir=out, progress=progress
@@ -226,8 +224,6 @@ def _manifest(
     ran: SegmentConfig,
 ) -> RunManifest:
     """The run's manifest: the same for every shard (the device is not part of it)."""
-    config = config_to_dict(ran)
-    config.pop("device")
     return RunManifest(
         command="segment",
         inputs={
@@ -237,7 +233,7 @@ def _manifest(
             "sam": fingerprint(inputs.sam_checkpoint),
             "backbone_weights": fingerprint(inputs.backbone_weights),
         },
-        config=config,
+        config=manifest_config(ran),
     )
 
 

@@ -31,7 +31,6 @@ shard that finds every video finished (or ``merge``) writes the collection's sum
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
@@ -48,8 +47,7 @@ from samic_vos.inference.prompts_log import PROMPTS, complete_records
 from samic_vos.jobs.track import TrackConfig, track_sequence
 from samic_vos.jobs.video_manifest import VideoItem
 from samic_vos.runtime.atomic import atomic_write_text
-from samic_vos.runtime.config import config_to_dict, require_choice, save_config
-from samic_vos.runtime.devices import shard_device
+from samic_vos.runtime.config import manifest_config, require_choice, save_config
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.output_paths import check_writable_dir, removing_new_folders
 from samic_vos.runtime.runs import (
@@ -131,8 +129,6 @@ def run_track(
         models, ran = loaded or job_models(
             config, inputs.sam_checkpoint, inputs.samic_checkpoint, inputs.backbone_weights
         )
-        recorded = config_to_dict(ran)
-        recorded.pop("device")  # not part of the run's identity (shards run on several GPUs)
         manifest = RunManifest(
             command="track",
             inputs={
@@ -142,7 +138,7 @@ def run_track(
                 "sam": fingerprint(inputs.sam_checkpoint),
                 "backbone_weights": fingerprint(inputs.backbone_weights),
             },
-            config=recorded,
+            config=manifest_config(ran),
         )
         out = inputs.out_dir
         state = open_run(out, manifest, force=inputs.force, outputs=OUTPUTS)
@@ -231,15 +227,13 @@ def run_track_collection(
     if inputs.merge:
         return _merge_collection(inputs)
     shard = resolve_shard(inputs.shard)
-    device = str(shard_device(config.device, shard.local_rank))
     models, ran = job_models(
-        dataclasses.replace(config, device=device),
+        config,
         inputs.sam_checkpoint,
         inputs.samic_checkpoint,
         inputs.backbone_weights,
+        shard.local_rank,
     )
-    recorded = config_to_dict(ran)
-    recorded.pop("device")
     manifest = RunManifest(
         command=COLLECTION,
         inputs={
@@ -249,7 +243,7 @@ def run_track_collection(
             "sam": fingerprint(inputs.sam_checkpoint),
             "backbone_weights": fingerprint(inputs.backbone_weights),
         },
-        config=recorded,
+        config=manifest_config(ran),
     )
     state = open_run(out, manifest, force=inputs.force, outputs=(*names, SUMMARY, COCO_FILE))
     summary = CollectionSummary(len(names))

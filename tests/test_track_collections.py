@@ -165,3 +165,31 @@ def test_manifest_mistakes(clips, tiny_models, capsys):
     assert len(errors) == 2 and "clip_two" in errors[0] and "1 of 2 videos failed" in errors[1]
     assert len(list((out / "clip_one" / "masks").iterdir())) == CLIPS["one"]
     assert not (out / "clip_two").exists() and not (out / "summary.json").exists()
+
+
+def test_interrupted_shard_reruns_only_its_missing_frames(clips, tiny_models, monkeypatch):
+    from samic_vos.inference.tracker import CausalTracker
+
+    manifest = str(clips / "videos.csv")
+    straight = clips / "straight"
+    assert _track([manifest, "-o", str(straight), "--format", "coco"], tiny_models) == 0
+    steps = [0]
+    real_step = CausalTracker.step
+
+    def counting(self, *args, **kwargs):
+        if steps[0] == 6 and interrupt:
+            raise KeyboardInterrupt  # Ctrl-C in the second video of shard 0 (one: 5, two: 3)
+        steps[0] += 1
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(CausalTracker, "step", counting)
+    out = clips / "out"
+    args = [manifest, "-o", str(out), "--format", "coco"]
+    interrupt = True
+    assert _track([*args, "--shard", "0/2"], tiny_models) == 130
+    assert len(list((out / "two" / "masks").iterdir())) < CLIPS["two"]
+    interrupt, steps[0] = False, 0
+    assert _track([*args, "--shard", "0/2"], tiny_models) == 0
+    assert steps[0] == CLIPS["one"] + CLIPS["two"] - 6  # only the frames it had not written
+    assert _track([*args, "--shard", "1/2"], tiny_models) == 0
+    assert _files(out) == _files(straight)
