@@ -47,7 +47,7 @@ from PIL import Image
 from samic_vos.api.images import ImageSegmenter
 from samic_vos.api.models import job_models
 from samic_vos.data.davis import read_image
-from samic_vos.data.exports import export_run
+from samic_vos.data.exports.writers import export_run
 from samic_vos.data.mask_io import VOID_ID, write_mask
 from samic_vos.inference.fewshot_engine import ImageResult
 from samic_vos.inference.prompter import Reference

@@ -38,8 +38,9 @@ from pathlib import Path
 
 from samic_vos.api.models import Models, job_models
 from samic_vos.api.video import VideoTracker, given_masks
-from samic_vos.data.exports import COCO_FILE, export_run
+from samic_vos.data.exports.coco import COCO_FILE
 from samic_vos.data.exports.sources import COLLECTION
+from samic_vos.data.exports.writers import export_run
 from samic_vos.data.frame_source import open_frames
 from samic_vos.data.mask_io import read_mask
 from samic_vos.data.video_writer import VideoWriter, check_video_path

@@ -53,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from samic_vos.data.exports import WRITERS, open_source
+    from samic_vos.data.exports.sources import open_source
+    from samic_vos.data.exports.writers import WRITERS
     from samic_vos.runtime.output_paths import check_writable_dir, removing_new_folders
 
     source = open_source(args.source)  # checked before anything is written
