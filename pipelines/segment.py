@@ -205,7 +205,14 @@ def run_segment(
     if shard.count > 1:
         remaining = _remaining(out, batches, owners, shard.count)
         if not remaining:
-            _merge_parts(out, [[names[i] for i in b] for b in batches], owners, shard.count)
+            try:
+                _merge_parts(out, [[names[i] for i in b] for b in batches], owners, shard.count)
+            except FileNotFoundError:
+                # Two shards finished at once and the other one merged (its parts are gone).
+                finished = read_manifest(out)
+                if finished is None or not finished.finished:
+                    raise
+                return SegmentSummary(len(targets), written, computed, [], state, out)
     elif unreadable:
         remaining = len(unreadable)
     if not remaining:

@@ -229,3 +229,20 @@ def test_memory_flat_over_ten_thousand_images(tmp_path, tiny_models, monkeypatch
     growth_mib = (rss[10_000] - rss[1_000]) / 1024
     print(f"RSS at 1,000: {rss[1_000] / 1024:.1f} MiB, at 10,000: {rss[10_000] / 1024:.1f} MiB")
     assert growth_mib < 8, f"RSS grew {growth_mib:.1f} MiB over 9,000 images"
+
+
+def test_collection_mistakes_are_one_line_and_write_nothing(collection, tiny_models, capsys):
+    empty = collection / "empty"
+    empty.mkdir()
+    out = collection / "out"
+    refs = ["--ref", str(collection / "refs" / "img_0.png")]
+    refs += ["--ref-mask", str(collection / "refs" / "img_0_mask.png")]
+    rest = ["-o", str(out), "--format", "coco", "--sam-checkpoint", str(tiny_models["sam"])]
+    assert main(["segment", *refs, str(empty), *rest]) == 2
+    assert main(["segment", *refs, str(collection / "targets"), *rest, "--shard", "2/2"]) == 2
+    # shards share one SAMIC network: adapting one per shard is refused
+    assert main(["segment", *refs, str(collection / "targets"), *rest, "--shard", "0/2"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(errors) == 3 and all(line.startswith("samic-vos: error:") for line in errors)
+    assert "no image" in errors[0] and "shard '2/2'" in errors[1] and "SAMIC network" in errors[2]
+    assert not out.exists()
