@@ -47,6 +47,7 @@ from PIL import Image
 from samic_vos.api.images import ImageSegmenter
 from samic_vos.api.models import job_models
 from samic_vos.data.davis import read_image
+from samic_vos.data.exports import OUTPUT_FORMATS
 from samic_vos.data.exports.writers import export_run
 from samic_vos.data.mask_io import VOID_ID, write_mask
 from samic_vos.inference.fewshot_engine import ImageResult
@@ -92,7 +93,6 @@ log = logging.getLogger(__name__)
 MASKS, OVERLAYS, PARTS, COCO = "masks", "overlays", "parts", "coco.json"
 # What a segment run writes in OUT (removed by `force`).
 OUTPUTS = (MASKS, OVERLAYS, PROMPTS, PARTS, COCO, "config.yaml", ADAPTED, ADAPTATION_STATE)
-FORMATS = ("png", "coco")  # png: masks/ only; coco: masks/ and coco.json
 OVERLAY_QUALITY = 90  # JPEG quality of the overlays
 
 
@@ -133,7 +133,7 @@ def run_segment(
 ) -> SegmentSummary:
     """Run (or continue) the whole job; see the module docstring."""
     out = inputs.out_dir
-    require_choice("format", inputs.format, FORMATS)
+    require_choice("format", inputs.format, OUTPUT_FORMATS)
     shard = resolve_shard(inputs.shard)
     refs = reference_files(inputs.ref_images, inputs.ref_masks, inputs.ref_sambox)
     if inputs.samic_checkpoint is not None and not inputs.samic_checkpoint.is_file():

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from samic_vos.api.models import Models, job_models
 from samic_vos.api.video import VideoTracker, given_masks
+from samic_vos.data.exports import OUTPUT_FORMATS
 from samic_vos.data.exports.coco import COCO_FILE
 from samic_vos.data.exports.sources import COLLECTION
 from samic_vos.data.exports.writers import export_run
@@ -67,7 +68,6 @@ log = logging.getLogger(__name__)
 
 # What a track run writes in OUT (removed by `force`).
 OUTPUTS = ("masks", PROMPTS, "config.yaml", COCO_FILE, ADAPTED, ADAPTATION_STATE)
-FORMATS = ("png", "coco")  # png: masks/ only; coco: masks/ and coco.json
 SUMMARY = "summary.json"  # a collection's summary
 
 
@@ -122,7 +122,7 @@ def run_track(
 ) -> TrackSummary:
     """Run (or continue) the whole job; see the module docstring. ``loaded``: the models and
     the config as it runs (:func:`job_models`'), loaded once for a collection."""
-    require_choice("format", inputs.format, FORMATS)
+    require_choice("format", inputs.format, OUTPUT_FORMATS)
     check_inputs(inputs)
     frames = open_frames(inputs.video, backend=config.backend)
     try:
@@ -219,7 +219,7 @@ def run_track_collection(
     inputs: CollectionInputs, config: TrackConfig, progress: bool = True
 ) -> CollectionSummary:
     """Track this process's share of the collection (see the module docstring)."""
-    require_choice("format", inputs.format, FORMATS)
+    require_choice("format", inputs.format, OUTPUT_FORMATS)
     out = inputs.out_dir
     names = [item.name for item in inputs.items]
     check_writable_dir(out)

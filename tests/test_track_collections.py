@@ -193,3 +193,30 @@ def test_interrupted_shard_reruns_only_its_missing_frames(clips, tiny_models, mo
     assert steps[0] == CLIPS["one"] + CLIPS["two"] - 6  # only the frames it had not written
     assert _track([*args, "--shard", "1/2"], tiny_models) == 0
     assert _files(out) == _files(straight)
+
+
+def test_one_video_with_coco_and_exports(clips, tiny_models):
+    out = clips / "bear"
+    clip = clips / "clips" / "clip_one"
+    first = clips / "clips" / "clip_one_first.png"
+    assert (
+        _track(
+            [str(clip), "--first-mask", str(first), "-o", str(out), "--format", "coco"], tiny_models
+        )
+        == 0
+    )
+    coco = COCO(str(out / "coco.json"))
+    images = coco.loadImgs(coco.getImgIds())
+    assert [(i["video"], i["frame_index"], i["file_name"]) for i in images] == [
+        ("bear", t, f"bear/{t:05d}") for t in range(CLIPS["one"])
+    ]
+    # every export format reads the same run: one label file per frame, named video__frame
+    for fmt, pattern in (
+        ("yolo", "labels/*.txt"),
+        ("labelme", "*.json"),
+        ("voc", "Annotations/*.xml"),
+    ):
+        target = clips / fmt
+        assert main(["export", "--format", fmt, str(out), "-o", str(target)]) == 0
+        names = sorted(p.stem for p in target.glob(pattern))
+        assert names == [f"bear__{t:05d}" for t in range(CLIPS["one"])], fmt

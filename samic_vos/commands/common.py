@@ -147,9 +147,11 @@ def add_shards(parser: argparse.ArgumentParser, work: str) -> None:
 
 def add_format(parser: argparse.ArgumentParser) -> None:
     """``--format png|coco``: the masks as palette PNGs only, or also as ``OUT/coco.json``."""
+    from samic_vos.data.exports import OUTPUT_FORMATS
+
     parser.add_argument(
         "--format",
-        choices=("png", "coco"),
+        choices=OUTPUT_FORMATS,
         default="png",
         help="png: masks/*.png (default); coco: also OUT/coco.json (COCO instances, RLE masks)",
     )

@@ -7,3 +7,5 @@ without loading OpenCV or pycocotools).
 """
 
 EXPORT_FORMATS = ("coco", "yolo", "labelme", "voc")
+# What `segment` and `track` write: png (masks/*.png only) or coco (also OUT/coco.json).
+OUTPUT_FORMATS = ("png", "coco")
