@@ -246,3 +246,22 @@ def test_collection_mistakes_are_one_line_and_write_nothing(collection, tiny_mod
     assert len(errors) == 3 and all(line.startswith("samic-vos: error:") for line in errors)
     assert "no image" in errors[0] and "shard '2/2'" in errors[1] and "SAMIC network" in errors[2]
     assert not out.exists()
+
+
+def test_a_list_file_is_the_collection_it_names(collection, tiny_models, capsys):
+    listed = collection / "targets.txt"
+    lines = ["# the nine targets", *(f"targets/t{n}.png" for n in range(9)), ""]
+    listed.write_text("\n".join(lines))
+    by_folder, by_list = collection / "by_folder", collection / "by_list"
+    assert _segment(collection, by_folder, tiny_models) == 0
+    args = ["segment", "--ref", str(collection / "refs" / "img_0.png"), "--ref-mask"]
+    args += [str(collection / "refs" / "img_0_mask.png"), str(listed), "--batch-size", "2"]
+    args += ["--format", "coco", "--sam-checkpoint", str(tiny_models["sam"])]
+    args += ["--samic", str(tiny_models["samic"])]
+    assert main([*args, "-o", str(by_list)]) == 0
+    assert _files(by_list) == _files(by_folder)
+    listed.write_text("targets/t0.png\ntargets/gone.png\n")
+    assert main([*args, "-o", str(collection / "never")]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "line 2" in errors[0] and "gone.png" in errors[0]
+    assert not (collection / "never").exists()

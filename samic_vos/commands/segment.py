@@ -24,7 +24,8 @@ recipe instead.
 References: --ref IMG --ref-mask MASK pairs (repeat both, in the same order; masks: palette,
 grayscale or binary PNG of the image's size; each id of a palette mask is its own class), and/or
 --ref-sambox FILE.sambox.json (the points a person clicked in SAMBOX are the prompts).
-TARGETs: image files, folders (searched recursively, natural order) or globs (quote them).
+TARGETs: image files, folders (searched recursively, natural order), globs (quote them) or
+list files (*.txt: one image path a line, relative to the list).
 Targets sharing a file name are named by their path (cats/1.jpg -> cats__1).
 
 Outputs in OUT: masks/<name>.png (palette; ids as the reference classes, or 1..M instances),

@@ -1,7 +1,9 @@
 """The inputs of `samic-vos segment`, read and checked before any work: targets and references.
 
-Targets: image files, folders (searched recursively, natural order of their relative paths) and
-glob patterns (``**`` recursive), in the order given; a file named twice is segmented once.
+Targets: image files, folders (searched recursively, natural order of their relative paths),
+glob patterns (``**`` recursive) and list files (``*.txt``: one image path a line, relative to
+the list's folder; blank lines and lines starting with ``#`` skipped), in the order given; a
+file named twice is segmented once.
 Output names (:func:`target_names`): a target's file stem, unless several targets share it;
 those are named by their path relative to the deepest folder holding all targets, folders
 joined by ``__`` (``cats/1.jpg`` → ``cats__1``), with the suffix kept too if that still
@@ -37,6 +39,7 @@ from samic_vos.sam.segmenter import SamSegmenter
 # Image files a target folder or glob contributes (a file named explicitly may be any image).
 TARGET_SUFFIXES = (*IMAGE_SUFFIXES, ".bmp", ".tif", ".tiff", ".webp")
 GLOB_CHARACTERS = "*?["
+LIST_SUFFIX = ".txt"  # a target list file: one image path a line
 
 
 @dataclass
@@ -59,7 +62,9 @@ def find_targets(specs: Sequence[str], exclude: Path | None = None) -> list[Path
     skip = exclude.resolve() if exclude is not None else None
     for spec in specs:
         path = Path(spec)
-        if path.is_file():
+        if path.is_file() and path.suffix.lower() == LIST_SUFFIX:
+            files = _listed(path)
+        elif path.is_file():
             files = [path]
         elif path.is_dir():
             files = _images_under(path)
@@ -83,6 +88,26 @@ def find_targets(specs: Sequence[str], exclude: Path | None = None) -> list[Path
     if not found:
         raise UserError("no target image given: pass image files, folders or globs to segment")
     return list(found)
+
+
+def _listed(path: Path) -> list[Path]:
+    """The image paths of list file ``path``, each checked to be a file."""
+    files = []
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                text = line.strip()
+                if not text or text.startswith("#"):
+                    continue
+                file = path.parent / text
+                if not file.is_file():
+                    raise UserError(f"{path}: line {number} names {file}, which is not a file")
+                files.append(file)
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: cannot read the target list ({err})") from None
+    if not files:
+        raise UserError(f"{path}: the target list names no image")
+    return files
 
 
 def _images_under(folder: Path) -> list[Path]:
