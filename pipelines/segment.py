@@ -32,8 +32,6 @@ writes ``OUT/coco.json`` once the collection is complete
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import shutil
 from collections.abc import Sequence
@@ -48,6 +46,7 @@ from samic_vos.api.images import ImageSegmenter
 from samic_vos.api.models import job_models
 from samic_vos.data.davis import read_image
 from samic_vos.data.exports import OUTPUT_FORMATS
+from samic_vos.data.exports.coco import COCO_FILE
 from samic_vos.data.exports.writers import export_run
 from samic_vos.data.mask_io import VOID_ID, write_mask
 from samic_vos.inference.fewshot_engine import ImageResult
@@ -68,6 +67,13 @@ from samic_vos.jobs.segment_inputs import (
     load_sambox_reference,
     reference_files,
     target_names,
+)
+from samic_vos.jobs.shard_parts import (
+    PARTS,
+    merge_parts,
+    missing_records,
+    part_count,
+    part_path,
 )
 from samic_vos.reports.render import overlay
 from samic_vos.runtime.atomic import JsonLinesWriter, atomic_path
@@ -90,9 +96,9 @@ from samic_vos.training.adapted import ADAPTATION_STATE, ADAPTED
 
 log = logging.getLogger(__name__)
 
-MASKS, OVERLAYS, PARTS, COCO = "masks", "overlays", "parts", "coco.json"
+MASKS, OVERLAYS = "masks", "overlays"
 # What a segment run writes in OUT (removed by `force`).
-OUTPUTS = (MASKS, OVERLAYS, PROMPTS, PARTS, COCO, "config.yaml", ADAPTED, ADAPTATION_STATE)
+OUTPUTS = (MASKS, OVERLAYS, PROMPTS, PARTS, COCO_FILE, "config.yaml", ADAPTED, ADAPTATION_STATE)
 OVERLAY_QUALITY = 90  # JPEG quality of the overlays
 
 
@@ -203,10 +209,10 @@ def run_segment(
         log.error("%s; this target has no mask", reason)
     remaining = 0
     if shard.count > 1:
-        remaining = _remaining(out, batches, owners, shard.count)
+        remaining = missing_records(out, [len(b) for b in batches], owners, shard.count)
         if not remaining:
             try:
-                _merge_parts(out, [[names[i] for i in b] for b in batches], owners, shard.count)
+                _merge_prompts(out, batches, names, owners, shard.count)
             except FileNotFoundError:
                 # Two shards finished at once and the other one merged (its parts are gone).
                 finished = read_manifest(out)
@@ -245,9 +251,9 @@ def _manifest(
 
 
 def _part_path(out: Path, shard: Shard) -> Path:
-    """Where ``shard`` writes its prompts lines: ``prompts.jsonl`` for a whole run, else
-    ``parts/<I>-of-<N>.jsonl``."""
-    return out / PROMPTS if shard.count == 1 else out / PARTS / f"{shard.part}.jsonl"
+    """Where ``shard`` writes its prompts lines: ``prompts.jsonl`` for a whole run, else its
+    part (:func:`~samic_vos.jobs.shard_parts.part_path`)."""
+    return out / PROMPTS if shard.count == 1 else part_path(out, shard)
 
 
 def _owners(shard: Shard, batches: list[range], targets: list[Path]) -> list[int]:
@@ -258,46 +264,12 @@ def _owners(shard: Shard, batches: list[range], targets: list[Path]) -> list[int
     return shard.owners([sum(image_pixels(targets[i]) for i in batch) for batch in batches])
 
 
-def _remaining(out: Path, batches: list[range], owners: list[int], count: int) -> int:
-    """Targets of the collection without a prompts line in their shard's part yet."""
-    expected = [0] * count
-    for batch, owner in zip(batches, owners, strict=True):
-        expected[owner] += len(batch)
-    remaining = 0
-    for index in range(count):
-        part = out / PARTS / f"{Shard(index, count).part}.jsonl"
-        lines = _complete_lines(part)
-        remaining += max(expected[index] - lines, 0)
-    return remaining
-
-
-def _complete_lines(path: Path) -> int:
-    """How many whole lines ``path`` holds (0 if absent), read in blocks."""
-    if not path.is_file():
-        return 0
-    with open(path, "rb") as handle:
-        return sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
-
-
-def _merge_parts(out: Path, batches: list[list[str]], owners: list[int], count: int) -> None:
-    """Write ``prompts.jsonl`` from the shards' parts, in the collection's order (streamed)."""
-    with contextlib.ExitStack() as stack:
-        parts = [
-            stack.enter_context(open(out / PARTS / f"{Shard(i, count).part}.jsonl", "rb"))
-            for i in range(count)
-        ]
-        target = stack.enter_context(atomic_path(out / PROMPTS))
-        merged = stack.enter_context(open(target, "wb"))
-        for names, owner in zip(batches, owners, strict=True):
-            for name in names:
-                line = parts[owner].readline()
-                record = json.loads(line) if line.endswith(b"\n") else {}
-                if record.get("image") != name:
-                    raise UserError(
-                        f"{out / PARTS}: the part of shard {owner}/{count} does not hold target "
-                        f"'{name}' where expected; rerun that shard with `force` into a new OUT"
-                    )
-                merged.write(line)
+def _merge_prompts(
+    out: Path, batches: list[range], names: list[str], owners: list[int], count: int
+) -> None:
+    """prompts.jsonl from the shards' parts, in the collection's order."""
+    groups = [[names[i] for i in batch] for batch in batches]
+    merge_parts(out, out / PROMPTS, groups, owners, count, key="image")
 
 
 def _merge(
@@ -311,21 +283,18 @@ def _merge(
     if manifest.finished:
         _write_coco(inputs)
         return SegmentSummary(len(targets), len(targets), 0, [], "finished", out)
-    counts = {p.stem.rpartition("-of-")[2] for p in (out / PARTS).glob("*-of-*.jsonl")}
-    if len(counts) != 1 or not next(iter(counts)).isdigit():
-        raise UserError(f"{out}: holds no parts of one sharded run to merge ({out / PARTS})")
-    count = int(next(iter(counts)))
+    count = part_count(out)
     batches = _batches(len(targets), config.tracker.batch_size)
     owners = Shard(0, count).owners(
         [sum(image_pixels(targets[i]) for i in batch) for batch in batches]
     )
-    remaining = _remaining(out, batches, owners, count)
+    remaining = missing_records(out, [len(b) for b in batches], owners, count)
     if remaining:
         raise UserError(
             f"{out}: {remaining} of {len(targets)} targets are not finished; run their shards "
             "first (a target that cannot be read is reported by its shard)"
         )
-    _merge_parts(out, [[names[i] for i in b] for b in batches], owners, count)
+    _merge_prompts(out, batches, names, owners, count)
     manifest.finished = True
     write_manifest(out, manifest)
     _write_coco(inputs)
@@ -337,7 +306,7 @@ def _write_coco(inputs: SegmentInputs) -> None:
     """``format`` coco: OUT/coco.json from the finished run's masks and prompts lines."""
     if inputs.format == "coco":
         export_run(inputs.out_dir, "coco", inputs.out_dir)
-        log.info("wrote %s", inputs.out_dir / COCO)
+        log.info("wrote %s", inputs.out_dir / COCO_FILE)
 
 
 def _report_shared(refs: list[ReferenceFile], targets: list[Path]) -> None:
