@@ -25,13 +25,18 @@ array): the targets' batches (``tracker.batch_size`` consecutive targets, the un
 together) are dealt to the shards by their pixels; each shard writes its targets' masks into
 ``OUT/masks`` and their prompts lines into ``OUT/parts/<I>-of-<N>.jsonl``, and resumes from
 them. The shard that finds the collection complete (or ``merge``) writes ``prompts.jsonl``, the
-parts in the collection's order: the bytes of one unsharded run. ``format`` ``coco`` also
-writes ``OUT/coco.json`` once the collection is complete
-(:func:`samic_vos.data.exports.export_run`).
+parts in the collection's order: the bytes of one unsharded run. ``format`` ``coco``: each
+shard also writes every target's COCO record (:func:`~samic_vos.data.exports.coco.coco_record`:
+its image entry and RLE annotations) into ``OUT/parts/<I>-of-<N>.coco.jsonl`` as it finishes
+it (a whole run: ``parts/0-of-1.coco.jsonl``), and the summary merges them into
+``OUT/coco.json`` (ids in the collection's order): the bytes ``samic-vos export --format
+coco`` writes from the finished run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import shutil
 from collections.abc import Sequence
@@ -46,8 +51,8 @@ from samic_vos.api.images import ImageSegmenter
 from samic_vos.api.models import job_models
 from samic_vos.data.davis import read_image
 from samic_vos.data.exports import OUTPUT_FORMATS
-from samic_vos.data.exports.coco import COCO_FILE
-from samic_vos.data.exports.writers import export_run
+from samic_vos.data.exports.coco import COCO_FILE, coco_record, write_coco_records
+from samic_vos.data.exports.sources import segment_categories, segment_item
 from samic_vos.data.mask_io import VOID_ID, write_mask
 from samic_vos.inference.fewshot_engine import ImageResult
 from samic_vos.inference.prompter import Reference
@@ -70,9 +75,11 @@ from samic_vos.jobs.segment_inputs import (
 )
 from samic_vos.jobs.shard_parts import (
     PARTS,
+    complete_lines,
     merge_parts,
     missing_records,
     part_count,
+    part_lines,
     part_path,
 )
 from samic_vos.reports.render import overlay
@@ -97,6 +104,7 @@ from samic_vos.training.adapted import ADAPTATION_STATE, ADAPTED
 log = logging.getLogger(__name__)
 
 MASKS, OVERLAYS = "masks", "overlays"
+COCO_PART = ".coco.jsonl"  # a shard's COCO records, one per target, beside its prompts part
 # What a segment run writes in OUT (removed by `force`).
 OUTPUTS = (MASKS, OVERLAYS, PROMPTS, PARTS, COCO_FILE, "config.yaml", ADAPTED, ADAPTATION_STATE)
 OVERLAY_QUALITY = 90  # JPEG quality of the overlays
@@ -180,7 +188,6 @@ def run_segment(
     state = open_run(out, manifest, force=inputs.force, outputs=OUTPUTS)
     if state == "finished":
         log.info("%s: this run is finished (%d targets); pass `force` to redo it", out, len(names))
-        _write_coco(inputs)
         return SegmentSummary(len(targets), len(names), 0, [], state, out)
     batches = _batches(len(targets), config.tracker.batch_size)
     owners = _owners(shard, batches, targets)
@@ -194,7 +201,7 @@ def run_segment(
         (out / MASKS).mkdir(exist_ok=True)
         if ran.overlays:
             (out / OVERLAYS).mkdir(exist_ok=True)
-        if shard.count > 1:
+        if shard.count > 1 or inputs.format == "coco":
             (out / PARTS).mkdir(exist_ok=True)
         written, computed, unreadable = _segment_all(
             segmenter,
@@ -204,6 +211,7 @@ def run_segment(
             ran,
             resume=state == "resume",
             progress=progress,
+            coco_path=part_path(out, shard, COCO_PART) if inputs.format == "coco" else None,
         )
     for _, reason in unreadable:
         log.error("%s; this target has no mask", reason)
@@ -212,7 +220,7 @@ def run_segment(
         remaining = missing_records(out, [len(b) for b in batches], owners, shard.count)
         if not remaining:
             try:
-                _merge_prompts(out, batches, names, owners, shard.count)
+                _summarize(inputs, manifest, batches, names, owners, shard.count)
             except FileNotFoundError:
                 # Two shards finished at once and the other one merged (its parts are gone).
                 finished = read_manifest(out)
@@ -221,11 +229,8 @@ def run_segment(
                 return SegmentSummary(len(targets), written, computed, [], state, out)
     elif unreadable:
         remaining = len(unreadable)
-    if not remaining:
-        manifest.finished = True
-        write_manifest(out, manifest)
-        _write_coco(inputs)
-        shutil.rmtree(out / PARTS, ignore_errors=True)
+    else:
+        _summarize(inputs, manifest, batches, names, owners, 1)
     return SegmentSummary(len(targets), written, computed, unreadable, state, out, remaining)
 
 
@@ -245,6 +250,7 @@ def _manifest(
             "samic": fingerprint(inputs.samic_checkpoint),
             "sam": fingerprint(inputs.sam_checkpoint),
             "backbone_weights": fingerprint(inputs.backbone_weights),
+            "format": inputs.format,
         },
         config=manifest_config(ran),
     )
@@ -264,14 +270,6 @@ def _owners(shard: Shard, batches: list[range], targets: list[Path]) -> list[int
     return shard.owners([sum(image_pixels(targets[i]) for i in batch) for batch in batches])
 
 
-def _merge_prompts(
-    out: Path, batches: list[range], names: list[str], owners: list[int], count: int
-) -> None:
-    """prompts.jsonl from the shards' parts, in the collection's order."""
-    groups = [[names[i] for i in batch] for batch in batches]
-    merge_parts(out, out / PROMPTS, groups, owners, count, key="image")
-
-
 def _merge(
     inputs: SegmentInputs, config: SegmentConfig, targets: list[Path], names: list[str]
 ) -> SegmentSummary:
@@ -281,7 +279,6 @@ def _merge(
     if manifest is None or manifest.command != "segment":
         raise UserError(f"{out}: holds no `segment` run to merge; pass its `out_dir`")
     if manifest.finished:
-        _write_coco(inputs)
         return SegmentSummary(len(targets), len(targets), 0, [], "finished", out)
     count = part_count(out)
     batches = _batches(len(targets), config.tracker.batch_size)
@@ -294,19 +291,34 @@ def _merge(
             f"{out}: {remaining} of {len(targets)} targets are not finished; run their shards "
             "first (a target that cannot be read is reported by its shard)"
         )
-    _merge_prompts(out, batches, names, owners, count)
-    manifest.finished = True
-    write_manifest(out, manifest)
-    _write_coco(inputs)
-    shutil.rmtree(out / PARTS, ignore_errors=True)
+    _summarize(inputs, manifest, batches, names, owners, count)
     return SegmentSummary(len(targets), len(targets), 0, [], "finished", out)
 
 
-def _write_coco(inputs: SegmentInputs) -> None:
-    """``format`` coco: OUT/coco.json from the finished run's masks and prompts lines."""
+def _summarize(
+    inputs: SegmentInputs,
+    manifest: RunManifest,
+    batches: list[range],
+    names: list[str],
+    owners: list[int],
+    count: int,
+) -> None:
+    """The complete collection's summary: prompts.jsonl from the ``count`` shards' parts,
+    coco.json from their COCO records (``format`` coco), the manifest marked finished, the
+    parts removed."""
+    out = inputs.out_dir
+    groups = [[names[i] for i in batch] for batch in batches]
+    if count > 1:
+        merge_parts(out, out / PROMPTS, groups, owners, count, key="image")
     if inputs.format == "coco":
-        export_run(inputs.out_dir, "coco", inputs.out_dir)
-        log.info("wrote %s", inputs.out_dir / COCO_FILE)
+        first = next(iter_records(out / PROMPTS, IMAGE_KEYS, "target image"), None)
+        categories = segment_categories(int(k) for k in (first or {}).get("classes", {}))
+        lines = part_lines(out, groups, owners, count, "name", COCO_PART)
+        write_coco_records((json.loads(line) for line in lines), categories, out / COCO_FILE)
+        log.info("wrote %s", out / COCO_FILE)
+    manifest.finished = True
+    write_manifest(out, manifest)
+    shutil.rmtree(out / PARTS, ignore_errors=True)
 
 
 def _report_shared(refs: list[ReferenceFile], targets: list[Path]) -> None:
@@ -356,10 +368,11 @@ def _segment_all(
     *,
     resume: bool,
     progress: bool,
+    coco_path: Path | None = None,
 ) -> tuple[int, int, list[tuple[Path, str]]]:
     """Segment every target of ``batches`` ((path, name) each) not finished yet, writing their
-    prompts lines to ``prompts_path``; returns (finished in all, computed now, unreadable
-    targets with the reason)."""
+    prompts lines to ``prompts_path`` (and, before each, its COCO record to ``coco_path``);
+    returns (finished in all, computed now, unreadable targets with the reason)."""
     finished: set[str] = set()
     if resume:
         for record in iter_records(prompts_path, IMAGE_KEYS, "target image"):
@@ -371,9 +384,18 @@ def _segment_all(
         keep_first(prompts_path, done)
         if done:
             log.info("%s: continuing after its %d finished targets", prompts_path, done)
+    if coco_path is not None and done:
+        if complete_lines(coco_path) < done:
+            raise UserError(f"{coco_path}: fewer records than targets done; pass `force`")
+        keep_first(coco_path, done)
     unreadable: list[tuple[Path, str]] = []
     computed = 0
-    with JsonLinesWriter(prompts_path, append=done > 0) as prompts:
+    with (
+        JsonLinesWriter(prompts_path, append=done > 0) as prompts,
+        JsonLinesWriter(coco_path, append=done > 0)
+        if coco_path is not None
+        else contextlib.nullcontext() as coco,
+    ):
         total = sum(len(batch) for batch in batches)
         images_bar = bar(
             total=total, initial=done, desc="segment", unit="image", disable=not progress
@@ -396,8 +418,12 @@ def _segment_all(
             for (path, name, rgb), result in zip(readable, results, strict=True):
                 if name in finished:
                     continue
-                _write(out, name, rgb, result, config)
-                prompts.write(image_record(name, path, result))
+                ids = _write(out, name, rgb, result, config)
+                record = image_record(name, path, result)
+                if coco is not None:
+                    item = segment_item(record, ids, config.instances)
+                    coco.write({"name": name, **coco_record(item)})
+                prompts.write(record)
                 computed += 1
                 images_bar.update(1)
         images_bar.close()
@@ -411,8 +437,11 @@ def _finished(out: Path, name: str, config: SegmentConfig) -> bool:
     return not config.overlays or (out / OVERLAYS / f"{name}.jpg").is_file()
 
 
-def _write(out: Path, name: str, rgb: np.ndarray, result: ImageResult, config: SegmentConfig):
-    """One target's mask (and overlay, points drawn in their class or instance colour)."""
+def _write(
+    out: Path, name: str, rgb: np.ndarray, result: ImageResult, config: SegmentConfig
+) -> np.ndarray:
+    """One target's mask (and overlay, points drawn in their class or instance colour);
+    returns the (H, W) uint8 ids written."""
     ids = result.instances if config.instances else result.ids
     if config.overlays:
         points: dict[int, list[np.ndarray]] = {}
@@ -431,3 +460,4 @@ def _write(out: Path, name: str, rgb: np.ndarray, result: ImageResult, config: S
         with atomic_path(out / OVERLAYS / f"{name}.jpg") as tmp:
             Image.fromarray(drawn).save(tmp, format="JPEG", quality=OVERLAY_QUALITY)
     write_mask(out / MASKS / f"{name}.png", ids)
+    return ids

@@ -126,8 +126,9 @@ def test_interrupted_shard_reruns_only_its_missing_targets(collection, tiny_mode
     def counting(out, name, *args, **kwargs):
         if len(written) == 3 and interrupt:
             raise KeyboardInterrupt  # Ctrl-C after the shard's third target
-        real_write(out, name, *args, **kwargs)
+        ids = real_write(out, name, *args, **kwargs)
         written.append(name)
+        return ids
 
     monkeypatch.setattr(pipeline, "_write", counting)
     out = collection / "out"

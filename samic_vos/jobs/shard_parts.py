@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from samic_vos.runtime.atomic import atomic_path
@@ -18,11 +19,12 @@ from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.shards import Shard
 
 PARTS = "parts"  # the folder of the shards' record files in a run folder
+PART = re.compile(r"\d+-of-(\d+)\.jsonl")  # a shard's main part (other kinds add a suffix)
 
 
-def part_path(out: Path, shard: Shard) -> Path:
-    """``out/parts/<I>-of-<N>.jsonl``: where ``shard`` writes its records."""
-    return out / PARTS / f"{shard.part}.jsonl"
+def part_path(out: Path, shard: Shard, suffix: str = ".jsonl") -> Path:
+    """``out/parts/<I>-of-<N><suffix>``: where ``shard`` writes its records (of one kind)."""
+    return out / PARTS / f"{shard.part}{suffix}"
 
 
 def part_count(out: Path) -> int:
@@ -31,8 +33,8 @@ def part_count(out: Path) -> int:
     Raises:
         UserError: no parts, or parts of several shard counts.
     """
-    counts = {p.stem.rpartition("-of-")[2] for p in (out / PARTS).glob("*-of-*.jsonl")}
-    if len(counts) != 1 or not next(iter(counts)).isdigit():
+    counts = {m.group(1) for p in (out / PARTS).glob("*.jsonl") if (m := PART.match(p.name))}
+    if len(counts) != 1:
         raise UserError(f"{out}: holds no parts of one sharded run to merge ({out / PARTS})")
     return int(next(iter(counts)))
 
@@ -55,22 +57,21 @@ def complete_lines(path: Path) -> int:
         return sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
 
 
-def merge_parts(
+def part_lines(
     out: Path,
-    target: Path,
     groups: Sequence[Sequence[str]],
     owners: Sequence[int],
     count: int,
     key: str,
-) -> None:
-    """Write ``target`` from the shards' parts: for each group in order, the next lines of its
+    suffix: str = ".jsonl",
+) -> Iterator[bytes]:
+    """The shards' part lines in the collection's order: for each group, the next lines of its
     owner's part, each checked to be the record whose ``key`` is the expected name."""
     with contextlib.ExitStack() as stack:
         parts = [
-            stack.enter_context(open(part_path(out, Shard(i, count)), "rb")) for i in range(count)
+            stack.enter_context(open(part_path(out, Shard(i, count), suffix), "rb"))
+            for i in range(count)
         ]
-        temporary = stack.enter_context(atomic_path(target))
-        merged = stack.enter_context(open(temporary, "wb"))
         for names, owner in zip(groups, owners, strict=True):
             for name in names:
                 line = parts[owner].readline()
@@ -80,4 +81,18 @@ def merge_parts(
                         f"{out / PARTS}: the part of shard {owner}/{count} does not hold "
                         f"'{name}' where expected; rerun that shard with `force` into a new OUT"
                     )
-                merged.write(line)
+                yield line
+
+
+def merge_parts(
+    out: Path,
+    target: Path,
+    groups: Sequence[Sequence[str]],
+    owners: Sequence[int],
+    count: int,
+    key: str,
+) -> None:
+    """Write ``target`` from the shards' parts (:func:`part_lines`), streamed, atomically."""
+    with atomic_path(target) as temporary, open(temporary, "wb") as merged:
+        for line in part_lines(out, groups, owners, count, key):
+            merged.write(line)

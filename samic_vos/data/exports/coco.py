@@ -6,7 +6,9 @@ style JSON name them), one ``annotations`` entry per object (``segmentation``: t
 pixels as COCO's compressed RLE, pycocotools' own encoding; ``area``, ``bbox`` [x, y, w, h] in
 pixels, ``iscrowd`` 0, ``score``: SAM's confidence where known), ``categories`` as the source
 names them. The file is written atomically; only one image's mask is held at a time (the
-annotations wait in a temporary file until the images are written).
+annotations wait in a temporary file until the images are written). A run can write each
+image's record (:func:`coco_record`) as it finishes it and the file at the end
+(:func:`write_coco_records`): the same bytes as :func:`write_coco` over the finished run.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from samic_vos.data.exports.sources import ExportObject, ExportSource
+from samic_vos.data.exports.sources import ExportItem, ExportObject, ExportSource
 from samic_vos.runtime.atomic import atomic_path
 
 COCO_FILE = "coco.json"
@@ -45,37 +48,49 @@ def rle_annotation(ids: np.ndarray, obj: ExportObject) -> dict[str, Any] | None:
     return annotation
 
 
-def write_coco(source: ExportSource, out_dir: Path) -> Path:
-    """Write ``out_dir/coco.json`` from ``source``; returns its path."""
-    path = out_dir / COCO_FILE
+def coco_record(item: ExportItem) -> dict[str, Any]:
+    """One image's part of the file: ``{"image": its entry, "annotations": [...]}``, without
+    the ids (given when the file is written, in order)."""
+    height, width = (int(v) for v in item.ids.shape)
+    entry: dict[str, Any] = {
+        "file_name": item.file_name,
+        "height": int(height),
+        "width": int(width),
+    }
+    if item.video is not None:
+        entry.update(video=item.video, frame_index=item.frame_index)
+    found = (rle_annotation(item.ids, obj) for obj in item.objects)
+    return {"image": entry, "annotations": [a for a in found if a is not None]}
+
+
+def write_coco_records(
+    records: Iterable[dict[str, Any]], categories: dict[int, str], path: Path
+) -> None:
+    """Write ``path`` from :func:`coco_record`'s records in order (ids from 1), atomically;
+    the annotations wait in a temporary file while the images are written."""
     with (
         atomic_path(path) as tmp,
         open(tmp, "w", encoding="utf-8") as out,
-        tempfile.TemporaryFile("w+", encoding="utf-8", dir=out_dir) as annotations,
+        tempfile.TemporaryFile("w+", encoding="utf-8", dir=path.parent) as annotations,
     ):
         out.write('{"info": {"description": "samic-vos"}, "images": [')
         count = 0
-        for image_id, item in enumerate(source.items(), 1):
-            height, width = item.ids.shape
-            entry: dict[str, Any] = {
-                "id": image_id,
-                "file_name": item.file_name,
-                "height": int(height),
-                "width": int(width),
-            }
-            if item.video is not None:
-                entry.update(video=item.video, frame_index=item.frame_index)
+        for image_id, record in enumerate(records, 1):
+            entry = {"id": image_id, **record["image"]}
             out.write(("" if image_id == 1 else ", ") + json.dumps(entry))
-            for obj in item.objects:
-                annotation = rle_annotation(item.ids, obj)
-                if annotation is None:
-                    continue
+            for annotation in record["annotations"]:
                 count += 1
-                record = {"id": count, "image_id": image_id, **annotation}
-                annotations.write(("" if count == 1 else ", ") + json.dumps(record))
+                line = {"id": count, "image_id": image_id, **annotation}
+                annotations.write(("" if count == 1 else ", ") + json.dumps(line))
         out.write('], "annotations": [')
         annotations.seek(0)
         shutil.copyfileobj(annotations, out)
-        categories = [{"id": k, "name": v} for k, v in source.categories.items()]
-        out.write('], "categories": ' + json.dumps(categories) + "}\n")
+        listed = [{"id": k, "name": v} for k, v in categories.items()]
+        out.write('], "categories": ' + json.dumps(listed) + "}\n")
+
+
+def write_coco(source: ExportSource, out_dir: Path) -> Path:
+    """Write ``out_dir/coco.json`` from ``source``; returns its path."""
+    path = out_dir / COCO_FILE
+    write_coco_records((coco_record(item) for item in source.items()), source.categories, path)
     return path

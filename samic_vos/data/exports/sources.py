@@ -22,7 +22,7 @@ Only one image's masks are held at a time (memory flat in the size of the collec
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,23 +136,33 @@ def _run_mask(folder: Path, name: str) -> np.ndarray:
 
 def _segment_source(folder: Path, instances: bool) -> ExportSource:
     first = next(_lines(folder), None)
-    classes = sorted(int(k) for k in (first or {}).get("classes", {}))
+    classes = [int(k) for k in (first or {}).get("classes", {})]
 
     def items() -> Iterator[ExportItem]:
         for line in _lines(folder):
-            ids = _run_mask(folder, line["image"])
-            present = set(np.unique(ids).tolist())
-            objects = []
-            for key, found in line["classes"].items():
-                score = found.get("confidence")
-                members = found["instances"] if instances else [int(key)]
-                for member in dict.fromkeys(members):
-                    if member in present and member:
-                        objects.append(ExportObject(member, int(key), score))
-            objects.sort(key=lambda o: o.id)
-            yield ExportItem(line["image"], line["path"], ids, objects, Path(line["path"]))
+            yield segment_item(line, _run_mask(folder, line["image"]), instances)
 
-    return ExportSource({k: f"class {k}" for k in classes}, items)
+    return ExportSource(segment_categories(classes), items)
+
+
+def segment_categories(classes: Iterable[int]) -> dict[int, str]:
+    """`segment`'s categories: its reference classes, ``class k``, by id."""
+    return {k: f"class {k}" for k in sorted(classes)}
+
+
+def segment_item(line: dict[str, Any], ids: np.ndarray, instances: bool) -> ExportItem:
+    """One `segment` target from its prompts line and its (H, W) uint8 mask (class ids, or
+    instance ids with ``instances``)."""
+    present = set(np.unique(ids).tolist())
+    objects = []
+    for key, found in line["classes"].items():
+        score = found.get("confidence")
+        members = found["instances"] if instances else [int(key)]
+        for member in dict.fromkeys(members):
+            if member in present and member:
+                objects.append(ExportObject(member, int(key), score))
+    objects.sort(key=lambda o: o.id)
+    return ExportItem(line["image"], line["path"], ids, objects, Path(line["path"]))
 
 
 def _videos_source(runs: list[Path]) -> ExportSource:
