@@ -42,7 +42,6 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -55,7 +54,6 @@ from samic_vos.data.exports.coco import COCO_FILE, coco_record, write_coco_recor
 from samic_vos.data.exports.sources import segment_categories, segment_item
 from samic_vos.data.mask_io import VOID_ID, write_mask
 from samic_vos.inference.fewshot_engine import ImageResult
-from samic_vos.inference.prompter import Reference
 from samic_vos.inference.prompts_log import (
     IMAGE_KEYS,
     PROMPTS,
@@ -66,11 +64,12 @@ from samic_vos.inference.prompts_log import (
 from samic_vos.jobs.segment import SegmentConfig
 from samic_vos.jobs.segment_inputs import (
     ReferenceFile,
+    engine_references,
     find_targets,
     image_pixels,
     load_mask_reference,
-    load_sambox_reference,
     reference_files,
+    reference_fingerprint,
     target_names,
 )
 from samic_vos.jobs.shard_parts import (
@@ -98,7 +97,6 @@ from samic_vos.runtime.runs import (
 )
 from samic_vos.runtime.shards import Shard, resolve_shard
 from samic_vos.runtime.version import __version__
-from samic_vos.sam.segmenter import SamSegmenter
 from samic_vos.training.adapted import ADAPTATION_STATE, ADAPTED
 
 log = logging.getLogger(__name__)
@@ -180,7 +178,7 @@ def run_segment(
         models, ran.tracker, adaptation=ran.adaptation, adaptation_dir=out, progress=progress
     )
     try:
-        segmenter.set_references(_references(refs, mask_refs, models.segmenter))
+        segmenter.set_references(engine_references(refs, mask_refs, models.segmenter))
     except ValueError as err:
         raise UserError(f"references: {err}") from err
 
@@ -245,7 +243,7 @@ def _manifest(
     return RunManifest(
         command="segment",
         inputs={
-            "references": [_reference_fingerprint(ref) for ref in refs],
+            "references": [reference_fingerprint(ref) for ref in refs],
             "targets": {name: str(path) for name, path in zip(names, targets, strict=True)},
             "samic": fingerprint(inputs.samic_checkpoint),
             "sam": fingerprint(inputs.sam_checkpoint),
@@ -327,29 +325,6 @@ def _report_shared(refs: list[ReferenceFile], targets: list[Path]) -> None:
     for target in targets:
         if target in images:
             log.info("%s: also a reference image; segmented as a target too", target)
-
-
-def _references(
-    refs: list[ReferenceFile],
-    mask_refs: list[tuple[np.ndarray, np.ndarray]],
-    segmenter: SamSegmenter,
-) -> list[Reference]:
-    """The engine's references, in the order given (image + mask pairs, then SAMBOX)."""
-    pairs = iter(mask_refs)
-    out = []
-    for ref in refs:
-        if ref.sambox is None:
-            out.append(Reference(*next(pairs)))
-        else:
-            rgb, ids, points = load_sambox_reference(ref, segmenter)
-            out.append(Reference(rgb, ids, points=points))
-    return out
-
-
-def _reference_fingerprint(ref: ReferenceFile) -> dict[str, Any]:
-    if ref.sambox is not None:
-        return {"sambox": fingerprint(ref.sambox), "image": fingerprint(ref.image)}
-    return {"image": fingerprint(ref.image), "mask": fingerprint(ref.mask)}
 
 
 def _batches(count: int, size: int) -> list[range]:

@@ -24,6 +24,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -33,7 +34,9 @@ from samic_vos.data.fewshot_sets import sambox_object_mask
 from samic_vos.data.frame_source import IMAGE_SUFFIXES
 from samic_vos.data.mask_io import object_ids, read_mask
 from samic_vos.data.sambox_format import SamboxAnnotation, natural_key, read_annotation
+from samic_vos.inference.prompter import Reference
 from samic_vos.runtime.errors import UserError
+from samic_vos.runtime.runs import fingerprint
 from samic_vos.sam.segmenter import SamSegmenter
 
 # Image files a target folder or glob contributes (a file named explicitly may be any image).
@@ -245,3 +248,27 @@ def _clicked_mask(
         if len(coords) or box is not None:
             mask |= segmenter.prompt(coords if len(coords) else None, labels, box=box).mask
     return mask
+
+
+def engine_references(
+    refs: list[ReferenceFile],
+    mask_refs: list[tuple[np.ndarray, np.ndarray]],
+    segmenter: SamSegmenter,
+) -> list[Reference]:
+    """The engine's references, in the order given (image + mask pairs, then SAMBOX)."""
+    pairs = iter(mask_refs)
+    out = []
+    for ref in refs:
+        if ref.sambox is None:
+            out.append(Reference(*next(pairs)))
+        else:
+            rgb, ids, points = load_sambox_reference(ref, segmenter)
+            out.append(Reference(rgb, ids, points=points))
+    return out
+
+
+def reference_fingerprint(ref: ReferenceFile) -> dict[str, Any]:
+    """What identifies a reference in a run's manifest: its files' fingerprints."""
+    if ref.sambox is not None:
+        return {"sambox": fingerprint(ref.sambox), "image": fingerprint(ref.image)}
+    return {"image": fingerprint(ref.image), "mask": fingerprint(ref.mask)}
