@@ -36,7 +36,7 @@ from samic_vos.inference.prompts_log import complete_records
 from samic_vos.jobs.track import TrackConfig, track_sequence
 from samic_vos.runtime.atomic import atomic_write_text
 from samic_vos.runtime.background_jobs import BackgroundJobs
-from samic_vos.runtime.config import config_to_dict, save_config
+from samic_vos.runtime.config import manifest_config, save_config
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.output_paths import check_writable_dir
 from samic_vos.runtime.runs import RunManifest, fingerprint, open_run, read_manifest, write_manifest
@@ -230,13 +230,11 @@ class _Runner:
         progress: bool,
     ) -> None:
         from samic_vos.api.models import load_segmenter
-        from samic_vos.runtime.devices import select_device
+        from samic_vos.runtime.devices import shard_device
 
         self.inputs, self.config, self.dataset, self.progress = inputs, config, dataset, progress
         self.out = inputs.out_dir
-        device = select_device(config.track.device)
-        if device.type == "cuda" and shard.local_rank is not None:
-            device = torch.device("cuda", shard.local_rank)  # torchrun: one process per GPU
+        device = shard_device(config.track.device, shard.local_rank)
         self.device = device
         self.segmenter = load_segmenter(
             config.track.sam_model,
@@ -294,8 +292,6 @@ class _Runner:
 
     def manifest(self, names: list[str]) -> RunManifest:
         """The run's manifest: the same for every shard (the device is not part of it)."""
-        config = config_to_dict(self.ran)
-        config["track"].pop("device")
         return RunManifest(
             command="bench-davis",
             inputs={
@@ -306,7 +302,7 @@ class _Runner:
                 "sam": fingerprint(self.inputs.sam_checkpoint),
                 "backbone_weights": fingerprint(self.inputs.backbone_weights),
             },
-            config=config,
+            config=manifest_config(self.ran, "track"),
         )
 
     def prepare_network(self) -> None:

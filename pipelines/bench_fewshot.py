@@ -29,7 +29,9 @@ needs no network.
 
 Runs resume as ``bench davis`` does (:mod:`samic_vos.runtime.runs`, manifest ``OUT/run.json``):
 finished episodes are skipped, another configuration into the same ``OUT`` is refused, ``force``
-starts afresh.
+starts afresh. Shards (:mod:`samic_vos.runtime.shards`: ``shard`` I/N, torchrun, a Slurm array)
+take whole classes, dealt by their episode counts (a class's images are embedded once, in one
+process); the shard that finds every episode done (or ``merge``) scores the set.
 """
 
 from __future__ import annotations
@@ -63,11 +65,12 @@ from samic_vos.inference.prompter import Reference
 from samic_vos.inference.prompts_log import image_record
 from samic_vos.jobs.segment import SegmentConfig
 from samic_vos.runtime.atomic import atomic_write_text
-from samic_vos.runtime.config import config_to_dict, require, require_choice, save_config
+from samic_vos.runtime.config import manifest_config, require, require_choice, save_config
 from samic_vos.runtime.console import bar
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.output_paths import check_writable_dir, removing_new_folders
 from samic_vos.runtime.runs import RunManifest, fingerprint, open_run, read_manifest, write_manifest
+from samic_vos.runtime.shards import Shard, resolve_shard
 from samic_vos.runtime.stage_timer import StageTimer, save_timings, total_timings
 from samic_vos.runtime.version import __version__
 
@@ -135,15 +138,19 @@ class BenchFewshotInputs:
     backbone_weights: Path | None = None
     force: bool = False
     report: bool = False  # also write OUT/report.html
+    shard: str | None = None  # "I/N"; None: the launcher's (torchrun, Slurm), else every class
+    merge: bool = False  # only score a sharded run whose shards have all finished
 
 
 @dataclass
 class BenchFewshotResult:
-    """What the run did: ``computed`` episodes by this call, and the scores."""
+    """What the run did: ``computed`` episodes by this call, and the scores (``None`` while
+    other shards' episodes remain: ``remaining``)."""
 
     episodes: int
     computed: int
-    scores: dict[str, Any]
+    scores: dict[str, Any] | None
+    remaining: int = 0
 
 
 def episode_list(root: Path, config: BenchFewshotConfig) -> str:
@@ -172,7 +179,10 @@ def run_bench_fewshot(
     check_episode_files(dataset, episodes)
     out = inputs.out_dir
     check_writable_dir(out)
-    runner = _Runner(inputs, config, dataset, progress)
+    if inputs.merge:
+        return _merge(inputs, config, dataset, episodes)
+    shard = resolve_shard(inputs.shard)
+    runner = _Runner(inputs, config, dataset, progress, shard.local_rank)
     manifest = runner.manifest()
     state = open_run(out, manifest, force=inputs.force, outputs=OUTPUTS)
     with removing_new_folders(out):
@@ -180,16 +190,62 @@ def run_bench_fewshot(
             out.mkdir(parents=True, exist_ok=True)
             write_manifest(out, manifest)
             save_config(runner.ran, out / "config.yaml", version=__version__)
-        runner.run(episodes)  # only what is missing (nothing, in a complete run)
+        runner.run(shard_episodes(shard, episodes))  # only what is missing
         runner.save_timings()
-        scores = score(out, dataset, episodes, config.episodes, config.protocol.eval_size)
-        manifest.finished = True
-        write_manifest(out, manifest)
-        if inputs.report:
-            from samic_vos.reports.fewshot_report import write_fewshot_report
-
-            log.info("wrote %s", write_fewshot_report(out, dataset, episodes, scores))
+        remaining = sum(not episode_done(out, e) for e in episodes)
+        if remaining:
+            return BenchFewshotResult(len(episodes), runner.computed, None, remaining)
+        scores = _finish(inputs, config, dataset, episodes, manifest)
     return BenchFewshotResult(len(episodes), runner.computed, scores)
+
+
+def shard_episodes(shard: Shard, episodes: list[Episode]) -> list[Episode]:
+    """``shard``'s episodes: whole classes, dealt by their episode counts (heaviest first),
+    in the protocol's order."""
+    counts: dict[str, int] = {}
+    for episode in episodes:
+        counts[episode.class_name] = counts.get(episode.class_name, 0) + 1
+    owners = dict(zip(counts, shard.owners(list(counts.values())), strict=True))
+    return [e for e in episodes if owners[e.class_name] == shard.index]
+
+
+def _finish(
+    inputs: BenchFewshotInputs,
+    config: BenchFewshotConfig,
+    dataset: FewShotDataset,
+    episodes: list[Episode],
+    manifest: RunManifest,
+) -> dict[str, Any]:
+    """Score the complete set (scores.json), mark the run finished, write the report."""
+    out = inputs.out_dir
+    scores = score(out, dataset, episodes, config.episodes, config.protocol.eval_size)
+    manifest.finished = True
+    write_manifest(out, manifest)
+    if inputs.report:
+        from samic_vos.reports.fewshot_report import write_fewshot_report
+
+        log.info("wrote %s", write_fewshot_report(out, dataset, episodes, scores))
+    return scores
+
+
+def _merge(
+    inputs: BenchFewshotInputs,
+    config: BenchFewshotConfig,
+    dataset: FewShotDataset,
+    episodes: list[Episode],
+) -> BenchFewshotResult:
+    """``merge``: score a sharded run whose shards have all finished (no model is loaded)."""
+    out = inputs.out_dir
+    manifest = read_manifest(out)
+    if manifest is None or manifest.command != "bench-fewshot":
+        raise UserError(f"{out}: holds no `bench fewshot` run to merge; pass its `out_dir`")
+    remaining = sum(not episode_done(out, e) for e in episodes)
+    if remaining:
+        raise UserError(
+            f"{out}: {remaining} of {len(episodes)} episodes are not done; run their shards first"
+        )
+    scores = _finish(inputs, config, dataset, episodes, manifest)
+    return BenchFewshotResult(len(episodes), 0, scores)
 
 
 def episode_done(out: Path, episode: Episode) -> bool:
@@ -211,13 +267,18 @@ class _Runner:
         config: BenchFewshotConfig,
         dataset: FewShotDataset,
         progress: bool,
+        local_rank: int | None = None,
     ) -> None:
         from samic_vos.api.models import job_models
 
         self.inputs, self.config, self.dataset, self.progress = inputs, config, dataset, progress
         self.out = inputs.out_dir
         models, segment = job_models(
-            config.segment, inputs.sam_checkpoint, inputs.samic_checkpoint, inputs.backbone_weights
+            config.segment,
+            inputs.sam_checkpoint,
+            inputs.samic_checkpoint,
+            inputs.backbone_weights,
+            local_rank,
         )
         self.device = models.device
         self.segmenter = models.segmenter
@@ -238,8 +299,6 @@ class _Runner:
 
     def manifest(self) -> RunManifest:
         """The run's manifest (the device is not part of it)."""
-        config = config_to_dict(self.ran)
-        config["segment"].pop("device")
         return RunManifest(
             command="bench-fewshot",
             inputs={
@@ -248,7 +307,7 @@ class _Runner:
                 "sam": fingerprint(self.inputs.sam_checkpoint),
                 "backbone_weights": fingerprint(self.inputs.backbone_weights),
             },
-            config=config,
+            config=manifest_config(self.ran, "segment"),
         )
 
     def run(self, episodes: list[Episode]) -> None:

@@ -19,15 +19,29 @@ rerun of the same run into ``OUT`` skips the targets it finished (a prompts line
 each) and ends with the bytes of an uninterrupted run; a finished run is not redone
 (``force`` redoes it). Unreadable targets are reported one line each at the end, counted in
 :attr:`SegmentSummary.unreadable` (the command exits with status 2), and retried by a rerun.
+
+Shards (:mod:`samic_vos.runtime.shards`: ``shard`` I/N, torchrun's RANK/WORLD_SIZE, a Slurm
+array): the targets' batches (``tracker.batch_size`` consecutive targets, the unit a run decodes
+together) are dealt to the shards by their pixels; each shard writes its targets' masks into
+``OUT/masks`` and their prompts lines into ``OUT/parts/<I>-of-<N>.jsonl``, and resumes from
+them. The shard that finds the collection complete (or ``merge``) writes ``prompts.jsonl``, the
+parts in the collection's order: the bytes of one unsharded run. ``format`` ``coco``: each
+shard also writes every target's COCO record (:func:`~samic_vos.data.exports.coco.coco_record`:
+its image entry and RLE annotations) into ``OUT/parts/<I>-of-<N>.coco.jsonl`` as it finishes
+it (a whole run: ``parts/0-of-1.coco.jsonl``), and the summary merges them into
+``OUT/coco.json`` (ids in the collection's order): the bytes ``samic-vos export --format
+coco`` writes from the finished run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
-from collections.abc import Iterator, Sequence
+import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -35,40 +49,61 @@ from PIL import Image
 from samic_vos.api.images import ImageSegmenter
 from samic_vos.api.models import job_models
 from samic_vos.data.davis import read_image
+from samic_vos.data.exports import OUTPUT_FORMATS
+from samic_vos.data.exports.coco import COCO_FILE, coco_record, write_coco_records
+from samic_vos.data.exports.sources import segment_categories, segment_item
 from samic_vos.data.mask_io import VOID_ID, write_mask
 from samic_vos.inference.fewshot_engine import ImageResult
-from samic_vos.inference.prompter import Reference
 from samic_vos.inference.prompts_log import (
     IMAGE_KEYS,
     PROMPTS,
-    complete_records,
     image_record,
+    iter_records,
     keep_first,
 )
 from samic_vos.jobs.segment import SegmentConfig
 from samic_vos.jobs.segment_inputs import (
     ReferenceFile,
     checked_inputs,
+    engine_references,
+    image_pixels,
     load_mask_reference,
-    load_sambox_reference,
+    reference_fingerprint,
     target_names,
+)
+from samic_vos.jobs.shard_parts import (
+    PARTS,
+    complete_lines,
+    merge_parts,
+    missing_records,
+    part_count,
+    part_lines,
+    part_path,
 )
 from samic_vos.reports.render import overlay
 from samic_vos.runtime.atomic import JsonLinesWriter, atomic_path
-from samic_vos.runtime.config import config_to_dict, save_config
+from samic_vos.runtime.config import manifest_config, require_choice, save_config
 from samic_vos.runtime.console import bar
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.output_paths import check_writable_dir, removing_new_folders
-from samic_vos.runtime.runs import RunManifest, RunState, fingerprint, open_run, write_manifest
+from samic_vos.runtime.runs import (
+    RunManifest,
+    RunState,
+    fingerprint,
+    open_run,
+    read_manifest,
+    write_manifest,
+)
+from samic_vos.runtime.shards import Shard, resolve_shard
 from samic_vos.runtime.version import __version__
-from samic_vos.sam.segmenter import SamSegmenter
 from samic_vos.training.adapted import ADAPTATION_STATE, ADAPTED
 
 log = logging.getLogger(__name__)
 
 MASKS, OVERLAYS = "masks", "overlays"
+COCO_PART = ".coco.jsonl"  # a shard's COCO records, one per target, beside its prompts part
 # What a segment run writes in OUT (removed by `force`).
-OUTPUTS = (MASKS, OVERLAYS, PROMPTS, "config.yaml", ADAPTED, ADAPTATION_STATE)
+OUTPUTS = (MASKS, OVERLAYS, PROMPTS, PARTS, COCO_FILE, "config.yaml", ADAPTED, ADAPTATION_STATE)
 OVERLAY_QUALITY = 90  # JPEG quality of the overlays
 
 
@@ -85,6 +120,9 @@ class SegmentInputs:
     sam_checkpoint: Path | None = None
     backbone_weights: Path | None = None
     force: bool = False  # redo a finished run, or replace another run in out_dir
+    shard: str | None = None  # "I/N"; None: the launcher's (torchrun, Slurm), else the whole set
+    merge: bool = False  # only write the summary of a complete sharded run
+    format: str = "png"  # png | coco (also OUT/coco.json)
 
 
 @dataclass
@@ -98,6 +136,7 @@ class SegmentSummary:
     unreadable: list[tuple[Path, str]]
     state: RunState
     out_dir: Path
+    remaining: int = 0  # targets of the collection not finished yet (by any shard)
 
 
 def run_segment(
@@ -105,6 +144,8 @@ def run_segment(
 ) -> SegmentSummary:
     """Run (or continue) the whole job; see the module docstring."""
     out = inputs.out_dir
+    require_choice("format", inputs.format, OUTPUT_FORMATS)
+    shard = resolve_shard(inputs.shard)
     refs, targets = checked_inputs(
         inputs.targets,
         out,
@@ -115,38 +156,41 @@ def run_segment(
     )
     names = target_names(targets)
     check_writable_dir(out)
-    for name in (MASKS, OVERLAYS):
+    for name in (MASKS, OVERLAYS, PARTS):
         check_writable_dir(out / name)
+    if inputs.merge:
+        return _merge(inputs, config, targets, names)
+    if shard.count > 1 and config.prompter == "samic" and inputs.samic_checkpoint is None:
+        raise UserError(
+            "shards need one SAMIC network, not one adapted per shard: pass `samic_checkpoint` "
+            "(a trained network, or the samic_adapted.pt of an unsharded run), or use persam"
+        )
     mask_refs = [load_mask_reference(ref) for ref in refs if ref.sambox is None]
     _report_shared(refs, targets)
 
     models, ran = job_models(
-        config, inputs.sam_checkpoint, inputs.samic_checkpoint, inputs.backbone_weights
+        config,
+        inputs.sam_checkpoint,
+        inputs.samic_checkpoint,
+        inputs.backbone_weights,
+        shard.local_rank,
     )
     segmenter = ImageSegmenter(
         models, ran.tracker, adaptation=ran.adaptation, adaptation_dir=out, progress=progress
     )
     try:
-        segmenter.set_references(_references(refs, mask_refs, models.segmenter))
+        segmenter.set_references(engine_references(refs, mask_refs, models.segmenter))
     except ValueError as err:
         raise UserError(f"references: {err}") from err
 
-    manifest = RunManifest(
-        command="segment",
-        inputs={
-            "references": [_reference_fingerprint(ref) for ref in refs],
-            "targets": {name: str(path) for name, path in zip(names, targets, strict=True)},
-            "samic": fingerprint(inputs.samic_checkpoint),
-            "sam": fingerprint(inputs.sam_checkpoint),
-            "backbone_weights": fingerprint(inputs.backbone_weights),
-        },
-        config=config_to_dict(ran),
-    )
+    manifest = _manifest(inputs, refs, targets, names, ran)
     state = open_run(out, manifest, force=inputs.force, outputs=OUTPUTS)
     if state == "finished":
-        count = len(complete_records(out / PROMPTS, IMAGE_KEYS, "target image"))
-        log.info("%s: this run is finished (%d targets); pass `force` to redo it", out, count)
-        return SegmentSummary(len(targets), count, 0, [], state, out)
+        log.info("%s: this run is finished (%d targets); pass `force` to redo it", out, len(names))
+        return SegmentSummary(len(targets), len(names), 0, [], state, out)
+    batches = _batches(len(targets), config.tracker.batch_size)
+    owners = _owners(shard, batches, targets)
+    mine = [b for b, owner in zip(batches, owners, strict=True) if owner == shard.index]
     with removing_new_folders(out):
         out.mkdir(parents=True, exist_ok=True)
         write_manifest(out, manifest)
@@ -156,15 +200,124 @@ def run_segment(
         (out / MASKS).mkdir(exist_ok=True)
         if ran.overlays:
             (out / OVERLAYS).mkdir(exist_ok=True)
+        if shard.count > 1 or inputs.format == "coco":
+            (out / PARTS).mkdir(exist_ok=True)
         written, computed, unreadable = _segment_all(
-            segmenter, targets, names, out, ran, resume=state == "resume", progress=progress
+            segmenter,
+            [[(targets[i], names[i]) for i in batch] for batch in mine],
+            out,
+            _part_path(out, shard),
+            ran,
+            resume=state == "resume",
+            progress=progress,
+            coco_path=part_path(out, shard, COCO_PART) if inputs.format == "coco" else None,
         )
-    if not unreadable:
-        manifest.finished = True
-        write_manifest(out, manifest)
     for _, reason in unreadable:
         log.error("%s; this target has no mask", reason)
-    return SegmentSummary(len(targets), written, computed, unreadable, state, out)
+    remaining = 0
+    if shard.count > 1:
+        remaining = missing_records(out, [len(b) for b in batches], owners, shard.count)
+        if not remaining:
+            try:
+                _summarize(inputs, manifest, batches, names, owners, shard.count)
+            except FileNotFoundError:
+                # Two shards finished at once and the other one merged (its parts are gone).
+                finished = read_manifest(out)
+                if finished is None or not finished.finished:
+                    raise
+                return SegmentSummary(len(targets), written, computed, [], state, out)
+    elif unreadable:
+        remaining = len(unreadable)
+    else:
+        _summarize(inputs, manifest, batches, names, owners, 1)
+    return SegmentSummary(len(targets), written, computed, unreadable, state, out, remaining)
+
+
+def _manifest(
+    inputs: SegmentInputs,
+    refs: list[ReferenceFile],
+    targets: list[Path],
+    names: list[str],
+    ran: SegmentConfig,
+) -> RunManifest:
+    """The run's manifest: the same for every shard (the device is not part of it)."""
+    return RunManifest(
+        command="segment",
+        inputs={
+            "references": [reference_fingerprint(ref) for ref in refs],
+            "targets": {name: str(path) for name, path in zip(names, targets, strict=True)},
+            "samic": fingerprint(inputs.samic_checkpoint),
+            "sam": fingerprint(inputs.sam_checkpoint),
+            "backbone_weights": fingerprint(inputs.backbone_weights),
+            "format": inputs.format,
+        },
+        config=manifest_config(ran),
+    )
+
+
+def _part_path(out: Path, shard: Shard) -> Path:
+    """Where ``shard`` writes its prompts lines: ``prompts.jsonl`` for a whole run, else its
+    part (:func:`~samic_vos.jobs.shard_parts.part_path`)."""
+    return out / PROMPTS if shard.count == 1 else part_path(out, shard)
+
+
+def _owners(shard: Shard, batches: list[range], targets: list[Path]) -> list[int]:
+    """The shard of each batch, dealt by the batches' pixels (every shard computes the same);
+    a whole run owns every batch without reading the images' sizes."""
+    if shard.count == 1:
+        return [0] * len(batches)
+    return shard.owners([sum(image_pixels(targets[i]) for i in batch) for batch in batches])
+
+
+def _merge(
+    inputs: SegmentInputs, config: SegmentConfig, targets: list[Path], names: list[str]
+) -> SegmentSummary:
+    """``merge``: the summary of a sharded run whose shards have all finished."""
+    out = inputs.out_dir
+    manifest = read_manifest(out)
+    if manifest is None or manifest.command != "segment":
+        raise UserError(f"{out}: holds no `segment` run to merge; pass its `out_dir`")
+    if manifest.finished:
+        return SegmentSummary(len(targets), len(targets), 0, [], "finished", out)
+    count = part_count(out)
+    batches = _batches(len(targets), config.tracker.batch_size)
+    owners = Shard(0, count).owners(
+        [sum(image_pixels(targets[i]) for i in batch) for batch in batches]
+    )
+    remaining = missing_records(out, [len(b) for b in batches], owners, count)
+    if remaining:
+        raise UserError(
+            f"{out}: {remaining} of {len(targets)} targets are not finished; run their shards "
+            "first (a target that cannot be read is reported by its shard)"
+        )
+    _summarize(inputs, manifest, batches, names, owners, count)
+    return SegmentSummary(len(targets), len(targets), 0, [], "finished", out)
+
+
+def _summarize(
+    inputs: SegmentInputs,
+    manifest: RunManifest,
+    batches: list[range],
+    names: list[str],
+    owners: list[int],
+    count: int,
+) -> None:
+    """The complete collection's summary: prompts.jsonl from the ``count`` shards' parts,
+    coco.json from their COCO records (``format`` coco), the manifest marked finished, the
+    parts removed."""
+    out = inputs.out_dir
+    groups = [[names[i] for i in batch] for batch in batches]
+    if count > 1:
+        merge_parts(out, out / PROMPTS, groups, owners, count, key="image")
+    if inputs.format == "coco":
+        first = next(iter_records(out / PROMPTS, IMAGE_KEYS, "target image"), None)
+        categories = segment_categories(int(k) for k in (first or {}).get("classes", {}))
+        lines = part_lines(out, groups, owners, count, "name", COCO_PART)
+        write_coco_records((json.loads(line) for line in lines), categories, out / COCO_FILE)
+        log.info("wrote %s", out / COCO_FILE)
+    manifest.finished = True
+    write_manifest(out, manifest)
+    shutil.rmtree(out / PARTS, ignore_errors=True)
 
 
 def _report_shared(refs: list[ReferenceFile], targets: list[Path]) -> None:
@@ -175,66 +328,55 @@ def _report_shared(refs: list[ReferenceFile], targets: list[Path]) -> None:
             log.info("%s: also a reference image; segmented as a target too", target)
 
 
-def _references(
-    refs: list[ReferenceFile],
-    mask_refs: list[tuple[np.ndarray, np.ndarray]],
-    segmenter: SamSegmenter,
-) -> list[Reference]:
-    """The engine's references, in the order given (image + mask pairs, then SAMBOX)."""
-    pairs = iter(mask_refs)
-    out = []
-    for ref in refs:
-        if ref.sambox is None:
-            out.append(Reference(*next(pairs)))
-        else:
-            rgb, ids, points = load_sambox_reference(ref, segmenter)
-            out.append(Reference(rgb, ids, points=points))
-    return out
-
-
-def _reference_fingerprint(ref: ReferenceFile) -> dict[str, Any]:
-    if ref.sambox is not None:
-        return {"sambox": fingerprint(ref.sambox), "image": fingerprint(ref.image)}
-    return {"image": fingerprint(ref.image), "mask": fingerprint(ref.mask)}
-
-
-def _batches(items: list[tuple[Path, str]], size: int) -> Iterator[list[tuple[Path, str]]]:
-    """``items`` (path, name), all targets in order, in batches of ``size``: the same batches
-    in every run, so a continued run decodes a batch with the same images as an uninterrupted
-    one (the backbone's results may depend on what else is in its batch)."""
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])
+def _batches(count: int, size: int) -> list[range]:
+    """The indexes of ``count`` targets in batches of ``size``: the same batches in every run
+    and every shard, so a continued or sharded run decodes a batch with the same images as an
+    uninterrupted one (the backbone's results may depend on what else is in its batch)."""
+    return [range(start, min(start + size, count)) for start in range(0, count, size)]
 
 
 def _segment_all(
     segmenter: ImageSegmenter,
-    targets: Sequence[Path],
-    names: Sequence[str],
+    batches: Sequence[list[tuple[Path, str]]],
     out: Path,
+    prompts_path: Path,
     config: SegmentConfig,
     *,
     resume: bool,
     progress: bool,
+    coco_path: Path | None = None,
 ) -> tuple[int, int, list[tuple[Path, str]]]:
-    """Segment every target not finished yet; returns (finished in all, computed now,
-    unreadable targets with the reason)."""
-    prompts_path = out / PROMPTS
-    records = complete_records(prompts_path, IMAGE_KEYS, "target image") if resume else []
-    done = 0
-    while done < len(records) and _finished(out, records[done]["image"], config):
-        done += 1
+    """Segment every target of ``batches`` ((path, name) each) not finished yet, writing their
+    prompts lines to ``prompts_path`` (and, before each, its COCO record to ``coco_path``);
+    returns (finished in all, computed now, unreadable targets with the reason)."""
+    finished: set[str] = set()
+    if resume:
+        for record in iter_records(prompts_path, IMAGE_KEYS, "target image"):
+            if not _finished(out, record["image"], config):
+                break
+            finished.add(record["image"])
+    done = len(finished)
     if resume and prompts_path.is_file():
         keep_first(prompts_path, done)
         if done:
-            log.info("%s: continuing after its %d finished targets", out, done)
-    finished = {record["image"] for record in records[:done]}
+            log.info("%s: continuing after its %d finished targets", prompts_path, done)
+    if coco_path is not None and done:
+        if complete_lines(coco_path) < done:
+            raise UserError(f"{coco_path}: fewer records than targets done; pass `force`")
+        keep_first(coco_path, done)
     unreadable: list[tuple[Path, str]] = []
     computed = 0
-    with JsonLinesWriter(prompts_path, append=done > 0) as prompts:
+    with (
+        JsonLinesWriter(prompts_path, append=done > 0) as prompts,
+        JsonLinesWriter(coco_path, append=done > 0)
+        if coco_path is not None
+        else contextlib.nullcontext() as coco,
+    ):
+        total = sum(len(batch) for batch in batches)
         images_bar = bar(
-            total=len(targets), initial=done, desc="segment", unit="image", disable=not progress
+            total=total, initial=done, desc="segment", unit="image", disable=not progress
         )
-        for batch in _batches(list(zip(targets, names, strict=True)), config.tracker.batch_size):
+        for batch in batches:
             if all(name in finished for _, name in batch):
                 continue
             readable = []
@@ -252,8 +394,12 @@ def _segment_all(
             for (path, name, rgb), result in zip(readable, results, strict=True):
                 if name in finished:
                     continue
-                _write(out, name, rgb, result, config)
-                prompts.write(image_record(name, path, result))
+                ids = _write(out, name, rgb, result, config)
+                record = image_record(name, path, result)
+                if coco is not None:
+                    item = segment_item(record, ids, config.instances)
+                    coco.write({"name": name, **coco_record(item)})
+                prompts.write(record)
                 computed += 1
                 images_bar.update(1)
         images_bar.close()
@@ -267,8 +413,11 @@ def _finished(out: Path, name: str, config: SegmentConfig) -> bool:
     return not config.overlays or (out / OVERLAYS / f"{name}.jpg").is_file()
 
 
-def _write(out: Path, name: str, rgb: np.ndarray, result: ImageResult, config: SegmentConfig):
-    """One target's mask (and overlay, points drawn in their class or instance colour)."""
+def _write(
+    out: Path, name: str, rgb: np.ndarray, result: ImageResult, config: SegmentConfig
+) -> np.ndarray:
+    """One target's mask (and overlay, points drawn in their class or instance colour);
+    returns the (H, W) uint8 ids written."""
     ids = result.instances if config.instances else result.ids
     if config.overlays:
         points: dict[int, list[np.ndarray]] = {}
@@ -287,3 +436,4 @@ def _write(out: Path, name: str, rgb: np.ndarray, result: ImageResult, config: S
         with atomic_path(out / OVERLAYS / f"{name}.jpg") as tmp:
             Image.fromarray(drawn).save(tmp, format="JPEG", quality=OVERLAY_QUALITY)
     write_mask(out / MASKS / f"{name}.png", ids)
+    return ids

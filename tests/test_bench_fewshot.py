@@ -347,3 +347,37 @@ def test_two_straight_runs_in_fresh_processes_write_the_same_bytes(tmp_path, fss
         subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
         outs.append(_outputs(out))
     assert outs[0] and outs[0] == outs[1]
+
+
+def test_shards_by_flag_torchrun_and_slurm_give_the_bytes_of_one_run(
+    tmp_path, fss_root, samic, monkeypatch
+):
+    three = ["--classes", *PAIR, SIX]
+    straight = tmp_path / "straight"
+    code, text = _bench(fss_root, straight, *samic, *three, "--json")
+    expected = json.loads(text)
+    launches = {
+        "flag": [{}, {}],
+        "torchrun": [{"RANK": str(i), "WORLD_SIZE": "2", "LOCAL_RANK": str(i)} for i in (1, 0)],
+        "slurm": [{"SLURM_ARRAY_TASK_ID": str(i), "SLURM_ARRAY_TASK_COUNT": "2"} for i in (0, 1)],
+    }
+    for name, envs in launches.items():
+        out = tmp_path / name
+        for n, env in enumerate(envs):
+            flag = ["--shard", f"{n}/2"] if name == "flag" else []
+            with monkeypatch.context() as patch:
+                for key, value in env.items():
+                    patch.setenv(key, value)
+                code, text = _bench(fss_root, out, *samic, *three, "--json", *flag)
+            assert code == 0
+            if n == 0:  # the first shard alone: its classes only, no scores, merge refused
+                classes = {p.name for p in (out / "pred").iterdir()}
+                assert text == "" and 0 < len(classes) < 3 and not (out / "scores.json").exists()
+                assert _bench(fss_root, out, *samic, *three, "--merge")[0] == 2
+        scores = json.loads(text)
+        assert _outputs(out) == _outputs(straight), name
+        assert (
+            scores["global"] == expected["global"] and scores["per_class"] == expected["per_class"]
+        )
+        code, text = _bench(fss_root, out, *samic, *three, "--merge", "--json")
+        assert code == 0 and json.loads(text)["global"] == expected["global"]

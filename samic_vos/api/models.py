@@ -28,6 +28,7 @@ from samic_vos.inference.names import PROMPTERS
 from samic_vos.model.checkpoint import stored_net_config
 from samic_vos.model.samic_net import SamicNet, SamicNetConfig
 from samic_vos.runtime.config import require_choice
+from samic_vos.runtime.devices import shard_device
 from samic_vos.runtime.stage_threads import StageThreads, ThreadsConfig
 from samic_vos.sam.encoder import EncoderConfig
 from samic_vos.sam.models import require_models
@@ -235,11 +236,16 @@ def job_models(
     sam_checkpoint: Path | None,
     samic: Path | None,
     backbone_weights: Path | None,
+    local_rank: int | None = None,
 ) -> tuple[Models, C]:
     """The models of a job config that has ``sam_model``, ``prompter``, ``device``,
     ``encoder``, ``threads`` and ``network`` (``track``'s, ``segment``'s), and that config as
-    it ran (the device, SAM architecture and network loaded: what config.yaml records)."""
+    it ran (the device, SAM architecture and network loaded: what config.yaml records).
+    ``local_rank``: a launcher's GPU index for this process (torchrun's LOCAL_RANK), used
+    where the device resolves to CUDA."""
     job: Any = config
+    if local_rank is not None:
+        job = dataclasses.replace(job, device=str(shard_device(job.device, local_rank)))
     models = load_models(
         job.sam_model,
         sam_checkpoint=sam_checkpoint,

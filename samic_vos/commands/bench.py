@@ -71,10 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common.add_models(davis, prefix="track.", network_prefixes=("track.", "train."))
     common.add_device(davis, key="track.device")
     common.add_encoder(davis, prefix="track.")
-    davis.add_argument("--shard", metavar="I/N", help="track only shard I of N (0-based)")
-    davis.add_argument(
-        "--merge", action="store_true", help="score the complete OUT of a sharded run"
-    )
+    common.add_shards(davis, "track")
     davis.add_argument("--force", action="store_true", help="start afresh over another run in OUT")
     davis.add_argument("--json", action="store_true", help="print the scores as one JSON object")
     davis.add_argument(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -12,6 +13,8 @@ from typing import Any
 from samic_vos.commands import common
 from samic_vos.data.names import FOLD_KINDS, FSS_SPLITS, TEST_KINDS
 from samic_vos.inference.names import IMAGE_PROMPTERS
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION = """\
 Segment every test episode of a few-shot dataset and score it as the reference toolkits do:
@@ -81,6 +84,7 @@ def register(benchmarks: argparse._SubParsersAction) -> None:
     common.add_device(parser, key="segment.device")
     common.add_encoder(parser, prefix="segment.")
     parser.add_argument("--force", action="store_true", help="start afresh over another run in OUT")
+    common.add_shards(parser, "segment the episodes of")
     parser.add_argument("--json", action="store_true", help="print the scores as one JSON object")
     parser.add_argument(
         "--combine",
@@ -210,9 +214,18 @@ def run(args: argparse.Namespace) -> int:
         sam_checkpoint=args.sam_checkpoint,
         backbone_weights=args.backbone_weights,
         force=args.force,
+        shard=args.shard,
+        merge=args.merge,
         report=args.report,
     )
     result = run_bench_fewshot(inputs, config)
+    if result.scores is None:
+        log.info(
+            "segmented %d episodes; %d of the set remain: run the other shards, then `--merge`",
+            result.computed,
+            result.remaining,
+        )
+        return 0
     if args.json:
         common.stdout(json.dumps(result.scores, indent=1))
     else:

@@ -33,6 +33,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "samic_vos.commands.track",
     "samic_vos.commands.segment",
     "samic_vos.commands.render",
+    "samic_vos.commands.export",
     "samic_vos.commands.train",
     "samic_vos.commands.eval",
     "samic_vos.commands.bench",

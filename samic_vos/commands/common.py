@@ -132,6 +132,34 @@ def add_out(parser: argparse.ArgumentParser, help: str, *, required: bool = Fals
     parser.add_argument("-o", "--out", type=Path, required=required, metavar="OUT", help=help)
 
 
+def add_shards(parser: argparse.ArgumentParser, work: str) -> None:
+    """``--shard I/N`` and ``--merge``: a share of the ``work`` (else the launcher's: torchrun,
+    a Slurm array), and the summary of a complete sharded run."""
+    parser.add_argument(
+        "--shard",
+        metavar="I/N",
+        help=f"{work} only shard I of N (0-based); default: torchrun's RANK/WORLD_SIZE or a "
+        "Slurm array's task, else everything",
+    )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="write the summary of a sharded run whose shards have all finished",
+    )
+
+
+def add_format(parser: argparse.ArgumentParser) -> None:
+    """``--format png|coco``: the masks as palette PNGs only, or also as ``OUT/coco.json``."""
+    from samic_vos.data.exports import OUTPUT_FORMATS
+
+    parser.add_argument(
+        "--format",
+        choices=OUTPUT_FORMATS,
+        default="png",
+        help="png: masks/*.png (default); coco: also OUT/coco.json (COCO instances, RLE masks)",
+    )
+
+
 def add_device(parser: argparse.ArgumentParser, key: str = "device") -> None:
     """``--device`` as config ``key``."""
     config_flag(parser, "--device", key=key, metavar="DEVICE", help=DEVICE_HELP)

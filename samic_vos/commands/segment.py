@@ -24,7 +24,8 @@ recipe instead.
 References: --ref IMG --ref-mask MASK pairs (repeat both, in the same order; masks: palette,
 grayscale or binary PNG of the image's size; each id of a palette mask is its own class), and/or
 --ref-sambox FILE.sambox.json (the points a person clicked in SAMBOX are the prompts).
-TARGETs: image files, folders (searched recursively, natural order) or globs (quote them).
+TARGETs: image files, folders (searched recursively, natural order), globs (quote them) or
+list files (*.txt: one image path a line, relative to the list).
 Targets sharing a file name are named by their path (cats/1.jpg -> cats__1).
 
 Outputs in OUT: masks/<name>.png (palette; ids as the reference classes, or 1..M instances),
@@ -33,7 +34,10 @@ prompts.jsonl (points, heat values and SAM's confidence per image and class), ov
 references and saved as OUT/samic_adapted.pt.
 
 An interrupted run continues when run again with the same inputs and settings into the same OUT
-(finished targets are skipped); a finished one is not redone (--force redoes it).
+(finished targets are skipped); a finished one is not redone (--force redoes it). Shards:
+--shard I/N, or launched by torchrun (RANK/WORLD_SIZE; LOCAL_RANK picks the GPU) or as a Slurm
+array (SLURM_ARRAY_TASK_ID/COUNT), each segmenting its share of the targets (balanced by
+pixels) into the same OUT; the last to finish (or --merge) writes prompts.jsonl (and coco.json).
 Exit status: 0 when every target was segmented; {UNREADABLE_STATUS} when some targets could not
 be read (each named on stderr at the end, one line each; the others are written, and a rerun
 retries them), and {UNREADABLE_STATUS} for any other input mistake (one line, nothing written).
@@ -44,6 +48,10 @@ examples:
   samic-vos segment --ref ref.jpg --ref-mask ref.png photos/ -o runs/photos --overlay
   samic-vos segment --ref a.jpg --ref-mask a.png --ref b.jpg --ref-mask b.png 'shots/*.jpg' \\
       -o runs/shots --samic samic.pt --instances
+  torchrun --nproc_per_node 8 $(which samic-vos) segment --ref a.jpg --ref-mask a.png \\
+      photos/ -o runs/photos --samic samic.pt --format coco
+  sbatch --array=0-7 --wrap "samic-vos segment --ref a.jpg --ref-mask a.png photos/ -o runs/p \\
+      --samic samic.pt"
 """
 
 
@@ -106,6 +114,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--force", action="store_true", help="redo a finished run, or replace another run in OUT"
     )
+    common.add_format(parser)
+    common.add_shards(parser, "segment")
     common.add_models(parser)
     common.add_device(parser)
     common.add_encoder(parser)
@@ -134,6 +144,9 @@ def run(args: argparse.Namespace) -> int:
         sam_checkpoint=args.sam_checkpoint,
         backbone_weights=args.backbone_weights,
         force=args.force,
+        shard=args.shard,
+        merge=args.merge,
+        format=args.format,
     )
     summary = run_segment(inputs, config, progress=True)
     if summary.computed:
@@ -143,6 +156,13 @@ def run(args: argparse.Namespace) -> int:
             summary.targets,
             summary.out_dir / "masks",
             summary.computed,
+        )
+    if summary.remaining and not summary.unreadable:
+        log.info(
+            "%d of %d targets remain for the other shards; the last to finish (or --merge) "
+            "writes prompts.jsonl",
+            summary.remaining,
+            summary.targets,
         )
     if summary.unreadable:
         log.error(

@@ -24,12 +24,24 @@ Without --samic, SAMIC is first adapted on frame 0 and saved as OUT/samic_adapte
 An interrupted run continues where it stopped when run again with the same inputs and
 settings into the same OUT; a finished one is not redone (--force redoes it). Missing SAM or
 ResNet-50 weights are downloaded into the cache (see `samic-vos weights`).
+
+Collections: several VIDEOs, each with its --first-mask (repeated, same order), or one
+manifest file LIST.csv / LIST.jsonl (columns video, first_mask, optional masks, optional name;
+paths relative to the manifest) track each video into OUT/<name>/ (the outputs above, resumed
+per video), the models loaded once. A video that fails is named in one line and the others go
+on; the exit status is then 2. Shards: --shard I/N, torchrun (RANK/WORLD_SIZE; LOCAL_RANK
+picks the GPU) or a Slurm array (SLURM_ARRAY_TASK_ID/COUNT) take the videos dealt by frame
+count; the last to finish (or --merge) writes OUT/summary.json (and with --format coco,
+OUT/coco.json).
 """
 
 EPILOG = """\
 examples:
   samic-vos track video.mp4 --first-mask first.png -o runs/video --overlay runs/video.mp4
   samic-vos track frames/ --masks annotations/ -o runs/judo --samic samic.pt
+  samic-vos track videos.csv -o runs/videos --samic samic.pt --format coco
+  torchrun --nproc_per_node 8 $(which samic-vos) track videos.csv -o runs/videos --samic s.pt
+  sbatch --array=0-31 --gres=gpu:1 --wrap "samic-vos track videos.csv -o runs/videos --samic s.pt"
 """
 
 
@@ -41,9 +53,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("video", type=Path, metavar="VIDEO", help="video file or folder of frames")
     parser.add_argument(
-        "--first-mask", type=Path, metavar="MASK.png", help="mask of frame 0 (object ids)"
+        "videos",
+        type=Path,
+        nargs="+",
+        metavar="VIDEO",
+        help="video file or folder of frames (several: a collection), or a manifest .csv/.jsonl",
+    )
+    parser.add_argument(
+        "--first-mask",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="MASK.png",
+        help="mask of frame 0 (object ids); one per VIDEO, same order",
     )
     parser.add_argument(
         "--masks",
@@ -58,6 +81,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--force", action="store_true", help="redo a finished run, or replace another run in OUT"
     )
+    common.add_format(parser)
+    common.add_shards(parser, "track")
     common.add_models(parser)
     common.add_device(parser)
     common.add_encoder(parser)
@@ -68,17 +93,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from samic_vos.jobs.track_inputs import TrackInputs, check_inputs
+    from samic_vos.jobs.video_manifest import is_manifest
+    from samic_vos.runtime.errors import UserError
 
+    if len(args.videos) > 1 or is_manifest(args.videos[0]):
+        return _collection(args)
+    if args.shard is not None or args.merge:
+        raise UserError("--shard and --merge take a collection: several videos or a manifest")
+    if len(args.first_mask) > 1:
+        raise UserError("--first-mask given more than once for one video; give it once")
+    video = args.videos[0]
     inputs = TrackInputs(
-        video=args.video,
-        out_dir=args.out or Path("runs") / args.video.stem,
-        first_mask=args.first_mask,
+        video=video,
+        out_dir=args.out or Path("runs") / video.stem,
+        first_mask=args.first_mask[0] if args.first_mask else None,
         masks_dir=args.masks,
         overlay=args.overlay,
         samic_checkpoint=args.samic,
         sam_checkpoint=args.sam_checkpoint,
         backbone_weights=args.backbone_weights,
         force=args.force,
+        format=args.format,
     )
     check_inputs(inputs)  # before torch is imported: a mistake costs no start-up
     from samic_vos.jobs.track import TrackConfig
@@ -96,4 +131,57 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.overlay and summary.state != "finished":
         log.info("wrote the overlay video %s", args.overlay)
+    return 0
+
+
+def _collection(args: argparse.Namespace) -> int:
+    """Several videos or a manifest: one run per video in OUT/<name>/."""
+    from samic_vos.jobs.video_manifest import given_videos, is_manifest, read_manifest_file
+    from samic_vos.runtime.errors import UserError
+
+    if args.masks is not None or args.overlay is not None:
+        raise UserError(
+            "--masks and --overlay take one video; in a collection give each video's masks "
+            "folder in the manifest's `masks` column"
+        )
+    manifest = args.videos[0] if is_manifest(args.videos[0]) else None
+    if manifest is not None:
+        if len(args.videos) > 1 or args.first_mask:
+            raise UserError(f"{manifest}: a manifest lists the videos and masks; give it alone")
+        items = read_manifest_file(manifest)
+    else:
+        items = given_videos(args.videos, args.first_mask)
+    from samic_vos.jobs.track import TrackConfig
+    from samic_vos.pipelines.track import CollectionInputs, run_track_collection
+
+    config = common.job_config(TrackConfig(), args)
+    common.refuse_ignored_flags(args, config.prompter)
+    inputs = CollectionInputs(
+        items=items,
+        out_dir=args.out or Path("runs") / (manifest.stem if manifest else "videos"),
+        manifest=manifest,
+        samic_checkpoint=args.samic,
+        sam_checkpoint=args.sam_checkpoint,
+        backbone_weights=args.backbone_weights,
+        force=args.force,
+        shard=args.shard,
+        merge=args.merge,
+        format=args.format,
+    )
+    summary = run_track_collection(inputs, config, progress=True)
+    if summary.mine:
+        log.info(
+            "tracked %d of %d videos here (%d frames computed now); %d of the collection remain",
+            len(summary.mine),
+            summary.videos,
+            summary.computed,
+            summary.remaining,
+        )
+    if summary.failed:
+        log.error(
+            "%d of %d videos failed (named above); fix them and run again",
+            len(summary.failed),
+            summary.videos,
+        )
+        return 2
     return 0

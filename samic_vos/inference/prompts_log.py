@@ -18,16 +18,17 @@ hard kill in mid-write, which :func:`complete_records` detects and cuts.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from samic_vos.data.exports.sources import PROMPTS  # noqa: F401 - the log's name
 from samic_vos.inference.fewshot_engine import ImageResult
 from samic_vos.inference.tracker import FrameResult
 from samic_vos.runtime.errors import UserError
 
-PROMPTS = "prompts.jsonl"  # the log's name in the output folder of `track` and `segment`
 FRAME_KEYS = ("frame", "objects")  # what every line of a video's prompts.jsonl holds
 IMAGE_KEYS = ("image", "path", "classes")  # what every line of segment's prompts.jsonl holds
 
@@ -61,22 +62,29 @@ def complete_records(
     Raises:
         UserError: a complete line is not such a record (the file is not ours).
     """
+    return list(iter_records(path, keys, what))
+
+
+def iter_records(
+    path: Path, keys: tuple[str, ...] = FRAME_KEYS, what: str = "frame"
+) -> Iterator[dict[str, Any]]:
+    """:func:`complete_records` one at a time, the file read line by line (memory flat in
+    its length)."""
     if not path.is_file():
-        return []
-    data = path.read_bytes()
-    end = data.rfind(b"\n") + 1
-    records = []
-    for number, line in enumerate(data[:end].decode("utf-8", "replace").splitlines(), 1):
-        try:
-            record = json.loads(line)
-            for key in keys:
-                record[key]  # noqa: B018 - every key is required
-        except (ValueError, TypeError, KeyError):
-            raise UserError(
-                f"{path}: line {number} is not a {what} record of prompts.jsonl"
-            ) from None
-        records.append(record)
-    return records
+        return
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.endswith(b"\n"):
+                return  # cut by a crash
+            try:
+                record = json.loads(line.decode("utf-8", "replace"))
+                for key in keys:
+                    record[key]  # noqa: B018 - every key is required
+            except (ValueError, TypeError, KeyError):
+                raise UserError(
+                    f"{path}: line {number} is not a {what} record of prompts.jsonl"
+                ) from None
+            yield record
 
 
 def keep_first(path: Path, count: int) -> None:

@@ -1,7 +1,9 @@
 """The inputs of `samic-vos segment`, read and checked before any work: targets and references.
 
-Targets: image files, folders (searched recursively, natural order of their relative paths) and
-glob patterns (``**`` recursive), in the order given; a file named twice is segmented once.
+Targets: image files, folders (searched recursively, natural order of their relative paths),
+glob patterns (``**`` recursive) and list files (``*.txt``: one image path a line, relative to
+the list's folder; blank lines and lines starting with ``#`` skipped), in the order given; a
+file named twice is segmented once.
 Output names (:func:`target_names`): a target's file stem, unless several targets share it;
 those are named by their path relative to the deepest folder holding all targets, folders
 joined by ``__`` (``cats/1.jpg`` → ``cats__1``), with the suffix kept too if that still
@@ -22,9 +24,10 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from PIL import Image
 
 from samic_vos.data.davis import read_image
 from samic_vos.data.fewshot_sets import sambox_object_mask
@@ -33,13 +36,16 @@ from samic_vos.data.mask_io import object_ids, read_mask
 from samic_vos.data.sambox_format import SamboxAnnotation, natural_key, read_annotation
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.input_paths import require_input
+from samic_vos.runtime.runs import fingerprint
 
 if TYPE_CHECKING:  # torch: imported by the callers that segment, not by the input checks
+    from samic_vos.inference.prompter import Reference
     from samic_vos.sam.segmenter import SamSegmenter
 
 # Image files a target folder or glob contributes (a file named explicitly may be any image).
 TARGET_SUFFIXES = (*IMAGE_SUFFIXES, ".bmp", ".tif", ".tiff", ".webp")
 GLOB_CHARACTERS = "*?["
+LIST_SUFFIX = ".txt"  # a target list file: one image path a line
 
 
 @dataclass
@@ -62,7 +68,9 @@ def find_targets(specs: Sequence[str], exclude: Path | None = None) -> list[Path
     skip = exclude.resolve() if exclude is not None else None
     for spec in specs:
         path = Path(spec)
-        if path.is_file():
+        if path.is_file() and path.suffix.lower() == LIST_SUFFIX:
+            files = _listed(path)
+        elif path.is_file():
             files = [path]
         elif path.is_dir():
             files = _images_under(path)
@@ -88,6 +96,26 @@ def find_targets(specs: Sequence[str], exclude: Path | None = None) -> list[Path
     return list(found)
 
 
+def _listed(path: Path) -> list[Path]:
+    """The image paths of list file ``path``, each checked to be a file."""
+    files = []
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                text = line.strip()
+                if not text or text.startswith("#"):
+                    continue
+                file = path.parent / text
+                if not file.is_file():
+                    raise UserError(f"{path}: line {number} names {file}, which is not a file")
+                files.append(file)
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: cannot read the target list ({err})") from None
+    if not files:
+        raise UserError(f"{path}: the target list names no image")
+    return files
+
+
 def _images_under(folder: Path) -> list[Path]:
     files = [
         p
@@ -97,6 +125,16 @@ def _images_under(folder: Path) -> list[Path]:
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     ]
     return sorted(files, key=lambda p: natural_key(p.relative_to(folder).as_posix()))
+
+
+def image_pixels(path: Path) -> int:
+    """Width x height of image ``path`` from its header (0 if it cannot be read: such a
+    target is reported when its turn comes)."""
+    try:
+        with Image.open(path) as image:
+            return image.width * image.height
+    except (OSError, ValueError):
+        return 0
 
 
 def target_names(targets: Sequence[Path]) -> list[str]:
@@ -152,22 +190,6 @@ def reference_files(
         require_input(path, "SAMBOX annotation", detail=" (`ref_sambox`)")
         refs.append(ReferenceFile(read_annotation(path).image_path(path), sambox=path))
     return refs
-
-
-def checked_inputs(
-    targets: Sequence[str],
-    out_dir: Path,
-    ref_images: Sequence[Path],
-    ref_masks: Sequence[Path],
-    ref_sambox: Sequence[Path],
-    samic_checkpoint: Path | None,
-) -> tuple[list[ReferenceFile], list[Path]]:
-    """The references (:func:`reference_files`) and the targets (:func:`find_targets`, ``out_dir``
-    excluded) of a `segment` job, and its SAMIC checkpoint, checked to exist: the checks that
-    need no torch, which the command runs before it imports the models."""
-    refs = reference_files(ref_images, ref_masks, ref_sambox)
-    require_input(samic_checkpoint, "SAMIC checkpoint", detail=" (`samic_checkpoint`)")
-    return refs, find_targets(targets, exclude=out_dir)
 
 
 def load_mask_reference(ref: ReferenceFile) -> tuple[np.ndarray, np.ndarray]:
@@ -227,3 +249,45 @@ def _clicked_mask(
         if len(coords) or box is not None:
             mask |= segmenter.prompt(coords if len(coords) else None, labels, box=box).mask
     return mask
+
+
+def checked_inputs(
+    targets: Sequence[str],
+    out_dir: Path,
+    ref_images: Sequence[Path],
+    ref_masks: Sequence[Path],
+    ref_sambox: Sequence[Path],
+    samic_checkpoint: Path | None,
+) -> tuple[list[ReferenceFile], list[Path]]:
+    """The references (:func:`reference_files`) and the targets (:func:`find_targets`, ``out_dir``
+    excluded) of a `segment` job, and its SAMIC checkpoint, checked to exist: the checks that
+    need no torch, which the command runs before it imports the models."""
+    refs = reference_files(ref_images, ref_masks, ref_sambox)
+    require_input(samic_checkpoint, "SAMIC checkpoint", detail=" (`samic_checkpoint`)")
+    return refs, find_targets(targets, exclude=out_dir)
+
+
+def engine_references(
+    refs: list[ReferenceFile],
+    mask_refs: list[tuple[np.ndarray, np.ndarray]],
+    segmenter: SamSegmenter,
+) -> list[Reference]:
+    """The engine's references, in the order given (image + mask pairs, then SAMBOX)."""
+    from samic_vos.inference.prompter import Reference
+
+    pairs = iter(mask_refs)
+    out = []
+    for ref in refs:
+        if ref.sambox is None:
+            out.append(Reference(*next(pairs)))
+        else:
+            rgb, ids, points = load_sambox_reference(ref, segmenter)
+            out.append(Reference(rgb, ids, points=points))
+    return out
+
+
+def reference_fingerprint(ref: ReferenceFile) -> dict[str, Any]:
+    """What identifies a reference in a run's manifest: its files' fingerprints."""
+    if ref.sambox is not None:
+        return {"sambox": fingerprint(ref.sambox), "image": fingerprint(ref.image)}
+    return {"image": fingerprint(ref.image), "mask": fingerprint(ref.mask)}

@@ -26,6 +26,7 @@ class TrackInputs:
     sam_checkpoint: Path | None = None
     backbone_weights: Path | None = None
     force: bool = False  # redo a finished run, or replace another run in out_dir
+    format: str = "png"  # png | coco (also OUT/coco.json)
 
 
 def check_inputs(inputs: TrackInputs) -> None:

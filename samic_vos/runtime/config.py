@@ -73,6 +73,14 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return plain(config)
 
 
+def manifest_config(config: Any, job: str | None = None) -> dict[str, Any]:
+    """:func:`config_to_dict` of ``config`` without the device (of section ``job``, or at the
+    top): what a run's manifest compares, the same for every shard whatever GPU it runs on."""
+    plain = config_to_dict(config)
+    (plain if job is None else plain[job]).pop("device")
+    return plain
+
+
 def _describe(hint: Any) -> str:
     """What a type hint allows, in words (for messages)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)

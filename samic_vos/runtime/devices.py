@@ -74,3 +74,12 @@ def select_device(name: str = "auto") -> torch.device:
             f"{torch.cuda.device_count()} CUDA device(s) (cuda:0 ...)"
         )
     return torch.device(name)
+
+
+def shard_device(name: str, local_rank: int | None) -> torch.device:
+    """:func:`select_device` of ``name``, on GPU ``local_rank`` when a launcher (torchrun) runs
+    one process per GPU and ``name`` resolves to CUDA; otherwise the device ``name`` gives."""
+    device = select_device(name)
+    if device.type == "cuda" and local_rank is not None:
+        return torch.device("cuda", local_rank)
+    return device

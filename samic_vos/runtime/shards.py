@@ -25,12 +25,25 @@ class Shard:
     local_rank: int | None = None
 
     def take(self, items: Sequence[tuple[str, int]]) -> list[str]:
-        """This shard's names of ``(name, weight)`` items: every ``count``-th of them sorted by
-        weight (frame count), heaviest first, so shards get similar totals; the order of
-        ``items`` is kept within the shard."""
-        ranked = sorted(range(len(items)), key=lambda i: (-items[i][1], items[i][0]))
-        mine = set(ranked[self.index :: self.count])
-        return [name for i, (name, _) in enumerate(items) if i in mine]
+        """This shard's names of ``(name, weight)`` items, as :meth:`owners` deals them; the
+        order of ``items`` is kept within the shard."""
+        owners = self.owners([weight for _, weight in items])
+        return [name for (name, _), owner in zip(items, owners, strict=True) if owner == self.index]
+
+    def owners(self, weights: Sequence[int]) -> list[int]:
+        """The shard (0 .. ``count`` - 1) of each item of ``weights`` (frames, pixels,
+        episodes): every ``count``-th of them sorted by weight, heaviest first (ties in the
+        items' order), so shards get similar totals; every shard computes the same list."""
+        ranked = sorted(range(len(weights)), key=lambda i: (-weights[i], i))
+        owner = [0] * len(weights)
+        for rank, i in enumerate(ranked):
+            owner[i] = rank % self.count
+        return owner
+
+    @property
+    def part(self) -> str:
+        """The name of this shard's own files in a run folder: ``I-of-N``."""
+        return f"{self.index}-of-{self.count}"
 
 
 def parse_shard(text: str) -> Shard:

@@ -1,0 +1,66 @@
+"""`samic-vos export --format coco|yolo|labelme|voc SRC -o OUT`: masks in formats people load."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from samic_vos.commands import common
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Export the masks of a finished `segment` or `track` output folder (a track collection too), or
+of a SAMBOX annotation folder, in a format other tools load:
+
+  coco     OUT/coco.json: COCO instances with RLE masks (pycocotools), SAM's score per object;
+           video frames carry their video and frame_index
+  yolo     OUT/labels/<name>.txt (YOLO-seg polygons, normalised) and OUT/data.yaml (names)
+  labelme  OUT/<name>.json, one LabelMe file per image (polygons, group_id = the object)
+  voc      OUT/SegmentationClass/, SegmentationObject/ (palette PNGs), Annotations/ (XML
+           boxes), ImageSets/Segmentation/default.txt, labelmap.txt
+
+Categories: segment's reference classes ("class k"), track's objects ("object k"), SAMBOX's
+labels. Video frames are named <video>__<frame>. Every file is written whole (atomically).
+"""
+
+EPILOG = """\
+examples:
+  samic-vos export --format coco runs/photos -o runs/photos
+  samic-vos export --format yolo runs/videos -o exports/videos-yolo
+  samic-vos export --format labelme frames_sambox/ -o exports/labelme
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from samic_vos.data.exports import EXPORT_FORMATS
+
+    parser = subparsers.add_parser(
+        "export",
+        help="export masks of segment/track outputs or SAMBOX folders (COCO, YOLO, LabelMe, VOC)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("source", type=Path, metavar="SRC", help="output or SAMBOX folder")
+    parser.add_argument(
+        "--format", choices=EXPORT_FORMATS, required=True, help="the format to write"
+    )
+    common.add_out(parser, "the folder to write into", required=True)
+    common.add_common(parser, config=False)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from samic_vos.data.exports.sources import open_source
+    from samic_vos.data.exports.writers import WRITERS
+    from samic_vos.runtime.output_paths import check_writable_dir, removing_new_folders
+
+    source = open_source(args.source)  # checked before anything is written
+    check_writable_dir(args.out)
+    with removing_new_folders(args.out):
+        args.out.mkdir(parents=True, exist_ok=True)
+        written = WRITERS[args.format](source, args.out)
+    log.info("wrote %s", written)
+    return 0

@@ -1,0 +1,96 @@
+"""COCO instance JSON (``coco.json``) with RLE masks, written as the images stream by.
+
+One ``images`` entry per image (``id`` from 1 in source order, ``file_name``, ``height``,
+``width``; the frames of a video also ``video`` and ``frame_index``, as SA-V and YouTube-VIS
+style JSON name them), one ``annotations`` entry per object (``segmentation``: the object's
+pixels as COCO's compressed RLE, pycocotools' own encoding; ``area``, ``bbox`` [x, y, w, h] in
+pixels, ``iscrowd`` 0, ``score``: SAM's confidence where known), ``categories`` as the source
+names them. The file is written atomically; only one image's mask is held at a time (the
+annotations wait in a temporary file until the images are written). A run can write each
+image's record (:func:`coco_record`) as it finishes it and the file at the end
+(:func:`write_coco_records`): the same bytes as :func:`write_coco` over the finished run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from samic_vos.data.exports.sources import ExportItem, ExportObject, ExportSource
+from samic_vos.runtime.atomic import atomic_path
+
+COCO_FILE = "coco.json"
+
+
+def rle_annotation(ids: np.ndarray, obj: ExportObject) -> dict[str, Any] | None:
+    """The COCO annotation of ``obj`` in (H, W) uint8 ``ids`` (without ``id``/``image_id``);
+    ``None`` when the object has no pixel."""
+    pixels = np.asfortranarray((ids == obj.id).astype(np.uint8))
+    if not pixels.any():
+        return None
+    rle = mask_utils.encode(pixels)
+    annotation: dict[str, Any] = {
+        "category_id": obj.category,
+        "segmentation": {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")},
+        "area": int(mask_utils.area(rle)),
+        "bbox": [float(v) for v in mask_utils.toBbox(rle)],
+        "iscrowd": 0,
+    }
+    if obj.score is not None:
+        annotation["score"] = float(obj.score)
+    return annotation
+
+
+def coco_record(item: ExportItem) -> dict[str, Any]:
+    """One image's part of the file: ``{"image": its entry, "annotations": [...]}``, without
+    the ids (given when the file is written, in order)."""
+    height, width = (int(v) for v in item.ids.shape)
+    entry: dict[str, Any] = {
+        "file_name": item.file_name,
+        "height": int(height),
+        "width": int(width),
+    }
+    if item.video is not None:
+        entry.update(video=item.video, frame_index=item.frame_index)
+    found = (rle_annotation(item.ids, obj) for obj in item.objects)
+    return {"image": entry, "annotations": [a for a in found if a is not None]}
+
+
+def write_coco_records(
+    records: Iterable[dict[str, Any]], categories: dict[int, str], path: Path
+) -> None:
+    """Write ``path`` from :func:`coco_record`'s records in order (ids from 1), atomically;
+    the annotations wait in a temporary file while the images are written."""
+    with (
+        atomic_path(path) as tmp,
+        open(tmp, "w", encoding="utf-8") as out,
+        tempfile.TemporaryFile("w+", encoding="utf-8", dir=path.parent) as annotations,
+    ):
+        out.write('{"info": {"description": "samic-vos"}, "images": [')
+        count = 0
+        for image_id, record in enumerate(records, 1):
+            entry = {"id": image_id, **record["image"]}
+            out.write(("" if image_id == 1 else ", ") + json.dumps(entry))
+            for annotation in record["annotations"]:
+                count += 1
+                line = {"id": count, "image_id": image_id, **annotation}
+                annotations.write(("" if count == 1 else ", ") + json.dumps(line))
+        out.write('], "annotations": [')
+        annotations.seek(0)
+        shutil.copyfileobj(annotations, out)
+        listed = [{"id": k, "name": v} for k, v in categories.items()]
+        out.write('], "categories": ' + json.dumps(listed) + "}\n")
+
+
+def write_coco(source: ExportSource, out_dir: Path) -> Path:
+    """Write ``out_dir/coco.json`` from ``source``; returns its path."""
+    path = out_dir / COCO_FILE
+    write_coco_records((coco_record(item) for item in source.items()), source.categories, path)
+    return path

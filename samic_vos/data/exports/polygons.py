@@ -1,0 +1,18 @@
+"""Polygons of a mask's outlines, for the formats that store shapes (YOLO-seg, LabelMe)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+MIN_POINTS = 3  # fewer outline points make no polygon (a 1- or 2-pixel sliver)
+
+
+def mask_polygons(mask: np.ndarray) -> list[np.ndarray]:
+    """The outer outline of each connected part of (H, W) bool ``mask``: (N, 2) float64 (x, y)
+    pixel centres of its boundary pixels in order (OpenCV's contours, every point kept), the
+    largest part first. Filling them (OpenCV ``fillPoly``) gives the part back without its
+    holes."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    outlines = [c.reshape(-1, 2).astype(np.float64) for c in contours if len(c) >= MIN_POINTS]
+    return sorted(outlines, key=lambda c: -cv2.contourArea(c.astype(np.float32)))

@@ -1,0 +1,187 @@
+"""`samic-vos export`: a SAMBOX folder written as COCO, YOLO-seg, LabelMe and VOC, each read
+back by the format's own rules (pycocotools; our readers of the YOLO-seg, LabelMe and VOC
+specifications) and compared with the masks pixel for pixel; the mistakes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from xml.etree import ElementTree
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+from pycocotools.coco import COCO
+
+from samic_vos.commands.cli import main
+from samic_vos.data.mask_io import read_mask, write_mask
+from samic_vos.data.sambox_format import SamboxAnnotation, SamboxObject, write_annotation
+
+H, W = 48, 64
+# per image: object id → (label, squares (row, col, side)); object 2 of "a" is in two parts
+OBJECTS = {
+    "a": {1: ("cat", [(4, 4, 10)]), 2: ("dog", [(20, 30, 8), (36, 50, 6)])},
+    "b": {3: ("dog", [(10, 40, 12)]), 4: (None, [(30, 5, 9)])},
+}
+CATEGORIES = {"cat": 1, "dog": 2, "object 4": 3}  # labels in order of first appearance
+
+
+def _ids(name: str) -> np.ndarray:
+    ids = np.zeros((H, W), np.uint8)
+    for object_id, (_, squares) in OBJECTS[name].items():
+        for row, col, side in squares:
+            ids[row : row + side, col : col + side] = object_id
+    return ids
+
+
+@pytest.fixture
+def sambox(tmp_path) -> Path:
+    folder = tmp_path / "sambox"
+    (folder / "masks").mkdir(parents=True)
+    for n, (name, objects) in enumerate(OBJECTS.items()):
+        Image.fromarray(np.full((H, W, 3), 40 * n, np.uint8)).save(folder / f"{name}.png")
+        write_mask(folder / "masks" / f"{name}.png", _ids(name))
+        entries = [
+            SamboxObject(
+                id=k,
+                points=np.array([[sq[0][1] + 1.0, sq[0][0] + 1.0]]),
+                label=label,
+                mask=f"masks/{name}.png",
+                sam_confidence=0.5 + k / 10,
+            )
+            for k, (label, sq) in objects.items()
+        ]
+        annotation = SamboxAnnotation(image=f"{name}.png", image_size=(H, W), objects=entries)
+        write_annotation(folder / f"{name}.sambox.json", annotation)
+    return folder
+
+
+def _export(fmt: str, source: Path, out: Path) -> int:
+    return main(["export", "--format", fmt, str(source), "-o", str(out)])
+
+
+def _category(object_id: int) -> int:
+    for objects in OBJECTS.values():
+        if object_id in objects:
+            return CATEGORIES[objects[object_id][0] or f"object {object_id}"]
+    raise KeyError(object_id)
+
+
+def _fill(polygons: list[np.ndarray]) -> np.ndarray:
+    """Rasterise (x, y) polygons as the formats' readers do (OpenCV's fillPoly)."""
+    canvas = np.zeros((H, W), np.uint8)
+    for polygon in polygons:
+        cv2.fillPoly(canvas, [np.round(polygon).astype(np.int32)], 1)
+    return canvas.astype(bool)
+
+
+def test_coco(sambox, tmp_path):
+    assert _export("coco", sambox, tmp_path / "coco") == 0
+    coco = COCO(str(tmp_path / "coco" / "coco.json"))
+    assert {c["name"]: c["id"] for c in coco.loadCats(coco.getCatIds())} == CATEGORIES
+    for image_id, name in zip(coco.getImgIds(), OBJECTS, strict=True):
+        info = coco.loadImgs(image_id)[0]
+        assert (info["file_name"], info["height"], info["width"]) == (f"{name}.png", H, W)
+        annotations = coco.loadAnns(coco.getAnnIds(imgIds=image_id))
+        assert len(annotations) == len(OBJECTS[name])
+        ids = _ids(name)
+        for ann, object_id in zip(annotations, OBJECTS[name], strict=True):
+            pixels = coco.annToMask(ann).astype(bool)
+            assert np.array_equal(pixels, ids == object_id)
+            assert ann["area"] == (ids == object_id).sum()
+            assert ann["category_id"] == _category(object_id)
+            assert ann["score"] == pytest.approx(0.5 + object_id / 10)
+
+
+def test_yolo_seg(sambox, tmp_path):
+    out = tmp_path / "yolo"
+    assert _export("yolo", sambox, out) == 0
+    names = yaml.safe_load((out / "data.yaml").read_text())["names"]
+    assert names == {i: label for i, label in enumerate(CATEGORIES)}
+    for name in OBJECTS:
+        ids = _ids(name)
+        by_class: dict[int, list[np.ndarray]] = {}
+        for line in (out / "labels" / f"{name}.txt").read_text().splitlines():
+            # YOLO-seg: "<class> x1 y1 ... xn yn", coordinates in [0, 1], n >= 3
+            values = line.split()
+            cls, coords = int(values[0]), np.array(values[1:], float)
+            assert len(coords) % 2 == 0 and len(coords) >= 6
+            assert ((coords >= 0) & (coords <= 1)).all()
+            by_class.setdefault(cls, []).append(coords.reshape(-1, 2) * [W, H])
+        expected: dict[int, np.ndarray] = {}
+        for object_id in OBJECTS[name]:
+            cls = _category(object_id) - 1
+            expected[cls] = expected.get(cls, np.zeros((H, W), bool)) | (ids == object_id)
+        assert sorted(by_class) == sorted(expected)
+        for cls, polygons in by_class.items():
+            assert np.array_equal(_fill(polygons), expected[cls])
+    # the object in two parts is two lines
+    assert len((out / "labels" / "a.txt").read_text().splitlines()) == 3
+
+
+def test_labelme(sambox, tmp_path):
+    out = tmp_path / "labelme"
+    assert _export("labelme", sambox, out) == 0
+    for name in OBJECTS:
+        document = json.loads((out / f"{name}.json").read_text())
+        required = {"version", "flags", "shapes", "imagePath", "imageData", "imageHeight"}
+        assert required | {"imageWidth"} <= set(document)
+        assert (document["imageHeight"], document["imageWidth"]) == (H, W)
+        assert (out / document["imagePath"]).resolve() == (sambox / f"{name}.png").resolve()
+        groups: dict[int, list[np.ndarray]] = {}
+        for shape in document["shapes"]:
+            assert shape["shape_type"] == "polygon" and len(shape["points"]) >= 3
+            label = OBJECTS[name][shape["group_id"]][0] or f"object {shape['group_id']}"
+            assert shape["label"] == label
+            groups.setdefault(shape["group_id"], []).append(np.array(shape["points"]))
+        ids = _ids(name)
+        assert sorted(groups) == sorted(OBJECTS[name])
+        for object_id, polygons in groups.items():
+            assert np.array_equal(_fill(polygons), ids == object_id)
+
+
+def test_voc(sambox, tmp_path):
+    out = tmp_path / "voc"
+    assert _export("voc", sambox, out) == 0
+    listed = (out / "ImageSets" / "Segmentation" / "default.txt").read_text().split()
+    assert listed == list(OBJECTS)
+    labelmap = (out / "labelmap.txt").read_text().splitlines()
+    assert [line.split(":")[0] for line in labelmap] == ["background", *CATEGORIES]
+    for name in OBJECTS:
+        ids = _ids(name)
+        classes = read_mask(out / "SegmentationClass" / f"{name}.png")
+        objects = read_mask(out / "SegmentationObject" / f"{name}.png")
+        with Image.open(out / "SegmentationClass" / f"{name}.png") as image:
+            assert image.mode == "P"
+        root = ElementTree.parse(out / "Annotations" / f"{name}.xml").getroot()
+        assert root.findtext("size/width") == str(W) and root.findtext("size/height") == str(H)
+        entries = root.findall("object")
+        assert len(entries) == len(OBJECTS[name])
+        for number, (object_id, entry) in enumerate(zip(OBJECTS[name], entries, strict=True), 1):
+            pixels = ids == object_id
+            assert (classes[pixels] == _category(object_id)).all()
+            assert np.array_equal(objects == number, pixels)
+            rows, cols = np.nonzero(pixels)
+            box = [int(entry.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")]
+            assert box == [cols.min() + 1, rows.min() + 1, cols.max() + 1, rows.max() + 1]
+        assert not classes[ids == 0].any()
+
+
+def test_mistakes(sambox, tmp_path, capsys):
+    out = tmp_path / "never"
+    assert _export("coco", tmp_path / "missing", out) == 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _export("yolo", empty, out) == 2
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "run.json").write_text(
+        json.dumps({"format": "samic-vos/run", "command": "segment", "finished": False})
+    )
+    assert _export("voc", unfinished, out) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(errors) == 3 and all("error:" in line for line in errors), errors
+    assert "not finished" in errors[2]
+    assert not out.exists()
