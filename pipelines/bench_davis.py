@@ -39,7 +39,14 @@ from samic_vos.runtime.background_jobs import BackgroundJobs
 from samic_vos.runtime.config import manifest_config, save_config
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.output_paths import check_writable_dir
-from samic_vos.runtime.runs import RunManifest, fingerprint, open_run, read_manifest, write_manifest
+from samic_vos.runtime.runs import (
+    CONFIG_FILE,
+    RunManifest,
+    fingerprint,
+    open_run,
+    read_manifest,
+    write_manifest,
+)
 from samic_vos.runtime.shards import Shard, resolve_shard
 from samic_vos.runtime.stage_timer import StageTimer, save_timings, total_timings
 from samic_vos.runtime.version import __version__
@@ -53,7 +60,7 @@ log = logging.getLogger(__name__)
 
 OUTPUTS = (
     *("results", "prompts", "adapted", "timings", "train"),
-    *("samic.pt", "config.yaml", "scores.json", "report.html"),
+    *("samic.pt", CONFIG_FILE, "scores.json", "report.html"),
 )
 STAGES = ("encoder", "prompter", "decoder", "other")
 
@@ -148,7 +155,7 @@ def run_bench_davis(
     if state != "finished":
         out.mkdir(parents=True, exist_ok=True)
         write_manifest(out, manifest)
-        save_config(runner.ran, out / "config.yaml", version=__version__, samic=runner.samic_mode)
+        save_config(runner.ran, out / CONFIG_FILE, version=__version__, samic=runner.samic_mode)
         runner.prepare_network()
         # With the whole set in this process, each sequence is scored in a background thread
         # once it is tracked, while the next one is (shards leave the scoring to the last).

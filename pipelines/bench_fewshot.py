@@ -69,7 +69,14 @@ from samic_vos.runtime.config import manifest_config, require, require_choice, s
 from samic_vos.runtime.console import bar
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.output_paths import check_writable_dir, removing_new_folders
-from samic_vos.runtime.runs import RunManifest, fingerprint, open_run, read_manifest, write_manifest
+from samic_vos.runtime.runs import (
+    CONFIG_FILE,
+    RunManifest,
+    fingerprint,
+    open_run,
+    read_manifest,
+    write_manifest,
+)
 from samic_vos.runtime.shards import Shard, resolve_shard
 from samic_vos.runtime.stage_timer import StageTimer, save_timings, total_timings
 from samic_vos.runtime.version import __version__
@@ -85,7 +92,7 @@ PUBLISHED_COLUMN = {
     **{kind: kind for kind in ("fss1000", "perseg", "kvasir", "nwpu-vhr10")},
     "labelme": "tsmu",
 }
-OUTPUTS = ("pred", "prompts", "timings", "config.yaml", "scores.json", "report.html")
+OUTPUTS = ("pred", "prompts", "timings", CONFIG_FILE, "scores.json", "report.html")
 STAGES = ("encoder", "prompter", "decoder", "other")
 KSHOT = ("average", "vote")  # SAMIC's heat-map average, HSNet's mask vote
 
@@ -189,7 +196,7 @@ def run_bench_fewshot(
         if state != "finished":
             out.mkdir(parents=True, exist_ok=True)
             write_manifest(out, manifest)
-            save_config(runner.ran, out / "config.yaml", version=__version__)
+            save_config(runner.ran, out / CONFIG_FILE, version=__version__)
         runner.run(shard_episodes(shard, episodes))  # only what is missing
         runner.save_timings()
         remaining = sum(not episode_done(out, e) for e in episodes)

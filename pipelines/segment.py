@@ -87,6 +87,7 @@ from samic_vos.runtime.console import bar
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.output_paths import check_writable_dir, removing_new_folders
 from samic_vos.runtime.runs import (
+    CONFIG_FILE,
     RunManifest,
     RunState,
     fingerprint,
@@ -103,7 +104,7 @@ log = logging.getLogger(__name__)
 MASKS, OVERLAYS = "masks", "overlays"
 COCO_PART = ".coco.jsonl"  # a shard's COCO records, one per target, beside its prompts part
 # What a segment run writes in OUT (removed by `force`).
-OUTPUTS = (MASKS, OVERLAYS, PROMPTS, PARTS, COCO_FILE, "config.yaml", ADAPTED, ADAPTATION_STATE)
+OUTPUTS = (MASKS, OVERLAYS, PROMPTS, PARTS, COCO_FILE, CONFIG_FILE, ADAPTED, ADAPTATION_STATE)
 OVERLAY_QUALITY = 90  # JPEG quality of the overlays
 
 
@@ -195,7 +196,7 @@ def run_segment(
         out.mkdir(parents=True, exist_ok=True)
         write_manifest(out, manifest)
         samic = models.samic_source(f"adapted on the references, saved as {out / ADAPTED}")
-        save_config(ran, out / "config.yaml", version=__version__, samic=samic)
+        save_config(ran, out / CONFIG_FILE, version=__version__, samic=samic)
         segmenter.adapt(resume=state == "resume", record=ran)
         (out / MASKS).mkdir(exist_ok=True)
         if ran.overlays:

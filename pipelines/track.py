@@ -54,6 +54,7 @@ from samic_vos.runtime.config import manifest_config, require_choice, save_confi
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.output_paths import check_writable_dir, removing_new_folders
 from samic_vos.runtime.runs import (
+    CONFIG_FILE,
     RunManifest,
     RunState,
     fingerprint,
@@ -68,7 +69,7 @@ from samic_vos.training.adapted import ADAPTATION_STATE, ADAPTED
 log = logging.getLogger(__name__)
 
 # What a track run writes in OUT (removed by `force`).
-OUTPUTS = ("masks", PROMPTS, "config.yaml", COCO_FILE, ADAPTED, ADAPTATION_STATE)
+OUTPUTS = ("masks", PROMPTS, CONFIG_FILE, COCO_FILE, ADAPTED, ADAPTATION_STATE)
 SUMMARY = "summary.json"  # a collection's summary
 
 
@@ -119,7 +120,7 @@ def run_track(
         out.mkdir(parents=True, exist_ok=True)
         write_manifest(out, manifest)
         samic = models.samic_source(f"adapted on frame 0, saved as {out / ADAPTED}")
-        save_config(ran, out / "config.yaml", version=__version__, samic=samic)
+        save_config(ran, out / CONFIG_FILE, version=__version__, samic=samic)
         video = VideoTracker(
             models, ran.tracker, adaptation=ran.adaptation, adaptation_dir=out, progress=progress
         )

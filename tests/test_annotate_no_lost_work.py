@@ -59,6 +59,8 @@ def test_a_second_server_on_one_folder_is_refused_in_one_line(folders, segmenter
         message = str(refused.value)
         assert "\n" not in message and f"pid {os.getpid()} on " in message
         assert message.startswith(f"{annotations}: another `samic-vos annotate` is working")
+        first.state.annotator.embeddings.wait()  # its encoder's log lines are not the command's
+        capsys.readouterr()
         # The command line says so before loading SAM (the checkpoint does not even exist).
         code = main(["annotate", str(images), "-o", str(annotations), "--no-browser",
                      "--sam-checkpoint", str(tmp_path / "none.pt")])  # fmt: skip

@@ -481,6 +481,6 @@ def test_a_training_interrupted_before_its_first_checkpoint_simply_starts_again(
     assert _train(root, out, config, "--epochs", "1", "--batch-size", "2") == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "--resume" in error[0] and "--force" in error[0]
-    assert _train(tmp_path / "nothing", tmp_path / "empty", config, "--resume") == 2
+    assert _train(root, tmp_path / "empty", config, "--resume") == 2
     error = capsys.readouterr().err.strip()
     assert "no checkpoint to resume" in error and "without --resume" in error

@@ -25,7 +25,6 @@ Model builders for the random-weight models (tests) and the official sizes are h
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -36,6 +35,7 @@ from samic_vos.runtime.errors import UserError
 from samic_vos.sam.encoder import EncoderConfig, SamImageEncoder, resolve_precision
 from samic_vos.sam.names import FAMILY_EXTRAS
 from samic_vos.sam.segmenter import ImageEmbedding, SamSegmenter
+from samic_vos.sam.vit_sam import assemble_sam
 
 # SAM 2.1 at test size: each hydra key of the package's tiny config shrunk (Hiera of 5 blocks,
 # 128-pixel input, 32 channels); the memory modules are shrunk too, though never run here.
@@ -87,52 +87,10 @@ def require_package(family: str) -> None:
 def make_hq(arch: Any) -> torch.nn.Module:
     """An untrained HQ-SAM of ``arch`` (a :class:`~samic_vos.sam.models.SamArch`), from
     ``segment_anything_hq``'s own modules as its ``build_sam`` assembles them."""
-    from segment_anything_hq.modeling import (
-        ImageEncoderViT,
-        MaskDecoderHQ,
-        PromptEncoder,
-        Sam,
-        TwoWayTransformer,
-    )
+    import segment_anything_hq.modeling as modeling
 
-    grid = arch.image_size // arch.patch_size
-    return Sam(
-        image_encoder=ImageEncoderViT(
-            depth=arch.encoder_depth,
-            embed_dim=arch.encoder_embed_dim,
-            img_size=arch.image_size,
-            mlp_ratio=4,
-            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-            num_heads=arch.encoder_num_heads,
-            patch_size=arch.patch_size,
-            qkv_bias=True,
-            use_rel_pos=True,
-            global_attn_indexes=arch.encoder_global_attn_indexes,
-            window_size=arch.window_size,
-            out_chans=arch.prompt_embed_dim,
-        ),
-        prompt_encoder=PromptEncoder(
-            embed_dim=arch.prompt_embed_dim,
-            image_embedding_size=(grid, grid),
-            input_image_size=(arch.image_size, arch.image_size),
-            mask_in_chans=arch.mask_in_chans,
-        ),
-        mask_decoder=MaskDecoderHQ(
-            num_multimask_outputs=3,
-            transformer=TwoWayTransformer(
-                depth=arch.decoder_depth,
-                embedding_dim=arch.prompt_embed_dim,
-                mlp_dim=arch.decoder_mlp_dim,
-                num_heads=arch.decoder_num_heads,
-            ),
-            transformer_dim=arch.prompt_embed_dim,
-            iou_head_depth=arch.iou_head_depth,
-            iou_head_hidden_dim=arch.iou_head_hidden_dim,
-            vit_dim=arch.encoder_embed_dim,
-        ),
-        pixel_mean=[123.675, 116.28, 103.53],
-        pixel_std=[58.395, 57.12, 57.375],
-    ).eval()
+    decoder = modeling.MaskDecoderHQ
+    return assemble_sam(arch, modeling, decoder, vit_dim=arch.encoder_embed_dim).eval()
 
 
 def make_sam2(config: str) -> torch.nn.Module:

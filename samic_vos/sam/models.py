@@ -24,18 +24,12 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
+import segment_anything.modeling as sam_modeling
 import torch
-from segment_anything.modeling import (
-    ImageEncoderViT,
-    MaskDecoder,
-    PromptEncoder,
-    Sam,
-    TwoWayTransformer,
-)
+from segment_anything.modeling import Sam
 
 from samic_vos.hub.weights import load_checkpoint, resolve
 from samic_vos.runtime.atomic import atomic_path
@@ -44,6 +38,7 @@ from samic_vos.runtime.devices import valid_device_name
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.version import __version__
 from samic_vos.sam.names import DEFAULT_SAM_MODEL, OFFICIAL_MODELS, SAM_MODELS, family_of
+from samic_vos.sam.vit_sam import assemble_sam
 
 __all__ = ["OFFICIAL_MODELS", "SAM_ARCHS", "build_named", "build_sam", "load_named", "load_sam"]
 
@@ -127,43 +122,7 @@ def _arch(arch: SamArch | str) -> SamArch:
 
 def _make_sam(arch: SamArch) -> Sam:
     """An untrained SAM of architecture ``arch`` (parameters on the default device)."""
-    grid = arch.image_size // arch.patch_size
-    return Sam(
-        image_encoder=ImageEncoderViT(
-            depth=arch.encoder_depth,
-            embed_dim=arch.encoder_embed_dim,
-            img_size=arch.image_size,
-            mlp_ratio=4,
-            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-            num_heads=arch.encoder_num_heads,
-            patch_size=arch.patch_size,
-            qkv_bias=True,
-            use_rel_pos=True,
-            global_attn_indexes=arch.encoder_global_attn_indexes,
-            window_size=arch.window_size,
-            out_chans=arch.prompt_embed_dim,
-        ),
-        prompt_encoder=PromptEncoder(
-            embed_dim=arch.prompt_embed_dim,
-            image_embedding_size=(grid, grid),
-            input_image_size=(arch.image_size, arch.image_size),
-            mask_in_chans=arch.mask_in_chans,
-        ),
-        mask_decoder=MaskDecoder(
-            num_multimask_outputs=3,
-            transformer=TwoWayTransformer(
-                depth=arch.decoder_depth,
-                embedding_dim=arch.prompt_embed_dim,
-                mlp_dim=arch.decoder_mlp_dim,
-                num_heads=arch.decoder_num_heads,
-            ),
-            transformer_dim=arch.prompt_embed_dim,
-            iou_head_depth=arch.iou_head_depth,
-            iou_head_hidden_dim=arch.iou_head_hidden_dim,
-        ),
-        pixel_mean=[123.675, 116.28, 103.53],
-        pixel_std=[58.395, 57.12, 57.375],
-    )
+    return assemble_sam(arch, sam_modeling, sam_modeling.MaskDecoder)
 
 
 def count_parameters(arch: SamArch | str) -> int:
