@@ -25,7 +25,8 @@ run of its own (the outputs above, resumed per video), with the models loaded on
 broken file, a mask of the wrong size) is reported in one line and the others go on. The
 shard that finds every video finished (or ``merge``) writes the collection's summary,
 ``OUT/summary.json`` (each video's name and frames, in the collection's order), and with
-``coco`` the collection's ``OUT/coco.json``.
+``coco`` the collection's ``OUT/coco.json``, merged from the COCO records each video's shard
+wrote into ``OUT/<name>/coco.jsonl`` as it finished that video.
 """
 
 from __future__ import annotations
@@ -39,7 +40,12 @@ from pathlib import Path
 from samic_vos.api.models import Models, job_models
 from samic_vos.api.video import VideoTracker, given_masks
 from samic_vos.data.exports import OUTPUT_FORMATS
-from samic_vos.data.exports.coco import COCO_FILE
+from samic_vos.data.exports.coco import (
+    COCO_FILE,
+    VIDEO_RECORDS,
+    write_collection_coco,
+    write_video_records,
+)
 from samic_vos.data.exports.sources import COLLECTION
 from samic_vos.data.exports.writers import export_run
 from samic_vos.data.frame_source import open_frames
@@ -69,7 +75,7 @@ from samic_vos.training.adapted import ADAPTATION_STATE, ADAPTED
 log = logging.getLogger(__name__)
 
 # What a track run writes in OUT (removed by `force`).
-OUTPUTS = ("masks", PROMPTS, CONFIG_FILE, COCO_FILE, ADAPTED, ADAPTATION_STATE)
+OUTPUTS = ("masks", PROMPTS, CONFIG_FILE, COCO_FILE, VIDEO_RECORDS, ADAPTED, ADAPTATION_STATE)
 SUMMARY = "summary.json"  # a collection's summary
 
 
@@ -151,7 +157,7 @@ def run_track(
 
 
 def _write_coco(out: Path, format: str) -> None:
-    """``format`` coco: OUT/coco.json from the finished run's (or collection's) masks."""
+    """``format`` coco: OUT/coco.json from the finished run's masks."""
     if format == "coco":
         log.info("wrote %s", export_run(out, "coco", out))
 
@@ -219,7 +225,7 @@ def run_track_collection(
     summary = CollectionSummary(len(names))
     if state == "finished":
         log.info("%s: this collection is finished (%d videos)", out, len(names))
-        _write_coco(out, inputs.format)
+        _write_collection_coco(out, names, inputs.format)
         return summary
     with removing_new_folders(out):
         out.mkdir(parents=True, exist_ok=True)
@@ -243,6 +249,8 @@ def run_track_collection(
         try:
             with removing_new_folders(video.out_dir):
                 summary.computed += run_track(video, config, progress, (models, ran)).computed
+            if inputs.format == "coco" and not (video.out_dir / VIDEO_RECORDS).is_file():
+                write_video_records(video.out_dir)  # its part of coco.json, as it finishes
         except UserError as err:
             summary.failed.append((item.name, str(err)))
             log.error("video '%s': %s", item.name, err)
@@ -274,7 +282,14 @@ def _summarize(out: Path, manifest: RunManifest, names: list[str], format: str) 
         {"name": name, "frames": len(complete_records(out / name / PROMPTS))} for name in names
     ]
     atomic_write_text(out / SUMMARY, json.dumps({"videos": videos}, indent=1) + "\n")
-    _write_coco(out, format)
+    _write_collection_coco(out, names, format)
+
+
+def _write_collection_coco(out: Path, names: list[str], format: str) -> None:
+    """``format`` coco: OUT/coco.json from the videos' records (``<name>/coco.jsonl``)."""
+    if format == "coco":
+        write_collection_coco([out / name for name in names], out / COCO_FILE)
+        log.info("wrote %s", out / COCO_FILE)
 
 
 def _merge_collection(inputs: CollectionInputs) -> CollectionSummary:

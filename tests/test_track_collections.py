@@ -77,6 +77,9 @@ def test_manifest_shards_merge_to_the_bytes_of_one_run(clips, tiny_models, monke
     straight = clips / "straight"
     assert _track([manifest, "-o", str(straight), "--format", "coco"], tiny_models) == 0
     expected = _files(straight)
+    exported = clips / "exported"
+    assert main(["export", "--format", "coco", str(straight), "-o", str(exported)]) == 0
+    assert (exported / "coco.json").read_bytes() == expected["coco.json"]  # merged records
     summary = json.loads((straight / "summary.json").read_text())
     assert summary == {"videos": [{"name": k, "frames": v} for k, v in CLIPS.items()]}
     for name, frames in CLIPS.items():
@@ -89,6 +92,8 @@ def test_manifest_shards_merge_to_the_bytes_of_one_run(clips, tiny_models, monke
     assert not (flag / "summary.json").exists()
     # dealt by frames, heaviest first: one (5) to shard 0, three (4) to 1, two (3) to 0
     assert sorted(p.name for p in flag.iterdir() if p.is_dir()) == ["one", "two"]
+    # each video's COCO records, written by its shard as it finished it
+    assert sorted(p.parent.name for p in flag.glob("*/coco.jsonl")) == ["one", "two"]
     assert _track([*args, "--merge"], tiny_models) == 2
     assert _track([*args, "--shard", "1/2"], tiny_models) == 0
     assert _files(flag) == expected

@@ -8,7 +8,9 @@ pixels, ``iscrowd`` 0, ``score``: SAM's confidence where known), ``categories`` 
 names them. The file is written atomically; only one image's mask is held at a time (the
 annotations wait in a temporary file until the images are written). A run can write each
 image's record (:func:`coco_record`) as it finishes it and the file at the end
-(:func:`write_coco_records`): the same bytes as :func:`write_coco` over the finished run.
+(:func:`write_coco_records`): the same bytes as :func:`write_coco` over the finished run. A
+`track` collection keeps each finished video's records in ``<video>/coco.jsonl``
+(:func:`write_video_records`) and merges them (:func:`write_collection_coco`).
 """
 
 from __future__ import annotations
@@ -16,17 +18,18 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from samic_vos.data.exports.sources import ExportItem, ExportObject, ExportSource
+from samic_vos.data.exports.sources import ExportItem, ExportObject, ExportSource, videos_source
 from samic_vos.runtime.atomic import atomic_path
 
 COCO_FILE = "coco.json"
+VIDEO_RECORDS = "coco.jsonl"  # a finished video's COCO records, one line per frame
 
 
 def rle_annotation(ids: np.ndarray, obj: ExportObject) -> dict[str, Any] | None:
@@ -94,3 +97,29 @@ def write_coco(source: ExportSource, out_dir: Path) -> Path:
     path = out_dir / COCO_FILE
     write_coco_records((coco_record(item) for item in source.items()), source.categories, path)
     return path
+
+
+def write_video_records(run: Path) -> Path:
+    """Write ``run/coco.jsonl``, the :func:`coco_record` of every frame of the finished `track`
+    run ``run`` (the video named after the folder), atomically; returns its path."""
+    path = run / VIDEO_RECORDS
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as out:
+        for item in videos_source([run]).items():
+            out.write(json.dumps(coco_record(item)) + "\n")
+    return path
+
+
+def write_collection_coco(runs: list[Path], path: Path) -> None:
+    """Write ``path``, the COCO file of a finished `track` collection (``runs``: its videos'
+    folders, in order), from each video's ``coco.jsonl`` (written first where missing): the
+    bytes :func:`write_coco` writes from the collection's masks."""
+
+    def records() -> Iterator[dict[str, Any]]:
+        for run in runs:
+            file = run / VIDEO_RECORDS
+            if not file.is_file():
+                write_video_records(run)
+            with open(file, encoding="utf-8") as lines:
+                yield from (json.loads(line) for line in lines)
+
+    write_coco_records(records(), videos_source(runs).categories, path)

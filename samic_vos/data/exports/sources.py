@@ -94,9 +94,9 @@ def open_source(folder: Path) -> ExportSource:
         if command == "segment":
             return _segment_source(folder, bool(manifest["config"].get("instances")))
         if command == "track":
-            return _videos_source([folder])
+            return videos_source([folder])
         if command == COLLECTION:
-            return _videos_source([folder / name for name in manifest["inputs"]["videos"]])
+            return videos_source([folder / name for name in manifest["inputs"]["videos"]])
         raise UserError(f"{folder}: a '{command}' run has no masks to export")
     if find_annotations(folder):
         return _sambox_source(folder)
@@ -165,7 +165,9 @@ def segment_item(line: dict[str, Any], ids: np.ndarray, instances: bool) -> Expo
     return ExportItem(line["image"], line["path"], ids, objects, Path(line["path"]))
 
 
-def _videos_source(runs: list[Path]) -> ExportSource:
+def videos_source(runs: list[Path]) -> ExportSource:
+    """The frames of finished `track` runs (each folder one video, named after it), in order;
+    categories ``object k`` for every object id their prompts logs name."""
     ids: set[int] = set()
     for run in runs:
         for line in _lines(run):
