@@ -25,6 +25,7 @@ Model builders for the random-weight models (tests) and the official sizes are h
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -71,12 +72,17 @@ _MEDSAM_EPS = 1e-6
 
 
 def require_package(family: str) -> None:
-    """:class:`UserError` in one line when ``family``'s package is not installed."""
+    """Import ``family``'s package (first, here: its import-time notices are not the user's to
+    act on — segment_anything_hq's timm imports warn of timm's own deprecations and registry
+    names, five lines on every run); :class:`UserError` in one line when it is not installed."""
     module = {"hq": "segment_anything_hq", "medsam": "skimage", "sam2": "sam2"}.get(family)
     if module is None:
         return
     try:
-        __import__(module)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.filterwarnings("ignore", "Overwriting .* in registry", UserWarning)
+            __import__(module)
     except ImportError as err:
         raise UserError(
             f"the {family} segmenters need the {module} package: pip install "
@@ -243,7 +249,9 @@ class Sam2Segmenter(_SquareResize):
         from sam2.utils.transforms import SAM2Transforms
 
         side = self._side()
-        self.transforms = SAM2Transforms(resolution=side, mask_threshold=0.0)
+        with warnings.catch_warnings():  # sam2 scripts its transforms; torch 2.14 warns of it
+            warnings.filterwarnings("ignore", ".*torch.jit.script.* is deprecated", FutureWarning)
+            self.transforms = SAM2Transforms(resolution=side, mask_threshold=0.0)
         sizes = [(side // 4, side // 4), (side // 8, side // 8), (side // 16, side // 16)]
         model = self.sam
 
@@ -260,7 +268,10 @@ class Sam2Segmenter(_SquareResize):
         return _precision_encoder(forward, config, self.device)
 
     def _encode(self, rgb: np.ndarray) -> ImageEmbedding:
-        pixels = self.transforms(rgb)[None].to(self.device)
+        # torchvision's ToTensor warns (once, on the user's terminal) of a read-only array, as
+        # decoded frames are: the same pixels, writable
+        writable = rgb if rgb.flags.writeable else rgb.copy()
+        pixels = self.transforms(writable)[None].to(self.device)
         features, *high_res = self.encoder(pixels)
         side = self._side()
         return ImageEmbedding(
