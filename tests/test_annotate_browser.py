@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sambox_helpers import make_images, saved_mask, tiny_segmenter
+from sambox_helpers import make_images, near, saved_mask, tiny_segmenter
 
 from samic_vos.annotate.browser import SamboxPage, chromium_page, chromium_path, live_server
 from samic_vos.annotate.classes import parse_classes
@@ -282,3 +282,36 @@ def test_number_keys_label_objects_with_classes_in_their_colours_in_chromium(
         sambox.press("s")
     labels = [o.label for o in read_annotation(tmp_path / "annotations/a.sambox.json").objects]
     assert labels == ["cat", "dog"]  # object 3 has no prompt: not saved
+
+
+@pytest.mark.slow
+def test_brush_and_eraser_strokes_are_saved_in_the_mask_in_chromium(tmp_path: Path) -> None:
+    brush, eraser = [(60.0, 10.0), (75.0, 10.0)], [(15.0, 20.0), (25.0, 20.0)]
+    with sambox_in_chromium(tmp_path) as (_, url, page):
+        sambox = SamboxPage(page)
+        sambox.open(url)
+        sambox.click(20, 20)
+        sam = sambox.mask()
+        page.fill("#radius", "2.5")
+        sambox.press("Escape")  # leave the radius box: keys go to the page again
+        sambox.press("b")
+        assert "on" in (page.get_attribute("#brush", "class") or "")
+        sambox.drag_stroke(brush)
+        sambox.press("x")
+        sambox.drag_stroke(eraser)
+        shown = sambox.mask()
+        sambox.press("x")  # back to clicks: a click is a prompt again
+        assert sambox.view()["objects"][0]["edits"] == 2
+        sambox.press("s")
+    added, removed = near(brush, 2.5), near(eraser, 2.5)
+    assert not (sam[added] == 1).all() and (sam[removed] == 1).any()  # both change pixels
+    expected = np.where(removed, 0, np.where(added, 1, sam))
+    np.testing.assert_array_equal(shown, expected)
+    np.testing.assert_array_equal(saved_mask(tmp_path / "annotations", "a"), expected)
+    data = json.loads((tmp_path / "annotations/a.sambox.json").read_text())
+    (obj,) = data["objects"]
+    assert obj["instances"][0]["points"] == [[20, 20]]  # the prompts: the click alone
+    assert [(e["radius"], e["erase"]) for e in obj["edits"]] == [(2.5, False), (2.5, True)]
+    for edit, line in zip(obj["edits"], (brush, eraser), strict=True):
+        (stroke,) = edit["strokes"]
+        np.testing.assert_allclose([stroke[0], stroke[-1]], line, atol=0.05)

@@ -377,6 +377,7 @@ class Annotator:
                         }
                         for k, steps in enumerate(o.instances)
                     ],
+                    "edits": len(o.edits),
                 }
                 for o in state.objects
             ],

@@ -1,5 +1,7 @@
 """An image's prompts → SAM masks: each instance decoded on its own, an object's instances
-unioned, objects composed into one id map (a pixel claimed twice goes to the higher logit).
+unioned, then the object's brush and eraser edits applied (:mod:`~samic_vos.data.mask_edits`;
+a painted pixel beats every SAM mask), objects composed into one id map (a pixel claimed twice
+goes to the higher logit; painted twice, to the object listed first).
 
 Decoding results are memoised per (image, instance steps), so a click re-decodes only the
 instance it changed, and undo/redo are instant. With ``refine`` on a step, the instance's
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from samic_vos.annotate.session_store import ImageState, Step
+from samic_vos.data.mask_edits import apply_edits
 from samic_vos.inference.tracker import compose_ids
 from samic_vos.sam.segmenter import PromptResult, SamSegmenter, weighted_confidence
 
@@ -52,7 +55,8 @@ def instance_prompts(steps: tuple[Step, ...]) -> InstancePrompts:
 
 @dataclass
 class ObjectResult:
-    """One object's union mask (H, W) bool and logits (H, W) float32, its confidence (the
+    """One object's mask (H, W) bool (its instances' union, then its edits) and logits (H, W)
+    float32 (+inf where painted, -inf where erased), its confidence (the
     instances' clipped IoUs weighted by their areas) and per instance SAM's raw predicted
     IoU (``None`` for an instance without a positive point or box)."""
 
@@ -139,8 +143,9 @@ class PromptDecoder:
             else:
                 logits = np.full(size, -np.inf, dtype=np.float32)
                 confidence = 0.0
+            mask, logits = apply_edits(logits > self.segmenter.mask_threshold, logits, obj.edits)
             results[obj.id] = ObjectResult(
-                mask=logits > self.segmenter.mask_threshold,
+                mask=mask,
                 logits=logits,
                 confidence=confidence,
                 instance_ious=[None if r is None else r.iou for r in decoded],

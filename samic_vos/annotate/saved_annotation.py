@@ -52,8 +52,8 @@ def remove_masks_but(annotations_dir: Path, name: str, keep: set[Path]) -> None:
 
 def sambox_objects(state: ImageState, composite: Composite, mask_ref: str) -> list[SamboxObject]:
     """``state``'s objects as SAMBOX objects with SAM's confidences from ``composite``, each
-    naming the mask ``mask_ref``; instances without a prompt, and objects without an
-    instance, are left out."""
+    naming the mask ``mask_ref``, with their brush and eraser edits; instances without a prompt,
+    and objects with neither an instance nor an edit, are left out."""
     objects = []
     for obj in state.objects:
         result = composite.objects[obj.id]
@@ -69,24 +69,26 @@ def sambox_objects(state: ImageState, composite: Composite, mask_ref: str) -> li
                         sam_confidence=iou,
                     )
                 )
-        if instances:
+        if instances or obj.edits:
             objects.append(
                 SamboxObject.from_instances(
                     obj.id,
                     instances,
                     label=obj.label,
                     mask=mask_ref,
-                    sam_confidence=result.confidence,
+                    sam_confidence=result.confidence if instances else None,
+                    edits=list(obj.edits),
                 )
             )
     return objects
 
 
 def state_from_annotation(annotation: SamboxAnnotation) -> ImageState:
-    """A saved annotation as a state: per instance its box, positive then negative points."""
+    """A saved annotation as a state: per instance its box, positive then negative points; the
+    objects' edits."""
     objects = []
     for obj in annotation.objects:
-        instances = obj.instances or [SamboxInstance(obj.points, obj.negative_points)]
+        instances = obj.instances or [SamboxInstance(obj.points, obj.negative_points)]  # v1
         objects.append(
             ObjectState(
                 obj.id,
@@ -99,6 +101,7 @@ def state_from_annotation(annotation: SamboxAnnotation) -> ImageState:
                     )
                     for i in instances
                 ),
+                tuple(obj.edits),
             )
         )
     active = (objects[0].id, 0) if objects else None

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from samic_vos.annotate.session_store import ImageState, ObjectState, Session, Step
+from samic_vos.data.mask_edits import parse_edit
 from samic_vos.runtime.atomic import atomic_write_text
 
 SESSION_FORMAT = "sambox-session"
@@ -23,6 +24,7 @@ def _state_to_dict(state: ImageState) -> dict[str, Any]:
                 "id": o.id,
                 "label": o.label,
                 "instances": [[dataclasses.asdict(s) for s in inst] for inst in o.instances],
+                "edits": [e.to_dict() for e in o.edits],
             }
             for o in state.objects
         ],
@@ -30,7 +32,7 @@ def _state_to_dict(state: ImageState) -> dict[str, Any]:
     }
 
 
-def _state_from_dict(data: dict[str, Any]) -> ImageState:
+def _state_from_dict(data: dict[str, Any], size: tuple[int, int]) -> ImageState:
     objects = tuple(
         ObjectState(
             id=int(o["id"]),
@@ -44,6 +46,7 @@ def _state_from_dict(data: dict[str, Any]) -> ImageState:
                 )
                 for inst in o["instances"]
             ),
+            edits=tuple(parse_edit(e, size) for e in o.get("edits", [])),
         )
         for o in data["objects"]
     )
@@ -81,13 +84,13 @@ def read_session(path: Path, size: tuple[int, int]) -> Session:
             raise ValueError(f"made for an image of size {data['image_size']}, not {list(size)}")
         session = Session(
             size=size,
-            initial=_state_from_dict(data["initial"]),
+            initial=_state_from_dict(data["initial"], size),
             actions=list(data["actions"]),
             position=int(data["position"]),
             revision=int(data.get("revision", 0)),
         )
         if data.get("saved") is not None:
-            session.saved = _state_from_dict(data["saved"])
+            session.saved = _state_from_dict(data["saved"], size)
         elif data.get("saved_position") is not None:  # files written before `saved`
             session.saved = session.state_at(int(data["saved_position"]))
         return session

@@ -14,8 +14,9 @@ DESCRIPTION = """\
 SAMBOX: a local web page where you click points on each image and see SAM's mask and its
 confidence (SAM's predicted IoU) at once. Left click: positive point; right click or
 Shift+click: negative point; drag: box; Alt+click: delete a point; N: new instance;
-C: new object; 1-9: class (--classes); Ctrl+Z: undo; S: save; E: nothing here; A/D:
-previous/next image; ?: every key.
+C: new object; 1-9: class (--classes); B / X: brush / eraser on the object's mask (the
+prompts stay as clicked; the saved mask is the corrected one); Ctrl+Z: undo; S: save;
+E: nothing here; A/D: previous/next image; ?: every key.
 
 IMAGES_DIR holds the images (JPEG, PNG, BMP, TIFF). Saved in ANNOTATIONS_DIR (default:
 IMAGES_DIR): <image>.sambox.json (prompts, SAMBOX format version 2, see docs/sambox_format.md)
