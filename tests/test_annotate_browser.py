@@ -315,3 +315,29 @@ def test_brush_and_eraser_strokes_are_saved_in_the_mask_in_chromium(tmp_path: Pa
     for edit, line in zip(obj["edits"], (brush, eraser), strict=True):
         (stroke,) = edit["strokes"]
         np.testing.assert_allclose([stroke[0], stroke[-1]], line, atol=0.05)
+
+
+@pytest.mark.slow
+def test_export_button_writes_the_chosen_format_in_chromium(tmp_path: Path) -> None:
+    from pycocotools.coco import COCO
+    from scipy import ndimage
+
+    with sambox_in_chromium(tmp_path) as (_, url, page):
+        sambox = SamboxPage(page)
+        sambox.open(url)
+        sambox.click(20, 20)  # not saved yet: the export saves the image first
+        page.select_option("#export-format", "coco:polygons")
+        page.click("#export")
+        sambox.settle("window.sambox.lastExport !== null")
+        answer = page.evaluate("window.sambox.lastExport")
+        shown = sambox.mask()
+        assert "· saved" in sambox.text("#image-name")
+        assert f"as coco to {answer['folder']}" in sambox.text("#status")
+    written = tmp_path / "annotations/exports/coco/coco.json"
+    assert answer["written"] == str(written) and answer["images"] == 1
+    coco = COCO(str(written))
+    (ann,) = coco.loadAnns(coco.getAnnIds())
+    assert isinstance(ann["segmentation"], list)  # polygons, as chosen
+    drawn = coco.annToMask(ann).astype(bool)
+    np.testing.assert_array_equal(drawn, ndimage.binary_fill_holes(shown == 1))  # holes filled
+    np.testing.assert_array_equal(saved_mask(tmp_path / "annotations", "a"), shown)

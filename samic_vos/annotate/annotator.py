@@ -9,7 +9,9 @@ Files in the annotations folder (``ANNOTATIONS_DIR``):
   removes the older mask: a reader never sees a JSON with the mask of another save;
 - ``.sambox/sessions/<image>.json``: the session (every click and the undo history);
 - ``.sambox/embeddings/<model key>/<sha256>.pt``: SAM embeddings;
-- ``.sambox/lock``: held while a server works on the folder (:mod:`.folder_lock`).
+- ``.sambox/lock``: held while a server works on the folder (:mod:`.folder_lock`);
+- ``exports/<format>/``: the page's exports (:meth:`Annotator.export`), each replacing the
+  previous one of its format whole.
 
 All are written atomically; what a killed save left (temporary files, a mask no JSON names)
 is removed when the next server starts. Only real work is saved: an image merely looked at
@@ -49,6 +51,9 @@ from samic_vos.annotate.session_store import (
     Session,
     Step,
 )
+from samic_vos.data.exports import COCO_MASKS, EXPORT_FORMATS
+from samic_vos.data.exports.sources import open_source
+from samic_vos.data.exports.writers import write_export
 from samic_vos.data.mask_io import (
     DAVIS_PALETTE,
     PNG_COMPRESS_LEVEL,
@@ -63,13 +68,14 @@ from samic_vos.data.sambox_format import (
     read_annotation,
     write_annotation,
 )
-from samic_vos.runtime.atomic import remove_leftovers
+from samic_vos.runtime.atomic import atomic_folder, remove_leftovers
 from samic_vos.runtime.errors import UserError
 from samic_vos.sam.segmenter import SamSegmenter, group_points_by_component, prompts_from_mask
 
 logger = logging.getLogger(__name__)
 
 STATE_FOLDER = ".sambox"
+EXPORT_FOLDER = "exports"  # the page's exports: <annotations>/exports/<format>/
 PREFETCH = 2  # images encoded ahead in the background (the issue's "next two")
 
 
@@ -302,6 +308,33 @@ class Annotator:
             opened.session.mark_saved()
             self._persist(opened)
             return {**self._view(opened, composite), "wrote": wrote}
+
+    def export(self, format: Any, coco_masks: Any = "rle") -> dict[str, Any]:
+        """Export the saved annotations as ``format`` (one of
+        :data:`~samic_vos.data.exports.EXPORT_FORMATS`; COCO masks as ``coco_masks``) into
+        ``<annotations>/exports/<format>/`` with `samic-vos export`'s writers, replacing an
+        earlier export of that format whole. No save runs meanwhile (each reads its JSON and
+        mask as one save wrote them). Returns ``{"format", "folder", "written", "images"}``
+        (``written``: the file (coco) or folder, ``images``: the images saved)."""
+        if format not in EXPORT_FORMATS:
+            raise ActionError(f"'format' must be one of {', '.join(EXPORT_FORMATS)}")
+        if coco_masks not in COCO_MASKS:
+            raise ActionError(f"'coco_masks' must be one of {', '.join(COCO_MASKS)}")
+        with self._lock:
+            if not self._saved:
+                raise ActionError("nothing is saved yet: save an image (S) before exporting")
+            source = open_source(self.annotations_dir)
+            folder = self.annotations_dir / EXPORT_FOLDER / format
+            folder.parent.mkdir(exist_ok=True)
+            with atomic_folder(folder) as tmp:
+                written = write_export(source, format, tmp, coco_masks)
+            logger.info("exported %d images as %s to %s", len(self._saved), format, folder)
+            return {
+                "format": format,
+                "folder": str(folder),
+                "written": str(folder / written.relative_to(tmp)),
+                "images": len(self._saved),
+            }
 
     def close(self) -> None:
         """Stop the background encoder and let the folder's lock go."""

@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,6 +59,36 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
             raise
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a new empty temporary folder beside ``path`` to fill; on success it takes the
+    place of ``path`` (an older ``path`` is moved aside, then removed), so ``path`` never holds
+    a mix of two writes nor a half-written one. On an exception the temporary folder is
+    removed and ``path`` is left untouched. Between the two renames ``path`` is briefly
+    absent; one writer at a time."""
+    final = Path(path)
+    with reporting_write_errors(final):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
+        try:
+            yield tmp
+            os.chmod(tmp, 0o777 & ~_umask())
+            aside = None
+            if final.exists():
+                aside = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+                os.replace(final, aside / final.name)
+            try:
+                os.replace(tmp, final)
+            except BaseException:
+                if aside is not None:
+                    os.replace(aside / final.name, final)
+                raise
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
 
 
 def remove_leftovers(folder: str | os.PathLike[str]) -> list[Path]:

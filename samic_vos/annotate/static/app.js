@@ -31,6 +31,7 @@ window.sambox = {
   pending: 0,
   latencies: [],
   lastMaskPng: null,
+  lastExport: null,  // the server's answer to the last export (folder, file, images)
   // The alpha (0..255) of the drawn overlay at image pixel (x, y): 0 where nothing is shown.
   overlayAlpha(x, y) {
     return window.sambox.overlayPixel(x, y)[3];
@@ -399,6 +400,22 @@ function save(nothingHere = false) {
   });
 }
 
+// Export every saved image (the current one saved first) with `samic-vos export`'s writers
+// into ANNOTATIONS_DIR/exports/<format>/; the status line says where it went.
+function exportAnnotations() {
+  const [format, cocoMasks] = $("export-format").value.split(":");
+  return enqueue(async () => {
+    if (app.view && app.view.dirty) {
+      const request = current();
+      const view = await api("/api/save", request);
+      if (request.image === app.images[app.index]) await show(view);
+    }
+    const done = await api("/api/export", {format, coco_masks: cocoMasks});
+    window.sambox.lastExport = done;
+    status(`exported ${done.images} saved image${done.images === 1 ? "" : "s"} as ${format} to ${done.folder}`);
+  });
+}
+
 // Go to image `index`; one that cannot be opened is reported and passed, in the direction
 // of travel (`step`).
 async function open(index, step = index >= app.index ? 1 : -1) {
@@ -641,6 +658,7 @@ $("new-instance").addEventListener("click", () => act({type: "new_instance"}));
 $("new-object").addEventListener("click", newObject);
 $("reset").addEventListener("click", () => act({type: "reset"}));
 $("save").addEventListener("click", () => save());
+$("export").addEventListener("click", exportAnnotations);
 $("brush").addEventListener("click", () => setTool("brush"));
 $("eraser").addEventListener("click", () => setTool("eraser"));
 $("nothing-here").addEventListener("click", () => save(true));
