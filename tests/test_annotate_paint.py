@@ -11,7 +11,7 @@ from sambox_helpers import decode_png, make_images, near, saved_mask, tiny_segme
 
 from samic_vos.annotate.browser import script_client
 from samic_vos.annotate.server import create_app
-from samic_vos.data.mask_io import read_mask
+from samic_vos.data.mask_io import read_mask, write_mask
 from samic_vos.data.sambox_format import read_annotation
 from samic_vos.training.training_pairs import pairs_from_sambox
 
@@ -188,3 +188,50 @@ def test_training_pairs_come_from_the_prompts_of_painted_objects(folders, segmen
     assert pair.object_id == 1
     np.testing.assert_array_equal(pair.ref_points, [A])
     np.testing.assert_array_equal(pair.tgt_points, [(25, 30)])
+
+
+def test_masks_imported_as_masks_are_the_objects_and_the_brush_fixes_them(
+    folders, segmenter, tmp_path
+):
+    images, annotations = folders
+    (tmp_path / "import").mkdir()
+    ids = np.zeros((60, 80), np.uint8)
+    ids[10:40, 10:40] = 1
+    ids[30:55, 45:75] = 3
+    ids[0:2] = 255  # void: no object
+    write_mask(tmp_path / "import/a.png", ids)
+    imported = np.where(ids == 255, 0, ids)
+    app = create_app(images, annotations, segmenter, tmp_path / "import", import_as="masks")
+    with script_client(app) as client:
+        view = client.get("/api/state", params={"name": "a.png"}).json()
+        np.testing.assert_array_equal(decode_png(view["mask_png"]), imported)
+        assert [o["id"] for o in view["objects"]] == [1, 3] and view["dirty"]
+        assert all(i["steps"] == [] for o in view["objects"] for i in o["instances"])
+        band, disc = near([(20.0, 20.0), (30.0, 20.0)], 2), near([(20.0, 50.0)], 3)
+        post(client, paint(1, [(20.0, 20.0), (30.0, 20.0)], 2, erase=True))
+        fixed = post(client, paint(3, [(20.0, 50.0)], 3))
+        expected = np.where(disc, 3, np.where(band & (imported == 1), 0, imported))
+        np.testing.assert_array_equal(decode_png(fixed["mask_png"]), expected)
+        client.post("/api/save", json={"image": "a.png"})
+    np.testing.assert_array_equal(saved_mask(annotations, "a"), expected)
+    data = json.loads((annotations / "a.sambox.json").read_text())
+    assert data["version"] == 3 and [o["instances"] for o in data["objects"]] == [[], []]
+    assert [len(o["edits"]) for o in data["objects"]] == [1, 1]
+    with client_for(folders, segmenter) as client:  # the session: the history too
+        assert (
+            client.get("/api/state", params={"name": "a.png"}).json()["mask_png"]
+            == (fixed["mask_png"])
+        )
+        undone = post(client, {"type": "undo"})
+        np.testing.assert_array_equal(
+            decode_png(undone["mask_png"]), np.where(band & (imported == 1), 0, imported)
+        )
+    for path in (annotations / ".sambox/sessions").iterdir():
+        path.unlink()
+    with client_for(folders, segmenter) as client:  # the JSON alone: its masks are the bases
+        again = client.get("/api/state", params={"name": "a.png"}).json()
+        assert again["mask_png"] == fixed["mask_png"] and not again["dirty"]
+        clicked = post(client, {"type": "point", "x": 60.0, "y": 10.0})  # on object 1
+    grown = decode_png(clicked["mask_png"])
+    assert (grown[expected == 1] == 1).all() and (grown[expected == 3] == 3).all()
+    assert [len(i["steps"]) for i in clicked["objects"][0]["instances"]] == [1]

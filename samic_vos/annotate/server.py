@@ -94,13 +94,15 @@ def create_app(
     import_masks: Path | None = None,
     token: str | None = None,
     classes: list[AnnotationClass] | None = None,
+    import_as: str = "clicks",
 ) -> FastAPI:
     """The SAMBOX app for ``images_dir``, saving into ``annotations_dir`` (see
     :class:`~samic_vos.annotate.annotator.Annotator`, which locks the folder until shutdown);
     ``app.state.annotator`` is its work, ``app.state.token`` the secret a client must send
-    (``token``, or a new one); ``classes``: the page's class list (number keys)."""
+    (``token``, or a new one); ``classes``: the page's class list (number keys);
+    ``import_as``: what ``import_masks`` become, ``"clicks"`` or ``"masks"``."""
     class_list = [{"name": c.name, "color": list(c.color)} for c in classes or []]
-    annotator = Annotator(images_dir, annotations_dir, segmenter, import_masks)
+    annotator = Annotator(images_dir, annotations_dir, segmenter, import_masks, import_as)
     app = FastAPI(title="SAMBOX", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.annotator = annotator
     app.state.token = token or new_token()

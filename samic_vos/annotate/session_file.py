@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from samic_vos.annotate.saved_annotation import CONTENT_NAME
 from samic_vos.annotate.session_store import ImageState, ObjectState, Session, Step
 from samic_vos.data.mask_edits import parse_edit
 from samic_vos.runtime.atomic import atomic_write_text
@@ -25,11 +26,19 @@ def _state_to_dict(state: ImageState) -> dict[str, Any]:
                 "label": o.label,
                 "instances": [[dataclasses.asdict(s) for s in inst] for inst in o.instances],
                 "edits": [e.to_dict() for e in o.edits],
+                "base": o.base,
             }
             for o in state.objects
         ],
         "active": list(state.active) if state.active is not None else None,
     }
+
+
+def _base_name(value: Any) -> str | None:
+    """A base mask's file name as a session file holds it: a plain name (no folder)."""
+    if value is not None and not (isinstance(value, str) and CONTENT_NAME.fullmatch(value)):
+        raise ValueError(f"base mask {str(value)[:60]!r} is not a mask file name")
+    return value
 
 
 def _state_from_dict(data: dict[str, Any], size: tuple[int, int]) -> ImageState:
@@ -47,6 +56,7 @@ def _state_from_dict(data: dict[str, Any], size: tuple[int, int]) -> ImageState:
                 for inst in o["instances"]
             ),
             edits=tuple(parse_edit(e, size) for e in o.get("edits", [])),
+            base=_base_name(o.get("base")),
         )
         for o in data["objects"]
     )

@@ -43,13 +43,17 @@ class Step:
 @dataclass(frozen=True)
 class ObjectState:
     """An object (a class in the palette mask): its id (1..254), label and instances, each a
-    tuple of steps, prompted on its own; ``edits``: the brush and eraser passes applied, in
-    order, to SAM's mask of the instances (the prompts stay what SAM was given)."""
+    tuple of steps, prompted on its own; ``base``: the file name of a mask that is part of the
+    object without prompts (imported as a mask, or a mask-only object reopened from its saved
+    mask; its pixels are those holding ``id``), or ``None``; ``edits``: the brush and eraser
+    passes applied, in order, to the union of SAM's masks of the instances and the base (the
+    prompts stay what SAM was given)."""
 
     id: int
     label: str | None = None
     instances: tuple[tuple[Step, ...], ...] = ((),)
     edits: tuple[MaskEdit, ...] = ()
+    base: str | None = None
 
 
 @dataclass(frozen=True)

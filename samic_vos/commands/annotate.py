@@ -32,6 +32,8 @@ Train SAMIC on the result with `samic-vos train --sambox ANNOTATIONS_DIR`.
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from samic_vos.annotate import IMPORT_AS
+
     parser = subparsers.add_parser(
         "annotate",
         help="SAMBOX: click point prompts on images, see SAM's mask live, save them",
@@ -44,7 +46,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--import-masks",
         type=Path,
         metavar="DIR",
-        help="masks <image name>.png turned into point prompts for images not yet annotated",
+        help="masks <image name>.png for images not yet annotated (see --import-as)",
+    )
+    parser.add_argument(
+        "--import-as",
+        choices=IMPORT_AS,
+        help="what --import-masks makes of a mask: point prompts for SAM (clicks, the "
+        "default) or the objects' masks themselves (masks: no prompts, brush to fix them)",
     )
     common.add_models(parser, samic_checkpoint=False, backbone=False)
     common.add_device(parser)
@@ -97,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
     list_images(args.images)
     if args.import_masks is not None and not args.import_masks.is_dir():
         raise UserError(f"{args.import_masks}: --import-masks folder not found")
+    if args.import_as is not None and args.import_masks is None:
+        raise UserError("--import-as says how to import --import-masks DIR: pass that folder too")
     out = args.out or args.images
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: is a file; pass a folder with -o")
@@ -117,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
     )
     token = new_token()
     classes = parse_classes(config.classes)
-    app = create_app(args.images, out, segmenter, args.import_masks, token, classes)
+    import_as = args.import_as or "clicks"
+    app = create_app(args.images, out, segmenter, args.import_masks, token, classes, import_as)
     url = page_url(config.port, token)
     common.stdout(f"SAMBOX: {url} (annotations in {out}; Ctrl+C stops)")
     if not args.no_browser:
