@@ -110,6 +110,9 @@ def test_save_writes_the_corrected_mask_and_edits_survive_restarts(folders, segm
     assert shown["mask_png"] == only["mask_png"]
     ids = saved_mask(annotations, "a")
     np.testing.assert_array_equal(ids, decode_png(shown["mask_png"]))
+    write_mask(annotations.parent / "expected.png", decode_png(shown["mask_png"]))
+    (saved_file,) = (annotations / "masks").glob("a.*.png")
+    assert saved_file.read_bytes() == (annotations.parent / "expected.png").read_bytes()
     assert (ids == 2).sum() == near([(5.0, 50.0), (15.0, 55.0)], 1.5).sum()
     data = json.loads((annotations / "a.sambox.json").read_text())
     assert data["version"] == 3
