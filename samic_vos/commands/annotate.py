@@ -21,8 +21,9 @@ E: nothing here; A/D: previous/next image; ?: every key.
 IMAGES_DIR holds the images (JPEG, PNG, BMP, TIFF). Saved in ANNOTATIONS_DIR (default:
 IMAGES_DIR): <image>.sambox.json (prompts, SAMBOX format version 2, 3 with brush edits; see
 docs/sambox_format.md) and masks/<image>.<hash>.png (palette PNG, pixel = object id; the JSON
-names it); .sambox/ keeps the sessions (every click and the undo history) and SAM's image embeddings. Only images
-you worked on are saved; E marks an image "done, nothing here". The page's export button
+names it); .sambox/ keeps the sessions (every click and the undo history) and SAM's image
+embeddings. Only images you worked on are saved; E marks an image "done, nothing here". The
+page's export button
 writes every saved image as COCO, YOLO-seg, LabelMe or VOC into ANNOTATIONS_DIR/exports/
 (the writers of `samic-vos export`).
 
