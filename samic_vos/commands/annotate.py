@@ -23,9 +23,8 @@ IMAGES_DIR): <image>.sambox.json (prompts, SAMBOX format version 2, 3 with brush
 docs/sambox_format.md) and masks/<image>.<hash>.png (palette PNG, pixel = object id; the JSON
 names it); .sambox/ keeps the sessions (every click and the undo history) and SAM's image
 embeddings. Only images you worked on are saved; E marks an image "done, nothing here". The
-page's export button
-writes every saved image as COCO, YOLO-seg, LabelMe or VOC into ANNOTATIONS_DIR/exports/
-(the writers of `samic-vos export`).
+page's export button writes every saved image as COCO, YOLO-seg, LabelMe or VOC into
+ANNOTATIONS_DIR/exports/ (the writers of `samic-vos export`).
 
 The server listens on 127.0.0.1 only and answers only the page opened with the URL it prints,
 http://127.0.0.1:PORT/?token=... (a new secret token at every start; the browser keeps it in a
