@@ -341,3 +341,28 @@ def test_export_button_writes_the_chosen_format_in_chromium(tmp_path: Path) -> N
     drawn = coco.annToMask(ann).astype(bool)
     np.testing.assert_array_equal(drawn, ndimage.binary_fill_holes(shown == 1))  # holes filled
     np.testing.assert_array_equal(saved_mask(tmp_path / "annotations", "a"), shown)
+
+
+@pytest.mark.slow
+def test_masks_imported_as_masks_show_and_take_the_brush_in_chromium(tmp_path: Path) -> None:
+    from samic_vos.data.mask_io import write_mask
+
+    (tmp_path / "import").mkdir()
+    ids = np.zeros((60, 80), np.uint8)
+    ids[10:40, 10:40] = 1
+    write_mask(tmp_path / "import/a.png", ids)
+    app_kwargs = {"import_masks": tmp_path / "import", "import_as": "masks"}
+    with sambox_in_chromium(tmp_path, **app_kwargs) as (_, url, page):
+        sambox = SamboxPage(page)
+        sambox.open(url)
+        np.testing.assert_array_equal(sambox.mask(), ids)  # the mask itself, no prompt
+        assert sambox.view()["objects"][0]["instances"] == [{"steps": [], "iou": None}]
+        page.fill("#radius", "2.5")  # no pixel centre near 2.5 px from the stroke's points
+        sambox.press("Escape")
+        sambox.press("b")
+        sambox.drag_stroke([(50.0, 20.0), (60.0, 20.0)])
+        shown = sambox.mask()
+        sambox.press("s")
+    expected = np.where(near([(50.0, 20.0), (60.0, 20.0)], 2.5), 1, ids)
+    np.testing.assert_array_equal(shown, expected)
+    np.testing.assert_array_equal(saved_mask(tmp_path / "annotations", "a"), expected)
