@@ -129,3 +129,9 @@ def test_the_page_exports_with_the_cli_writers_into_the_folder(tmp_path: Path, s
     voc = out / "voc/ImageSets/Segmentation/default.txt"
     assert voc.read_text().split() == ["a", "b"]
     assert not list(out.glob(".*"))  # no temporary folder left
+    # What an export killed midway leaves is removed when the next server starts.
+    (out / ".yolo.abcd1234.part/labels").mkdir(parents=True)
+    (out / ".coco.abcd1234/coco").mkdir(parents=True)
+    (out / ".notes").mkdir()
+    with script_client(create_app(images, annotations, segmenter)):
+        assert sorted(p.name for p in out.iterdir()) == [".notes", "coco", "labelme", "voc", "yolo"]

@@ -76,7 +76,7 @@ from samic_vos.data.sambox_format import (
     read_annotation,
     write_annotation,
 )
-from samic_vos.runtime.atomic import atomic_folder, remove_leftovers
+from samic_vos.runtime.atomic import atomic_folder, remove_leftover_folders, remove_leftovers
 from samic_vos.runtime.errors import UserError
 from samic_vos.sam.segmenter import SamSegmenter, group_points_by_component, prompts_from_mask
 
@@ -182,6 +182,8 @@ class Annotator:
         for folder in folders:
             for path in remove_leftovers(folder):
                 logger.info("removed %s, left by a save that was killed", path)
+        for path in remove_leftover_folders(self.annotations_dir / EXPORT_FOLDER):
+            logger.info("removed %s, left by an export that was killed", path)
 
     def _saved_status(self, name: str) -> bool | None:
         """Whether image ``name``'s saved annotation holds objects (``None``: none saved, or

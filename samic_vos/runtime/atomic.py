@@ -26,6 +26,8 @@ from samic_vos.runtime.output_paths import reporting_write_errors
 
 # A temporary file of atomic_path: ".<stem>.<mkstemp's 8 characters>.part<ext>".
 _TEMPORARY_NAME = re.compile(r"\..*\.[A-Za-z0-9_]{8}\.part(\.[^./]*)?")
+# A folder of atomic_folder: ".<name>.<mkdtemp's 8 characters>" (".part": the new one).
+_TEMPORARY_FOLDER = re.compile(r"\..*\.[A-Za-z0-9_]{8}(\.part)?")
 
 
 @contextlib.contextmanager
@@ -102,6 +104,18 @@ def remove_leftovers(folder: str | os.PathLike[str]) -> list[Path]:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
                     removed.append(Path(entry.path))
+    return removed
+
+
+def remove_leftover_folders(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove the folders that :func:`atomic_folder` left directly in ``folder`` when its
+    process was killed midway; returns them. Only for a folder no other process writes into."""
+    removed = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(folder):
+            if entry.is_dir(follow_symlinks=False) and _TEMPORARY_FOLDER.fullmatch(entry.name):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed.append(Path(entry.path))
     return removed
 
 
