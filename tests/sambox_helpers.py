@@ -56,3 +56,20 @@ def saved_mask(annotations: Path, stem: str) -> np.ndarray:
     (named,) = {annotation.mask_path(o) for o in annotation.objects}
     assert sorted((annotations / "masks").glob(f"{stem}.*.png")) == [named]
     return read_mask(named)
+
+
+def near(points: list[tuple[float, float]], radius: float) -> np.ndarray:
+    """(HEIGHT, WIDTH) bool: pixel centres within ``radius`` of the polyline ``points``,
+    by brute force over every pixel and segment (independent of the server's rasteriser)."""
+    out = np.zeros((HEIGHT, WIDTH), dtype=bool)
+    pairs = list(zip(points, points[1:], strict=False)) or [(points[0], points[0])]
+    for y in range(HEIGHT):
+        for x in range(WIDTH):
+            for (ax, ay), (bx, by) in pairs:
+                dx, dy = bx - ax, by - ay
+                length2 = dx * dx + dy * dy
+                along = 0.0 if length2 == 0 else ((x - ax) * dx + (y - ay) * dy) / length2
+                t = min(1.0, max(0.0, along))
+                if (x - ax - t * dx) ** 2 + (y - ay - t * dy) ** 2 <= radius * radius:
+                    out[y, x] = True
+    return out

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sambox_helpers import make_images, saved_mask, tiny_segmenter
+from sambox_helpers import make_images, near, saved_mask, tiny_segmenter
 
 from samic_vos.annotate.browser import SamboxPage, chromium_page, chromium_path, live_server
 from samic_vos.annotate.classes import parse_classes
@@ -282,3 +282,87 @@ def test_number_keys_label_objects_with_classes_in_their_colours_in_chromium(
         sambox.press("s")
     labels = [o.label for o in read_annotation(tmp_path / "annotations/a.sambox.json").objects]
     assert labels == ["cat", "dog"]  # object 3 has no prompt: not saved
+
+
+@pytest.mark.slow
+def test_brush_and_eraser_strokes_are_saved_in_the_mask_in_chromium(tmp_path: Path) -> None:
+    brush, eraser = [(60.0, 10.0), (75.0, 10.0)], [(15.0, 20.0), (25.0, 20.0)]
+    with sambox_in_chromium(tmp_path) as (_, url, page):
+        sambox = SamboxPage(page)
+        sambox.open(url)
+        sambox.click(20, 20)
+        sam = sambox.mask()
+        page.fill("#radius", "2.5")
+        sambox.press("Escape")  # leave the radius box: keys go to the page again
+        sambox.press("b")
+        assert "on" in (page.get_attribute("#brush", "class") or "")
+        sambox.drag_stroke(brush)
+        sambox.press("x")
+        sambox.drag_stroke(eraser)
+        shown = sambox.mask()
+        sambox.press("x")  # back to clicks: a click is a prompt again
+        assert sambox.view()["objects"][0]["edits"] == 2
+        sambox.press("s")
+    added, removed = near(brush, 2.5), near(eraser, 2.5)
+    assert not (sam[added] == 1).all() and (sam[removed] == 1).any()  # both change pixels
+    expected = np.where(removed, 0, np.where(added, 1, sam))
+    np.testing.assert_array_equal(shown, expected)
+    np.testing.assert_array_equal(saved_mask(tmp_path / "annotations", "a"), expected)
+    data = json.loads((tmp_path / "annotations/a.sambox.json").read_text())
+    (obj,) = data["objects"]
+    assert obj["instances"][0]["points"] == [[20, 20]]  # the prompts: the click alone
+    assert [(e["radius"], e["erase"]) for e in obj["edits"]] == [(2.5, False), (2.5, True)]
+    for edit, line in zip(obj["edits"], (brush, eraser), strict=True):
+        (stroke,) = edit["strokes"]
+        np.testing.assert_allclose([stroke[0], stroke[-1]], line, atol=0.05)
+
+
+@pytest.mark.slow
+def test_export_button_writes_the_chosen_format_in_chromium(tmp_path: Path) -> None:
+    from pycocotools.coco import COCO
+    from scipy import ndimage
+
+    with sambox_in_chromium(tmp_path) as (_, url, page):
+        sambox = SamboxPage(page)
+        sambox.open(url)
+        sambox.click(20, 20)  # not saved yet: the export saves the image first
+        page.select_option("#export-format", "coco:polygons")
+        page.click("#export")
+        sambox.settle("window.sambox.lastExport !== null")
+        answer = page.evaluate("window.sambox.lastExport")
+        shown = sambox.mask()
+        assert "· saved" in sambox.text("#image-name")
+        assert f"as coco to {answer['folder']}" in sambox.text("#status")
+    written = tmp_path / "annotations/exports/coco/coco.json"
+    assert answer["written"] == str(written) and answer["images"] == 1
+    coco = COCO(str(written))
+    (ann,) = coco.loadAnns(coco.getAnnIds())
+    assert isinstance(ann["segmentation"], list)  # polygons, as chosen
+    drawn = coco.annToMask(ann).astype(bool)
+    np.testing.assert_array_equal(drawn, ndimage.binary_fill_holes(shown == 1))  # holes filled
+    np.testing.assert_array_equal(saved_mask(tmp_path / "annotations", "a"), shown)
+
+
+@pytest.mark.slow
+def test_masks_imported_as_masks_show_and_take_the_brush_in_chromium(tmp_path: Path) -> None:
+    from samic_vos.data.mask_io import write_mask
+
+    (tmp_path / "import").mkdir()
+    ids = np.zeros((60, 80), np.uint8)
+    ids[10:40, 10:40] = 1
+    write_mask(tmp_path / "import/a.png", ids)
+    app_kwargs = {"import_masks": tmp_path / "import", "import_as": "masks"}
+    with sambox_in_chromium(tmp_path, **app_kwargs) as (_, url, page):
+        sambox = SamboxPage(page)
+        sambox.open(url)
+        np.testing.assert_array_equal(sambox.mask(), ids)  # the mask itself, no prompt
+        assert sambox.view()["objects"][0]["instances"] == [{"steps": [], "iou": None}]
+        page.fill("#radius", "2.5")  # no pixel centre near 2.5 px from the stroke's points
+        sambox.press("Escape")
+        sambox.press("b")
+        sambox.drag_stroke([(50.0, 20.0), (60.0, 20.0)])
+        shown = sambox.mask()
+        sambox.press("s")
+    expected = np.where(near([(50.0, 20.0), (60.0, 20.0)], 2.5), 1, ids)
+    np.testing.assert_array_equal(shown, expected)
+    np.testing.assert_array_equal(saved_mask(tmp_path / "annotations", "a"), expected)

@@ -53,6 +53,8 @@ def test_input_errors_are_one_line_and_write_nothing(tmp_path, capsys, tiny_chec
     images = make_images(tmp_path / "images")
     code = main(["annotate", str(images), *base, "--import-masks", str(tmp_path / "nomasks")])
     assert_user_error(capsys, code, "--import-masks folder not found")
+    code = main(["annotate", str(images), *base, "--import-as", "masks"])
+    assert_user_error(capsys, code, "--import-as says how to import --import-masks DIR")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

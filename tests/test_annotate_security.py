@@ -100,7 +100,7 @@ def saved_work(server: Server) -> dict[str, bytes]:
 
 
 def attack(server: Server, **headers: str) -> list[int]:
-    """The issue's attack: undo x 20, reset, save; the statuses it got."""
+    """The issue's attack: undo x 20, reset, save, export; the statuses it got."""
     statuses = []
     for _ in range(20):
         status, _, _ = server.page_post(
@@ -110,6 +110,7 @@ def attack(server: Server, **headers: str) -> list[int]:
     for path, payload in (
         ("/api/action", {"image": "a.png", "action": {"type": "reset"}}),
         ("/api/save", {"image": "a.png"}),
+        ("/api/export", {"format": "coco"}),
     ):
         statuses.append(server.page_post(path, payload, **headers)[0])
     return statuses
@@ -286,6 +287,9 @@ def test_unknown_keys_are_refused_and_never_stored(server):
         ),  # fmt: skip
         ("/api/action", {"image": "a.png", "action": A, "revision": "0"}, "'revision'"),
         ("/api/save", {"image": "a.png", "nothing_here": "yes"}, "'nothing_here'"),
+        ("/api/export", {"format": "coco", "extra": 1}, "unknown key 'extra'"),
+        ("/api/export", {"format": "csv"}, "'format' must be one of coco, yolo"),
+        ("/api/export", {"format": "coco", "coco_masks": "png"}, "'coco_masks' must be"),
     ):
         status, _, body = server.page_post(path, payload)
         assert status == 400 and message in json.loads(body)["detail"], (payload, body)

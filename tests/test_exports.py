@@ -69,12 +69,25 @@ def _category(object_id: int) -> int:
     raise KeyError(object_id)
 
 
-def _fill(polygons: list[np.ndarray]) -> np.ndarray:
+def fill_polygons(polygons: list[np.ndarray], shape: tuple[int, int] = (H, W)) -> np.ndarray:
     """Rasterise (x, y) polygons as the formats' readers do (OpenCV's fillPoly)."""
-    canvas = np.zeros((H, W), np.uint8)
+    canvas = np.zeros(shape, np.uint8)
     for polygon in polygons:
         cv2.fillPoly(canvas, [np.round(polygon).astype(np.int32)], 1)
     return canvas.astype(bool)
+
+
+def read_yolo_seg(path: Path, shape: tuple[int, int]) -> dict[int, list[np.ndarray]]:
+    """A YOLO-seg label file's polygons in pixels, by class, checked against the format."""
+    by_class: dict[int, list[np.ndarray]] = {}
+    for line in path.read_text().splitlines():
+        # YOLO-seg: "<class> x1 y1 ... xn yn", coordinates in [0, 1], n >= 3
+        values = line.split()
+        cls, coords = int(values[0]), np.array(values[1:], float)
+        assert len(coords) % 2 == 0 and len(coords) >= 6
+        assert ((coords >= 0) & (coords <= 1)).all()
+        by_class.setdefault(cls, []).append(coords.reshape(-1, 2) * [shape[1], shape[0]])
+    return by_class
 
 
 def test_coco(sambox, tmp_path):
@@ -102,21 +115,14 @@ def test_yolo_seg(sambox, tmp_path):
     assert names == {i: label for i, label in enumerate(CATEGORIES)}
     for name in OBJECTS:
         ids = _ids(name)
-        by_class: dict[int, list[np.ndarray]] = {}
-        for line in (out / "labels" / f"{name}.txt").read_text().splitlines():
-            # YOLO-seg: "<class> x1 y1 ... xn yn", coordinates in [0, 1], n >= 3
-            values = line.split()
-            cls, coords = int(values[0]), np.array(values[1:], float)
-            assert len(coords) % 2 == 0 and len(coords) >= 6
-            assert ((coords >= 0) & (coords <= 1)).all()
-            by_class.setdefault(cls, []).append(coords.reshape(-1, 2) * [W, H])
+        by_class = read_yolo_seg(out / "labels" / f"{name}.txt", (H, W))
         expected: dict[int, np.ndarray] = {}
         for object_id in OBJECTS[name]:
             cls = _category(object_id) - 1
             expected[cls] = expected.get(cls, np.zeros((H, W), bool)) | (ids == object_id)
         assert sorted(by_class) == sorted(expected)
         for cls, polygons in by_class.items():
-            assert np.array_equal(_fill(polygons), expected[cls])
+            assert np.array_equal(fill_polygons(polygons), expected[cls])
     # the object in two parts is two lines
     assert len((out / "labels" / "a.txt").read_text().splitlines()) == 3
 
@@ -139,7 +145,7 @@ def test_labelme(sambox, tmp_path):
         ids = _ids(name)
         assert sorted(groups) == sorted(OBJECTS[name])
         for object_id, polygons in groups.items():
-            assert np.array_equal(_fill(polygons), ids == object_id)
+            assert np.array_equal(fill_polygons(polygons), ids == object_id)
 
 
 def test_voc(sambox, tmp_path):
@@ -184,4 +190,52 @@ def test_mistakes(sambox, tmp_path, capsys):
     errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(errors) == 3 and all("error:" in line for line in errors), errors
     assert "not finished" in errors[2]
+    assert not out.exists()
+
+
+def test_coco_polygons_draw_the_pixels_back(sambox, tmp_path):
+    out = tmp_path / "coco"
+    argv = ["export", "--format", "coco", "--coco-masks", "polygons", str(sambox), "-o", str(out)]
+    assert main(argv) == 0
+    coco = COCO(str(out / "coco.json"))
+    for image_id, name in zip(coco.getImgIds(), OBJECTS, strict=True):
+        ids = _ids(name)
+        for ann in coco.loadAnns(coco.getAnnIds(imgIds=image_id)):
+            assert isinstance(ann["segmentation"], list)  # polygons, one per part
+            object_id = next(k for k in OBJECTS[name] if _category(k) == ann["category_id"])
+            assert np.array_equal(coco.annToMask(ann).astype(bool), ids == object_id)
+            assert ann["area"] == (ids == object_id).sum()
+    two_parts = coco.loadAnns(coco.getAnnIds(imgIds=1))[1]
+    assert len(two_parts["segmentation"]) == 2
+
+
+def test_coco_polygons_of_round_and_ragged_shapes():
+    """Polygons of shapes without holes give their pixels back through pycocotools."""
+    from pycocotools import mask as mask_utils
+
+    from samic_vos.data.exports.coco import mask_annotation
+    from samic_vos.data.exports.sources import ExportObject
+
+    rows, cols = np.mgrid[:120, :160]
+    shapes = {
+        "disc": (rows - 60) ** 2 + (cols - 80) ** 2 <= 37**2,
+        "ellipse": ((rows - 50) / 30.0) ** 2 + ((cols - 70) / 55.0) ** 2 <= 1,
+        "ragged": (rows - 60) ** 2 + (cols - 80) ** 2 <= (30 + 12 * np.sin(cols / 3.0)) ** 2,
+        "pixel": (rows == 3) & (cols == 7),
+        "diagonal": (np.abs(rows - cols) <= 1) & (rows < 100),
+    }
+    for name, mask in shapes.items():
+        ids = mask.astype(np.uint8)
+        ann = mask_annotation(ids, ExportObject(1, 1), "polygons")
+        rle = mask_utils.merge(mask_utils.frPyObjects(ann["segmentation"], *ids.shape))
+        drawn = mask_utils.decode(rle).astype(bool)
+        assert np.array_equal(drawn, mask), name
+
+
+def test_coco_masks_is_for_coco_only(sambox, tmp_path, capsys):
+    out = tmp_path / "never"
+    argv = ["export", "--format", "yolo", "--coco-masks", "polygons", str(sambox), "-o", str(out)]
+    assert main(argv) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(errors) == 1 and "--coco-masks is for --format coco, not yolo" in errors[0]
     assert not out.exists()

@@ -172,3 +172,22 @@ def test_remove_leftovers_takes_what_a_killed_atomic_write_left_and_nothing_else
     assert sorted(atomic.remove_leftovers(tmp_path)) == sorted(left)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(keep)
     assert atomic.remove_leftovers(tmp_path / "missing") == []
+
+
+def test_atomic_folder_replaces_a_folder_whole_or_not_at_all(tmp_path):
+    from samic_vos.runtime.atomic import atomic_folder
+
+    target = tmp_path / "exports" / "coco"
+    target.parent.mkdir()
+    with atomic_folder(target) as tmp:
+        (tmp / "a.json").write_text("1")
+        assert not target.exists()  # nothing shows until the block succeeds
+    assert sorted(p.name for p in target.iterdir()) == ["a.json"]
+    with atomic_folder(target) as tmp:
+        (tmp / "b.json").write_text("2")
+    assert sorted(p.name for p in target.iterdir()) == ["b.json"]  # a.json went with the old
+    with pytest.raises(RuntimeError), atomic_folder(target) as tmp:
+        (tmp / "c.json").write_text("3")
+        raise RuntimeError("the export failed")
+    assert sorted(p.name for p in target.iterdir()) == ["b.json"]  # untouched
+    assert sorted(p.name for p in target.parent.iterdir()) == ["coco"]  # nothing left over

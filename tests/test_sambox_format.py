@@ -83,7 +83,7 @@ def test_read_valid_annotation(folder: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda d: d.update(version=3), "unknown 'version' 3"),
+        (lambda d: d.update(version=4), "unknown 'version' 4"),
         (lambda d: d.pop("version"), "unknown 'version' null"),
         (lambda d: d.update(format="coco"), "not a SAMBOX annotation"),
         (lambda d: d["objects"][0]["points"].append([60, 3]), r"objects\[0\].points\[2\]' = "),
@@ -269,3 +269,67 @@ def test_version_2_round_trip_and_version_1_when_it_suffices(folder: Path) -> No
     # Without instances anywhere, version 1 (what older readers understand).
     write_annotation(out, SamboxAnnotation("frame_00001.jpg", (H, W), [plain]))
     assert json.loads(out.read_text())["version"] == 1
+
+
+def v3_dict() -> dict:
+    data = v2_dict()
+    data["version"] = 3
+    data["objects"][0]["edits"] = [
+        {"strokes": [[[1, 2], [30.5, 2]], [[59, 39]]], "radius": 2, "erase": False},
+        {"strokes": [[[10, 5]]], "radius": 0.5, "erase": True},
+    ]
+    data["objects"].append({"id": 2, "instances": [], "mask": "masks/frame_00001.png"})
+    return data
+
+
+def test_version_3_edits_and_mask_only_objects_read_and_write_back(folder: Path) -> None:
+    from samic_vos.data.mask_edits import MaskEdit
+    from samic_vos.data.sambox_format import annotation_to_dict
+
+    path = save(folder / "frame_00001.sambox.json", v3_dict())
+    annotation = read_annotation(path)
+    dog, painted = annotation.objects
+    assert dog.edits == [
+        MaskEdit((((1.0, 2.0), (30.5, 2.0)), ((59.0, 39.0),)), 2.0, False),
+        MaskEdit((((10.0, 5.0),),), 0.5, True),
+    ]
+    assert len(dog.points) == 3  # the prompts are what training reads, edits aside
+    assert painted.mask_only and painted.points.shape == (0, 2) and painted.edits == []
+    written = annotation_to_dict(annotation)
+    assert written["version"] == 3
+    assert written["objects"][0]["edits"] == v3_dict()["objects"][0]["edits"]
+    assert written["objects"][1] == v3_dict()["objects"][1]
+    # Without edits nor mask-only objects the writer keeps version 2 (older readers read it).
+    dog.edits = []
+    annotation.objects = [dog]
+    assert annotation_to_dict(annotation)["version"] == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda o: o.update(instances=[], mask=None), r"non-empty list \(or the object needs"),
+        (lambda o: o.update(edits={}), r"'objects\[0\].edits' must be a list"),
+        (lambda o: o["edits"][0].update(radius=-1), r"edits\[0\]': 'radius' must be"),
+        (lambda o: o["edits"][1].update(strokes=[[[60, 1]]]), "outside the 60x40 image"),
+        (lambda o: o["edits"][1].update(brush=1), r"unknown key 'brush' in 'objects\[0\].edits"),
+    ],
+)
+def test_invalid_version_3_objects(folder: Path, change, message: str) -> None:
+    data = v3_dict()
+    change(data["objects"][0])
+    if data["objects"][0].get("mask", "") is None:
+        data["objects"][0].pop("mask")
+    path = save(folder / "frame_00001.sambox.json", data)
+    with pytest.raises(UserError, match=message) as info:
+        read_annotation(path)
+    assert str(info.value).startswith(str(path) + ": ")
+
+
+def test_version_2_refuses_edits(folder: Path) -> None:
+    data = v3_dict()
+    data["version"] = 2
+    data["objects"].pop()
+    path = save(folder / "frame_00001.sambox.json", data)
+    with pytest.raises(UserError, match="unknown key 'edits'"):
+        read_annotation(path)

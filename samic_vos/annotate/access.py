@@ -41,7 +41,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # A request body is one small JSON object (an action: a click, a box, a label of at most 200
-# characters); anything longer is refused unread.
+# characters, a brush stroke of at most 2000 points, ~40 kB); anything longer is refused unread.
 MAX_BODY_BYTES = 64 * 1024
 TOKEN_HEADER = "x-sambox-token"
 HOST_NAMES = ("127.0.0.1", "localhost")

@@ -9,7 +9,11 @@ Files in the annotations folder (``ANNOTATIONS_DIR``):
   removes the older mask: a reader never sees a JSON with the mask of another save;
 - ``.sambox/sessions/<image>.json``: the session (every click and the undo history);
 - ``.sambox/embeddings/<model key>/<sha256>.pt``: SAM embeddings;
-- ``.sambox/lock``: held while a server works on the folder (:mod:`.folder_lock`).
+- ``.sambox/base/<stem>.<hash>.png``: masks that are objects' own pixels without prompts
+  (``import_as="masks"``, or mask-only objects reopened from their saved mask);
+- ``.sambox/lock``: held while a server works on the folder (:mod:`.folder_lock`);
+- ``exports/<format>/``: the page's exports (:meth:`Annotator.export`), each replacing the
+  previous one of its format whole.
 
 All are written atomically; what a killed save left (temporary files, a mask no JSON names)
 is removed when the next server starts. Only real work is saved: an image merely looked at
@@ -19,6 +23,8 @@ writes nothing. The images folder is only read.
 from __future__ import annotations
 
 import base64
+import dataclasses
+import functools
 import io
 import logging
 import os
@@ -30,12 +36,14 @@ from typing import Any
 
 import numpy as np
 
+from samic_vos.annotate import IMPORT_AS
 from samic_vos.annotate.embedding_cache import EmbeddingCache, model_key
 from samic_vos.annotate.folder_lock import FolderLock
 from samic_vos.annotate.image_folder import list_images, resolve_inside
 from samic_vos.annotate.prompt_decoding import Composite, PromptDecoder
 from samic_vos.annotate.saved_annotation import (
     MASK_FOLDER,
+    content_name,
     mask_file,
     remove_masks_but,
     sambox_objects,
@@ -49,9 +57,14 @@ from samic_vos.annotate.session_store import (
     Session,
     Step,
 )
+from samic_vos.data.exports import COCO_MASKS, EXPORT_FORMATS
+from samic_vos.data.exports.sources import open_source
+from samic_vos.data.exports.writers import write_export
+from samic_vos.data.fewshot_sets import sambox_object_mask
 from samic_vos.data.mask_io import (
     DAVIS_PALETTE,
     PNG_COMPRESS_LEVEL,
+    VOID_ID,
     mask_image,
     object_ids,
     read_mask,
@@ -63,14 +76,17 @@ from samic_vos.data.sambox_format import (
     read_annotation,
     write_annotation,
 )
-from samic_vos.runtime.atomic import remove_leftovers
+from samic_vos.runtime.atomic import atomic_folder, remove_leftover_folders, remove_leftovers
 from samic_vos.runtime.errors import UserError
 from samic_vos.sam.segmenter import SamSegmenter, group_points_by_component, prompts_from_mask
 
 logger = logging.getLogger(__name__)
 
 STATE_FOLDER = ".sambox"
+BASE_FOLDER = "base"  # .sambox/base/: objects' base masks, content-named
+EXPORT_FOLDER = "exports"  # the page's exports: <annotations>/exports/<format>/
 PREFETCH = 2  # images encoded ahead in the background (the issue's "next two")
+BASE_CACHE = 16  # base masks kept decoded (one uint8 byte per pixel each)
 
 
 class UnknownImage(LookupError):
@@ -93,8 +109,10 @@ class Annotator:
         images_dir: the images (JPEG/PNG/BMP/TIFF directly in it; read only).
         annotations_dir: where annotations, masks, sessions and embeddings go (created).
         segmenter: SAM; its encoder makes the embeddings, its decoder the masks.
-        import_masks: a folder of masks ``<stem>.png`` turned into prompts for images that have
-            no annotation yet (:func:`~samic_vos.sam.segmenter.prompts_from_mask`).
+        import_masks: a folder of masks ``<stem>.png`` (palette or grey: pixel = object id)
+            for images that have no annotation yet, turned into prompts
+            (:func:`~samic_vos.sam.segmenter.prompts_from_mask`) or, with ``import_as="masks"``,
+            taken as the objects' masks themselves (no prompts; editable with the brush).
     """
 
     def __init__(
@@ -103,6 +121,7 @@ class Annotator:
         annotations_dir: Path,
         segmenter: SamSegmenter,
         import_masks: Path | None = None,
+        import_as: str = "clicks",
     ) -> None:
         self.images_dir = Path(images_dir)
         self.annotations_dir = Path(annotations_dir)
@@ -110,6 +129,9 @@ class Annotator:
         if import_masks is not None and not Path(import_masks).is_dir():
             raise UserError(f"{import_masks}: mask folder to import not found")
         self.import_masks = None if import_masks is None else Path(import_masks)
+        if import_as not in IMPORT_AS:
+            raise UserError(f"import_as is '{import_as}'; use one of {', '.join(IMPORT_AS)}")
+        self.import_as = import_as
         self.annotations_dir.mkdir(parents=True, exist_ok=True)
         self._folder_lock = FolderLock(self.annotations_dir)  # FolderInUse: another server
         self.segmenter = segmenter
@@ -119,7 +141,9 @@ class Annotator:
             segmenter,
             model_key(segmenter.sam, f"{segmenter.family}/{segmenter.encoder.dtype}"),
         )
-        self.decoder = PromptDecoder(segmenter)
+        self._base_folder = state / BASE_FOLDER
+        self._read_base_file = functools.lru_cache(maxsize=BASE_CACHE)(read_mask)
+        self.decoder = PromptDecoder(segmenter, self._read_base)
         self._lock = threading.RLock()
         self._open: dict[str, _Open] = {}
         self._current_embedding: str | None = None
@@ -154,10 +178,12 @@ class Annotator:
         server writes here)."""
         state = self.annotations_dir / STATE_FOLDER
         folders = [self.annotations_dir, self.annotations_dir / MASK_FOLDER, state / "sessions"]
-        folders.append(self.embeddings.folder)
+        folders += [self.embeddings.folder, self._base_folder]
         for folder in folders:
             for path in remove_leftovers(folder):
                 logger.info("removed %s, left by a save that was killed", path)
+        for path in remove_leftover_folders(self.annotations_dir / EXPORT_FOLDER):
+            logger.info("removed %s, left by an export that was killed", path)
 
     def _saved_status(self, name: str) -> bool | None:
         """Whether image ``name``'s saved annotation holds objects (``None``: none saved, or
@@ -192,7 +218,7 @@ class Annotator:
         path = self.annotation_path(name)
         if path.is_file():
             try:
-                return state_from_annotation(read_annotation(path)), True
+                return self._from_annotation(name, read_annotation(path)), True
             except UserError as err:
                 logger.warning("starting %s afresh: %s", name, err)
         if self.import_masks is not None:
@@ -200,6 +226,41 @@ class Annotator:
             if mask.is_file():
                 return self._imported_state(name, mask, size), False
         return ImageState(), False
+
+    def _store_base(self, name: str, ids: np.ndarray) -> str:
+        """Keep ``ids`` (H, W) uint8 as a base mask of image ``name``; its file name."""
+        file_name = content_name(name, ids)
+        path = self._base_folder / file_name
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_mask(path, ids)
+        return file_name
+
+    def _read_base(self, file_name: str, size: tuple[int, int]) -> np.ndarray:
+        """The id map (H, W) uint8 of base mask ``file_name``; empty (with a warning) when the
+        file is gone or of another size."""
+        try:
+            ids = self._read_base_file(self._base_folder / file_name)
+        except UserError as err:
+            logger.warning("a base mask is missing: %s", err)
+            return np.zeros(size, dtype=np.uint8)
+        if ids.shape != size:
+            logger.warning("the base mask %s is not %dx%d", file_name, size[1], size[0])
+            return np.zeros(size, dtype=np.uint8)
+        return ids
+
+    def _from_annotation(self, name: str, annotation: SamboxAnnotation) -> ImageState:
+        """A saved annotation as a state; an object without prompts (imported or painted)
+        gets its saved mask as its base (its edits, applied again, change nothing more)."""
+        state = state_from_annotation(annotation)
+        objects = []
+        for obj, saved in zip(state.objects, annotation.objects, strict=True):
+            mask = annotation.mask_path(saved)
+            if saved.mask_only and mask is not None:
+                ids = np.where(sambox_object_mask(mask, obj.id), obj.id, 0).astype(np.uint8)
+                obj = dataclasses.replace(obj, base=self._store_base(name, ids))
+            objects.append(obj)
+        return ImageState(tuple(objects), state.active)
 
     def _imported_state(self, name: str, path: Path, size: tuple[int, int]) -> ImageState:
         try:
@@ -217,6 +278,18 @@ class Annotator:
                 size[0],
             )
             return ImageState()
+        if self.import_as == "masks":  # the masks themselves (void, 255, is no object)
+            ids = np.where(ids == VOID_ID, 0, ids).astype(np.uint8)
+            base = self._store_base(name, ids) if object_ids(ids) else None
+            objects = [ObjectState(k, None, ((),), base=base) for k in object_ids(ids)]
+        else:
+            objects = self._imported_prompts(ids)
+        logger.info("imported %d objects of %s from %s", len(objects), name, path)
+        first = (objects[0].id, 0) if objects else None
+        return ImageState(tuple(objects), first)
+
+    def _imported_prompts(self, ids: np.ndarray) -> list[ObjectState]:
+        """The objects of id map ``ids`` (H, W) uint8 as point prompts (their masks' points)."""
         objects = []
         for object_id in object_ids(ids):  # 1..254: void (255) is not an object
             mask = ids == object_id
@@ -227,9 +300,7 @@ class Annotator:
             )
             if instances:
                 objects.append(ObjectState(object_id, None, instances))
-        logger.info("imported %d objects of %s from %s", len(objects), name, path)
-        first = (objects[0].id, 0) if objects else None
-        return ImageState(tuple(objects), first)
+        return objects
 
     def _session(self, name: str) -> _Open:
         """The open image ``name`` (lock held, its embedding set), opened on first use."""
@@ -302,6 +373,33 @@ class Annotator:
             opened.session.mark_saved()
             self._persist(opened)
             return {**self._view(opened, composite), "wrote": wrote}
+
+    def export(self, format: Any, coco_masks: Any = "rle") -> dict[str, Any]:
+        """Export the saved annotations as ``format`` (one of
+        :data:`~samic_vos.data.exports.EXPORT_FORMATS`; COCO masks as ``coco_masks``) into
+        ``<annotations>/exports/<format>/`` with `samic-vos export`'s writers, replacing an
+        earlier export of that format whole. No save runs meanwhile (each reads its JSON and
+        mask as one save wrote them). Returns ``{"format", "folder", "written", "images"}``
+        (``written``: the file (coco) or folder, ``images``: the images saved)."""
+        if format not in EXPORT_FORMATS:
+            raise ActionError(f"'format' must be one of {', '.join(EXPORT_FORMATS)}")
+        if coco_masks not in COCO_MASKS:
+            raise ActionError(f"'coco_masks' must be one of {', '.join(COCO_MASKS)}")
+        with self._lock:
+            if not self._saved:
+                raise ActionError("nothing is saved yet: save an image (S) before exporting")
+            source = open_source(self.annotations_dir)
+            folder = self.annotations_dir / EXPORT_FOLDER / format
+            folder.parent.mkdir(exist_ok=True)
+            with atomic_folder(folder) as tmp:
+                written = write_export(source, format, tmp, coco_masks)
+            logger.info("exported %d images as %s to %s", len(self._saved), format, folder)
+            return {
+                "format": format,
+                "folder": str(folder),
+                "written": str(folder / written.relative_to(tmp)),
+                "images": len(self._saved),
+            }
 
     def close(self) -> None:
         """Stop the background encoder and let the folder's lock go."""
@@ -377,6 +475,7 @@ class Annotator:
                         }
                         for k, steps in enumerate(o.instances)
                     ],
+                    "edits": len(o.edits),
                 }
                 for o in state.objects
             ],

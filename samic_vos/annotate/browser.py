@@ -124,6 +124,17 @@ class SamboxPage:
 
         return self._drawn_after(drag)
 
+    def drag_stroke(self, points: list[tuple[float, float]], steps: int = 5) -> float:
+        """Drag the left button through image pixels ``points`` (x, y), ``steps`` mouse moves
+        per segment: with the brush or eraser on (B, X), one stroke; returns the ms from the
+        button's release to the mask drawn."""
+        client = [self.to_client(x, y) for x, y in points]
+        self.page.mouse.move(*client[0])
+        self.page.mouse.down()
+        for cx, cy in client[1:]:
+            self.page.mouse.move(cx, cy, steps=steps)
+        return self._drawn_after(self.page.mouse.up)
+
     def press(self, key: str) -> None:
         """Press ``key`` (Playwright's names: "n", "Control+z", ...) and wait for the page."""
         self.page.keyboard.press(key)

@@ -1,5 +1,8 @@
 """An image's prompts → SAM masks: each instance decoded on its own, an object's instances
-unioned, objects composed into one id map (a pixel claimed twice goes to the higher logit).
+unioned with the object's base mask (imported as a mask; it beats every SAM mask), then the
+object's brush and eraser edits applied (:mod:`~samic_vos.data.mask_edits`;
+a painted pixel beats every SAM mask), objects composed into one id map (a pixel claimed twice
+goes to the higher logit; painted twice, to the object listed first).
 
 Decoding results are memoised per (image, instance steps), so a click re-decodes only the
 instance it changed, and undo/redo are instant. With ``refine`` on a step, the instance's
@@ -10,11 +13,13 @@ from __future__ import annotations
 
 import functools
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from samic_vos.annotate.session_store import ImageState, Step
+from samic_vos.data.mask_edits import apply_edits
 from samic_vos.inference.tracker import compose_ids
 from samic_vos.sam.segmenter import PromptResult, SamSegmenter, weighted_confidence
 
@@ -52,9 +57,10 @@ def instance_prompts(steps: tuple[Step, ...]) -> InstancePrompts:
 
 @dataclass
 class ObjectResult:
-    """One object's union mask (H, W) bool and logits (H, W) float32, its confidence (the
-    instances' clipped IoUs weighted by their areas) and per instance SAM's raw predicted
-    IoU (``None`` for an instance without a positive point or box)."""
+    """One object's mask (H, W) bool (its instances' union with its base, then its edits) and
+    logits (H, W) float32 (+inf on the base and where painted, -inf where erased), its
+    confidence (the instances' clipped IoUs weighted by their areas) and per instance SAM's raw
+    predicted IoU (``None`` for an instance without a positive point or box)."""
 
     mask: np.ndarray
     logits: np.ndarray
@@ -80,11 +86,17 @@ class PromptDecoder:
     """Decodes instances against the segmenter's current embedding, memoised.
 
     The caller sets the image's embedding on ``segmenter`` before decoding, and names the image
-    with ``image_key`` (results of different images never mix).
+    with ``image_key`` (results of different images never mix). ``read_base(file name, (H, W))``
+    gives the id map (H, W) uint8 of an object's base mask (objects with a ``base``).
     """
 
-    def __init__(self, segmenter: SamSegmenter) -> None:
+    def __init__(
+        self,
+        segmenter: SamSegmenter,
+        read_base: Callable[[str, tuple[int, int]], np.ndarray] | None = None,
+    ) -> None:
         self.segmenter = segmenter
+        self.read_base = read_base
         self.decoded = 0  # SAM decoder calls made
         self._bytes = 0
         self._memo: OrderedDict[tuple[str, tuple[Step, ...]], PromptResult | None] = OrderedDict()
@@ -139,8 +151,13 @@ class PromptDecoder:
             else:
                 logits = np.full(size, -np.inf, dtype=np.float32)
                 confidence = 0.0
+            mask = logits > self.segmenter.mask_threshold
+            if obj.base is not None and self.read_base is not None:
+                base = self.read_base(obj.base, size) == obj.id
+                mask, logits = mask | base, np.where(base, np.float32(np.inf), logits)
+            mask, logits = apply_edits(mask, logits, obj.edits)
             results[obj.id] = ObjectResult(
-                mask=logits > self.segmenter.mask_threshold,
+                mask=mask,
                 logits=logits,
                 confidence=confidence,
                 instance_ious=[None if r is None else r.iou for r in decoded],

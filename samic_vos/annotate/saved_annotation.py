@@ -23,12 +23,21 @@ MASK_FOLDER = "masks"
 _MASK_HASH_CHARS = 12  # hex digits of a mask's content hash in its file name
 
 
+# A content-named mask file: <image stem>.<hash>.png, without a folder.
+CONTENT_NAME = re.compile(rf"[^/\\]+\.[0-9a-f]{{{_MASK_HASH_CHARS}}}\.png")
+
+
+def content_name(name: str, ids: np.ndarray) -> str:
+    """The file name of the mask ``ids`` (H, W) uint8 of image ``name``:
+    ``<stem>.<hash of its content>.png``."""
+    digest = hashlib.sha256(ids.tobytes() + repr(ids.shape).encode()).hexdigest()
+    return f"{Path(name).stem}.{digest[:_MASK_HASH_CHARS]}.png"
+
+
 def mask_file(annotations_dir: Path, name: str, ids: np.ndarray) -> Path:
     """Where the mask ``ids`` (H, W) uint8 of image ``name`` is saved: named after its content,
     so that a new save never overwrites the mask an older JSON names."""
-    digest = hashlib.sha256(ids.tobytes() + repr(ids.shape).encode()).hexdigest()
-    stem = Path(name).stem
-    return annotations_dir / MASK_FOLDER / f"{stem}.{digest[:_MASK_HASH_CHARS]}.png"
+    return annotations_dir / MASK_FOLDER / content_name(name, ids)
 
 
 def _own_masks(annotations_dir: Path, name: str) -> list[Path]:
@@ -52,8 +61,8 @@ def remove_masks_but(annotations_dir: Path, name: str, keep: set[Path]) -> None:
 
 def sambox_objects(state: ImageState, composite: Composite, mask_ref: str) -> list[SamboxObject]:
     """``state``'s objects as SAMBOX objects with SAM's confidences from ``composite``, each
-    naming the mask ``mask_ref``; instances without a prompt, and objects without an
-    instance, are left out."""
+    naming the mask ``mask_ref``, with their brush and eraser edits; instances without a prompt,
+    and objects with neither an instance, an edit nor a base mask, are left out."""
     objects = []
     for obj in state.objects:
         result = composite.objects[obj.id]
@@ -69,24 +78,26 @@ def sambox_objects(state: ImageState, composite: Composite, mask_ref: str) -> li
                         sam_confidence=iou,
                     )
                 )
-        if instances:
+        if instances or obj.edits or obj.base is not None:
             objects.append(
                 SamboxObject.from_instances(
                     obj.id,
                     instances,
                     label=obj.label,
                     mask=mask_ref,
-                    sam_confidence=result.confidence,
+                    sam_confidence=result.confidence if instances else None,
+                    edits=list(obj.edits),
                 )
             )
     return objects
 
 
 def state_from_annotation(annotation: SamboxAnnotation) -> ImageState:
-    """A saved annotation as a state: per instance its box, positive then negative points."""
+    """A saved annotation as a state: per instance its box, positive then negative points; the
+    objects' edits."""
     objects = []
     for obj in annotation.objects:
-        instances = obj.instances or [SamboxInstance(obj.points, obj.negative_points)]
+        instances = obj.instances or [SamboxInstance(obj.points, obj.negative_points)]  # v1
         objects.append(
             ObjectState(
                 obj.id,
@@ -99,6 +110,7 @@ def state_from_annotation(annotation: SamboxAnnotation) -> ImageState:
                     )
                     for i in instances
                 ),
+                tuple(obj.edits),
             )
         )
     active = (objects[0].id, 0) if objects else None

@@ -11,7 +11,10 @@ and JavaScript, no build step) talks to this JSON API:
 - ``POST /api/action`` ``{"image": N, "action": {...}, "revision": R}``: a click, box, new
   instance or object, select, label, reset, undo or redo; answers the new state;
 - ``POST /api/save`` ``{"image": N, "revision": R, "nothing_here": false}``: writes the SAMBOX
-  JSON and the palette mask (``nothing_here``: the explicit mark of an image without objects).
+  JSON and the palette mask (``nothing_here``: the explicit mark of an image without objects);
+- ``POST /api/export`` ``{"format": "coco|yolo|labelme|voc", "coco_masks": "rle|polygons"}``:
+  the saved annotations exported by `samic-vos export`'s writers into
+  ``ANNOTATIONS_DIR/exports/<format>/``; answers where they went.
 
 ``revision`` (optional) is the one of the state the page shows: when another tab changed the
 image since, the request is refused (409, with the current ``revision``) and the page reloads.
@@ -58,13 +61,18 @@ HOST = "127.0.0.1"  # local only: the page and the API are never exposed to the 
 JsonBody = Annotated[dict[str, Any], Body()]
 
 
-def _request(payload: dict[str, Any], keys: frozenset[str]) -> tuple[str, int | None]:
-    """The image name and revision of a POST body, which may hold only ``keys``."""
+def _check_keys(payload: dict[str, Any], keys: frozenset[str]) -> None:
+    """Refuse a POST body holding a key other than ``keys``."""
     unknown = sorted(set(payload) - keys)
     if unknown:
         raise ActionError(
             f"unknown key '{unknown[0][:40]}' in the request (it takes {', '.join(sorted(keys))})"
         )
+
+
+def _request(payload: dict[str, Any], keys: frozenset[str]) -> tuple[str, int | None]:
+    """The image name and revision of a POST body, which may hold only ``keys``."""
+    _check_keys(payload, keys)
     name = payload.get("image")
     if not isinstance(name, str):
         raise ActionError("the request needs 'image', the name of an image")
@@ -76,6 +84,7 @@ def _request(payload: dict[str, Any], keys: frozenset[str]) -> tuple[str, int | 
 
 _ACTION_KEYS = frozenset({"image", "action", "revision"})
 _SAVE_KEYS = frozenset({"image", "revision", "nothing_here"})
+_EXPORT_KEYS = frozenset({"format", "coco_masks"})
 
 
 def create_app(
@@ -85,13 +94,15 @@ def create_app(
     import_masks: Path | None = None,
     token: str | None = None,
     classes: list[AnnotationClass] | None = None,
+    import_as: str = "clicks",
 ) -> FastAPI:
     """The SAMBOX app for ``images_dir``, saving into ``annotations_dir`` (see
     :class:`~samic_vos.annotate.annotator.Annotator`, which locks the folder until shutdown);
     ``app.state.annotator`` is its work, ``app.state.token`` the secret a client must send
-    (``token``, or a new one); ``classes``: the page's class list (number keys)."""
+    (``token``, or a new one); ``classes``: the page's class list (number keys);
+    ``import_as``: what ``import_masks`` become, ``"clicks"`` or ``"masks"``."""
     class_list = [{"name": c.name, "color": list(c.color)} for c in classes or []]
-    annotator = Annotator(images_dir, annotations_dir, segmenter, import_masks)
+    annotator = Annotator(images_dir, annotations_dir, segmenter, import_masks, import_as)
     app = FastAPI(title="SAMBOX", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.annotator = annotator
     app.state.token = token or new_token()
@@ -159,6 +170,11 @@ def create_app(
         if not isinstance(nothing_here, bool):
             raise ActionError("'nothing_here' must be true or false")
         return annotator.save(name, revision, nothing_here)
+
+    @app.post("/api/export")
+    def export(payload: JsonBody) -> dict[str, Any]:
+        _check_keys(payload, _EXPORT_KEYS)
+        return annotator.export(payload.get("format"), payload.get("coco_masks", "rle"))
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

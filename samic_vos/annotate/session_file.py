@@ -9,7 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from samic_vos.annotate.saved_annotation import CONTENT_NAME
 from samic_vos.annotate.session_store import ImageState, ObjectState, Session, Step
+from samic_vos.data.mask_edits import parse_edit
 from samic_vos.runtime.atomic import atomic_write_text
 
 SESSION_FORMAT = "sambox-session"
@@ -23,6 +25,8 @@ def _state_to_dict(state: ImageState) -> dict[str, Any]:
                 "id": o.id,
                 "label": o.label,
                 "instances": [[dataclasses.asdict(s) for s in inst] for inst in o.instances],
+                "edits": [e.to_dict() for e in o.edits],
+                "base": o.base,
             }
             for o in state.objects
         ],
@@ -30,7 +34,14 @@ def _state_to_dict(state: ImageState) -> dict[str, Any]:
     }
 
 
-def _state_from_dict(data: dict[str, Any]) -> ImageState:
+def _base_name(value: Any) -> str | None:
+    """A base mask's file name as a session file holds it: a plain name (no folder)."""
+    if value is not None and not (isinstance(value, str) and CONTENT_NAME.fullmatch(value)):
+        raise ValueError(f"base mask {str(value)[:60]!r} is not a mask file name")
+    return value
+
+
+def _state_from_dict(data: dict[str, Any], size: tuple[int, int]) -> ImageState:
     objects = tuple(
         ObjectState(
             id=int(o["id"]),
@@ -44,6 +55,8 @@ def _state_from_dict(data: dict[str, Any]) -> ImageState:
                 )
                 for inst in o["instances"]
             ),
+            edits=tuple(parse_edit(e, size) for e in o.get("edits", [])),
+            base=_base_name(o.get("base")),
         )
         for o in data["objects"]
     )
@@ -81,13 +94,13 @@ def read_session(path: Path, size: tuple[int, int]) -> Session:
             raise ValueError(f"made for an image of size {data['image_size']}, not {list(size)}")
         session = Session(
             size=size,
-            initial=_state_from_dict(data["initial"]),
+            initial=_state_from_dict(data["initial"], size),
             actions=list(data["actions"]),
             position=int(data["position"]),
             revision=int(data.get("revision", 0)),
         )
         if data.get("saved") is not None:
-            session.saved = _state_from_dict(data["saved"])
+            session.saved = _state_from_dict(data["saved"], size)
         elif data.get("saved_position") is not None:  # files written before `saved`
             session.saved = session.state_at(int(data["saved_position"]))
         return session

@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from samic_vos.data.mask_edits import MaskEdit, parse_edit
 from samic_vos.data.sambox_format import MAX_OBJECT_ID
 
 
@@ -42,11 +43,17 @@ class Step:
 @dataclass(frozen=True)
 class ObjectState:
     """An object (a class in the palette mask): its id (1..254), label and instances, each a
-    tuple of steps, prompted on its own."""
+    tuple of steps, prompted on its own; ``base``: the file name of a mask that is part of the
+    object without prompts (imported as a mask, or a mask-only object reopened from its saved
+    mask; its pixels are those holding ``id``), or ``None``; ``edits``: the brush and eraser
+    passes applied, in order, to the union of SAM's masks of the instances and the base (the
+    prompts stay what SAM was given)."""
 
     id: int
     label: str | None = None
     instances: tuple[tuple[Step, ...], ...] = ((),)
+    edits: tuple[MaskEdit, ...] = ()
+    base: str | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +148,7 @@ ACTION_KEYS: dict[str, frozenset[str]] = {
     "delete_object": frozenset({"type", "object"}),
     "delete_step": frozenset({"type", "object", "instance", "step"}),
     "move_step": frozenset({"type", "object", "instance", "step", "x", "y"}),
+    "paint": frozenset({"type", "object", "strokes", "radius", "erase"}),
     "undo": frozenset({"type"}),
     "redo": frozenset({"type"}),
 }
@@ -175,7 +183,10 @@ def apply_action(state: ImageState, action: Any, size: tuple[int, int]) -> Image
     ``{"type": "label", "object": id, "label": str | null}``, ``{"type": "reset"}`` (removes
     every object), ``{"type": "delete_object", "object": id}``,
     ``{"type": "delete_step", "object": id, "instance": k, "step": j}`` (one point or box),
-    ``{"type": "move_step", "object": id, "instance": k, "step": j, "x", "y"}`` (one point).
+    ``{"type": "move_step", "object": id, "instance": k, "step": j, "x", "y"}`` (one point),
+    ``{"type": "paint", "object": id, "strokes": [[[x, y], ...], ...], "radius": r,
+    "erase": bool}`` (a brush or eraser pass on the object's mask,
+    :func:`~samic_vos.data.mask_edits.parse_edit`).
     Points and boxes go to the active instance (a first one makes object 1). Keys other than
     these are refused (:func:`check_action`). Raises :class:`ActionError` saying what is
     wrong.
@@ -224,6 +235,15 @@ def apply_action(state: ImageState, action: Any, size: tuple[int, int]) -> Image
         keep = state.active is not None and state.active[0] != obj.id
         active = state.active if keep else ((objects[-1].id, 0) if objects else None)
         return ImageState(objects, active)
+    if kind == "paint":
+        obj = state.object(_object_id(action))
+        try:
+            edit = parse_edit(action, size)
+        except ValueError as err:
+            raise ActionError(str(err)) from None
+        painted = dataclasses.replace(obj, edits=(*obj.edits, edit))
+        keep = state.active is not None and state.active[0] == obj.id
+        return _replace_object(state, painted, state.active if keep else (obj.id, 0))  # type: ignore[arg-type]
     if kind in ("delete_step", "move_step"):
         obj = state.object(_object_id(action))
         index = _index(action, "instance", len(obj.instances))

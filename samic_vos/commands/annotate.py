@@ -14,14 +14,17 @@ DESCRIPTION = """\
 SAMBOX: a local web page where you click points on each image and see SAM's mask and its
 confidence (SAM's predicted IoU) at once. Left click: positive point; right click or
 Shift+click: negative point; drag: box; Alt+click: delete a point; N: new instance;
-C: new object; 1-9: class (--classes); Ctrl+Z: undo; S: save; E: nothing here; A/D:
-previous/next image; ?: every key.
+C: new object; 1-9: class (--classes); B / X: brush / eraser on the object's mask (the
+prompts stay as clicked; the saved mask is the corrected one); Ctrl+Z: undo; S: save;
+E: nothing here; A/D: previous/next image; ?: every key.
 
 IMAGES_DIR holds the images (JPEG, PNG, BMP, TIFF). Saved in ANNOTATIONS_DIR (default:
-IMAGES_DIR): <image>.sambox.json (prompts, SAMBOX format version 2, see docs/sambox_format.md)
-and masks/<image>.<hash>.png (palette PNG, pixel = object id; the JSON names it); .sambox/
-keeps the sessions (every click and the undo history) and SAM's image embeddings. Only images
-you worked on are saved; E marks an image "done, nothing here".
+IMAGES_DIR): <image>.sambox.json (prompts, SAMBOX format version 2, 3 with brush edits; see
+docs/sambox_format.md) and masks/<image>.<hash>.png (palette PNG, pixel = object id; the JSON
+names it); .sambox/ keeps the sessions (every click and the undo history) and SAM's image
+embeddings. Only images you worked on are saved; E marks an image "done, nothing here". The
+page's export button writes every saved image as COCO, YOLO-seg, LabelMe or VOC into
+ANNOTATIONS_DIR/exports/ (the writers of `samic-vos export`).
 
 The server listens on 127.0.0.1 only and answers only the page opened with the URL it prints,
 http://127.0.0.1:PORT/?token=... (a new secret token at every start; the browser keeps it in a
@@ -31,6 +34,8 @@ Train SAMIC on the result with `samic-vos train --sambox ANNOTATIONS_DIR`.
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from samic_vos.annotate import IMPORT_AS
+
     parser = subparsers.add_parser(
         "annotate",
         help="SAMBOX: click point prompts on images, see SAM's mask live, save them",
@@ -43,7 +48,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--import-masks",
         type=Path,
         metavar="DIR",
-        help="masks <image name>.png turned into point prompts for images not yet annotated",
+        help="masks <image name>.png for images not yet annotated (see --import-as)",
+    )
+    parser.add_argument(
+        "--import-as",
+        choices=IMPORT_AS,
+        help="what --import-masks makes of a mask: point prompts for SAM (clicks, the "
+        "default) or the objects' masks themselves (masks: no prompts, brush to fix them)",
     )
     common.add_models(parser, samic_checkpoint=False, backbone=False)
     common.add_device(parser)
@@ -96,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
     list_images(args.images)
     if args.import_masks is not None and not args.import_masks.is_dir():
         raise UserError(f"{args.import_masks}: --import-masks folder not found")
+    if args.import_as is not None and args.import_masks is None:
+        raise UserError("--import-as says how to import --import-masks DIR: pass that folder too")
     out = args.out or args.images
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: is a file; pass a folder with -o")
@@ -116,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
     )
     token = new_token()
     classes = parse_classes(config.classes)
-    app = create_app(args.images, out, segmenter, args.import_masks, token, classes)
+    import_as = args.import_as or "clicks"
+    app = create_app(args.images, out, segmenter, args.import_masks, token, classes, import_as)
     url = page_url(config.port, token)
     common.stdout(f"SAMBOX: {url} (annotations in {out}; Ctrl+C stops)")
     if not args.no_browser:

@@ -14,8 +14,9 @@ DESCRIPTION = """\
 Export the masks of a finished `segment` or `track` output folder (a track collection too), or
 of a SAMBOX annotation folder, in a format other tools load:
 
-  coco     OUT/coco.json: COCO instances with RLE masks (pycocotools), SAM's score per object;
-           video frames carry their video and frame_index
+  coco     OUT/coco.json: COCO instances with RLE masks (pycocotools), or polygons with
+           --coco-masks polygons (one per part, holes filled; pycocotools draws the pixels
+           back); SAM's score per object; video frames carry their video and frame_index
   yolo     OUT/labels/<name>.txt (YOLO-seg polygons, normalised) and OUT/data.yaml (names)
   labelme  OUT/<name>.json, one LabelMe file per image (polygons, group_id = the object)
   voc      OUT/SegmentationClass/, SegmentationObject/ (palette PNGs), Annotations/ (XML
@@ -28,13 +29,14 @@ labels. Video frames are named <video>__<frame>. Every file is written whole (at
 EPILOG = """\
 examples:
   samic-vos export --format coco runs/photos -o runs/photos
+  samic-vos export --format coco --coco-masks polygons frames_sambox/ -o exports/coco
   samic-vos export --format yolo runs/videos -o exports/videos-yolo
   samic-vos export --format labelme frames_sambox/ -o exports/labelme
 """
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from samic_vos.data.exports import EXPORT_FORMATS
+    from samic_vos.data.exports import COCO_MASKS, EXPORT_FORMATS
 
     parser = subparsers.add_parser(
         "export",
@@ -47,6 +49,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--format", choices=EXPORT_FORMATS, required=True, help="the format to write"
     )
+    parser.add_argument(
+        "--coco-masks",
+        choices=COCO_MASKS,
+        help="with --format coco: masks as compressed RLE (default) or polygons",
+    )
     common.add_out(parser, "the folder to write into", required=True)
     common.add_common(parser, config=False)
     parser.set_defaults(func=run)
@@ -54,13 +61,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from samic_vos.data.exports.sources import open_source
-    from samic_vos.data.exports.writers import WRITERS
+    from samic_vos.data.exports.writers import write_export
+    from samic_vos.runtime.errors import UserError
     from samic_vos.runtime.output_paths import check_writable_dir, removing_new_folders
 
+    if args.coco_masks is not None and args.format != "coco":
+        raise UserError(f"--coco-masks is for --format coco, not {args.format}; leave it out")
     source = open_source(args.source)  # checked before anything is written
     check_writable_dir(args.out)
     with removing_new_folders(args.out):
         args.out.mkdir(parents=True, exist_ok=True)
-        written = WRITERS[args.format](source, args.out)
+        written = write_export(source, args.format, args.out, args.coco_masks or "rle")
     log.info("wrote %s", written)
     return 0

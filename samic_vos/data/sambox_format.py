@@ -10,7 +10,10 @@ are ordered by file name, natural order (``f9`` before ``f10``). The schema, fie
 click) and ``negative_points``; a version-2 object holds ``instances``, each prompted on its own
 by a person (SAM joins separate objects through the background, so the instances' masks are
 unioned): ``points``, ``negative_points``, an optional ``box`` [x0, y0, x1, y1] and
-``sam_confidence``, with a positive click or a box. Version 1 files still read.
+``sam_confidence``, with a positive click or a box. Version 3 adds an object's ``edits`` (the
+brush and eraser passes a person made on its mask, :mod:`~samic_vos.data.mask_edits`) and
+objects without instances when they have a ``mask`` (painted or imported masks). Versions 1
+and 2 still read, and the writer writes the oldest version that holds the data.
 
 Points are pixel coordinates ``[x, y]`` (x = column rightwards, y = row downwards, pixel
 centres at integers, as SAM's ``SamPredictor`` takes them; fractions allowed), inside the
@@ -33,13 +36,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from samic_vos.data.mask_edits import EDIT_KEYS, MaskEdit, parse_edit
 from samic_vos.runtime.atomic import atomic_write_text
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.input_paths import require_input
 
 FORMAT_NAME = "sambox"
-VERSION = 2  # the newest version; :func:`write_annotation` writes 1 when it holds the data
-KNOWN_VERSIONS = (1, 2)
+VERSION = 3  # the newest version; :func:`write_annotation` writes the oldest that holds the data
+KNOWN_VERSIONS = (1, 2, 3)
 SUFFIX = ".sambox.json"
 SAMBOX_FOLDER = "annotation folder"  # a folder of SAMBOX annotations, in messages
 MAX_OBJECT_ID = 254  # palette masks are uint8 and 255 is DAVIS's "void"
@@ -47,6 +51,7 @@ MAX_OBJECT_ID = 254  # palette masks are uint8 and 255 is DAVIS's "void"
 _TOP_KEYS = {"format", "version", "image", "image_size", "objects", "meta"}
 _OBJECT_KEYS = {"id", "label", "points", "negative_points", "mask", "sam_confidence"}
 _OBJECT_KEYS_V2 = {"id", "label", "instances", "mask", "sam_confidence"}
+_OBJECT_KEYS_V3 = _OBJECT_KEYS_V2 | {"edits"}
 _INSTANCE_KEYS = {"points", "negative_points", "box", "sam_confidence"}
 
 
@@ -76,7 +81,9 @@ class SamboxObject:
     pixel coordinates, all of the object's clicks (every instance's, in order; N may be 0 in
     version 2, for box-only instances). ``mask``: the mask PNG path as stored (relative to the
     JSON's folder). ``instances``: the per-instance prompts of version 2 (build such objects
-    with :meth:`from_instances`); empty for a version-1 object.
+    with :meth:`from_instances`); empty for a version-1 object and for a version-3 object
+    that is only its ``mask`` (no points either). ``edits``: the brush and eraser passes made
+    on the mask after SAM's (version 3).
     """
 
     id: int
@@ -86,6 +93,12 @@ class SamboxObject:
     mask: str | None = None
     sam_confidence: float | None = None
     instances: list[SamboxInstance] = field(default_factory=list)
+    edits: list[MaskEdit] = field(default_factory=list)
+
+    @property
+    def mask_only(self) -> bool:
+        """An object without any prompt: only its mask (painted or imported; version 3)."""
+        return not self.instances and not len(self.points)
 
     @classmethod
     def from_instances(
@@ -219,13 +232,29 @@ def _parse_instance(data: Any, where: str, name: str, size: tuple[int, int]) -> 
     return instance
 
 
+def _edits(value: Any, where: str, name: str, size: tuple[int, int]) -> list[MaskEdit]:
+    if not isinstance(value, list):
+        raise _fail(where, f"'{name}' must be a list")
+    edits = []
+    for k, entry in enumerate(value):
+        if not isinstance(entry, dict):
+            raise _fail(where, f"'{name}[{k}]' must be an object")
+        _unknown_keys(entry, set(EDIT_KEYS), where, f"'{name}[{k}]'")
+        try:
+            edits.append(parse_edit(entry, size))
+        except ValueError as err:
+            raise _fail(where, f"'{name}[{k}]': {err}") from None
+    return edits
+
+
 def _parse_object(
     data: Any, where: str, name: str, size: tuple[int, int], version: int
 ) -> SamboxObject:
     if not isinstance(data, dict):
         raise _fail(where, f"'{name}' must be an object")
     prompts = "points" if version == 1 else "instances"
-    _unknown_keys(data, _OBJECT_KEYS if version == 1 else _OBJECT_KEYS_V2, where, f"'{name}'")
+    known = {1: _OBJECT_KEYS, 2: _OBJECT_KEYS_V2}.get(version, _OBJECT_KEYS_V3)
+    _unknown_keys(data, known, where, f"'{name}'")
     if "id" not in data or prompts not in data:
         raise _fail(where, f"'{name}' needs 'id' and '{prompts}'")
     label = data.get("label")
@@ -240,14 +269,18 @@ def _parse_object(
         "mask": mask,
         "sam_confidence": _confidence(data.get("sam_confidence"), where, f"{name}.sam_confidence"),
     }
-    if version == 2:
-        if not isinstance(data["instances"], list) or not data["instances"]:
-            raise _fail(where, f"'{name}.instances' must be a non-empty list")
+    if version >= 2:
+        if not isinstance(data["instances"], list):
+            raise _fail(where, f"'{name}.instances' must be a list")
+        if not data["instances"] and (version == 2 or mask is None):
+            needs = "" if version == 2 else " (or the object needs a 'mask')"
+            raise _fail(where, f"'{name}.instances' must be a non-empty list{needs}")
         instances = [
             _parse_instance(i, where, f"{name}.instances[{k}]", size)
             for k, i in enumerate(data["instances"])
         ]
-        return SamboxObject.from_instances(instances=instances, **fields)
+        edits = _edits(data.get("edits", []), where, f"{name}.edits", size)
+        return SamboxObject.from_instances(instances=instances, edits=edits, **fields)
     points = _points(data["points"], where, f"{name}.points", size)
     if len(points) == 0:
         raise _fail(where, f"'{name}.points' is empty; an object needs a positive click")
@@ -268,7 +301,7 @@ def parse_annotation(data: Any, where: str) -> SamboxAnnotation:
         raise _fail(
             where,
             f"unknown 'version' {json.dumps(version)}; this samic-vos reads versions "
-            f"{' and '.join(map(str, KNOWN_VERSIONS))} "
+            f"{', '.join(map(str, KNOWN_VERSIONS))} "
             "(upgrade samic-vos, or re-save the annotation with a matching SAMBOX)",
         )
     for key in ("image", "image_size", "objects"):
@@ -343,8 +376,9 @@ def _number(value: float) -> int | float:
 def annotation_to_dict(annotation: SamboxAnnotation) -> dict[str, Any]:
     """The JSON-ready dict of ``annotation`` (the inverse of :func:`parse_annotation`).
 
-    Version 2 when an object has ``instances`` (objects without are written as one instance),
-    else version 1, which older readers understand too.
+    Version 3 when an object has ``edits`` or is only its mask; else version 2 when an object
+    has ``instances`` (objects without are written as one instance); else version 1, which older
+    readers understand too.
     """
 
     def points(array: np.ndarray) -> list[list[int | float]]:
@@ -359,15 +393,25 @@ def annotation_to_dict(annotation: SamboxAnnotation) -> dict[str, Any]:
             entry["sam_confidence"] = float(inst.sam_confidence)
         return entry
 
-    version = 2 if any(obj.instances for obj in annotation.objects) else 1
+    version = (
+        3
+        if any(obj.edits or obj.mask_only for obj in annotation.objects)
+        else 2
+        if any(obj.instances for obj in annotation.objects)
+        else 1
+    )
     objects = []
     for obj in annotation.objects:
         entry: dict[str, Any] = {"id": int(obj.id)}
         if obj.label is not None:
             entry["label"] = obj.label
-        if version == 2:
-            instances = obj.instances or [SamboxInstance(obj.points, obj.negative_points)]
+        if version >= 2:
+            instances = obj.instances or (
+                [] if obj.mask_only else [SamboxInstance(obj.points, obj.negative_points)]
+            )
             entry["instances"] = [instance(i) for i in instances]
+            if obj.edits:
+                entry["edits"] = [e.to_dict() for e in obj.edits]
         else:
             entry["points"] = points(obj.points)
             entry["negative_points"] = points(obj.negative_points)

@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,8 @@ from samic_vos.runtime.output_paths import reporting_write_errors
 
 # A temporary file of atomic_path: ".<stem>.<mkstemp's 8 characters>.part<ext>".
 _TEMPORARY_NAME = re.compile(r"\..*\.[A-Za-z0-9_]{8}\.part(\.[^./]*)?")
+# A folder of atomic_folder: ".<name>.<mkdtemp's 8 characters>" (".part": the new one).
+_TEMPORARY_FOLDER = re.compile(r"\..*\.[A-Za-z0-9_]{8}(\.part)?")
 
 
 @contextlib.contextmanager
@@ -60,6 +63,36 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
             raise
 
 
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a new empty temporary folder beside ``path`` to fill; on success it takes the
+    place of ``path`` (an older ``path`` is moved aside, then removed), so ``path`` never holds
+    a mix of two writes nor a half-written one. On an exception the temporary folder is
+    removed and ``path`` is left untouched. Between the two renames ``path`` is briefly
+    absent; one writer at a time."""
+    final = Path(path)
+    with reporting_write_errors(final):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
+        try:
+            yield tmp
+            os.chmod(tmp, 0o777 & ~_umask())
+            aside = None
+            if final.exists():
+                aside = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+                os.replace(final, aside / final.name)
+            try:
+                os.replace(tmp, final)
+            except BaseException:
+                if aside is not None:
+                    os.replace(aside / final.name, final)
+                raise
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+
+
 def remove_leftovers(folder: str | os.PathLike[str]) -> list[Path]:
     """Remove the temporary files that :func:`atomic_path` left directly in ``folder`` when its
     process was killed mid-write; returns them. Only for a folder no other process writes
@@ -71,6 +104,18 @@ def remove_leftovers(folder: str | os.PathLike[str]) -> list[Path]:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
                     removed.append(Path(entry.path))
+    return removed
+
+
+def remove_leftover_folders(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove the folders that :func:`atomic_folder` left directly in ``folder`` when its
+    process was killed midway; returns them. Only for a folder no other process writes into."""
+    removed = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(folder):
+            if entry.is_dir(follow_symlinks=False) and _TEMPORARY_FOLDER.fullmatch(entry.name):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed.append(Path(entry.path))
     return removed
 
 

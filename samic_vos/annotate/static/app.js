@@ -19,6 +19,8 @@ const app = {
   mask: null,     // ImageBitmap of the mask overlay (palette PNG, background transparent)
   scale: 1, ox: 0, oy: 0,
   drag: null,     // {button, x0, y0, x, y, moved, pan}
+  tool: "prompt", // "prompt" (clicks and boxes) | "brush" | "eraser" (B / X)
+  stroke: null,   // the brush or eraser stroke being drawn: [[x, y], ...] image pixels
   space: false,
   queue: Promise.resolve(),
 };
@@ -29,6 +31,7 @@ window.sambox = {
   pending: 0,
   latencies: [],
   lastMaskPng: null,
+  lastExport: null,  // the server's answer to the last export (folder, file, images)
   // The alpha (0..255) of the drawn overlay at image pixel (x, y): 0 where nothing is shown.
   overlayAlpha(x, y) {
     return window.sambox.overlayPixel(x, y)[3];
@@ -248,8 +251,20 @@ function draw() {
       });
     }
   }
+  if (app.stroke) {
+    // The stroke as the server will paint it: pixel centres within the radius of the line.
+    const active = view && view.active ? view.objects.find((o) => o.id === view.active.object) : null;
+    ctx.lineCap = "round";
+    ctx.lineJoin = "round";
+    ctx.lineWidth = 2 * brushRadius();
+    ctx.strokeStyle = app.tool === "eraser" ? "rgba(0, 0, 0, 0.6)" : color(active || {color: [255, 255, 255]}, 0.6);
+    ctx.beginPath();
+    app.stroke.forEach(([x, y], k) => (k ? ctx.lineTo(x + 0.5, y + 0.5) : ctx.moveTo(x + 0.5, y + 0.5)));
+    if (app.stroke.length === 1) ctx.lineTo(app.stroke[0][0] + 0.5, app.stroke[0][1] + 0.5);
+    ctx.stroke();
+  }
   const drag = app.drag;
-  if (drag && drag.moved && !drag.pan && !drag.alt) {
+  if (drag && drag.moved && !drag.pan && !drag.alt && !app.stroke) {
     const [ax, ay] = toImage(drag.x0, drag.y0);
     const [bx, by] = toImage(drag.x, drag.y);
     ctx.setLineDash([6 / app.scale, 4 / app.scale]);
@@ -293,7 +308,7 @@ function renderPanel() {
       act({type: "label", object: obj.id, label: label.value || null}));
     const score = document.createElement("span");
     score.className = "muted";
-    score.textContent = ` ${obj.confidence.toFixed(3)}`;
+    score.textContent = ` ${obj.confidence.toFixed(3)}${obj.edits ? ` · ${obj.edits} edit${obj.edits > 1 ? "s" : ""}` : ""}`;
     const instances = document.createElement("div");
     instances.className = "instances";
     obj.instances.forEach((inst, k) => {
@@ -385,6 +400,22 @@ function save(nothingHere = false) {
   });
 }
 
+// Export every saved image (the current one saved first) with `samic-vos export`'s writers
+// into ANNOTATIONS_DIR/exports/<format>/; the status line says where it went.
+function exportAnnotations() {
+  const [format, cocoMasks] = $("export-format").value.split(":");
+  return enqueue(async () => {
+    if (app.view && app.view.dirty) {
+      const request = current();
+      const view = await api("/api/save", request);
+      if (request.image === app.images[app.index]) await show(view);
+    }
+    const done = await api("/api/export", {format, coco_masks: cocoMasks});
+    window.sambox.lastExport = done;
+    status(`exported ${done.images} saved image${done.images === 1 ? "" : "s"} as ${format} to ${done.folder}`);
+  });
+}
+
 // Go to image `index`; one that cannot be opened is reported and passed, in the direction
 // of travel (`step`).
 async function open(index, step = index >= app.index ? 1 : -1) {
@@ -441,15 +472,70 @@ function clamp(v, hi) {
   return Math.min(Math.max(v, 0), hi);
 }
 
+// The brush and eraser (B, X): a left drag paints on the active object's mask; the stroke goes
+// to the server as one "paint" action (points thinned to a quarter of the radius, rounded to
+// 0.01 px, longer strokes split into several actions), which undo takes back whole.
+const MAX_STROKE_POINTS = 2000;  // the server's limit per stroke (data/mask_edits.py)
+
+function brushRadius() {
+  const r = Number($("radius").value);
+  return Number.isFinite(r) && r > 0 ? Math.min(r, 200) : 5;
+}
+
+function setTool(tool) {
+  app.tool = app.tool === tool ? "prompt" : tool;
+  $("brush").classList.toggle("on", app.tool === "brush");
+  $("eraser").classList.toggle("on", app.tool === "eraser");
+  canvas.classList.toggle("painting", app.tool !== "prompt");
+  status(app.tool === "prompt" ? "clicks and boxes prompt SAM"
+    : `${app.tool}: drag on the image to ${app.tool === "brush" ? "add to" : "take from"} the active object's mask`);
+}
+
+function strokePoint(clientX, clientY) {
+  const [x, y] = toImage(clientX, clientY);
+  const to = (v, hi) => Math.round(clamp(v, hi) * 100) / 100;
+  return [to(x, app.image.width - 1), to(y, app.image.height - 1)];
+}
+
+function addStrokePoint(clientX, clientY) {
+  const point = strokePoint(clientX, clientY);
+  const last = app.stroke[app.stroke.length - 1];
+  if (Math.hypot(point[0] - last[0], point[1] - last[1]) < Math.max(0.5, brushRadius() / 4)) return;
+  app.stroke.push(point);
+  if (app.stroke.length >= MAX_STROKE_POINTS) {
+    sendStroke();
+    app.stroke = [point];
+  }
+}
+
+function sendStroke(started) {
+  const view = app.view;
+  if (!view || !view.active) {
+    status("no object to paint on: click a point or press C for a new object first", true);
+    return;
+  }
+  act({type: "paint", object: view.active.object, strokes: [app.stroke], radius: brushRadius(),
+    erase: app.tool === "eraser"}, started);
+}
+
 canvas.addEventListener("contextmenu", (e) => e.preventDefault());
 canvas.addEventListener("pointerdown", (e) => {
   canvas.setPointerCapture(e.pointerId);
   app.drag = {button: e.button, x0: e.clientX, y0: e.clientY, x: e.clientX, y: e.clientY,
     moved: false, pan: e.button === 1 || app.space, shift: e.shiftKey, alt: e.altKey};
+  if (app.tool !== "prompt" && e.button === 0 && !app.drag.pan && app.image) {
+    app.stroke = [strokePoint(e.clientX, e.clientY)];
+    draw();
+  }
 });
 canvas.addEventListener("pointermove", (e) => {
   const drag = app.drag;
   if (!drag) return;
+  if (app.stroke) {
+    addStrokePoint(e.clientX, e.clientY);
+    draw();
+    return;
+  }
   if (Math.hypot(e.clientX - drag.x0, e.clientY - drag.y0) > 4) drag.moved = true;
   if (drag.moved && drag.button === 2) drag.pan = true;
   if (drag.pan) {
@@ -465,6 +551,13 @@ canvas.addEventListener("pointerup", (e) => {
   app.drag = null;
   if (!drag || drag.pan || !app.image) return draw();
   const started = performance.now();
+  if (app.stroke) {
+    addStrokePoint(e.clientX, e.clientY);
+    sendStroke(started);
+    app.stroke = null;
+    return draw();
+  }
+  if (app.tool !== "prompt") return draw();
   const refine = $("refine").checked;
   if (drag.alt) {  // Alt+click on a point deletes it, Alt+drag moves it
     const hit = pointAt(drag.x0, drag.y0);
@@ -534,6 +627,10 @@ document.addEventListener("keydown", (e) => {
     arrowright: () => open(app.index + 1),
     s: () => save(),
     e: () => save(true),
+    b: () => setTool("brush"),
+    x: () => setTool("eraser"),
+    "[": () => { $("radius").value = Math.max(0.5, brushRadius() / 1.25).toFixed(1); },
+    "]": () => { $("radius").value = Math.min(200, brushRadius() * 1.25).toFixed(1); },
     r: () => act({type: "reset"}),
     h: () => { if (app.view && app.view.active) enqueue(() => toggleHidden(app.view.active.object)); },
     f: () => { $("refine").checked = !$("refine").checked; },
@@ -561,6 +658,9 @@ $("new-instance").addEventListener("click", () => act({type: "new_instance"}));
 $("new-object").addEventListener("click", newObject);
 $("reset").addEventListener("click", () => act({type: "reset"}));
 $("save").addEventListener("click", () => save());
+$("export").addEventListener("click", exportAnnotations);
+$("brush").addEventListener("click", () => setTool("brush"));
+$("eraser").addEventListener("click", () => setTool("eraser"));
 $("nothing-here").addEventListener("click", () => save(true));
 window.addEventListener("resize", resize);
 window.addEventListener("beforeunload", () => {

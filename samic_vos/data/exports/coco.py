@@ -1,12 +1,14 @@
-"""COCO instance JSON (``coco.json``) with RLE masks, written as the images stream by.
+"""COCO instance JSON (``coco.json``) with RLE or polygon masks, written as the images stream by.
 
 One ``images`` entry per image (``id`` from 1 in source order, ``file_name``, ``height``,
 ``width``; the frames of a video also ``video`` and ``frame_index``, as SA-V and YouTube-VIS
 style JSON name them), one ``annotations`` entry per object (``segmentation``: the object's
-pixels as COCO's compressed RLE, pycocotools' own encoding; ``area``, ``bbox`` [x, y, w, h] in
-pixels, ``iscrowd`` 0, ``score``: SAM's confidence where known), ``categories`` as the source
-names them. The file is written atomically; only one image's mask is held at a time (the
-annotations wait in a temporary file until the images are written). A run can write each
+pixels as COCO's compressed RLE, pycocotools' own encoding, or with ``masks="polygons"`` one
+polygon per connected part, :func:`~samic_vos.data.exports.polygons.coco_polygons`, holes
+filled; ``area`` (its pixels), ``bbox`` [x, y, w, h] in pixels, ``iscrowd`` 0, ``score``:
+SAM's confidence where known), ``categories`` as the source names them. The file is written
+atomically; only one image's mask is held at a time (the annotations wait in a temporary file
+until the images are written). A run can write each
 image's record (:func:`coco_record`) as it finishes it and the file at the end
 (:func:`write_coco_records`): the same bytes as :func:`write_coco` over the finished run. A
 `track` collection keeps each finished video's records in ``<video>/coco.jsonl``
@@ -25,6 +27,8 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from samic_vos.data.exports import COCO_MASKS
+from samic_vos.data.exports.polygons import coco_polygons
 from samic_vos.data.exports.sources import ExportItem, ExportObject, ExportSource, videos_source
 from samic_vos.runtime.atomic import atomic_path
 
@@ -32,16 +36,25 @@ COCO_FILE = "coco.json"
 VIDEO_RECORDS = "coco.jsonl"  # a finished video's COCO records, one line per frame
 
 
-def rle_annotation(ids: np.ndarray, obj: ExportObject) -> dict[str, Any] | None:
-    """The COCO annotation of ``obj`` in (H, W) uint8 ``ids`` (without ``id``/``image_id``);
-    ``None`` when the object has no pixel."""
+def mask_annotation(
+    ids: np.ndarray, obj: ExportObject, masks: str = "rle"
+) -> dict[str, Any] | None:
+    """The COCO annotation of ``obj`` in (H, W) uint8 ``ids`` (without ``id``/``image_id``),
+    its ``segmentation`` as ``masks`` (one of :data:`COCO_MASKS`); ``None`` when the object
+    has no pixel."""
     pixels = np.asfortranarray((ids == obj.id).astype(np.uint8))
     if not pixels.any():
         return None
     rle = mask_utils.encode(pixels)
+    if masks not in COCO_MASKS:
+        raise ValueError(f"unknown COCO mask encoding '{masks}' (one of {', '.join(COCO_MASKS)})")
+    if masks == "polygons":
+        segmentation: Any = [p.reshape(-1).tolist() for p in coco_polygons(pixels.astype(bool))]
+    else:
+        segmentation = {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")}
     annotation: dict[str, Any] = {
         "category_id": obj.category,
-        "segmentation": {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")},
+        "segmentation": segmentation,
         "area": int(mask_utils.area(rle)),
         "bbox": [float(v) for v in mask_utils.toBbox(rle)],
         "iscrowd": 0,
@@ -51,9 +64,9 @@ def rle_annotation(ids: np.ndarray, obj: ExportObject) -> dict[str, Any] | None:
     return annotation
 
 
-def coco_record(item: ExportItem) -> dict[str, Any]:
+def coco_record(item: ExportItem, masks: str = "rle") -> dict[str, Any]:
     """One image's part of the file: ``{"image": its entry, "annotations": [...]}``, without
-    the ids (given when the file is written, in order)."""
+    the ids (given when the file is written, in order); ``masks``: see :func:`mask_annotation`."""
     height, width = (int(v) for v in item.ids.shape)
     entry: dict[str, Any] = {
         "file_name": item.file_name,
@@ -62,7 +75,7 @@ def coco_record(item: ExportItem) -> dict[str, Any]:
     }
     if item.video is not None:
         entry.update(video=item.video, frame_index=item.frame_index)
-    found = (rle_annotation(item.ids, obj) for obj in item.objects)
+    found = (mask_annotation(item.ids, obj, masks) for obj in item.objects)
     return {"image": entry, "annotations": [a for a in found if a is not None]}
 
 
@@ -92,10 +105,12 @@ def write_coco_records(
         out.write('], "categories": ' + json.dumps(listed) + "}\n")
 
 
-def write_coco(source: ExportSource, out_dir: Path) -> Path:
-    """Write ``out_dir/coco.json`` from ``source``; returns its path."""
+def write_coco(source: ExportSource, out_dir: Path, masks: str = "rle") -> Path:
+    """Write ``out_dir/coco.json`` from ``source``, masks as ``masks`` (one of
+    :data:`COCO_MASKS`); returns its path."""
     path = out_dir / COCO_FILE
-    write_coco_records((coco_record(item) for item in source.items()), source.categories, path)
+    records = (coco_record(item, masks) for item in source.items())
+    write_coco_records(records, source.categories, path)
     return path
 
 

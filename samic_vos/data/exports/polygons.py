@@ -1,4 +1,4 @@
-"""Polygons of a mask's outlines, for the formats that store shapes (YOLO-seg, LabelMe)."""
+"""Polygons of a mask's outlines, for the formats that store shapes (YOLO-seg, LabelMe, COCO)."""
 
 from __future__ import annotations
 
@@ -15,4 +15,19 @@ def mask_polygons(mask: np.ndarray) -> list[np.ndarray]:
     holes."""
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     outlines = [c.reshape(-1, 2).astype(np.float64) for c in contours if len(c) >= MIN_POINTS]
+    return sorted(outlines, key=lambda c: -cv2.contourArea(c.astype(np.float32)))
+
+
+COCO_UPSAMPLE = 2  # outlines traced on a mask twice as fine: a quarter pixel inside the edges
+
+
+def coco_polygons(mask: np.ndarray) -> list[np.ndarray]:
+    """The outer outline of each connected part of (H, W) bool ``mask`` as COCO polygons:
+    (N, 2) float64 (x, y) vertices in COCO's continuous coordinates (pixel (x, y) covers
+    [x, x + 1) x [y, y + 1)), a quarter pixel inside the parts' pixel edges, so that
+    pycocotools' rasteriser (``frPyObjects``, pixel centres) gives each part's pixels back
+    exactly, its holes filled (COCO polygons cannot hold holes). Largest part first."""
+    fine = np.kron(mask.astype(np.uint8), np.ones((COCO_UPSAMPLE, COCO_UPSAMPLE), np.uint8))
+    contours, _ = cv2.findContours(fine, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    outlines = [(c.reshape(-1, 2).astype(np.float64) + 0.5) / COCO_UPSAMPLE for c in contours]
     return sorted(outlines, key=lambda c: -cv2.contourArea(c.astype(np.float32)))

@@ -1,4 +1,5 @@
-"""The writer of each export format (:data:`WRITERS`) and :func:`export_run`."""
+"""The writer of each export format (:data:`WRITERS`), :func:`write_export` and
+:func:`export_run`: what `samic-vos export` and SAMBOX's export button both run."""
 
 from __future__ import annotations
 
@@ -17,7 +18,16 @@ WRITERS: dict[str, Callable[[ExportSource, Path], Path]] = dict(
 )
 
 
-def export_run(source: Path, format: str, out_dir: Path) -> Path:
-    """Export the masks of ``source`` (a run folder or a SAMBOX folder) as ``format`` (one of
-    :data:`EXPORT_FORMATS`) into ``out_dir``; returns the file (coco) or folder written."""
-    return WRITERS[format](open_source(source), out_dir)
+def write_export(source: ExportSource, format: str, out_dir: Path, coco_masks: str = "rle") -> Path:
+    """Write ``source`` as ``format`` (one of :data:`EXPORT_FORMATS`) into ``out_dir``, COCO
+    masks as ``coco_masks`` (one of :data:`~samic_vos.data.exports.COCO_MASKS`); returns the
+    file (coco) or folder written."""
+    if format == "coco":
+        return write_coco(source, out_dir, coco_masks)
+    return WRITERS[format](source, out_dir)
+
+
+def export_run(source: Path, format: str, out_dir: Path, coco_masks: str = "rle") -> Path:
+    """Export the masks of ``source`` (a run folder or a SAMBOX folder) as ``format`` into
+    ``out_dir`` (:func:`write_export`); returns the file (coco) or folder written."""
+    return write_export(open_source(source), format, out_dir, coco_masks)
