@@ -82,6 +82,22 @@ def sambox_objects(state: ImageState, composite: Composite, mask_ref: str) -> li
     return objects
 
 
+SUGGESTED_KEY = "suggested_points"  # in the annotation's meta; readers ignore it
+
+
+def suggested_points(state: ImageState) -> dict[str, list[list[float]]]:
+    """Per object id (a string: a JSON key), the (x, y) positive points of ``state`` that came
+    from an accepted SAMIC suggestion and were not moved since: recorded in the saved JSON's
+    ``meta`` (``SUGGESTED_KEY``) so that what the person placed and what SAMIC placed can be
+    told apart. Objects without one are left out."""
+    found: dict[str, list[list[float]]] = {}
+    for obj in state.objects:
+        points = [list(s.coords) for i in obj.instances for s in i if s.suggested]
+        if points:
+            found[str(obj.id)] = points
+    return found
+
+
 def state_from_annotation(annotation: SamboxAnnotation) -> ImageState:
     """A saved annotation as a state: per instance its box, positive then negative points."""
     objects = []

@@ -11,7 +11,11 @@ and JavaScript, no build step) talks to this JSON API:
 - ``POST /api/action`` ``{"image": N, "action": {...}, "revision": R}``: a click, box, new
   instance or object, select, label, reset, undo or redo; answers the new state;
 - ``POST /api/save`` ``{"image": N, "revision": R, "nothing_here": false}``: writes the SAMBOX
-  JSON and the palette mask (``nothing_here``: the explicit mark of an image without objects).
+  JSON and the palette mask (``nothing_here``: the explicit mark of an image without objects);
+- ``GET /api/suggest``: SAMIC's progress (idle, adapting k/n, ready) and the clicks per image
+  with and without suggestions (:mod:`.suggest`; ``{"phase": "off"}`` when not enabled);
+- ``POST /api/suggest`` ``{"image": N}``: SAMIC's suggested points on image N, not yet in its
+  state (the action ``accept_suggestion`` adds them); 409 while no network is ready.
 
 ``revision`` (optional) is the one of the state the page shows: when another tab changed the
 image since, the request is refused (409, with the current ``revision``) and the page reloads.
@@ -42,6 +46,7 @@ from samic_vos.annotate.annotator import Annotator, UnknownImage
 from samic_vos.annotate.classes import AnnotationClass, parse_classes
 from samic_vos.annotate.image_folder import PathRefused, load_rgb
 from samic_vos.annotate.session_store import ActionError, StaleRevision
+from samic_vos.annotate.suggest import NotReady, Suggester, SuggestSetup
 from samic_vos.data.mask_io import PNG_COMPRESS_LEVEL
 from samic_vos.runtime.config import require
 from samic_vos.runtime.errors import UserError
@@ -76,6 +81,7 @@ def _request(payload: dict[str, Any], keys: frozenset[str]) -> tuple[str, int | 
 
 _ACTION_KEYS = frozenset({"image", "action", "revision"})
 _SAVE_KEYS = frozenset({"image", "revision", "nothing_here"})
+_SUGGEST_KEYS = frozenset({"image"})
 
 
 def create_app(
@@ -85,17 +91,25 @@ def create_app(
     import_masks: Path | None = None,
     token: str | None = None,
     classes: list[AnnotationClass] | None = None,
+    suggest: SuggestSetup | None = None,
 ) -> FastAPI:
     """The SAMBOX app for ``images_dir``, saving into ``annotations_dir`` (see
     :class:`~samic_vos.annotate.annotator.Annotator`, which locks the folder until shutdown);
     ``app.state.annotator`` is its work, ``app.state.token`` the secret a client must send
-    (``token``, or a new one); ``classes``: the page's class list (number keys)."""
+    (``token``, or a new one); ``classes``: the page's class list (number keys); ``suggest``:
+    SAMIC's suggestions (``app.state.suggester``; ``None``: none)."""
     class_list = [{"name": c.name, "color": list(c.color)} for c in classes or []]
     annotator = Annotator(images_dir, annotations_dir, segmenter, import_masks)
     app = FastAPI(title="SAMBOX", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.annotator = annotator
     app.state.token = token or new_token()
     app.add_middleware(LocalAccess, token=app.state.token)
+    suggester = None
+    if suggest is not None:
+        suggester = Suggester(annotator, suggest)
+        annotator.after_save = suggester.saved
+        app.router.add_event_handler("shutdown", suggester.close)
+    app.state.suggester = suggester
     app.router.add_event_handler("shutdown", annotator.close)
 
     @app.exception_handler(PathRefused)
@@ -110,6 +124,10 @@ def create_app(
     @app.exception_handler(StaleRevision)
     async def stale(request: Request, err: StaleRevision) -> JSONResponse:
         return JSONResponse({"detail": str(err), "revision": err.current}, status_code=409)
+
+    @app.exception_handler(NotReady)
+    async def not_ready(request: Request, err: NotReady) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=409)
 
     @app.exception_handler(ActionError)
     async def bad_action(request: Request, err: ActionError) -> JSONResponse:
@@ -159,6 +177,17 @@ def create_app(
         if not isinstance(nothing_here, bool):
             raise ActionError("'nothing_here' must be true or false")
         return annotator.save(name, revision, nothing_here)
+
+    @app.get("/api/suggest")
+    def suggest_status() -> dict[str, Any]:
+        return {"phase": "off"} if suggester is None else suggester.status()
+
+    @app.post("/api/suggest")
+    def suggest_prompts(payload: JsonBody) -> dict[str, Any]:
+        name, _ = _request(payload, _SUGGEST_KEYS)
+        if suggester is None:
+            raise ActionError("suggestions are off: start annotate with --samic CKPT or --suggest")
+        return suggester.suggest(name)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
