@@ -6,16 +6,30 @@ a restart), not the quality of random models' suggestions."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 from sambox_helpers import HEIGHT, WIDTH, make_images, tiny_segmenter, tiny_suggest_setup
 
-from samic_vos.annotate.browser import script_client
+from samic_vos.annotate.browser import (
+    SamboxPage,
+    chromium_page,
+    chromium_path,
+    free_port,
+    live_server,
+    script_client,
+)
 from samic_vos.annotate.server import create_app
+from samic_vos.commands.cli import main
 from samic_vos.data.sambox_format import read_annotation
 
 RED, BLUE = (20.0, 20.0), (60.0, 40.0)  # inside the red and the blue square
@@ -210,3 +224,101 @@ def test_malformed_suggestions_are_refused(folders, segmenter):
             response = client.post("/api/action", json={"image": "a.png", "action": action})
             assert response.status_code == 400 and message in response.text, response.text
         assert client.get("/api/state?name=a.png").json()["can_undo"] is False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(chromium_path() is None, reason="Debian's chromium is not installed")
+def test_suggest_accept_save_and_auto_in_chromium(tmp_path: Path) -> None:
+    images, annotations = make_images(tmp_path / "images"), tmp_path / "annotations"
+    segmenter = tiny_segmenter()
+    app = create_app(images, annotations, segmenter, suggest=tiny_suggest_setup(segmenter))
+    with live_server(app) as url, chromium_page() as page:
+        sambox = SamboxPage(page)
+        sambox.open(url)
+        assert page.is_visible("#suggest-panel") and page.is_disabled("#suggest")
+        sambox.click(*RED)
+        sambox.press("s")
+        page.wait_for_function(
+            "() => document.querySelector('#suggest-status').textContent"
+            " === 'ready (learned from 1 images)'"
+        )
+        sambox.press("d")  # b.jpg, not annotated
+        assert sambox.text("#image-name").startswith("b.jpg")
+        assert sambox.view()["objects"] == []
+
+        sambox.press("g")
+        suggested = page.evaluate("window.sambox.suggestion()")
+        points = [p for o in suggested["objects"] for p in o["points"]]
+        assert points and "SAMIC suggests" in sambox.text("#status")
+        assert sambox.view()["objects"] == []  # drawn, not clicked
+        assert not page.is_disabled("#accept")
+        sambox.press("Enter")
+        steps = [s for o in sambox.view()["objects"] for i in o["instances"] for s in i["steps"]]
+        assert [s["coords"] for s in steps] == points and all(s["suggested"] for s in steps)
+        assert page.evaluate("window.sambox.suggestion()") is None
+        sambox.press("s")
+        page.wait_for_function(
+            "() => document.querySelector('#clicks').textContent.startsWith("
+            "'clicks per image: 0.0 with suggestions (1 image) vs 1.0 without (1 image)')"
+        )
+
+        # Automatic mode: opening an image not annotated yet suggests at once; Esc drops it.
+        page.click("#auto-suggest")
+        sambox.press("d")
+        page.wait_for_function("() => window.sambox.suggestion() !== null")
+        sambox.settle()
+        assert page.evaluate("window.sambox.suggestion().image") == "c.bmp"
+        sambox.press("Escape")
+        assert page.evaluate("window.sambox.suggestion()") is None
+        assert sambox.view()["objects"] == []
+
+    data = json.loads((annotations / "b.sambox.json").read_text())
+    assert data["meta"]["suggested_points"] == {"1": points}
+
+
+def test_command_line_errors_are_one_line_and_write_nothing(tmp_path, capsys, tiny_models):
+    images, out = make_images(tmp_path / "images"), tmp_path / "out"
+    base = [str(images), "-o", str(out), "--sam-checkpoint", str(tiny_models["sam"])]
+    base += ["--no-browser", "--device", "cpu"]
+    cases = [
+        (["--samic", str(tmp_path / "none.pt")], "none.pt: SAMIC checkpoint not found"),
+        (["--backbone-weights", str(tmp_path / "r.pt")], "ignored without --suggest or --samic"),
+        (["--suggest", "--backbone-weights", str(tmp_path / "r.pt")], "r.pt: ResNet-50 weights"),
+    ]
+    for extra, message in cases:
+        assert main(["annotate", *base, *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+        assert not out.exists()
+
+
+@pytest.mark.slow
+def test_annotate_suggest_from_the_command_line(tmp_path, tiny_models):
+    """`annotate --suggest` serves SAMIC's progress (a fresh network: the config's)."""
+    images, out = make_images(tmp_path / "images"), tmp_path / "out"
+    config = tmp_path / "config.yaml"
+    network = {"input_size": [64, 64], "channels": [8, 16, 32]}
+    config.write_text(json.dumps({"network": network, "adaptation": {"steps": 2, "views": 2}}))
+    port = free_port()
+    command = [sys.executable, "-m", "samic_vos", "annotate", str(images), "-o", str(out)]
+    command += ["--sam-checkpoint", str(tiny_models["sam"]), "--device", "cpu", "--no-browser"]
+    command += ["--port", str(port), "--suggest", "--random-backbone", "--config", str(config)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as proc:
+        try:
+            token = proc.stdout.readline().decode().split("token=")[1].split()[0]
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/api/suggest", headers={"X-SAMBOX-Token": token}
+            )
+            for _ in range(600):
+                try:
+                    with urllib.request.urlopen(request, timeout=5) as response:
+                        status = json.loads(response.read())
+                    break
+                except urllib.error.URLError:
+                    time.sleep(0.1)
+            assert status["phase"] == "idle" and status["steps"] == 2 and not status["trained"]
+        finally:
+            proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+    assert (out / ".sambox/suggest").is_dir()

@@ -48,11 +48,14 @@ from samic_vos.annotate.image_folder import PathRefused, load_rgb
 from samic_vos.annotate.session_store import ActionError, StaleRevision
 from samic_vos.annotate.suggest import NotReady, Suggester, SuggestSetup
 from samic_vos.data.mask_io import PNG_COMPRESS_LEVEL
+from samic_vos.inference.prompter import TrackerConfig
+from samic_vos.model.samic_net import SamicNetConfig
 from samic_vos.runtime.config import require
 from samic_vos.runtime.errors import UserError
 from samic_vos.sam.encoder import EncoderConfig
 from samic_vos.sam.models import require_models
 from samic_vos.sam.segmenter import SamSegmenter
+from samic_vos.training.first_frame_adaptation import AdaptationConfig
 
 logger = logging.getLogger(__name__)
 
@@ -207,6 +210,12 @@ class AnnotateConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)  # how SAM's encoder runs
     # The page's classes, number keys 1-9: NAME or NAME=#RRGGBB (see annotate/classes.py).
     classes: list[str] = field(default_factory=list)
+    # SAMIC suggests the prompts (annotate/suggest.py): on with --samic CKPT, or with a fresh
+    # network adapted on the saved annotations (`network`, `adaptation`, as `segment`'s).
+    suggest: bool = False
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)  # heat σ, peaks of suggestions
+    network: SamicNetConfig = field(default_factory=SamicNetConfig)
+    adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
 
     def __post_init__(self) -> None:
         require_models(self.sam_model, self.device)
@@ -217,6 +226,7 @@ class AnnotateConfig:
             self.classes,
         )
         parse_classes(self.classes)
+        require(isinstance(self.suggest, bool), "suggest", "true or false", self.suggest)
         require(
             not isinstance(self.port, bool)
             and isinstance(self.port, int)
