@@ -161,6 +161,13 @@ def test_learns_in_the_background_and_suggests_points_accepted_in_one_step(folde
     clicks = json.loads((annotations / ".sambox/suggest/clicks.json").read_text())
     assert clicks["b.jpg"] == {"clicks": 1, "accepted": len(steps), "suggested": True}
 
+    # Without its session file, the image reopens from the JSON with SAMIC's points marked.
+    (annotations / ".sambox/sessions/b.jpg.json").unlink()
+    with script_client(create_app(images, annotations, segmenter)) as client:
+        (obj,) = client.get("/api/state?name=b.jpg").json()["objects"]
+        marks = [s.get("suggested", False) for i in obj["instances"] for s in i["steps"]]
+        assert marks == [True] * len(steps) + [False]
+
 
 def test_a_restart_resumes_what_was_learned_and_what_was_stopped(folders, segmenter, caplog):
     images, annotations = folders
