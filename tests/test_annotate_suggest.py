@@ -209,6 +209,12 @@ def test_a_trained_checkpoint_suggests_without_adapting(folders, segmenter, tiny
         assert ready["trained"] and ready["adaptations"] == 0 and ready["learned_from"] == 1
         suggestion = client.post("/api/suggest", json={"image": "d.tif"}).json()
         assert [o["object"] for o in suggestion["objects"]] == [1]
+        # Its only annotation removed, SAMIC has nothing left to suggest from.
+        act(client, {"type": "reset"})
+        assert save(client)["wrote"] == "removed"
+        idle = wait_status(client, lambda s: s["phase"] == "idle")
+        assert idle["learned_from"] == 0 and idle["clicks"]["without"]["images"] == 0
+        assert client.post("/api/suggest", json={"image": "d.tif"}).status_code == 409
     assert not (annotations / ".sambox/suggest/samic_adapted.pt").exists()
 
 

@@ -9,6 +9,7 @@ Files in the annotations folder (``ANNOTATIONS_DIR``):
   removes the older mask: a reader never sees a JSON with the mask of another save;
 - ``.sambox/sessions/<image>.json``: the session (every click and the undo history);
 - ``.sambox/embeddings/<model key>/<sha256>.pt``: SAM embeddings;
+- ``.sambox/suggest/``: what SAMIC's suggestions learned (:mod:`.suggest`, when enabled);
 - ``.sambox/lock``: held while a server works on the folder (:mod:`.folder_lock`).
 
 All are written atomically; what a killed save left (temporary files, a mask no JSON names)

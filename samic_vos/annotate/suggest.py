@@ -195,7 +195,7 @@ class Suggester:
         with self._lock:
             serving, labels, served = self._serving, dict(self._labels), len(self._served)
         if serving is None:
-            raise NotReady(f"no suggestion yet: SAMIC is {self.status()['message']}")
+            raise NotReady(f"no suggestion yet (SAMIC: {self.status()['message']})")
         started = time.perf_counter()
         rgb = load_rgb(path)
         embedding = self.annotator.embeddings.get(path)  # cached: the page opened the image
@@ -273,8 +273,8 @@ class Suggester:
         with self._lock:
             if saved == self._served and self._serving is not None:
                 return
-            if not saved:
-                self._phase = "idle"
+            if not saved:  # nothing (left) to learn from: nothing to suggest
+                self._phase, self._serving, self._served, self._labels = "idle", None, {}, {}
                 return
         references, labels = self._references(saved)
         models = self.setup.models
