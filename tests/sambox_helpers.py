@@ -63,9 +63,12 @@ def saved_mask(annotations: Path, stem: str) -> np.ndarray:
 TINY_ADAPTATION = {"views": 3, "steps": 3, "batch_size": 2, "checkpoint_seconds": 0}
 
 
-def tiny_suggest_setup(segmenter: SamSegmenter, samic: Path | None = None, **adaptation):
+def tiny_suggest_setup(
+    segmenter: SamSegmenter, samic: Path | None = None, references: int = 10, **adaptation
+):
     """SAMIC's suggestions for SAMBOX on ``segmenter``: the checkpoint ``samic``, or a fresh
-    tiny network adapted on the saved annotations (``adaptation`` overrides TINY_ADAPTATION)."""
+    tiny network adapted on the saved annotations (``adaptation`` overrides TINY_ADAPTATION),
+    from the ``references`` annotations saved last."""
     from tiny_models import TINY_NET
 
     from samic_vos.annotate.suggest import SuggestSetup
@@ -79,4 +82,4 @@ def tiny_suggest_setup(segmenter: SamSegmenter, samic: Path | None = None, **ada
     net = samic_network(samic, None, TINY_NET, segmenter.device)
     models = Models(segmenter, net, "samic", samic, None, EncoderConfig())
     config = AdaptationConfig(**{**TINY_ADAPTATION, **adaptation})
-    return SuggestSetup(models, TrackerConfig(), config)
+    return SuggestSetup(models, TrackerConfig(), config, references)

@@ -202,16 +202,23 @@ def test_a_restart_resumes_what_was_learned_and_what_was_stopped(folders, segmen
 
 def test_a_trained_checkpoint_suggests_without_adapting(folders, segmenter, tiny_models):
     images, annotations = folders
-    setup = tiny_suggest_setup(segmenter, samic=tiny_models["samic"])
+    setup = tiny_suggest_setup(segmenter, samic=tiny_models["samic"], references=1)
+    learned = annotations / ".sambox/suggest/learned.json"
     with script_client(create_app(images, annotations, segmenter, suggest=setup)) as client:
-        annotate_red(client)
+        annotate_red(client, "b.jpg")
+        wait_status(client, lambda s: s["phase"] == "ready")
+        annotate_red(client)  # saved last: the one reference (references=1)
+        wait_status(
+            client, lambda s: list(json.loads(learned.read_text())["annotations"]) == ["a.png"]
+        )
         ready = wait_status(client, lambda s: s["phase"] == "ready")
         assert ready["trained"] and ready["adaptations"] == 0 and ready["learned_from"] == 1
         suggestion = client.post("/api/suggest", json={"image": "d.tif"}).json()
         assert [o["object"] for o in suggestion["objects"]] == [1]
-        # Its only annotation removed, SAMIC has nothing left to suggest from.
-        act(client, {"type": "reset"})
-        assert save(client)["wrote"] == "removed"
+        # Its annotations removed, SAMIC has nothing left to suggest from.
+        for image in ("a.png", "b.jpg"):
+            act(client, {"type": "reset"}, image)
+            assert save(client, image)["wrote"] == "removed"
         idle = wait_status(client, lambda s: s["phase"] == "idle")
         assert idle["learned_from"] == 0 and idle["clicks"]["without"]["images"] == 0
         assert client.post("/api/suggest", json={"image": "d.tif"}).status_code == 409

@@ -46,7 +46,7 @@ from samic_vos.annotate.annotator import Annotator, UnknownImage
 from samic_vos.annotate.classes import AnnotationClass, parse_classes
 from samic_vos.annotate.image_folder import PathRefused, load_rgb
 from samic_vos.annotate.session_store import ActionError, StaleRevision
-from samic_vos.annotate.suggest import NotReady, Suggester, SuggestSetup
+from samic_vos.annotate.suggest import DEFAULT_REFERENCES, NotReady, Suggester, SuggestSetup
 from samic_vos.data.mask_io import PNG_COMPRESS_LEVEL
 from samic_vos.inference.prompter import TrackerConfig
 from samic_vos.model.samic_net import SamicNetConfig
@@ -216,6 +216,7 @@ class AnnotateConfig:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)  # heat σ, peaks of suggestions
     network: SamicNetConfig = field(default_factory=SamicNetConfig)
     adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
+    suggest_references: int = DEFAULT_REFERENCES  # the annotations saved last are SAMIC's refs
 
     def __post_init__(self) -> None:
         require_models(self.sam_model, self.device)
@@ -227,6 +228,9 @@ class AnnotateConfig:
         )
         parse_classes(self.classes)
         require(isinstance(self.suggest, bool), "suggest", "true or false", self.suggest)
+        references = self.suggest_references
+        ok = isinstance(references, int) and not isinstance(references, bool) and references >= 1
+        require(ok, "suggest_references", "an integer >= 1", references)
         require(
             not isinstance(self.port, bool)
             and isinstance(self.port, int)

@@ -33,6 +33,7 @@ import json
 import logging
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from samic_vos.annotate.image_folder import load_rgb
 from samic_vos.annotate.session_store import CLICK_ACTIONS, Session
 from samic_vos.api.images import ImageSegmenter
 from samic_vos.api.models import Models
+from samic_vos.data.mask_io import object_ids
 from samic_vos.data.sambox_format import read_annotation
 from samic_vos.inference.prompter import Reference, TrackerConfig
 from samic_vos.jobs.segment_inputs import ReferenceFile, load_sambox_reference
@@ -65,15 +67,22 @@ class _Stopped(Exception):
     """The server shuts down: the adaptation stops after its current step."""
 
 
+# The saved annotations SAMIC learns from: the most recently saved ones (adaptation views and
+# their pairs grow with every reference: bounded, an adaptation stays minutes on a CPU).
+DEFAULT_REFERENCES = 10
+
+
 @dataclass
 class SuggestSetup:
     """What SAMBOX suggests with: ``models`` (its segmenter must be the annotator's; its SAMIC
     network a checkpoint's, or a fresh one adapted on the saved annotations), the prompter's
-    settings (heat σ, peaks) and the adaptation's."""
+    settings (heat σ, peaks), the adaptation's, and ``references``: how many of the most
+    recently saved annotations are the references (and the adaptation's images)."""
 
     models: Models
     tracker: TrackerConfig
     adaptation: AdaptationConfig
+    references: int = DEFAULT_REFERENCES
 
 
 def annotation_digest(path: Path) -> str:
@@ -246,10 +255,17 @@ class Suggester:
         return data if isinstance(data, dict) else {}
 
     def _saved_annotations(self) -> dict[str, str]:
-        """The images saved with objects, and the digest of each annotation."""
+        """The images saved with objects (the ``setup.references`` saved last, in the
+        folder's order), and the digest of each annotation."""
         listing = self.annotator.listing()["images"]
-        names = [i["name"] for i in listing if i["saved"] == "objects"]
-        return {n: annotation_digest(self.annotator.annotation_path(n)) for n in names}
+        paths = {
+            i["name"]: self.annotator.annotation_path(i["name"])
+            for i in listing
+            if i["saved"] == "objects"
+        }
+        recent = sorted(paths, key=lambda n: paths[n].stat().st_mtime_ns, reverse=True)
+        kept = set(recent[: self.setup.references])
+        return {n: annotation_digest(p) for n, p in paths.items() if n in kept}
 
     def _run(self) -> None:
         while True:
@@ -290,7 +306,8 @@ class Suggester:
             adaptation=self.setup.adaptation,
             adaptation_dir=self.folder,
         )
-        with self.annotator.segmenter_in_use():  # SAM may derive prompts of a box-only object
+        # SAMIC's features of the references need no lock; SAM, prompts of a box-only object.
+        with self.annotator.segmenter_in_use() if _derives(references) else nullcontext():
             segmenter.set_references(references)
         segmenter.adapt(resume=resume, on_step=self._on_step)
         if models.adapts and not resume:
@@ -321,3 +338,13 @@ class Suggester:
             raise _Stopped
         with self._lock:
             self._progress = (done, steps)
+
+
+def _derives(references: list[Reference]) -> bool:
+    """Whether a reference has an object without clicked points: the prompter derives its
+    prompts from the mask with SAM."""
+    for ref in references:
+        clicked = {k for k, v in (ref.points or {}).items() if len(v)}
+        if set(object_ids(ref.ids)) - clicked:
+            return True
+    return False

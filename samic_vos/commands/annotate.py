@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
             network=config.network,
         )
         segmenter = models.segmenter
-        suggest = SuggestSetup(models, config.tracker, config.adaptation)
+        suggest = SuggestSetup(models, config.tracker, config.adaptation, config.suggest_references)
     else:
         segmenter = load_segmenter(
             config.sam_model,
