@@ -73,3 +73,30 @@ def near(points: list[tuple[float, float]], radius: float) -> np.ndarray:
                 if (x - ax - t * dx) ** 2 + (y - ay - t * dy) ** 2 <= radius * radius:
                     out[y, x] = True
     return out
+
+
+# SAMIC's suggestions kept to seconds: the tiny head on a random backbone, a few steps, the
+# state saved at every step (so that a stopped adaptation is continued from where it stopped).
+TINY_ADAPTATION = {"views": 3, "steps": 3, "batch_size": 2, "checkpoint_seconds": 0}
+
+
+def tiny_suggest_setup(
+    segmenter: SamSegmenter, samic: Path | None = None, references: int = 10, **adaptation
+):
+    """SAMIC's suggestions for SAMBOX on ``segmenter``: the checkpoint ``samic``, or a fresh
+    tiny network adapted on the saved annotations (``adaptation`` overrides TINY_ADAPTATION),
+    from the ``references`` annotations saved last."""
+    from tiny_models import TINY_NET
+
+    from samic_vos.annotate.suggest import SuggestSetup
+    from samic_vos.api.models import Models
+    from samic_vos.inference.prompter import TrackerConfig
+    from samic_vos.sam.encoder import EncoderConfig
+    from samic_vos.training.adapted import samic_network
+    from samic_vos.training.first_frame_adaptation import AdaptationConfig
+
+    torch.manual_seed(0)
+    net = samic_network(samic, None, TINY_NET, segmenter.device)
+    models = Models(segmenter, net, "samic", samic, None, EncoderConfig())
+    config = AdaptationConfig(**{**TINY_ADAPTATION, **adaptation})
+    return SuggestSetup(models, TrackerConfig(), config, references)

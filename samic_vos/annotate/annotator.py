@@ -11,6 +11,7 @@ Files in the annotations folder (``ANNOTATIONS_DIR``):
 - ``.sambox/embeddings/<model key>/<sha256>.pt``: SAM embeddings;
 - ``.sambox/base/<stem>.<hash>.png``: masks that are objects' own pixels without prompts
   (``import_as="masks"``, or mask-only objects reopened from their saved mask);
+- ``.sambox/suggest/``: what SAMIC's suggestions learned (:mod:`.suggest`, when enabled);
 - ``.sambox/lock``: held while a server works on the folder (:mod:`.folder_lock`);
 - ``exports/<format>/``: the page's exports (:meth:`Annotator.export`), each replacing the
   previous one of its format whole.
@@ -23,6 +24,7 @@ writes nothing. The images folder is only read.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import functools
 import io
@@ -30,6 +32,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,11 +46,13 @@ from samic_vos.annotate.image_folder import list_images, resolve_inside
 from samic_vos.annotate.prompt_decoding import Composite, PromptDecoder
 from samic_vos.annotate.saved_annotation import (
     MASK_FOLDER,
+    SUGGESTED_KEY,
     content_name,
     mask_file,
     remove_masks_but,
     sambox_objects,
     state_from_annotation,
+    suggested_points,
 )
 from samic_vos.annotate.session_file import read_session, write_session
 from samic_vos.annotate.session_store import (
@@ -145,6 +150,9 @@ class Annotator:
         self._read_base_file = functools.lru_cache(maxsize=BASE_CACHE)(read_mask)
         self.decoder = PromptDecoder(segmenter, self._read_base)
         self._lock = threading.RLock()
+        # Called with the image's name and session after each save, the lock held (SAMIC's
+        # suggestions learn from the saved annotations and count the clicks).
+        self.after_save: Callable[[str, Session], None] | None = None
         self._open: dict[str, _Open] = {}
         self._current_embedding: str | None = None
         self._remove_leftovers()
@@ -372,6 +380,8 @@ class Annotator:
             wrote = self._write(opened, composite, nothing_here)
             opened.session.mark_saved()
             self._persist(opened)
+            if self.after_save is not None:
+                self.after_save(name, opened.session)
             return {**self._view(opened, composite), "wrote": wrote}
 
     def export(self, format: Any, coco_masks: Any = "rle") -> dict[str, Any]:
@@ -400,6 +410,17 @@ class Annotator:
                 "written": str(folder / written.relative_to(tmp)),
                 "images": len(self._saved),
             }
+
+    @contextlib.contextmanager
+    def segmenter_in_use(self) -> Iterator[SamSegmenter]:
+        """The segmenter, for other work between clicks (SAMIC's suggestions): no click is
+        decoded meanwhile, and the next one sets its image's embedding again."""
+        with self._lock:
+            self._current_embedding = None
+            try:
+                yield self.segmenter
+            finally:
+                self._current_embedding = None
 
     def close(self) -> None:
         """Stop the background encoder and let the folder's lock go."""
@@ -441,6 +462,9 @@ class Annotator:
             objects=objects,
             meta={"tool": "samic-vos annotate", "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
         )
+        suggested = suggested_points(opened.session.state)
+        if objects and suggested:
+            annotation.meta[SUGGESTED_KEY] = suggested
         if objects:  # a mask of a new name first: the JSON, written next, commits the save
             mask_path.parent.mkdir(parents=True, exist_ok=True)
             write_mask(mask_path, composite.ids)
@@ -495,7 +519,9 @@ class Annotator:
 
 
 def _step_dict(step: Step) -> dict[str, Any]:
-    return {"kind": step.kind, "coords": list(step.coords), "positive": step.positive}
+    """A step as the page gets it; ``suggested`` only on a point SAMIC placed (drawn apart)."""
+    shown = {"kind": step.kind, "coords": list(step.coords), "positive": step.positive}
+    return {**shown, "suggested": True} if step.suggested else shown
 
 
 def display_png(ids: np.ndarray) -> bytes:

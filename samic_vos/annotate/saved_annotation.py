@@ -92,11 +92,43 @@ def sambox_objects(state: ImageState, composite: Composite, mask_ref: str) -> li
     return objects
 
 
+SUGGESTED_KEY = "suggested_points"  # in the annotation's meta; readers ignore it
+
+
+def suggested_points(state: ImageState) -> dict[str, list[list[float]]]:
+    """Per object id (a string: a JSON key), the (x, y) positive points of ``state`` that came
+    from an accepted SAMIC suggestion and were not moved since: recorded in the saved JSON's
+    ``meta`` (``SUGGESTED_KEY``) so that what the person placed and what SAMIC placed can be
+    told apart. Objects without one are left out."""
+    found: dict[str, list[list[float]]] = {}
+    for obj in state.objects:
+        points = [list(s.coords) for i in obj.instances for s in i if s.suggested]
+        if points:
+            found[str(obj.id)] = points
+    return found
+
+
+def _key(x: float, y: float) -> tuple[np.float32, np.float32]:
+    """A point as the JSON's prompts hold it (float32 coordinates, as SAM takes them)."""
+    return np.float32(x), np.float32(y)
+
+
+def _recorded_suggestions(annotation: SamboxAnnotation, object_id: int) -> set[tuple]:
+    """The points of object ``object_id`` its ``meta`` records as SAMIC's (malformed: none)."""
+    recorded = annotation.meta.get(SUGGESTED_KEY)
+    points = recorded.get(str(object_id)) if isinstance(recorded, dict) else None
+    if not isinstance(points, list):
+        return set()
+    numbers = [p for p in points if isinstance(p, list) and len(p) == 2]
+    return {_key(*p) for p in numbers if all(isinstance(v, (int, float)) for v in p)}
+
+
 def state_from_annotation(annotation: SamboxAnnotation) -> ImageState:
-    """A saved annotation as a state: per instance its box, positive then negative points; the
-    objects' edits."""
+    """A saved annotation as a state: per instance its box, positive then negative points
+    (those its ``meta`` records as SAMIC's marked ``suggested``); the objects' edits."""
     objects = []
     for obj in annotation.objects:
+        suggested = _recorded_suggestions(annotation, obj.id)
         instances = obj.instances or [SamboxInstance(obj.points, obj.negative_points)]  # v1
         objects.append(
             ObjectState(
@@ -105,7 +137,10 @@ def state_from_annotation(annotation: SamboxAnnotation) -> ImageState:
                 tuple(
                     (
                         *([Step("box", tuple(map(float, i.box)))] if i.box is not None else []),
-                        *(Step("point", (float(x), float(y)), True) for x, y in i.points),
+                        *(
+                            Step("point", (float(x), float(y)), suggested=_key(x, y) in suggested)
+                            for x, y in i.points
+                        ),
                         *(Step("point", (float(x), float(y)), False) for x, y in i.negative_points),
                     )
                     for i in instances

@@ -15,6 +15,10 @@ and JavaScript, no build step) talks to this JSON API:
 - ``POST /api/export`` ``{"format": "coco|yolo|labelme|voc", "coco_masks": "rle|polygons"}``:
   the saved annotations exported by `samic-vos export`'s writers into
   ``ANNOTATIONS_DIR/exports/<format>/``; answers where they went.
+- ``GET /api/suggest``: SAMIC's progress (idle, adapting k/n, ready) and the clicks per image
+  with and without suggestions (:mod:`.suggest`; ``{"phase": "off"}`` when not enabled);
+- ``POST /api/suggest`` ``{"image": N}``: SAMIC's suggested points on image N, not yet in its
+  state (the action ``accept_suggestion`` adds them); 409 while no network is ready.
 
 ``revision`` (optional) is the one of the state the page shows: when another tab changed the
 image since, the request is refused (409, with the current ``revision``) and the page reloads.
@@ -45,12 +49,16 @@ from samic_vos.annotate.annotator import Annotator, UnknownImage
 from samic_vos.annotate.classes import AnnotationClass, parse_classes
 from samic_vos.annotate.image_folder import PathRefused, load_rgb
 from samic_vos.annotate.session_store import ActionError, StaleRevision
+from samic_vos.annotate.suggest import DEFAULT_REFERENCES, NotReady, Suggester, SuggestSetup
 from samic_vos.data.mask_io import PNG_COMPRESS_LEVEL
+from samic_vos.inference.prompter import TrackerConfig
+from samic_vos.model.samic_net import SamicNetConfig
 from samic_vos.runtime.config import require
 from samic_vos.runtime.errors import UserError
 from samic_vos.sam.encoder import EncoderConfig
 from samic_vos.sam.models import require_models
 from samic_vos.sam.segmenter import SamSegmenter
+from samic_vos.training.first_frame_adaptation import AdaptationConfig
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +93,7 @@ def _request(payload: dict[str, Any], keys: frozenset[str]) -> tuple[str, int | 
 _ACTION_KEYS = frozenset({"image", "action", "revision"})
 _SAVE_KEYS = frozenset({"image", "revision", "nothing_here"})
 _EXPORT_KEYS = frozenset({"format", "coco_masks"})
+_SUGGEST_KEYS = frozenset({"image"})
 
 
 def create_app(
@@ -95,18 +104,26 @@ def create_app(
     token: str | None = None,
     classes: list[AnnotationClass] | None = None,
     import_as: str = "clicks",
+    suggest: SuggestSetup | None = None,
 ) -> FastAPI:
     """The SAMBOX app for ``images_dir``, saving into ``annotations_dir`` (see
     :class:`~samic_vos.annotate.annotator.Annotator`, which locks the folder until shutdown);
     ``app.state.annotator`` is its work, ``app.state.token`` the secret a client must send
     (``token``, or a new one); ``classes``: the page's class list (number keys);
-    ``import_as``: what ``import_masks`` become, ``"clicks"`` or ``"masks"``."""
+    ``import_as``: what ``import_masks`` become, ``"clicks"`` or ``"masks"``; ``suggest``:
+    SAMIC's suggestions (``app.state.suggester``; ``None``: none)."""
     class_list = [{"name": c.name, "color": list(c.color)} for c in classes or []]
     annotator = Annotator(images_dir, annotations_dir, segmenter, import_masks, import_as)
     app = FastAPI(title="SAMBOX", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.annotator = annotator
     app.state.token = token or new_token()
     app.add_middleware(LocalAccess, token=app.state.token)
+    suggester = None
+    if suggest is not None:
+        suggester = Suggester(annotator, suggest)
+        annotator.after_save = suggester.saved
+        app.router.add_event_handler("shutdown", suggester.close)
+    app.state.suggester = suggester
     app.router.add_event_handler("shutdown", annotator.close)
 
     @app.exception_handler(PathRefused)
@@ -121,6 +138,10 @@ def create_app(
     @app.exception_handler(StaleRevision)
     async def stale(request: Request, err: StaleRevision) -> JSONResponse:
         return JSONResponse({"detail": str(err), "revision": err.current}, status_code=409)
+
+    @app.exception_handler(NotReady)
+    async def not_ready(request: Request, err: NotReady) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=409)
 
     @app.exception_handler(ActionError)
     async def bad_action(request: Request, err: ActionError) -> JSONResponse:
@@ -176,6 +197,17 @@ def create_app(
         _check_keys(payload, _EXPORT_KEYS)
         return annotator.export(payload.get("format"), payload.get("coco_masks", "rle"))
 
+    @app.get("/api/suggest")
+    def suggest_status() -> dict[str, Any]:
+        return {"phase": "off"} if suggester is None else suggester.status()
+
+    @app.post("/api/suggest")
+    def suggest_prompts(payload: JsonBody) -> dict[str, Any]:
+        name, _ = _request(payload, _SUGGEST_KEYS)
+        if suggester is None:
+            raise ActionError("suggestions are off: start annotate with --samic CKPT or --suggest")
+        return suggester.suggest(name)
+
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 
@@ -194,6 +226,13 @@ class AnnotateConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)  # how SAM's encoder runs
     # The page's classes, number keys 1-9: NAME or NAME=#RRGGBB (see annotate/classes.py).
     classes: list[str] = field(default_factory=list)
+    # SAMIC suggests the prompts (annotate/suggest.py): on with --samic CKPT, or with a fresh
+    # network adapted on the saved annotations (`network`, `adaptation`, as `segment`'s).
+    suggest: bool = False
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)  # heat σ, peaks of suggestions
+    network: SamicNetConfig = field(default_factory=SamicNetConfig)
+    adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
+    suggest_references: int = DEFAULT_REFERENCES  # the annotations saved last are SAMIC's refs
 
     def __post_init__(self) -> None:
         require_models(self.sam_model, self.device)
@@ -204,6 +243,10 @@ class AnnotateConfig:
             self.classes,
         )
         parse_classes(self.classes)
+        require(isinstance(self.suggest, bool), "suggest", "true or false", self.suggest)
+        references = self.suggest_references
+        ok = isinstance(references, int) and not isinstance(references, bool) and references >= 1
+        require(ok, "suggest_references", "an integer >= 1", references)
         require(
             not isinstance(self.port, bool)
             and isinstance(self.port, int)

@@ -49,7 +49,11 @@ def _state_from_dict(data: dict[str, Any], size: tuple[int, int]) -> ImageState:
             instances=tuple(
                 tuple(
                     Step(
-                        s["kind"], tuple(float(c) for c in s["coords"]), s["positive"], s["refine"]
+                        s["kind"],
+                        tuple(float(c) for c in s["coords"]),
+                        s["positive"],
+                        s["refine"],
+                        bool(s.get("suggested", False)),  # files written before suggestions
                     )
                     for s in inst
                 )

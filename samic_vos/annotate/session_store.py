@@ -32,12 +32,14 @@ class ActionError(ValueError):
 class Step:
     """One prompt added to an instance: a point (``coords`` = (x, y), ``positive`` or not) or
     a box (``coords`` = (x0, y0, x1, y1), x0 <= x1, y0 <= y1). ``refine``: decode it with the
-    instance's previous low-resolution logits as SAM's ``mask_input``."""
+    instance's previous low-resolution logits as SAM's ``mask_input``. ``suggested``: a point
+    SAMIC placed and the person accepted (:mod:`.suggest`); moving it makes it the person's."""
 
     kind: str  # "point" or "box"
     coords: tuple[float, ...]
     positive: bool = True
     refine: bool = False
+    suggested: bool = False
 
 
 @dataclass(frozen=True)
@@ -149,9 +151,14 @@ ACTION_KEYS: dict[str, frozenset[str]] = {
     "delete_step": frozenset({"type", "object", "instance", "step"}),
     "move_step": frozenset({"type", "object", "instance", "step", "x", "y"}),
     "paint": frozenset({"type", "object", "strokes", "radius", "erase"}),
+    "accept_suggestion": frozenset({"type", "objects"}),
     "undo": frozenset({"type"}),
     "redo": frozenset({"type"}),
 }
+# The action types that are a person's own click (or drag) on the image: what the
+# clicks-per-image statistic counts (:mod:`.suggest`).
+CLICK_ACTIONS = frozenset({"point", "box", "move_step", "delete_step"})
+MAX_SUGGESTED_POINTS = 64  # points one accepted suggestion may add, all objects together
 
 
 def check_action(action: Any) -> str:
@@ -187,6 +194,8 @@ def apply_action(state: ImageState, action: Any, size: tuple[int, int]) -> Image
     ``{"type": "paint", "object": id, "strokes": [[[x, y], ...], ...], "radius": r,
     "erase": bool}`` (a brush or eraser pass on the object's mask,
     :func:`~samic_vos.data.mask_edits.parse_edit`).
+    ``{"type": "accept_suggestion", "objects": [{"object": id, "label", "points": [[x, y],
+    ...]}]}``: SAMIC's suggested points, one instance each, in one step (undo removes them all).
     Points and boxes go to the active instance (a first one makes object 1). Keys other than
     these are refused (:func:`check_action`). Raises :class:`ActionError` saying what is
     wrong.
@@ -229,6 +238,8 @@ def apply_action(state: ImageState, action: Any, size: tuple[int, int]) -> Image
         return _replace_object(state, obj, state.active or (obj.id, 0))
     if kind == "reset":
         return ImageState()
+    if kind == "accept_suggestion":
+        return _accept_suggestion(state, action.get("objects"), size)
     if kind == "delete_object":
         obj = state.object(_object_id(action))
         objects = tuple(o for o in state.objects if o.id != obj.id)
@@ -256,12 +267,52 @@ def apply_action(state: ImageState, action: Any, size: tuple[int, int]) -> Image
                 raise ActionError("only a point can be moved (delete the box and drag a new one)")
             x, y = _number(action.get("x"), "x"), _number(action.get("y"), "y")
             _inside(x, y, size, "point")
-            changed = (dataclasses.replace(steps[step], coords=(x, y)),)
+            changed = (dataclasses.replace(steps[step], coords=(x, y), suggested=False),)
         instances = list(obj.instances)
         instances[index] = steps[:step] + changed + steps[step + 1 :]
         grown = dataclasses.replace(obj, instances=tuple(instances))
         return _replace_object(state, grown, (obj.id, index))
     raise ActionError(f"'{kind}' is not an action on a state (undo and redo are the session's)")
+
+
+def _accept_suggestion(state: ImageState, objects: Any, size: tuple[int, int]) -> ImageState:
+    """``state`` with SAMIC's suggested points added, each point a new instance (an instance
+    per peak, as `segment` prompts them) of its object: the object of that id, made (with its
+    label) if the image has none. ``objects``: ``[{"object": id, "label": str | null,
+    "points": [[x, y], ...]}]``, (x, y) image pixels."""
+    if not isinstance(objects, list) or not objects:
+        raise ActionError("'objects' must be a non-empty list of {object, label, points}")
+    total = 0
+    active: tuple[int, int] | None = None
+    for entry in objects:
+        if not isinstance(entry, dict) or set(entry) - {"object", "label", "points"}:
+            raise ActionError("each suggested object is {object, label, points}")
+        object_id = _object_id(entry)
+        if not 1 <= object_id <= MAX_OBJECT_ID:
+            raise ActionError(f"'object' must be an id in 1..{MAX_OBJECT_ID}")
+        points = entry.get("points")
+        if not isinstance(points, list) or not points:
+            raise ActionError("'points' must be a non-empty list of [x, y]")
+        total += len(points)
+        if total > MAX_SUGGESTED_POINTS:
+            raise ActionError(f"a suggestion holds at most {MAX_SUGGESTED_POINTS} points")
+        steps = []
+        for point in points:
+            if not isinstance(point, list) or len(point) != 2:
+                raise ActionError("'points' must be a non-empty list of [x, y]")
+            x, y = _number(point[0], "x"), _number(point[1], "y")
+            _inside(x, y, size, "suggested point")
+            steps.append((Step("point", (x, y), True, False, True),))
+        known = [o for o in state.objects if o.id == object_id]
+        if known:
+            kept = tuple(i for i in known[0].instances if i)  # an empty instance goes
+            obj = dataclasses.replace(known[0], instances=(*kept, *steps))
+            state = _replace_object(state, obj, (object_id, len(kept)))
+        else:
+            obj = ObjectState(object_id, _label(entry.get("label")), tuple(steps))
+            state = ImageState((*state.objects, obj), (object_id, 0))
+        active = active or state.active
+    return ImageState(state.objects, active)
 
 
 @dataclass

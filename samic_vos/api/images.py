@@ -11,7 +11,7 @@ Coordinates: points are float (x, y) image pixels, x right, y down, pixel centre
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -65,17 +65,26 @@ class ImageSegmenter(Session):
         self._references = [(ref.rgb, ref.ids) for ref in refs]
         self.adapted = not self.models.adapts
 
-    def adapt(self, *, resume: bool = False, record: object = None) -> None:
+    def adapt(
+        self,
+        *,
+        resume: bool = False,
+        record: object = None,
+        on_step: Callable[[int, int], None] | None = None,
+    ) -> None:
         """Adapt SAMIC on the references, as the first :meth:`segment` after
         :meth:`set_references` does (nothing with a trained checkpoint).
 
         ``resume``: reuse the network ``adaptation_dir`` holds (a resumed job's); ``record``:
-        the settings saved with it (default: the tracker's and the adaptation's).
+        the settings saved with it (default: the tracker's and the adaptation's);
+        ``on_step(done, steps)``: called as the adaptation goes (a progress display).
         """
         if not self._references:
             raise RuntimeError("call set_references() before adapt()")
         what = "the references" if len(self._references) > 1 else "the reference"
-        self._adapt(lambda: self._references, what=what, resume=resume, record=record)
+        self._adapt(
+            lambda: self._references, what=what, resume=resume, record=record, on_step=on_step
+        )
 
     def segment(self, images: Sequence[ImageLike]) -> list[ImageResult]:
         """Segment ``images`` (files or (H, W, 3) uint8 RGB arrays; sizes may differ).

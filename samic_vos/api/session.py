@@ -113,10 +113,12 @@ class Session:
         what: str,
         resume: bool,
         record: Any,
+        on_step: Callable[[int, int], None] | None = None,
     ) -> None:
         """Adapt this session's network, from the fresh one, on ``references()`` ((rgb, ids)
         pairs, read only if needed); ``resume``: reuse the network ``adaptation_dir`` holds
-        (a resumed job's); ``record``: the settings saved with the adapted network."""
+        (a resumed job's); ``record``: the settings saved with the adapted network;
+        ``on_step(done, steps)``: the adaptation's progress."""
         from samic_vos.training.adapted import adapt_samic
 
         if not self.models.adapts:
@@ -139,6 +141,7 @@ class Session:
                 progress=self.progress,
                 what=what,
                 threads=self.models.segmenter.threads.counts["adaptation"],
+                on_step=on_step,
             )
         if adapted is not self.net:  # a resumed job's saved network
             self.net.head.load_state_dict(adapted.head.state_dict())

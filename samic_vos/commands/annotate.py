@@ -30,6 +30,12 @@ The server listens on 127.0.0.1 only and answers only the page opened with the U
 http://127.0.0.1:PORT/?token=... (a new secret token at every start; the browser keeps it in a
 cookie). One server per ANNOTATIONS_DIR: a second one is refused.
 Train SAMIC on the result with `samic-vos train --sambox ANNOTATIONS_DIR`.
+
+SAMIC suggests the prompts (--samic CKPT, a trained network; or --suggest, a fresh network
+adapted in the background on the images saved so far, again after each save): G or the
+"suggest" button places its points on the image, Enter accepts them (one undoable step), Esc
+drops them; "auto" suggests on every image not yet annotated. The page shows SAMIC's progress
+and the clicks per image with and without suggestions.
 """
 
 
@@ -56,7 +62,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="what --import-masks makes of a mask: point prompts for SAM (clicks, the "
         "default) or the objects' masks themselves (masks: no prompts, brush to fix them)",
     )
-    common.add_models(parser, samic_checkpoint=False, backbone=False)
+    common.add_models(parser)
+    common.config_flag(
+        parser,
+        "--suggest",
+        key="suggest",
+        switch=True,
+        help="SAMIC suggests the prompts, adapted on the saved annotations (on with --samic)",
+    )
     common.add_device(parser)
     common.add_encoder(parser)
     common.config_flag(
@@ -94,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         serve,
     )
     from samic_vos.commands.cli import Terminated
+    from samic_vos.runtime.input_paths import require_input
     from samic_vos.runtime.output_paths import check_writable_dir
 
     config = common.job_config(AnnotateConfig(), args)
@@ -104,6 +118,9 @@ def run(args: argparse.Namespace) -> int:
         parse_classes(entries, str(args.classes_file))  # errors name the file
         config = dataclasses.replace(config, classes=entries)
     # Input checks first: nothing is loaded or written before they pass.
+    suggesting = config.suggest or args.samic is not None
+    if args.backbone_weights is not None and not suggesting:
+        raise UserError("--backbone-weights is ignored without --suggest or --samic: drop it")
     list_images(args.images)
     if args.import_masks is not None and not args.import_masks.is_dir():
         raise UserError(f"{args.import_masks}: --import-masks folder not found")
@@ -116,21 +133,44 @@ def run(args: argparse.Namespace) -> int:
     check_writable_dir(out, fix="pass a writable folder with -o")
     check_folder_free(out)
     check_port_free(config.port)
+    require_input(args.samic, "SAMIC checkpoint", detail=" (`samic_checkpoint`)")
+    require_input(args.backbone_weights, "ResNet-50 weights", detail=" (--backbone-weights)")
 
-    from samic_vos.api.models import load_segmenter
-    from samic_vos.runtime.stage_threads import StageThreads
+    from samic_vos.annotate.suggest import SuggestSetup
+    from samic_vos.api.models import load_models, load_segmenter
+    from samic_vos.runtime.stage_threads import STAGES, StageThreads, ThreadsConfig
 
-    segmenter = load_segmenter(
-        config.sam_model,
-        args.sam_checkpoint,
-        device=config.device,
-        encoder=config.encoder,
-        threads=StageThreads.interactive(),
-    )
+    suggest = None
+    if suggesting:
+        # A person waits on each decode: every stage takes the process's threads, but the
+        # adaptation, which runs beside the clicks in a thread of its own.
+        threads = ThreadsConfig(**{**dict.fromkeys(STAGES, "all"), "adaptation": 1})
+        models = load_models(
+            config.sam_model,
+            sam_checkpoint=args.sam_checkpoint,
+            samic=args.samic,
+            backbone_weights=args.backbone_weights,
+            device=config.device,
+            encoder=config.encoder,
+            threads=threads,
+            network=config.network,
+        )
+        segmenter = models.segmenter
+        suggest = SuggestSetup(models, config.tracker, config.adaptation, config.suggest_references)
+    else:
+        segmenter = load_segmenter(
+            config.sam_model,
+            args.sam_checkpoint,
+            device=config.device,
+            encoder=config.encoder,
+            threads=StageThreads.interactive(),
+        )
     token = new_token()
     classes = parse_classes(config.classes)
     import_as = args.import_as or "clicks"
-    app = create_app(args.images, out, segmenter, args.import_masks, token, classes, import_as)
+    app = create_app(
+        args.images, out, segmenter, args.import_masks, token, classes, import_as, suggest
+    )
     url = page_url(config.port, token)
     common.stdout(f"SAMBOX: {url} (annotations in {out}; Ctrl+C stops)")
     if not args.no_browser:

@@ -79,12 +79,14 @@ def adapt_samic(
     progress: bool,
     what: str,
     threads: int | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> SamicNet:
     """A run without a SAMIC checkpoint: adapt ``net`` in place on ``references()`` ((rgb, ids)
     pairs, read only when needed), saved as ``out_dir/ADAPTED`` with ``job_config``; a resumed
     run reloads the network it saved (returned instead), or continues an interrupted
     adaptation from ``out_dir/ADAPTATION_STATE``. ``what`` names the images in the log;
-    ``threads``: torch threads of the adaptation (the job's ``threads.adaptation``)."""
+    ``threads``: torch threads of the adaptation (the job's ``threads.adaptation``);
+    ``on_step(done, steps)``: the adaptation's progress."""
     from samic_vos.model.checkpoint import load_samic, save_samic
     from samic_vos.training.first_frame_adaptation import adapt_on_references
 
@@ -109,6 +111,7 @@ def adapt_samic(
         state_path=out_dir / ADAPTATION_STATE,
         what=what,
         threads=threads,
+        on_step=on_step,
     )
     save_samic(path, net, config=job_config, metrics=metrics)
     (out_dir / ADAPTATION_STATE).unlink(missing_ok=True)

@@ -35,7 +35,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,6 +163,7 @@ def adapt_on_references(
     state_path: str | os.PathLike[str] | None = None,
     what: str | None = None,
     threads: int | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """:func:`adapt_on_first_frame` on K labelled images (the few-shot references).
 
@@ -172,13 +173,16 @@ def adapt_on_references(
     loss predicts every held-out view from every training view. ``what`` names the images in
     the log and progress bar (default: "frame 0" for one, "the K references" for more).
     One reference adapts exactly as :func:`adapt_on_first_frame` always did. ``threads``: as
-    :func:`adapt_on_first_frame`'s.
+    :func:`adapt_on_first_frame`'s. ``on_step(done, steps)``: called before the first step
+    and after each (SAMBOX's progress display).
     """
     if not references:
         raise ValueError("adaptation needs at least one reference")
     what = what or ("frame 0" if len(references) == 1 else f"the {len(references)} references")
     with torch_threads(threads):
-        return _adapt(net, references, config, heat_sigma, device, progress, state_path, what)
+        return _adapt(
+            net, references, config, heat_sigma, device, progress, state_path, what, on_step
+        )
 
 
 def _adapt(
@@ -190,6 +194,7 @@ def _adapt(
     progress: bool,
     state_path: str | os.PathLike[str] | None,
     what: str,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     setup_start = time.perf_counter()
     initial = fingerprint(
@@ -288,6 +293,8 @@ def _adapt(
         disable=not progress or run["stop"] is not None,
     )
     last_save, first_step = time.monotonic(), run["step"]
+    if on_step is not None:
+        on_step(run["step"], config.steps)
     while run["stop"] is None:
         if run["step"] >= config.steps:
             run["stop"] = "steps"
@@ -317,6 +324,8 @@ def _adapt(
         if run["step"] == first_step + 1:
             _log_eta(time.perf_counter() - start, run, config, what)
         steps_bar.update(1)
+        if on_step is not None:
+            on_step(run["step"], config.steps)
         steps_bar.set_postfix(
             {"loss": f"{terms['loss']:.3f}", "best val": f"{run['best_val_loss']:.3f}"}
         )

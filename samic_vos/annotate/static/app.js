@@ -23,6 +23,8 @@ const app = {
   stroke: null,   // the brush or eraser stroke being drawn: [[x, y], ...] image pixels
   space: false,
   queue: Promise.resolve(),
+  painters: [],   // (ctx, px) => void: drawn over the objects (suggest.js: SAMIC's points)
+  opened: [],     // (view) => void: called when an image has been opened
 };
 
 // What the browser test reads: readiness, click-to-drawn latencies and the drawn mask.
@@ -240,6 +242,7 @@ function draw() {
           ctx.fill();
           ctx.lineWidth = (step.positive ? 1.5 : 2.5) * px;
           ctx.strokeStyle = step.positive ? (active ? "#fff" : "#000") : "#ff4136";
+          if (step.suggested) ctx.strokeStyle = "#ffdc00";  // an accepted SAMIC point
           ctx.stroke();
           if (!step.positive) {
             ctx.beginPath();
@@ -250,6 +253,7 @@ function draw() {
         }
       });
     }
+    for (const paint of app.painters) paint(ctx, px);
   }
   if (app.stroke) {
     // The stroke as the server will paint it: pixel centres within the radius of the line.
@@ -442,6 +446,7 @@ async function open(index, step = index >= app.index ? 1 : -1) {
       fit();
       await show(view);
       $("loading").hidden = true;
+      for (const hook of app.opened) hook(view);
     } catch (err) {
       app.broken[name] = err.message;
       renderImageList();
