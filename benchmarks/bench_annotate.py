@@ -17,8 +17,8 @@ masks upscaled to the image, composed, sent as a palette PNG. Two scenes:
 1. The clicked frame's embedding is computed once (timed: SAM's image encoder) and cached on
    disk; every click after that decodes against the cached embedding.
 2. Server alone: each prompt is a POST /api/action through FastAPI's TestClient (in process,
-   with the token header, sending the ``shown`` mask token as the page does); the time from
-   request to decoded JSON answer.
+   with the token header, sending the ``mask_token`` of the mask held, as the page does); the
+   time from request to decoded JSON answer.
 3. In the browser: the real server (uvicorn, 127.0.0.1) and the page in headless Chromium
    (Playwright): the page's own clock from the mouse event to the mask drawn on the canvas
    (request, decode, PNG, JSON, image decode, draw), on a fresh server (nothing decoded is
@@ -146,7 +146,7 @@ def decoder_latencies(segmenter: SamSegmenter, script: list[tuple]) -> list[floa
 
 def _body(name: str, action: dict[str, Any], shown: str | None) -> dict[str, Any]:
     """An action's request; ``shown``: the mask token of the answer before (as the page)."""
-    return {"image": name, "action": action, **({} if shown is None else {"shown": shown})}
+    return {"image": name, "action": action, **({} if shown is None else {"mask_token": shown})}
 
 
 def server_latencies(app, scene: Scene) -> tuple[list[float], int]:
