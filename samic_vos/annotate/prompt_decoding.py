@@ -169,20 +169,21 @@ class PromptDecoder:
         """Every object of ``state`` decoded and composed on an image of ``size`` (H, W)."""
         if image_key != self._image_key:
             self._image_key, self._objects, self._last, self._rest = image_key, {}, (), None
-        kept = {o.id: self._objects.get(o.id) for o in state.objects}
-        self._objects = {
-            o.id: known if known is not None and known[0] == o else (o, self._object(o, size))
-            for o, known in zip(state.objects, kept.values(), strict=True)
-        }
+        objects = {}
+        for obj in state.objects:  # an object whose state is unchanged keeps its result
+            known = self._objects.get(obj.id)
+            if known is None or known[0] != obj:
+                known = (obj, self._object(image_key, obj, size))
+            objects[obj.id] = known
+        self._objects = objects
         results = {k: r for k, (_, r) in self._objects.items()}
         ids = self._compose(image_key, state.objects, results, size)
         self._last, self._last_ids = state.objects, ids
         return Composite(ids=ids, objects=results)
 
-    def _object(self, obj: ObjectState, size: tuple[int, int]) -> ObjectResult:
+    def _object(self, image_key: str, obj: ObjectState, size: tuple[int, int]) -> ObjectResult:
         """Object ``obj``'s instances decoded and unioned with its base, its edits applied."""
-        assert self._image_key is not None
-        decoded = [self.instance(self._image_key, steps) for steps in obj.instances]
+        decoded = [self.instance(image_key, steps) for steps in obj.instances]
         kept = [r for r in decoded if r is not None]
         if kept:
             logits = functools.reduce(np.maximum, [r.logits for r in kept])
