@@ -10,9 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sambox_helpers import make_images, near, saved_mask, tiny_segmenter
+from sambox_helpers import decode_png, make_images, near, saved_mask, tiny_segmenter
 
-from samic_vos.annotate.browser import SamboxPage, chromium_page, chromium_path, live_server
+from samic_vos.annotate.browser import (
+    SamboxPage,
+    chromium_page,
+    chromium_path,
+    live_server,
+    script_client,
+)
 from samic_vos.annotate.classes import parse_classes
 from samic_vos.annotate.server import create_app
 from samic_vos.data.sambox_format import read_annotation
@@ -366,3 +372,28 @@ def test_masks_imported_as_masks_show_and_take_the_brush_in_chromium(tmp_path: P
     expected = np.where(near([(50.0, 20.0), (60.0, 20.0)], 2.5), 1, ids)
     np.testing.assert_array_equal(shown, expected)
     np.testing.assert_array_equal(saved_mask(tmp_path / "annotations", "a"), expected)
+
+
+@pytest.mark.slow
+def test_the_page_draws_patches_into_the_servers_whole_mask_in_chromium(tmp_path: Path) -> None:
+    with sambox_in_chromium(tmp_path) as (app, url, page):
+        sambox = SamboxPage(page)
+        sambox.open(url)
+        patches, points = [], iter([(20, 20), (30, 12), (60, 40), (70, 50)])
+        for step in ("click", "click", "undo", "object", "click", "hide", "click"):
+            if step == "click":
+                sambox.click(*next(points))
+            elif step == "undo":
+                sambox.press("Control+z")
+            elif step == "object":
+                page.click("#new-object")
+                sambox.settle()
+            else:
+                sambox.press("h")  # hidden on the page only: the mask held is unchanged
+            patches.append("mask_patch" in sambox.view())
+        shown = sambox.mask()
+        # The whole mask, composed by the server for a page that holds none.
+        whole = script_client(app).get("/api/state", params={"name": "a.png"}).json()
+    assert all(patches)  # after the first whole mask, every answer was a patch
+    assert set(np.unique(shown).tolist()) == {0, 1, 2}
+    np.testing.assert_array_equal(shown, decode_png(whole["mask_png"]))

@@ -23,11 +23,9 @@ writes nothing. The images folder is only read.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import dataclasses
 import functools
-import io
 import logging
 import os
 import threading
@@ -43,6 +41,7 @@ from samic_vos.annotate import IMPORT_AS
 from samic_vos.annotate.embedding_cache import EmbeddingCache, model_key
 from samic_vos.annotate.folder_lock import FolderLock
 from samic_vos.annotate.image_folder import list_images, resolve_inside
+from samic_vos.annotate.mask_answer import mask_fields
 from samic_vos.annotate.prompt_decoding import Composite, PromptDecoder
 from samic_vos.annotate.saved_annotation import (
     MASK_FOLDER,
@@ -68,9 +67,7 @@ from samic_vos.data.exports.writers import write_export
 from samic_vos.data.fewshot_sets import sambox_object_mask
 from samic_vos.data.mask_io import (
     DAVIS_PALETTE,
-    PNG_COMPRESS_LEVEL,
     VOID_ID,
-    mask_image,
     object_ids,
     read_mask,
     write_mask,
@@ -100,11 +97,13 @@ class UnknownImage(LookupError):
 
 @dataclass
 class _Open:
-    """An image being worked on: its name, size (H, W) and session."""
+    """An image being worked on: its name, size (H, W) and session; the (token, id map) of
+    the mask last answered (:func:`~samic_vos.annotate.mask_answer.mask_fields`)."""
 
     name: str
     size: tuple[int, int]
     session: Session
+    shown: tuple[str, np.ndarray] | None = None
 
 
 class Annotator:
@@ -351,21 +350,30 @@ class Annotator:
         with self._lock:
             return self._view(self._session(name))
 
-    def act(self, name: str, action: Any, revision: int | None = None) -> dict[str, Any]:
+    def act(
+        self, name: str, action: Any, revision: int | None = None, held: str | None = None
+    ) -> dict[str, Any]:
         """Apply ``action`` (see :meth:`~samic_vos.annotate.session_store.Session.act`) to the
-        image, if its revision is still ``revision`` (``None``: not checked)."""
+        image, if its revision is still ``revision`` (``None``: not checked). ``held``: the
+        ``mask_token`` of the mask the page holds, which then gets only the box that changed
+        (:func:`~samic_vos.annotate.mask_answer.mask_fields`)."""
         self.image_path(name)
         with self._lock:
             opened = self._session(name)
             opened.session.check_revision(revision)
             opened.session.act(action)
             self._persist(opened)
-            return self._view(opened)
+            return self._view(opened, held=held)
 
     def save(
-        self, name: str, revision: int | None = None, nothing_here: bool = False
+        self,
+        name: str,
+        revision: int | None = None,
+        nothing_here: bool = False,
+        held: str | None = None,
     ) -> dict[str, Any]:
-        """Save image ``name`` as the page shows it, if its revision is still ``revision``.
+        """Save image ``name`` as the page shows it, if its revision is still ``revision``
+        (``held``: as for :meth:`act`).
 
         With objects: the SAMBOX JSON and the palette mask. With none: ``nothing_here`` writes
         the explicit mark (a JSON without objects); otherwise a saved annotation is removed,
@@ -382,7 +390,7 @@ class Annotator:
             self._persist(opened)
             if self.after_save is not None:
                 self.after_save(name, opened.session)
-            return {**self._view(opened, composite), "wrote": wrote}
+            return {**self._view(opened, composite, held), "wrote": wrote}
 
     def export(self, format: Any, coco_masks: Any = "rle") -> dict[str, Any]:
         """Export the saved annotations as ``format`` (one of
@@ -473,7 +481,9 @@ class Annotator:
         self._saved[name] = bool(objects)
         return "objects" if objects else "nothing_here"
 
-    def _view(self, opened: _Open, composite: Composite | None = None) -> dict[str, Any]:
+    def _view(
+        self, opened: _Open, composite: Composite | None = None, held: str | None = None
+    ) -> dict[str, Any]:
         started = time.perf_counter()
         composite = composite or self._compose(opened)
         state, session = opened.session.state, opened.session
@@ -483,6 +493,7 @@ class Annotator:
             obj = state.object(active[0])
             active_iou = composite.objects[obj.id].instance_ious[active[1]]
         decode_ms = (time.perf_counter() - started) * 1000
+        mask, opened.shown = mask_fields(composite.ids, opened.shown, held)
         return {
             "image": opened.name,
             "size": list(opened.size),
@@ -506,7 +517,7 @@ class Annotator:
             "active": None if active is None else {"object": active[0], "instance": active[1]},
             "confidence": None if active_iou is None else float(np.clip(active_iou, 0, 1)),
             "iou": active_iou,
-            "mask_png": base64.b64encode(display_png(composite.ids)).decode("ascii"),
+            **mask,
             "can_undo": session.can_undo,
             "can_redo": session.can_redo,
             "dirty": session.dirty,
@@ -522,11 +533,3 @@ def _step_dict(step: Step) -> dict[str, Any]:
     """A step as the page gets it; ``suggested`` only on a point SAMIC placed (drawn apart)."""
     shown = {"kind": step.kind, "coords": list(step.coords), "positive": step.positive}
     return {**shown, "suggested": True} if step.suggested else shown
-
-
-def display_png(ids: np.ndarray) -> bytes:
-    """The id map (H, W) uint8 as a palette PNG whose background (0) is transparent: the
-    overlay the page draws (decoded, the same ids as the saved mask)."""
-    buffer = io.BytesIO()
-    mask_image(ids).save(buffer, format="PNG", transparency=0, compress_level=PNG_COMPRESS_LEVEL)
-    return buffer.getvalue()

@@ -24,6 +24,7 @@ from fastapi import FastAPI
 from PIL import Image
 
 from samic_vos.annotate.server import HOST, page_url
+from samic_vos.data.mask_io import DAVIS_PALETTE
 
 CHROMIUM = "/usr/bin/chromium"
 # Headless, and nothing that reaches out to the network or needs a GPU or a sandbox.
@@ -144,10 +145,19 @@ class SamboxPage:
         return self.page.inner_text(selector)
 
     def mask(self) -> np.ndarray:
-        """The id map of the mask the page drew last (H, W) uint8."""
-        data = base64.b64decode(self.page.evaluate("window.sambox.lastMaskPng"))
+        """The id map (H, W) uint8 of the server's mask as the page holds it (its whole masks
+        and patches drawn): each pixel's palette colour read back as its object id."""
+        url = self.page.evaluate("window.sambox.composedPng()")
+        data = base64.b64decode(url.split(",", 1)[1])
         with Image.open(io.BytesIO(data)) as image:
-            return np.asarray(image).copy()
+            rgba = np.asarray(image.convert("RGBA"))
+        codes = (rgba[..., :3].astype(np.int32) << np.array([16, 8, 0])).sum(axis=-1)
+        palette = (DAVIS_PALETTE.astype(np.int32) << np.array([16, 8, 0])).sum(axis=-1)
+        order = np.argsort(palette)
+        found = np.searchsorted(palette[order], codes).clip(0, len(palette) - 1)
+        if not (palette[order][found] == codes)[rgba[..., 3] > 0].all():
+            raise RuntimeError("the page's mask holds a colour outside the palette")
+        return np.where(rgba[..., 3] > 0, order[found], 0).astype(np.uint8)
 
     def view(self) -> dict[str, Any]:
         return self.page.evaluate("window.sambox.view()")

@@ -2,7 +2,10 @@
 
 Computing an embedding is the slow part of annotating (seconds per image for ViT-B on a CPU);
 it is done once per image and model, saved under ``folder/<model key>/<sha256>.pt``, and the
-next images are encoded by a background thread while the person works on the current one.
+next images are encoded by a background thread while the person works on the current one. That
+thread runs at the lowest CPU priority, its torch workers too
+(:func:`~samic_vos.runtime.thread_priority.lower_this_thread`): a click decoded meanwhile gets
+the cores, the encoding what is left.
 Revisiting an image, or restarting the server, loads the embedding instead of encoding.
 """
 
@@ -21,6 +24,7 @@ import torch
 from samic_vos.annotate.image_folder import content_hash, load_rgb
 from samic_vos.runtime.atomic import atomic_path
 from samic_vos.runtime.errors import UserError
+from samic_vos.runtime.thread_priority import lower_this_thread
 from samic_vos.sam.segmenter import ImageEmbedding, SamSegmenter
 
 logger = logging.getLogger(__name__)
@@ -65,7 +69,9 @@ class EmbeddingCache:
         self._memory: OrderedDict[str, ImageEmbedding] = OrderedDict()
         self._pending: dict[str, Future[ImageEmbedding]] = {}
         self._hashes: dict[tuple[Path, int, int], str] = {}
-        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sambox-encode")
+        self._background = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="sambox-encode", initializer=lower_this_thread
+        )
 
     def get(self, image: Path) -> ImageEmbedding:
         """The embedding of the image file ``image`` (waits for it if it is being computed)."""

@@ -8,10 +8,11 @@ and JavaScript, no build step) talks to this JSON API:
 - ``GET /api/image?name=N``: image N, upright, as a PNG;
 - ``GET /api/state?name=N``: its objects, instances, clicks, confidences and mask (PNG,
   base64; palette indices are object ids, 0 transparent);
-- ``POST /api/action`` ``{"image": N, "action": {...}, "revision": R}``: a click, box, new
-  instance or object, select, label, reset, undo or redo; answers the new state;
-- ``POST /api/save`` ``{"image": N, "revision": R, "nothing_here": false}``: writes the SAMBOX
-  JSON and the palette mask (``nothing_here``: the explicit mark of an image without objects);
+- ``POST /api/action`` ``{"image": N, "action": {...}, "revision": R, "mask_token": T}``: a
+  click, box, new instance or object, select, label, reset, undo or redo; answers the new state;
+- ``POST /api/save`` ``{"image": N, "revision": R, "nothing_here": false, "mask_token": T}``:
+  writes the SAMBOX JSON and the palette mask (``nothing_here``: the explicit mark of an
+  image without objects);
 - ``POST /api/export`` ``{"format": "coco|yolo|labelme|voc", "coco_masks": "rle|polygons"}``:
   the saved annotations exported by `samic-vos export`'s writers into
   ``ANNOTATIONS_DIR/exports/<format>/``; answers where they went.
@@ -22,6 +23,9 @@ and JavaScript, no build step) talks to this JSON API:
 
 ``revision`` (optional) is the one of the state the page shows: when another tab changed the
 image since, the request is refused (409, with the current ``revision``) and the page reloads.
+``mask_token`` (optional, action and save) names the mask the page holds (the ``mask_token``
+of an earlier answer): the answer then carries only the box that changed (``mask_patch``)
+instead of the whole mask (``mask_png``), :mod:`.mask_answer`.
 Only the browser tab opened with the launch's token gets this far (:mod:`.access`: Host,
 token, Origin, JSON, body size). A request naming a path outside the folders is refused (403)
 and logged; a malformed one gets a 4xx with a message (``{"detail": ...}``); a failure of the
@@ -78,6 +82,14 @@ def _check_keys(payload: dict[str, Any], keys: frozenset[str]) -> None:
         )
 
 
+def _held(payload: dict[str, Any]) -> str | None:
+    """The ``mask_token`` of the mask the page holds (``None``: none)."""
+    held = payload.get("mask_token")
+    if held is not None and not isinstance(held, str):
+        raise ActionError("'mask_token' must be a string (the one of the mask shown)")
+    return held
+
+
 def _request(payload: dict[str, Any], keys: frozenset[str]) -> tuple[str, int | None]:
     """The image name and revision of a POST body, which may hold only ``keys``."""
     _check_keys(payload, keys)
@@ -90,8 +102,8 @@ def _request(payload: dict[str, Any], keys: frozenset[str]) -> tuple[str, int | 
     return name, revision
 
 
-_ACTION_KEYS = frozenset({"image", "action", "revision"})
-_SAVE_KEYS = frozenset({"image", "revision", "nothing_here"})
+_ACTION_KEYS = frozenset({"image", "action", "revision", "mask_token"})
+_SAVE_KEYS = frozenset({"image", "revision", "nothing_here", "mask_token"})
 _EXPORT_KEYS = frozenset({"format", "coco_masks"})
 _SUGGEST_KEYS = frozenset({"image"})
 
@@ -182,7 +194,7 @@ def create_app(
     @app.post("/api/action")
     def action(payload: JsonBody) -> dict[str, Any]:
         name, revision = _request(payload, _ACTION_KEYS)
-        return annotator.act(name, payload.get("action"), revision)
+        return annotator.act(name, payload.get("action"), revision, _held(payload))
 
     @app.post("/api/save")
     def save(payload: JsonBody) -> dict[str, Any]:
@@ -190,7 +202,7 @@ def create_app(
         nothing_here = payload.get("nothing_here", False)
         if not isinstance(nothing_here, bool):
             raise ActionError("'nothing_here' must be true or false")
-        return annotator.save(name, revision, nothing_here)
+        return annotator.save(name, revision, nothing_here, _held(payload))
 
     @app.post("/api/export")
     def export(payload: JsonBody) -> dict[str, Any]:

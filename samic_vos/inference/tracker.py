@@ -163,6 +163,15 @@ def compose_ids(
     masks: dict[int, np.ndarray], logits: dict[int, np.ndarray], size: tuple[int, int]
 ) -> np.ndarray:
     """One id map from per-object masks; a pixel claimed twice goes to the highest logit."""
+    return compose_best(masks, logits, size)[0]
+
+
+def compose_best(
+    masks: dict[int, np.ndarray], logits: dict[int, np.ndarray], size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`compose_ids`'s id map (H, W) uint8 and the winning logit of each pixel (H, W)
+    float32 (``-inf`` where no object claims it): masks (H, W) bool and logits (H, W) float32
+    per object id, in the order that breaks ties (the first object wins)."""
     ids = np.zeros(size, dtype=np.uint8)
     best = np.full(size, -np.inf, dtype=np.float32)
     # One pass per object (an argmax over a stacked (K, H, W) array is several times slower);
@@ -171,4 +180,4 @@ def compose_ids(
         wins = mask & (logits[object_id] > best)
         np.copyto(best, logits[object_id], where=wins)
         np.copyto(ids, np.uint8(object_id), where=wins)
-    return ids
+    return ids, best

@@ -16,7 +16,8 @@ const app = {
   index: 0,
   view: null,     // the server's answer for the current image
   image: null,    // ImageBitmap of the current image
-  mask: null,     // ImageBitmap of the mask overlay (palette PNG, background transparent)
+  composed: null, // OffscreenCanvas: the server's mask (palette colours, background transparent)
+  mask: null,     // the mask overlay as drawn (composed, hidden objects and class colours applied)
   scale: 1, ox: 0, oy: 0,
   drag: null,     // {button, x0, y0, x, y, moved, pan}
   tool: "prompt", // "prompt" (clicks and boxes) | "brush" | "eraser" (B / X)
@@ -32,7 +33,16 @@ window.sambox = {
   ready: false,
   pending: 0,
   latencies: [],
-  lastMaskPng: null,
+  // The server's mask as the page holds it (answers patch it), as a PNG data URL.
+  async composedPng() {
+    if (!app.composed) return null;
+    const blob = await app.composed.convertToBlob({type: "image/png"});
+    return new Promise((resolve) => {
+      const reader = new FileReader();
+      reader.onload = () => resolve(reader.result);
+      reader.readAsDataURL(blob);
+    });
+  },
   lastExport: null,  // the server's answer to the last export (folder, file, images)
   // The alpha (0..255) of the drawn overlay at image pixel (x, y): 0 where nothing is shown.
   overlayAlpha(x, y) {
@@ -94,12 +104,32 @@ function enqueue(job) {
 }
 
 // What a request changing the image sends besides: the revision of the state shown, so that
-// a page that another tab made stale is refused instead of adding to the other's objects.
+// a page that another tab made stale is refused instead of adding to the other's objects; and
+// the token of the mask held, so that the answer carries only the box that changed.
 function current() {
-  return {image: app.images[app.index], revision: app.view ? app.view.revision : null};
+  const view = app.view;
+  return {image: app.images[app.index], revision: view ? view.revision : null,
+    mask_token: view ? view.mask_token : null};
 }
 
-// The mask bitmap as shown: hidden objects transparent, objects of a class in its colour.
+// The server's mask (app.composed) from an answer: the whole mask (mask_png), or the box of
+// the mask held that changed (mask_patch; box null: nothing changed). Applying one twice
+// changes nothing (toggling an object's visibility shows the same answer again).
+async function compose(view) {
+  if (view.mask_png !== undefined) {
+    const bitmap = await bitmapFromBase64(view.mask_png);
+    app.composed = new OffscreenCanvas(bitmap.width, bitmap.height);
+    app.composed.getContext("2d").drawImage(bitmap, 0, 0);
+  } else if (view.mask_patch.box) {
+    const [x0, y0, x1, y1] = view.mask_patch.box;
+    const bitmap = await bitmapFromBase64(view.mask_patch.png);
+    const scratch = app.composed.getContext("2d");
+    scratch.clearRect(x0, y0, x1 - x0, y1 - y0);
+    scratch.drawImage(bitmap, x0, y0);
+  }
+}
+
+// The mask as shown: hidden objects transparent, objects of a class in its colour.
 async function overlay(bitmap) {
   const changes = app.view.objects
     .map((o) => ({from: o.color, to: app.hidden.has(o.id) ? null : rgbOf(o)}))
@@ -138,8 +168,8 @@ async function show(view, started) {
   app.saved[view.image] = view.saved;
   if (app.view && app.view.image !== view.image) app.hidden.clear();
   app.view = view;
-  app.mask = await overlay(await bitmapFromBase64(view.mask_png));
-  window.sambox.lastMaskPng = view.mask_png;
+  await compose(view);
+  app.mask = await overlay(app.composed);
   draw();
   if (started !== undefined) {
     const ms = performance.now() - started;

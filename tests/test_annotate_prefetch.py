@@ -1,0 +1,58 @@
+"""SAMBOX's encoding of the next images never holds a click back: it runs in its own thread at
+the lowest CPU priority (Linux's per-thread nice), and a click is decoded while it runs."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from sambox_helpers import make_images, tiny_segmenter
+
+from samic_vos.annotate.browser import script_client
+from samic_vos.annotate.server import create_app
+from samic_vos.runtime.thread_priority import BACKGROUND_NICE
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="per-thread priorities are Linux's"
+)
+
+
+def test_a_click_is_decoded_at_the_usual_priority_while_the_next_images_encode(
+    tmp_path: Path,
+) -> None:
+    segmenter = tiny_segmenter()
+    usual = os.getpriority(os.PRIO_PROCESS, 0)  # this thread's nice (0: the calling thread)
+    encoding, release = threading.Event(), threading.Event()
+    priorities: dict[str, set[int]] = {"background": set(), "request": set()}
+
+    def encoder_runs(*_) -> None:  # the patch embedding: the first module of every encoder
+        background = threading.current_thread().name.startswith("sambox-encode")
+        priorities["background" if background else "request"].add(
+            os.getpriority(os.PRIO_PROCESS, 0)
+        )
+        if background:
+            encoding.set()
+            release.wait(timeout=60)  # held until the click below is answered
+
+    hook = segmenter.sam.image_encoder.patch_embed.register_forward_hook(encoder_runs)
+    app = create_app(make_images(tmp_path / "images"), tmp_path / "annotations", segmenter)
+    try:
+        with script_client(app) as client:
+            client.get("/api/state", params={"name": "a.png"})  # encoded now; b, c ahead
+            assert encoding.wait(timeout=60)
+            click = {"type": "point", "x": 20.0, "y": 20.0}
+            answer = client.post("/api/action", json={"image": "a.png", "action": click})
+            # Answered while the next image's encoding is still held: it waited for none.
+            assert answer.status_code == 200 and not release.is_set()
+            assert app.state.annotator.embeddings.encoded == 1
+            release.set()
+            app.state.annotator.embeddings.wait()
+            assert app.state.annotator.embeddings.encoded == 3
+    finally:
+        release.set()
+        hook.remove()
+    assert priorities == {"background": {max(usual, BACKGROUND_NICE)}, "request": {usual}}
+    assert os.getpriority(os.PRIO_PROCESS, 0) == usual
