@@ -108,14 +108,14 @@ def test_learns_in_the_background_and_suggests_points_accepted_in_one_step(folde
 
         annotate_red(client)
         held = wait_status(client, lambda s: s["phase"] == "adapting" and s["step"] == 1)
-        assert held["message"] == "adapting 1/3 on 1 images" and held["steps"] == 3
+        assert held["message"] == "adapting 1/3 on 1 image" and held["steps"] == 3
         # The adaptation never blocks a click.
         assert click(client, *BLUE, image="c.bmp")["objects"]
         act(client, {"type": "undo"}, image="c.bmp")
         release.set()
         ready = wait_status(client, lambda s: s["phase"] == "ready")
         assert ready["learned_from"] == 1 and ready["adaptations"] == 1
-        assert ready["message"] == "ready (learned from 1 images)"
+        assert ready["message"] == "ready (learned from 1 image)"
         assert (annotations / ".sambox/suggest/samic_adapted.pt").is_file()
         learned = json.loads((annotations / ".sambox/suggest/learned.json").read_text())
         assert list(learned["annotations"]) == ["a.png"]
@@ -260,7 +260,7 @@ def test_suggest_accept_save_and_auto_in_chromium(tmp_path: Path) -> None:
         sambox.press("s")
         page.wait_for_function(
             "() => document.querySelector('#suggest-status').textContent"
-            " === 'ready (learned from 1 images)'"
+            " === 'ready (learned from 1 image)'"
         )
         sambox.press("d")  # b.jpg, not annotated
         assert sambox.text("#image-name").startswith("b.jpg")

@@ -79,6 +79,7 @@ from samic_vos.data.sambox_format import (
     write_annotation,
 )
 from samic_vos.runtime.atomic import atomic_folder, remove_leftover_folders, remove_leftovers
+from samic_vos.runtime.console import counted
 from samic_vos.runtime.errors import UserError
 from samic_vos.sam.segmenter import SamSegmenter, group_points_by_component, prompts_from_mask
 
@@ -411,7 +412,8 @@ class Annotator:
             folder.parent.mkdir(exist_ok=True)
             with atomic_folder(folder) as tmp:
                 written = write_export(source, format, tmp, coco_masks)
-            logger.info("exported %d images as %s to %s", len(self._saved), format, folder)
+            images = counted(len(self._saved), "image")
+            logger.info("exported %s as %s to %s", images, format, folder)
             return {
                 "format": format,
                 "folder": str(folder),

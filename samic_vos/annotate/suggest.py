@@ -48,6 +48,7 @@ from samic_vos.data.sambox_format import read_annotation
 from samic_vos.inference.prompter import Reference, TrackerConfig
 from samic_vos.jobs.segment_inputs import ReferenceFile, load_sambox_reference
 from samic_vos.runtime.atomic import atomic_write_text, remove_leftovers
+from samic_vos.runtime.console import counted
 from samic_vos.training.adapted import ADAPTED
 from samic_vos.training.first_frame_adaptation import AdaptationConfig
 
@@ -177,9 +178,9 @@ class Suggester:
             phase, served = self._phase, len(self._served)
             message = {
                 "idle": "idle: save an annotated image, SAMIC learns from it",
-                "adapting": f"adapting {step}/{steps} on {self._learning} images",
-                "loading": f"loading what SAMIC learned from {self._learning} images",
-                "ready": f"ready (learned from {served} images)",
+                "adapting": f"adapting {step}/{steps} on {counted(self._learning, 'image')}",
+                "loading": f"loading what SAMIC learned from {counted(self._learning, 'image')}",
+                "ready": f"ready (learned from {counted(served, 'image')})",
                 "failed": f"failed: {self._message}",
             }[phase]
             if phase in ("adapting", "loading") and served:

@@ -71,3 +71,8 @@ def bar(iterable: Iterable[T] | None = None, *, disable: bool = False, **kwargs:
     kwargs.setdefault("file", sys.stderr)
     kwargs.setdefault("dynamic_ncols", True)
     return tqdm(iterable, disable=disable or not progress_enabled(), **kwargs)
+
+
+def counted(count: int, noun: str) -> str:
+    """``count`` and ``noun``, plural unless one: ``counted(1, "image")`` is ``"1 image"``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
