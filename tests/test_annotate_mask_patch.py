@@ -87,3 +87,15 @@ def test_a_page_holding_another_mask_gets_the_whole_mask(client) -> None:
     assert saved.json()["mask_patch"] == {"box": None, "png": None}
     refused = client.post("/api/action", json={"image": "a.png", "action": click, "mask_token": 5})
     assert refused.status_code == 400 and "mask_token" in refused.json()["detail"]
+
+
+def test_only_the_image_answered_last_keeps_its_mask_for_patches(client) -> None:
+    """A page switching back to an image it held gets the whole mask: the server keeps the id
+    map of the last image answered only (one 1080p map is 2 MiB; a session opens thousands)."""
+    a = client.get("/api/state", params={"name": "a.png"}).json()
+    client.get("/api/state", params={"name": "b.jpg"})
+    annotator = client.app.state.annotator
+    assert [o.name for o in annotator._open.values() if o.shown is not None] == ["b.jpg"]
+    body = {"image": "a.png", "action": {"type": "point", "x": 20.0, "y": 20.0}}
+    answer = client.post("/api/action", json={**body, "mask_token": a["mask_token"]}).json()
+    assert "mask_patch" not in answer and "mask_png" in answer

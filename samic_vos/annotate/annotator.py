@@ -496,6 +496,9 @@ class Annotator:
             active_iou = composite.objects[obj.id].instance_ious[active[1]]
         decode_ms = (time.perf_counter() - started) * 1000
         mask, opened.shown = mask_fields(composite.ids, opened.shown, held)
+        for other in self._open.values():  # one id map held (2 MiB at 1080p), not one per image
+            if other is not opened:
+                other.shown = None
         return {
             "image": opened.name,
             "size": list(opened.size),
