@@ -342,3 +342,39 @@ def test_annotate_suggest_from_the_command_line(tmp_path, tiny_models):
             proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 130
     assert (out / ".sambox/suggest").is_dir()
+
+
+def test_other_settings_after_a_restart_adapt_again(folders, segmenter):
+    """learned.json records the settings the network learned with: a restart with other
+    adaptation settings adapts again instead of serving the old network."""
+    images, annotations = folders
+    app = create_app(images, annotations, segmenter, suggest=tiny_suggest_setup(segmenter))
+    with script_client(app) as client:
+        annotate_red(client)
+        wait_status(client, lambda s: s["phase"] == "ready")
+    learned = json.loads((annotations / ".sambox/suggest/learned.json").read_text())
+    assert learned["settings"]["adaptation"]["steps"] == 3
+    setup = tiny_suggest_setup(segmenter, steps=4)
+    with script_client(create_app(images, annotations, segmenter, suggest=setup)) as client:
+        ready = wait_status(client, lambda s: s["phase"] == "ready")
+        assert (ready["learned_from"], ready["adaptations"]) == (1, 1)
+
+
+def test_an_annotation_that_cannot_be_a_reference_does_not_stop_the_learning(
+    folders, segmenter, caplog
+):
+    """An object painted then erased to nothing is saved without pixels: that image is no
+    reference (warned), and SAMIC still learns from the others."""
+    images, annotations = folders
+    app = create_app(images, annotations, segmenter, suggest=tiny_suggest_setup(segmenter))
+    stroke = [[[30.0, 30.0], [50.0, 30.0]]]
+    with script_client(app) as client:
+        act(client, {"type": "new_object", "label": "red"}, "b.jpg")
+        paint = {"type": "paint", "object": 1, "strokes": stroke, "radius": 3.0}
+        act(client, paint, "b.jpg")
+        act(client, {**paint, "radius": 6.0, "erase": True}, "b.jpg")
+        save(client, "b.jpg")
+        annotate_red(client)
+        ready = wait_status(client, lambda s: s["phase"] in ("ready", "failed"))
+        assert ready["phase"] == "ready" and ready["learned_from"] == 1, ready
+    assert "SAMIC does not learn from b.jpg" in caplog.text

@@ -48,7 +48,9 @@ from samic_vos.data.sambox_format import read_annotation
 from samic_vos.inference.prompter import Reference, TrackerConfig
 from samic_vos.jobs.segment_inputs import ReferenceFile, load_sambox_reference
 from samic_vos.runtime.atomic import atomic_write_text, remove_leftovers
+from samic_vos.runtime.config import config_to_dict
 from samic_vos.runtime.console import counted
+from samic_vos.runtime.errors import UserError
 from samic_vos.training.adapted import ADAPTED
 from samic_vos.training.first_frame_adaptation import AdaptationConfig
 
@@ -156,7 +158,8 @@ class Suggester:
         self._learning = 0  # images the running adaptation learns from
         self._message = ""
         self._serving: ImageSegmenter | None = None
-        self._served: dict[str, str] = {}  # what the serving network learned from
+        self._served: dict[str, str] = {}  # the saved annotations when the network learned
+        self._used = 0  # how many of them it learned from (refused ones left out)
         self._labels: dict[int, str | None] = {}
         self._clicks = self._read_json(CLICKS_FILE)
         self._wake = threading.Event()
@@ -175,7 +178,7 @@ class Suggester:
         (:func:`click_statistics`)."""
         with self._lock:
             step, steps = self._progress
-            phase, served = self._phase, len(self._served)
+            phase, served = self._phase, self._used
             message = {
                 "idle": "idle: save an annotated image, SAMIC learns from it",
                 "adapting": f"adapting {step}/{steps} on {counted(self._learning, 'image')}",
@@ -203,7 +206,7 @@ class Suggester:
         network yet."""
         path = self.annotator.image_path(name)
         with self._lock:
-            serving, labels, served = self._serving, dict(self._labels), len(self._served)
+            serving, labels, served = self._serving, dict(self._labels), self._used
         if serving is None:
             raise NotReady(f"no suggestion yet (SAMIC: {self.status()['message']})")
         started = time.perf_counter()
@@ -292,13 +295,21 @@ class Suggester:
                 return
             if not saved:  # nothing (left) to learn from: nothing to suggest
                 self._phase, self._serving, self._served, self._labels = "idle", None, {}, {}
+                self._used = 0
                 return
         references, labels = self._references(saved)
+        if not references:  # every saved annotation was refused (warned): nothing to learn
+            with self._lock:
+                self._phase, self._serving, self._served, self._labels = "idle", None, {}, {}
+                self._used = 0
+            return
         models = self.setup.models
-        learned = self._read_json(LEARNED_FILE).get("annotations")
-        resume = models.adapts and learned == saved and (self.folder / ADAPTED).is_file()
+        learned = self._read_json(LEARNED_FILE)
+        settings = self._settings()
+        same = learned.get("annotations") == saved and learned.get("settings") == settings
+        resume = models.adapts and same and (self.folder / ADAPTED).is_file()
         with self._lock:
-            self._learning = len(saved)
+            self._learning = len(references)
             self._phase = "adapting" if models.adapts and not resume else "loading"
             self._progress = (0, self.setup.adaptation.steps)
         segmenter = ImageSegmenter(
@@ -313,21 +324,44 @@ class Suggester:
         segmenter.adapt(resume=resume, on_step=self._on_step)
         if models.adapts and not resume:
             self.adaptations += 1
-        atomic_write_text(self.folder / LEARNED_FILE, json.dumps({"annotations": saved}) + "\n")
+        record = {"annotations": saved, "settings": settings}
+        atomic_write_text(self.folder / LEARNED_FILE, json.dumps(record) + "\n")
         with self._lock:
             self._serving, self._served, self._labels = segmenter, saved, labels
+            self._used = len(references)
             self._phase = "ready"
-        logger.info("SAMIC suggests from %d saved images", len(saved))
+        logger.info("SAMIC suggests from %s", counted(len(references), "saved image"))
+
+    def _settings(self) -> dict[str, Any]:
+        """What the network learned with besides the annotations (the adaptation, the
+        prompter's settings, the network's architecture): a restart with other settings adapts
+        again instead of loading a network made with the old ones."""
+        net = self.setup.models.net
+        return json.loads(
+            json.dumps(
+                {
+                    "adaptation": config_to_dict(self.setup.adaptation),
+                    "tracker": config_to_dict(self.setup.tracker),
+                    "network": config_to_dict(net.config) if net is not None else None,
+                }
+            )
+        )
 
     def _references(self, saved: dict[str, str]) -> tuple[list[Reference], dict[int, str | None]]:
         """The saved annotations as references (image, mask, clicked points per object id),
-        and the label of each object id (the last image's that names it)."""
+        and the label of each object id (the last image's that names it). An annotation that
+        cannot be a reference (e.g. its only object was erased to nothing) is left out with a
+        warning, not allowed to stop the learning from the others."""
         references, labels = [], {}
         for name in saved:
             sambox = self.annotator.annotation_path(name)
             ref = ReferenceFile(self.annotator.image_path(name), sambox=sambox)
-            with self.annotator.segmenter_in_use() as sam:  # SAM only for a mask-less object
-                rgb, ids, points = load_sambox_reference(ref, sam)
+            try:
+                with self.annotator.segmenter_in_use() as sam:  # SAM for a mask-less object
+                    rgb, ids, points = load_sambox_reference(ref, sam)
+            except UserError as err:
+                logger.warning("SAMIC does not learn from %s: %s", name, err)
+                continue
             references.append(Reference(rgb, ids, points=points))
             for obj in read_annotation(sambox).objects:
                 if obj.label is not None or obj.id not in labels:
