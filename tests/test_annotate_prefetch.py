@@ -56,3 +56,34 @@ def test_a_click_is_decoded_at_the_usual_priority_while_the_next_images_encode(
         hook.remove()
     assert priorities == {"background": {max(usual, BACKGROUND_NICE)}, "request": {usual}}
     assert os.getpriority(os.PRIO_PROCESS, 0) == usual
+
+
+def test_opening_an_image_being_encoded_ahead_does_not_wait_for_that_encoding(
+    tmp_path: Path,
+) -> None:
+    """The person opens b while b is encoded ahead at the lowest priority (held here): b is
+    encoded again at the person's priority and answered; the held encoding changes nothing."""
+    segmenter = tiny_segmenter()
+    encoding, release, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def encoder_runs(*_) -> None:
+        if threading.current_thread().name.startswith("sambox-encode"):
+            encoding.set()
+            release.wait(timeout=20)
+            finished.set()  # the held encoding went on
+
+    hook = segmenter.sam.image_encoder.patch_embed.register_forward_hook(encoder_runs)
+    app = create_app(make_images(tmp_path / "images"), tmp_path / "annotations", segmenter)
+    try:
+        with script_client(app) as client:
+            client.get("/api/state", params={"name": "a.png"})  # a encoded now; b held ahead
+            assert encoding.wait(timeout=60)
+            answer = client.get("/api/state", params={"name": "b.jpg"})
+            assert answer.status_code == 200 and not finished.is_set()  # it waited for none
+            release.set()
+            app.state.annotator.embeddings.wait()
+            again = client.get("/api/state", params={"name": "b.jpg"}).json()
+            assert again["mask_png"] == answer.json()["mask_png"]
+    finally:
+        release.set()
+        hook.remove()

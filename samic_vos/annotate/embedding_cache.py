@@ -68,6 +68,7 @@ class EmbeddingCache:
         self._lock = threading.Lock()
         self._memory: OrderedDict[str, ImageEmbedding] = OrderedDict()
         self._pending: dict[str, Future[ImageEmbedding]] = {}
+        self._jobs: dict[str, Future[None]] = {}  # the background thread's job per digest
         self._hashes: dict[tuple[Path, int, int], str] = {}
         self._background = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="sambox-encode", initializer=lower_this_thread
@@ -115,32 +116,52 @@ class EmbeddingCache:
                 done: Future[ImageEmbedding] = Future()
                 done.set_result(self._memory[digest])
                 return done
-            if digest in self._pending:
-                return self._pending[digest]
-            future: Future[ImageEmbedding] = Future()
-            self._pending[digest] = future
-        if background:
-            self._background.submit(self._fill, image, digest, future)
-        else:
-            self._fill(image, digest, future)
-        return future
+            pending = self._pending.get(digest)
+            job = self._jobs.get(digest)
+            if pending is not None and (background or job is None):
+                return pending
+            if pending is None:
+                pending = self._pending[digest] = Future()
+            if background:  # under the lock: the job cannot forget itself before it is known
+                self._jobs[digest] = self._background.submit(self._fill, image, digest, pending)
+                return pending
+            self._jobs.pop(digest, None)  # computed here now: later requests wait for this one
+        if job is None or job.cancel():
+            self._fill(image, digest, pending)  # nobody else computes it
+        elif not pending.done():
+            # Being encoded ahead, at the lowest priority: a person waits for it now, so it is
+            # computed here at the person's priority too, and the first to finish answers.
+            self._fill(image, digest, pending)
+        return pending
 
     def _fill(self, image: Path, digest: str, future: Future[ImageEmbedding]) -> None:
+        """Compute ``future`` (its embedding, or the error); where the foreground and the
+        background both computed it, the first to finish sets it."""
         try:
             embedding = self._load(digest)
             if embedding is None:
                 embedding = self._encode(image, digest)
         except BaseException as err:  # handed to whoever waits for it
             with self._lock:
-                del self._pending[digest]
-            future.set_exception(err)
+                if future.done():
+                    return
+                self._forget(digest, future)
+                future.set_exception(err)
             return
         with self._lock:
+            if future.done():
+                return
             self._memory[digest] = embedding
             while len(self._memory) > MEMORY_ITEMS:
                 self._memory.popitem(last=False)
+            self._forget(digest, future)
+            future.set_result(embedding)
+
+    def _forget(self, digest: str, future: Future[ImageEmbedding]) -> None:
+        """No job for ``digest`` any more (``self._lock`` held)."""
+        if self._pending.get(digest) is future:
             del self._pending[digest]
-        future.set_result(embedding)
+            self._jobs.pop(digest, None)
 
     def _path(self, digest: str) -> Path:
         return self.folder / f"{digest}.pt"
