@@ -238,3 +238,31 @@ def test_masks_imported_as_masks_are_the_objects_and_the_brush_fixes_them(
     grown = decode_png(clicked["mask_png"])
     assert (grown[expected == 1] == 1).all() and (grown[expected == 3] == 3).all()
     assert [len(i["steps"]) for i in clicked["objects"][0]["instances"]] == [1]
+
+
+def test_an_imported_mask_clicked_on_keeps_its_pixels_when_reopened_from_the_json(
+    folders, segmenter, tmp_path
+):
+    """An imported object refined with a click has prompts and pixels of its own: the JSON
+    marks it ``base``, and reopened without its session it starts from its saved mask, so a
+    later save does not shrink it to SAM's mask of the click."""
+    images, annotations = folders
+    (tmp_path / "import").mkdir()
+    ids = np.zeros((60, 80), np.uint8)
+    ids[5:25, 50:75] = 1
+    write_mask(tmp_path / "import/a.png", ids)
+    app = create_app(images, annotations, segmenter, tmp_path / "import", import_as="masks")
+    with script_client(app) as client:
+        client.get("/api/state", params={"name": "a.png"})
+        post(client, {"type": "point", "x": A[0], "y": A[1]})
+        assert client.post("/api/save", json={"image": "a.png"}).status_code == 200
+    first = saved_mask(annotations, "a")
+    assert (first[5:25, 50:75] == 1).all()
+    (obj,) = json.loads((annotations / "a.sambox.json").read_text())["objects"]
+    assert obj["base"] is True and len(obj["instances"]) == 1
+    for path in (annotations / ".sambox/sessions").iterdir():
+        path.unlink()
+    with client_for(folders, segmenter) as client:
+        post(client, {"type": "label", "object": 1, "label": "kept"})
+        assert client.post("/api/save", json={"image": "a.png"}).status_code == 200
+    np.testing.assert_array_equal(saved_mask(annotations, "a"), first)

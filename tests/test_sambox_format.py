@@ -313,6 +313,8 @@ def test_version_3_edits_and_mask_only_objects_read_and_write_back(folder: Path)
         (lambda o: o["edits"][0].update(radius=-1), r"edits\[0\]': 'radius' must be"),
         (lambda o: o["edits"][1].update(strokes=[[[60, 1]]]), "outside the 60x40 image"),
         (lambda o: o["edits"][1].update(brush=1), r"unknown key 'brush' in 'objects\[0\].edits"),
+        (lambda o: o.update(base="yes"), r"'objects\[0\].base' must be true or false"),
+        (lambda o: o.update(base=True, mask=None), r"'objects\[0\].base' is true but .* no 'mask'"),
     ],
 )
 def test_invalid_version_3_objects(folder: Path, change, message: str) -> None:

@@ -258,13 +258,15 @@ class Annotator:
         return ids
 
     def _from_annotation(self, name: str, annotation: SamboxAnnotation) -> ImageState:
-        """A saved annotation as a state; an object without prompts (imported or painted)
-        gets its saved mask as its base (its edits, applied again, change nothing more)."""
+        """A saved annotation as a state; an object without prompts (imported or painted),
+        or with pixels of its own besides its prompts' (``base``: an imported mask clicked
+        on), gets its saved mask as its base (its prompts and edits, applied again, change
+        nothing more)."""
         state = state_from_annotation(annotation)
         objects = []
         for obj, saved in zip(state.objects, annotation.objects, strict=True):
             mask = annotation.mask_path(saved)
-            if saved.mask_only and mask is not None:
+            if (saved.mask_only or saved.base) and mask is not None:
                 ids = np.where(sambox_object_mask(mask, obj.id), obj.id, 0).astype(np.uint8)
                 obj = dataclasses.replace(obj, base=self._store_base(name, ids))
             objects.append(obj)

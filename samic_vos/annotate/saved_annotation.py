@@ -87,6 +87,7 @@ def sambox_objects(state: ImageState, composite: Composite, mask_ref: str) -> li
                     mask=mask_ref,
                     sam_confidence=result.confidence if instances else None,
                     edits=list(obj.edits),
+                    base=obj.base is not None and bool(instances),
                 )
             )
     return objects

@@ -51,7 +51,7 @@ MAX_OBJECT_ID = 254  # palette masks are uint8 and 255 is DAVIS's "void"
 _TOP_KEYS = {"format", "version", "image", "image_size", "objects", "meta"}
 _OBJECT_KEYS = {"id", "label", "points", "negative_points", "mask", "sam_confidence"}
 _OBJECT_KEYS_V2 = {"id", "label", "instances", "mask", "sam_confidence"}
-_OBJECT_KEYS_V3 = _OBJECT_KEYS_V2 | {"edits"}
+_OBJECT_KEYS_V3 = _OBJECT_KEYS_V2 | {"edits", "base"}
 _INSTANCE_KEYS = {"points", "negative_points", "box", "sam_confidence"}
 
 
@@ -83,7 +83,9 @@ class SamboxObject:
     JSON's folder). ``instances``: the per-instance prompts of version 2 (build such objects
     with :meth:`from_instances`); empty for a version-1 object and for a version-3 object
     that is only its ``mask`` (no points either). ``edits``: the brush and eraser passes made
-    on the mask after SAM's (version 3).
+    on the mask after SAM's (version 3). ``base``: the object has pixels of its own besides
+    what its prompts and edits give (an imported mask, version 3), so its ``mask`` is its
+    starting point when the annotation is reopened.
     """
 
     id: int
@@ -94,6 +96,7 @@ class SamboxObject:
     sam_confidence: float | None = None
     instances: list[SamboxInstance] = field(default_factory=list)
     edits: list[MaskEdit] = field(default_factory=list)
+    base: bool = False
 
     @property
     def mask_only(self) -> bool:
@@ -280,7 +283,12 @@ def _parse_object(
             for k, i in enumerate(data["instances"])
         ]
         edits = _edits(data.get("edits", []), where, f"{name}.edits", size)
-        return SamboxObject.from_instances(instances=instances, edits=edits, **fields)
+        base = data.get("base", False)
+        if not isinstance(base, bool):
+            raise _fail(where, f"'{name}.base' must be true or false")
+        if base and mask is None:
+            raise _fail(where, f"'{name}.base' is true but the object has no 'mask'")
+        return SamboxObject.from_instances(instances=instances, edits=edits, base=base, **fields)
     points = _points(data["points"], where, f"{name}.points", size)
     if len(points) == 0:
         raise _fail(where, f"'{name}.points' is empty; an object needs a positive click")
@@ -395,7 +403,7 @@ def annotation_to_dict(annotation: SamboxAnnotation) -> dict[str, Any]:
 
     version = (
         3
-        if any(obj.edits or obj.mask_only for obj in annotation.objects)
+        if any(obj.edits or obj.mask_only or obj.base for obj in annotation.objects)
         else 2
         if any(obj.instances for obj in annotation.objects)
         else 1
@@ -412,6 +420,8 @@ def annotation_to_dict(annotation: SamboxAnnotation) -> dict[str, Any]:
             entry["instances"] = [instance(i) for i in instances]
             if obj.edits:
                 entry["edits"] = [e.to_dict() for e in obj.edits]
+            if obj.base:
+                entry["base"] = True
         else:
             entry["points"] = points(obj.points)
             entry["negative_points"] = points(obj.negative_points)
