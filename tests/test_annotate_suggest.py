@@ -378,3 +378,53 @@ def test_an_annotation_that_cannot_be_a_reference_does_not_stop_the_learning(
         ready = wait_status(client, lambda s: s["phase"] in ("ready", "failed"))
         assert ready["phase"] == "ready" and ready["learned_from"] == 1, ready
     assert "SAMIC does not learn from b.jpg" in caplog.text
+
+
+def test_references_without_clicks_take_their_embedding_from_the_cache(tmp_path, segmenter):
+    """Objects imported as masks have no clicks: SAMIC's prompts on them come from SAM over
+    the mask, with the image's cached embedding, never an encoding under the annotator's lock
+    (which holds every click meanwhile)."""
+    import contextlib
+
+    from samic_vos.data.mask_io import write_mask
+
+    images, masks = make_images(tmp_path / "images"), tmp_path / "masks"
+    masks.mkdir()
+    for name in ("a", "b", "c"):
+        ids = np.zeros((HEIGHT, WIDTH), np.uint8)
+        ids[10:40, 10:40] = 1
+        write_mask(masks / f"{name}.png", ids)
+    setup = tiny_suggest_setup(segmenter)
+    app = create_app(images, tmp_path / "ann", segmenter, masks, import_as="masks", suggest=setup)
+    annotator, locked, inside = app.state.annotator, [], threading.local()
+    in_use, embed = annotator.segmenter_in_use, segmenter.embed
+
+    @contextlib.contextmanager
+    def watched():
+        with in_use() as sam:
+            inside.on = True
+            try:
+                yield sam
+            finally:
+                inside.on = False
+
+    def counted_embed(*args, **kwargs):
+        if getattr(inside, "on", False):
+            locked.append(threading.current_thread().name)
+        return embed(*args, **kwargs)
+
+    annotator.segmenter_in_use, segmenter.embed = watched, counted_embed
+    try:
+        with script_client(app) as client:
+            for name in ("a.png", "b.jpg", "c.bmp"):
+                client.get("/api/state", params={"name": name})
+                save(client, name)
+                wait_status(
+                    client,
+                    lambda s, n=name: (
+                        s["phase"] == "ready" and s["learned_from"] == "abc".index(n[0]) + 1
+                    ),
+                )
+    finally:
+        segmenter.embed = embed
+    assert locked == []

@@ -362,7 +362,12 @@ class Suggester:
             except UserError as err:
                 logger.warning("SAMIC does not learn from %s: %s", name, err)
                 continue
-            references.append(Reference(rgb, ids, points=points))
+            embedding = None
+            if _derives([Reference(rgb, ids, points=points)]):
+                # Its prompts come from its mask with SAM: the embedding from the cache (or
+                # encoded here, outside the annotator's lock), not encoded again under it.
+                embedding = self.annotator.embeddings.get(ref.image)
+            references.append(Reference(rgb, ids, points=points, embedding=embedding))
             for obj in read_annotation(sambox).objects:
                 if obj.label is not None or obj.id not in labels:
                     labels[obj.id] = obj.label
