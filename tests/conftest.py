@@ -46,3 +46,20 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     from tiny_models import write_tiny_models  # imports torch: only for the tests that use it
 
     return write_tiny_models(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    """SAMBOX's tests' segmenter: the tiny random-weight SAM (one per test module; modules
+    that test the segmenter itself define their own)."""
+    from sambox_helpers import tiny_segmenter
+
+    return tiny_segmenter()
+
+
+@pytest.fixture()
+def folders(tmp_path: Path) -> tuple[Path, Path]:
+    """SAMBOX's folders: the test images (sambox_helpers.make_images) and where annotations go."""
+    from sambox_helpers import make_images
+
+    return make_images(tmp_path / "images"), tmp_path / "annotations"

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +18,6 @@ from sambox_helpers import (
     decode_png,
     make_images,
     saved_mask,
-    tiny_segmenter,
 )
 
 from samic_vos.annotate.browser import script_client
@@ -28,16 +26,6 @@ from samic_vos.data.mask_io import write_mask
 from samic_vos.data.sambox_format import read_annotation
 
 A, B = (20.0, 20.0), (60.0, 40.0)  # inside the red and the blue square
-
-
-@pytest.fixture(scope="module")
-def segmenter():
-    return tiny_segmenter()
-
-
-@pytest.fixture()
-def folders(tmp_path: Path) -> tuple[Path, Path]:
-    return make_images(tmp_path / "images"), tmp_path / "annotations"
 
 
 def client_for(folders, segmenter, **kwargs):

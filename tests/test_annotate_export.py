@@ -7,9 +7,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 from pycocotools.coco import COCO
-from sambox_helpers import make_images, near, saved_mask, tiny_segmenter
+from sambox_helpers import make_images, near, saved_mask
 from scipy import ndimage
 from test_exports import fill_polygons, read_yolo_seg
 
@@ -18,11 +17,6 @@ from samic_vos.annotate.server import create_app
 from samic_vos.commands.cli import main
 
 DISC = [(8.0, 50.0)]  # the painted-only object: a disc of radius 4
-
-
-@pytest.fixture(scope="module")
-def segmenter():
-    return tiny_segmenter()
 
 
 def annotate(client) -> None:

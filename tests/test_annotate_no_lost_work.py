@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 import pytest
-from sambox_helpers import decode_png, make_images, saved_mask, tiny_segmenter
+from sambox_helpers import decode_png, saved_mask
 
 from samic_vos.annotate.browser import script_client
 from samic_vos.annotate.folder_lock import FolderInUse
@@ -22,16 +22,6 @@ from samic_vos.data.sambox_format import read_annotation
 
 A = {"type": "point", "x": 20.0, "y": 20.0, "positive": True, "refine": False}
 B = {"type": "point", "x": 60.0, "y": 40.0, "positive": True, "refine": False}
-
-
-@pytest.fixture(scope="module")
-def segmenter():
-    return tiny_segmenter()
-
-
-@pytest.fixture()
-def folders(tmp_path):
-    return make_images(tmp_path / "images"), tmp_path / "annotations"
 
 
 def post(client, path, payload, status=200):

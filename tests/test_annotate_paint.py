@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-from sambox_helpers import decode_png, make_images, near, saved_mask, tiny_segmenter
+from sambox_helpers import decode_png, near, saved_mask
 
 from samic_vos.annotate.browser import script_client
 from samic_vos.annotate.server import create_app
@@ -16,16 +15,6 @@ from samic_vos.data.sambox_format import read_annotation
 from samic_vos.training.training_pairs import pairs_from_sambox
 
 A = (20.0, 20.0)  # inside the red square
-
-
-@pytest.fixture(scope="module")
-def segmenter():
-    return tiny_segmenter()
-
-
-@pytest.fixture()
-def folders(tmp_path: Path) -> tuple[Path, Path]:
-    return make_images(tmp_path / "images"), tmp_path / "annotations"
 
 
 def client_for(folders, segmenter):

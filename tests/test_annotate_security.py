@@ -11,18 +11,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from sambox_helpers import make_images, tiny_segmenter
+from sambox_helpers import make_images
 
 from samic_vos.annotate.access import MAX_BODY_BYTES, cookie_name
 from samic_vos.annotate.browser import live_server
 from samic_vos.annotate.server import create_app
 
 A = {"type": "point", "x": 20.0, "y": 20.0, "positive": True, "refine": False}
-
-
-@pytest.fixture(scope="module")
-def segmenter():
-    return tiny_segmenter()
 
 
 class Server:

@@ -35,16 +35,6 @@ from samic_vos.data.sambox_format import read_annotation
 RED, BLUE = (20.0, 20.0), (60.0, 40.0)  # inside the red and the blue square
 
 
-@pytest.fixture(scope="module")
-def segmenter():
-    return tiny_segmenter()
-
-
-@pytest.fixture()
-def folders(tmp_path: Path) -> tuple[Path, Path]:
-    return make_images(tmp_path / "images"), tmp_path / "annotations"
-
-
 def act(client, action, image="a.png"):
     response = client.post("/api/action", json={"image": image, "action": action})
     assert response.status_code == 200, response.text
