@@ -44,14 +44,12 @@ from samic_vos.sam.models import build_sam, save_sam
 
 TINY_NET = SamicNetConfig(input_size=(64, 64), backbone="random", channels=(8, 16, 32))
 H, W = 32, 40
-# Run inside each command's process (python -c): time the engine and the collection loop.
-WRAPPED = """
-import atexit, json, os, sys, time
-from samic_vos.api.images import ImageSegmenter
-from samic_vos.inference.tracker import CausalTracker
-import samic_vos.pipelines.segment as segment
-import samic_vos.pipelines.track as track
-times = {"engine": 0.0, "loop": 0.0, "items": 0}
+# The timer each timed command's process runs first (python -c): ``timed(owner, name, key)``
+# sums the seconds spent in ``owner.name`` under ``key`` (``count``: also counts the calls in
+# ``items``); the sums go to the JSON file $BENCH_TIMES when the process exits.
+TIMER = """
+import atexit, collections, json, os, sys, time
+times = collections.defaultdict(float)
 def timed(owner, name, key, count=False):
     inner = getattr(owner, name)
     def wrapper(*args, **kwargs):
@@ -63,17 +61,37 @@ def timed(owner, name, key, count=False):
             if count:
                 times["items"] += 1
     setattr(owner, name, wrapper)
-timed(ImageSegmenter, "segment", "engine")
-timed(CausalTracker, "step", "engine", count=True)
-timed(segment, "_segment_all", "loop")
-timed(track, "run_track", "loop")
 atexit.register(lambda: open(os.environ["BENCH_TIMES"], "w").write(json.dumps(times)))
+"""
+MAIN = """
 from samic_vos.commands.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
 
-def _models(folder: Path) -> list[str]:
+def timed_command(wraps: str) -> str:
+    """The source of a command's process (``python -c``): :data:`TIMER`, ``wraps`` (imports and
+    ``timed`` calls), then samic-vos's main on the process's arguments."""
+    return TIMER + wraps + MAIN
+
+
+# Time the engine and the collection loop.
+WRAPPED = timed_command(
+    """
+from samic_vos.api.images import ImageSegmenter
+from samic_vos.inference.tracker import CausalTracker
+import samic_vos.pipelines.segment as segment
+import samic_vos.pipelines.track as track
+timed(ImageSegmenter, "segment", "engine")
+timed(CausalTracker, "step", "engine", count=True)
+timed(segment, "_segment_all", "loop")
+timed(track, "run_track", "loop")
+"""
+)
+
+
+def tiny_model_flags(folder: Path) -> list[str]:
+    """Write the tests' tiny random SAM and SAMIC into ``folder``; the flags that load them."""
     torch.manual_seed(0)
     save_sam(folder / "sam.pt", build_sam("tiny", random_init=True), "tiny")
     save_samic(folder / "samic.pt", build_samic(TINY_NET))
@@ -136,7 +154,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        models = _models(folder)
+        models = tiny_model_flags(folder)
         if not args.skip_segment:
             rgb, ids = _scene(rng)
             Image.fromarray(rgb).save(folder / "ref.png")

@@ -32,46 +32,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_collections import timed_command, tiny_model_flags
 from PIL import Image
 
 from samic_vos.data.mask_io import write_mask
-from samic_vos.model.checkpoint import save_samic
-from samic_vos.model.samic_net import SamicNetConfig, build_samic
-from samic_vos.sam.models import build_sam, save_sam
 
-TINY_NET = SamicNetConfig(input_size=(64, 64), backbone="random", channels=(8, 16, 32))
 H, W = 48, 64
-# Run inside the command's process (python -c): time the engine and the episode loop.
-WRAPPED = """
-import atexit, json, os, sys, time
+# Time the engine's model work and the episode loop.
+WRAPPED = timed_command(
+    """
 from samic_vos.inference.fewshot_engine import FewShotSegmenter
 from samic_vos.sam.segmenter import SamSegmenter
 import samic_vos.pipelines.bench_fewshot as bench
-times = {"engine": 0.0, "runner": 0.0}
-def timed(owner, name, key):
-    inner = getattr(owner, name)
-    def wrapper(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return inner(*args, **kwargs)
-        finally:
-            times[key] += time.perf_counter() - start
-    setattr(owner, name, wrapper)
 timed(SamSegmenter, "embed", "engine")
 timed(FewShotSegmenter, "set_references", "engine")
 timed(FewShotSegmenter, "segment", "engine")
 timed(bench._Runner, "run", "runner")
-atexit.register(lambda: open(os.environ["BENCH_TIMES"], "w").write(json.dumps(times)))
-from samic_vos.commands.cli import main
-sys.exit(main(sys.argv[1:]))
 """
-
-
-def _models(folder: Path) -> list[str]:
-    torch.manual_seed(0)
-    save_sam(folder / "sam.pt", build_sam("tiny", random_init=True), "tiny")
-    save_samic(folder / "samic.pt", build_samic(TINY_NET))
-    return ["--sam-checkpoint", str(folder / "sam.pt"), "--samic", str(folder / "samic.pt")]
+)
 
 
 def _folder_set(root: Path, classes: int, images: int) -> None:
@@ -97,7 +75,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        models = _models(folder)
+        models = tiny_model_flags(folder)
         _folder_set(folder / "set", args.classes, args.images)
         command = ["bench", "fewshot", "--dataset", "folder", "--root", str(folder / "set")]
         command += [*models, "-o", str(folder / "out"), "-q", "--json"]
