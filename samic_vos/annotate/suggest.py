@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from samic_vos.annotate.annotator import STATE_FOLDER, Annotator
 from samic_vos.annotate.image_folder import load_rgb
 from samic_vos.annotate.session_store import CLICK_ACTIONS, Session
@@ -363,7 +365,7 @@ class Suggester:
                 logger.warning("SAMIC does not learn from %s: %s", name, err)
                 continue
             embedding = None
-            if _derives([Reference(rgb, ids, points=points)]):
+            if _unclicked(ids, points):
                 # Its prompts come from its mask with SAM: the embedding from the cache (or
                 # encoded here, outside the annotator's lock), not encoded again under it.
                 embedding = self.annotator.embeddings.get(ref.image)
@@ -383,8 +385,10 @@ class Suggester:
 def _derives(references: list[Reference]) -> bool:
     """Whether a reference has an object without clicked points: the prompter derives its
     prompts from the mask with SAM."""
-    for ref in references:
-        clicked = {k for k, v in (ref.points or {}).items() if len(v)}
-        if set(object_ids(ref.ids)) - clicked:
-            return True
-    return False
+    return any(_unclicked(ref.ids, ref.points) for ref in references)
+
+
+def _unclicked(ids: np.ndarray, points: dict[int, np.ndarray] | None) -> bool:
+    """Whether id map ``ids`` holds an object without clicked ``points``."""
+    clicked = {k for k, v in (points or {}).items() if len(v)}
+    return bool(set(object_ids(ids)) - clicked)
