@@ -16,8 +16,13 @@ temporary checkpoint that every child process loads:
   embedding (worst frame), and the IoU of the masks SAM's decoder gives from the same prompts
   (one point, and three points, per frame, inside the DAVIS ground truth; worst mask).
 
+With ``--sam-model`` naming a family that runs its package's own encoder (SAM 2.1's Hiera,
+HQ-SAM's ViT), the variants are that encoder in fp32 (``own-fp32``, the reference) and under
+bfloat16 autocast (``own-bf16``); no relative-position tables are drawn there.
+
 Usage: .venv/bin/python -u benchmarks/bench_encoder.py [--frames 3] [--threads 2]
        [--variants meta-fp32,sdpa-fp32,sdpa-fp32-compile,sdpa-bf16,sdpa-fp16]
+       [--sam-model vit_b | sam2.1_hiera_tiny --variants own-fp32,own-bf16 | ...]
 """
 
 from __future__ import annotations
@@ -37,7 +42,9 @@ from PIL import Image
 from samic_vos.data.mask_io import read_mask
 from samic_vos.prompts.mask_points import interior_points
 from samic_vos.sam.encoder import EncoderConfig
-from samic_vos.sam.models import build_sam, load_sam, randomize_relative_positions, save_sam
+from samic_vos.sam.families import SEGMENTERS
+from samic_vos.sam.models import build_named, load_named, randomize_relative_positions, save_sam
+from samic_vos.sam.names import family_of
 from samic_vos.sam.segmenter import SamSegmenter, mask_iou
 
 DAVIS = Path(__file__).resolve().parents[2] / "shared" / "data" / "DAVIS"
@@ -50,6 +57,19 @@ VARIANTS: dict[str, EncoderConfig] = {
     "sdpa-fp16": EncoderConfig(precision="fp16"),
 }
 REFERENCE = "meta-fp32"
+# Families whose package's own encoder runs (no SDPA rewrite of ours): its two precisions.
+OWN_VARIANTS: dict[str, EncoderConfig] = {
+    "own-fp32": EncoderConfig(precision="fp32"),
+    "own-bf16": EncoderConfig(precision="bf16"),
+}
+OWN_REFERENCE = "own-fp32"
+
+
+def _variants(model: str) -> tuple[dict[str, EncoderConfig], str]:
+    """The variants ``model``'s family can run, and the one the others are compared with."""
+    if family_of(model) in ("sam2", "hq"):
+        return OWN_VARIANTS, OWN_REFERENCE
+    return VARIANTS, REFERENCE
 
 
 def _frames(count: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -69,15 +89,17 @@ def _status_mib(field: str) -> float:
     raise KeyError(field)
 
 
-def _segmenters(checkpoint: Path, variants: list[str]) -> dict[str, SamSegmenter]:
-    """One segmenter per variant, all over one SAM model (the same weights in memory)."""
-    sam = load_sam("vit_b", checkpoint)
-    return {variant: SamSegmenter(sam, "cpu", VARIANTS[variant]) for variant in variants}
+def _segmenters(model: str, checkpoint: Path, variants: list[str]) -> dict[str, SamSegmenter]:
+    """One segmenter per variant, all over one model (the same weights in memory)."""
+    sam, _ = load_named(model, checkpoint)
+    configs, _ = _variants(model)
+    family = SEGMENTERS[family_of(model)]
+    return {variant: family(sam, "cpu", configs[variant]) for variant in variants}
 
 
-def _memory_child(variant: str, checkpoint: Path, out: Path) -> None:
+def _memory_child(model: str, variant: str, checkpoint: Path, out: Path) -> None:
     """Peak RSS of one variant encoding one frame, in this fresh process → ``out``."""
-    segmenter = _segmenters(checkpoint, [variant])[variant]
+    segmenter = _segmenters(model, checkpoint, [variant])[variant]
     load_peak = _status_mib("VmHWM")
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM: the peak of encoding from here
     segmenter.embed(_frames(1)[0][0])
@@ -86,10 +108,12 @@ def _memory_child(variant: str, checkpoint: Path, out: Path) -> None:
     out.write_text(json.dumps(record))
 
 
-def _timing_child(variants: list[str], checkpoint: Path, frames: int, out: Path) -> None:
+def _timing_child(
+    model: str, variants: list[str], checkpoint: Path, frames: int, out: Path
+) -> None:
     """All variants in this process, interleaved frame by frame (the order rotating), so that
     each sees the same load from other jobs; times, embeddings and masks → ``out``."""
-    segmenters = _segmenters(checkpoint, variants)
+    segmenters = _segmenters(model, checkpoint, variants)
     seconds: dict[str, list[float]] = {v: [] for v in variants}
     embeddings: dict[str, list[np.ndarray]] = {v: [] for v in variants}
     masks: dict[str, list[np.ndarray]] = {v: [] for v in variants}
@@ -115,6 +139,7 @@ def _timing_child(variants: list[str], checkpoint: Path, frames: int, out: Path)
 
 def _child_command(tmp: Path, args: argparse.Namespace, *extra: str) -> list[str]:
     command = [sys.executable, __file__, "--checkpoint", str(tmp / "sam.pt")]
+    command += ["--sam-model", args.sam_model]
     return command + ["--threads", str(args.threads), "--frames", str(args.frames), *extra]
 
 
@@ -128,29 +153,32 @@ def main() -> int:
         "--frames", type=int, default=3, help="frames (the first is warm-up; 1: parity only)"
     )
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", help="default: every variant the model's family runs")
+    parser.add_argument("--sam-model", default="vit_b", help="a segmenter name (random weights)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS children")
     parser.add_argument("--child", choices=("memory", "timing"), help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    variants = args.variants.split(",")
+    configs, reference = _variants(args.sam_model)
+    variants = args.variants.split(",") if args.variants else list(configs)
     if args.child:
         torch.set_num_threads(args.threads)
         if args.child == "memory":
-            _memory_child(variants[0], args.checkpoint, args.out)
+            _memory_child(args.sam_model, variants[0], args.checkpoint, args.out)
         else:
-            _timing_child(variants, args.checkpoint, args.frames, args.out)
+            _timing_child(args.sam_model, variants, args.checkpoint, args.frames, args.out)
         return 0
-    unknown = sorted(set(variants) - set(VARIANTS))
-    if unknown or REFERENCE not in variants or args.frames < 1:
-        parser.error(f"--variants: from {', '.join(VARIANTS)}, {REFERENCE} included; --frames >= 1")
+    unknown = sorted(set(variants) - set(configs))
+    if unknown or reference not in variants or args.frames < 1:
+        parser.error(f"--variants: from {', '.join(configs)}, {reference} included; --frames >= 1")
     with tempfile.TemporaryDirectory(prefix="bench_encoder_") as name:
         tmp = Path(name)
         torch.manual_seed(0)
-        sam = build_sam("vit_b", random_init=True)
-        randomize_relative_positions(sam, std=0.2)
-        save_sam(tmp / "sam.pt", sam, "vit_b")
+        sam = build_named(args.sam_model)
+        if family_of(args.sam_model) in ("sam", "medsam"):
+            randomize_relative_positions(sam, std=0.2)
+        save_sam(tmp / "sam.pt", sam, args.sam_model)
         del sam
         memory = {}
         for variant in [] if args.no_memory else variants:
@@ -166,40 +194,42 @@ def main() -> int:
         seconds = json.loads(out.read_text())
         arrays = dict(np.load(out.with_suffix(".npz")))
         print(f"{_uptime()}: done", flush=True)
-    _print_table(variants, seconds, arrays, memory, args)
+    _print_table(variants, reference, seconds, arrays, memory, args)
     return 0
 
 
 def _print_table(
     variants: list[str],
+    reference: str,
     seconds: dict[str, list[float]],
     arrays: dict[str, np.ndarray],
     memory: dict[str, dict],
     args: argparse.Namespace,
 ) -> None:
     timed = slice(1 if args.frames > 1 else 0, None)  # one frame: its time, warm-up included
-    ref_time = float(np.mean(seconds[REFERENCE][timed]))
+    ref_time = float(np.mean(seconds[reference][timed]))
     print(
-        f"\nSAM ViT-B (random weights), {args.frames} DAVIS {SEQUENCE} frames 854x480, "
+        f"\n{args.sam_model} (random weights), {args.frames} DAVIS {SEQUENCE} frames 854x480, "
         f"{args.threads} threads; s/frame: mean over frames {timed.start + 1}..{args.frames}"
     )
     print(
-        "| variant | s/frame | speed-up vs Meta | first frame (s) | peak RSS encoding (MiB) "
-        "| vs Meta | process peak (MiB) | embedding rel. error | mask IoU (worst) |"
+        f"| variant | s/frame | speed-up vs {reference} | first frame (s) "
+        f"| peak RSS encoding (MiB) | vs {reference} | process peak (MiB) "
+        "| embedding rel. error | mask IoU (worst) |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
-    ref_peak = memory.get(REFERENCE, {}).get("encode_peak_mib", float("nan"))
+    ref_peak = memory.get(reference, {}).get("encode_peak_mib", float("nan"))
     for variant in variants:
         per_frame = float(np.mean(seconds[variant][timed]))
         error = max(
             float(np.linalg.norm(o - m) / np.linalg.norm(m))
             for o, m in zip(
-                arrays[f"{variant}/embeddings"], arrays[f"{REFERENCE}/embeddings"], strict=True
+                arrays[f"{variant}/embeddings"], arrays[f"{reference}/embeddings"], strict=True
             )
         )
         iou = min(
             mask_iou(o, m)
-            for o, m in zip(arrays[f"{variant}/masks"], arrays[f"{REFERENCE}/masks"], strict=True)
+            for o, m in zip(arrays[f"{variant}/masks"], arrays[f"{reference}/masks"], strict=True)
         )
         peak = memory.get(variant, {}).get("encode_peak_mib", float("nan"))
         whole = memory.get(variant, {}).get("process_peak_mib", float("nan"))
@@ -209,10 +239,10 @@ def _print_table(
             f"| {error:.1e} | {iou:.4f} |"
         )
     for variant in variants:
-        ratios = [m / o for m, o in zip(seconds[REFERENCE], seconds[variant], strict=True)]
-        print(f"per frame, Meta / {variant} time: {[round(r, 2) for r in ratios]}")
-    areas = [int(m.sum()) for m in arrays[f"{REFERENCE}/masks"]]
-    print(f"Meta's mask areas (pixels; per frame: 1 point, 3 points): {areas}")
+        ratios = [m / o for m, o in zip(seconds[reference], seconds[variant], strict=True)]
+        print(f"per frame, {reference} / {variant} time: {[round(r, 2) for r in ratios]}")
+    areas = [int(m.sum()) for m in arrays[f"{reference}/masks"]]
+    print(f"{reference}'s mask areas (pixels; per frame: 1 point, 3 points): {areas}")
 
 
 if __name__ == "__main__":

@@ -22,9 +22,14 @@ project's core: it is the ``sam2`` extra (``SAM2_BUILD_CUDA=0 pip install --no-b
 'samic-vos[sam2]'``), or another virtualenv given by ``--sam2-python``; when it is missing this
 script says so in one line and measures ours alone.
 
+A side may name its precision after ``@``: ``--ours sam2.1_hiera_tiny@fp32`` runs that one of
+ours in fp32 whatever ``--precision`` says, and ``--sam2 t@bf16`` runs SAM 2.1's video
+predictor under ``torch.autocast("cpu", torch.bfloat16)`` (as its README runs it on a GPU),
+default fp32.
+
 Usage: .venv/bin/python -u benchmarks/bench_sam2.py [--frames 8] [--threads 2]
        [--ours vit_b,hq_vit_b,medsam_vit_b,sam2.1_hiera_tiny,...] [--sam2 t,s,b+,l]
-       [--sam2-python PYTHON]
+       [--sam2-python PYTHON] [--precision auto]
 """
 
 from __future__ import annotations
@@ -90,9 +95,11 @@ def _child_sam2(size: str, frames: Path, out: Path, threads: int) -> None:
     from sam2.build_sam import build_sam2_video_predictor
 
     torch.set_num_threads(threads)
+    size, _, precision = size.partition("@")
     log, started = FrameLog(), time.perf_counter()
     predictor = build_sam2_video_predictor(SAM2_CONFIG.format(size), ckpt_path=None, device="cpu")
-    with torch.inference_mode():
+    half = torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16")
+    with torch.inference_mode(), half:
         state = predictor.init_state(video_path=str(frames))
         log.setup_done(started)
         mask = np.array(Image.open(FIRST_MASK)) == 1
@@ -118,6 +125,8 @@ def _child_ours(
     from samic_vos.sam.encoder import EncoderConfig
 
     torch.set_num_threads(threads)
+    name, _, own_precision = name.partition("@")
+    precision = own_precision or precision
     peaks = json.loads((models / "peaks.json").read_text())
     log, started = FrameLog(), time.perf_counter()
     write_mask, loading = loop_module.write_mask, [True]
@@ -144,7 +153,7 @@ def _child_ours(
     inputs = TrackInputs(
         video=frames,
         first_mask=FIRST_MASK,
-        out_dir=out.parent / f"ours_out_{name}",
+        out_dir=out.parent / f"ours_out_{name}_{precision}",
         samic_checkpoint=models / "samic.pt",
         sam_checkpoint=models / f"{name}.pt",
     )
@@ -255,7 +264,8 @@ def main() -> None:
         models = tmp / "models"
         models.mkdir()
         ours = args.ours.split(",")
-        print(f"ours: peaks {_write_models(models, frames, ours)}")
+        names = sorted({name.partition("@")[0] for name in ours})
+        print(f"ours: peaks {_write_models(models, frames, names)}")
         results = {}
         sides = [(f"ours ({name})", sys.executable, "ours", name) for name in ours]
         if has_sam2:

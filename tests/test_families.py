@@ -108,6 +108,30 @@ def test_sam2_batched_groups_equal_one_prompt_each(frame):
         _close(got, alone.logits)
 
 
+def test_sam2_position_encodings_are_the_packages_own_without_a_copy_per_image(frame):
+    pytest.importorskip("sam2")
+    wrapped, _ = _segmenter("tiny_sam2", frame)
+    torch.manual_seed(0)
+    stock = build_named("tiny_sam2")
+    assert list(wrapped.state_dict()) == list(stock.state_dict())
+    images = torch.randn(2, 3, stock.image_size, stock.image_size)
+    for precision in (torch.float32, torch.bfloat16):
+        with (
+            torch.inference_mode(),
+            torch.autocast("cpu", precision, enabled=precision != torch.float32),
+        ):
+            ours, theirs = wrapped.image_encoder(images), stock.image_encoder(images)
+            again = wrapped.image_encoder(images)
+        for mine, its, kept in zip(
+            ours["vision_pos_enc"], theirs["vision_pos_enc"], again["vision_pos_enc"], strict=True
+        ):
+            assert mine.dtype == its.dtype and mine.shape == its.shape
+            assert torch.equal(mine, its)
+            assert kept.data_ptr() == mine.data_ptr()  # kept, not recomputed or copied
+        for mine, its in zip(ours["backbone_fpn"], theirs["backbone_fpn"], strict=True):
+            assert torch.equal(mine, its)
+
+
 def _medsam_recipe(model, frame: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """MedSAM_Inference.py (bowang-lab/MedSAM), step by step: (H, W) probabilities and mask."""
     from skimage import transform

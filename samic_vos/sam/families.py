@@ -18,7 +18,9 @@ predictor, so masks, logits and scores equal it (tests/test_families.py):
 - :class:`Sam2Segmenter`: ``sam2``'s ``SAM2ImagePredictor``: its transforms (1024² resize,
   ImageNet normalisation), ``forward_image`` with the "no memory" embedding added, the image
   embedding plus two high-resolution feature maps, boxes prompted as SAM 2's corner points, the
-  mask decoder's stability fallback of ``build_sam2``. Nothing of the video memory runs.
+  mask decoder's stability fallback of ``build_sam2``. Nothing of the video memory runs. The
+  neck's sine position encodings (read by the video memory only) are kept once per map size
+  and dtype and handed out as views (:class:`SharedPositions`) instead of copied per image.
 
 Model builders for the random-weight models (tests) and the official sizes are here too.
 """
@@ -124,18 +126,11 @@ def detect_family(state_dict: dict[str, Any]) -> str:
 def _precision_encoder(
     forward: Any, config: EncoderConfig, device: torch.device
 ) -> SamImageEncoder:
-    """The package's own encoder forward, under ``config``'s precision (autocast).
-
-    ``auto`` on a CPU is fp32 here: our `track` with SAM 2.1 hiera tiny took 12.9 s/frame in bf16
-    and 2.9 s/frame in fp32 on an AVX512-BF16 CPU, two runs under different loads (SAM 2.1's own
-    predictor, fp32 in both, took 7.7 and 4.0 s/frame: bf16 still about 2x slower once that is
-    allowed for; BENCHMARKS.md, "Segmenter families in track"); ``auto`` never picks a
-    precision slower than fp32. bf16 stays available by name.
-    """
-    precision = config.precision
-    if precision == "auto" and device.type == "cpu":
-        precision = "fp32"
-    return SamImageEncoder(forward, device, resolve_precision(precision, device), False)
+    """The package's own encoder forward, under ``config``'s precision (autocast; ``auto`` as
+    :func:`~samic_vos.sam.encoder.resolve_precision` picks it: on an AVX512-BF16 CPU, bf16
+    autocast measured 1.55x faster than fp32 for SAM 2.1 hiera tiny and 1.8x for HQ-SAM ViT-B,
+    BENCHMARKS.md "bf16 for every family")."""
+    return SamImageEncoder(forward, device, resolve_precision(config.precision, device), False)
 
 
 class HqSegmenter(SamSegmenter):
@@ -237,6 +232,31 @@ class MedSamSegmenter(_SquareResize):
         return torch.logit(probability, eps=_MEDSAM_EPS)
 
 
+class SharedPositions(torch.nn.Module):
+    """SAM 2's neck position encoding, computed once per feature-map size, dtype and device and
+    returned as an expanded view.
+
+    ``sam2``'s ``PositionEmbeddingSine`` caches each map's encoding but returns a fresh copy of
+    it per image (``repeat``) that the neck then casts to the map's dtype (a second copy under
+    autocast): ~0.1 s a frame on a 2-core CPU for the 256×256×256 map alone, for encodings the
+    image path never reads. The values are the package's own. No parameters: the model's
+    ``state_dict`` is unchanged.
+    """
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self._kept: dict[tuple, torch.Tensor] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) feature map → (B, D, H, W) encoding: a view of one (1, D, H, W)."""
+        key = (x.shape[-2], x.shape[-1], x.dtype, x.device)
+        kept = self._kept.get(key)
+        if kept is None:
+            kept = self._kept[key] = self.inner(x[:1]).to(x.dtype)
+        return kept.expand(x.shape[0], -1, -1, -1)
+
+
 class Sam2Segmenter(_SquareResize):
     """SAM 2.1's image model (``sam2``) as a segmenter; see the module docstring."""
 
@@ -254,6 +274,9 @@ class Sam2Segmenter(_SquareResize):
             self.transforms = SAM2Transforms(resolution=side, mask_threshold=0.0)
         sizes = [(side // 4, side // 4), (side // 8, side // 8), (side // 16, side // 16)]
         model = self.sam
+        neck = model.image_encoder.neck
+        if not isinstance(neck.position_encoding, SharedPositions):  # a second segmenter
+            neck.position_encoding = SharedPositions(neck.position_encoding)
 
         def forward(images: torch.Tensor) -> tuple[torch.Tensor, ...]:
             _, feats, _, _ = model._prepare_backbone_features(model.forward_image(images))
