@@ -183,6 +183,7 @@ def _write_models(models: Path, frames: Path, names: list[str]) -> dict:
     for name in names:
         torch.manual_seed(0)
         save_sam(models / f"{name}.pt", build_named(name), name)
+    torch.manual_seed(0)  # the same SAMIC whichever segmenters were built before
     net = build_samic(SamicNetConfig(backbone="random")).eval()
     save_samic(models / "samic.pt", net)
     rgb = [np.array(Image.open(p).convert("RGB")) for p in sorted(frames.glob("*.jpg"))[:2]]

@@ -21,8 +21,12 @@ absent columns marked, each column linking to its run's report.
 ``train``: each DAVIS run trains SAMIC on its own train set first (`bench davis --train`); the
 few-shot columns share one network trained on FSS-1000's training classes
 (``OUT/train-fss1000/best.pt``, `samic-vos train --fewshot fss1000`), trained once before the
-shards run, as `bench davis --train` does. ``download``: the datasets with official archives
-are downloaded and prepared under ROOT first (`data download`, `data prepare`).
+shards run, as `bench davis --train` does. ``train_config``: a `samic-vos train` YAML
+(overrides of :class:`~samic_vos.training.job.TrainJobConfig`, whose defaults are the paper's
+settings) for every network trained: given to `train --fewshot` as it is, and to each `bench
+davis --train` as the ``train`` section of ``OUT/train-config-davis.yaml``. ``download``: the
+datasets with official archives are downloaded and prepared under ROOT first (`data
+download`, `data prepare`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from samic_vos.data.davis import DavisSelection
 from samic_vos.data.fewshot_episodes import (
@@ -45,6 +51,7 @@ from samic_vos.data.fold_sets import FOLDS
 from samic_vos.eval.fewshot_folds import combine_folds
 from samic_vos.eval.published import published
 from samic_vos.runtime.atomic import atomic_write_text
+from samic_vos.runtime.config import load_config, read_yaml_overrides
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.output_paths import check_writable_dir, removing_new_folders
 from samic_vos.runtime.runs import RunManifest, fingerprint, open_run, read_manifest, write_manifest
@@ -56,6 +63,7 @@ NO_DATA = "no data"
 NOT_SUPPORTED = "not supported yet"  # a dataset `bench fewshot` does not read yet
 PROMPTERS = ("samic", "persam")  # the prompters every column runs
 TRAIN_DIR = "train-fss1000"
+DAVIS_TRAIN_CONFIG = "train-config-davis.yaml"  # `bench davis --config`: {train: the overrides}
 # What `download` fetches into ROOT, then what it prepares there (`samic-vos data`).
 DOWNLOADS = (
     "davis-2016-trainval-480p",
@@ -101,7 +109,14 @@ COLUMNS = (
     Column("davis2016", "DAVIS-16", "davis", "2016", ("davis-2016-trainval-480p", "DAVIS-2016")),
     Column("davis2017", "DAVIS-17", "davis", "2017", ("davis-2017-trainval-480p", "DAVIS-2017")),
 )
-OUTPUTS = (*(c.key for c in COLUMNS), TRAIN_DIR, "table1.md", "scores.json", "report.html")
+OUTPUTS = (
+    *(c.key for c in COLUMNS),
+    TRAIN_DIR,
+    DAVIS_TRAIN_CONFIG,
+    "table1.md",
+    "scores.json",
+    "report.html",
+)
 
 
 @dataclass(frozen=True)
@@ -127,6 +142,7 @@ class BenchPaperInputs:
     prompter: str = "samic"
     samic_checkpoint: Path | None = None
     train: bool = False
+    train_config: Path | None = None  # with ``train``: `samic-vos train` YAML overrides
     sam_model: str | None = None
     sam_checkpoint: Path | None = None
     backbone_weights: Path | None = None
@@ -194,6 +210,7 @@ def run_bench_paper(inputs: BenchPaperInputs, execute: Execute) -> BenchPaperRes
         raise UserError("`samic_checkpoint` and --train exclude each other: use one network")
     if inputs.prompter != "samic" and (inputs.train or inputs.samic_checkpoint is not None):
         raise UserError(f"{inputs.prompter} needs no network: drop --train and `samic_checkpoint`")
+    train_overrides = _train_overrides(inputs)
     out = inputs.out_dir
     check_writable_dir(out)
     if inputs.download and not inputs.merge:
@@ -219,6 +236,9 @@ def run_bench_paper(inputs: BenchPaperInputs, execute: Execute) -> BenchPaperRes
         if state != "finished":
             out.mkdir(parents=True, exist_ok=True)
             write_manifest(out, manifest)
+        if train_overrides is not None and any(r.column.bench == "davis" for r in runs):
+            text = yaml.safe_dump({"train": train_overrides}, sort_keys=False)
+            atomic_write_text(out / DAVIS_TRAIN_CONFIG, text)
         if network is not None and inputs.train and fewshot:
             _train_fewshot(inputs, execute, out)
         for run in runs:
@@ -234,6 +254,19 @@ def run_bench_paper(inputs: BenchPaperInputs, execute: Execute) -> BenchPaperRes
     return result
 
 
+def _train_overrides(inputs: BenchPaperInputs) -> dict[str, Any] | None:
+    """The overrides of ``inputs.train_config`` (checked against `samic-vos train`'s keys
+    before any work; ``None`` without one)."""
+    if inputs.train_config is None:
+        return None
+    if not inputs.train:
+        raise UserError("--train-config sets how --train trains: add --train, or drop it")
+    from samic_vos.training.job import TrainJobConfig  # torch: only with a train config
+
+    load_config(TrainJobConfig(), inputs.train_config)  # unknown keys, bad values: one line
+    return read_yaml_overrides(inputs.train_config)
+
+
 def _manifest(inputs: BenchPaperInputs) -> RunManifest:
     """The same for every shard: the root, the models and the settings (not the device)."""
     settings = {k: v for k, v in asdict(inputs).items() if k in ("prompter", "train", "sam_model")}
@@ -245,6 +278,8 @@ def _manifest(inputs: BenchPaperInputs) -> RunManifest:
             "samic": fingerprint(inputs.samic_checkpoint),
             "sam": fingerprint(inputs.sam_checkpoint),
             "backbone_weights": fingerprint(inputs.backbone_weights),
+            # only when given: the runs of earlier versions, without the key, still resume
+            **({"train_config": fingerprint(inputs.train_config)} if inputs.train_config else {}),
         },
         config=settings,
     )
@@ -291,20 +326,25 @@ def _train_fewshot(inputs: BenchPaperInputs, execute: Execute, out: Path) -> Non
     if (folder / "best.pt").is_file():
         return
     argv = ["train", "--fewshot", "fss1000", "--root", str(inputs.root / "FSS-1000")]
-    argv += ["-o", str(folder), *_model_flags(inputs, None)]
+    argv += ["-o", str(folder), *_model_flags(inputs, None, sam=False)]
+    if inputs.train_config is not None:
+        argv += ["--config", str(inputs.train_config)]
     if (folder / "latest.pt").is_file():
         argv.append("--resume")
     log.info("bench paper: training the few-shot network on FSS-1000 into %s", folder)
     execute(argv)
 
 
-def _model_flags(inputs: BenchPaperInputs, local_rank: int | None) -> list[str]:
+def _model_flags(
+    inputs: BenchPaperInputs, local_rank: int | None, *, sam: bool = True
+) -> list[str]:
+    """The flags naming the models and the device; ``sam=False``: without SAM's (`train`
+    learns SAMIC alone and takes none)."""
     flags = []
-    for flag, value in (
-        ("--sam-model", inputs.sam_model),
-        ("--sam-checkpoint", inputs.sam_checkpoint),
-        ("--backbone-weights", inputs.backbone_weights),
-    ):
+    named = [("--backbone-weights", inputs.backbone_weights)]
+    if sam:
+        named += [("--sam-model", inputs.sam_model), ("--sam-checkpoint", inputs.sam_checkpoint)]
+    for flag, value in named:
         if value is not None:
             flags += [flag, str(value)]
     device = inputs.device
@@ -324,6 +364,8 @@ def _argv(
         argv += ["--set", "val", "-o", out, "--shard", "0/1", *flags]
         if inputs.train:
             argv.append("--train")
+            if inputs.train_config is not None:
+                argv += ["--config", str(inputs.out_dir / DAVIS_TRAIN_CONFIG)]
         elif inputs.samic_checkpoint is not None:
             argv += ["--samic", str(inputs.samic_checkpoint)]
         return argv

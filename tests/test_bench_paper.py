@@ -11,7 +11,8 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
-from fewshot_trees import fss_tree, textured_perseg_tree
+import yaml
+from fewshot_trees import fss_tree, gray, textured, textured_perseg_tree
 from fold_trees import pascal_tree
 
 from samic_vos.commands.cli import main
@@ -199,7 +200,63 @@ def test_mistakes_are_one_line_before_any_run(tmp_path, capsys, small_root, mode
     assert "VOC2012" in _error(capsys)
     assert _paper(small_root, out, *models, "--merge")[0] == 2
     assert "holds no `bench paper` run to merge" in _error(capsys)
+    settings = tmp_path / "train.yaml"
+    settings.write_text("train: {max_epochs: 1}\n")
+    assert _paper(small_root, out, *sam, "--train-config", str(settings))[0] == 2
+    assert "--train-config sets how --train trains" in _error(capsys)
+    settings.write_text("train: {max_epoch: 1}\n")
+    assert _paper(small_root, out, *sam, "--train", "--train-config", str(settings))[0] == 2
+    assert "max_epoch" in _error(capsys)
     assert not out.exists() and embeds.count == 0
+
+
+@pytest.mark.slow
+def test_train_then_bench_every_column_with_the_trained_networks(
+    tmp_path, small_root, shared_data, models
+):
+    """--train end to end with a short training (--train-config): the few-shot network on
+    FSS-1000's training classes, then each column with its network; DAVIS-16 trains its own."""
+    root = tmp_path / "datasets"
+    (root / "FSS-1000").mkdir(parents=True)
+    for name in (small_root / "FSS-1000").iterdir():
+        (root / "FSS-1000" / name.name).symlink_to(name)
+    for k, name in enumerate(fss_split_classes("train")):  # 2 images each: 2 ordered pairs
+        for n in (1, 2):
+            gray(
+                root / "FSS-1000" / name / f"{n}.png",
+                textured(root / "FSS-1000" / name / f"{n}.jpg", k + n),
+            )
+    davis = shared_data / "DAVIS"
+    copy_short_root(davis, root / "davis-2016-trainval-480p", ["blackswan"], FRAMES, "2016")
+    copy_short_root(
+        davis, root / "davis-2016-trainval-480p", ["bear"], FRAMES, "2016", split="train"
+    )
+    settings = tmp_path / "short.yaml"
+    settings.write_text(
+        "network: {input_size: [64, 64], backbone: random, channels: [8, 16, 32]}\n"
+        "flow: {top_k: 3, min_gap: 1, working_size: 64}\n"
+        "train: {max_epochs: 1, cache_dtype: float32}\n"
+        "augment: {enabled: false}\n"
+        "fewshot: {train_fraction: 1.0}\n"
+    )
+    out = tmp_path / "paper"
+    code, table = _paper(root, out, *models[:2], "--train", "--train-config", str(settings))
+    assert code == 0 and (out / "table1.md").read_text() == table
+    trained = yaml.safe_load((out / "train-fss1000" / "config.yaml").read_text())
+    assert trained["train"]["max_epochs"] == 1 and trained["network"]["input_size"] == [64, 64]
+    assert (out / "train-fss1000" / "best.pt").is_file()
+    davis_config = yaml.safe_load((out / "train-config-davis.yaml").read_text())
+    assert davis_config == {"train": yaml.safe_load(settings.read_text())}
+    assert (out / "davis2016" / "samic.pt").is_file()
+    columns = _scores(out)["columns"]
+    scored = {k for k, c in columns.items() if c["status"] == "scored"}
+    assert scored == {"fss1000", "davis2016"}
+    fss_run = json.loads((out / "fss1000" / "run.json").read_text())
+    assert fss_run["inputs"]["samic"]["path"] == str((out / "train-fss1000/best.pt").resolve())
+    # A rerun resumes: every run is finished, nothing trains again.
+    before = (out / "train-fss1000" / "best.pt").stat().st_mtime_ns
+    assert _paper(root, out, *models[:2], "--train", "--train-config", str(settings)) == (0, table)
+    assert (out / "train-fss1000" / "best.pt").stat().st_mtime_ns == before
 
 
 @pytest.mark.slow

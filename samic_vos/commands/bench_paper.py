@@ -23,8 +23,9 @@ PerSAM's and Matcher's published rows, absent columns marked "no data": OUT/tabl
 OUT/scores.json, OUT/report.html.
 
 The network: --samic CKPT for every column, or --train (each DAVIS column trains on its own
-train set; the few-shot columns share a network trained on FSS-1000's training classes), or
---prompter persam (training-free). --download fetches and prepares the datasets with official
+train set; the few-shot columns share a network trained on FSS-1000's training classes;
+--train-config YAML changes how they train, with `samic-vos train`'s keys), or --prompter persam
+(training-free). --download fetches and prepares the datasets with official
 archives first (DAVIS, VOC2012 + SBD, COCO 2014 val, Kvasir-SEG).
 
 A rerun into the same OUT skips finished runs and resumes an unfinished one. Shards: --shard
@@ -61,6 +62,13 @@ def register(benchmarks: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--samic", type=Path, metavar="CKPT", help="a trained SAMIC network")
     parser.add_argument("--train", action="store_true", help="train the networks first (see above)")
+    parser.add_argument(
+        "--train-config",
+        type=Path,
+        metavar="YAML",
+        help="with --train: a `samic-vos train` YAML for every network trained (default: the "
+        "paper's settings)",
+    )
     parser.add_argument("--sam-model", metavar="ARCH", help="vit_b, vit_l or vit_h")
     parser.add_argument("--sam-checkpoint", type=Path, metavar="FILE", help="SAM's weights")
     parser.add_argument(
@@ -109,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         prompter=args.prompter,
         samic_checkpoint=args.samic,
         train=args.train,
+        train_config=args.train_config,
         sam_model=args.sam_model,
         sam_checkpoint=args.sam_checkpoint,
         backbone_weights=args.backbone_weights,
