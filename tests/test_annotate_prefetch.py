@@ -1,11 +1,13 @@
 """SAMBOX's encoding of the next images never holds a click back: it runs in its own thread at
-the lowest CPU priority (Linux's per-thread nice), and a click is decoded while it runs."""
+the lowest CPU priority (Linux's per-thread nice), a click is decoded while it runs, and it
+waits at its blocks' starts while clicks are served and shortly after."""
 
 from __future__ import annotations
 
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -86,4 +88,38 @@ def test_opening_an_image_being_encoded_ahead_does_not_wait_for_that_encoding(
             assert again["mask_png"] == answer.json()["mask_png"]
     finally:
         release.set()
+        hook.remove()
+
+
+def test_the_encoding_ahead_waits_at_its_blocks_while_a_person_is_served(tmp_path: Path) -> None:
+    segmenter = tiny_segmenter()
+    at_start, go = threading.Event(), threading.Event()
+
+    def encoder_starts(*_) -> None:  # before the blocks: the encoding ahead is held here
+        if threading.current_thread().name.startswith("sambox-encode"):
+            at_start.set()
+            go.wait(timeout=60)
+
+    hook = segmenter.sam.image_encoder.patch_embed.register_forward_hook(encoder_starts)
+    app = create_app(make_images(tmp_path / "images"), tmp_path / "annotations", segmenter)
+    embeddings = app.state.annotator.embeddings
+    gate = embeddings.gate
+    gate.linger = 0.5
+    try:
+        with script_client(app) as client:
+            client.get("/api/state", params={"name": "a.png"})  # a encoded now; b, c ahead
+            assert at_start.wait(timeout=60)
+            with gate.foreground():  # a person's request being served, for a second
+                go.set()  # the encoding reaches its first block and waits there
+                click = {"type": "point", "x": 20.0, "y": 20.0}
+                answer = client.post("/api/action", json={"image": "a.png", "action": click})
+                assert answer.status_code == 200  # the click itself waited for nothing
+                time.sleep(1.0)
+                assert embeddings.encoded == 1
+                ended = time.monotonic()
+            embeddings.wait()
+            assert time.monotonic() - ended >= gate.linger  # and stayed paused that long after
+            assert embeddings.encoded == 3 and gate.paused_s >= 1.0 + gate.linger
+    finally:
+        go.set()
         hook.remove()

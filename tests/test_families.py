@@ -132,6 +132,26 @@ def test_sam2_position_encodings_are_the_packages_own_without_a_copy_per_image(f
             assert torch.equal(mine, its)
 
 
+@pytest.mark.parametrize("name", ["tiny_hq", "tiny_medsam", "tiny_sam2"])
+def test_pause_points_run_once_per_encoder_block_and_change_nothing(frame, name):
+    pytest.importorskip(
+        {"tiny_hq": "segment_anything_hq", "tiny_sam2": "sam2"}.get(name, "skimage")
+    )
+    from samic_vos.sam.encoder import add_pause_points
+
+    model, segmenter = _segmenter(name, frame)
+    before = segmenter.embedding.features.clone()
+    blocks = model.image_encoder.trunk.blocks if name == "tiny_sam2" else model.image_encoder.blocks
+    calls: list[int] = []
+    remove = add_pause_points(model, lambda: calls.append(1))
+    segmenter.set_frame(frame)
+    assert len(calls) == len(blocks) > 0
+    assert torch.equal(segmenter.embedding.features, before)
+    remove()
+    segmenter.set_frame(frame)
+    assert len(calls) == len(blocks)
+
+
 def _medsam_recipe(model, frame: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """MedSAM_Inference.py (bowang-lab/MedSAM), step by step: (H, W) probabilities and mask."""
     from skimage import transform

@@ -349,9 +349,10 @@ class Annotator:
 
     def view(self, name: str) -> dict[str, Any]:
         """Image ``name``'s state, mask and confidences; the next images start encoding."""
-        self.embeddings.get(self.image_path(name))  # encoding (slow) holds no lock
-        with self._lock:
-            return self._view(self._session(name))
+        with self.embeddings.gate.foreground():  # a person waits: the encoding ahead steps aside
+            self.embeddings.get(self.image_path(name))  # encoding (slow) holds no lock
+            with self._lock:
+                return self._view(self._session(name))
 
     def act(
         self, name: str, action: Any, revision: int | None = None, held: str | None = None
@@ -361,7 +362,7 @@ class Annotator:
         ``mask_token`` of the mask the page holds, which then gets only the box that changed
         (:func:`~samic_vos.annotate.mask_answer.mask_fields`)."""
         self.image_path(name)
-        with self._lock:
+        with self.embeddings.gate.foreground(), self._lock:  # the encoding ahead steps aside
             opened = self._session(name)
             opened.session.check_revision(revision)
             opened.session.act(action)

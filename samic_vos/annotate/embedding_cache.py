@@ -5,7 +5,9 @@ it is done once per image and model, saved under ``folder/<model key>/<sha256>.p
 next images are encoded by a background thread while the person works on the current one. That
 thread runs at the lowest CPU priority, its torch workers too
 (:func:`~samic_vos.runtime.thread_priority.lower_this_thread`): a click decoded meanwhile gets
-the cores, the encoding what is left.
+the cores, the encoding what is left. It also steps aside: it waits at the start of each of the
+encoder's blocks while a click is served and shortly after (``gate``,
+:class:`~samic_vos.runtime.thread_priority.ForegroundGate`; the server marks its clicks).
 Revisiting an image, or restarting the server, loads the embedding instead of encoding.
 """
 
@@ -24,7 +26,8 @@ import torch
 from samic_vos.annotate.image_folder import content_hash, load_rgb
 from samic_vos.runtime.atomic import atomic_path
 from samic_vos.runtime.errors import UserError
-from samic_vos.runtime.thread_priority import lower_this_thread
+from samic_vos.runtime.thread_priority import ForegroundGate, lower_this_thread
+from samic_vos.sam.encoder import add_pause_points
 from samic_vos.sam.segmenter import ImageEmbedding, SamSegmenter
 
 logger = logging.getLogger(__name__)
@@ -58,7 +61,9 @@ class EmbeddingCache:
         segmenter: computes missing embeddings (:meth:`SamSegmenter.embed`).
         key: the model key (:func:`model_key`).
 
-    ``encoded`` counts the embeddings this cache computed (the encoder's calls). Thread-safe.
+    ``encoded`` counts the embeddings this cache computed (the encoder's calls); ``gate``: the
+    work its background encodings step aside for (:meth:`ForegroundGate.foreground`).
+    Thread-safe.
     """
 
     def __init__(self, folder: Path, segmenter: SamSegmenter, key: str) -> None:
@@ -70,9 +75,15 @@ class EmbeddingCache:
         self._pending: dict[str, Future[ImageEmbedding]] = {}
         self._jobs: dict[str, Future[None]] = {}  # the background thread's job per digest
         self._hashes: dict[tuple[Path, int, int], str] = {}
+        self.gate = ForegroundGate()
+        self._remove_pause_points = add_pause_points(segmenter.sam, self.gate.pause_point)
         self._background = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="sambox-encode", initializer=lower_this_thread
+            max_workers=1, thread_name_prefix="sambox-encode", initializer=self._background_thread
         )
+
+    def _background_thread(self) -> None:
+        lower_this_thread()
+        self.gate.mark_background()
 
     def get(self, image: Path) -> ImageEmbedding:
         """The embedding of the image file ``image`` (waits for it if it is being computed)."""
@@ -91,8 +102,10 @@ class EmbeddingCache:
             future.exception()
 
     def close(self) -> None:
-        """Stop the background thread (jobs not started are dropped)."""
+        """Stop the background thread (jobs not started are dropped; a paused one goes on)."""
+        self.gate.stop_pausing()
         self._background.shutdown(wait=True, cancel_futures=True)
+        self._remove_pause_points()
 
     def _hash(self, image: Path) -> str:
         try:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -296,3 +297,27 @@ def build_image_encoder(
         )
         forward = torch.compile(module)
     return SamImageEncoder(forward, device, dtype, compiled=config.compile)
+
+
+# The first layer of a transformer block in every family's image encoder: SAM's and HQ-SAM's
+# ViT blocks (run by Meta's forward or by :class:`SdpaImageEncoder`, which calls the block's
+# layers, not the block) and SAM 2's Hiera blocks all start with ``norm1``.
+_BLOCK_START = re.compile(r"(^|\.)blocks\.\d+\.norm1$")
+
+
+def add_pause_points(sam: nn.Module, pause: Callable[[], None]) -> Callable[[], None]:
+    """Call ``pause()`` as each transformer block of ``sam``'s image encoder starts, in the
+    thread that encodes (a place where background encoding can wait,
+    :class:`~samic_vos.runtime.thread_priority.ForegroundGate`); the outputs are unchanged.
+    Returns a function removing these calls."""
+    handles = [
+        module.register_forward_pre_hook(lambda _module, _args: pause())
+        for name, module in sam.image_encoder.named_modules()
+        if _BLOCK_START.search(name)
+    ]
+
+    def remove() -> None:
+        for handle in handles:
+            handle.remove()
+
+    return remove
