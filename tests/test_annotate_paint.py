@@ -131,6 +131,44 @@ def test_save_writes_the_corrected_mask_and_edits_survive_restarts(folders, segm
         assert [o["edits"] for o in again["objects"]] == [2, 1]
 
 
+def test_a_drag_sent_in_parts_is_one_step_that_undo_takes_back_whole(folders, segmenter):
+    """The page sends a drag over 2,000 points in parts, each after the first marked
+    ``continues``: the server joins them into one edit, one undo step."""
+    first, second = [(60.0, 5.0), (66.0, 8.0)], [(66.0, 8.0), (74.0, 12.0)]
+    images, annotations = folders
+    with client_for(folders, segmenter) as client:
+        sam = post(client, {"type": "point", "x": A[0], "y": A[1]})
+        post(client, {**paint(1, first, 2), "continues": False})
+        both = post(client, {**paint(1, second, 2), "continues": True})
+        (obj,) = both["objects"]
+        assert obj["edits"] == 1
+        sam_ids = decode_png(sam["mask_png"])
+        painted = near(first, 2) | near(second, 2)
+        np.testing.assert_array_equal(decode_png(both["mask_png"]), np.where(painted, 1, sam_ids))
+        assert post(client, {"type": "undo"})["mask_png"] == sam["mask_png"]
+        assert post(client, {"type": "redo"})["mask_png"] == both["mask_png"]
+        # Another radius, the eraser, or no mark: steps of their own.
+        post(client, {**paint(1, second, 3), "continues": True})
+        post(client, {**paint(1, second, 3, erase=True), "continues": True})
+        last = post(client, paint(1, first, 3))
+        assert last["objects"][0]["edits"] == 4
+        client.post("/api/save", json={"image": "a.png"})
+    edits = json.loads((annotations / "a.sambox.json").read_text())["objects"][0]["edits"]
+    assert edits[0]["strokes"] == [[list(p) for p in first], [list(p) for p in second]]
+    assert len(edits) == 4 and all(len(e["strokes"]) == 1 for e in edits[1:])
+
+
+def test_parts_join_up_to_the_strokes_one_edit_holds(folders, segmenter):
+    with client_for(folders, segmenter) as client:
+        post(client, {"type": "point", "x": A[0], "y": A[1]})
+        post(client, paint(1, BRUSH, 1))
+        for _ in range(15):
+            view = post(client, {**paint(1, BRUSH, 1), "continues": True})
+        assert view["objects"][0]["edits"] == 1  # 16 strokes: full
+        view = post(client, {**paint(1, BRUSH, 1), "continues": True})
+        assert view["objects"][0]["edits"] == 2
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -142,6 +180,7 @@ def test_save_writes_the_corrected_mask_and_edits_survive_restarts(folders, segm
         ({"strokes": [[[80, 3]]]}, "stroke point (80, 3) lies outside the 80x60 image"),
         ({"strokes": [[[1, "a"]]]}, "not an [x, y] pair"),
         ({"erase": "yes"}, "'erase' must be true or false"),
+        ({"continues": 1}, "'continues' must be true or false"),
         ({"object": 9}, "no object with id 9"),
         ({"color": 3}, "unknown key 'color' in a 'paint' action"),
     ],

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from samic_vos.data.mask_edits import MaskEdit, parse_edit
+from samic_vos.data.mask_edits import MAX_STROKES, MaskEdit, parse_edit
 from samic_vos.data.sambox_format import MAX_OBJECT_ID
 
 
@@ -150,7 +150,7 @@ ACTION_KEYS: dict[str, frozenset[str]] = {
     "delete_object": frozenset({"type", "object"}),
     "delete_step": frozenset({"type", "object", "instance", "step"}),
     "move_step": frozenset({"type", "object", "instance", "step", "x", "y"}),
-    "paint": frozenset({"type", "object", "strokes", "radius", "erase"}),
+    "paint": frozenset({"type", "object", "strokes", "radius", "erase", "continues"}),
     "accept_suggestion": frozenset({"type", "objects"}),
     "undo": frozenset({"type"}),
     "redo": frozenset({"type"}),
@@ -193,7 +193,8 @@ def apply_action(state: ImageState, action: Any, size: tuple[int, int]) -> Image
     ``{"type": "move_step", "object": id, "instance": k, "step": j, "x", "y"}`` (one point),
     ``{"type": "paint", "object": id, "strokes": [[[x, y], ...], ...], "radius": r,
     "erase": bool}`` (a brush or eraser pass on the object's mask,
-    :func:`~samic_vos.data.mask_edits.parse_edit`).
+    :func:`~samic_vos.data.mask_edits.parse_edit`; ``"continues": true`` marks the next part
+    of a drag too long for one request, which :meth:`Session.act` joins to the part before).
     ``{"type": "accept_suggestion", "objects": [{"object": id, "label", "points": [[x, y],
     ...]}]}``: SAMIC's suggested points, one instance each, in one step (undo removes them all).
     Points and boxes go to the active instance (a first one makes object 1). Keys other than
@@ -382,12 +383,42 @@ class Session:
                 raise ActionError("nothing to redo")
             self.position += 1
         else:
-            new = apply_action(self.state, action, self.size)
-            del self.actions[self.position :], self._states[self.position + 1 :]
+            action, base = self._step(action)
+            new = apply_action(self._states[base], action, self.size)
+            del self.actions[base:], self._states[base + 1 :]
             self.actions.append(action)
             self._states.append(new)
-            self.position += 1
+            self.position = base + 1
         self.revision += 1
+
+    def _step(self, action: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        """``action`` as the session stores it, and the position it applies at.
+
+        A ``paint`` marked ``"continues": true`` (the next part of a drag too long for one
+        request) is joined to the step before it, which it replaces, when that step is a paint
+        of the same object, radius and mode with room for its strokes (at most
+        :data:`~samic_vos.data.mask_edits.MAX_STROKES`): one drag, one undo. Otherwise, and
+        without the mark, it is a step of its own. The mark itself is not stored.
+        """
+        if action["type"] != "paint" or "continues" not in action:
+            return action, self.position
+        continues = action["continues"]
+        if not isinstance(continues, bool):
+            raise ActionError("'continues' must be true or false")
+        action = {key: value for key, value in action.items() if key != "continues"}
+        if not continues or self.position == 0:
+            return action, self.position
+        before = self.actions[self.position - 1]
+        strokes = action.get("strokes")
+        if (
+            before.get("type") != "paint"
+            or any(before.get(key) != action.get(key) for key in ("object", "radius"))
+            or before.get("erase", False) != action.get("erase", False)
+            or not isinstance(strokes, list)
+            or len(before["strokes"]) + len(strokes) > MAX_STROKES
+        ):
+            return action, self.position
+        return {**before, "strokes": [*before["strokes"], *strokes]}, self.position - 1
 
     def mark_saved(self) -> None:
         """The current state is now what the files hold."""

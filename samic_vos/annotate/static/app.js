@@ -22,6 +22,7 @@ const app = {
   drag: null,     // {button, x0, y0, x, y, moved, pan}
   tool: "prompt", // "prompt" (clicks and boxes) | "brush" | "eraser" (B / X)
   stroke: null,   // the brush or eraser stroke being drawn: [[x, y], ...] image pixels
+  strokeParts: 0, // parts of the drag being drawn already sent (a drag over MAX_STROKE_POINTS)
   space: false,
   queue: Promise.resolve(),
   painters: [],   // (ctx, px) => void: drawn over the objects (suggest.js: SAMIC's points)
@@ -509,7 +510,8 @@ function clamp(v, hi) {
 
 // The brush and eraser (B, X): a left drag paints on the active object's mask; the stroke goes
 // to the server as one "paint" action (points thinned to a quarter of the radius, rounded to
-// 0.01 px, longer strokes split into several actions), which undo takes back whole.
+// 0.01 px), which undo takes back whole. A longer drag goes in parts of MAX_STROKE_POINTS, the
+// parts after the first marked "continues": the server joins them into one step.
 const MAX_STROKE_POINTS = 2000;  // the server's limit per stroke (data/mask_edits.py)
 
 function brushRadius() {
@@ -550,7 +552,8 @@ function sendStroke(started) {
     return;
   }
   act({type: "paint", object: view.active.object, strokes: [app.stroke], radius: brushRadius(),
-    erase: app.tool === "eraser"}, started);
+    erase: app.tool === "eraser", continues: app.strokeParts > 0}, started);
+  app.strokeParts += 1;
 }
 
 canvas.addEventListener("contextmenu", (e) => e.preventDefault());
@@ -560,6 +563,7 @@ canvas.addEventListener("pointerdown", (e) => {
     moved: false, pan: e.button === 1 || app.space, shift: e.shiftKey, alt: e.altKey};
   if (app.tool !== "prompt" && e.button === 0 && !app.drag.pan && app.image) {
     app.stroke = [strokePoint(e.clientX, e.clientY)];
+    app.strokeParts = 0;  // parts of this drag sent so far
     draw();
   }
 });
