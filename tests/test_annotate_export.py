@@ -127,5 +127,11 @@ def test_the_page_exports_with_the_cli_writers_into_the_folder(tmp_path: Path, s
     (out / ".yolo.abcd1234.part/labels").mkdir(parents=True)
     (out / ".coco.abcd1234/coco").mkdir(parents=True)
     (out / ".notes").mkdir()
+    # Killed between its two renames: the earlier VOC export aside, the new one not in place.
+    earlier = {p.relative_to(out / "voc"): p.read_bytes() for p in out.glob("voc/**/*.*")}
+    (out / ".voc.wxyz5678").mkdir()
+    (out / "voc").rename(out / ".voc.wxyz5678/voc")
+    (out / ".voc.efgh9012.part/ImageSets").mkdir(parents=True)
     with script_client(create_app(images, annotations, segmenter)):
         assert sorted(p.name for p in out.iterdir()) == [".notes", "coco", "labelme", "voc", "yolo"]
+    assert {p.relative_to(out / "voc"): p.read_bytes() for p in out.glob("voc/**/*.*")} == earlier

@@ -78,7 +78,12 @@ from samic_vos.data.sambox_format import (
     read_annotation,
     write_annotation,
 )
-from samic_vos.runtime.atomic import atomic_folder, remove_leftover_folders, remove_leftovers
+from samic_vos.runtime.atomic import (
+    atomic_folder,
+    remove_leftover_folders,
+    remove_leftovers,
+    restore_moved_aside,
+)
 from samic_vos.runtime.console import counted
 from samic_vos.runtime.errors import UserError
 from samic_vos.sam.segmenter import SamSegmenter, group_points_by_component, prompts_from_mask
@@ -190,7 +195,10 @@ class Annotator:
         for folder in folders:
             for path in remove_leftovers(folder):
                 logger.info("removed %s, left by a save that was killed", path)
-        for path in remove_leftover_folders(self.annotations_dir / EXPORT_FOLDER):
+        exports = self.annotations_dir / EXPORT_FOLDER
+        for path in restore_moved_aside(exports):
+            logger.info("restored the earlier export %s: the export replacing it was killed", path)
+        for path in remove_leftover_folders(exports):
             logger.info("removed %s, left by an export that was killed", path)
 
     def _saved_status(self, name: str) -> bool | None:

@@ -69,7 +69,7 @@ def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
     place of ``path`` (an older ``path`` is moved aside, then removed), so ``path`` never holds
     a mix of two writes nor a half-written one. On an exception the temporary folder is
     removed and ``path`` is left untouched. Between the two renames ``path`` is briefly
-    absent; one writer at a time."""
+    absent (a process killed there: :func:`restore_moved_aside`); one writer at a time."""
     final = Path(path)
     with reporting_write_errors(final):
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
@@ -105,6 +105,26 @@ def remove_leftovers(folder: str | os.PathLike[str]) -> list[Path]:
                     os.unlink(entry.path)
                     removed.append(Path(entry.path))
     return removed
+
+
+def restore_moved_aside(folder: str | os.PathLike[str]) -> list[Path]:
+    """Put back the folders that :func:`atomic_folder` moved aside in ``folder`` and did not
+    replace, its process killed between its two renames (``<name>`` missing, the earlier one
+    in ``.<name>.<8 characters>/<name>``): the earlier write stands, as when a write fails.
+    Returns the folders restored. Only for a folder no other process writes into; then
+    :func:`remove_leftover_folders` removes what is left."""
+    restored = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(folder):
+            match = _TEMPORARY_FOLDER.fullmatch(entry.name)
+            if not entry.is_dir(follow_symlinks=False) or match is None or match.group(1):
+                continue
+            name = entry.name[1:-9]  # ".<name>.<8 characters>"
+            earlier, final = Path(entry.path) / name, Path(folder) / name
+            if earlier.is_dir() and not final.exists():
+                os.replace(earlier, final)
+                restored.append(final)
+    return restored
 
 
 def remove_leftover_folders(folder: str | os.PathLike[str]) -> list[Path]:
