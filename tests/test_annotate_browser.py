@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -321,6 +322,38 @@ def test_brush_and_eraser_strokes_are_saved_in_the_mask_in_chromium(tmp_path: Pa
     for edit, line in zip(obj["edits"], (brush, eraser), strict=True):
         (stroke,) = edit["strokes"]
         np.testing.assert_allclose([stroke[0], stroke[-1]], line, atol=0.05)
+
+
+@pytest.mark.slow
+def test_a_drag_longer_than_one_request_is_one_undo_step_in_chromium(tmp_path: Path) -> None:
+    """Over 2,000 points (the most one request carries) the page sends the drag in parts; the
+    server joins them: one edit, which one undo takes back."""
+    rows = [3.0 + 3 * k for k in range(19)]  # a zig-zag over the image, 0.6 px between points
+    line = [(x, y) for k, y in enumerate(rows) for x in (2.0, 77.0)[:: 1 if k % 2 == 0 else -1]]
+    with sambox_in_chromium(tmp_path) as (_, url, page):
+        sambox = SamboxPage(page)
+        sambox.open(url)
+        sambox.click(20, 20)
+        sam = sambox.mask()
+        page.fill("#radius", "1")
+        sambox.press("Escape")
+        sambox.press("b")
+        segments = [np.hypot(bx - ax, by - ay) for (ax, ay), (bx, by) in pairwise(line)]
+        steps = [max(1, int(length / 0.6)) for length in segments]
+        client = [sambox.to_client(x, y) for x, y in line]
+        page.mouse.move(*client[0])
+        page.mouse.down()
+        for (cx, cy), count in zip(client[1:], steps, strict=True):
+            page.mouse.move(cx, cy, steps=count)
+        page.mouse.up()
+        sambox.settle()
+        assert sum(steps) > 2000
+        assert sambox.view()["objects"][0]["edits"] == 1
+        painted = sambox.mask()
+        assert (painted != sam).sum() > 1000
+        sambox.press("Control+z")
+        np.testing.assert_array_equal(sambox.mask(), sam)
+        assert sambox.view()["objects"][0]["edits"] == 0
 
 
 @pytest.mark.slow
