@@ -64,7 +64,8 @@ def test_opening_an_image_being_encoded_ahead_does_not_wait_for_that_encoding(
     tmp_path: Path,
 ) -> None:
     """The person opens b while b is encoded ahead at the lowest priority (held here): b is
-    encoded again at the person's priority and answered; the held encoding changes nothing."""
+    encoded again at the person's priority and answered; the held encoding changes nothing and
+    stops at its next block."""
     segmenter = tiny_segmenter()
     encoding, release, finished = threading.Event(), threading.Event(), threading.Event()
 
@@ -86,6 +87,9 @@ def test_opening_an_image_being_encoded_ahead_does_not_wait_for_that_encoding(
             app.state.annotator.embeddings.wait()
             again = client.get("/api/state", params={"name": "b.jpg"}).json()
             assert again["mask_png"] == answer.json()["mask_png"]
+            # Each of the 4 images encoded once: the held encoding of b gave up at its next
+            # block, b's embedding being there already.
+            assert app.state.annotator.embeddings.encoded == 4
     finally:
         release.set()
         hook.remove()

@@ -7,7 +7,8 @@ thread runs at the lowest CPU priority, its torch workers too
 (:func:`~samic_vos.runtime.thread_priority.lower_this_thread`): a click decoded meanwhile gets
 the cores, the encoding what is left. It also steps aside: it waits at the start of each of the
 encoder's blocks while a click is served and shortly after (``gate``,
-:class:`~samic_vos.runtime.thread_priority.ForegroundGate`; the server marks its clicks).
+:class:`~samic_vos.runtime.thread_priority.ForegroundGate`; the server marks its clicks), and
+gives up there when the person's own request has computed that image meanwhile.
 Revisiting an image, or restarting the server, loads the embedding instead of encoding.
 """
 
@@ -76,7 +77,8 @@ class EmbeddingCache:
         self._jobs: dict[str, Future[None]] = {}  # the background thread's job per digest
         self._hashes: dict[tuple[Path, int, int], str] = {}
         self.gate = ForegroundGate()
-        self._remove_pause_points = add_pause_points(segmenter.sam, self.gate.pause_point)
+        self._filling = threading.local()  # .future: what the background thread computes
+        self._remove_pause_points = add_pause_points(segmenter.sam, self._pause_point)
         self._background = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="sambox-encode", initializer=self._background_thread
         )
@@ -84,6 +86,14 @@ class EmbeddingCache:
     def _background_thread(self) -> None:
         lower_this_thread()
         self.gate.mark_background()
+
+    def _pause_point(self) -> None:
+        """At each encoder block: the background thread waits while a person is served, then
+        stops its encoding where the person's own request has computed it meanwhile."""
+        self.gate.pause_point()
+        future = getattr(self._filling, "future", None)
+        if future is not None and future.done():
+            raise _Superseded  # caught by _fill: the future is already set
 
     def get(self, image: Path) -> ImageEmbedding:
         """The embedding of the image file ``image`` (waits for it if it is being computed)."""
@@ -136,7 +146,8 @@ class EmbeddingCache:
             if pending is None:
                 pending = self._pending[digest] = Future()
             if background:  # under the lock: the job cannot forget itself before it is known
-                self._jobs[digest] = self._background.submit(self._fill, image, digest, pending)
+                job = self._background.submit(self._fill_behind, image, digest, pending)
+                self._jobs[digest] = job
                 return pending
             self._jobs.pop(digest, None)  # computed here now: later requests wait for this one
         if job is None or job.cancel():
@@ -146,6 +157,15 @@ class EmbeddingCache:
             # computed here at the person's priority too, and the first to finish answers.
             self._fill(image, digest, pending)
         return pending
+
+    def _fill_behind(self, image: Path, digest: str, future: Future[ImageEmbedding]) -> None:
+        """:meth:`_fill` in the background thread, which gives up at its next pause point once
+        ``future`` is set by a person's request (:meth:`_pause_point`)."""
+        self._filling.future = future
+        try:
+            self._fill(image, digest, future)
+        finally:
+            self._filling.future = None
 
     def _fill(self, image: Path, digest: str, future: Future[ImageEmbedding]) -> None:
         """Compute ``future`` (its embedding, or the error); where the foreground and the
@@ -210,3 +230,7 @@ class EmbeddingCache:
         with atomic_path(self._path(digest)) as tmp:
             torch.save(payload, tmp)
         return embedding
+
+
+class _Superseded(Exception):
+    """A background encoding given up: the image's embedding was computed meanwhile."""
