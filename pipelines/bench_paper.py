@@ -56,6 +56,7 @@ from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.output_paths import check_writable_dir, removing_new_folders
 from samic_vos.runtime.runs import RunManifest, fingerprint, open_run, read_manifest, write_manifest
 from samic_vos.runtime.shards import resolve_shard
+from samic_vos.sam.names import SAM_MODELS
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +211,10 @@ def run_bench_paper(inputs: BenchPaperInputs, execute: Execute) -> BenchPaperRes
         raise UserError("`samic_checkpoint` and --train exclude each other: use one network")
     if inputs.prompter != "samic" and (inputs.train or inputs.samic_checkpoint is not None):
         raise UserError(f"{inputs.prompter} needs no network: drop --train and `samic_checkpoint`")
+    if inputs.sam_model is not None and inputs.sam_model not in SAM_MODELS:  # before any run
+        raise UserError(
+            f"`sam_model` must be one of {', '.join(SAM_MODELS)}, got '{inputs.sam_model}'"
+        )
     train_overrides = _train_overrides(inputs)
     out = inputs.out_dir
     check_writable_dir(out)

@@ -200,6 +200,8 @@ def test_mistakes_are_one_line_before_any_run(tmp_path, capsys, small_root, mode
     assert "VOC2012" in _error(capsys)
     assert _paper(small_root, out, *models, "--merge")[0] == 2
     assert "holds no `bench paper` run to merge" in _error(capsys)
+    assert _paper(small_root, out, *models, "--sam-model", "vit_x")[0] == 2
+    assert "--sam-model must be one of vit_b" in _error(capsys)
     settings = tmp_path / "train.yaml"
     settings.write_text("train: {max_epochs: 1}\n")
     assert _paper(small_root, out, *sam, "--train-config", str(settings))[0] == 2

@@ -45,6 +45,7 @@ examples:
 def register(benchmarks: argparse._SubParsersAction) -> None:
     """Add ``paper`` to the ``bench`` subcommands."""
     from samic_vos.pipelines.bench_paper import PROMPTERS
+    from samic_vos.sam.names import OFFICIAL_MODELS
 
     parser = benchmarks.add_parser(
         "paper",
@@ -69,7 +70,12 @@ def register(benchmarks: argparse._SubParsersAction) -> None:
         help="with --train: a `samic-vos train` YAML for every network trained (default: the "
         "paper's settings)",
     )
-    parser.add_argument("--sam-model", metavar="ARCH", help="vit_b, vit_l or vit_h")
+    parser.add_argument(
+        "--sam-model",
+        metavar="NAME",
+        help=f"segmenter, one of {', '.join(OFFICIAL_MODELS)} (default: the checkpoint's own; "
+        "vit_b when downloading)",
+    )
     parser.add_argument("--sam-checkpoint", type=Path, metavar="FILE", help="SAM's weights")
     parser.add_argument(
         "--backbone-weights", type=Path, metavar="FILE", help="ResNet-50 weights (local copy)"
