@@ -158,6 +158,28 @@ def test_a_drag_sent_in_parts_is_one_step_that_undo_takes_back_whole(folders, se
     assert len(edits) == 4 and all(len(e["strokes"]) == 1 for e in edits[1:])
 
 
+def test_only_parts_of_one_drag_join(folders, segmenter):
+    """An undo (or any other step) between two parts ends the drag: the part after it does not
+    join the paint before, which may be another drag; each part is checked on its own."""
+    drag, part = [(60.0, 5.0), (66.0, 8.0)], [(66.0, 8.0), (74.0, 12.0)]
+    with client_for(folders, segmenter) as client:
+        post(client, {"type": "point", "x": A[0], "y": A[1]})
+        first = post(client, paint(1, drag, 2))
+        post(client, {**paint(1, part, 2), "continues": False})
+        post(client, {"type": "undo"})  # Ctrl+Z in the middle of the second drag
+        view = post(client, {**paint(1, part, 2), "continues": True})
+        assert view["objects"][0]["edits"] == 2
+        assert post(client, {"type": "undo"})["mask_png"] == first["mask_png"]
+        post(client, {"type": "redo"})
+        client.post("/api/save", json={"image": "a.png"})
+        view = post(client, {**paint(1, part, 2), "continues": True})  # after a save: its own
+        assert view["objects"][0]["edits"] == 3
+        refused = post(client, {**paint(1, part, 2), "strokes": [], "continues": True}, 400)
+        assert "'strokes' must be a list of 1 to 16 strokes" in refused["detail"]
+        bad = {**paint(1, part, 2), "strokes": [[[1, 1]], [[1, "a"]]], "continues": True}
+        assert "'strokes[1]' holds" in post(client, bad, 400)["detail"]
+
+
 def test_parts_join_up_to_the_strokes_one_edit_holds(folders, segmenter):
     with client_for(folders, segmenter) as client:
         post(client, {"type": "point", "x": A[0], "y": A[1]})

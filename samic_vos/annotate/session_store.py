@@ -334,6 +334,9 @@ class Session:
     saved: ImageState | None = None
     revision: int = 0
     _states: list[ImageState] = field(default_factory=list, repr=False)
+    # The revision right after the last paint step, while nothing else came: a part marked
+    # "continues" joins that step only then (an undo, a save, any action between ends a drag).
+    _open_paint: int | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._states = [self.initial]
@@ -390,15 +393,18 @@ class Session:
             self._states.append(new)
             self.position = base + 1
         self.revision += 1
+        self._open_paint = self.revision if kind == "paint" else None
 
     def _step(self, action: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """``action`` as the session stores it, and the position it applies at.
 
         A ``paint`` marked ``"continues": true`` (the next part of a drag too long for one
-        request) is joined to the step before it, which it replaces, when that step is a paint
-        of the same object, radius and mode with room for its strokes (at most
-        :data:`~samic_vos.data.mask_edits.MAX_STROKES`): one drag, one undo. Otherwise, and
-        without the mark, it is a step of its own. The mark itself is not stored.
+        request) is joined to the step before it, which it replaces, when that step is the
+        paint this session took last with nothing since (no undo, redo, save or other action:
+        the same drag), of the same object, radius and mode, with room for its strokes (at
+        most :data:`~samic_vos.data.mask_edits.MAX_STROKES`): one drag, one undo. Otherwise,
+        and without the mark, it is a step of its own. The part is checked on its own first;
+        the mark is not stored.
         """
         if action["type"] != "paint" or "continues" not in action:
             return action, self.position
@@ -406,19 +412,21 @@ class Session:
         if not isinstance(continues, bool):
             raise ActionError("'continues' must be true or false")
         action = {key: value for key, value in action.items() if key != "continues"}
-        if not continues or self.position == 0:
+        try:
+            part = parse_edit(action, self.size)
+        except ValueError as err:
+            raise ActionError(str(err)) from None
+        if not continues or self.position == 0 or self._open_paint != self.revision:
             return action, self.position
         before = self.actions[self.position - 1]
-        strokes = action.get("strokes")
         if (
             before.get("type") != "paint"
             or any(before.get(key) != action.get(key) for key in ("object", "radius"))
-            or before.get("erase", False) != action.get("erase", False)
-            or not isinstance(strokes, list)
-            or len(before["strokes"]) + len(strokes) > MAX_STROKES
+            or before.get("erase", False) != part.erase
+            or len(before["strokes"]) + len(part.strokes) > MAX_STROKES
         ):
             return action, self.position
-        return {**before, "strokes": [*before["strokes"], *strokes]}, self.position - 1
+        return {**before, "strokes": [*before["strokes"], *action["strokes"]]}, self.position - 1
 
     def mark_saved(self) -> None:
         """The current state is now what the files hold."""

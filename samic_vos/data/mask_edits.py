@@ -107,13 +107,27 @@ def _covered(edit: MaskEdit, size: tuple[int, int]) -> Covered:
         if key in _remembered:
             _remembered.move_to_end(key)
             return _remembered[key]
-    found = _rasterise(edit, size)
+    if len(edit.strokes) > 1:  # each stroke's own (remembered): a drag sent in parts grows
+        found = _union([_covered(MaskEdit((s,), edit.radius), size) for s in edit.strokes])
+    else:
+        found = _rasterise(edit, size)
     with _remembered_lock:
         _remembered[key] = found
         total = sum(c.nbytes for _, _, c in _remembered.values())
         while total > COVERED_BYTES and len(_remembered) > 1:
             total -= _remembered.popitem(last=False)[1][2].nbytes
     return found
+
+
+def _union(parts: list[Covered]) -> Covered:
+    """The pixels covered by any of ``parts``, over the box holding them all."""
+    y0, x0 = min(r.start for r, _, _ in parts), min(c.start for _, c, _ in parts)
+    y1, x1 = max(r.stop for r, _, _ in parts), max(c.stop for _, c, _ in parts)
+    crop = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+    for rows, cols, part in parts:
+        crop[rows.start - y0 : rows.stop - y0, cols.start - x0 : cols.stop - x0] |= part
+    crop.flags.writeable = False
+    return slice(y0, y1), slice(x0, x1), crop
 
 
 def _rasterise(edit: MaskEdit, size: tuple[int, int]) -> Covered:

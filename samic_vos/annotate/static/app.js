@@ -649,6 +649,7 @@ document.addEventListener("keydown", (e) => {
     return;
   }
   const key = e.key.toLowerCase();
+  if (app.stroke) return;  // no other step while a brush drag is drawn (it would end the drag)
   if (e.ctrlKey || e.metaKey) {
     if (key === "z") act({type: e.shiftKey ? "redo" : "undo"});
     else if (key === "y") act({type: "redo"});
