@@ -292,17 +292,24 @@ def test_number_keys_label_objects_with_classes_in_their_colours_in_chromium(
 
 
 @pytest.mark.slow
+def _brush_on(page, url: str, radius: str) -> tuple[SamboxPage, np.ndarray]:
+    """The page opened, object 1 clicked at (20, 20), the brush on with ``radius``: the page
+    and SAM's mask before any stroke."""
+    sambox = SamboxPage(page)
+    sambox.open(url)
+    sambox.click(20, 20)
+    sam = sambox.mask()
+    page.fill("#radius", radius)
+    sambox.press("Escape")  # leave the radius box: keys go to the page again
+    sambox.press("b")
+    assert "on" in (page.get_attribute("#brush", "class") or "")
+    return sambox, sam
+
+
 def test_brush_and_eraser_strokes_are_saved_in_the_mask_in_chromium(tmp_path: Path) -> None:
     brush, eraser = [(60.0, 10.0), (75.0, 10.0)], [(15.0, 20.0), (25.0, 20.0)]
     with sambox_in_chromium(tmp_path) as (_, url, page):
-        sambox = SamboxPage(page)
-        sambox.open(url)
-        sambox.click(20, 20)
-        sam = sambox.mask()
-        page.fill("#radius", "2.5")
-        sambox.press("Escape")  # leave the radius box: keys go to the page again
-        sambox.press("b")
-        assert "on" in (page.get_attribute("#brush", "class") or "")
+        sambox, sam = _brush_on(page, url, "2.5")
         sambox.drag_stroke(brush)
         sambox.press("x")
         sambox.drag_stroke(eraser)
@@ -331,13 +338,7 @@ def test_a_drag_longer_than_one_request_is_one_undo_step_in_chromium(tmp_path: P
     rows = [3.0 + 3 * k for k in range(19)]  # a zig-zag over the image, 0.6 px between points
     line = [(x, y) for k, y in enumerate(rows) for x in (2.0, 77.0)[:: 1 if k % 2 == 0 else -1]]
     with sambox_in_chromium(tmp_path) as (_, url, page):
-        sambox = SamboxPage(page)
-        sambox.open(url)
-        sambox.click(20, 20)
-        sam = sambox.mask()
-        page.fill("#radius", "1")
-        sambox.press("Escape")
-        sambox.press("b")
+        sambox, sam = _brush_on(page, url, "1")
         segments = [np.hypot(bx - ax, by - ay) for (ax, ay), (bx, by) in pairwise(line)]
         steps = [max(1, int(length / 0.6)) for length in segments]
         client = [sambox.to_client(x, y) for x, y in line]
