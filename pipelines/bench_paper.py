@@ -51,7 +51,7 @@ from samic_vos.data.fold_sets import FOLDS
 from samic_vos.eval.fewshot_folds import combine_folds
 from samic_vos.eval.published import published
 from samic_vos.runtime.atomic import atomic_write_text
-from samic_vos.runtime.config import load_config, read_yaml_overrides
+from samic_vos.runtime.config import apply_overrides, read_yaml_overrides, require_choice
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.output_paths import check_writable_dir, removing_new_folders
 from samic_vos.runtime.runs import RunManifest, fingerprint, open_run, read_manifest, write_manifest
@@ -211,10 +211,8 @@ def run_bench_paper(inputs: BenchPaperInputs, execute: Execute) -> BenchPaperRes
         raise UserError("`samic_checkpoint` and --train exclude each other: use one network")
     if inputs.prompter != "samic" and (inputs.train or inputs.samic_checkpoint is not None):
         raise UserError(f"{inputs.prompter} needs no network: drop --train and `samic_checkpoint`")
-    if inputs.sam_model is not None and inputs.sam_model not in SAM_MODELS:  # before any run
-        raise UserError(
-            f"`sam_model` must be one of {', '.join(SAM_MODELS)}, got '{inputs.sam_model}'"
-        )
+    if inputs.sam_model is not None:  # before any run (the CLI names `sam_model` as its flag)
+        require_choice("`sam_model`", inputs.sam_model, SAM_MODELS)
     train_overrides = _train_overrides(inputs)
     out = inputs.out_dir
     check_writable_dir(out)
@@ -268,8 +266,9 @@ def _train_overrides(inputs: BenchPaperInputs) -> dict[str, Any] | None:
         raise UserError("--train-config sets how --train trains: add --train, or drop it")
     from samic_vos.training.job import TrainJobConfig  # torch: only with a train config
 
-    load_config(TrainJobConfig(), inputs.train_config)  # unknown keys, bad values: one line
-    return read_yaml_overrides(inputs.train_config)
+    overrides = read_yaml_overrides(inputs.train_config)
+    apply_overrides(TrainJobConfig(), overrides, str(inputs.train_config))  # bad keys: one line
+    return overrides
 
 
 def _manifest(inputs: BenchPaperInputs) -> RunManifest:

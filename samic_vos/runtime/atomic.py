@@ -27,7 +27,7 @@ from samic_vos.runtime.output_paths import reporting_write_errors
 # A temporary file of atomic_path: ".<stem>.<mkstemp's 8 characters>.part<ext>".
 _TEMPORARY_NAME = re.compile(r"\..*\.[A-Za-z0-9_]{8}\.part(\.[^./]*)?")
 # A folder of atomic_folder: ".<name>.<mkdtemp's 8 characters>" (".part": the new one).
-_TEMPORARY_FOLDER = re.compile(r"\..*\.[A-Za-z0-9_]{8}(\.part)?")
+_TEMPORARY_FOLDER = re.compile(r"\.(?P<name>.*)\.[A-Za-z0-9_]{8}(?P<part>\.part)?")
 
 
 @contextlib.contextmanager
@@ -117,10 +117,9 @@ def restore_moved_aside(folder: str | os.PathLike[str]) -> list[Path]:
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir(folder):
             match = _TEMPORARY_FOLDER.fullmatch(entry.name)
-            if not entry.is_dir(follow_symlinks=False) or match is None or match.group(1):
+            if not entry.is_dir(follow_symlinks=False) or match is None or match["part"]:
                 continue
-            name = entry.name[1:-9]  # ".<name>.<8 characters>"
-            earlier, final = Path(entry.path) / name, Path(folder) / name
+            earlier, final = Path(entry.path) / match["name"], Path(folder) / match["name"]
             if earlier.is_dir() and not final.exists():
                 os.replace(earlier, final)
                 restored.append(final)
