@@ -83,6 +83,7 @@ def test_labelme_train_bench_eval_resume(tmp_path, tiny_models, monkeypatch, cap
         "Matcher (ViT-G)": 52.9,
     }
     assert scores["protocol"]["supports"].endswith("test.txt, never the query")
+    assert scores["protocol"]["queries"].startswith("every image of ")
     assert scores["eval_size"] == "original"
     evaluated = _eval(straight / "pred", root, "--dataset", "labelme")
     assert {k: evaluated[k] for k in SCORED} == {k: scores[k] for k in SCORED}
@@ -112,6 +113,7 @@ def test_listed_bench_and_eval(tmp_path, tiny_models, kind) -> None:
     scores = json.loads(text)
     assert scores["episodes"] == 3 and scores["shots"] == 2
     assert scores["protocol"]["shots"] == 2 and scores["protocol"]["sampling"] == "hsnet"
+    assert scores["protocol"]["queries"].startswith("the first 3 episodes of: every image of ")
     # NWPU's vehicle is in no test image: not a class of the test, not in mIoU.
     assert scores["classes"] == len(scores["per_class"]) == (1 if kind == "kvasir" else 9)
     assert "vehicle" not in scores["per_class"]

@@ -69,8 +69,8 @@ same episodes (the same --dataset, --root, --fold, --shots, --supports, seed and
 same scoring (HSNet's mIoU and FB-IoU, PerSAM's mIoU for PerSeg), the same JSON. PRED holds one
 mask PNG per episode, PRED/<class>/<episode>.png, as bench fewshot writes OUT/pred (episode:
 the query's file name without its suffix; PASCAL-5i and COCO-20i: NNNN_<query>, NNNN the
-episode's number; --episodes of bench fewshot lists them); every non-zero id but 255 is the
-class. Nothing is written.
+episode's number; --episodes of bench fewshot lists them): a palette PNG, where every non-zero
+id but 255 is the class, or a binary grayscale PNG (0/255 or 0/1). Nothing is written.
 """
 
 

@@ -312,8 +312,9 @@ class FewShotSelection:
 
 
 def protocol_record(dataset: FewShotDataset, config: EpisodeConfig) -> dict[str, object]:
-    """How the episodes of ``dataset`` were made, for ``scores.json``: ``queries`` and
-    ``supports`` in words, ``shots``, ``sampling`` and ``seed``."""
+    """How the episodes of ``dataset`` were made, for ``scores.json``: ``queries`` (with the
+    episode count where ``config`` keeps only the first ones) and ``supports`` in words,
+    ``shots``, ``sampling`` and ``seed``."""
     if isinstance(dataset, ListedDataset):
         source = support_source(dataset, config)
         queries = f"every image of {dataset.list_files[dataset.split]}, once per class it holds"
@@ -327,6 +328,8 @@ def protocol_record(dataset: FewShotDataset, config: EpisodeConfig) -> dict[str,
     else:
         queries = "every image of every class, once (HSNet's FSS-1000 protocol)"
         supports = "drawn from the query's class, never the query"
+    if config.count is not None:
+        queries = f"the first {config.count} episodes of: {queries}"
     return {
         "queries": queries,
         "supports": supports,
