@@ -233,6 +233,26 @@ def test_overlay_place_checked_before_any_output(tmp_path, capsys, small_video, 
     assert code == 0 and (tmp_path / "ov.mp4").is_file()
 
 
+def test_overlay_in_the_output_folder_it_makes(tmp_path, capsys, small_video, tiny_models):
+    """The README's first command: `-o runs/bear --overlay runs/bear/overlay.mp4` on a machine
+    where runs/ does not exist yet; the overlay may also go beside OUT (`track --help`)."""
+    frames, first = small_video
+    for out, overlay in (
+        (tmp_path / "runs/bear", tmp_path / "runs/bear/overlay.mp4"),
+        (tmp_path / "runs2/video", tmp_path / "runs2/video.mp4"),
+    ):
+        args = [str(frames), "--first-mask", str(first), "-o", str(out), "--overlay", str(overlay)]
+        assert _track(args, tiny_models) == 0, capsys.readouterr().err
+        assert _h264_info(overlay)[2] == 2
+        assert len(list((out / "masks").iterdir())) == 2
+    # A folder that is neither OUT nor above it is still refused before anything is written.
+    out = tmp_path / "runs3/bear"
+    args = [str(frames), "--first-mask", str(first), "-o", str(out)]
+    code = _track([*args, "--overlay", str(tmp_path / "elsewhere/ov.mp4")], tiny_models)
+    _assert_user_error(capsys, code, "output folder does not exist")
+    assert not (tmp_path / "runs3").exists()
+
+
 def test_missing_sam_weights_offline(tmp_path, capsys, monkeypatch, small_video):
     from samic_vos.hub import weights
 

@@ -67,8 +67,10 @@ def even_size(size: tuple[int, int]) -> tuple[int, int]:
     return height + height % 2, width + width % 2
 
 
-def check_video_path(path: Path) -> None:
-    """``path`` can take an overlay video: an ``.mp4`` name in an existing, writable folder.
+def check_video_path(path: Path, made: Path | None = None) -> None:
+    """``path`` can take an overlay video: an ``.mp4`` name in an existing, writable folder, or
+    in ``made`` (a folder the job creates before it opens the writer, e.g. `track`'s OUT) or
+    one of the missing folders above it, which the job creates with it.
 
     Jobs call it with their other input checks, before any output is made; :class:`VideoWriter`
     calls it again when opened.
@@ -79,7 +81,10 @@ def check_video_path(path: Path) -> None:
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise UserError(f"{path}: overlay videos are written as mp4; give a name ending in .mp4")
     check_writable_file(path)
-    if not path.parent.is_dir():
+    folder = path.parent.absolute()
+    if not folder.is_dir() and not (
+        made is not None and (folder == made.absolute() or folder in made.absolute().parents)
+    ):
         raise UserError(f"{path.parent}: output folder does not exist; create it or choose another")
 
 

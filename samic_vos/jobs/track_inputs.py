@@ -41,4 +41,4 @@ def check_inputs(inputs: TrackInputs) -> None:
     check_writable_dir(inputs.out_dir)
     check_writable_dir(inputs.out_dir / "masks")
     if inputs.overlay is not None:
-        check_video_path(inputs.overlay)
+        check_video_path(inputs.overlay, made=inputs.out_dir)  # OUT is made before it
