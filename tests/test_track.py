@@ -233,6 +233,18 @@ def test_overlay_place_checked_before_any_output(tmp_path, capsys, small_video, 
     assert code == 0 and (tmp_path / "ov.mp4").is_file()
 
 
+def test_finished_run_names_the_force_flag(tmp_path, capsys, small_video, tiny_models):
+    """A finished run says so, naming the flag that redoes it (--force, not the API's `force`)."""
+    frames, first = small_video
+    args = [str(frames), "--first-mask", str(first), "-o", str(tmp_path / "out")]
+    assert _track(args, tiny_models) == 0
+    capsys.readouterr()
+    assert _track(args, tiny_models) == 0
+    err = capsys.readouterr().err
+    assert "this run is finished (2 frames); pass --force to redo it" in err
+    assert "`" not in err
+
+
 def test_overlay_in_the_output_folder_it_makes(tmp_path, capsys, small_video, tiny_models):
     """The README's first command: `-o runs/bear --overlay runs/bear/overlay.mp4` on a machine
     where runs/ does not exist yet; the overlay may also go beside OUT (`track --help`)."""

@@ -67,14 +67,21 @@ ARGUMENT_FLAGS: dict[str, str] = {
     "ref": "--ref",
     "ref_mask": "--ref-mask",
     "ref_sambox": "--ref-sambox",
+    "train": "--train",
+    "fewshot": "--fewshot",
+    "train_fraction": "--train-fraction",
 }
+
+
+def flag_names(message: str) -> str:
+    """``message`` with every backticked argument name shown as its flag; what the CLI does to
+    every line it prints on stderr (log lines too)."""
+    return re.sub(r"`(\w+)`", lambda m: ARGUMENT_FLAGS.get(m.group(1), m.group(0)), message)
 
 
 def user_message(err: UserError) -> str:
     """The error's message with every backticked argument name shown as its flag."""
-    return re.sub(
-        r"`(\w+)`", lambda m: ARGUMENT_FLAGS.get(m.group(1), m.group(0)), str(err)
-    ).replace("\n", " ")
+    return flag_names(str(err)).replace("\n", " ")
 
 
 def build_parser() -> Parser:
@@ -141,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from samic_vos.runtime import console
 
-    console.configure(verbosity(args))
+    console.configure(verbosity(args), translate=flag_names)
     try:
         with _sigterm_as_interrupt():
             return int(args.func(args) or 0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from tqdm import tqdm
@@ -33,8 +33,14 @@ class _TqdmHandler(logging.Handler):
 
 
 class _Formatter(logging.Formatter):
+    def __init__(self, translate: Callable[[str], str] | None = None) -> None:
+        super().__init__()
+        self.translate = translate
+
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
+        if self.translate is not None:
+            message = self.translate(message)
         if record.levelno >= logging.ERROR:
             return f"{PREFIX}: error: {message}"
         if record.levelno >= logging.WARNING:
@@ -42,19 +48,21 @@ class _Formatter(logging.Formatter):
         return f"{PREFIX}: {message}"
 
 
-def configure(verbosity: int = 0) -> None:
+def configure(verbosity: int = 0, translate: Callable[[str], str] | None = None) -> None:
     """Set up the ``samic_vos`` loggers and progress bars for a CLI run.
 
     Args:
         verbosity: ``-1`` quiet (warnings and errors, no bars), ``0`` normal (info and bars),
             ``1`` or more verbose (debug lines too).
+        translate: applied to every message before it is shown (the CLI shows the argument
+            names that library messages put in backticks as its flags).
     """
     root = logging.getLogger("samic_vos")
     for handler in list(root.handlers):
         if isinstance(handler, _TqdmHandler):
             root.removeHandler(handler)
     handler = _TqdmHandler()
-    handler.setFormatter(_Formatter())
+    handler.setFormatter(_Formatter(translate))
     root.addHandler(handler)
     levels = {-1: logging.WARNING, 0: logging.INFO}
     root.setLevel(levels.get(verbosity, logging.DEBUG))
