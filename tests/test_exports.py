@@ -239,3 +239,39 @@ def test_coco_masks_is_for_coco_only(sambox, tmp_path, capsys):
     errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(errors) == 1 and "--coco-masks is for --format coco, not yolo" in errors[0]
     assert not out.exists()
+
+
+def test_export_beside_another_export_is_refused(sambox, tmp_path, capsys):
+    """An OUT holding a yolo/labelme/voc export of other images is refused before anything is
+    written (written beside it, the export would be a mix of two: YOLO labels of classes its
+    data.yaml does not name, VOC masks its list does not hold); the same images again are
+    re-exported in place, and coco (one file) always replaces its file."""
+    other = tmp_path / "other"
+    other.mkdir()
+    for path in sambox.rglob("*"):  # the same annotations under other names
+        target = other / path.relative_to(sambox).as_posix().replace("a.", "c.")
+        if path.is_dir():
+            target.mkdir(exist_ok=True)
+        else:
+            target.write_bytes(path.read_bytes())
+    annotation = other / "c.sambox.json"
+    annotation.write_text(annotation.read_text().replace("a.", "c."))
+    probes = (("yolo", "labels/c.txt"), ("labelme", "c.json"), ("voc", "Annotations/c.xml"))
+    for fmt, probe in probes:
+        out = tmp_path / f"out-{fmt}"
+        assert _export(fmt, other, out) == 0
+        before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+        capsys.readouterr()
+        assert _export(fmt, sambox, out) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and err[0].startswith(f"samic-vos: error: {out}: holds a {fmt} export")
+        assert "Traceback" not in err[0]
+        assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+        assert not (out / probe.replace("c.", "a.")).exists()
+        assert _export(fmt, other, out) == 0  # the same images: exported again in place
+    out = tmp_path / "out-coco"
+    assert _export("coco", other, out) == 0 and _export("coco", sambox, out) == 0
+    assert [i["file_name"] for i in json.loads((out / "coco.json").read_text())["images"]] == [
+        "a.png",
+        "b.png",
+    ]

@@ -24,6 +24,8 @@ of a SAMBOX annotation folder, in a format other tools load:
 
 Categories: segment's reference classes ("class k"), track's objects ("object k"), SAMBOX's
 labels. Video frames are named <video>__<frame>. Every file is written whole (atomically).
+An OUT that holds a yolo, labelme or voc export of other images is refused (the two would mix);
+the same images are exported again in place.
 """
 
 EPILOG = """\
@@ -61,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from samic_vos.data.exports.sources import open_source
-    from samic_vos.data.exports.writers import write_export
+    from samic_vos.data.exports.writers import check_no_other_export, write_export
     from samic_vos.runtime.errors import UserError
     from samic_vos.runtime.output_paths import check_writable_dir, removing_new_folders
 
@@ -69,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--coco-masks is for --format coco, not {args.format}; leave it out")
     source = open_source(args.source)  # checked before anything is written
     check_writable_dir(args.out)
+    check_no_other_export(source, args.format, args.out)
     with removing_new_folders(args.out):
         args.out.mkdir(parents=True, exist_ok=True)
         written = write_export(source, args.format, args.out, args.coco_masks or "rle")

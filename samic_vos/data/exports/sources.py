@@ -69,10 +69,13 @@ class ExportItem:
 
 @dataclass
 class ExportSource:
-    """A source's categories (id → name, sorted by id) and its images, streamed in order."""
+    """A source's categories (id → name, sorted by id) and its images, streamed in order;
+    ``names`` gives the images' names (:attr:`ExportItem.name`) in the same order without
+    reading a mask."""
 
     categories: dict[int, str]
     items: Callable[[], Iterator[ExportItem]]
+    names: Callable[[], Iterator[str]]
 
 
 def open_source(folder: Path) -> ExportSource:
@@ -142,7 +145,10 @@ def _segment_source(folder: Path, instances: bool) -> ExportSource:
         for line in _lines(folder):
             yield segment_item(line, _run_mask(folder, line["image"]), instances)
 
-    return ExportSource(segment_categories(classes), items)
+    def names() -> Iterator[str]:
+        return (line["image"] for line in _lines(folder))
+
+    return ExportSource(segment_categories(classes), items, names)
 
 
 def segment_categories(classes: Iterable[int]) -> dict[int, str]:
@@ -189,7 +195,10 @@ def videos_source(runs: list[Path]) -> ExportSource:
                     f"{video}__{frame}", f"{video}/{frame}", mask, objects, None, video, index
                 )
 
-    return ExportSource({k: f"object {k}" for k in sorted(ids)}, items)
+    def names() -> Iterator[str]:
+        return (f"{run.name}__{line['frame']}" for run in runs for line in _lines(run))
+
+    return ExportSource({k: f"object {k}" for k in sorted(ids)}, items, names)
 
 
 def _sambox_source(folder: Path) -> ExportSource:
@@ -212,7 +221,16 @@ def _sambox_source(folder: Path) -> ExportSource:
                 label = obj.label or f"object {obj.id}"
                 objects.append(ExportObject(obj.id, labels[label], obj.sam_confidence))
             image = annotation.image_path(path)
-            name = path.relative_to(folder).as_posix()[: -len(SUFFIX)].replace("/", "__")
+            name = _sambox_name(folder, path)
             yield ExportItem(name, image.relative_to(folder).as_posix(), ids, objects, image)
 
-    return ExportSource({v: k for k, v in labels.items()}, items)
+    def names() -> Iterator[str]:
+        return (_sambox_name(folder, path) for path in find_annotations(folder))
+
+    return ExportSource({v: k for k, v in labels.items()}, items, names)
+
+
+def _sambox_name(folder: Path, path: Path) -> str:
+    """The export name of the annotation ``path`` of a SAMBOX ``folder``: its path below the
+    folder without the suffix, ``/`` as ``__``."""
+    return path.relative_to(folder).as_posix()[: -len(SUFFIX)].replace("/", "__")
