@@ -462,3 +462,21 @@ def test_weights_without_a_published_sha256_are_not_downloaded(tmp_path, monkeyp
     own = tmp_path / "sam2.1_hiera_tiny.pt"
     own.write_bytes(b"x")
     assert weights.resolve("sam2.1_hiera_t", own, flag="`sam_checkpoint`") == own
+
+
+def test_cli_takes_sam_model_names(capsys: pytest.CaptureFixture[str]) -> None:
+    """`weights path|download` take the names `--sam-model` takes (vit_b, sam2.1_hiera_tiny,
+    hq_vit_b ...), each as its checkpoint's registry entry."""
+    assert main(["weights", "path", "vit_b"]) == 2
+    assert capsys.readouterr().err == (
+        f"samic-vos: error: sam_vit_b_01ec64.pth is not in the cache ({cache_dir()}); "
+        "run `samic-vos weights download sam_vit_b`\n"
+    )
+    copied = cache_dir() / "sam2.1_hiera_tiny.pt"  # what the message of a sam2 model says to do
+    copied.parent.mkdir(parents=True)
+    copied.write_bytes(b"weights copied by hand")
+    for name in ("sam2.1_hiera_tiny", "sam2.1_hiera_t"):
+        assert main(["weights", "path", name]) == 0
+        assert capsys.readouterr().out == f"{copied}\n"
+    assert main(["weights", "download", "hq_vit_b"]) == 2
+    assert "publish no SHA-256" in capsys.readouterr().err

@@ -37,7 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Download into the cache, resuming a partial download, and verify the "
         "SHA-256. Prints each file's path. A verified cached copy is not downloaded again.",
     )
-    fetch.add_argument("names", nargs="+", metavar="NAME", help="registry name(s), see `list`")
+    fetch.add_argument(
+        "names",
+        nargs="+",
+        metavar="NAME",
+        help="registry name(s), see `list`, or --sam-model name(s) (vit_b ...)",
+    )
     fetch.add_argument(
         "--force", action="store_true", help="discard the cached copy and download it again"
     )
@@ -50,7 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Print the path of NAME's verified file in the cache; nothing is "
         "downloaded. Exit status 2 when it is not cached.",
     )
-    where.add_argument("name", metavar="NAME", help="registry name, see `list`")
+    where.add_argument(
+        "name", metavar="NAME", help="registry name, see `list`, or a --sam-model name (vit_b ...)"
+    )
     common.add_common(where, config=False)
     where.set_defaults(func=_path)
 
@@ -84,12 +91,22 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def registry_name(name: str) -> str:
+    """``name`` as the weights registry names it: a registry name as is, a ``--sam-model``
+    name (``vit_b``, ``sam2.1_hiera_tiny``, ``hq_vit_b`` ...) as the entry of its weights."""
+    from samic_vos.sam.names import SAM_MODELS
+
+    model = SAM_MODELS.get(name)
+    return model.weights if model is not None and model.weights is not None else name
+
+
 def _download(args: argparse.Namespace) -> int:
     from samic_vos.hub.weights import download, get_entry
 
-    for name in args.names:  # check every name before the first (long) download
+    names = [registry_name(name) for name in args.names]
+    for name in names:  # check every name before the first (long) download
         get_entry(name)
-    for name in args.names:
+    for name in names:
         print(download(name, force=args.force), flush=True)
     return 0
 
@@ -97,5 +114,5 @@ def _download(args: argparse.Namespace) -> int:
 def _path(args: argparse.Namespace) -> int:
     from samic_vos.hub.weights import resolve
 
-    print(resolve(args.name, flag=None, download=False))
+    print(resolve(registry_name(args.name), flag=None, download=False))
     return 0
