@@ -39,9 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "download",
         help="download, unpack and check a dataset; prints its folder",
         description="Download NAME's archive (resuming a partial download), verify its size and "
-        "SHA-256 where published, unpack it atomically into ROOT/NAME, check every sequence of "
-        "its ImageSets lists, and print ROOT/NAME. A complete folder already there is only "
-        "checked.",
+        "SHA-256 where published, unpack it atomically into its folder under ROOT (`samic-vos "
+        "data list --root ROOT` names it: DAVIS ROOT/NAME, VOC2012, SBD, COCO2014/..., "
+        "Kvasir-SEG), check its tree (DAVIS: every sequence of its ImageSets lists), and print "
+        "the folder. A complete folder already there is only checked.",
     )
     fetch.add_argument("name", metavar="NAME", help="dataset name, see `samic-vos data list`")
     _add_root(fetch)

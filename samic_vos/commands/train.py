@@ -44,7 +44,7 @@ def _square(text: str) -> list[str]:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train the SAMIC network on DAVIS or SAMBOX annotations",
+        help="train the SAMIC network on DAVIS, SAMBOX annotations or few-shot image sets",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -7,18 +7,20 @@ import argparse
 from samic_vos.commands import common
 
 DESCRIPTION = """\
-Official checkpoints the tool loads (SAM, the ResNet-50 backbone), kept in a cache folder:
-$SAMIC_VOS_HOME/weights, else $XDG_CACHE_HOME/samic-vos/weights or ~/.cache/samic-vos/weights.
-Commands that need a checkpoint download it on first use; `download` fetches it ahead of time
-(resumable, SHA-256 verified). Offline, download the file yourself and pass it with the
-command's flag (--sam-checkpoint, --backbone-weights).
+Official checkpoints the tool loads (SAM, SAM 2.1, HQ-SAM, MedSAM, the ResNet-50 backbone), kept
+in a cache folder: $SAMIC_VOS_HOME/weights, else $XDG_CACHE_HOME/samic-vos/weights or
+~/.cache/samic-vos/weights. Commands that need SAM's or ResNet-50's checkpoint download it on
+first use; `download` fetches it ahead of time (resumable, SHA-256 verified). SAM 2.1, HQ-SAM
+and MedSAM publish no SHA-256: they are listed with their URLs but not downloaded; copy the file
+into the cache or pass it with --sam-checkpoint. Offline, download the file yourself and pass it
+with the command's flag (--sam-checkpoint, --backbone-weights).
 """
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "weights",
-        help="list, download and locate model weights (SAM, ResNet-50)",
+        help="list, download and locate model weights (SAM and its families, ResNet-50)",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
