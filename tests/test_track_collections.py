@@ -172,6 +172,22 @@ def test_manifest_mistakes(clips, tiny_models, capsys):
     assert not (out / "clip_two").exists() and not (out / "summary.json").exists()
 
 
+def test_videos_named_alike_on_the_command_line(tmp_path, tiny_models, capsys):
+    """Two frame folders with one name (a/frames/, b/frames/): the one-line refusal says how to
+    name them (a manifest's `name` column), not to give a `name` the command line cannot take."""
+    masks = [_clip(tmp_path / part / "frames", 2, n) for n, part in enumerate("ab")]
+    out = tmp_path / "out"
+    args = [str(tmp_path / "a/frames"), str(tmp_path / "b/frames"), "-o", str(out)]
+    args += [arg for mask in masks for arg in ("--first-mask", str(mask))]
+    assert _track(args, tiny_models) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"samic-vos: error: the videos given: name 'frames' is used by {tmp_path / 'a/frames'} "
+        f"and {tmp_path / 'b/frames'}; list them in a manifest whose `name` column names each"
+    ]
+    assert not out.exists()
+
+
 def test_interrupted_shard_reruns_only_its_missing_frames(clips, tiny_models, monkeypatch):
     from samic_vos.inference.tracker import CausalTracker
 

@@ -85,7 +85,9 @@ def given_videos(videos: Sequence[Path], first_masks: Sequence[Path]) -> list[Vi
     items = [VideoItem(v.stem, v, m) for v, m in zip(videos, first_masks, strict=True)]
     for item in items:
         _check_item(item, str(item.video))
-    check_names(items, "the videos given")
+    # On the command line a video is named after its file or folder: two folders named alike
+    # (a/frames/, b/frames/) need a manifest, which names each one.
+    check_names(items, "the videos given", "list them in a manifest whose `name` column names each")
     return items
 
 
@@ -100,15 +102,17 @@ def _check_item(item: VideoItem, where: str) -> None:
         raise UserError(f"{where}: name '{item.name}' is no folder name; name it plainly")
 
 
-def check_names(items: Sequence[VideoItem], where: str) -> None:
-    """Every output name used once (compared without case, for case-insensitive disks)."""
+def check_names(
+    items: Sequence[VideoItem], where: str, fix: str = "give each video its own `name`"
+) -> None:
+    """Every output name used once (compared without case, for case-insensitive disks); ``fix``:
+    what the message tells to do otherwise."""
     seen: dict[str, VideoItem] = {}
     for item in items:
         key = item.name.casefold()
         if key in seen:
             raise UserError(
-                f"{where}: name '{item.name}' is used by {seen[key].video} and {item.video}; "
-                "give each video its own `name`"
+                f"{where}: name '{item.name}' is used by {seen[key].video} and {item.video}; {fix}"
             )
         seen[key] = item
 
