@@ -234,6 +234,24 @@ def test_cli_errors_are_one_line_and_leave_no_output(tmp_path, capsys):
         assert list(out.parent.iterdir()) == []  # no out.mp4, no temporary file
 
 
+def test_a_mask_of_the_wrong_size_is_refused_before_any_frame(tmp_path, capsys, monkeypatch):
+    """Mask sizes are inputs: checked (from the PNG headers) before the first frame is drawn,
+    as missing masks are, not found by the progress bar's last frame."""
+    from samic_vos.reports import render
+
+    frames_dir, masks = frame_folder(tmp_path)
+    write_mask(masks / "00002.png", np.zeros((47, 64), np.uint8))
+    drawn = []
+    monkeypatch.setattr(render, "overlay", lambda *args: drawn.append(args) or args[0])
+    out = tmp_path / "overlay.mp4"
+    status = main(["render", str(frames_dir), str(masks), "-o", str(out)])  # not quiet
+    assert status == 2 and drawn == [] and not out.exists()
+    assert capsys.readouterr().err.splitlines() == [
+        f"samic-vos: error: {masks / '00002.png'}: mask is 64x47 but frame '00002' is 65x47; "
+        "masks must have the frames' size"
+    ]
+
+
 def test_render_needs_a_mask_per_frame(tmp_path):
     frames_dir, masks = frame_folder(tmp_path)
     (masks / "00001.png").unlink()

@@ -193,8 +193,9 @@ def check_points(
                 )
 
 
-def check_masks(masks_dir: Path, names: list[str]) -> None:
-    """UserError unless ``masks_dir`` holds exactly one ``<name>.png`` per frame name.
+def check_masks(masks_dir: Path, names: list[str], size: tuple[int, int] | None = None) -> None:
+    """UserError unless ``masks_dir`` holds exactly one ``<name>.png`` per frame name, each of
+    ``size`` ``(H, W)`` when given (read from the PNG headers alone).
 
     A frame without a mask is an error, not a blank frame: a mask folder that does not match
     the video frame for frame was most likely made from another video (or cut short).
@@ -222,6 +223,26 @@ def check_masks(masks_dir: Path, names: list[str]) -> None:
             f"{masks_dir / (extra[0] + '.png')}: no frame named '{extra[0]}' in the video "
             f"({len(extra)} masks without a frame); are the masks from another video?"
         )
+    if size is not None:
+        for name in names:
+            _check_mask_size(masks_dir / f"{name}.png", name, size)
+
+
+def _check_mask_size(path: Path, name: str, size: tuple[int, int]) -> None:
+    """UserError unless the mask ``path`` of frame ``name`` is ``size`` ``(H, W)``; a file that
+    is no image is left to :func:`read_mask`, which names the reason when it reads it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, UnidentifiedImageError):
+        return
+    if (height, width) != tuple(size):
+        raise UserError(
+            f"{path}: mask is {width}x{height} but frame '{name}' is {size[1]}x{size[0]}; "
+            "masks must have the frames' size"
+        )
 
 
 def render_video(
@@ -236,8 +257,9 @@ def render_video(
 ) -> int:
     """Write an overlay video of ``frames`` with the masks ``masks_dir/<frame name>.png``.
 
-    Everything is checked before encoding starts (the output path first) except each mask's
-    size and content, checked as it is read; on any error nothing is left at ``out_path``.
+    Everything is checked before encoding starts (the output path first, each mask's size
+    from its header) except each mask's content, checked as it is read; on any error nothing is
+    left at ``out_path``.
     Returns the frame count.
     """
     from samic_vos.data.video_writer import VideoWriter
@@ -247,7 +269,7 @@ def render_video(
     writer = VideoWriter(out_path, frames.fps, frames.size)  # checks the path, opens nothing
     masks_dir = Path(masks_dir)
     names = frames.names
-    check_masks(masks_dir, names)
+    check_masks(masks_dir, names, frames.size)
     points = {}
     if points_jsonl is not None:
         points = read_prompt_points(points_jsonl)
