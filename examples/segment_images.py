@@ -4,7 +4,8 @@
 
 Writes OUT/<target name>.png (palette: ids as the reference masks' classes, or one id per
 instance with --instances) and prints each class's points, (x, y) pixels, and SAM's confidence.
-Without --samic, SAMIC is adapted on the references and saved as OUT/samic_adapted.pt.
+Without --samic, SAMIC is adapted on the references (on ResNet-50's weights from the cache, or
+--backbone-weights FILE) and saved as OUT/samic_adapted.pt.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sam-model", help="vit_b, vit_l or vit_h (default: the checkpoint's)")
     parser.add_argument("--sam-checkpoint", type=Path, help="SAM weights (default: the cache)")
     parser.add_argument("--samic", type=Path, help="trained SAMIC checkpoint")
+    parser.add_argument(
+        "--backbone-weights", type=Path, help="ResNet-50 weights, without --samic (default: cache)"
+    )
     parser.add_argument("--device", default="auto", help="auto, cuda, cuda:N, mps or cpu")
     args = parser.parse_args(argv)
     if len(args.ref) != len(args.ref_mask):
@@ -34,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
             args.sam_model,
             sam_checkpoint=args.sam_checkpoint,
             samic=args.samic,
+            backbone_weights=args.backbone_weights,
             device=args.device,
             adaptation_dir=args.out,
             progress=True,

@@ -4,7 +4,8 @@
 
 VIDEO is a video file or a folder of frames. Writes OUT/<frame>.png (DAVIS palette, named as
 `samic-vos track` names them) and prints each frame's prompt points, (x, y) pixels. Without
---samic, SAMIC is adapted on the first frame and saved as OUT/samic_adapted.pt.
+--samic, SAMIC is adapted on the first frame (on ResNet-50's weights from the cache, or
+--backbone-weights FILE) and saved as OUT/samic_adapted.pt.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sam-model", help="vit_b, vit_l or vit_h (default: the checkpoint's)")
     parser.add_argument("--sam-checkpoint", type=Path, help="SAM weights (default: the cache)")
     parser.add_argument("--samic", type=Path, help="trained SAMIC checkpoint")
+    parser.add_argument(
+        "--backbone-weights", type=Path, help="ResNet-50 weights, without --samic (default: cache)"
+    )
     parser.add_argument("--device", default="auto", help="auto, cuda, cuda:N, mps or cpu")
     parser.add_argument("--precision", help="SAM encoder: auto, fp32, bf16 or fp16")
     args = parser.parse_args(argv)
@@ -33,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
             args.sam_model,
             sam_checkpoint=args.sam_checkpoint,
             samic=args.samic,
+            backbone_weights=args.backbone_weights,
             device=args.device,
             precision=args.precision,
             adaptation_dir=args.out,

@@ -136,3 +136,27 @@ def test_example_scripts_report_a_mistake_in_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.strip().splitlines() == [
         f"error: {missing}: video or frame folder not found"
     ]
+
+
+@pytest.mark.parametrize("script", ["track_video.py", "segment_images.py"])
+def test_example_scripts_take_backbone_weights(script, tmp_path, capsys, shared_data, tiny_models):
+    """Without --samic the examples adapt SAMIC on ResNet-50, whose weights an offline user
+    passes as the CLI's commands take them (--backbone-weights); the file given is the one
+    loaded (here: missing, named in one line)."""
+    main_of = runpy.run_path(str(REPO / "examples" / script))["main"]
+    frame = str(shared_data / "DAVIS/JPEGImages/480p/bear/00000.jpg")
+    mask = str(shared_data / "DAVIS/Annotations/480p/bear/00000.png")
+    given = (
+        ["--first-mask", mask]
+        if script == "track_video.py"
+        else ["--ref", frame, "--ref-mask", mask]
+    )
+    missing = tmp_path / "resnet50.pth"
+    args = [str(Path(frame).parent), *given, "-o", str(tmp_path / "o")]
+    with pytest.raises(SystemExit) as exit_info:
+        main_of(
+            [*args, "--sam-checkpoint", str(tiny_models["sam"]), "--backbone-weights", str(missing)]
+        )
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(missing) in err[0], err
