@@ -6,6 +6,9 @@ the largest difference 1.2e-7; MedSAM's logits are compared as its probabilities
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +18,7 @@ from samic_vos.runtime.errors import UserError
 from samic_vos.sam.encoder import EncoderConfig
 from samic_vos.sam.families import SEGMENTERS
 from samic_vos.sam.models import build_named, load_named, save_sam
+from samic_vos.sam.names import SAM_MODELS
 
 HEIGHT, WIDTH = 70, 100
 POINTS = np.array([[40.0, 30.0], [70.0, 20.0]], dtype=np.float32)
@@ -204,6 +208,27 @@ def test_a_checkpoint_of_another_family_is_refused_in_one_line(tmp_path, saved, 
     assert "\n" not in str(err.value) and str(path) in str(err.value)
     model, name = load_named(None, path)  # the file names its own model
     assert name == saved
+
+
+def test_the_unverified_note_comes_only_with_weights_that_load(tmp_path, monkeypatch, caplog):
+    # A name with registry weights (as vit_b has) and the user's own file: the note that the
+    # file is used unverified is shown once it has loaded, never beside the refusal of a file
+    # of another family (two lines where the refusal is one).
+    pytest.importorskip("segment_anything_hq")
+    official = dataclasses.replace(SAM_MODELS["tiny"], weights="sam_vit_b")
+    monkeypatch.setitem(SAM_MODELS, "tiny", official)
+    torch.manual_seed(0)
+    other, mine = tmp_path / "hq.pt", tmp_path / "mine.pt"
+    save_sam(other, build_named("tiny_hq"), "tiny_hq")
+    save_sam(mine, build_named("tiny"), "tiny")
+    caplog.set_level(logging.INFO, logger="samic_vos")
+    with pytest.raises(UserError, match="holds a hq model, not a sam one"):
+        load_named("tiny", other)
+    assert [r.getMessage() for r in caplog.records] == []
+    assert load_named("tiny", mine)[1] == "tiny"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"`sam_checkpoint` {mine}: not the official sam_vit_b_01ec64.pth; used as is, unverified"
+    ]
 
 
 def test_raw_official_style_files_are_recognised(tmp_path):

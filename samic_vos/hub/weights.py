@@ -26,7 +26,7 @@ import os
 import re
 import warnings
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
@@ -203,6 +203,7 @@ def resolve(
     *,
     flag: str | None,
     download: bool = True,
+    note: Callable[[str], None] | None = None,
 ) -> Path:
     """The checkpoint file to load for registry entry ``name``.
 
@@ -212,6 +213,8 @@ def resolve(
         flag: the argument that passes a local copy, in backticks (``"`sam_checkpoint`"``;
             the CLI shows it as its flag); error messages name it as the fix (``None``: none).
         download: download into the cache when the file is missing (else raise).
+        note: takes the note on a local file used unverified (default: shown on stderr at
+            once; a caller that checks the file further can show it once the file passed).
 
     A local ``path`` must exist. It is checksum-verified when it claims to be the official
     file (its name is the registry file name, or its size is the registry size) and refused
@@ -226,7 +229,7 @@ def resolve(
     """
     entry = get_entry(name)
     if path is not None:
-        return _check_local(entry, Path(path).expanduser(), flag)
+        return _check_local(entry, Path(path).expanduser(), flag, note or _note)
     or_flag = f", or pass {flag} PATH" if flag else ""
     final = cache_dir() / entry.filename
     if entry.sha256 is None:  # only the user's own copy, in the cache or passed with the flag
@@ -449,7 +452,9 @@ def _matches(path: Path, entry: WeightsEntry) -> bool:
     return _mismatch(path, entry) is None
 
 
-def _check_local(entry: WeightsEntry, path: Path, flag: str | None) -> Path:
+def _check_local(
+    entry: WeightsEntry, path: Path, flag: str | None, note: Callable[[str], None]
+) -> Path:
     label = f"{flag} {path}" if flag else str(path)
     if not path.exists():
         raise UserError(f"{label}: file not found")
@@ -457,7 +462,7 @@ def _check_local(entry: WeightsEntry, path: Path, flag: str | None) -> Path:
         raise UserError(f"{label}: not a file")
     claims_official = path.name == entry.filename or path.stat().st_size == entry.size
     if not claims_official or entry.sha256 is None:
-        _note(f"{label}: not the official {entry.filename}; used as is, unverified")
+        note(f"{label}: not the official {entry.filename}; used as is, unverified")
         return path
     problem = _mismatch(path, entry)
     if problem is not None:

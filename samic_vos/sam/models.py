@@ -22,7 +22,9 @@ is passed explicitly.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,8 @@ from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.version import __version__
 from samic_vos.sam.names import DEFAULT_SAM_MODEL, OFFICIAL_MODELS, SAM_MODELS, family_of
 from samic_vos.sam.vit_sam import assemble_sam
+
+log = logging.getLogger(__name__)
 
 __all__ = ["OFFICIAL_MODELS", "SAM_ARCHS", "build_named", "build_sam", "load_named", "load_sam"]
 
@@ -255,8 +259,23 @@ def load_named(
     loads as ``vit_b`` unless ``medsam_vit_b`` is named), ``vit_b`` without a checkpoint.
     Without ``checkpoint``, an official model's weights are resolved through the weights
     registry. A ``model`` that disagrees with the checkpoint (another family, another size)
-    is refused in one line. Returns the model in eval mode.
+    is refused in one line (and then alone: the note on a file used unverified is shown only
+    once its weights have loaded). Returns the model in eval mode.
     """
+    held: list[str] = []
+    loaded = _load_named(model, checkpoint, device, held.append)
+    for message in held:
+        log.info(message)
+    return loaded
+
+
+def _load_named(
+    model: str | None,
+    checkpoint: str | os.PathLike[str] | None,
+    device: torch.device | str,
+    note: Callable[[str], None],
+) -> tuple[torch.nn.Module, str]:
+    """:func:`load_named`, its notes given to ``note``."""
     from samic_vos.sam.families import detect_family, require_package
 
     if model is not None and model not in SAM_MODELS:
@@ -268,7 +287,9 @@ def load_named(
                 f"SAM model '{model}' has no downloadable weights: pass `sam_checkpoint` FILE"
             )
     if model is not None and SAM_MODELS[model].weights is not None:
-        path = resolve(SAM_MODELS[model].weights, path=checkpoint, flag="`sam_checkpoint`")
+        path = resolve(
+            SAM_MODELS[model].weights, path=checkpoint, flag="`sam_checkpoint`", note=note
+        )
     else:
         path = Path(checkpoint)  # type: ignore[arg-type]
         if not path.is_file():
