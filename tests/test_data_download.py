@@ -149,6 +149,15 @@ def test_download_unpack_check_and_print_the_root(
         assert len(state.requests) == 1
         assert main(["data", "list"]) == 0
         assert capsys.readouterr().out == f"{NAME}  {target}\n    test dataset\n"
+        # A --root that is no folder (a file, a typo) is a mistake, not "nothing installed".
+        (tmp_path / "a file").write_text("")
+        for wrong in (target / "missing", tmp_path / "a file"):
+            assert main(["data", "list", "--root", str(wrong)]) == 2
+            out, err = capsys.readouterr()
+            assert out == "" and err == (
+                f"samic-vos: error: {wrong}: folder not found; pass the --root the archives "
+                "went to\n"
+            )
 
 
 def test_root_and_keep_archive(

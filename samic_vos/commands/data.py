@@ -84,8 +84,10 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from samic_vos.hub.datasets import ARCHIVES, dataset_dir
+    from samic_vos.hub.datasets import ARCHIVES, dataset_dir, require_root
 
+    if args.root is not None:  # the default folder may not exist yet: nothing installed
+        require_root(args.root)
     for entry in ARCHIVES.values():
         folder = dataset_dir(entry.name, args.root)
         where = str(folder) if folder.is_dir() else "not installed"

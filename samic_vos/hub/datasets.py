@@ -236,6 +236,18 @@ def dataset_dir(name: str, root: str | os.PathLike[str] | None = None) -> Path:
     return folder / (entry.folder or entry.name)
 
 
+def require_root(root: str | os.PathLike[str]) -> Path:
+    """``root`` (``~`` expanded) where it is an existing folder of datasets.
+
+    Raises:
+        UserError: naming ``root`` and the flag, when it is no folder.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise UserError(f"{root}: folder not found; pass the `root` the archives went to")
+    return root
+
+
 def check_required(tree: Path, required: Sequence[str]) -> dict[str, int]:
     """Check that ``tree`` holds something and every ``required`` path (a folder: not empty);
     returns the number of entries of each required folder (files: 1).

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from samic_vos.data.mask_io import write_mask
+from samic_vos.hub.datasets import require_root
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.output_paths import check_writable_dir, reporting_write_errors
 
@@ -48,11 +49,9 @@ def prepare_dataset(name: str, root: str | os.PathLike[str]) -> list[Path]:
         UserError: an unknown name, or an input missing under ``root`` (naming what to
             download), checked before anything is written.
     """
-    root = Path(root).expanduser()
     if name not in PREPARED:
         raise UserError(f"nothing to prepare for '{name}' (known: {', '.join(PREPARED)})")
-    if not root.is_dir():
-        raise UserError(f"{root}: folder not found; pass the `root` the archives went to")
+    root = require_root(root)
     if name == "pascal5i":
         return [_prepare_pascal(root)]
     return _prepare_coco(root)
