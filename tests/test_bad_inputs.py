@@ -543,6 +543,19 @@ def test_offline_first_track_names_every_missing_weights_file(
             "--backbone-weights is ignored: the persam prompter runs no SAMIC network",
         ),
         (
+            [
+                "track",
+                "{video}",
+                "--first-mask",
+                "{first}",
+                "--prompter",
+                "persam",
+                "--samic",
+                "{samic}",
+            ],
+            "--samic is ignored: the persam prompter runs no SAMIC network",
+        ),
+        (
             ["bench", "fewshot", "--dataset", "perseg", "--root", "{tmp}", "--kshot", "vote"],
             "--kshot is ignored: it combines K supports and this run has 1 (--shots)",
         ),
@@ -557,6 +570,7 @@ def test_offline_first_track_names_every_missing_weights_file(
         "random-backbone-persam",
         "segment-samic-persam",
         "track-backbone-persam",
+        "track-samic-persam-flag",
         "kshot-1-shot",
         "train-fraction-sambox",
     ],

@@ -245,6 +245,17 @@ def test_finished_run_names_the_force_flag(tmp_path, capsys, small_video, tiny_m
     assert "`" not in err
 
 
+@pytest.mark.parametrize("prompter", ["previous-mask", "persam"])
+def test_prompter_flag_picks_a_training_free_prompter(tmp_path, small_video, tiny_models, prompter):
+    """--prompter is the YAML's `prompter`, as in bench davis: no SAMIC network runs."""
+    frames, first = small_video
+    out = tmp_path / "out"
+    args = [str(frames), "--first-mask", str(first), "-o", str(out), "--prompter", prompter]
+    assert _track(args, tiny_models, samic=False) == 0
+    assert yaml.safe_load((out / "config.yaml").read_text())["prompter"] == prompter
+    assert len(list((out / "masks").iterdir())) == 2 and not (out / "samic_adapted.pt").exists()
+
+
 def test_overlay_in_the_output_folder_it_makes(tmp_path, capsys, small_video, tiny_models):
     """The README's first command: `-o runs/bear --overlay runs/bear/overlay.mp4` on a machine
     where runs/ does not exist yet; the overlay may also go beside OUT (`track --help`)."""
