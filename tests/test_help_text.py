@@ -41,3 +41,17 @@ def test_weights_help_names_every_family_and_what_is_not_downloaded(capsys):
 def test_top_level_help_says_train_takes_few_shot_sets(capsys):
     text = _help([], capsys)
     assert re.search(r"train the SAMIC network on DAVIS, SAMBOX annotations or few-shot", text)
+
+
+def test_davis_set_help_names_the_default_each_job_uses(capsys):
+    from samic_vos.data.davis import DavisSelection
+    from samic_vos.training.job import TrainJobConfig
+
+    defaults = {
+        ("eval", "davis"): DavisSelection().split,
+        ("bench", "davis"): DavisSelection().split,
+        ("train",): TrainJobConfig().davis.split,
+    }
+    assert set(defaults.values()) == {"val", "train"}
+    for command, split in defaults.items():
+        assert f"--set SET ImageSets list to use (default {split})" in _help(list(command), capsys)

@@ -318,8 +318,11 @@ def require_dataset_root(root: Path | None) -> None:
     require_input(root, "folder", kind="folder", detail="; pass the dataset's folder (`root`)")
 
 
-def add_davis(parser: argparse.ArgumentParser, *, root_required: bool = True) -> None:
-    """``--davis-root``, ``--year``, ``--set``, ``--resolution``, ``--sequences`` (key davis.*)."""
+def add_davis(
+    parser: argparse.ArgumentParser, *, root_required: bool = True, split: str = "val"
+) -> None:
+    """``--davis-root``, ``--year``, ``--set``, ``--resolution``, ``--sequences`` (key davis.*);
+    ``split``: the job's default ``--set``, which its help names."""
     group = parser.add_argument_group("DAVIS")
     group.add_argument(
         "--davis-root",
@@ -336,7 +339,13 @@ def add_davis(parser: argparse.ArgumentParser, *, root_required: bool = True) ->
         help=f"2017: objects 1..K of the first mask; 2016: one object, masks binarised "
         f"(default {DEFAULT_YEAR})",
     )
-    config_flag(group, "--set", key="davis.split", metavar="SET", help="ImageSets list to use")
+    config_flag(
+        group,
+        "--set",
+        key="davis.split",
+        metavar="SET",
+        help=f"ImageSets list to use (default {split})",
+    )
     config_flag(
         group,
         "--resolution",

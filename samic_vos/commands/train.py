@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--sambox", type=Path, metavar="DIR", help="train on this folder of SAMBOX annotations"
     )
-    common.add_davis(parser, root_required=False)
+    common.add_davis(parser, root_required=False, split="train")
     _add_fewshot(parser)
     group = parser.add_argument_group("training")
     common.config_flag(group, "--epochs", key="train.max_epochs", metavar="N", help="most epochs")
