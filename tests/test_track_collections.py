@@ -228,8 +228,9 @@ def test_one_video_with_coco_and_exports(clips, tiny_models):
     )
     coco = COCO(str(out / "coco.json"))
     images = coco.loadImgs(coco.getImgIds())
+    # a frame folder's frames are files: COCO names them <video>/<frame file>
     assert [(i["video"], i["frame_index"], i["file_name"]) for i in images] == [
-        ("bear", t, f"bear/{t:05d}") for t in range(CLIPS["one"])
+        ("bear", t, f"bear/{t:05d}.png") for t in range(CLIPS["one"])
     ]
     # every export format reads the same run: one label file per frame, named video__frame
     for fmt, pattern in (
@@ -241,3 +242,12 @@ def test_one_video_with_coco_and_exports(clips, tiny_models):
         assert main(["export", "--format", fmt, str(out), "-o", str(target)]) == 0
         names = sorted(p.stem for p in target.glob(pattern))
         assert names == [f"bear__{t:05d}" for t in range(CLIPS["one"])], fmt
+    # LabelMe opens each frame's own image
+    for t in range(CLIPS["one"]):
+        document = json.loads((clips / "labelme" / f"bear__{t:05d}.json").read_text())
+        assert (clips / "labelme" / document["imagePath"]).resolve() == clip / f"{t:05d}.png"
+    # frames no longer in place (as a video file's, which are no files): <video>/<frame>
+    clip.rename(clips / "moved")
+    assert main(["export", "--format", "coco", str(out), "-o", str(clips / "coco-moved")]) == 0
+    images = json.loads((clips / "coco-moved" / "coco.json").read_text())["images"]
+    assert [i["file_name"] for i in images] == [f"bear/{t:05d}" for t in range(CLIPS["one"])]

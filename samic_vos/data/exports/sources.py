@@ -9,7 +9,9 @@ Sources (:func:`open_source` recognises them):
   mask (the only score a line keeps, shared by the class's instances);
 - a `track` run (command ``track``): one image per frame, named ``<video>__<frame>``, with the
   video's name (its folder's) and the frame's index; categories are the object ids
-  (``object k``), scores SAM's confidence per object and frame;
+  (``object k``), scores SAM's confidence per object and frame; a run of a frame folder that
+  is still in place gives each frame its image file (COCO ``<video>/<frame>.jpg``, LabelMe's
+  ``imagePath``); a video file's frames are no files (``<video>/<frame>``);
 - a `track` collection (command ``track-collection``): its videos' runs, in the collection's
   order;
 - a SAMBOX folder (``*.sambox.json`` with palette masks): one image per annotation, objects
@@ -30,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from samic_vos.data.fewshot_sets import sambox_object_mask
+from samic_vos.data.frame_source import image_files
 from samic_vos.data.mask_io import read_mask
 from samic_vos.data.sambox_format import SUFFIX, find_annotations, read_annotation
 from samic_vos.runtime.errors import UserError
@@ -182,8 +185,11 @@ def videos_source(runs: list[Path]) -> ExportSource:
     def items() -> Iterator[ExportItem]:
         for run in runs:
             video = run.name
+            files = _frame_files(run)
             for index, line in enumerate(_lines(run)):
                 frame = line["frame"]
+                image = files.get(frame)
+                file_name = f"{video}/{frame}{image.suffix if image else ''}"
                 mask = _run_mask(run, frame)
                 present = set(np.unique(mask).tolist())
                 objects = [
@@ -191,14 +197,22 @@ def videos_source(runs: list[Path]) -> ExportSource:
                     for k, found in sorted(line["objects"].items(), key=lambda kv: int(kv[0]))
                     if int(k) in present
                 ]
-                yield ExportItem(
-                    f"{video}__{frame}", f"{video}/{frame}", mask, objects, None, video, index
-                )
+                yield ExportItem(f"{video}__{frame}", file_name, mask, objects, image, video, index)
 
     def names() -> Iterator[str]:
         return (f"{run.name}__{line['frame']}" for run in runs for line in _lines(run))
 
     return ExportSource({k: f"object {k}" for k in sorted(ids)}, items, names)
+
+
+def _frame_files(run: Path) -> dict[str, Path]:
+    """Each frame's image file (frame name → file) of the `track` run ``run`` where its input
+    was a frame folder that is still in place; none for a video file."""
+    manifest = _manifest(run) or {}
+    video = (manifest.get("inputs", {}).get("video") or {}).get("path")
+    if not isinstance(video, str) or not Path(video).is_dir():
+        return {}
+    return {file.stem: file for file in image_files(Path(video), noun="frame")}
 
 
 def _sambox_source(folder: Path) -> ExportSource:
