@@ -45,7 +45,6 @@ examples:
 def register(benchmarks: argparse._SubParsersAction) -> None:
     """Add ``paper`` to the ``bench`` subcommands."""
     from samic_vos.pipelines.bench_paper import PROMPTERS
-    from samic_vos.sam.names import OFFICIAL_MODELS
 
     parser = benchmarks.add_parser(
         "paper",
@@ -70,17 +69,10 @@ def register(benchmarks: argparse._SubParsersAction) -> None:
         help="with --train: a `samic-vos train` YAML for every network trained (default: the "
         "paper's settings)",
     )
-    parser.add_argument(
-        "--sam-model",
-        metavar="NAME",
-        help=f"segmenter, one of {', '.join(OFFICIAL_MODELS)} (default: the checkpoint's own; "
-        "vit_b when downloading)",
-    )
-    parser.add_argument("--sam-checkpoint", type=Path, metavar="FILE", help="SAM's weights")
-    parser.add_argument(
-        "--backbone-weights", type=Path, metavar="FILE", help="ResNet-50 weights (local copy)"
-    )
-    parser.add_argument("--device", metavar="DEVICE", help="auto | cuda | cuda:N | mps | cpu")
+    parser.add_argument("--sam-model", metavar="NAME", help=common.SAM_MODEL_HELP)
+    common.add_sam_checkpoint(parser)
+    common.add_backbone_weights(parser)
+    parser.add_argument("--device", metavar="DEVICE", help=common.DEVICE_HELP)
     parser.add_argument(
         "--episode-count",
         type=int,
@@ -90,8 +82,7 @@ def register(benchmarks: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--download", action="store_true", help="download and prepare the datasets into ROOT"
     )
-    parser.add_argument("--shard", metavar="I/N", help="run only shard I of N (0-based)")
-    parser.add_argument("--merge", action="store_true", help="write the table of a sharded OUT")
+    common.add_shards(parser, "run")
     parser.add_argument("--force", action="store_true", help="start afresh over another run in OUT")
     common.add_common(parser, config=False)
     parser.set_defaults(func=run)

@@ -25,6 +25,10 @@ T = TypeVar("T")
 _OVERRIDES = "config_overrides"
 
 DEVICE_HELP = "auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps or cpu (default auto)"
+SAM_MODEL_HELP = (
+    f"segmenter, one of {', '.join(OFFICIAL_MODELS)} (default: the checkpoint's own; vit_b when "
+    "downloading)"
+)
 
 
 class Parser(argparse.ArgumentParser):
@@ -222,29 +226,38 @@ def add_models(
             "--sam-model",
             key=f"{prefix}sam_model",
             metavar="NAME",
-            help=f"segmenter, one of {', '.join(OFFICIAL_MODELS)} (default: the checkpoint's "
-            "own; vit_b when downloading)",
+            help=SAM_MODEL_HELP,
         )
-        group.add_argument(
-            "--sam-checkpoint",
-            type=Path,
-            metavar="PATH",
-            help="local SAM checkpoint (default: the official one, from the weights cache)",
-        )
+        add_sam_checkpoint(group)
     if not backbone:
         return
-    group.add_argument(
-        "--backbone-weights",
-        type=Path,
-        metavar="PATH",
-        help="local torchvision ResNet-50 ImageNet weights (default: the weights cache)",
-    )
+    add_backbone_weights(group)
     config_flag(
         group,
         "--random-backbone",
         key=tuple(f"{p}network.backbone" for p in network_prefixes or (prefix,)),
         switch="random",
         help="a randomly initialised SAMIC backbone, not ImageNet's (experiments only)",
+    )
+
+
+def add_sam_checkpoint(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--sam-checkpoint PATH``: a local copy of SAM's weights."""
+    parser.add_argument(
+        "--sam-checkpoint",
+        type=Path,
+        metavar="PATH",
+        help="local SAM checkpoint (default: the official one, from the weights cache)",
+    )
+
+
+def add_backbone_weights(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--backbone-weights PATH``: a local copy of the SAMIC backbone's ImageNet weights."""
+    parser.add_argument(
+        "--backbone-weights",
+        type=Path,
+        metavar="PATH",
+        help="local torchvision ResNet-50 ImageNet weights (default: the weights cache)",
     )
 
 
