@@ -34,7 +34,7 @@ from samic_vos.data.davis import DavisDataset, DavisSelection
 from samic_vos.eval.published import published
 from samic_vos.inference.prompts_log import complete_records
 from samic_vos.jobs.track import TrackConfig, track_sequence
-from samic_vos.runtime.atomic import atomic_write_text
+from samic_vos.runtime.atomic import atomic_path, atomic_write_text
 from samic_vos.runtime.background_jobs import BackgroundJobs
 from samic_vos.runtime.config import manifest_config, save_config
 from samic_vos.runtime.errors import UserError
@@ -334,7 +334,9 @@ class _Runner:
             resume=resume,
             backbone_weights=self.inputs.backbone_weights,
         )
-        shutil.copyfile(folder / "best.pt", self.out / "samic.pt")
+        # Atomically: a rerun loads an existing OUT/samic.pt rather than training again.
+        with atomic_path(self.out / "samic.pt") as tmp:
+            shutil.copyfile(folder / "best.pt", tmp)
         self.net, _ = load_samic(self.out / "samic.pt", self.device, self.inputs.backbone_weights)
 
     def track(self, name: str) -> int:

@@ -317,7 +317,7 @@ def _fewshot_network(inputs: BenchPaperInputs, fewshot: list[PaperRun], shards: 
             f"--train trains the few-shot network on FSS-1000: put it in {inputs.root}/FSS-1000 "
             "(docs/fewshot_datasets.md), or pass `samic_checkpoint`"
         )
-    if shards > 1 and not trained.is_file():
+    if shards > 1 and not _trained(trained.parent):
         raise UserError(
             "training runs once, not per shard: run bench paper with --train in one process "
             f"first (it trains {trained}), then launch the shards"
@@ -325,9 +325,16 @@ def _fewshot_network(inputs: BenchPaperInputs, fewshot: list[PaperRun], shards: 
     return trained
 
 
+def _trained(folder: Path) -> bool:
+    """Whether ``folder`` holds a finished training: its best.pt is there from the first
+    epoch on, so an interrupted training has one too."""
+    manifest = read_manifest(folder)
+    return manifest is not None and manifest.finished and (folder / "best.pt").is_file()
+
+
 def _train_fewshot(inputs: BenchPaperInputs, execute: Execute, out: Path) -> None:
     folder = out / TRAIN_DIR
-    if (folder / "best.pt").is_file():
+    if _trained(folder):
         return
     argv = ["train", "--fewshot", "fss1000", "--root", str(inputs.root / "FSS-1000")]
     argv += ["-o", str(folder), *_model_flags(inputs, None, sam=False)]

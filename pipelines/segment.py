@@ -187,6 +187,9 @@ def run_segment(
     manifest = _manifest(inputs, refs, targets, names, ran)
     state = open_run(out, manifest, force=inputs.force, outputs=OUTPUTS)
     if state == "finished":
+        # The parts are merged once the run is marked finished; a process killed before it
+        # removed them (or midway) leaves them: remove them, as the summary does.
+        shutil.rmtree(out / PARTS, ignore_errors=True)
         log.info("%s: this run is finished (%d targets); pass `force` to redo it", out, len(names))
         return SegmentSummary(len(targets), len(names), 0, [], state, out)
     batches = _batches(len(targets), config.tracker.batch_size)

@@ -275,14 +275,16 @@ def _finished(folder: Path) -> bool:
 
 
 def _summarize(out: Path, manifest: RunManifest, names: list[str], format: str) -> None:
-    """The complete collection's summary.json (and coco.json); the manifest marked finished."""
-    manifest.finished = True
-    write_manifest(out, manifest)
+    """The complete collection's summary.json (and coco.json), then the manifest marked
+    finished: a process killed in between leaves the collection unfinished, and a rerun
+    writes them again (a finished one is not summarized again)."""
     videos = [
         {"name": name, "frames": len(complete_records(out / name / PROMPTS))} for name in names
     ]
     atomic_write_text(out / SUMMARY, json.dumps({"videos": videos}, indent=1) + "\n")
     _write_collection_coco(out, names, format)
+    manifest.finished = True
+    write_manifest(out, manifest)
 
 
 def _write_collection_coco(out: Path, names: list[str], format: str) -> None:

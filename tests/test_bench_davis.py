@@ -257,6 +257,44 @@ def test_train_first_then_track_with_the_trained_network(tmp_path, shared_data, 
 
 
 @pytest.mark.slow
+def test_stopped_while_copying_the_trained_network_the_rerun_still_runs(
+    tmp_path, shared_data, models, monkeypatch
+):
+    """Stopped (Ctrl-C; SIGKILL alike) halfway through copying train/best.pt to OUT/samic.pt:
+    the rerun does not load a cut samic.pt (it would fail in every rerun), it finishes with
+    samic.pt the trained network."""
+    import samic_vos.pipelines.bench_davis as pipeline
+
+    davis, root = shared_data / "DAVIS", tmp_path / "davis"
+    copy_short_root(davis, root, ["car-shadow"], 3, "2016")
+    copy_short_root(davis, root, ["bear"], FRAMES, "2016", split="train")
+    config = tmp_path / "tiny.yaml"
+    tiny = "{input_size: [64, 64], backbone: random, channels: [8, 16, 32]}"
+    config.write_text(
+        f"track: {{network: {tiny}}}\n"
+        f"train: {{network: {tiny}, flow: {{top_k: 3, min_gap: 1, working_size: 64}},"
+        " train: {max_epochs: 1, cache_dtype: float32}, augment: {enabled: false}}\n"
+    )
+    out, args = tmp_path / "out", ["--train", "--config", str(config)]
+
+    real_copy = shutil.copyfile
+
+    def cut_copy(source, target, *rest, **kwargs):
+        if Path(target).parent != out:  # the training's own copies
+            return real_copy(source, target, *rest, **kwargs)
+        data = Path(source).read_bytes()
+        Path(target).write_bytes(data[: len(data) // 2])
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline.shutil, "copyfile", cut_copy)
+        assert _bench(root, out, models[:2], *args)[0] == 130
+    assert _bench(root, out, models[:2], *args)[0] == 0
+    assert (out / "samic.pt").read_bytes() == (out / "train" / "best.pt").read_bytes()
+    assert (out / "scores.json").is_file()
+
+
+@pytest.mark.slow
 def test_report_puts_prompters_side_by_side(tmp_path, root16, models):
     import base64
     import re

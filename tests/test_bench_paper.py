@@ -213,6 +213,51 @@ def test_mistakes_are_one_line_before_any_run(tmp_path, capsys, small_root, mode
 
 
 @pytest.mark.slow
+def test_a_training_stopped_after_its_first_epoch_is_finished_by_the_rerun(
+    tmp_path, small_root, models, monkeypatch
+):
+    """Stopped (Ctrl-C; SIGKILL alike) once the few-shot training wrote its first best.pt: the
+    rerun finishes the training (every epoch) before any column runs, rather than taking
+    that best.pt, one epoch in, for the trained network."""
+    import os
+
+    root = tmp_path / "datasets"
+    (root / "FSS-1000").mkdir(parents=True)
+    for name in (small_root / "FSS-1000").iterdir():
+        (root / "FSS-1000" / name.name).symlink_to(name)
+    for k, name in enumerate(fss_split_classes("train")):  # 2 images each: 2 ordered pairs
+        for n in (1, 2):
+            gray(
+                root / "FSS-1000" / name / f"{n}.png",
+                textured(root / "FSS-1000" / name / f"{n}.jpg", k + n),
+            )
+    settings = tmp_path / "short.yaml"
+    settings.write_text(
+        "network: {input_size: [64, 64], backbone: random, channels: [8, 16, 32]}\n"
+        "train: {max_epochs: 2, cache_dtype: float32}\n"
+        "augment: {enabled: false}\n"
+        "fewshot: {train_fraction: 1.0}\n"
+    )
+    real_replace = os.replace
+
+    def stop_after_best(source, target, *args, **kwargs):
+        real_replace(source, target, *args, **kwargs)
+        if Path(target).name == "best.pt":
+            raise KeyboardInterrupt
+
+    out, args = tmp_path / "paper", [*models[:2], "--train", "--train-config", str(settings)]
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "replace", stop_after_best)
+        assert _paper(root, out, *args)[0] == 130
+    trained = out / "train-fss1000"
+    assert (trained / "best.pt").is_file() and not (out / "fss1000").exists()
+    assert _paper(root, out, *args)[0] == 0
+    assert json.loads((trained / "run.json").read_text())["finished"]
+    assert [h["epoch"] for h in json.loads((trained / "history.json").read_text())] == [1, 2]
+    assert _scores(out / "fss1000")["episodes"] == 2
+
+
+@pytest.mark.slow
 def test_train_then_bench_every_column_with_the_trained_networks(
     tmp_path, small_root, shared_data, models
 ):

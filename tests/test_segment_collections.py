@@ -184,6 +184,35 @@ def test_coco_output_matches_the_masks(collection, tiny_models):
     assert (again / "coco.json").read_bytes() == (out / "coco.json").read_bytes()
 
 
+def test_interrupted_after_the_summary_the_rerun_removes_the_parts(
+    collection, tiny_models, monkeypatch
+):
+    """Stopped (Ctrl-C; SIGKILL alike) after the run was marked finished, before its merged
+    parts were removed: the rerun finds the run finished and leaves the straight run's files,
+    without OUT/parts."""
+    import samic_vos.pipelines.segment as pipeline
+
+    straight = collection / "straight"
+    assert _segment(collection, straight, tiny_models) == 0
+    real_rmtree = pipeline.shutil.rmtree
+
+    def stop_at_parts(path, *args, **kwargs):
+        if Path(path).name == "parts":
+            raise KeyboardInterrupt
+        real_rmtree(path, *args, **kwargs)
+
+    out = collection / "out"
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline.shutil, "rmtree", stop_at_parts)
+        assert _segment(collection, out, tiny_models) == 130
+    assert (out / "parts").is_dir() and json.loads((out / "run.json").read_text())["finished"]
+    assert _segment(collection, out, tiny_models) == 0
+    assert not (out / "parts").exists()
+    files = {p.relative_to(out) for p in out.rglob("*")}
+    assert files == {p.relative_to(straight) for p in straight.rglob("*")}
+    assert _files(out) == _files(straight)
+
+
 def _vm_rss_kib() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +80,25 @@ def test_stages_in_two_threads_do_not_split_each_other(clock):
     release.set()
     worker.join(WAIT)
     assert dict(timer.seconds) == {"encoder": 10.0, "decoder": 2.0}
+
+
+def test_a_record_cut_by_a_killed_process_is_not_summed(tmp_path):
+    """A process killed (SIGKILL) while writing its timing record leaves the atomic write's
+    temporary file beside the records, cut short (``.<ns>.<8 characters>.part.json``): a
+    rerun's scoring sums the records and skips it, rather than failing on it every time."""
+    stages = ("encoder", "other")
+    for count, wall, encoder in ((3, 5.0, 2.0), (2, 4.0, 1.5)):
+        timer = StageTimer()
+        timer.seconds["encoder"] = encoder
+        stage_timer.save_timings(tmp_path, timer, stages, count, wall)
+    folder = tmp_path / stage_timer.TIMINGS
+    record = next(folder.iterdir()).read_bytes()
+    fd, cut = tempfile.mkstemp(prefix=".1765000000000000000.", suffix=".part.json", dir=folder)
+    os.write(fd, record[: len(record) // 2])
+    os.close(fd)
+    assert stage_timer.total_timings(tmp_path, stages) == (
+        5,
+        9.0,
+        {"encoder": 3.5, "other": 5.5},
+    )
+    assert Path(cut).is_file()  # not the scoring's to remove: another shard may be writing it

@@ -216,6 +216,34 @@ def test_interrupted_shard_reruns_only_its_missing_frames(clips, tiny_models, mo
     assert _files(out) == _files(straight)
 
 
+def test_interrupted_while_summarizing_the_rerun_writes_the_summary(
+    clips, tiny_models, monkeypatch
+):
+    """Stopped (Ctrl-C; SIGKILL alike) when every video is tracked, as the collection's
+    summary.json is written: the rerun writes summary.json and coco.json, the bytes of a
+    straight run, instead of finding the collection finished without them."""
+    import samic_vos.pipelines.track as pipeline
+
+    manifest = str(clips / "videos.csv")
+    straight = clips / "straight"
+    assert _track([manifest, "-o", str(straight), "--format", "coco"], tiny_models) == 0
+    real_write = pipeline.atomic_write_text
+
+    def stop_at_summary(path, text):
+        if Path(path).name == "summary.json":
+            raise KeyboardInterrupt
+        real_write(path, text)
+
+    out = clips / "out"
+    args = [manifest, "-o", str(out), "--format", "coco"]
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "atomic_write_text", stop_at_summary)
+        assert _track(args, tiny_models) == 130
+    assert not (out / "summary.json").exists()
+    assert _track(args, tiny_models) == 0
+    assert _files(out) == _files(straight)
+
+
 def test_one_video_with_coco_and_exports(clips, tiny_models):
     out = clips / "bear"
     clip = clips / "clips" / "clip_one"

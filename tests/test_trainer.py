@@ -309,6 +309,55 @@ def test_resume_continues_from_the_saved_epoch(tiny, two_epochs, tmp_path, capsy
     assert _train(root, tmp_path / "other", config, *other) == 2
 
 
+@pytest.fixture(scope="module")
+def four_epochs(tiny) -> Path:
+    """A straight 4-epoch CLI run's output folder (its best epoch is the third)."""
+    root, config = tiny
+    out = config.parent / "four_epochs"
+    assert _train(root, out, config, "--epochs", "4", "--batch-size", "2") == 0
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", ["best", "last"])
+def test_stopped_right_after_an_epochs_checkpoint_resumes_to_the_straight_files(
+    tiny, four_epochs, tmp_path, monkeypatch, stop
+):
+    """Stopped (Ctrl-C; SIGKILL alike) right after latest.pt of the best epoch (3), or of the
+    last (4), was written: the resumed run's best.pt is the best epoch's network and
+    history.json has every epoch, as in a straight run (not the best.pt and history of the
+    epoch before)."""
+    root, config = tiny
+    best_epoch = load_samic(four_epochs / "latest.pt")[1]["metrics"]["best_epoch"]
+    assert best_epoch == 3  # the data's: an improving epoch that is not the last
+    epoch = best_epoch if stop == "best" else 4
+    real_replace, written = os.replace, [0]
+
+    def replace(src, dst, *args, **kwargs):
+        real_replace(src, dst, *args, **kwargs)
+        if Path(dst).name == "latest.pt":
+            written[0] += 1
+            if written[0] == epoch:
+                raise KeyboardInterrupt
+
+    out, args = tmp_path / "out", ["--epochs", "4", "--batch-size", "2"]
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "replace", replace)
+        assert _train(root, out, config, *args) == 130
+    assert load_samic(out / "latest.pt")[1]["metrics"]["epoch"] == epoch
+    assert _train(root, out, config, *args, "--resume") == 0
+    history = json.loads((out / "history.json").read_text())
+    expected = json.loads((four_epochs / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    for got, want in zip(history, expected, strict=True):
+        assert got["val_loss"] == pytest.approx(want["val_loss"], rel=1e-5)
+    best, meta = load_samic(out / "best.pt")
+    want_best, want_meta = load_samic(four_epochs / "best.pt")
+    assert meta["metrics"]["epoch"] == want_meta["metrics"]["epoch"] == best_epoch
+    a, b = _flat(want_best.learnable_state_dict()), _flat(best.learnable_state_dict())
+    assert (a - b).norm() < 1e-5 * a.norm()  # equal up to float rounding, as a resumed run
+
+
 @pytest.mark.slow
 def test_cli_trains_on_sambox_annotations(tiny, tmp_path, capsys):
     """SAMBOX sequence folders (the tiny DAVIS videos, one click per frame) train as well."""

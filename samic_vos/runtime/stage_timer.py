@@ -92,8 +92,12 @@ def save_timings(
 
 
 def total_timings(out: Path, stages: Sequence[str]) -> tuple[int, float, dict[str, float]]:
-    """The items, wall seconds and seconds per stage of every record in ``out`` summed."""
-    records = [json.loads(p.read_text()) for p in sorted((out / TIMINGS).glob("*.json"))]
+    """The items, wall seconds and seconds per stage of every record in ``out`` summed.
+
+    Only the records themselves (``<ns>.json``): a process killed while writing one leaves its
+    temporary file (``.<ns>.<8 characters>.part.json``, maybe cut short) beside them."""
+    paths = sorted((out / TIMINGS).glob("*.json"))
+    records = [json.loads(p.read_text()) for p in paths if not p.name.startswith(".")]
     seconds = {s: sum(r["seconds"][s] for r in records) for s in stages}
     # "frames": the key of bench davis folders written before the few-shot benchmark shared this
     count = sum(r.get("count", r.get("frames", 0)) for r in records)

@@ -406,11 +406,18 @@ def _save(
     run_config: dict[str, Any] | None,
     best: bool,
 ) -> None:
-    """Write ``latest.pt`` (and ``best.pt``) and ``history.json`` atomically."""
+    """Write ``best.pt`` (when the epoch improved), ``history.json`` and then ``latest.pt``,
+    each atomically. ``latest.pt`` comes last: a resumed run continues after its epoch, so a
+    process killed between these writes redoes the epoch and writes the others again, where
+    written first the others would stay one epoch behind (``best.pt`` not the best epoch's
+    network, ``history.json`` without its last epoch)."""
     metrics = {**history[-1], "best_loss": state["best_loss"], "best_epoch": state["best_epoch"]}
     training = {"state": dict(state), "optimizer": optimizer.state_dict(), "history": history}
-    save_samic(out_dir / LATEST, model, config=run_config, metrics=metrics, training=training)
-    if best:  # the same content: copy rather than serialise (and verify) it again
-        with atomic_path(out_dir / BEST) as tmp:
-            shutil.copyfile(out_dir / LATEST, tmp)
+    if best:
+        save_samic(out_dir / BEST, model, config=run_config, metrics=metrics, training=training)
     atomic_write_text(out_dir / HISTORY, json.dumps(history, indent=1) + "\n")
+    if best:  # the same content: copy rather than serialise (and verify) it again
+        with atomic_path(out_dir / LATEST) as tmp:
+            shutil.copyfile(out_dir / BEST, tmp)
+    else:
+        save_samic(out_dir / LATEST, model, config=run_config, metrics=metrics, training=training)
