@@ -34,7 +34,7 @@ from samic_vos.data.davis import DavisDataset, DavisSelection
 from samic_vos.eval.published import published
 from samic_vos.inference.prompts_log import complete_records
 from samic_vos.jobs.track import TrackConfig, track_sequence
-from samic_vos.runtime.atomic import atomic_path, atomic_write_text
+from samic_vos.runtime.atomic import atomic_path, atomic_write_text, remove_leftovers
 from samic_vos.runtime.background_jobs import BackgroundJobs
 from samic_vos.runtime.config import manifest_config, save_config
 from samic_vos.runtime.errors import UserError
@@ -350,6 +350,7 @@ class _Runner:
         results = self.out / "results" / name
         prompts = self.out / "prompts" / f"{name}.jsonl"
         results.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(results)  # a killed process's; one process tracks a sequence
         prompts.parent.mkdir(exist_ok=True)
         first_path = self.dataset.annotation_paths(name)[0]
         frame_names = [p.stem for p in self.dataset.frame_paths(name)]

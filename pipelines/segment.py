@@ -81,7 +81,7 @@ from samic_vos.jobs.shard_parts import (
     part_path,
 )
 from samic_vos.reports.render import overlay
-from samic_vos.runtime.atomic import JsonLinesWriter, atomic_path
+from samic_vos.runtime.atomic import JsonLinesWriter, atomic_path, remove_leftovers
 from samic_vos.runtime.config import manifest_config, require_choice, save_config
 from samic_vos.runtime.console import bar
 from samic_vos.runtime.errors import UserError
@@ -197,6 +197,9 @@ def run_segment(
     mine = [b for b, owner in zip(batches, owners, strict=True) if owner == shard.index]
     with removing_new_folders(out):
         out.mkdir(parents=True, exist_ok=True)
+        if shard.count == 1:  # the one writer of OUT: a killed process's temporary files go
+            for folder in (out, out / MASKS, out / OVERLAYS):
+                remove_leftovers(folder)
         write_manifest(out, manifest)
         samic = models.samic_source(f"adapted on the references, saved as {out / ADAPTED}")
         save_config(ran, out / CONFIG_FILE, version=__version__, samic=samic)

@@ -55,7 +55,7 @@ from samic_vos.inference.prompts_log import PROMPTS, complete_records
 from samic_vos.jobs.track import TrackConfig, track_sequence
 from samic_vos.jobs.track_inputs import TrackInputs, check_inputs
 from samic_vos.jobs.video_manifest import VideoItem
-from samic_vos.runtime.atomic import atomic_write_text
+from samic_vos.runtime.atomic import atomic_write_text, remove_leftovers
 from samic_vos.runtime.config import manifest_config, require_choice, save_config
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.output_paths import check_writable_dir, removing_new_folders
@@ -124,6 +124,7 @@ def run_track(
             _write_coco(out, inputs.format)
             return TrackSummary(count, 0, state, out)
         out.mkdir(parents=True, exist_ok=True)
+        _remove_killed_writes(out, inputs.overlay)
         write_manifest(out, manifest)
         samic = models.samic_source(f"adapted on frame 0, saved as {out / ADAPTED}")
         save_config(ran, out / CONFIG_FILE, version=__version__, samic=samic)
@@ -154,6 +155,15 @@ def run_track(
         return TrackSummary(len(frames.names), computed, state, out)
     finally:
         frames.close()
+
+
+def _remove_killed_writes(out: Path, overlay: Path | None) -> None:
+    """The temporary files a process killed mid-write left in ``out``, ``out/masks`` and
+    beside the ``overlay`` video (its own alone): this run is their one writer."""
+    for folder in (out, out / "masks"):
+        remove_leftovers(folder)
+    if overlay is not None:
+        remove_leftovers(overlay.parent, of=overlay.name)
 
 
 def _write_coco(out: Path, format: str) -> None:

@@ -172,6 +172,13 @@ def test_remove_leftovers_takes_what_a_killed_atomic_write_left_and_nothing_else
     assert sorted(atomic.remove_leftovers(tmp_path)) == sorted(left)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(keep)
     assert atomic.remove_leftovers(tmp_path / "missing") == []
+    # of=NAME: only the temporary files of that one file
+    own = [tmp_path / ".o.abcdefgh.part.mp4", tmp_path / ".o.ABCD_123.part.mp4"]
+    others = [tmp_path / ".o.abcdefgh.part.png", tmp_path / ".other.abcdefgh.part.mp4"]
+    for path in own + others:
+        path.write_bytes(b"half")
+    assert sorted(atomic.remove_leftovers(tmp_path, of="o.mp4")) == sorted(own)
+    assert all(path.exists() for path in others) and atomic.is_leftover(others[1].name)
 
 
 def test_atomic_folder_replaces_a_folder_whole_or_not_at_all(tmp_path):

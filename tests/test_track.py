@@ -256,6 +256,37 @@ def test_prompter_flag_picks_a_training_free_prompter(tmp_path, small_video, tin
     assert len(list((out / "masks").iterdir())) == 2 and not (out / "samic_adapted.pt").exists()
 
 
+def test_a_rerun_removes_what_killed_writes_left(tmp_path, small_video, tiny_models):
+    """A process killed mid-write leaves its temporary file (a SIGKILL gives atomic_path no
+    chance to remove it): the rerun removes those of its own files, and a folder holding only
+    a cut first manifest is an empty one, not a foreign folder."""
+    frames, first = small_video
+    out, overlay = tmp_path / "runs/bear", tmp_path / "runs/bear.mp4"
+    out.mkdir(parents=True)
+    (out / ".run.k1ll3d_x.part.json").write_text('{"format": "samic-vos/r')
+    neighbour = tmp_path / "runs/.other.abcdefgh.part.mp4"  # another file's: kept
+    neighbour.write_bytes(b"another job's")
+    args = [str(frames), "--first-mask", str(first), "-o", str(out), "--overlay", str(overlay)]
+    assert _track(args, tiny_models) == 0
+    straight = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert not any(p.name.startswith(".") for p in straight)
+    # killed while writing frame 1's mask and the overlay: the rerun (resume) sweeps them
+    lines = (out / "prompts.jsonl").read_text().splitlines(keepends=True)
+    (out / "prompts.jsonl").write_text(lines[0])
+    (out / "masks/00001.png").unlink()
+    manifest = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps({**manifest, "finished": False}))
+    (out / "masks/.00001.abcdefgh.part.png").write_bytes(b"\x89PNG cut")
+    (tmp_path / "runs/.bear.abcdefgh.part.mp4").write_bytes(b"cut video")
+    assert _track(args, tiny_models) == 0
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == straight
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+        ".other.abcdefgh.part.mp4",
+        "bear",
+        "bear.mp4",
+    ]
+
+
 def test_overlay_in_the_output_folder_it_makes(tmp_path, capsys, small_video, tiny_models):
     """The README's first command: `-o runs/bear --overlay runs/bear/overlay.mp4` on a machine
     where runs/ does not exist yet; the overlay may also go beside OUT (`track --help`)."""

@@ -93,14 +93,26 @@ def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
             shutil.rmtree(aside, ignore_errors=True)
 
 
-def remove_leftovers(folder: str | os.PathLike[str]) -> list[Path]:
+def is_leftover(name: str) -> bool:
+    """Whether the file name ``name`` is a temporary file of :func:`atomic_path`."""
+    return _TEMPORARY_NAME.fullmatch(name) is not None
+
+
+def remove_leftovers(folder: str | os.PathLike[str], of: str | None = None) -> list[Path]:
     """Remove the temporary files that :func:`atomic_path` left directly in ``folder`` when its
-    process was killed mid-write; returns them. Only for a folder no other process writes
-    into at the same time (its files being written would go too)."""
+    process was killed mid-write (those of the file named ``of`` alone, when given); returns
+    them. Only for files no other process writes at the same time (their temporary files
+    would go too)."""
+    pattern = _TEMPORARY_NAME
+    if of is not None:
+        final = Path(of)
+        pattern = re.compile(
+            re.escape(f".{final.stem}.") + r"[A-Za-z0-9_]{8}" + re.escape(f".part{final.suffix}")
+        )
     removed = []
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir(folder):
-            if entry.is_file(follow_symlinks=False) and _TEMPORARY_NAME.fullmatch(entry.name):
+            if entry.is_file(follow_symlinks=False) and pattern.fullmatch(entry.name):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
                     removed.append(Path(entry.path))

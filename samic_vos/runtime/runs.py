@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from samic_vos.runtime.atomic import atomic_write_text
+from samic_vos.runtime.atomic import atomic_write_text, is_leftover
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.version import __version__
 
@@ -186,7 +186,8 @@ def open_run(
     """
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{folder}: exists and is not a folder; choose another `out_dir`")
-    if not folder.exists() or not any(folder.iterdir()):
+    # A process killed while writing the first manifest leaves its temporary file alone.
+    if not folder.exists() or all(is_leftover(p.name) for p in folder.iterdir()):
         return "new"
     old = read_manifest(folder) if not force else None
     if force:

@@ -20,6 +20,7 @@ import torch
 from samic_vos.data.davis import DavisSelection
 from samic_vos.model.samic_net import SamicNetConfig
 from samic_vos.prompts.heatmaps import DEFAULT_SIGMA
+from samic_vos.runtime.atomic import remove_leftovers
 from samic_vos.runtime.config import config_to_dict, require, require_choice, save_config
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.output_paths import check_writable_dir
@@ -294,6 +295,7 @@ def run_training(
         ran = dataclasses.replace(config, device=str(torch_device))
         if dist.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
+            remove_leftovers(out_dir)  # a killed process's temporary files; rank 0 writes OUT
             write_manifest(out_dir, manifest)
             save_config(ran, out_dir / CONFIG_FILE, run=run_info)
             log.info(
