@@ -233,19 +233,26 @@ def test_the_paper_configs_load():
         assert (train.max_epochs, train.patience, train.batch_size, train.lr) == (300, 10, 4, 1e-3)
 
 
+def _tiny_train_config(path: Path, random_backbone: bool) -> Path:
+    """A `bench davis --config` YAML: tiny SAMIC networks (a random backbone, or ImageNet's),
+    trained one epoch on a few flow-picked frames."""
+    backbone = "backbone: random, " if random_backbone else ""
+    tiny = f"{{input_size: [64, 64], {backbone}channels: [8, 16, 32]}}"
+    path.write_text(
+        f"track: {{network: {tiny}}}\n"
+        f"train: {{network: {tiny}, flow: {{top_k: 3, min_gap: 1, working_size: 64}},"
+        " train: {max_epochs: 1, cache_dtype: float32}, augment: {enabled: false}}\n"
+    )
+    return path
+
+
 @pytest.mark.slow
 def test_train_first_then_track_with_the_trained_network(tmp_path, shared_data, models):
     davis, root = shared_data / "DAVIS", tmp_path / "davis"
     copy_short_root(davis, root, ["car-shadow"], FRAMES, "2016")
     # a train set of two short sequences beside the val set
     copy_short_root(davis, root, ["bear", "boat"], FRAMES, "2016", split="train")
-    config = tmp_path / "tiny.yaml"
-    tiny = "{input_size: [64, 64], backbone: random, channels: [8, 16, 32]}"
-    config.write_text(
-        f"track: {{network: {tiny}}}\n"
-        f"train: {{network: {tiny}, flow: {{top_k: 3, min_gap: 1, working_size: 64}},"
-        " train: {max_epochs: 1, cache_dtype: float32}, augment: {enabled: false}}\n"
-    )
+    config = _tiny_train_config(tmp_path / "tiny.yaml", random_backbone=True)
     out = tmp_path / "out"
     sam = models[:2]  # the SAM checkpoint only: SAMIC is trained here
     code, text = _bench(root, out, sam, "--train", "--config", str(config), "--json")
@@ -268,13 +275,7 @@ def test_stopped_while_copying_the_trained_network_the_rerun_still_runs(
     davis, root = shared_data / "DAVIS", tmp_path / "davis"
     copy_short_root(davis, root, ["car-shadow"], 3, "2016")
     copy_short_root(davis, root, ["bear"], FRAMES, "2016", split="train")
-    config = tmp_path / "tiny.yaml"
-    tiny = "{input_size: [64, 64], backbone: random, channels: [8, 16, 32]}"
-    config.write_text(
-        f"track: {{network: {tiny}}}\n"
-        f"train: {{network: {tiny}, flow: {{top_k: 3, min_gap: 1, working_size: 64}},"
-        " train: {max_epochs: 1, cache_dtype: float32}, augment: {enabled: false}}\n"
-    )
+    config = _tiny_train_config(tmp_path / "tiny.yaml", random_backbone=True)
     out, args = tmp_path / "out", ["--train", "--config", str(config)]
 
     real_copy = shutil.copyfile
@@ -365,13 +366,7 @@ def test_random_backbone_reaches_the_training_stage_and_a_failed_start_blocks_no
     davis, root = shared_data / "DAVIS", tmp_path / "davis"
     copy_short_root(davis, root, ["car-shadow"], FRAMES, "2016")
     copy_short_root(davis, root, ["bear"], FRAMES, "2016", split="train")
-    config = tmp_path / "tiny.yaml"
-    tiny = "{input_size: [64, 64], channels: [8, 16, 32]}"
-    config.write_text(
-        f"track: {{network: {tiny}}}\n"
-        f"train: {{network: {tiny}, flow: {{top_k: 3, min_gap: 1, working_size: 64}},"
-        " train: {max_epochs: 1, cache_dtype: float32}, augment: {enabled: false}}\n"
-    )
+    config = _tiny_train_config(tmp_path / "tiny.yaml", random_backbone=False)
     out, sam = tmp_path / "out", models[:2]
     code, _ = _bench(root, out, sam, "--train", "--config", str(config))
     assert code == 2 and "resnet50-0676ba61.pth" in _error(capsys)

@@ -212,6 +212,21 @@ def test_mistakes_are_one_line_before_any_run(tmp_path, capsys, small_root, mode
     assert not out.exists() and embeds.count == 0
 
 
+def _fss_training_root(root: Path, small_root: Path) -> Path:
+    """``root`` with FSS-1000: the test classes of ``small_root`` and every training class with
+    2 images (2 ordered pairs each)."""
+    (root / "FSS-1000").mkdir(parents=True)
+    for name in (small_root / "FSS-1000").iterdir():
+        (root / "FSS-1000" / name.name).symlink_to(name)
+    for k, name in enumerate(fss_split_classes("train")):
+        for n in (1, 2):
+            gray(
+                root / "FSS-1000" / name / f"{n}.png",
+                textured(root / "FSS-1000" / name / f"{n}.jpg", k + n),
+            )
+    return root
+
+
 @pytest.mark.slow
 def test_a_training_stopped_after_its_first_epoch_is_finished_by_the_rerun(
     tmp_path, small_root, models, monkeypatch
@@ -221,16 +236,7 @@ def test_a_training_stopped_after_its_first_epoch_is_finished_by_the_rerun(
     that best.pt, one epoch in, for the trained network."""
     import os
 
-    root = tmp_path / "datasets"
-    (root / "FSS-1000").mkdir(parents=True)
-    for name in (small_root / "FSS-1000").iterdir():
-        (root / "FSS-1000" / name.name).symlink_to(name)
-    for k, name in enumerate(fss_split_classes("train")):  # 2 images each: 2 ordered pairs
-        for n in (1, 2):
-            gray(
-                root / "FSS-1000" / name / f"{n}.png",
-                textured(root / "FSS-1000" / name / f"{n}.jpg", k + n),
-            )
+    root = _fss_training_root(tmp_path / "datasets", small_root)
     settings = tmp_path / "short.yaml"
     settings.write_text(
         "network: {input_size: [64, 64], backbone: random, channels: [8, 16, 32]}\n"
@@ -263,16 +269,7 @@ def test_train_then_bench_every_column_with_the_trained_networks(
 ):
     """--train end to end with a short training (--train-config): the few-shot network on
     FSS-1000's training classes, then each column with its network; DAVIS-16 trains its own."""
-    root = tmp_path / "datasets"
-    (root / "FSS-1000").mkdir(parents=True)
-    for name in (small_root / "FSS-1000").iterdir():
-        (root / "FSS-1000" / name.name).symlink_to(name)
-    for k, name in enumerate(fss_split_classes("train")):  # 2 images each: 2 ordered pairs
-        for n in (1, 2):
-            gray(
-                root / "FSS-1000" / name / f"{n}.png",
-                textured(root / "FSS-1000" / name / f"{n}.jpg", k + n),
-            )
+    root = _fss_training_root(tmp_path / "datasets", small_root)
     davis = shared_data / "DAVIS"
     copy_short_root(davis, root / "davis-2016-trainval-480p", ["blackswan"], FRAMES, "2016")
     copy_short_root(
