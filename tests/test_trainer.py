@@ -530,6 +530,14 @@ def test_a_training_interrupted_before_its_first_checkpoint_simply_starts_again(
     assert _train(root, out, config, "--epochs", "1", "--batch-size", "2") == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "--resume" in error[0] and "--force" in error[0]
-    assert _train(root, tmp_path / "empty", config, "--resume") == 2
-    error = capsys.readouterr().err.strip()
-    assert "no checkpoint to resume" in error and "without --resume" in error
+    # --resume where nothing is yet (a requeued job runs one command from its first start on)
+    # starts the training, saying so; a folder of other files is refused.
+    assert _train(root, tmp_path / "empty", config, "--epochs", "1", "--resume") == 0
+    assert "no training to continue yet: starting it" in capsys.readouterr().err
+    assert (tmp_path / "empty" / "latest.pt").is_file()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    assert _train(root, tmp_path / "other", config, "--epochs", "1", "--resume") == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "holds no samic-vos run" in error[0]
+    assert sorted(p.name for p in (tmp_path / "other").iterdir()) == ["notes.txt"]

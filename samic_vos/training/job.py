@@ -24,7 +24,7 @@ from samic_vos.runtime.atomic import remove_leftovers
 from samic_vos.runtime.config import config_to_dict, require, require_choice, save_config
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.output_paths import check_writable_dir
-from samic_vos.runtime.runs import CONFIG_FILE, RunManifest, open_run, read_manifest, write_manifest
+from samic_vos.runtime.runs import CONFIG_FILE, RunManifest, open_run, write_manifest
 from samic_vos.runtime.stage_threads import StageThreads, ThreadsConfig
 from samic_vos.runtime.version import __version__
 from samic_vos.sam.models import require_models
@@ -159,8 +159,10 @@ def _checkpoint_to_resume(
     force: bool,
 ) -> Path | None:
     """The checkpoint ``resume`` names (``True``: ``out_dir/latest.pt``), or ``None`` to start
-    from the beginning: without ``resume``, and when ``out_dir`` holds this very training
-    stopped before its first checkpoint (there is nothing to continue, and nothing is lost).
+    from the beginning: without ``resume``, when ``out_dir`` holds nothing yet (a job that is
+    requeued runs one command, with ``resume``, from its first start on), and when it holds
+    this very training stopped before its first checkpoint (there is nothing to continue, and
+    nothing is lost).
 
     Raises:
         UserError: a checkpoint that is not there (saying what to pass instead).
@@ -174,11 +176,13 @@ def _checkpoint_to_resume(
     latest = out_dir / LATEST
     if latest.is_file():
         return latest
-    if not force and out_dir.is_dir():
-        old = read_manifest(out_dir)
-        if old is not None and old.command == "train":
-            open_run(out_dir, manifest, force=False, outputs=OUTPUTS)  # another one: refused
-            return None
+    if not force:
+        # Nothing there yet (a requeued job's first start), or this very training stopped
+        # before its first checkpoint: it starts from the beginning. Another run or other
+        # files are refused.
+        if open_run(out_dir, manifest, force=False, outputs=OUTPUTS) == "new":
+            log.info("%s: no training to continue yet: starting it", out_dir)
+        return None
     raise UserError(
         f"{latest}: no checkpoint to resume (`resume`); {out_dir} holds no training to "
         "continue: run it without `resume`"
