@@ -78,7 +78,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="?",
         const=True,
         metavar="CKPT",
-        help="continue the training in OUT (OUT/latest.pt), or the one saved in CKPT",
+        help="continue the training in OUT (OUT/latest.pt; nothing there yet: start it), or the "
+        "one saved in CKPT",
     )
     group.add_argument(
         "--init-hsnet",
