@@ -169,6 +169,19 @@ def test_labelme_masks_as_labelme_draws_them(tmp_path: Path) -> None:
     assert len(LabelmeDataset(root)) == len(LabelmeDataset(root, "train")) == 9
 
 
+def test_labelme_circle_radius_as_labelme_computes_it(tmp_path: Path) -> None:
+    # Centre (13.74, 17.2), rim (15.74, 22.0): the radius is 5.2, math.hypot gives one ulp
+    # above (5.200000000000001), LabelMe's sqrt of the squares 5.2; Pillow truncates the box
+    # (8.54, 12.0, 18.94, 22.4), so the ulp moves its top edge from row 12 to row 11.
+    Image.new("RGB", (40, 40)).save(tmp_path / "c.png")
+    circle = shape("x", [[13.74, 17.2], [15.74, 22.0]], "circle")
+    mask = read_labelme(labelme_file(tmp_path / "c.json", "c.png", [circle], (40, 40))).mask("x")
+    rows = [int(n) for n in mask.sum(axis=1)[12:23]]
+    assert mask.sum() == 97 and rows == [5, 7, 9, 11, 11, 11, 11, 11, 9, 7, 5]
+    assert not mask[:12].any() and not mask[23:].any()
+    assert np.flatnonzero(mask.any(axis=0)).tolist() == list(range(8, 19))
+
+
 @pytest.mark.parametrize(
     ("points", "crossing"),
     [

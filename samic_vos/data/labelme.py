@@ -88,7 +88,9 @@ class LabelmeAnnotation:
                 draw.rectangle(box, outline=1, fill=1)
             elif shape.kind == "circle":
                 (cx, cy), (px, py) = shape.points
-                radius = math.hypot(cx - px, cy - py)
+                # LabelMe's own formula: math.hypot can differ from it by one ulp, enough to
+                # move the box across an integer where Pillow truncates it (a row of pixels).
+                radius = math.sqrt((cx - px) ** 2 + (cy - py) ** 2)
                 box = (cx - radius, cy - radius, cx + radius, cy + radius)
                 draw.ellipse(box, outline=1, fill=1)
             else:
