@@ -182,6 +182,22 @@ def test_labelme_circle_radius_as_labelme_computes_it(tmp_path: Path) -> None:
     assert np.flatnonzero(mask.any(axis=0)).tolist() == list(range(8, 19))
 
 
+def test_labelme_refuses_an_image_turned_by_exif(tmp_path: Path) -> None:
+    # LabelMe shows a JPEG with EXIF orientation 6 turned upright and records its points there;
+    # a square one has the declared size either way, so only the tag tells the frames apart.
+    pixels = np.zeros((24, 24, 3), dtype=np.uint8)
+    pixels[:, :8] = 255
+    band = shape("band", [[0, 0], [23, 0], [23, 7], [0, 7]])  # the white band, turned upright
+    for tag in (1, 6):
+        exif = Image.Exif()
+        exif[0x0112] = tag
+        Image.fromarray(pixels).save(tmp_path / f"{tag}.jpg", exif=exif, quality=95)
+        labelme_file(tmp_path / f"{tag}.json", f"{tag}.jpg", [band], (24, 24))
+    assert read_labelme(tmp_path / "1.json").mask("band").sum() == 24 * 8
+    with pytest.raises(UserError, match=r"6\.jpg: EXIF orientation 6: .* save the image upright"):
+        read_labelme(tmp_path / "6.json")
+
+
 @pytest.mark.parametrize(
     ("points", "crossing"),
     [

@@ -20,7 +20,9 @@ Refused, one line naming the file, the label and the shape: a point outside the 
 filled area then depends on the fill rule of the tool that draws it (Pillow and OpenCV fill a
 figure-eight's lobes, an even-odd rule empties a loop drawn over itself), so the mask would
 not be the one the annotator saw; fix the polygon (or split it in two) in LabelMe. Repeated
-consecutive points are dropped before the check (they draw nothing).
+consecutive points are dropped before the check (they draw nothing). Also refused, naming the
+image: an image whose EXIF orientation tag is not 1 (a phone photo stored sideways): LabelMe
+shows it turned upright and its points are in that frame, the readers use the stored pixels.
 
 :class:`LabelmeDataset` (kind ``labelme``) reads every ``*.json`` under ``ROOT`` (recursively;
 ``*.sambox.json`` excluded). Optional lists ``ROOT/train.txt`` and ``ROOT/test.txt`` (one
@@ -48,6 +50,7 @@ from samic_vos.runtime.errors import UserError
 
 AREA_SHAPES = ("polygon", "rectangle", "circle")
 NO_AREA_SHAPES = ("point", "line", "linestrip")
+EXIF_ORIENTATION = 0x0112  # LabelMe shows (and annotates) an image turned upright by this tag
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,16 @@ def _shape(path: Path, number: int, raw: object, size: tuple[int, int]) -> Label
     return LabelmeShape(label, kind, tuple((float(x), float(y)) for x, y in points))
 
 
+def _exif_orientation(image: Path) -> int | None:
+    """The EXIF orientation tag of ``image`` (1 upright; 2..8 turned or mirrored), ``None``
+    without one or when the file cannot be read (:func:`header_size` then says why)."""
+    try:
+        with Image.open(image) as opened:
+            return opened.getexif().get(EXIF_ORIENTATION)
+    except (OSError, ValueError, SyntaxError):
+        return None
+
+
 def read_labelme(path: str | os.PathLike[str]) -> LabelmeAnnotation:
     """One LabelMe file, checked (see the module docs); its image must be at ``imagePath``
     (relative to the file's folder) and of the declared ``imageHeight`` x ``imageWidth``.
@@ -205,6 +218,13 @@ def read_labelme(path: str | os.PathLike[str]) -> LabelmeAnnotation:
         raise UserError(f"{path}: 'shapes' is not a list; is this a LabelMe file?")
     if not image.is_file():
         raise UserError(f"{image}: image not found (imagePath of {path}); keep it beside the JSON")
+    orientation = _exif_orientation(image)
+    if orientation not in (None, 1):
+        raise UserError(
+            f"{image}: EXIF orientation {orientation}: its pixels are stored turned or mirrored, "
+            f"and LabelMe drew the shapes of {path.name} on the image as displayed, which these "
+            "readers do not turn; save the image upright (pixels turned, orientation 1 or none)"
+        )
     found = header_size(image)
     if found != size:
         raise UserError(
