@@ -27,6 +27,7 @@ from PIL import Image
 from samic_vos.commands.cli import main
 from samic_vos.data.fewshot_episodes import EpisodeConfig, listed_episodes, protocol_episodes
 from samic_vos.data.fewshot_readers import open_training_set
+from samic_vos.data.fewshot_sets import FewShotItem
 from samic_vos.data.labelme import LabelmeDataset, read_labelme, self_intersection
 from samic_vos.data.listed_sets import KvasirDataset, NwpuDataset, read_names
 from samic_vos.eval.fewshot_eval import score_predictions
@@ -79,6 +80,22 @@ def test_kvasir_masks_are_binarised_as_jha_et_al(tmp_path: Path, kvasir_root: Pa
         assert not mask[:8, :8].any() and mask[8:, 8:].all() and mask.sum() == 64
     finally:
         kvasir_tree(kvasir_root, empty=[EMPTY])
+
+
+def test_kvasir_grayscale_is_the_jpeg_luma_as_opencv_reads_it(
+    tmp_path: Path, kvasir_root: Path
+) -> None:
+    cv2 = pytest.importorskip("cv2")
+    # A pixel checker of two saturated blues at quality 40 decodes to one flat colour: luma 128
+    # (the polyp for Jha et al.), but its RGB is clipped (3, 166, 255), whose Pillow L is 127.
+    rows, cols = np.mgrid[:32, :32]
+    checker = np.where(((rows + cols) % 2 == 1)[..., None], [0, 166, 255], [0, 169, 255])
+    path = tmp_path / "mask.jpg"
+    Image.fromarray(checker.astype(np.uint8)).save(path, quality=40, subsampling=0)
+    opencv = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    assert opencv.min() == opencv.max() == 128
+    mask = KvasirDataset(kvasir_root).read_mask(FewShotItem(path, path))
+    assert mask.all() and np.array_equal(mask, opencv / 255 > 0.5)
 
 
 def test_nwpu_classes_and_union_of_instances(nwpu_root: Path) -> None:

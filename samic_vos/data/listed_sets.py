@@ -11,9 +11,11 @@ from the test list (:mod:`samic_vos.data.fewshot_episodes`), training uses the t
 - ``kvasir`` (:class:`KvasirDataset`): ``ROOT/images/<name>.jpg`` + ``ROOT/masks/<name>.jpg``
   (or the same under ``ROOT/Kvasir-SEG/``); one class, ``polyp``; the official 880/120 lists
   (``train.txt``, ``val.txt``: our ``test`` is Kvasir's ``val``) shipped in
-  ``samic_vos/data/splits/kvasir/``. Masks are JPEGs: grayscale (Pillow ``L``) ``/ 255 > 0.5``
-  is the polyp, as Jha et al.'s own code binarises them (``cv2.imread(..., GRAYSCALE) / 255``,
-  then ``> 0.5``).
+  ``samic_vos/data/splits/kvasir/``. Masks are JPEGs: grayscale ``/ 255 > 0.5`` is the polyp,
+  as Jha et al.'s own code binarises them (``cv2.imread(..., GRAYSCALE) / 255``, then ``> 0.5``);
+  the grayscale is the JPEG's luma as libjpeg decodes it (Pillow's ``draft("L")``, what OpenCV's
+  ``GRAYSCALE`` reads), not Pillow's RGB-to-``L`` of the decoded colours, which differs where a
+  colour saturates.
 - ``nwpu-vhr10`` (:class:`NwpuDataset`): ``ROOT/positive image set/NNN.jpg`` (650 images) and
   Su et al.'s COCO-format instance masks ``ROOT/annotations.json`` (or the image folder under
   ``ROOT/NWPU VHR-10 dataset/``); 10 classes, the JSON's categories in id order (spaces written
@@ -31,9 +33,9 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from samic_vos.data.coco import CocoInstances
-from samic_vos.data.davis import read_image
 from samic_vos.data.fewshot_sets import FewShotDataset, FewShotItem
 from samic_vos.runtime.errors import UserError
 
@@ -46,6 +48,22 @@ NWPU_ANNOTATIONS = "annotations.json"
 NWPU_FOLDER = "NWPU VHR-10 dataset"  # the archive's folder, as torchgeo and others unpack it
 
 Splits = dict[str, dict[str, list[FewShotItem]]]  # split -> class -> items
+
+
+def read_luma(path: Path) -> np.ndarray:
+    """``uint8 (H, W)``: a JPEG's grayscale as OpenCV's ``IMREAD_GRAYSCALE`` reads it, libjpeg's
+    own luma output (Pillow's ``draft("L")``; another format: Pillow's ``L``).
+
+    Raises :class:`UserError` naming the file when it is missing or cannot be decoded.
+    """
+    if not path.is_file():
+        raise UserError(f"{path}: mask file not found")
+    try:
+        with Image.open(path) as image:
+            image.draft("L", image.size)  # JPEG: decode Y alone, at full size
+            return np.asarray(image.convert("L"), dtype=np.uint8).copy()
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: cannot decode the mask ({err})") from err
 
 
 def read_names(kind: str, name: str) -> list[str]:
@@ -130,7 +148,7 @@ class KvasirDataset(ListedDataset):
 
     def read_mask(self, item: FewShotItem) -> np.ndarray:
         """Jha et al.'s rule: grayscale / 255 > 0.5 is the polyp; ``bool (H, W)``."""
-        return read_image(item.mask, mode="L", what="mask") / 255.0 > KVASIR_THRESHOLD
+        return read_luma(item.mask) / 255.0 > KVASIR_THRESHOLD
 
 
 class NwpuDataset(ListedDataset):
