@@ -321,3 +321,25 @@ def test_read_labelme_keeps_area_shapes_only(tmp_path: Path) -> None:
     annotation = read_labelme(root / "site" / "2.json")
     assert [s.kind for s in annotation.shapes] == ["circle", "polygon"]
     assert annotation.labels == ["landslide", "road"] and annotation.size == (48, 64)
+
+
+@pytest.mark.parametrize("segmentation", [[[1, 2, 3, 4]], [[1.0, 2.0, 3.0]], {"counts": 5}])
+def test_a_segmentation_pycocotools_cannot_draw_is_one_line(tmp_path, segmentation):
+    from samic_vos.data.coco import CocoInstances
+
+    path = tmp_path / "annotations.json"
+    path.write_text(
+        json.dumps(
+            {
+                "categories": [{"id": 1, "name": "airplane"}],
+                "images": [{"id": 7, "file_name": "001.jpg", "height": 10, "width": 12}],
+                "annotations": [{"image_id": 7, "category_id": 1, "segmentation": segmentation}],
+            }
+        )
+    )
+    instances = CocoInstances(path, categories=None)
+    for read in (lambda: instances.class_mask("001", 0), lambda: instances.label_map("001")):
+        with pytest.raises(UserError) as err:
+            read()
+        message = str(err.value)
+        assert "\n" not in message and message.startswith(f"{path}: an annotation of image 001")

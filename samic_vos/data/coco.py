@@ -124,7 +124,7 @@ class CocoInstances:
         union = np.zeros((height, width), dtype=bool)
         for found, segmentation in self._annotations.get(image_id, []):
             if found == class_index:
-                union |= _decode(segmentation, height, width)
+                union |= self._decode(name, segmentation, height, width)
         return union
 
     def label_map(self, name: str) -> np.ndarray:
@@ -134,24 +134,30 @@ class CocoInstances:
         image_id, height, width = self._image(name)
         labels = np.zeros((height, width), dtype=np.uint8)
         for found, segmentation in self._annotations.get(image_id, []):
-            labels[_decode(segmentation, height, width)] = found + 1
+            labels[self._decode(name, segmentation, height, width)] = found + 1
         return labels
 
+    def _decode(self, name: str, segmentation: Any, height: int, width: int) -> np.ndarray:
+        """``bool (H, W)``: one COCO segmentation of image ``name`` (polygons, RLE or
+        uncompressed RLE) drawn as :mod:`pycocotools` draws it; one that pycocotools cannot
+        draw (it fails on it: a malformed polygon or RLE) is a :class:`UserError`."""
+        from pycocotools import mask as coco_mask
 
-def _decode(segmentation: Any, height: int, width: int) -> np.ndarray:
-    """``bool (H, W)``: one COCO segmentation (polygons, RLE or uncompressed RLE) drawn as
-    :mod:`pycocotools` draws it."""
-    from pycocotools import mask as coco_mask
-
-    if isinstance(segmentation, list):  # polygons: one RLE each, merged
-        rle = coco_mask.merge(coco_mask.frPyObjects(segmentation, height, width))
-    elif isinstance(segmentation.get("counts"), list):  # uncompressed RLE
-        rle = coco_mask.frPyObjects(segmentation, height, width)
-    else:
-        rle = segmentation
-    with warnings.catch_warnings():  # pycocotools' own numpy-2 notice, not ours
-        warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
-        return coco_mask.decode(rle).astype(bool)
+        try:
+            if isinstance(segmentation, list):  # polygons: one RLE each, merged
+                rle = coco_mask.merge(coco_mask.frPyObjects(segmentation, height, width))
+            elif isinstance(segmentation.get("counts"), list):  # uncompressed RLE
+                rle = coco_mask.frPyObjects(segmentation, height, width)
+            else:
+                rle = segmentation
+            with warnings.catch_warnings():  # pycocotools' own numpy-2 notice, not ours
+                warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
+                return coco_mask.decode(rle).astype(bool)
+        except Exception as err:  # pycocotools raises TypeError, ValueError, Exception ...
+            raise UserError(
+                f"{self.path}: an annotation of image {name} has a segmentation pycocotools "
+                f"cannot draw ({err}); fix or remove it"
+            ) from None
 
 
 class Coco20iDataset(FoldDataset):

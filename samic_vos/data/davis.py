@@ -70,17 +70,24 @@ class DavisSelection:
         return DavisDataset(root, self.year, self.split, self.resolution)
 
 
-def read_image(path: str | os.PathLike[str], mode: str = "RGB", what: str = "image") -> np.ndarray:
+def read_image(
+    path: str | os.PathLike[str], mode: str = "RGB", what: str = "image", luma: bool = False
+) -> np.ndarray:
     """Read a frame as ``uint8`` RGB, shape ``(H, W, 3)`` (row, column, channel).
 
     ``mode``: another Pillow mode to convert to, e.g. ``"L"`` (grayscale, ``(H, W)``);
-    ``what`` names the file in error messages.
+    ``what`` names the file in error messages. ``luma`` (with ``"L"``): a JPEG's grayscale as
+    libjpeg decodes it, its luma alone, which is what OpenCV's ``IMREAD_GRAYSCALE`` reads
+    (Pillow's ``draft("L")``), not Pillow's ``L`` of the decoded colours, which differs from
+    it where a colour saturates; other formats are converted as without it.
     """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: {what} file not found")
     try:
         with Image.open(path) as image:
+            if luma:
+                image.draft("L", image.size)  # JPEG: decode Y alone, at full size
             return np.asarray(image.convert(mode), dtype=np.uint8).copy()
     except (OSError, ValueError) as err:
         raise UserError(f"{path}: cannot decode the {what} ({err})") from err

@@ -33,9 +33,9 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from samic_vos.data.coco import CocoInstances
+from samic_vos.data.davis import read_image
 from samic_vos.data.fewshot_sets import FewShotDataset, FewShotItem
 from samic_vos.runtime.errors import UserError
 
@@ -48,22 +48,6 @@ NWPU_ANNOTATIONS = "annotations.json"
 NWPU_FOLDER = "NWPU VHR-10 dataset"  # the archive's folder, as torchgeo and others unpack it
 
 Splits = dict[str, dict[str, list[FewShotItem]]]  # split -> class -> items
-
-
-def read_luma(path: Path) -> np.ndarray:
-    """``uint8 (H, W)``: a JPEG's grayscale as OpenCV's ``IMREAD_GRAYSCALE`` reads it, libjpeg's
-    own luma output (Pillow's ``draft("L")``; another format: Pillow's ``L``).
-
-    Raises :class:`UserError` naming the file when it is missing or cannot be decoded.
-    """
-    if not path.is_file():
-        raise UserError(f"{path}: mask file not found")
-    try:
-        with Image.open(path) as image:
-            image.draft("L", image.size)  # JPEG: decode Y alone, at full size
-            return np.asarray(image.convert("L"), dtype=np.uint8).copy()
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path}: cannot decode the mask ({err})") from err
 
 
 def read_names(kind: str, name: str) -> list[str]:
@@ -148,7 +132,7 @@ class KvasirDataset(ListedDataset):
 
     def read_mask(self, item: FewShotItem) -> np.ndarray:
         """Jha et al.'s rule: grayscale / 255 > 0.5 is the polyp; ``bool (H, W)``."""
-        return read_luma(item.mask) / 255.0 > KVASIR_THRESHOLD
+        return read_image(item.mask, mode="L", what="mask", luma=True) / 255.0 > KVASIR_THRESHOLD
 
 
 class NwpuDataset(ListedDataset):
