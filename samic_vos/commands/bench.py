@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from samic_vos.commands import bench_fewshot, common
-from samic_vos.inference.names import PROMPTERS
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     common.add_davis(davis, root_required=False)
     common.add_out(davis, "output folder (default: runs/bench-davis-<year>-<set>)")
-    common.config_flag(
-        davis,
-        "--prompter",
-        key="track.prompter",
-        metavar="{" + ",".join(PROMPTERS) + "}",
-        help="who prompts SAM (default samic)",
-    )
+    common.add_prompter(davis, "track.prompter", video=True)
     davis.add_argument(
         "--train", action="store_true", help="train SAMIC on the root's train set first"
     )

@@ -12,7 +12,6 @@ from typing import Any
 
 from samic_vos.commands import common
 from samic_vos.data.names import FOLD_KINDS, FSS_SPLITS, TEST_KINDS
-from samic_vos.inference.names import IMAGE_PROMPTERS
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +72,7 @@ def register(benchmarks: argparse._SubParsersAction) -> None:
         help="print the episodes as CSV (episode,class,query,supports) and exit",
     )
     common.add_out(parser, "output folder (default: runs/bench-fewshot-<dataset>-<K>shot)")
-    common.config_flag(
-        parser,
-        "--prompter",
-        key="segment.prompter",
-        metavar="{" + ",".join(IMAGE_PROMPTERS) + "}",
-        help="who prompts SAM (default samic, with --samic)",
-    )
+    common.add_prompter(parser, "segment.prompter", video=False)
     common.add_models(parser, prefix="segment.")
     common.add_device(parser, key="segment.device")
     common.add_encoder(parser, prefix="segment.")

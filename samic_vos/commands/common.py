@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from samic_vos.data.names import BACKENDS, DEFAULT_YEAR, RESOLUTIONS, YEARS
+from samic_vos.inference.names import IMAGE_PROMPTERS, PROMPTERS
 from samic_vos.sam.names import OFFICIAL_MODELS, PRECISIONS
 
 T = TypeVar("T")
@@ -161,6 +162,19 @@ def add_format(parser: argparse.ArgumentParser) -> None:
         choices=OUTPUT_FORMATS,
         default="png",
         help="png: masks/*.png (default); coco: also OUT/coco.json (COCO instances, RLE masks)",
+    )
+
+
+def add_prompter(parser: argparse.ArgumentParser, key: str, video: bool) -> None:
+    """``--prompter`` as config ``key``: who prompts SAM, of the video prompters (``video``) or
+    of the image ones."""
+    names = PROMPTERS if video else IMAGE_PROMPTERS
+    config_flag(
+        parser,
+        "--prompter",
+        key=key,
+        metavar="{" + ",".join(names) + "}",
+        help=f"who prompts SAM: samic (default) or the training-free {' or '.join(names[1:])}",
     )
 
 

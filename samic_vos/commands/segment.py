@@ -87,13 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a SAMBOX annotation as a reference (its clicks are the prompts)",
     )
     common.add_out(parser, "output folder (default: runs/segment)")
-    common.config_flag(
-        parser,
-        "--prompter",
-        key="prompter",
-        metavar="{samic,persam}",
-        help="SAMIC (default) or PerSAM's training-free recipe",
-    )
+    common.add_prompter(parser, "prompter", video=False)
     common.config_flag(
         parser,
         "--instances",

@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 
 from samic_vos.commands import common
-from samic_vos.inference.names import PROMPTERS
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--force", action="store_true", help="redo a finished run, or replace another run in OUT"
     )
-    common.config_flag(
-        parser,
-        "--prompter",
-        key="prompter",
-        metavar="{" + ",".join(PROMPTERS) + "}",
-        help="who prompts SAM (default samic; previous-mask and persam are training-free)",
-    )
+    common.add_prompter(parser, "prompter", video=True)
     common.add_format(parser)
     common.add_shards(parser, "track")
     common.add_models(parser)
