@@ -14,7 +14,12 @@ import pytest
 from source_tree import FOLDERS, REPO, source_modules
 
 # Files read at run time that are not Python modules: (folder of the tree, glob).
-PACKAGE_DATA = (("samic_vos/annotate/static", "*"), ("samic_vos/data/splits", "*/*"))
+# py.typed: the PEP 561 marker without which type checkers ignore the installed annotations.
+PACKAGE_DATA = (
+    ("samic_vos/annotate/static", "*"),
+    ("samic_vos/data/splits", "*/*"),
+    ("samic_vos", "py.typed"),
+)
 
 
 @pytest.fixture(scope="module")
