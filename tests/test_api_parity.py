@@ -202,9 +202,9 @@ def test_mistakes_in_api_calls(shared_data, tiny_models, one_torch_thread):
         "mask of frame 00005"
     )
     rgb = np.zeros((48, 64, 3), np.uint8)
-    with pytest.raises(ValueError, match="the mask is"):
+    with pytest.raises(samic_vos.UserError, match="`mask` is 63x48 but the frame is 64x48"):
         tracker.step(rgb, np.zeros((48, 63), np.uint8))
-    with pytest.raises(ValueError, match="the first frame needs a mask"):
+    with pytest.raises(samic_vos.UserError, match="the first frame needs a mask"):
         tracker.step(rgb)
     mask = np.zeros((48, 64), np.uint8)
     mask[10:30, 10:30] = 1
@@ -214,5 +214,5 @@ def test_mistakes_in_api_calls(shared_data, tiny_models, one_torch_thread):
     with pytest.raises(ValueError, match="unknown prompter"):
         samic_vos.ImageSegmenter(_models(tiny_models, False, prompter="previous-mask"))
     images = samic_vos.ImageSegmenter(models)
-    with pytest.raises(ValueError, match="mask is 63x48 but the image is 64x48"):
+    with pytest.raises(samic_vos.UserError, match="mask is 63x48 but the image is 64x48"):
         images.set_references([(rgb, mask[:, :63])])

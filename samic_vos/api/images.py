@@ -11,16 +11,20 @@ Coordinates: points are float (x, y) image pixels, x right, y down, pixel centre
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from PIL import Image
 
+from samic_vos.api.inputs import ids_array, rgb_array, size_text
 from samic_vos.api.models import PathLike
 from samic_vos.api.session import Session, is_path
 from samic_vos.data.davis import read_image
 from samic_vos.data.mask_io import read_mask
 from samic_vos.inference.fewshot_engine import FewShotSegmenter, ImageResult
 from samic_vos.inference.prompter import Reference
+from samic_vos.runtime.errors import UserError
 
 ImageLike = np.ndarray | PathLike
 
@@ -52,16 +56,26 @@ class ImageSegmenter(Session):
 
         Each is a :class:`~samic_vos.inference.fewshot_engine.Reference` (with clicked (x, y)
         points per class, if any) or an ``(image, mask)`` pair: the image an RGB file or an
-        (H, W, 3) uint8 array, the mask a PNG (palette: each id its own class; 0/255 or 0/1:
-        class 1) or an (H, W) uint8 id map (0 background, 255 void, 1..254 classes). A class
-        may appear in any subset of the references.
+        (H, W, 3) uint8 array (or a Pillow image), the mask a PNG (palette: each id its own
+        class; 0/255 or 0/1: class 1) or an (H, W) id map (uint8, bool, or integers 0..255:
+        0 background, 255 void, 1..254 classes). A class may appear in any subset of the
+        references; their sizes may differ.
 
         Raises:
-            ValueError: no reference, a mask of another size than its image, no class at all.
-            UserError: an unreadable file.
+            UserError: no reference, a single pair not in a list, an unreadable file, an image
+                or mask of another form, a mask of another size than its image, no class at
+                all; the earlier references are kept.
         """
-        refs = [ref if isinstance(ref, Reference) else _reference(*ref) for ref in references]
-        self.engine.set_references(refs)
+        if isinstance(references, Reference) or _one_pair(references):
+            raise UserError(
+                "`references`: expected a list of (image, mask) pairs or Reference objects, "
+                "got a single one; pass [(image, mask)]"
+            )
+        refs = [_reference(i, ref) for i, ref in enumerate(references)]
+        try:
+            self.engine.set_references(refs)
+        except ValueError as error:  # no reference, no class: the engine's own checks
+            raise UserError(f"`references`: {error}") from None
         self._references = [(ref.rgb, ref.ids) for ref in refs]
         self.adapted = not self.models.adapts
 
@@ -87,20 +101,63 @@ class ImageSegmenter(Session):
         )
 
     def segment(self, images: Sequence[ImageLike]) -> list[ImageResult]:
-        """Segment ``images`` (files or (H, W, 3) uint8 RGB arrays; sizes may differ).
+        """Segment ``images`` (a list of files, (H, W, 3) uint8 RGB arrays or Pillow images;
+        sizes may differ).
 
         Returns, per image: ``ids`` (H, W) uint8 class map, ``instances`` (H, W) uint8
         instance map (1..M, class order then point order), and per class its (N, 2) float32
         (x, y) points (one SAM prompt, one instance each), their scores and SAM's confidence.
+
+        Raises:
+            UserError: a single image not in a list, an unreadable file, an image of another
+                form (float, grayscale, (3, H, W)).
+            RuntimeError: no references yet (:meth:`set_references`).
         """
+        if is_path(images) or isinstance(images, (np.ndarray, Image.Image)):
+            raise UserError("`images`: expected a list of images, got a single one; pass [image]")
+        rgbs = [
+            read_image(image, what="target image")
+            if is_path(image)
+            else rgb_array(image, f"`images[{i}]`", paths="")
+            for i, image in enumerate(images)
+        ]
+        if not self.engine.classes:
+            raise RuntimeError("call set_references() before segment()")
         if not self.adapted:
             self.adapt()
-        rgbs = [read_image(i, what="target image") if is_path(i) else i for i in images]
-        return self.engine.segment(rgbs)  # type: ignore[arg-type]
+        return self.engine.segment(rgbs)
 
 
-def _reference(image: ImageLike, mask: ImageLike) -> Reference:
-    """A reference from an image and a mask, each a file or an array."""
-    rgb = read_image(image, what="reference image") if is_path(image) else np.asarray(image)
-    ids = read_mask(mask) if is_path(mask) else np.asarray(mask)
+def _one_pair(references: object) -> bool:
+    """Whether ``references`` is one ``(image, mask)`` pair rather than a list of them."""
+    return (
+        isinstance(references, tuple)
+        and len(references) == 2
+        and not any(isinstance(item, (tuple, list, Reference)) for item in references)
+    )
+
+
+def _reference(index: int, ref: object) -> Reference:
+    """Reference ``index`` from a :class:`Reference` or an ``(image, mask)`` pair, each a
+    file or an array, checked."""
+    where = f"`references[{index}]`"
+    if isinstance(ref, Reference):
+        image, mask = ref.rgb, ref.ids
+    elif isinstance(ref, (tuple, list)) and len(ref) == 2:
+        image, mask = ref
+    else:
+        raise UserError(
+            f"{where}: expected an (image, mask) pair or a Reference, got {type(ref).__name__}"
+        )
+    if is_path(image):
+        rgb = read_image(image, what="reference image")
+    else:
+        rgb = rgb_array(image, f"{where} image", paths="")
+    ids = read_mask(mask) if is_path(mask) else ids_array(mask, f"{where} mask", paths="")
+    if ids.shape != rgb.shape[:2]:
+        raise UserError(
+            f"{where}: mask is {size_text(ids.shape)} but the image is {size_text(rgb.shape)}"
+        )
+    if isinstance(ref, Reference):
+        return dataclasses.replace(ref, rgb=rgb, ids=ids)
     return Reference(rgb, ids)

@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from samic_vos.api.inputs import ids_array, rgb_array, size_text
 from samic_vos.api.models import PathLike
 from samic_vos.api.session import Session, is_path
 from samic_vos.data.frame_source import FrameSource, open_frames
@@ -72,16 +73,44 @@ class VideoTracker(Session):
         """Track the next frame.
 
         Args:
-            frame: (H, W, 3) uint8 RGB; every frame of a video has the same size.
-            mask: (H, W) uint8 id map of objects given on this frame (0 background, 255 void
-                ignored); a given object's mask is taken as is and (re)starts it there. The
-                first frame needs one.
+            frame: (H, W, 3) uint8 RGB (or a Pillow image, converted to RGB); every frame of a
+                video has the same size.
+            mask: (H, W) id map of objects given on this frame: uint8 (or bool, or any integer
+                dtype with values 0..255), 0 background, 255 void ignored, 1..254 objects; a
+                given object's mask is taken as is and (re)starts it there. The first frame
+                needs one.
 
         Returns:
             ``ids`` (H, W) uint8 id map, and per object its (N, 2) float32 (x, y) points,
             their heat values and SAM's confidence in [0, 1].
+
+        Raises:
+            UserError: a frame or mask of another form (a path, a float or (3, H, W) image),
+                of another size than the video's frames, ids outside 0..255, no object on the
+                first frame.
         """
-        return self._step(frame, mask, None)
+        rgb = rgb_array(frame, "`frame`", paths="read it first: samic_vos.read_image(path)")
+        height, width = rgb.shape[:2]
+        seen = self.tracker.image_size
+        if seen is not None and seen != (height, width):
+            raise UserError(
+                f"`frame` is {width}x{height} but this video's frames are {seen[1]}x{seen[0]}; "
+                "a VideoTracker tracks one video: make a new one for another video"
+            )
+        ids = None
+        if mask is not None:
+            ids = ids_array(mask, "`mask`", paths="read it first: samic_vos.read_mask(path)")
+            if ids.shape != (height, width):
+                raise UserError(
+                    f"`mask` is {size_text(ids.shape)} but the frame is {width}x{height}; "
+                    "pass the mask of this frame"
+                )
+        if not self.tracker.objects and (ids is None or not object_ids(ids)):
+            raise UserError(
+                "`mask`: the first frame needs a mask with at least one object (ids 1..254; "
+                "0 is background, 255 void)"
+            )
+        return self._step(rgb, ids, None)
 
     def adapt(
         self, frame: np.ndarray, mask: np.ndarray, *, resume: bool = False, record: object = None
@@ -92,7 +121,14 @@ class VideoTracker(Session):
         ``resume``: reuse the network ``adaptation_dir`` holds (a resumed job's); ``record``:
         the settings saved with it (default: the tracker's and the adaptation's).
         """
-        self._adapt(lambda: [(frame, mask)], what="frame 0", resume=resume, record=record)
+        rgb = rgb_array(frame, "`frame`", paths="read it first: samic_vos.read_image(path)")
+        ids = ids_array(mask, "`mask`", paths="read it first: samic_vos.read_mask(path)")
+        if ids.shape != rgb.shape[:2]:
+            raise UserError(
+                f"`mask` is {size_text(ids.shape)} but the frame is {size_text(rgb.shape)}; "
+                "pass the mask of this frame"
+            )
+        self._adapt(lambda: [(rgb, ids)], what="frame 0", resume=resume, record=record)
 
     def track(
         self,
@@ -107,7 +143,8 @@ class VideoTracker(Session):
         Args:
             video: a video file (mp4, ...) or a folder of JPEG/PNG frames (name order).
             first_mask: frame 0's objects: a mask PNG (palette, 0/255 or 0/1) or an (H, W)
-                uint8 id map; objects numbered 1..K.
+                id map (uint8, bool, or integers 0..255, as :meth:`step` takes); objects
+                numbered 1..K.
             masks_dir: masks of later frames (and of frame 0), PNGs named like the frames
                 (``00005.png``; video frames are named by their index, 5 digits): their
                 objects start or restart there.
@@ -140,8 +177,6 @@ class VideoTracker(Session):
     def _step(
         self, rgb: np.ndarray, mask: np.ndarray | None, embedding: ImageEmbedding | None
     ) -> FrameResult:
-        if mask is not None and np.shape(mask) != rgb.shape[:2]:
-            raise ValueError(f"the mask is {np.shape(mask)} but the frame is {rgb.shape[:2]}")
         if not self.adapted and mask is not None:
             self.adapt(rgb, mask)
         return self.tracker.step(rgb, mask, embedding=embedding)
@@ -172,6 +207,8 @@ def given_masks(
                 )
             found[index[path.stem]] = path
     if first_mask is not None:
+        if not isinstance(first_mask, Path):  # an array: uint8 ids from bool, int, a PIL image
+            first_mask = ids_array(first_mask, "`first_mask`", paths="")
         if 0 in found and not _same_file(found[0], first_mask):
             raise UserError(
                 f"{_label(first_mask)}: the mask folder also has a mask of the first frame "
@@ -185,11 +222,11 @@ def given_masks(
         )
     ids: set[int] = set()
     for frame, given in sorted(found.items()):
-        mask = read_mask(given) if isinstance(given, Path) else np.asarray(given)
+        mask = read_mask(given) if isinstance(given, Path) else given
         if mask.shape != frames.size:
             raise UserError(
-                f"{_label(given)}: mask is {_size(mask.shape)} but the video frames are "
-                f"{_size(frames.size)}; pass the mask of frame {names[frame]}"
+                f"{_label(given)}: mask is {size_text(mask.shape)} but the video frames are "
+                f"{size_text(frames.size)}; pass the mask of frame {names[frame]}"
             )
         present = object_ids(mask)
         if not present:
@@ -216,8 +253,3 @@ def _same_file(a: Mask, b: Mask) -> bool:
 def _label(mask: Mask) -> str:
     """How messages name a mask: its file, or the argument that gave the array."""
     return str(mask) if isinstance(mask, Path) else "`first_mask`"
-
-
-def _size(shape: tuple[int, ...]) -> str:
-    """``WxH`` of an (H, W, ...) shape."""
-    return f"{shape[1]}x{shape[0]}" if len(shape) >= 2 else str(shape)

@@ -1,0 +1,92 @@
+"""The images and masks a caller hands to :class:`~samic_vos.api.video.VideoTracker` and
+:class:`~samic_vos.api.images.ImageSegmenter`, checked where they come in.
+
+An image is an (H, W, 3) uint8 RGB array (a numpy array, a CPU tensor, anything
+``np.asarray`` reads as one) or a Pillow image (converted to RGB, as
+:func:`~samic_vos.data.davis.read_image` converts a file). A mask is an (H, W) id map: bool
+(``True``: object 1), or integers 0..255 of any dtype (floats too, when whole numbers): 0
+background, 255 void, 1..254 objects or classes; a Pillow image is read as
+:func:`~samic_vos.data.mask_io.read_mask` reads a file (a palette's indices; 0/255 or 0/1
+grayscale: object 1). Anything else is a one-line :class:`~samic_vos.runtime.errors.UserError`
+naming the argument, before any work is done (never a wrap-around of ids above 255, never an
+error from deep inside SAM).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from samic_vos.data.mask_io import VOID_ID, ids_from_image
+from samic_vos.runtime.errors import UserError
+
+
+def rgb_array(value: object, where: str, *, paths: str) -> np.ndarray:
+    """``value`` as an (H, W, 3) uint8 RGB array; ``where`` names it in messages (```frame```);
+    ``paths``: what to say to a path (where this argument takes none)."""
+    from samic_vos.api.session import is_path
+
+    if is_path(value):
+        raise UserError(f"{where} is a path ({value}); {paths}")
+    if isinstance(value, Image.Image):
+        return np.asarray(value.convert("RGB"), dtype=np.uint8)
+    array = _as_array(value, where, "an (H, W, 3) uint8 RGB image")
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+        hint = ""
+        if array.ndim == 3 and array.shape[0] == 3 and array.shape[2] != 3:
+            hint = " (channels last: (H, W, 3), not (3, H, W))"
+        elif array.dtype.kind == "f":
+            hint = " (floats in 0..1: (x * 255).round().astype(np.uint8))"
+        raise UserError(
+            f"{where}: expected an (H, W, 3) uint8 RGB image, got {_shown(array)}{hint}"
+        )
+    return array
+
+
+def ids_array(value: object, where: str, *, paths: str) -> np.ndarray:
+    """``value`` as an (H, W) uint8 id map (module docstring); ``where`` names it in messages,
+    ``paths``: what to say to a path (where this argument takes none)."""
+    from samic_vos.api.session import is_path
+
+    if is_path(value):
+        raise UserError(f"{where} is a path ({value}); {paths}")
+    if isinstance(value, Image.Image):
+        return ids_from_image(value, where)
+    array = _as_array(value, where, "an (H, W) id map")
+    if array.ndim != 2:
+        raise UserError(f"{where}: expected an (H, W) id map, got {_shown(array)}")
+    if array.dtype == bool:
+        return array.astype(np.uint8)
+    if array.dtype.kind not in "iuf":
+        raise UserError(f"{where}: expected an (H, W) id map of integers, got {_shown(array)}")
+    if array.dtype != np.uint8:
+        values = np.unique(array)
+        wrong = values[(values < 0) | (values > VOID_ID) | (values != np.round(values))]
+        if len(wrong):
+            shown = ", ".join(f"{v:g}" for v in wrong[:3].tolist())
+            raise UserError(
+                f"{where}: ids must be whole numbers 0..{VOID_ID} (0 background, {VOID_ID} "
+                f"void, 1..{VOID_ID - 1} objects), got {shown}"
+            )
+        array = array.astype(np.uint8)
+    return array
+
+
+def _as_array(value: object, where: str, expected: str) -> np.ndarray:
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError, RuntimeError) as error:  # a CUDA tensor, a ragged list
+        raise UserError(
+            f"{where}: expected {expected}, got a {type(value).__name__} numpy cannot read "
+            f"({str(error).splitlines()[0]})"
+        ) from None
+
+
+def _shown(array: np.ndarray) -> str:
+    """How messages show an array: its shape and dtype."""
+    return f"{tuple(array.shape)} {array.dtype}"
+
+
+def size_text(shape: tuple[int, ...]) -> str:
+    """``WxH`` of an (H, W, ...) shape."""
+    return f"{shape[1]}x{shape[0]}" if len(shape) >= 2 else str(shape)

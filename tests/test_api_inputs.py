@@ -1,0 +1,153 @@
+"""What a notebook user hands to ``VideoTracker.step`` / ``track`` and ``ImageSegmenter``: the
+forms they have (bool or int masks, Pillow images, CPU tensors) give the uint8 inputs' results;
+anything else is one ``UserError`` line naming the argument, before any work (never an id that
+wraps around or becomes object 0, never an error from deep inside SAM)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from fewshot_images import two_classes
+from PIL import Image
+
+import samic_vos
+
+
+@pytest.fixture(scope="module")
+def models(tiny_models):
+    return samic_vos.load_models(
+        sam_checkpoint=tiny_models["sam"], samic=tiny_models["samic"], device="cpu"
+    )
+
+
+@pytest.fixture(scope="module")
+def scene():
+    """A (60, 80, 3) uint8 frame and its (60, 80) uint8 mask of objects 1 and 2."""
+    return two_classes(0)
+
+
+def _first(models, rgb, mask):
+    return samic_vos.VideoTracker(models).step(rgb, mask)
+
+
+def test_step_takes_the_forms_a_notebook_has(models, scene, one_torch_thread):
+    rgb, ids = scene
+    expected = _first(models, rgb, ids).ids
+    for mask in (ids.astype(np.int64), ids.astype(np.float32), torch.from_numpy(ids)):
+        assert np.array_equal(_first(models, rgb, mask).ids, expected)
+    for frame in (Image.fromarray(rgb), torch.from_numpy(rgb)):
+        assert np.array_equal(_first(models, frame, ids).ids, expected)
+    one = _first(models, rgb, ids == 1)
+    assert list(one.objects) == [1]
+    assert np.array_equal(one.ids, _first(models, rgb, (ids == 1).astype(np.uint8)).ids)
+    # track()'s first mask as an array: converted as step converts it.
+    tracked = samic_vos.VideoTracker(models)
+    assert list(tracked.step(rgb, ids.astype(np.int32)).objects) == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "frame, mask, message",
+    [
+        (
+            "frame.jpg",
+            None,
+            r"^`frame` is a path \(frame.jpg\); read it first: samic_vos.read_image",
+        ),
+        (None, "mask.png", r"^`mask` is a path \(mask.png\); read it first: samic_vos.read_mask"),
+        (
+            "float",
+            None,
+            r"^`frame`: expected an \(H, W, 3\) uint8 RGB image, got \(60, 80, 3\) float32 "
+            r"\(floats in 0..1",
+        ),
+        ("chw", None, r"got \(3, 60, 80\) uint8 \(channels last: \(H, W, 3\), not \(3, H, W\)\)$"),
+        ("gray", None, r"^`frame`: expected an \(H, W, 3\) uint8 RGB image, got \(60, 80\) uint8$"),
+        (None, "hw1", r"^`mask`: expected an \(H, W\) id map, got \(60, 80, 1\) uint8$"),
+        (None, "300", r"^`mask`: ids must be whole numbers 0..255 .*, got 300$"),
+        (None, "-1", r"^`mask`: ids must be whole numbers 0..255 .*, got -1$"),
+        (None, "half", r"^`mask`: ids must be whole numbers 0..255 .*, got 0.5$"),
+        (None, "narrow", r"^`mask` is 79x60 but the frame is 80x60; pass the mask of this frame$"),
+        (None, "empty", r"^`mask`: the first frame needs a mask with at least one object"),
+    ],
+)
+def test_step_refuses_other_forms_in_one_line(models, scene, frame, mask, message):
+    rgb, ids = scene
+    frames = {
+        None: rgb,
+        "float": rgb.astype(np.float32),
+        "chw": np.ascontiguousarray(rgb.transpose(2, 0, 1)),
+        "gray": rgb[..., 0],
+    }
+    wide = ids.astype(np.int32)
+    masks = {
+        None: ids,
+        "hw1": ids[..., None],
+        "300": np.where(ids == 1, 300, wide),
+        "-1": np.where(ids == 1, -1, wide),
+        "half": np.where(ids == 1, 0.5, ids),
+        "narrow": ids[:, :79],
+        "empty": np.zeros_like(ids),
+    }
+    with pytest.raises(samic_vos.UserError, match=message):
+        samic_vos.VideoTracker(models).step(frames.get(frame, frame), masks.get(mask, mask))
+
+
+def test_step_refuses_another_videos_frame_size(models, scene, one_torch_thread):
+    rgb, ids = scene
+    tracker = samic_vos.VideoTracker(models)
+    tracker.step(rgb, ids)
+    with pytest.raises(samic_vos.UserError, match=r"^`frame` is 80x58 but this video's frames"):
+        tracker.step(rgb[:58])
+
+
+def test_track_refuses_a_first_mask_that_is_not_ids(models, scene, tmp_path):
+    rgb, ids = scene
+    Image.fromarray(rgb).save(tmp_path / "00000.png")
+    tracker = samic_vos.VideoTracker(models)
+    with pytest.raises(samic_vos.UserError, match=r"^`first_mask`: ids must be .*, got 0.5$"):
+        next(tracker.track(tmp_path, np.where(ids == 1, 0.5, 0.0)))
+    with pytest.raises(samic_vos.UserError, match=r"^`first_mask`: ids must be .*, got 300$"):
+        next(tracker.track(tmp_path, np.where(ids == 1, 300, ids.astype(np.int32))))
+
+
+def test_image_segmenter_takes_the_forms_a_notebook_has(models, one_torch_thread):
+    (rgb, ids), (target, _) = two_classes(0), two_classes(1)
+    segmenter = samic_vos.ImageSegmenter(models)
+    segmenter.set_references([(rgb, ids)])
+    (expected,) = segmenter.segment([target])
+    segmenter.set_references([(Image.fromarray(rgb), ids.astype(np.int64))])
+    (found,) = segmenter.segment([Image.fromarray(target)])
+    assert np.array_equal(found.ids, expected.ids)
+    assert np.array_equal(found.instances, expected.instances)
+
+
+def test_image_segmenter_refuses_other_forms_in_one_line(models, tmp_path):
+    rgb, ids = two_classes(0)
+    segmenter = samic_vos.ImageSegmenter(models)
+    cases = [
+        ((rgb, ids), r"^`references`: expected a list of .*; pass \[\(image, mask\)\]$"),
+        ([], r"^`references`: no reference image given$"),
+        ([(rgb, np.zeros_like(ids))], r"^`references`: the references hold no class"),
+        ([(rgb, ids[:30])], r"^`references\[0\]`: mask is 80x30 but the image is 80x60$"),
+        (
+            [(rgb, ids), (rgb, np.where(ids == 1, 300, ids.astype(np.int32)))],
+            r"^`references\[1\]` mask: ids must be .*, got 300$",
+        ),
+        ([(rgb / 255, ids)], r"^`references\[0\]` image: expected an \(H, W, 3\) uint8 RGB"),
+        ([(rgb, np.dstack([ids] * 3))], r"^`references\[0\]` mask: expected an \(H, W\) id map"),
+        ([rgb], r"^`references\[0\]`: expected an \(image, mask\) pair or a Reference, got"),
+    ]
+    for references, message in cases:
+        with pytest.raises(samic_vos.UserError, match=message):
+            segmenter.set_references(references)  # type: ignore[arg-type]
+    segmenter.set_references([(rgb, ids)])
+    target = tmp_path / "target.png"
+    Image.fromarray(rgb).save(target)
+    for images, message in [
+        (str(target), r"^`images`: expected a list of images, got a single one; pass \[image\]$"),
+        (rgb, r"^`images`: expected a list of images"),
+        ([rgb, rgb[..., 0]], r"^`images\[1\]`: expected an \(H, W, 3\) uint8 RGB image, got"),
+    ]:
+        with pytest.raises(samic_vos.UserError, match=message):
+            segmenter.segment(images)  # type: ignore[arg-type]
