@@ -151,3 +151,41 @@ def test_image_segmenter_refuses_other_forms_in_one_line(models, tmp_path):
     ]:
         with pytest.raises(samic_vos.UserError, match=message):
             segmenter.segment(images)  # type: ignore[arg-type]
+
+
+def test_threads_sharing_models_give_each_videos_own_results(models, shared_data, one_torch_thread):
+    """SAM's current image is the models' shared state: two trackers in two threads on one
+    Models give what each gives alone (they take turns), not masks decoded against the other
+    video's frame."""
+    import threading
+
+    videos = {}
+    for name in ("bmx-trees", "bear"):
+        folder = shared_data / "DAVIS/JPEGImages/480p" / name
+        with samic_vos.open_frames(folder) as frames:
+            rgbs = [frame.rgb for frame, _ in zip(frames, range(4), strict=False)]
+        first = samic_vos.read_mask(shared_data / "DAVIS/Annotations/480p" / name / "00000.png")
+        videos[name] = (rgbs, first)
+
+    def track(name: str) -> list[np.ndarray]:
+        rgbs, first = videos[name]
+        tracker = samic_vos.VideoTracker(models)
+        return [tracker.step(rgb, first if i == 0 else None).ids for i, rgb in enumerate(rgbs)]
+
+    alone = {name: track(name) for name in videos}
+    together: dict[str, list[np.ndarray]] = {}
+    start = threading.Barrier(len(videos))
+
+    def run(name: str) -> None:
+        start.wait()
+        together[name] = track(name)
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in videos]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for name, expected in alone.items():
+        assert len(together[name]) == len(expected)
+        for index, (ids, want) in enumerate(zip(together[name], expected, strict=True)):
+            assert np.array_equal(ids, want), (name, index)

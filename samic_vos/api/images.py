@@ -73,7 +73,8 @@ class ImageSegmenter(Session):
             )
         refs = [_reference(i, ref) for i, ref in enumerate(references)]
         try:
-            self.engine.set_references(refs)
+            with self.models.lock:  # SAM's current image is shared by every user of the models
+                self.engine.set_references(refs)
         except ValueError as error:  # no reference, no class: the engine's own checks
             raise UserError(f"`references`: {error}") from None
         self._references = [(ref.rgb, ref.ids) for ref in refs]
@@ -125,7 +126,8 @@ class ImageSegmenter(Session):
             raise RuntimeError("call set_references() before segment()")
         if not self.adapted:
             self.adapt()
-        return self.engine.segment(rgbs)
+        with self.models.lock:
+            return self.engine.segment(rgbs)
 
 
 def _one_pair(references: object) -> bool:

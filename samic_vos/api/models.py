@@ -17,7 +17,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -53,6 +54,9 @@ class Models:
         samic: the SAMIC checkpoint loaded, ``None`` without one.
         backbone_weights: the ResNet-50 ImageNet weights file given, ``None``: the cache's.
         encoder: how SAM's image encoder runs (implementation, precision, compile, run-ahead).
+        lock: held by every tracker and image segmenter on these models while it uses SAM
+            (whose current image is shared state), so that threads sharing the models wait
+            for each other instead of decoding prompts against another thread's image.
     """
 
     segmenter: SamSegmenter
@@ -61,6 +65,7 @@ class Models:
     samic: Path | None
     backbone_weights: Path | None
     encoder: EncoderConfig
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     @property
     def device(self) -> torch.device:

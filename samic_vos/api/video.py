@@ -179,7 +179,8 @@ class VideoTracker(Session):
     ) -> FrameResult:
         if not self.adapted and mask is not None:
             self.adapt(rgb, mask)
-        return self.tracker.step(rgb, mask, embedding=embedding)
+        with self.models.lock:  # SAM's current frame is shared by every user of the models
+            return self.tracker.step(rgb, mask, embedding=embedding)
 
 
 def given_masks(
