@@ -189,3 +189,21 @@ def test_threads_sharing_models_give_each_videos_own_results(models, shared_data
         assert len(together[name]) == len(expected)
         for index, (ids, want) in enumerate(zip(together[name], expected, strict=True)):
             assert np.array_equal(ids, want), (name, index)
+
+
+def test_adapting_without_a_checkpoint_names_the_argument_to_pass(
+    tiny_models, scene, caplog, one_torch_thread
+):
+    """The warning names ``load_models``' ``samic`` (the CLI shows it as --samic), not a
+    keyword the API does not have."""
+    from samic_vos.commands.cli import flag_names
+
+    network = samic_vos.SamicNetConfig(input_size=(64, 64), backbone="random", channels=(8, 16, 32))
+    models = samic_vos.load_models(sam_checkpoint=tiny_models["sam"], device="cpu", network=network)
+    adaptation = samic_vos.AdaptationConfig(views=2, steps=1, batch_size=2)
+    rgb, ids = scene
+    with caplog.at_level("WARNING", logger="samic_vos"):
+        samic_vos.VideoTracker(models, adaptation=adaptation).step(rgb, ids)
+    (line,) = [r.getMessage() for r in caplog.records if "no SAMIC checkpoint" in r.getMessage()]
+    assert line.startswith("no SAMIC checkpoint given (`samic`): adapting a fresh network")
+    assert flag_names(line).startswith("no SAMIC checkpoint given (--samic): adapting")

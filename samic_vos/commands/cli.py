@@ -49,6 +49,7 @@ ARGUMENT_FLAGS: dict[str, str] = {
     "backbone_weights": "--backbone-weights",
     "random_backbone": "--random-backbone",
     "samic_checkpoint": "--samic",
+    "samic": "--samic",  # load_models' name of the same file
     "device": "--device",
     "backend": "--backend",
     "out_dir": "-o",

@@ -96,7 +96,7 @@ def adapt_samic(
         log.info("%s: using the network this run adapted on %s", path, what)
         return adapted
     log.warning(
-        "no SAMIC checkpoint given (`samic_checkpoint`): adapting a fresh network on %s "
+        "no SAMIC checkpoint given (`samic`): adapting a fresh network on %s "
         "(%d steps); pass a trained checkpoint for the paper's setting",
         what,
         adaptation.steps,
