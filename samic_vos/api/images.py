@@ -26,7 +26,8 @@ from samic_vos.inference.fewshot_engine import FewShotSegmenter, ImageResult
 from samic_vos.inference.prompter import Reference
 from samic_vos.runtime.errors import UserError
 
-ImageLike = np.ndarray | PathLike
+# A file, an array, or a Pillow image (samic_vos.api.inputs).
+ImageLike = np.ndarray | Image.Image | PathLike
 
 
 class ImageSegmenter(Session):

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from PIL import Image
 
 from samic_vos.api.inputs import ids_array, rgb_array, size_text
 from samic_vos.api.models import PathLike
@@ -69,16 +70,18 @@ class VideoTracker(Session):
         )
         self.tracker = CausalTracker(prompter, models.segmenter, self.config)
 
-    def step(self, frame: np.ndarray, mask: np.ndarray | None = None) -> FrameResult:
+    def step(
+        self, frame: np.ndarray | Image.Image, mask: np.ndarray | Image.Image | None = None
+    ) -> FrameResult:
         """Track the next frame.
 
         Args:
             frame: (H, W, 3) uint8 RGB (or a Pillow image, converted to RGB); every frame of a
                 video has the same size.
             mask: (H, W) id map of objects given on this frame: uint8 (or bool, or any integer
-                dtype with values 0..255), 0 background, 255 void ignored, 1..254 objects; a
-                given object's mask is taken as is and (re)starts it there. The first frame
-                needs one.
+                dtype with values 0..255; a Pillow image is read as ``read_mask`` reads a
+                file), 0 background, 255 void ignored, 1..254 objects; a given object's mask
+                is taken as is and (re)starts it there. The first frame needs one.
 
         Returns:
             ``ids`` (H, W) uint8 id map, and per object its (N, 2) float32 (x, y) points,
@@ -113,7 +116,12 @@ class VideoTracker(Session):
         return self._step(rgb, ids, None)
 
     def adapt(
-        self, frame: np.ndarray, mask: np.ndarray, *, resume: bool = False, record: object = None
+        self,
+        frame: np.ndarray | Image.Image,
+        mask: np.ndarray | Image.Image,
+        *,
+        resume: bool = False,
+        record: object = None,
     ) -> None:
         """Adapt SAMIC on the first frame ((H, W, 3) uint8) and its (H, W) uint8 id map, as
         the first :meth:`step` with a mask does (nothing with a trained checkpoint).
@@ -133,7 +141,7 @@ class VideoTracker(Session):
     def track(
         self,
         video: PathLike,
-        first_mask: np.ndarray | PathLike | None = None,
+        first_mask: np.ndarray | Image.Image | PathLike | None = None,
         *,
         masks_dir: PathLike | None = None,
         backend: str = "auto",
