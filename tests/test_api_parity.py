@@ -178,6 +178,10 @@ def test_errors_are_the_cli_messages_naming_the_argument(
     cli = capsys.readouterr().err.strip().splitlines()[-1]
     assert cli == f"samic-vos: error: {missing}: SAM checkpoint not found (--sam-checkpoint)"
 
+    with pytest.raises(samic_vos.UserError) as api:
+        samic_vos.load_models(sam_checkpoint=tiny_models["sam"], samic=missing, device="cpu")
+    assert str(api.value) == f"{missing}: SAMIC checkpoint not found (`samic`)"
+
     weights = tmp_path / "resnet50.pth"
     with pytest.raises(samic_vos.UserError, match="`backbone_weights`"):
         samic_vos.load_models(

@@ -30,6 +30,7 @@ from samic_vos.model.checkpoint import stored_net_config
 from samic_vos.model.samic_net import SamicNet, SamicNetConfig
 from samic_vos.runtime.config import require_choice
 from samic_vos.runtime.devices import shard_device
+from samic_vos.runtime.input_paths import require_input
 from samic_vos.runtime.stage_threads import StageThreads, ThreadsConfig
 from samic_vos.sam.encoder import EncoderConfig
 from samic_vos.sam.models import require_models
@@ -167,6 +168,8 @@ def load_models(
     if precision is not None:
         encoder = dataclasses.replace(encoder, precision=precision)
     samic_path = Path(samic) if samic is not None else None
+    if prompter == "samic":
+        require_input(samic_path, "SAMIC checkpoint", detail=" (`samic`)")
     backbone = Path(backbone_weights) if backbone_weights is not None else None
     needed = _registry_weights(sam_model, sam_checkpoint, prompter, samic_path, backbone, network)
     if len(needed) > 1:  # one alone is fetched where it loads, after the files given are checked
