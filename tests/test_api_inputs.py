@@ -5,6 +5,8 @@ wraps around or becomes object 0, never an error from deep inside SAM)."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -207,3 +209,13 @@ def test_adapting_without_a_checkpoint_names_the_argument_to_pass(
     (line,) = [r.getMessage() for r in caplog.records if "no SAMIC checkpoint" in r.getMessage()]
     assert line.startswith("no SAMIC checkpoint given (`samic`): adapting a fresh network")
     assert flag_names(line).startswith("no SAMIC checkpoint given (--samic): adapting")
+
+
+def test_constructors_refuse_what_is_not_their_settings(models):
+    make = re.escape("samic_vos.load_models(...)")
+    with pytest.raises(samic_vos.UserError, match=rf"^`models`: expected {make}, got a str$"):
+        samic_vos.VideoTracker("vit_b")  # type: ignore[arg-type]
+    with pytest.raises(samic_vos.UserError, match=r"^`tracker`: expected samic_vos.TrackerConfig"):
+        samic_vos.ImageSegmenter(models, {"heat_sigma": 0.1})  # type: ignore[arg-type]
+    with pytest.raises(samic_vos.UserError, match=r"^`adaptation`: expected .*, got a dict$"):
+        samic_vos.VideoTracker(models, adaptation={"steps": 3})  # type: ignore[arg-type]

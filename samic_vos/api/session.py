@@ -25,6 +25,7 @@ import torch
 from samic_vos.api.models import Models, PathLike, load_models
 from samic_vos.inference.prompter import TrackerConfig
 from samic_vos.model.samic_net import SamicNetConfig
+from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.stage_threads import ThreadsConfig
 from samic_vos.sam.encoder import EncoderConfig
 from samic_vos.training.first_frame_adaptation import AdaptationConfig
@@ -55,6 +56,11 @@ class Session:
         adaptation_dir: PathLike | None = None,
         progress: bool = False,
     ) -> None:
+        _require_type("models", models, Models, "samic_vos.load_models(...)")
+        _require_type("tracker", tracker, TrackerConfig | None, "samic_vos.TrackerConfig(...)")
+        _require_type(
+            "adaptation", adaptation, AdaptationConfig | None, "samic_vos.AdaptationConfig(...)"
+        )
         self.models = models
         self.config = tracker or TrackerConfig()
         self.adaptation = adaptation or AdaptationConfig()
@@ -159,6 +165,12 @@ class Session:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.models!r})"
+
+
+def _require_type(name: str, value: object, kind: Any, make: str) -> None:
+    """One :class:`UserError` line where ``value`` is not a ``kind`` (what ``make`` builds)."""
+    if not isinstance(value, kind):
+        raise UserError(f"`{name}`: expected {make}, got a {type(value).__name__}")
 
 
 def is_path(value: object) -> bool:
