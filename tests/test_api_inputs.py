@@ -219,3 +219,10 @@ def test_constructors_refuse_what_is_not_their_settings(models):
         samic_vos.ImageSegmenter(models, {"heat_sigma": 0.1})  # type: ignore[arg-type]
     with pytest.raises(samic_vos.UserError, match=r"^`adaptation`: expected .*, got a dict$"):
         samic_vos.VideoTracker(models, adaptation={"steps": 3})  # type: ignore[arg-type]
+
+
+def test_load_models_refuses_settings_of_another_type(tiny_models):
+    with pytest.raises(samic_vos.UserError, match=r"^`encoder`: expected .*, got a dict$"):
+        samic_vos.load_models(sam_checkpoint=tiny_models["sam"], encoder={"precision": "fp32"})  # type: ignore[arg-type]
+    with pytest.raises(samic_vos.UserError, match=r"^`network`: expected samic_vos.SamicNet"):
+        samic_vos.load_models(sam_checkpoint=tiny_models["sam"], network={"backbone": "random"})  # type: ignore[arg-type]

@@ -14,6 +14,8 @@ error from deep inside SAM).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from PIL import Image
 
@@ -70,6 +72,12 @@ def ids_array(value: object, where: str, *, paths: str) -> np.ndarray:
             )
         array = array.astype(np.uint8)
     return array
+
+
+def require_type(name: str, value: object, kind: Any, make: str) -> None:
+    """One :class:`UserError` line where ``value`` is not a ``kind`` (what ``make`` builds)."""
+    if not isinstance(value, kind):
+        raise UserError(f"`{name}`: expected {make}, got a {type(value).__name__}")
 
 
 def _as_array(value: object, where: str, expected: str) -> np.ndarray:

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from samic_vos.api.inputs import require_type
 from samic_vos.hub.weights import require_weights
 from samic_vos.inference.names import PROMPTERS
 from samic_vos.model.checkpoint import stored_net_config
@@ -162,6 +163,9 @@ def load_models(
     """
     from samic_vos.training.adapted import samic_network
 
+    require_type("encoder", encoder, EncoderConfig | None, "samic_vos.EncoderConfig(...)")
+    require_type("threads", threads, ThreadsConfig | None, "samic_vos.ThreadsConfig(...)")
+    require_type("network", network, SamicNetConfig | None, "samic_vos.SamicNetConfig(...)")
     require_choice("prompter", prompter, PROMPTERS)
     require_models(sam_model, str(device))
     encoder = encoder or EncoderConfig()

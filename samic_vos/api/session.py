@@ -22,10 +22,10 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from samic_vos.api.inputs import require_type
 from samic_vos.api.models import Models, PathLike, load_models
 from samic_vos.inference.prompter import TrackerConfig
 from samic_vos.model.samic_net import SamicNetConfig
-from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.stage_threads import ThreadsConfig
 from samic_vos.sam.encoder import EncoderConfig
 from samic_vos.training.first_frame_adaptation import AdaptationConfig
@@ -56,9 +56,9 @@ class Session:
         adaptation_dir: PathLike | None = None,
         progress: bool = False,
     ) -> None:
-        _require_type("models", models, Models, "samic_vos.load_models(...)")
-        _require_type("tracker", tracker, TrackerConfig | None, "samic_vos.TrackerConfig(...)")
-        _require_type(
+        require_type("models", models, Models, "samic_vos.load_models(...)")
+        require_type("tracker", tracker, TrackerConfig | None, "samic_vos.TrackerConfig(...)")
+        require_type(
             "adaptation", adaptation, AdaptationConfig | None, "samic_vos.AdaptationConfig(...)"
         )
         self.models = models
@@ -165,12 +165,6 @@ class Session:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.models!r})"
-
-
-def _require_type(name: str, value: object, kind: Any, make: str) -> None:
-    """One :class:`UserError` line where ``value`` is not a ``kind`` (what ``make`` builds)."""
-    if not isinstance(value, kind):
-        raise UserError(f"`{name}`: expected {make}, got a {type(value).__name__}")
 
 
 def is_path(value: object) -> bool:
