@@ -65,7 +65,8 @@ class ImageSegmenter(Session):
         Raises:
             UserError: no reference, a single pair not in a list, an unreadable file, an image
                 or mask of another form, a mask of another size than its image, no class at
-                all; the earlier references are kept.
+                all (these leave the earlier references in place); a persam class without a
+                mask (this leaves none: set references again).
         """
         if isinstance(references, Reference) or _one_pair(references):
             raise UserError(
