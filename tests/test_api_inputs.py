@@ -5,6 +5,7 @@ wraps around or becomes object 0, never an error from deep inside SAM)."""
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import numpy as np
@@ -226,3 +227,34 @@ def test_load_models_refuses_settings_of_another_type(tiny_models):
         samic_vos.load_models(sam_checkpoint=tiny_models["sam"], encoder={"precision": "fp32"})  # type: ignore[arg-type]
     with pytest.raises(samic_vos.UserError, match=r"^`network`: expected samic_vos.SamicNet"):
         samic_vos.load_models(sam_checkpoint=tiny_models["sam"], network={"backbone": "random"})  # type: ignore[arg-type]
+
+
+def test_reset_starts_another_video_as_a_new_tracker_would(models, shared_data, one_torch_thread):
+    def frames(name: str) -> list[np.ndarray]:
+        folder = shared_data / "DAVIS/JPEGImages/480p" / name
+        return [samic_vos.read_image(folder / f"{t:05d}.jpg") for t in range(3)]
+
+    bmx = (
+        frames("bmx-trees"),
+        samic_vos.read_mask(shared_data / "multiobject/bmx-trees/00000.png"),
+    )
+    bear = (
+        frames("bear"),
+        samic_vos.read_mask(shared_data / "DAVIS/Annotations/480p/bear/00000.png"),
+    )
+
+    def run(tracker, video):
+        rgbs, first = video
+        return [tracker.step(rgb, first if t == 0 else None).ids for t, rgb in enumerate(rgbs)]
+
+    used = samic_vos.VideoTracker(models)
+    run(used, bmx)  # objects 1 and 2; the bear has object 1 only, at the same frame size
+    used.reset()
+    alone = run(samic_vos.VideoTracker(models), bear)
+    again = run(used, bear)
+    assert all(np.array_equal(a, b) for a, b in zip(again, alone, strict=True))
+    assert set(np.unique(again[-1]).tolist()) <= {0, 1}
+    used.reset()  # and track() runs a whole video on it again
+    folder = shared_data / "DAVIS/JPEGImages/480p/bear"
+    tracked = [ids for _, ids, _ in itertools.islice(used.track(folder, bear[1]), 3)]
+    assert all(np.array_equal(a, b) for a, b in zip(tracked, alone, strict=True))

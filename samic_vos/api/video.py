@@ -50,7 +50,7 @@ class TrackedFrame(NamedTuple):
 
 
 class VideoTracker(Session):
-    """Tracks the objects of one video, one frame at a time (make one per video).
+    """Tracks the objects of one video, one frame at a time (:meth:`reset` for the next).
 
     Build it on loaded models (``VideoTracker(load_models(...))``, models shared by many
     videos) or in one call (``VideoTracker.load(sam_model=..., samic=...)``); the settings are
@@ -69,6 +69,15 @@ class VideoTracker(Session):
             models.prompter, models.segmenter, self.config, self.net, models.device
         )
         self.tracker = CausalTracker(prompter, models.segmenter, self.config)
+
+    def reset(self) -> None:
+        """Forget the video tracked so far (its objects, their references and, without a SAMIC
+        checkpoint, the network adapted on its first frame): the next :meth:`step` or
+        :meth:`track` starts another video, as on a new ``VideoTracker`` with these settings.
+        """
+        self.net = self.models.network()
+        self.adapted = not self.models.adapts
+        self._build()
 
     def step(
         self, frame: np.ndarray | Image.Image, mask: np.ndarray | Image.Image | None = None
@@ -98,7 +107,7 @@ class VideoTracker(Session):
         if seen is not None and seen != (height, width):
             raise UserError(
                 f"`frame` is {width}x{height} but this video's frames are {seen[1]}x{seen[0]}; "
-                "a VideoTracker tracks one video: make a new one for another video"
+                "a VideoTracker tracks one video at a time: reset() it for another video"
             )
         ids = None
         if mask is not None:
@@ -168,7 +177,7 @@ class VideoTracker(Session):
                 frame that cannot be decoded.
         """
         if self.tracker.frame_index >= 0:
-            raise RuntimeError("track() runs a whole video on a new VideoTracker; make one")
+            raise RuntimeError("track() runs a whole video from its start: reset() this tracker")
         first = Path(first_mask) if is_path(first_mask) else first_mask
         folder = Path(masks_dir) if masks_dir is not None else None
         with open_frames(video, backend=backend) as frames:
