@@ -177,7 +177,9 @@ class VideoTracker(Session):
                 frame that cannot be decoded.
         """
         if self.tracker.frame_index >= 0:
-            raise RuntimeError("track() runs a whole video from its start: reset() this tracker")
+            raise RuntimeError(
+                "track() runs a whole video on a new VideoTracker; make one, or reset() this one"
+            )
         first = Path(first_mask) if is_path(first_mask) else first_mask
         folder = Path(masks_dir) if masks_dir is not None else None
         with open_frames(video, backend=backend) as frames:
