@@ -258,3 +258,21 @@ def test_reset_starts_another_video_as_a_new_tracker_would(models, shared_data, 
     folder = shared_data / "DAVIS/JPEGImages/480p/bear"
     tracked = [ids for _, ids, _ in itertools.islice(used.track(folder, bear[1]), 3)]
     assert all(np.array_equal(a, b) for a, b in zip(tracked, alone, strict=True))
+
+
+def test_adapting_leaves_the_callers_torch_rng_as_it_was(tiny_models, scene, one_torch_thread):
+    """Adaptation seeds its own steps (the same network every run) and gives a notebook its
+    torch random state back."""
+    network = samic_vos.SamicNetConfig(input_size=(64, 64), backbone="random", channels=(8, 16, 32))
+    models = samic_vos.load_models(sam_checkpoint=tiny_models["sam"], device="cpu", network=network)
+    adaptation = samic_vos.AdaptationConfig(views=2, steps=2, batch_size=2)
+    rgb, ids = scene
+    results = []
+    for _ in range(2):
+        torch.manual_seed(1234)
+        tracker = samic_vos.VideoTracker(models, adaptation=adaptation)
+        results.append(tracker.step(rgb, ids).ids)
+        drawn = torch.rand(4)
+        torch.manual_seed(1234)
+        assert torch.equal(drawn, torch.rand(4))  # as if adaptation had not drawn anything
+    assert np.array_equal(results[0], results[1])

@@ -179,7 +179,9 @@ def adapt_on_references(
     if not references:
         raise ValueError("adaptation needs at least one reference")
     what = what or ("frame 0" if len(references) == 1 else f"the {len(references)} references")
-    with torch_threads(threads):
+    # Seeded inside (the same steps every run); the caller's torch RNG is given back after.
+    rng_devices = [device.index or 0] if device.type == "cuda" else []
+    with torch_threads(threads), torch.random.fork_rng(devices=rng_devices):
         return _adapt(
             net, references, config, heat_sigma, device, progress, state_path, what, on_step
         )
