@@ -151,7 +151,7 @@ def run_bench_davis(
     scored: dict[str, SequenceScores] = {}
     runner = _Runner(inputs, config, dataset, shard, progress)
     manifest = runner.manifest(names)
-    state = open_run(out, manifest, force=inputs.force, outputs=OUTPUTS)
+    state = open_run(out, manifest, force=inputs.force, outputs=OUTPUTS, shards=shard.count)
     if state != "finished":
         out.mkdir(parents=True, exist_ok=True)
         write_manifest(out, manifest)

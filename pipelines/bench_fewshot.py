@@ -191,7 +191,7 @@ def run_bench_fewshot(
     shard = resolve_shard(inputs.shard)
     runner = _Runner(inputs, config, dataset, progress, shard.local_rank)
     manifest = runner.manifest()
-    state = open_run(out, manifest, force=inputs.force, outputs=OUTPUTS)
+    state = open_run(out, manifest, force=inputs.force, outputs=OUTPUTS, shards=shard.count)
     with removing_new_folders(out):
         if state != "finished":
             out.mkdir(parents=True, exist_ok=True)

@@ -233,7 +233,7 @@ def run_bench_paper(inputs: BenchPaperInputs, execute: Execute) -> BenchPaperRes
         return _merge(out, runs, manifest)
     fewshot = [r for r in runs if r.column.bench == "fewshot"]
     network = _fewshot_network(inputs, fewshot, shard.count)
-    state = open_run(out, manifest, force=inputs.force, outputs=OUTPUTS)
+    state = open_run(out, manifest, force=inputs.force, outputs=OUTPUTS, shards=shard.count)
     mine = shard.take([(r.name, r.weight) for r in runs])
     with removing_new_folders(out):
         if state != "finished":
@@ -360,7 +360,10 @@ def _model_flags(
             flags += [flag, str(value)]
     device = inputs.device
     if local_rank is not None and device in (None, "auto", "cuda"):
-        device = f"cuda:{local_rank}"  # torchrun: one process per GPU
+        # torchrun: one process per GPU; on a machine without CUDA, the device `auto` picks
+        from samic_vos.runtime.devices import shard_device
+
+        device = str(shard_device(device or "auto", local_rank))
     return flags + (["--device", device] if device else [])
 
 
@@ -381,7 +384,7 @@ def _argv(
             argv += ["--samic", str(inputs.samic_checkpoint)]
         return argv
     argv = ["bench", "fewshot", "--dataset", run.column.dataset, "--root", str(run.root)]
-    argv += ["--shots", "1", "-o", out, *flags]
+    argv += ["--shots", "1", "-o", out, "--shard", "0/1", *flags]
     if run.fold is not None:
         argv += ["--fold", str(run.fold)]
     if network is not None:

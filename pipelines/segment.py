@@ -185,7 +185,7 @@ def run_segment(
         raise UserError(f"references: {err}") from err
 
     manifest = _manifest(inputs, refs, targets, names, ran)
-    state = open_run(out, manifest, force=inputs.force, outputs=OUTPUTS)
+    state = open_run(out, manifest, force=inputs.force, outputs=OUTPUTS, shards=shard.count)
     if state == "finished":
         # The parts are merged once the run is marked finished; a process killed before it
         # removed them (or midway) leaves them: remove them, as the summary does.

@@ -231,7 +231,13 @@ def run_track_collection(
         },
         config=manifest_config(ran),
     )
-    state = open_run(out, manifest, force=inputs.force, outputs=(*names, SUMMARY, COCO_FILE))
+    state = open_run(
+        out,
+        manifest,
+        force=inputs.force,
+        outputs=(*names, SUMMARY, COCO_FILE),
+        shards=shard.count,
+    )
     summary = CollectionSummary(len(names))
     if state == "finished":
         log.info("%s: this collection is finished (%d videos)", out, len(names))

@@ -55,9 +55,9 @@ def full_root(tmp_path_factory, small_root, shared_data) -> Path:
     return root
 
 
-def _paper(root: Path, out: Path, *extra: str) -> tuple[int, str]:
+def _paper(root: Path, out: Path, *extra: str, device: str = "cpu") -> tuple[int, str]:
     stdout = io.StringIO()
-    argv = ["bench", "paper", "--root", str(root), "-o", str(out), "-q", "--device", "cpu"]
+    argv = ["bench", "paper", "--root", str(root), "-o", str(out), "-q", "--device", device]
     with redirect_stdout(stdout):
         code = main([*argv, "--episode-count", "2", *extra])
     return code, stdout.getvalue()
@@ -164,6 +164,38 @@ def test_shards_then_merge_give_the_whole_table(tmp_path, small_root, models):
     assert _scores(shards)["columns"] == _scores(whole)["columns"]
     code, text = _paper(small_root, shards, *models, "--merge")
     assert code == 0 and (shards / "table1.md").read_text() == text
+
+
+LAUNCHERS = {
+    "torchrun": [{"RANK": str(i), "WORLD_SIZE": "2", "LOCAL_RANK": "0"} for i in range(2)],
+    "slurm": [
+        {"SLURM_ARRAY_TASK_ID": str(i), "SLURM_ARRAY_TASK_COUNT": "2", "SLURM_ARRAY_TASK_MIN": "5"}
+        for i in (5, 6)
+    ],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_launcher_shards_run_each_column_whole(tmp_path, small_root, models, monkeypatch, launcher):
+    """Shards from the launcher's environment (not --shard): each column's run is the whole of
+    it (its nested `bench fewshot` must not take the launcher's shard too, or no column ever
+    finishes), on the device `auto` picks (torchrun on a machine without CUDA: the CPU)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    whole = tmp_path / "whole"
+    assert _paper(small_root, whole, *models, device="auto")[0] == 0
+    shards = tmp_path / "shards"
+    codes = []
+    for env in LAUNCHERS[launcher]:
+        with monkeypatch.context() as patch:
+            for key, value in env.items():
+                patch.setenv(key, value)
+            codes.append(_paper(small_root, shards, *models, device="auto")[0])
+    assert codes == [0, 0]
+    assert (shards / "table1.md").read_bytes() == (whole / "table1.md").read_bytes()
+    assert _scores(shards)["columns"] == _scores(whole)["columns"]
 
 
 def _error(capsys) -> str:

@@ -1,9 +1,11 @@
-"""Output folders of runs: another run that produced nothing yet never blocks a new one."""
+"""Output folders of runs: another run that produced nothing yet never blocks a new one (unless
+shards write the folder: they claim it, and never replace nor `force` another run)."""
 
 from __future__ import annotations
 
 import pytest
 
+from samic_vos.runtime.atomic import atomic_create_text
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.runs import RunManifest, open_run, write_manifest
 
@@ -48,3 +50,58 @@ def test_another_run_with_a_result_is_refused(tmp_path, result):
             tmp_path, RunManifest("track", {"video": "v"}, {"a": 2}), force=False, outputs=OUTPUTS
         )
     assert (tmp_path / result).read_bytes() == b"x" and (tmp_path / "run.json").is_file()
+
+
+# Shards: several processes open one folder at once, and none can tell another run from a
+# shard starting beside it.
+
+
+def test_the_first_shard_claims_a_new_folder_and_one_with_other_settings_is_refused(tmp_path):
+    out = tmp_path / "out"
+    first = RunManifest("segment", {"targets": "t"}, {"a": 1})
+    assert open_run(out, first, force=False, outputs=OUTPUTS, shards=2) == "new"
+    claimed = (out / "run.json").read_bytes()
+    assert b'"a": 1' in claimed
+    other = RunManifest("segment", {"targets": "t"}, {"a": 2})
+    with pytest.raises(UserError, match=r"holds another run \(it differs in config.a\).*remove"):
+        open_run(out, other, force=False, outputs=OUTPUTS, shards=2)
+    same = RunManifest("segment", {"targets": "t"}, {"a": 1})
+    assert open_run(out, same, force=False, outputs=OUTPUTS, shards=2) == "resume"
+    assert (out / "run.json").read_bytes() == claimed
+    assert sorted(p.name for p in out.iterdir()) == ["run.json"]
+
+
+def test_a_shard_never_replaces_a_run_without_results(tmp_path):
+    """A shard that only wrote its manifest yet (loading its models) is not removed by a
+    shard with other settings: that one is refused, the first one's files stay."""
+    _started(tmp_path, {"a": 1})
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(UserError, match="holds another run"):
+        open_run(
+            tmp_path,
+            RunManifest("track", {"video": "v"}, {"a": 2}),
+            force=False,
+            outputs=OUTPUTS,
+            shards=3,
+        )
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert (tmp_path / "masks").is_dir()
+
+
+def test_shards_refuse_force(tmp_path):
+    """`force` in every shard would let each remove what the others wrote."""
+    _started(tmp_path, {"a": 1})
+    (tmp_path / "masks" / "00000.png").write_bytes(b"x")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    for config in ({"a": 1}, {"a": 2}):
+        manifest = RunManifest("track", {"video": "v"}, config)
+        with pytest.raises(UserError, match="`force` with shards"):
+            open_run(tmp_path, manifest, force=True, outputs=OUTPUTS, shards=2)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_atomic_create_text_writes_once(tmp_path):
+    path = tmp_path / "run.json"
+    assert atomic_create_text(path, "first\n")
+    assert not atomic_create_text(path, "second\n")
+    assert path.read_text() == "first\n" and sorted(tmp_path.iterdir()) == [path]

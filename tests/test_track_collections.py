@@ -216,6 +216,37 @@ def test_interrupted_shard_reruns_only_its_missing_frames(clips, tiny_models, mo
     assert _files(out) == _files(straight)
 
 
+def test_shards_refuse_force_and_other_settings(clips, tiny_models, capsys):
+    """Shards run at once into one OUT: `--force` in each would remove what the others wrote
+    (torchrun passes every process the same flags), and a shard with other settings that
+    starts while the first has written only its manifest must not take the folder over."""
+    manifest = str(clips / "videos.csv")
+    out = clips / "out"
+    args = [manifest, "-o", str(out)]
+    assert _track([*args, "--shard", "0/2"], tiny_models) == 0
+    capsys.readouterr()
+
+    def files() -> dict[str, bytes]:
+        return {str(p): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+    before = files()
+    assert _track([*args, "--shard", "1/2", "--force"], tiny_models) == 2
+    assert len(errors := _errors(capsys)) == 1 and "--force with shards" in errors[0]
+    assert files() == before
+
+    # Shard 0 has claimed OUT (its manifest) and loads its models: a shard with another
+    # SAMIC network is refused in one line and removes nothing.
+    started = clips / "started"
+    started.mkdir()
+    (started / "run.json").write_bytes((out / "run.json").read_bytes())
+    (clips / "other.pt").write_bytes(tiny_models["samic"].read_bytes())  # another path
+    other = ["--sam-checkpoint", str(tiny_models["sam"]), "--samic", str(clips / "other.pt")]
+    code = main(["track", manifest, "-o", str(started), "--shard", "1/2", *other])
+    assert code == 2 and "holds another run" in _errors(capsys)[0]
+    assert sorted(p.name for p in started.iterdir()) == ["run.json"]
+    assert (started / "run.json").read_bytes() == (out / "run.json").read_bytes()
+
+
 def test_interrupted_while_summarizing_the_rerun_writes_the_summary(
     clips, tiny_models, monkeypatch
 ):

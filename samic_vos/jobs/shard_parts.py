@@ -79,7 +79,7 @@ def part_lines(
                 if record.get(key) != name:
                     raise UserError(
                         f"{out / PARTS}: the part of shard {owner}/{count} does not hold "
-                        f"'{name}' where expected; rerun that shard with `force` into a new OUT"
+                        f"'{name}' where expected; run the shards again into a new OUT"
                     )
                 yield line
 

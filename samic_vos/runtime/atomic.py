@@ -167,6 +167,30 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def atomic_create_text(path: str | os.PathLike[str], text: str) -> bool:
+    """Write UTF-8 ``text`` to ``path`` atomically unless ``path`` exists; returns whether it
+    was written. Of processes creating one file at once, exactly one does (a hard link to the
+    complete temporary file, which fails on an existing name); readers see it whole or absent."""
+    final = Path(path)
+    with reporting_write_errors(final):
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{final.stem}.", suffix=f".part{final.suffix}", dir=final.parent
+        )
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(text.encode("utf-8"))
+            os.chmod(tmp, 0o666 & ~_umask())
+            try:
+                os.link(tmp, final)
+            except FileExistsError:
+                return False
+            return True
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+
 class JsonLinesWriter:
     """Append JSON records to ``path``, one line each; the file only ever holds whole lines.
 

@@ -17,6 +17,12 @@ finished, does nothing (``"finished"``). Any other run is refused in one line, u
 run starts afresh. Another run that stopped before its first result (its outputs hold nothing
 but manifests and configs) is replaced without ``force``: there is nothing to lose. A folder
 that holds files but no manifest is refused likewise.
+
+Shards (several processes writing one folder at once) cannot tell another run from a shard
+starting beside them: for them ``force`` is refused, another run is refused even before its
+first result (removing it could remove a starting shard's work), and the first manifest is
+claimed atomically (:func:`open_run`'s ``shards``), so that a shard with other settings is
+refused rather than mixed into the run.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from samic_vos.runtime.atomic import atomic_write_text, is_leftover
+from samic_vos.runtime.atomic import atomic_create_text, atomic_write_text, is_leftover
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.version import __version__
 
@@ -129,7 +135,11 @@ def read_manifest(folder: Path) -> RunManifest | None:
 
 def write_manifest(folder: Path, manifest: RunManifest) -> None:
     """Write ``folder/run.json`` atomically."""
-    atomic_write_text(folder / MANIFEST, json.dumps(manifest.to_json(), indent=1) + "\n")
+    atomic_write_text(folder / MANIFEST, _manifest_text(manifest))
+
+
+def _manifest_text(manifest: RunManifest) -> str:
+    return json.dumps(manifest.to_json(), indent=1) + "\n"
 
 
 def _remove_outputs(folder: Path, outputs: tuple[str, ...]) -> None:
@@ -165,9 +175,15 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 
 def open_run(
-    folder: Path, manifest: RunManifest, *, force: bool, outputs: tuple[str, ...]
+    folder: Path,
+    manifest: RunManifest,
+    *,
+    force: bool,
+    outputs: tuple[str, ...],
+    shards: int = 1,
 ) -> RunState:
-    """How a run with ``manifest`` goes on in ``folder``; nothing is written here.
+    """How a run with ``manifest`` goes on in ``folder``; nothing is written here, except a
+    new run's manifest when ``shards`` > 1.
 
     Args:
         folder: the output folder (may not exist yet).
@@ -175,6 +191,9 @@ def open_run(
         force: start afresh even over another or a finished run: removes ``outputs``
             (names inside ``folder``) and the manifest.
         outputs: the names the job writes in ``folder`` (files or folders).
+        shards: how many processes write ``folder`` at once (see the module docstring):
+            above 1, ``force`` is refused, another run is never replaced, and a new run's
+            manifest is written here, by the first shard to get there (the others resume it).
 
     Returns:
         ``"new"`` (nothing to keep), ``"resume"`` (the same run, unfinished) or
@@ -182,13 +201,23 @@ def open_run(
 
     Raises:
         UserError: ``folder`` is a file, or holds another run or foreign files (without
-            ``force``).
+            ``force``); ``force`` with ``shards``.
     """
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{folder}: exists and is not a folder; choose another `out_dir`")
+    if force and shards > 1:
+        raise UserError(
+            f"{folder}: `force` with shards would let each shard remove what the others "
+            "write; remove the folder (or choose another `out_dir`), then launch the shards"
+        )
     # A process killed while writing the first manifest leaves its temporary file alone.
     if not folder.exists() or all(is_leftover(p.name) for p in folder.iterdir()):
-        return "new"
+        if shards == 1:
+            return "new"
+        folder.mkdir(parents=True, exist_ok=True)
+        if atomic_create_text(folder / MANIFEST, _manifest_text(manifest)):
+            return "new"
+        # Another shard claimed the folder first: go on as its run, or be refused.
     old = read_manifest(folder) if not force else None
     if force:
         _remove_outputs(folder, outputs)
@@ -204,7 +233,7 @@ def open_run(
             "another `out_dir`"
         )
     changed = _differences(old.key(), manifest.key())
-    if changed and not _holds_work(folder, outputs):
+    if changed and shards == 1 and not _holds_work(folder, outputs):
         # A run that stopped before its first output (a missing weight, a wrong flag) blocks
         # nothing: the corrected run takes its place.
         _remove_outputs(folder, outputs)
@@ -213,8 +242,9 @@ def open_run(
         shown = ", ".join(changed[:4]) + (
             f" and {len(changed) - 4} more" if len(changed) > 4 else ""
         )
+        fix = "remove it (shards cannot `force`)" if shards > 1 else "pass `force` to replace it"
         raise UserError(
             f"{folder}: holds another run (it differs in {shown}); choose another `out_dir`, "
-            "or pass `force` to replace it"
+            f"or {fix}"
         )
     return "finished" if old.finished else "resume"
