@@ -360,3 +360,30 @@ def test_shipped_track_configs_load():
     repo = Path(__file__).resolve().parents[1]
     config = load_config(TrackConfig(), repo / "configs/track_vit_h.yaml")
     assert (config.sam_model, config.network.input_size) == ("vit_h", (400, 400))
+
+
+@pytest.mark.parametrize(
+    "launcher",
+    [
+        {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"},
+        {"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "2"},
+    ],
+)
+def test_one_video_under_a_launcher_is_tracked_by_shard_0_alone(
+    tmp_path, capsys, monkeypatch, small_video, tiny_models, launcher
+):
+    """torchrun or a Slurm array around one video: shard 0 tracks it, the others write
+    nothing (two processes appending to one prompts.jsonl would be a race)."""
+    frames, first = small_video
+    out = tmp_path / "out"
+    args = [str(frames), "--first-mask", str(first), "-o", str(out)]
+    with monkeypatch.context() as patch:
+        for name, value in launcher.items():
+            patch.setenv(name, value)
+        assert _track(args, tiny_models) == 0
+    assert not out.exists()
+    assert "shard 1 of 2 has nothing to do (shard 0 tracks it)" in capsys.readouterr().err
+    for name, value in {**launcher, "RANK": "0", "SLURM_ARRAY_TASK_ID": "0"}.items():
+        monkeypatch.setenv(name, value)
+    assert _track(args, tiny_models) == 0
+    assert len(list((out / "masks").iterdir())) == 2

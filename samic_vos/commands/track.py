@@ -122,6 +122,17 @@ def run(args: argparse.Namespace) -> int:
 
     config = common.job_config(TrackConfig(), args)
     common.refuse_ignored_flags(args, config.prompter)
+    from samic_vos.runtime.shards import resolve_shard
+
+    launched = resolve_shard(None)  # torchrun or a Slurm array around one video: one tracks it
+    if launched.index > 0:
+        log.info(
+            "one video: %s shard %d of %d has nothing to do (shard 0 tracks it)",
+            launched.source,
+            launched.index,
+            launched.count,
+        )
+        return 0
     summary = run_track(inputs, config, progress=True)
     if summary.computed:
         log.info(
