@@ -30,6 +30,12 @@ _TEMPORARY_NAME = re.compile(r"\..*\.[A-Za-z0-9_]{8}\.part(\.[^./]*)?")
 _TEMPORARY_FOLDER = re.compile(r"\.(?P<name>.*)\.[A-Za-z0-9_]{8}(?P<part>\.part)?")
 
 
+def _temporary_file(final: Path, ext: str) -> tuple[int, str]:
+    """A new temporary file beside ``final`` named as :data:`_TEMPORARY_NAME` says (open
+    descriptor, path)."""
+    return tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".part{ext}", dir=final.parent)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (a unique name, no file yet); on success rename
@@ -43,9 +49,7 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     final = Path(path)
     ext = final.suffix if suffix is None else suffix
     with reporting_write_errors(final):
-        fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{final.stem}.", suffix=f".part{ext}", dir=final.parent
-        )
+        fd, tmp_name = _temporary_file(final, ext)
         os.close(fd)
         tmp = Path(tmp_name)
         # The writer creates the file anew: opening the empty placeholder again would truncate
@@ -173,9 +177,7 @@ def atomic_create_text(path: str | os.PathLike[str], text: str) -> bool:
     complete temporary file, which fails on an existing name); readers see it whole or absent."""
     final = Path(path)
     with reporting_write_errors(final):
-        fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{final.stem}.", suffix=f".part{final.suffix}", dir=final.parent
-        )
+        fd, tmp_name = _temporary_file(final, final.suffix)
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as handle:
