@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from samic_vos.api.inputs import ids_array, rgb_array, size_text
+from samic_vos.api.inputs import ids_array, is_path, rgb_array, size_text
 from samic_vos.api.models import PathLike
-from samic_vos.api.session import Session, is_path
+from samic_vos.api.session import Session
 from samic_vos.data.davis import read_image
 from samic_vos.data.mask_io import read_mask
 from samic_vos.inference.fewshot_engine import FewShotSegmenter, ImageResult

@@ -14,6 +14,7 @@ error from deep inside SAM).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -23,11 +24,14 @@ from samic_vos.data.mask_io import VOID_ID, ids_from_image
 from samic_vos.runtime.errors import UserError
 
 
+def is_path(value: object) -> bool:
+    """Whether ``value`` names a file (``str`` or ``os.PathLike``) rather than holding pixels."""
+    return isinstance(value, (str, os.PathLike))
+
+
 def rgb_array(value: object, where: str, *, paths: str) -> np.ndarray:
     """``value`` as an (H, W, 3) uint8 RGB array; ``where`` names it in messages (```frame```);
     ``paths``: what to say to a path (where this argument takes none)."""
-    from samic_vos.api.session import is_path
-
     if is_path(value):
         raise UserError(f"{where} is a path ({value}); {paths}")
     if isinstance(value, Image.Image):
@@ -48,8 +52,6 @@ def rgb_array(value: object, where: str, *, paths: str) -> np.ndarray:
 def ids_array(value: object, where: str, *, paths: str) -> np.ndarray:
     """``value`` as an (H, W) uint8 id map (module docstring); ``where`` names it in messages,
     ``paths``: what to say to a path (where this argument takes none)."""
-    from samic_vos.api.session import is_path
-
     if is_path(value):
         raise UserError(f"{where} is a path ({value}); {paths}")
     if isinstance(value, Image.Image):

@@ -13,7 +13,6 @@ without ``adaptation_dir``, in a temporary folder removed afterwards.
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -165,8 +164,3 @@ class Session:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.models!r})"
-
-
-def is_path(value: object) -> bool:
-    """Whether ``value`` names a file (``str`` or ``os.PathLike``) rather than holding pixels."""
-    return isinstance(value, (str, os.PathLike))

@@ -20,9 +20,9 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
-from samic_vos.api.inputs import ids_array, rgb_array, size_text
+from samic_vos.api.inputs import ids_array, is_path, rgb_array, size_text
 from samic_vos.api.models import PathLike
-from samic_vos.api.session import Session, is_path
+from samic_vos.api.session import Session
 from samic_vos.data.frame_source import FrameSource, open_frames
 from samic_vos.data.mask_io import object_ids, read_mask
 from samic_vos.inference.prompters import build_prompter
