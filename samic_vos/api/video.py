@@ -101,22 +101,15 @@ class VideoTracker(Session):
                 of another size than the video's frames, ids outside 0..255, no object on the
                 first frame.
         """
-        rgb = rgb_array(frame, "`frame`", paths="read it first: samic_vos.read_image(path)")
-        height, width = rgb.shape[:2]
+        rgb = _frame(frame)
         seen = self.tracker.image_size
-        if seen is not None and seen != (height, width):
+        if seen is not None and seen != rgb.shape[:2]:
             raise UserError(
-                f"`frame` is {width}x{height} but this video's frames are {seen[1]}x{seen[0]}; "
-                "a VideoTracker tracks one video at a time: reset() it for another video"
+                f"`frame` is {size_text(rgb.shape)} but this video's frames are "
+                f"{size_text(seen)}; a VideoTracker tracks one video at a time: reset() it for "
+                "another video"
             )
-        ids = None
-        if mask is not None:
-            ids = ids_array(mask, "`mask`", paths="read it first: samic_vos.read_mask(path)")
-            if ids.shape != (height, width):
-                raise UserError(
-                    f"`mask` is {size_text(ids.shape)} but the frame is {width}x{height}; "
-                    "pass the mask of this frame"
-                )
+        ids = None if mask is None else _frame_mask(mask, rgb)
         if not self.tracker.objects and (ids is None or not object_ids(ids)):
             raise UserError(
                 "`mask`: the first frame needs a mask with at least one object (ids 1..254; "
@@ -138,13 +131,8 @@ class VideoTracker(Session):
         ``resume``: reuse the network ``adaptation_dir`` holds (a resumed job's); ``record``:
         the settings saved with it (default: the tracker's and the adaptation's).
         """
-        rgb = rgb_array(frame, "`frame`", paths="read it first: samic_vos.read_image(path)")
-        ids = ids_array(mask, "`mask`", paths="read it first: samic_vos.read_mask(path)")
-        if ids.shape != rgb.shape[:2]:
-            raise UserError(
-                f"`mask` is {size_text(ids.shape)} but the frame is {size_text(rgb.shape)}; "
-                "pass the mask of this frame"
-            )
+        rgb = _frame(frame)
+        ids = _frame_mask(mask, rgb)
         self._adapt(lambda: [(rgb, ids)], what="frame 0", resume=resume, record=record)
 
     def track(
@@ -200,6 +188,23 @@ class VideoTracker(Session):
             self.adapt(rgb, mask)
         with self.models.lock:  # SAM's current frame is shared by every user of the models
             return self.tracker.step(rgb, mask, embedding=embedding)
+
+
+def _frame(frame: object) -> np.ndarray:
+    """:meth:`VideoTracker.step`'s or :meth:`~VideoTracker.adapt`'s ``frame``, checked: (H, W, 3)
+    uint8 RGB."""
+    return rgb_array(frame, "`frame`", paths="read it first: samic_vos.read_image(path)")
+
+
+def _frame_mask(mask: object, rgb: np.ndarray) -> np.ndarray:
+    """The ``mask`` given with the frame ``rgb``, checked: an (H, W) uint8 id map of its size."""
+    ids = ids_array(mask, "`mask`", paths="read it first: samic_vos.read_mask(path)")
+    if ids.shape != rgb.shape[:2]:
+        raise UserError(
+            f"`mask` is {size_text(ids.shape)} but the frame is {size_text(rgb.shape)}; "
+            "pass the mask of this frame"
+        )
+    return ids
 
 
 def given_masks(
