@@ -13,7 +13,6 @@ exits with status 0), and CSV files already in the results folder are never read
 
 from __future__ import annotations
 
-import ctypes
 import multiprocessing
 import os
 import signal
@@ -32,11 +31,10 @@ from samic_vos.runtime import console
 from samic_vos.runtime.atomic import atomic_write_text
 from samic_vos.runtime.config import require
 from samic_vos.runtime.errors import UserError
+from samic_vos.runtime.heap import keep_freed_memory
 
 GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
 SEQUENCE_COLUMNS = ("Sequence", "J-Mean", "F-Mean")
-# glibc mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 # The progress bar shows when stderr is a terminal, or in logs for runs this long (frames).
 LONG_RUN_FRAMES = 3000
 # Sets of fewer scored frames are scored in this process: starting worker processes (about a
@@ -172,23 +170,6 @@ def score_sequence(dataset: DavisDataset, results_dir: Path, sequence: str) -> S
     return SequenceScores(sequence, tuple(p.name for p in scored), j, f)
 
 
-def _keep_freed_memory() -> None:
-    """Let this process keep the heap memory it frees (glibc only).
-
-    Scoring a frame allocates and frees a few MB of arrays; glibc hands freed memory back to
-    the system at once and maps it again for the next frame, paying page faults that cost as
-    much time as the scoring itself. Only the worker processes are changed.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None)
-        libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
-        libc.mallopt(_M_TRIM_THRESHOLD, 64 << 20)
-    except (OSError, AttributeError):  # not glibc
-        pass
-
-
 def _cpu_count() -> int:
     """CPUs this process may use."""
     if hasattr(os, "sched_getaffinity"):
@@ -208,7 +189,7 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 def _worker_init() -> None:
     # The parent handles Ctrl-C.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _keep_freed_memory()
+    keep_freed_memory()
 
 
 def _score_all(

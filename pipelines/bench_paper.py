@@ -50,6 +50,7 @@ from samic_vos.data.fewshot_episodes import (
 from samic_vos.data.fold_sets import FOLDS
 from samic_vos.eval.fewshot_folds import combine_folds
 from samic_vos.eval.published import published
+from samic_vos.inference.names import IMAGE_PROMPTERS
 from samic_vos.runtime.atomic import atomic_write_text
 from samic_vos.runtime.config import apply_overrides, read_yaml_overrides, require_choice
 from samic_vos.runtime.errors import UserError
@@ -62,7 +63,6 @@ log = logging.getLogger(__name__)
 
 NO_DATA = "no data"
 NOT_SUPPORTED = "not supported yet"  # a dataset `bench fewshot` does not read yet
-PROMPTERS = ("samic", "persam")  # the prompters every column runs
 TRAIN_DIR = "train-fss1000"
 DAVIS_TRAIN_CONFIG = "train-config-davis.yaml"  # `bench davis --config`: {train: the overrides}
 # What `download` fetches into ROOT, then what it prepares there (`samic-vos data`).
@@ -205,8 +205,10 @@ def plan_runs(root: Path, episode_count: int | None = None) -> list[PaperRun]:
 
 def run_bench_paper(inputs: BenchPaperInputs, execute: Execute) -> BenchPaperResult:
     """Run this process's share of the table's runs; write the table once all are finished."""
-    if inputs.prompter not in PROMPTERS:
-        raise UserError(f"prompter {inputs.prompter}: bench paper runs {' or '.join(PROMPTERS)}")
+    if inputs.prompter not in IMAGE_PROMPTERS:  # every column runs an image prompter
+        raise UserError(
+            f"prompter {inputs.prompter}: bench paper runs {' or '.join(IMAGE_PROMPTERS)}"
+        )
     if inputs.train and inputs.samic_checkpoint is not None:
         raise UserError("`samic_checkpoint` and --train exclude each other: use one network")
     if inputs.prompter != "samic" and (inputs.train or inputs.samic_checkpoint is not None):

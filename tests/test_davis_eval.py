@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import warnings
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from samic_vos.data.davis import DavisDataset
 from samic_vos.data.mask_io import write_mask
 from samic_vos.eval.davis_eval import GLOBAL_COLUMNS, evaluate_davis, score_sequence
 from samic_vos.eval.davis_metrics import boundary_map, disk, object_scores, statistics
+from samic_vos.runtime.heap import keep_freed_memory
 
 TOL = 1e-6
 SHAPE = (20, 30)  # boundary tolerance ceil(0.008 * 36.06) = 1 px
@@ -332,3 +334,9 @@ def test_sequences_scored_before_are_taken_as_they_are(shared_data: Path, davis_
     doctored = evaluate_davis(results, dataset, scored={first: zero})
     assert doctored.to_json()["per_object"][f"{first}_1"]["J"] == 0.0
     assert doctored.global_scores["J-Mean"] < whole.global_scores["J-Mean"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_the_scoring_process_keeps_its_freed_heap_memory():
+    # eval davis and its workers set both glibc thresholds (mallopt returns 1 on success).
+    assert keep_freed_memory() is True

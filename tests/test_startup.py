@@ -1,5 +1,6 @@
 """Start-up: the parser, every `--help`, `--version`, a whole `eval davis` run and each
-command's cheapest user mistake import none of torch, torchvision, OpenCV or segment-anything.
+command's cheapest user mistake import none of torch, torchvision, OpenCV or segment-anything;
+the parser, `--help` and `--version` import neither NumPy nor Pillow.
 
 Each case runs in a fresh interpreter (this test process has imported them long ago) and reports
 ``sys.modules`` after the command.
@@ -17,9 +18,11 @@ import pytest
 from samic_vos.commands.cli import build_parser, command_paths
 
 HEAVY = ("torch", "torchvision", "cv2", "segment_anything")
+# What a command that reads arrays needs, but not the parser (its choices are names modules).
+ARRAYS = ("numpy", "PIL")
 
 # Runs main(argv) for each argv of sys.argv[1] (JSON), then prints the exit statuses and the heavy
-# modules loaded (stdout, JSON); the commands' own output goes to stderr / is discarded.
+# and array modules loaded (stdout, JSON); the commands' own output goes to stderr / is discarded.
 RUNNER = f"""
 import contextlib, io, json, sys
 from samic_vos.commands.cli import build_parser, main
@@ -35,13 +38,15 @@ for argv in argvs or []:
             codes.append(done.code)
     last_out = out.getvalue()
 heavy = sorted(m for m in {HEAVY!r} if m in sys.modules)
-print(json.dumps({{"codes": codes, "heavy": heavy, "out": last_out if argvs else ""}}))
+arrays = sorted(m for m in {ARRAYS!r} if m in sys.modules)
+last_out = last_out if argvs else ""
+print(json.dumps({{"codes": codes, "heavy": heavy, "arrays": arrays, "out": last_out}}))
 """
 
 
 def run_fresh(argvs: list[list[str]] | None) -> tuple[dict, str]:
-    """``RUNNER`` in a new interpreter: ``({"codes", "heavy", "out"}, stderr)``; ``None``: only
-    build the parser."""
+    """``RUNNER`` in a new interpreter: ``({"codes", "heavy", "arrays", "out"}, stderr)``;
+    ``None``: only build the parser."""
     done = subprocess.run(
         [sys.executable, "-c", RUNNER, json.dumps(argvs)],
         capture_output=True,
@@ -55,6 +60,7 @@ def run_fresh(argvs: list[list[str]] | None) -> tuple[dict, str]:
 def test_the_parser_imports_none_of_the_heavy_libraries():
     result, _ = run_fresh(None)
     assert result["heavy"] == []
+    assert result["arrays"] == []
 
 
 def test_every_help_and_the_version_import_none_of_them():
@@ -68,6 +74,7 @@ def test_every_help_and_the_version_import_none_of_them():
     result, _ = run_fresh(argvs)
     assert result["codes"] == [0] * len(argvs)
     assert result["heavy"] == []
+    assert result["arrays"] == []
 
 
 def test_a_whole_eval_davis_run_imports_none_of_them(shared_data: Path, davis_root: Path):

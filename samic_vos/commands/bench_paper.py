@@ -44,7 +44,7 @@ examples:
 
 def register(benchmarks: argparse._SubParsersAction) -> None:
     """Add ``paper`` to the ``bench`` subcommands."""
-    from samic_vos.pipelines.bench_paper import PROMPTERS
+    from samic_vos.inference.names import IMAGE_PROMPTERS
 
     parser = benchmarks.add_parser(
         "paper",
@@ -58,7 +58,10 @@ def register(benchmarks: argparse._SubParsersAction) -> None:
     )
     common.add_out(parser, "output folder (default: runs/bench-paper)")
     parser.add_argument(
-        "--prompter", choices=PROMPTERS, default="samic", help="who prompts SAM (default samic)"
+        "--prompter",
+        choices=IMAGE_PROMPTERS,
+        default="samic",
+        help="who prompts SAM (default samic)",
     )
     parser.add_argument("--samic", type=Path, metavar="CKPT", help="a trained SAMIC network")
     parser.add_argument("--train", action="store_true", help="train the networks first (see above)")

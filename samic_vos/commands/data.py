@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common.add_common(fetch, config=False)
     fetch.set_defaults(func=_download)
 
-    from samic_vos.hub.prepare import PREPARED
+    from samic_vos.data.names import PREPARED_KINDS
 
     prepare = actions.add_parser(
         "prepare",
@@ -63,7 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "coco20i: ROOT/COCO2014/annotations/{val,train}2014/*.png from COCO's instances JSON. "
         "Resumable (a rerun keeps the masks written); the folder appears complete or not at all.",
     )
-    prepare.add_argument("name", metavar="NAME", choices=PREPARED, help=" | ".join(PREPARED))
+    prepare.add_argument(
+        "name", metavar="NAME", choices=PREPARED_KINDS, help=" | ".join(PREPARED_KINDS)
+    )
     _add_root(prepare)
     common.add_common(prepare, config=False)
     prepare.set_defaults(func=_prepare)

@@ -115,12 +115,14 @@ def run_davis(args: argparse.Namespace) -> int:
         evaluate_davis,
         write_csvs,
     )
+    from samic_vos.runtime.heap import keep_freed_memory
     from samic_vos.runtime.output_paths import check_writable_dir
 
     config = common.job_config(DavisEvalConfig(), args)
     if args.csv_dir is not None:
         check_writable_dir(args.csv_dir)
     dataset = config.davis.open(args.davis_root)
+    keep_freed_memory()  # this process scores small sets itself
     evaluation = evaluate_davis(args.results_dir, dataset, config.davis.sequences, config.workers)
     if args.csv_dir is not None:
         for path in write_csvs(evaluation, args.csv_dir):

@@ -21,5 +21,8 @@ FEWSHOT_KINDS: tuple[str, ...] = ("fss1000", "perseg", "folder", "sambox")
 FSS_SPLITS: tuple[str, ...] = ("train", "val", "test")
 FOLD_KINDS: tuple[str, ...] = ("pascal5i", "coco20i")  # sets tested fold by fold
 LISTED_KINDS: tuple[str, ...] = ("kvasir", "nwpu-vhr10", "labelme")  # split by image lists
+# The sets whose masks `data prepare` derives from the downloaded archives (samic_vos.hub.prepare):
+# the fold sets (SBD → SegmentationClassAug, COCO instances JSON → semantic PNGs).
+PREPARED_KINDS: tuple[str, ...] = FOLD_KINDS
 # Every layout `bench fewshot` tests.
 TEST_KINDS: tuple[str, ...] = (*FEWSHOT_KINDS, *FOLD_KINDS, *LISTED_KINDS)

@@ -31,13 +31,13 @@ from pathlib import Path
 import numpy as np
 
 from samic_vos.data.mask_io import write_mask
+from samic_vos.data.names import PREPARED_KINDS
 from samic_vos.hub.datasets import require_root
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.output_paths import check_writable_dir, reporting_write_errors
 
 log = logging.getLogger(__name__)
 
-PREPARED = ("pascal5i", "coco20i")
 COCO_SPLITS = ("val", "train")
 
 
@@ -49,8 +49,8 @@ def prepare_dataset(name: str, root: str | os.PathLike[str]) -> list[Path]:
         UserError: an unknown name, or an input missing under ``root`` (naming what to
             download), checked before anything is written.
     """
-    if name not in PREPARED:
-        raise UserError(f"nothing to prepare for '{name}' (known: {', '.join(PREPARED)})")
+    if name not in PREPARED_KINDS:
+        raise UserError(f"nothing to prepare for '{name}' (known: {', '.join(PREPARED_KINDS)})")
     root = require_root(root)
     if name == "pascal5i":
         return [_prepare_pascal(root)]
