@@ -24,8 +24,6 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
-import yaml
-
 from samic_vos.runtime.atomic import atomic_write_text
 from samic_vos.runtime.errors import UserError
 
@@ -219,6 +217,8 @@ def apply_overrides(
 
 def read_yaml_overrides(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The mapping in the YAML file at ``path``; one-line :class:`UserError` if it is not one."""
+    import yaml  # here: a command given no YAML file never pays for it
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: config file not found")
@@ -251,6 +251,8 @@ def load_config(default: T, path: str | os.PathLike[str] | None) -> T:
 
 def save_config(config: Any, path: str | os.PathLike[str], **extra: Any) -> None:
     """Write the resolved ``config`` (plus ``extra`` top-level entries) as YAML, atomically."""
+    import yaml
+
     data = config_to_dict(config)
     data.update(extra)
     atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
