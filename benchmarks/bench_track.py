@@ -1,8 +1,9 @@
-"""Benchmark of `samic-vos track` on real frames with the real SAM ViT-B architecture.
+"""Benchmark of `samic-vos track` on real frames with a real segmenter architecture.
 
 Random weights (no checkpoint can be downloaded here), but the architecture, and so the
-compute, is the real one: SAM ViT-B at 1024×1024 and a SAMIC network at its default 224×224
-input with a (random) ResNet-50 backbone. Three measurements, printed as Markdown tables:
+compute, is the real one: SAM ViT-B at 1024×1024 (or the family and size ``--sam-model``
+names: SAM 2.1, HQ-SAM, MedSAM) and a SAMIC network at its default 224×224 input with a
+(random) ResNet-50 backbone. Three measurements, printed as Markdown tables:
 
 1. Per-stage time per frame of the real pipeline (``run_track`` with an overlay) on the first
    ``--frames`` frames of ``davis_bear.mp4``: the library's stage functions are wrapped by
@@ -31,7 +32,7 @@ that gives :data:`TARGET_PEAKS` points on frame 1 with frame 0 as reference (at 
 number of peaks on every frame are printed.
 
 Usage: .venv/bin/python -u benchmarks/bench_track.py [--frames 5] [--short 3] [--long 24]
-       [--threads 2] [--busy 0] [--uniform | --all-threads] [--no-memory]
+       [--threads 2] [--busy 0] [--uniform | --all-threads] [--no-memory] [--sam-model vit_b]
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ import samic_vos.inference.samic_prompter as samic_prompter
 import samic_vos.jobs.track as loop_module
 import samic_vos.pipelines.track as track_module
 import samic_vos.runtime.stage_threads as stage_threads
+from samic_vos.api.models import load_segmenter
 from samic_vos.data.frame_source import Frame, open_frames
 from samic_vos.data.mask_io import read_mask
 from samic_vos.data.video_writer import VideoWriter
@@ -71,7 +73,8 @@ from samic_vos.prompts.mask_points import interior_points
 from samic_vos.prompts.peaks import PeakConfig, find_peaks
 from samic_vos.runtime.stage_threads import StageThreads, ThreadsConfig
 from samic_vos.runtime.stage_timer import StageTimer
-from samic_vos.sam.models import build_sam, load_sam, save_sam
+from samic_vos.sam.models import build_named, save_sam
+from samic_vos.sam.names import SAM_MODELS
 from samic_vos.sam.segmenter import SamSegmenter
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
@@ -423,6 +426,9 @@ def main() -> None:
         help="threads: all for every stage (a machine of one's own); overlay encoder as default",
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory children")
+    parser.add_argument(
+        "--sam-model", default="vit_b", choices=sorted(SAM_MODELS), help="the segmenter (random)"
+    )
     parser.add_argument("--child-json", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("cli_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -435,11 +441,12 @@ def main() -> None:
     torch.manual_seed(0)
     print(f"uptime before: {_uptime()}")
     print(f"torch {torch.__version__}, CPU, intra-op threads {torch.get_num_threads()}")
+    print(f"segmenter: {args.sam_model} (random weights)")
     print(f"busy processes during the timed run: {args.busy}")
     with tempfile.TemporaryDirectory(prefix="bench_track_") as tmp_name:
         tmp = Path(tmp_name)
-        sam_path, samic_path = tmp / "sam_vit_b_random.pt", tmp / "samic_random.pt"
-        save_sam(sam_path, build_sam("vit_b", random_init=True), "vit_b")
+        sam_path, samic_path = tmp / f"sam_{args.sam_model}_random.pt", tmp / "samic_random.pt"
+        save_sam(sam_path, build_named(args.sam_model), args.sam_model)
         net = build_samic(SamicNetConfig(backbone="random")).eval()
         save_samic(samic_path, net)
         frames, fps = _first_frames(VIDEO, max(args.frames, args.long))
@@ -452,7 +459,7 @@ def main() -> None:
                 _make_clip(clips[name], frames[:count], fps)
         del frames
 
-        alone = SamSegmenter(load_sam("vit_b", sam_path, "cpu"), "cpu")
+        alone = load_segmenter(args.sam_model, sam_path, device="cpu")
         alone.set_frame(_first_frames(VIDEO, 1)[0][0])  # warm-up, untimed
         out = tmp / "out_timed"
         inputs = TrackInputs(
@@ -470,6 +477,7 @@ def main() -> None:
             threads = ThreadsConfig(**dict.fromkeys(stage_threads.STAGES, "all"))
         config = TrackConfig(
             device="cpu",
+            sam_model=args.sam_model,
             tracker=TrackerConfig(peaks=PeakConfig(**peaks)),
             threads=threads or ThreadsConfig(),
         )
@@ -488,7 +496,8 @@ def main() -> None:
             return
         (tmp / "config.yaml").write_text(json.dumps({"tracker": {"peaks": peaks}}))
         common = ["--first-mask", str(FIRST_MASK), "--samic", str(samic_path)]
-        common += ["--sam-checkpoint", str(sam_path), "--device", "cpu"]
+        common += ["--sam-checkpoint", str(sam_path), "--sam-model", args.sam_model]
+        common += ["--device", "cpu"]
         common += ["--config", str(tmp / "config.yaml")]
         memory = {n: _memory_run(tmp, clips[n], n, common, args.threads) for n in ("short", "long")}
         print("\n## Peak memory of `samic-vos track` (child process, same options)\n")
