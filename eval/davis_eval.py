@@ -30,7 +30,7 @@ from samic_vos.eval.davis_metrics import Statistics, boundary_radius, frame_scor
 from samic_vos.runtime import console
 from samic_vos.runtime.atomic import atomic_write_text
 from samic_vos.runtime.config import require
-from samic_vos.runtime.errors import UserError
+from samic_vos.runtime.errors import UserError, size_text
 from samic_vos.runtime.heap import keep_freed_memory
 
 GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
@@ -140,8 +140,8 @@ def _read_result(
     ids = read_ids(path)
     if ids.shape != shape:
         raise UserError(
-            f"{path}: result is {ids.shape[1]}x{ids.shape[0]} px but the ground truth "
-            f"{gt_path.name} is {shape[1]}x{shape[0]}; write results at the annotation size"
+            f"{path}: result is {size_text(ids.shape)} px but the ground truth "
+            f"{gt_path.name} is {size_text(shape)}; write results at the annotation size"
         )
     if year == "2016":
         return (ids > 0).view(np.uint8)

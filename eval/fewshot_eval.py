@@ -21,7 +21,7 @@ from samic_vos.data.fewshot_episodes import Episode
 from samic_vos.data.fewshot_sets import FewShotDataset
 from samic_vos.data.mask_io import VOID_ID, read_mask
 from samic_vos.eval.fewshot_metrics import HSNET_EVAL_SIZE, HsnetMeter, PersamMeter
-from samic_vos.runtime.errors import UserError
+from samic_vos.runtime.errors import UserError, size_text
 
 EVAL_SIZES = ("auto", "original")  # or an integer N: N x N pixels
 HSNET_SIZED = ("fss1000", "pascal5i", "coco20i")  # HSNet counts these at 400 x 400
@@ -85,8 +85,8 @@ def score_predictions(
         ids, truth = read_mask(path), dataset.read_mask(episode.query)
         if ids.shape != truth.shape:
             raise UserError(
-                f"{path}: prediction is {ids.shape[1]}x{ids.shape[0]} but the ground truth of "
-                f"{episode.query.image} is {truth.shape[1]}x{truth.shape[0]}; predict at the "
+                f"{path}: prediction is {size_text(ids.shape)} but the ground truth of "
+                f"{episode.query.image} is {size_text(truth.shape)}; predict at the "
                 "query's size"
             )
         pred = (ids > 0) & (ids != VOID_ID)

@@ -17,14 +17,14 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from samic_vos.api.inputs import ids_array, is_path, rgb_array, size_text
+from samic_vos.api.inputs import ids_array, is_path, rgb_array
 from samic_vos.api.models import PathLike
 from samic_vos.api.session import Session
 from samic_vos.data.davis import read_image
 from samic_vos.data.mask_io import read_mask
 from samic_vos.inference.fewshot_engine import FewShotSegmenter, ImageResult
 from samic_vos.inference.prompter import Reference
-from samic_vos.runtime.errors import UserError
+from samic_vos.runtime.errors import UserError, size_text
 
 # A file, an array, or a Pillow image (samic_vos.api.inputs).
 ImageLike = np.ndarray | Image.Image | PathLike

@@ -95,8 +95,3 @@ def _as_array(value: object, where: str, expected: str) -> np.ndarray:
 def _shown(array: np.ndarray) -> str:
     """How messages show an array: its shape and dtype."""
     return f"{tuple(array.shape)} {array.dtype}"
-
-
-def size_text(shape: tuple[int, ...]) -> str:
-    """``WxH`` of an (H, W, ...) shape."""
-    return f"{shape[1]}x{shape[0]}" if len(shape) >= 2 else str(shape)

@@ -20,14 +20,14 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
-from samic_vos.api.inputs import ids_array, is_path, rgb_array, size_text
+from samic_vos.api.inputs import ids_array, is_path, rgb_array
 from samic_vos.api.models import PathLike
 from samic_vos.api.session import Session
 from samic_vos.data.frame_source import FrameSource, open_frames
 from samic_vos.data.mask_io import object_ids, read_mask
 from samic_vos.inference.prompters import build_prompter
 from samic_vos.inference.tracker import CausalTracker, FrameResult, ObjectResult
-from samic_vos.runtime.errors import UserError
+from samic_vos.runtime.errors import UserError, size_text
 from samic_vos.sam.run_ahead import embedded_frames
 from samic_vos.sam.segmenter import ImageEmbedding
 

@@ -40,7 +40,7 @@ import numpy as np
 from PIL import Image
 
 from samic_vos.data.names import BACKENDS, DEFAULT_FOLDER_FPS, VIDEO_INPUT
-from samic_vos.runtime.errors import UserError
+from samic_vos.runtime.errors import UserError, size_text
 from samic_vos.runtime.input_paths import require_input
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -173,8 +173,8 @@ class FolderSource(FrameSource):
         for file, size in zip(files, sizes, strict=True):
             if size != sizes[0]:
                 raise UserError(
-                    f"{file}: image is {size[0]}x{size[1]} but the first frame "
-                    f"({files[0].name}) is {sizes[0][0]}x{sizes[0][1]}; all frames of a folder "
+                    f"{file}: image is {size_text(size[::-1])} but the first frame "
+                    f"({files[0].name}) is {size_text(sizes[0][::-1])}; all frames of a folder "
                     "must have one size"
                 )
         width, height = sizes[0]

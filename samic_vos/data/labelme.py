@@ -46,7 +46,7 @@ from samic_vos.data.fewshot_sets import FewShotItem, header_size
 from samic_vos.data.listed_sets import LIST_SPLITS, ListedDataset, Splits, check_split
 from samic_vos.data.sambox_format import SUFFIX as SAMBOX_SUFFIX
 from samic_vos.data.sambox_format import natural_key
-from samic_vos.runtime.errors import UserError
+from samic_vos.runtime.errors import UserError, size_text
 
 AREA_SHAPES = ("polygon", "rectangle", "circle")
 NO_AREA_SHAPES = ("point", "line", "linestrip")
@@ -228,8 +228,7 @@ def read_labelme(path: str | os.PathLike[str]) -> LabelmeAnnotation:
     found = header_size(image)
     if found != size:
         raise UserError(
-            f"{path}: declares a {size[1]}x{size[0]} image but {image.name} is "
-            f"{found[1]}x{found[0]}"
+            f"{path}: declares a {size_text(size)} image but {image.name} is {size_text(found)}"
         )
     checked = (_shape(path, k, raw, size) for k, raw in enumerate(shapes))
     return LabelmeAnnotation(path, image, size, tuple(s for s in checked if s is not None))

@@ -38,7 +38,7 @@ from PIL import Image
 
 from samic_vos.data.mask_edits import EDIT_KEYS, MaskEdit, parse_edit
 from samic_vos.runtime.atomic import atomic_write_text
-from samic_vos.runtime.errors import UserError
+from samic_vos.runtime.errors import UserError, size_text
 from samic_vos.runtime.input_paths import require_input
 
 FORMAT_NAME = "sambox"
@@ -347,8 +347,8 @@ def _check_image_file(path: Path, where: str, name: str, size: tuple[int, int]) 
     if (height, width) != size:
         raise _fail(
             where,
-            f"'{name}' file {path} is {width}x{height} but 'image_size' says "
-            f"{size[1]}x{size[0]} ([H, W]); fix 'image_size' or re-annotate",
+            f"'{name}' file {path} is {size_text((height, width))} but 'image_size' says "
+            f"{size_text(size)} ([H, W]); fix 'image_size' or re-annotate",
         )
 
 

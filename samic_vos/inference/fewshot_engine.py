@@ -38,6 +38,7 @@ from samic_vos.inference.prompter import ClassFound, ClassResult, Reference, Tra
 from samic_vos.inference.prompters import build_image_prompter
 from samic_vos.inference.tracker import compose_ids
 from samic_vos.model.samic_net import SamicNet
+from samic_vos.runtime.errors import size_text
 from samic_vos.sam.segmenter import ImageEmbedding, SamSegmenter
 
 MAX_INSTANCES = 254  # instance ids of a uint8 PNG (255 is void); later instances are dropped
@@ -112,8 +113,8 @@ class FewShotSegmenter:
             raise ValueError(f"reference {index}: expected (H, W, 3) uint8 RGB, got {rgb.shape}")
         if ids.shape != rgb.shape[:2]:
             raise ValueError(
-                f"reference {index}: mask is {ids.shape[1]}x{ids.shape[0]} but the image is "
-                f"{rgb.shape[1]}x{rgb.shape[0]}"
+                f"reference {index}: mask is {size_text(ids.shape)} but the image is "
+                f"{size_text(rgb.shape)}"
             )
         clicked = {int(k) for k, v in (ref.points or {}).items() if len(v)}
         return set(object_ids(ids)) | clicked

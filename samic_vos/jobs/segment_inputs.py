@@ -34,7 +34,7 @@ from samic_vos.data.fewshot_sets import sambox_object_mask
 from samic_vos.data.frame_source import IMAGE_SUFFIXES
 from samic_vos.data.mask_io import object_ids, read_mask
 from samic_vos.data.sambox_format import SamboxAnnotation, natural_key, read_annotation
-from samic_vos.runtime.errors import UserError
+from samic_vos.runtime.errors import UserError, size_text
 from samic_vos.runtime.input_paths import require_input
 from samic_vos.runtime.runs import fingerprint
 
@@ -199,8 +199,8 @@ def load_mask_reference(ref: ReferenceFile) -> tuple[np.ndarray, np.ndarray]:
     ids = read_mask(ref.mask)
     if ids.shape != rgb.shape[:2]:
         raise UserError(
-            f"{ref.mask}: mask is {ids.shape[1]}x{ids.shape[0]} but the reference image "
-            f"{ref.image} is {rgb.shape[1]}x{rgb.shape[0]}; pass the mask of that image"
+            f"{ref.mask}: mask is {size_text(ids.shape)} but the reference image "
+            f"{ref.image} is {size_text(rgb.shape)}; pass the mask of that image"
         )
     if not object_ids(ids):
         raise UserError(

@@ -22,7 +22,7 @@ from samic_vos.data.frame_source import FrameSource
 from samic_vos.data.mask_io import DAVIS_PALETTE, VOID_ID, read_mask
 from samic_vos.data.names import BACKENDS
 from samic_vos.runtime.config import require, require_choice
-from samic_vos.runtime.errors import UserError
+from samic_vos.runtime.errors import UserError, size_text
 
 # Prompt points are drawn as discs of this radius in pixels (plus a 1 px contrasting border).
 POINT_RADIUS = 4
@@ -240,8 +240,8 @@ def _check_mask_size(path: Path, name: str, size: tuple[int, int]) -> None:
         return
     if (height, width) != tuple(size):
         raise UserError(
-            f"{path}: mask is {width}x{height} but frame '{name}' is {size[1]}x{size[0]}; "
-            "masks must have the frames' size"
+            f"{path}: mask is {size_text((height, width))} but frame '{name}' is "
+            f"{size_text(size)}; masks must have the frames' size"
         )
 
 
@@ -283,8 +283,8 @@ def render_video(
             ids = read_mask(mask_path)
             if ids.shape != (height, width):
                 raise UserError(
-                    f"{mask_path}: mask is {ids.shape[1]}x{ids.shape[0]} but frame "
-                    f"'{frame.name}' is {width}x{height}; masks must have the frames' size"
+                    f"{mask_path}: mask is {size_text(ids.shape)} but frame '{frame.name}' is "
+                    f"{size_text((height, width))}; masks must have the frames' size"
                 )
             writer.write(overlay(frame.rgb, ids, alpha, outline, points.get(frame.name)))
     return writer.frames_written

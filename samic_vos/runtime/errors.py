@@ -15,3 +15,8 @@ class UserError(Exception):
     """A problem with the user's input or environment; reported as one line, exit status 2."""
 
     exit_code = 2
+
+
+def size_text(shape: tuple[int, ...]) -> str:
+    """How messages show an image size: ``WxH`` of an (H, W, ...) shape (another shape as it is)."""
+    return f"{shape[1]}x{shape[0]}" if len(shape) >= 2 else str(shape)

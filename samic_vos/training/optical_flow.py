@@ -45,7 +45,7 @@ import numpy as np
 from samic_vos.data.mask_io import VOID_ID, read_mask
 from samic_vos.runtime.atomic import atomic_path
 from samic_vos.runtime.config import require, require_choice
-from samic_vos.runtime.errors import UserError
+from samic_vos.runtime.errors import UserError, size_text
 from samic_vos.runtime.home import samic_home
 
 Frame = np.ndarray | str | os.PathLike  # RGB uint8 (H, W, 3) or an image path
@@ -128,8 +128,8 @@ def _object_region(
     mask = np.asarray(mask)
     if mask.shape != shape:
         raise UserError(
-            f"{name}: size {mask.shape[-1]}x{mask.shape[0]} differs from its frame's "
-            f"{shape[1]}x{shape[0]}; masks must have the frame's width and height"
+            f"{name}: size {size_text(mask.shape)} differs from its frame's "
+            f"{size_text(shape)}; masks must have the frame's width and height"
         )
     ids = mask.astype(np.uint8)  # bool → 0/1
     small = cv2.resize(ids, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
@@ -208,8 +208,8 @@ def motion_scores(
         else:
             if shape != prev_shape:
                 raise UserError(
-                    f"frame {index} has size {shape[1]}x{shape[0]} but frame {index - 1} "
-                    f"has {prev_shape[1]}x{prev_shape[0]}: all frames of a video share one size"
+                    f"frame {index} has size {size_text(shape)} but frame {index - 1} "
+                    f"has {size_text(prev_shape)}: all frames of a video share one size"
                 )
             flow = compute_flow(prev_gray, small, config)
             scores.append(motion_score(flow, _pick_region(prev_region, region)))
