@@ -275,3 +275,24 @@ def test_export_beside_another_export_is_refused(sambox, tmp_path, capsys):
         "a.png",
         "b.png",
     ]
+
+
+def test_an_object_without_pixels_is_left_out(sambox, tmp_path):
+    """A SAMBOX object whose saved mask has no pixel (all erased) is in no export: VOC lists
+    only the objects it draws (it used to stop on a traceback), COCO annotates the others."""
+    from samic_vos.data.sambox_format import read_annotation
+
+    path = sambox / "b.sambox.json"
+    annotation = read_annotation(path)
+    annotation.objects.append(
+        SamboxObject(id=9, points=np.array([[2.0, 2.0]]), label="cat", mask="masks/b.png")
+    )
+    write_annotation(path, annotation)
+    for fmt in ("coco", "yolo", "labelme", "voc"):
+        assert _export(fmt, sambox, tmp_path / fmt) == 0, fmt
+    root = ElementTree.parse(tmp_path / "voc" / "Annotations" / "b.xml").getroot()
+    assert [e.findtext("name") for e in root.findall("object")] == ["dog", "object 4"]
+    coco = json.loads((tmp_path / "coco" / "coco.json").read_text())
+    assert len([a for a in coco["annotations"] if a["image_id"] == 2]) == 2
+    labelme = json.loads((tmp_path / "labelme" / "b.json").read_text())
+    assert sorted({s["group_id"] for s in labelme["shapes"]}) == [3, 4]

@@ -15,8 +15,8 @@ Sources (:func:`open_source` recognises them):
 - a `track` collection (command ``track-collection``): its videos' runs, in the collection's
   order;
 - a SAMBOX folder (``*.sambox.json`` with palette masks): one image per annotation, objects
-  from their saved masks, categories from their labels (``object k`` when unlabelled), scores
-  their ``sam_confidence``.
+  from their saved masks (those with at least one pixel), categories from their labels
+  (``object k`` when unlabelled), scores their ``sam_confidence``.
 
 Only one image's masks are held at a time (memory flat in the size of the collection).
 """
@@ -234,6 +234,10 @@ def _sambox_source(folder: Path) -> ExportSource:
                 ids[sambox_object_mask(mask_path, obj.id)] = obj.id
                 label = obj.label or f"object {obj.id}"
                 objects.append(ExportObject(obj.id, labels[label], obj.sam_confidence))
+            # an object whose saved mask is empty (or wholly covered by a later one) has no
+            # pixel to export, as in `segment` and `track` outputs
+            present = set(np.unique(ids).tolist())
+            objects = [o for o in objects if o.id in present]
             image = annotation.image_path(path)
             name = _sambox_name(folder, path)
             yield ExportItem(name, image.relative_to(folder).as_posix(), ids, objects, image)
