@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from PIL import Image
+from PIL import Image, ImageDraw
 from pycocotools.coco import COCO
 
 from samic_vos.commands.cli import main
@@ -75,6 +75,32 @@ def fill_polygons(polygons: list[np.ndarray], shape: tuple[int, int] = (H, W)) -
     for polygon in polygons:
         cv2.fillPoly(canvas, [np.round(polygon).astype(np.int32)], 1)
     return canvas.astype(bool)
+
+
+def draw_labelme(shapes: list[list[list[float]]], shape: tuple[int, int] = (H, W)) -> np.ndarray:
+    """Rasterise LabelMe polygons as LabelMe does (``labelme.utils.shape_to_mask``: Pillow's
+    ``ImageDraw.polygon`` filled and outlined, pixel (x, y) at integer (x, y))."""
+    canvas = Image.new("L", (shape[1], shape[0]), 0)
+    draw = ImageDraw.Draw(canvas)
+    for points in shapes:
+        assert len(points) >= 3  # LabelMe asserts "Polygon must have points more than 2"
+        draw.polygon([tuple(p) for p in points], outline=1, fill=1)
+    return np.array(canvas, dtype=bool)
+
+
+def _sambox_of(folder: Path, images: dict[str, tuple[np.ndarray, dict[int, str]]]) -> Path:
+    """A SAMBOX folder of ``images``: name -> ((H, W) uint8 object ids, {object id: label})."""
+    (folder / "masks").mkdir(parents=True)
+    for name, (ids, labels) in images.items():
+        Image.fromarray(np.zeros((*ids.shape, 3), np.uint8)).save(folder / f"{name}.png")
+        write_mask(folder / "masks" / f"{name}.png", ids)
+        entries = [
+            SamboxObject(id=k, points=np.array([[0.0, 0.0]]), label=label, mask=f"masks/{name}.png")
+            for k, label in labels.items()
+        ]
+        annotation = SamboxAnnotation(image=f"{name}.png", image_size=ids.shape, objects=entries)
+        write_annotation(folder / f"{name}.sambox.json", annotation)
+    return folder
 
 
 def read_yolo_seg(path: Path, shape: tuple[int, int]) -> dict[int, list[np.ndarray]]:
@@ -141,11 +167,11 @@ def test_labelme(sambox, tmp_path):
             assert shape["shape_type"] == "polygon" and len(shape["points"]) >= 3
             label = OBJECTS[name][shape["group_id"]][0] or f"object {shape['group_id']}"
             assert shape["label"] == label
-            groups.setdefault(shape["group_id"], []).append(np.array(shape["points"]))
+            groups.setdefault(shape["group_id"], []).append(shape["points"])
         ids = _ids(name)
         assert sorted(groups) == sorted(OBJECTS[name])
         for object_id, polygons in groups.items():
-            assert np.array_equal(fill_polygons(polygons), ids == object_id)
+            assert np.array_equal(draw_labelme(polygons), ids == object_id)
 
 
 def test_voc(sambox, tmp_path):
@@ -296,3 +322,25 @@ def test_an_object_without_pixels_is_left_out(sambox, tmp_path):
     assert len([a for a in coco["annotations"] if a["image_id"] == 2]) == 2
     labelme = json.loads((tmp_path / "labelme" / "b.json").read_text())
     assert sorted({s["group_id"] for s in labelme["shapes"]}) == [3, 4]
+
+
+def test_objects_of_one_or_two_pixels_are_kept(tmp_path):
+    """An object of one pixel, of two, and a part of one pixel beside a larger one are in the
+    LabelMe and YOLO-seg exports (degenerate polygons that their rasterisers draw as those
+    pixels), as they are in COCO and VOC; they used to be dropped."""
+    ids = np.zeros((H, W), np.uint8)
+    ids[5, 7] = 1  # one pixel
+    ids[10, 20:22] = 2  # two pixels
+    ids[30:36, 30:36] = 3  # a square and, apart from it, a single pixel
+    ids[40, 50] = 3
+    folder = _sambox_of(tmp_path / "tiny", {"tiny": (ids, {1: "dot", 2: "pair", 3: "square"})})
+    assert _export("labelme", folder, tmp_path / "labelme") == 0
+    document = json.loads((tmp_path / "labelme" / "tiny.json").read_text())
+    for object_id in (1, 2, 3):
+        shapes = [s["points"] for s in document["shapes"] if s["group_id"] == object_id]
+        assert np.array_equal(draw_labelme(shapes), ids == object_id), object_id
+    assert _export("yolo", folder, tmp_path / "yolo") == 0
+    by_class = read_yolo_seg(tmp_path / "yolo" / "labels" / "tiny.txt", (H, W))
+    assert {k: len(v) for k, v in by_class.items()} == {0: 1, 1: 1, 2: 2}
+    for object_id in (1, 2, 3):
+        assert np.array_equal(fill_polygons(by_class[object_id - 1]), ids == object_id)

@@ -5,16 +5,22 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-MIN_POINTS = 3  # fewer outline points make no polygon (a 1- or 2-pixel sliver)
+MIN_POINTS = 3  # a polygon's fewest points (LabelMe and YOLO-seg refuse fewer)
 
 
 def mask_polygons(mask: np.ndarray) -> list[np.ndarray]:
     """The outer outline of each connected part of (H, W) bool ``mask``: (N, 2) float64 (x, y)
-    pixel centres of its boundary pixels in order (OpenCV's contours, every point kept), the
-    largest part first. Filling them (OpenCV ``fillPoly``) gives the part back without its
-    holes."""
+    pixel indices (column, row) of its boundary pixels in order (OpenCV's contours, every point
+    kept), N >= 3, the largest part first. A part of one or two pixels, whose outline has fewer
+    points, repeats them (a degenerate polygon: the pixel, or the two, is all a rasteriser
+    draws), so that no part, and no object of one or two pixels, is lost. Filling them at pixel
+    centres (OpenCV ``fillPoly``, Pillow's ``ImageDraw.polygon`` with its outline, as LabelMe
+    draws shapes) gives the part back without its holes."""
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    outlines = [c.reshape(-1, 2).astype(np.float64) for c in contours if len(c) >= MIN_POINTS]
+    outlines = [
+        np.resize(c.reshape(-1, 2), (max(len(c), MIN_POINTS), 2)).astype(np.float64)
+        for c in contours
+    ]
     return sorted(outlines, key=lambda c: -cv2.contourArea(c.astype(np.float32)))
 
 
