@@ -10,7 +10,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from sambox_helpers import make_images, near, saved_mask
 from scipy import ndimage
-from test_exports import fill_polygons, read_yolo_seg
+from test_exports import draw_labelme, read_yolo_seg
 
 from samic_vos.annotate.browser import script_client
 from samic_vos.annotate.server import create_app
@@ -115,12 +115,12 @@ def test_the_page_exports_with_the_cli_writers_into_the_folder(tmp_path: Path, s
             assert shape["label"] == (names[shape["group_id"]] if stem == "a" else "object 1")
         assert sorted(shapes) == sorted(set(np.unique(ids).tolist()) - {0})
         for object_id, polygons_ in shapes.items():
-            drawn = fill_polygons(polygons_, ids.shape)
+            drawn = draw_labelme(polygons_, ids.shape)
             if object_id == 2:
                 assert np.array_equal(drawn, ids == 2)
             assert iou(drawn, parts(ids == object_id)) >= 0.95
         assert len(classes) == len(shapes)
-    voc = out / "voc/ImageSets/Segmentation/default.txt"
+    voc = out / "voc/ImageSets/Segmentation/trainval.txt"
     assert voc.read_text().split() == ["a", "b"]
     assert not list(out.glob(".*"))  # no temporary folder left
     # What an export killed midway leaves is removed when the next server starts.

@@ -69,11 +69,13 @@ def _category(object_id: int) -> int:
     raise KeyError(object_id)
 
 
-def fill_polygons(polygons: list[np.ndarray], shape: tuple[int, int] = (H, W)) -> np.ndarray:
-    """Rasterise (x, y) polygons as the formats' readers do (OpenCV's fillPoly)."""
+def draw_yolo(polygons: list[np.ndarray], shape: tuple[int, int] = (H, W)) -> np.ndarray:
+    """Rasterise YOLO-seg polygons (x, y in pixels, float32 as Ultralytics reads them) as
+    Ultralytics does (``ultralytics.data.utils.polygon2mask``: cast to int32, which truncates,
+    then OpenCV's fillPoly)."""
     canvas = np.zeros(shape, np.uint8)
     for polygon in polygons:
-        cv2.fillPoly(canvas, [np.round(polygon).astype(np.int32)], 1)
+        cv2.fillPoly(canvas, [np.asarray(polygon, dtype=np.float32).astype(np.int32)], 1)
     return canvas.astype(bool)
 
 
@@ -112,7 +114,8 @@ def read_yolo_seg(path: Path, shape: tuple[int, int]) -> dict[int, list[np.ndarr
         cls, coords = int(values[0]), np.array(values[1:], float)
         assert len(coords) % 2 == 0 and len(coords) >= 6
         assert ((coords >= 0) & (coords <= 1)).all()
-        by_class.setdefault(cls, []).append(coords.reshape(-1, 2) * [shape[1], shape[0]])
+        xy = coords.astype(np.float32).reshape(-1, 2) * np.array(shape[::-1], np.float32)
+        by_class.setdefault(cls, []).append(xy)
     return by_class
 
 
@@ -137,8 +140,17 @@ def test_coco(sambox, tmp_path):
 def test_yolo_seg(sambox, tmp_path):
     out = tmp_path / "yolo"
     assert _export("yolo", sambox, out) == 0
-    names = yaml.safe_load((out / "data.yaml").read_text())["names"]
-    assert names == {i: label for i, label in enumerate(CATEGORIES)}
+    data = yaml.safe_load((out / "data.yaml").read_text())
+    assert data["names"] == {i: label for i, label in enumerate(CATEGORIES)}
+    # Ultralytics: train/val are required, relative to the YAML's folder (no `path` given); a
+    # label is the image's path with its last images/ as labels/ and its suffix as .txt
+    assert (data["train"], data["val"]) == ("images", "images") and "path" not in data
+    images = sorted((out / data["train"]).iterdir())
+    assert [p.name for p in images] == [f"{name}.png" for name in OBJECTS]
+    for image in images:
+        assert image.read_bytes() == (sambox / image.name).read_bytes()  # copied as it was
+        label = str(image).rsplit("/images/", 1)
+        assert Path("/labels/".join(label)).with_suffix(".txt").is_file()
     for name in OBJECTS:
         ids = _ids(name)
         by_class = read_yolo_seg(out / "labels" / f"{name}.txt", (H, W))
@@ -148,7 +160,7 @@ def test_yolo_seg(sambox, tmp_path):
             expected[cls] = expected.get(cls, np.zeros((H, W), bool)) | (ids == object_id)
         assert sorted(by_class) == sorted(expected)
         for cls, polygons in by_class.items():
-            assert np.array_equal(fill_polygons(polygons), expected[cls])
+            assert np.array_equal(draw_yolo(polygons), expected[cls])
     # the object in two parts is two lines
     assert len((out / "labels" / "a.txt").read_text().splitlines()) == 3
 
@@ -177,8 +189,14 @@ def test_labelme(sambox, tmp_path):
 def test_voc(sambox, tmp_path):
     out = tmp_path / "voc"
     assert _export("voc", sambox, out) == 0
-    listed = (out / "ImageSets" / "Segmentation" / "default.txt").read_text().split()
+    # torchvision's VOCSegmentation(image_set="trainval") reads this list and, for each name,
+    # JPEGImages/<name>.jpg and SegmentationClass/<name>.png
+    listed = (out / "ImageSets" / "Segmentation" / "trainval.txt").read_text().split()
     assert listed == list(OBJECTS)
+    for n, name in enumerate(OBJECTS):
+        with Image.open(out / "JPEGImages" / f"{name}.jpg") as image:  # the PNG as JPEG
+            assert image.format == "JPEG" and image.size == (W, H)
+            assert np.abs(np.asarray(image, int) - 40 * n).max() <= 2
     labelmap = (out / "labelmap.txt").read_text().splitlines()
     assert [line.split(":")[0] for line in labelmap] == ["background", *CATEGORIES]
     for name in OBJECTS:
@@ -188,6 +206,7 @@ def test_voc(sambox, tmp_path):
         with Image.open(out / "SegmentationClass" / f"{name}.png") as image:
             assert image.mode == "P"
         root = ElementTree.parse(out / "Annotations" / f"{name}.xml").getroot()
+        assert root.findtext("filename") == f"{name}.jpg"
         assert root.findtext("size/width") == str(W) and root.findtext("size/height") == str(H)
         entries = root.findall("object")
         assert len(entries) == len(OBJECTS[name])
@@ -343,4 +362,97 @@ def test_objects_of_one_or_two_pixels_are_kept(tmp_path):
     by_class = read_yolo_seg(tmp_path / "yolo" / "labels" / "tiny.txt", (H, W))
     assert {k: len(v) for k, v in by_class.items()} == {0: 1, 1: 1, 2: 2}
     for object_id in (1, 2, 3):
-        assert np.array_equal(fill_polygons(by_class[object_id - 1]), ids == object_id)
+        assert np.array_equal(draw_yolo(by_class[object_id - 1]), ids == object_id)
+
+
+def test_yolo_seg_gives_ultralytics_the_pixels_back(tmp_path):
+    """On a 854x480 frame (widths whose 6-decimal fractions are inexact), shapes without holes
+    come back from the YOLO-seg labels pixel for pixel as Ultralytics draws them: points at
+    the boundary pixels' centres ((c + 0.5) / width), which Ultralytics' truncation to integers
+    puts back on their pixels. Points at c / width lost up to a pixel row and column of each
+    shape (the truncation of c - 1e-6 is c - 1)."""
+    shape = (480, 854)
+    rows, cols = np.mgrid[: shape[0], : shape[1]]
+    ids = np.zeros(shape, np.uint8)
+    ids[(rows - 200) ** 2 + (cols - 300) ** 2 <= 97**2] = 1  # a disc
+    ragged = (rows - 300) ** 2 + (cols - 650) ** 2 <= (80 + 25 * np.sin(cols / 7.0)) ** 2
+    ids[ragged] = 2
+    ids[20:23, 811:853] = 3  # a thin bar reaching the right edge
+    labels = {1: "disc", 2: "ragged", 3: "bar"}
+    folder = _sambox_of(tmp_path / "frame", {"frame": (ids, labels)})
+    assert _export("yolo", folder, tmp_path / "yolo") == 0
+    by_class = read_yolo_seg(tmp_path / "yolo" / "labels" / "frame.txt", shape)
+    for object_id in labels:
+        drawn = draw_yolo(by_class[object_id - 1], shape)
+        assert np.array_equal(drawn, ids == object_id), labels[object_id]
+
+
+def _track_run_of_video(tmp_path: Path, frames: int = 3) -> tuple[Path, Path, list[np.ndarray]]:
+    """A finished `track` run of an H.264 video file (a square, object 1, in every frame) as
+    `track` writes it (run.json with the video's fingerprint, prompts.jsonl, masks/); returns
+    the run, the video and its frames as decoded."""
+    import av
+
+    from samic_vos.runtime.runs import fingerprint
+
+    video = tmp_path / "clip.mp4"
+    rng = np.random.default_rng(0)
+    with av.open(str(video), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        for _ in range(frames):
+            rgb = rng.integers(0, 255, (H, W, 3), dtype=np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        container.mux(stream.encode())
+    with av.open(str(video)) as container:
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    run = tmp_path / "run"
+    (run / "masks").mkdir(parents=True)
+    ids = np.zeros((H, W), np.uint8)
+    ids[5:20, 10:30] = 1
+    lines = []
+    for t in range(frames):
+        write_mask(run / "masks" / f"{t:05d}.png", ids)
+        lines.append(json.dumps({"frame": f"{t:05d}", "objects": {"1": {"confidence": 0.5}}}))
+    (run / "prompts.jsonl").write_text("".join(f"{line}\n" for line in lines))
+    manifest = {
+        "format": "samic-vos/run",
+        "command": "track",
+        "inputs": {"video": fingerprint(video)},
+        "config": {"backend": "pyav"},
+        "finished": True,
+    }
+    (run / "run.json").write_text(json.dumps(manifest))
+    return run, video, decoded
+
+
+def test_frames_of_a_video_file_go_with_their_labels(tmp_path, capsys):
+    """A video file's frames are no files: the formats that load images from beside their
+    labels get each frame decoded (LabelMe a PNG next to its JSON, which LabelMe opens through
+    imagePath; YOLO-seg images/*.png; VOC JPEGImages/*.jpg). A video changed since the run
+    gives no frames: the labels are written and one warning says which images are missing."""
+    run, video, decoded = _track_run_of_video(tmp_path)
+    names = [f"run__{t:05d}" for t in range(len(decoded))]
+    for fmt in ("labelme", "yolo", "voc"):
+        assert _export(fmt, run, tmp_path / fmt) == 0, fmt
+    for name, rgb in zip(names, decoded, strict=True):
+        document = json.loads((tmp_path / "labelme" / f"{name}.json").read_text())
+        assert document["imagePath"] == f"{name}.png"
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "labelme" / f"{name}.png")), rgb)
+        yolo_image = tmp_path / "yolo" / "images" / f"{name}.png"
+        assert yolo_image.read_bytes() == (tmp_path / "labelme" / f"{name}.png").read_bytes()
+        with Image.open(tmp_path / "voc" / "JPEGImages" / f"{name}.jpg") as image:
+            assert image.format == "JPEG" and image.size == (W, H)
+    assert "warning" not in capsys.readouterr().err
+    with open(video, "ab") as changed:
+        changed.write(b"\0")
+    assert _export("yolo", run, tmp_path / "yolo-changed") == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(err) == 1 and "warning: 3 of 3 images are no longer where" in err[0], err
+    assert sorted(p.name for p in (tmp_path / "yolo-changed" / "labels").iterdir()) == [
+        f"{name}.txt" for name in names
+    ]
+    assert not any((tmp_path / "yolo-changed" / "images").iterdir())
+    assert _export("labelme", run, tmp_path / "labelme-changed") == 0
+    document = json.loads((tmp_path / "labelme-changed" / f"{names[0]}.json").read_text())
+    assert document["imagePath"] == "run/00000"  # the source's name of the frame, as before

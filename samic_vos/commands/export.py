@@ -17,10 +17,17 @@ of a SAMBOX annotation folder, in a format other tools load:
   coco     OUT/coco.json: COCO instances with RLE masks (pycocotools), or polygons with
            --coco-masks polygons (one per part, holes filled; pycocotools draws the pixels
            back); SAM's score per object; video frames carry their video and frame_index
-  yolo     OUT/labels/<name>.txt (YOLO-seg polygons, normalised) and OUT/data.yaml (names)
-  labelme  OUT/<name>.json, one LabelMe file per image (polygons, group_id = the object)
-  voc      OUT/SegmentationClass/, SegmentationObject/ (palette PNGs), Annotations/ (XML
-           boxes), ImageSets/Segmentation/default.txt, labelmap.txt
+  yolo     OUT/labels/<name>.txt (YOLO-seg polygons through the boundary pixels' centres,
+           normalised), OUT/images/ (the images) and OUT/data.yaml (train, val, names)
+  labelme  OUT/<name>.json, one LabelMe file per image (polygons, group_id = the object;
+           a video file's frames beside them as <name>.png)
+  voc      OUT/JPEGImages/ (the images as .jpg), SegmentationClass/, SegmentationObject/
+           (palette PNGs), Annotations/ (XML boxes), ImageSets/Segmentation/trainval.txt,
+           labelmap.txt
+
+Images are copied as they are (VOC's non-JPEG ones encoded as JPEG); a video file's frames
+are decoded where the video is still in place and unchanged; images no longer there are named
+in one warning, their labels written all the same.
 
 Categories: segment's reference classes ("class k"), track's objects ("object k"), SAMBOX's
 labels. Video frames are named <video>__<frame>. Every file is written whole (atomically).

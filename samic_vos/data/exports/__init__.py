@@ -1,5 +1,6 @@
 """Export formats of masks: COCO (RLE or polygons), YOLO-seg, LabelMe and Pascal VOC, one writer
-module each (:mod:`.coco`, :mod:`.yolo`, :mod:`.labelme`, :mod:`.voc`), over one reader of `segment`
+module each (:mod:`.coco`, :mod:`.yolo`, :mod:`.labelme`, :mod:`.voc`; the images they carry:
+:mod:`.images`), over one reader of `segment`
 and `track` outputs and SAMBOX folders (:mod:`.sources`); :func:`.writers.export_run` picks
 the writer. `samic-vos export`, `segment --format coco`, `track --format coco` and SAMBOX use
 these same writers. This package's import loads none of them (the CLI names the formats

@@ -11,7 +11,9 @@ Sources (:func:`open_source` recognises them):
   video's name (its folder's) and the frame's index; categories are the object ids
   (``object k``), scores SAM's confidence per object and frame; a run of a frame folder that
   is still in place gives each frame its image file (COCO ``<video>/<frame>.jpg``, LabelMe's
-  ``imagePath``); a video file's frames are no files (``<video>/<frame>``);
+  ``imagePath``); a video file's frames are no files (``<video>/<frame>``), but where the
+  video is still in place, unchanged (its size and hash as the run recorded them), each frame
+  can be decoded (:attr:`ExportItem.frame`) for the formats that carry images;
 - a `track` collection (command ``track-collection``): its videos' runs, in the collection's
   order;
 - a SAMBOX folder (``*.sambox.json`` with palette masks): one image per annotation, objects
@@ -26,17 +28,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from samic_vos.data.fewshot_sets import sambox_object_mask
-from samic_vos.data.frame_source import image_files
+from samic_vos.data.frame_source import Frame, image_files, open_frames
 from samic_vos.data.mask_io import read_mask
 from samic_vos.data.sambox_format import SUFFIX, find_annotations, read_annotation
 from samic_vos.runtime.errors import UserError
-from samic_vos.runtime.runs import MANIFEST
+from samic_vos.runtime.runs import MANIFEST, fingerprint
 
 PROMPTS = "prompts.jsonl"  # the prompts log of `track` and `segment` runs (one line per image)
 MASKS_DIR = "masks"
@@ -58,7 +61,10 @@ class ExportItem:
 
     ``name``: unique in the source and usable as a file stem (flat); ``file_name``: the image as
     COCO names it; ``image``: its file where known; ``video`` and ``frame_index``: the video's
-    name and the frame's index (0-based) for the frames of a video.
+    name and the frame's index (0-based) for the frames of a video; ``frame``: for a frame of a
+    video file still in place, decodes it ((H, W, 3) uint8 RGB; ``None`` where the video has
+    changed since the run); the frames of one video are decoded in one pass, so call it in
+    item order.
     """
 
     name: str
@@ -68,6 +74,7 @@ class ExportItem:
     image: Path | None = None
     video: str | None = None
     frame_index: int | None = None
+    frame: Callable[[], np.ndarray | None] | None = None
 
 
 @dataclass
@@ -186,6 +193,7 @@ def videos_source(runs: list[Path]) -> ExportSource:
         for run in runs:
             video = run.name
             files = _frame_files(run)
+            decoder = None if files else _video_decoder(run)
             for index, line in enumerate(_lines(run)):
                 frame = line["frame"]
                 image = files.get(frame)
@@ -197,7 +205,10 @@ def videos_source(runs: list[Path]) -> ExportSource:
                     for k, found in sorted(line["objects"].items(), key=lambda kv: int(kv[0]))
                     if int(k) in present
                 ]
-                yield ExportItem(f"{video}__{frame}", file_name, mask, objects, image, video, index)
+                decode = partial(decoder.frame, frame) if decoder is not None else None
+                yield ExportItem(
+                    f"{video}__{frame}", file_name, mask, objects, image, video, index, decode
+                )
 
     def names() -> Iterator[str]:
         return (f"{run.name}__{line['frame']}" for run in runs for line in _lines(run))
@@ -213,6 +224,49 @@ def _frame_files(run: Path) -> dict[str, Path]:
     if not isinstance(video, str) or not Path(video).is_dir():
         return {}
     return {file.stem: file for file in image_files(Path(video), noun="frame")}
+
+
+class _VideoDecoder:
+    """The frames of a `track` run's video file, decoded forward on demand: the file is checked
+    (its size and hash as the run recorded them) and opened at the first :meth:`frame`."""
+
+    def __init__(self, path: Path, recorded: dict[str, Any], backend: str) -> None:
+        self.path, self.recorded, self.backend = path, recorded, backend
+        self._frames: Iterator[Frame] | None = None
+        self._current: Frame | None = None
+        self._changed = False
+
+    def frame(self, name: str) -> np.ndarray | None:
+        """Frame ``name``'s (H, W, 3) uint8 RGB pixels (``name`` not before the last asked);
+        ``None`` where the video has changed since the run.
+
+        Raises:
+            UserError: the video cannot be decoded, or ends before that frame.
+        """
+        if self._changed:
+            return None
+        if self._frames is None:
+            if fingerprint(self.path) != self.recorded:
+                self._changed = True
+                return None
+            self._frames = iter(open_frames(self.path, self.backend))
+        while self._current is None or self._current.name != name:
+            self._current = next(self._frames, None)
+            if self._current is None:
+                raise UserError(f"{self.path}: has no frame '{name}'; it is not the run's video")
+        return self._current.rgb
+
+
+def _video_decoder(run: Path) -> _VideoDecoder | None:
+    """The decoder of the `track` run ``run``'s video file where the file is still in place;
+    ``None`` otherwise (a frame folder, a video moved away)."""
+    manifest = _manifest(run) or {}
+    recorded = manifest.get("inputs", {}).get("video") or {}
+    video = recorded.get("path")
+    if not isinstance(video, str) or not Path(video).is_file():
+        return None
+    backend = manifest.get("config", {}).get("backend", "auto")
+    return _VideoDecoder(Path(video), recorded, backend)
 
 
 def _sambox_source(folder: Path) -> ExportSource:

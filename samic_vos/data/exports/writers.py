@@ -35,20 +35,27 @@ def export_run(source: Path, format: str, out_dir: Path, coco_masks: str = "rle"
     return write_export(open_source(source), format, out_dir, coco_masks)
 
 
-# Where each format keeps one file per image (folder below OUT, suffix); coco writes one file.
+# Where each format keeps one file per image (folder below OUT, suffix; "*": any suffix, as
+# YOLO's images keep theirs); coco writes one file.
 PER_IMAGE_FILES: dict[str, tuple[tuple[str, str], ...]] = {
     "coco": (),
-    "yolo": (("labels", ".txt"),),
+    "yolo": (("labels", ".txt"), ("images", "*")),
     "labelme": ((".", ".json"),),
-    "voc": (("SegmentationClass", ".png"), ("SegmentationObject", ".png"), ("Annotations", ".xml")),
+    "voc": (
+        ("JPEGImages", ".jpg"),
+        ("SegmentationClass", ".png"),
+        ("SegmentationObject", ".png"),
+        ("Annotations", ".xml"),
+    ),
 }
 
 
 def check_no_other_export(source: ExportSource, format: str, out_dir: Path) -> None:
     """Refuse an ``out_dir`` that holds per-image files of a ``format`` export of other images
     (another source's, or images this one no longer has): written beside them, the export
-    would be a mix of two (YOLO labels of classes its data.yaml does not name, VOC masks its
-    list does not hold). Re-exporting the same images into their own export is fine.
+    would be a mix of two (YOLO labels of classes its data.yaml does not name, images without
+    labels that Ultralytics would take for background, VOC masks its list does not hold).
+    Re-exporting the same images into their own export is fine.
 
     Raises:
         UserError: naming the first such file and how many there are.
@@ -59,8 +66,8 @@ def check_no_other_export(source: ExportSource, format: str, out_dir: Path) -> N
         for folder, suffix in PER_IMAGE_FILES[format]
         if (out_dir / folder).is_dir()
         for path in (out_dir / folder).iterdir()
-        if path.suffix == suffix
-        and path.name[: -len(suffix)] not in mine
+        if (suffix == "*" or path.suffix == suffix)
+        and (path.stem if suffix == "*" else path.name[: -len(suffix)]) not in mine
         and (format != "labelme" or _is_labelme(path))
     )
     if others:
