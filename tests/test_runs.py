@@ -3,8 +3,13 @@ shards write the folder: they claim it, and never replace nor `force` another ru
 
 from __future__ import annotations
 
+import errno
+import multiprocessing
+import sys
+
 import pytest
 
+from samic_vos.runtime import atomic
 from samic_vos.runtime.atomic import atomic_create_text
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.runs import RunManifest, open_run, write_manifest
@@ -105,3 +110,44 @@ def test_atomic_create_text_writes_once(tmp_path):
     assert atomic_create_text(path, "first\n")
     assert not atomic_create_text(path, "second\n")
     assert path.read_text() == "first\n" and sorted(tmp_path.iterdir()) == [path]
+
+
+def _without_hard_links(monkeypatch):
+    """os.link as on FAT or a FUSE mount without hard links."""
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(atomic.os, "link", refuse)
+
+
+def _create(path, text, start, results):
+    start.wait()
+    results.put(atomic_create_text(path, text))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="renameat2 is Linux's")
+def test_atomic_create_text_without_hard_links_is_still_written_once(tmp_path, monkeypatch):
+    _without_hard_links(monkeypatch)
+    path = tmp_path / "run.json"
+    context = multiprocessing.get_context("fork")  # the children keep the patched os.link
+    start, results = context.Barrier(4), context.Queue()
+    texts = [f"shard {i}\n" for i in range(4)]
+    children = [context.Process(target=_create, args=(path, t, start, results)) for t in texts]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(60)
+    assert sorted(results.get(timeout=5) for _ in children) == [False, False, False, True]
+    assert path.read_text() in texts and sorted(tmp_path.iterdir()) == [path]
+    assert not atomic_create_text(path, "again\n") and path.read_text() in texts
+
+
+def test_a_filesystem_without_either_claim_is_one_line(tmp_path, monkeypatch):
+    _without_hard_links(monkeypatch)
+    monkeypatch.setattr(atomic, "_RENAME_NOREPLACE", 1 << 30)  # a flag no kernel knows: EINVAL
+    path = tmp_path / "run.json"
+    with pytest.raises(UserError, match="neither hard links nor exclusive renames") as caught:
+        atomic_create_text(path, "first\n")
+    assert "\n" not in str(caught.value) and str(path) in str(caught.value)
+    assert list(tmp_path.iterdir()) == []  # nothing written, no temporary file left

@@ -12,22 +12,30 @@ is cut back to the last complete line. A full disk or a folder that is not writa
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.output_paths import reporting_write_errors
 
 # A temporary file of atomic_path: ".<stem>.<mkstemp's 8 characters>.part<ext>".
 _TEMPORARY_NAME = re.compile(r"\..*\.[A-Za-z0-9_]{8}\.part(\.[^./]*)?")
 # A folder of atomic_folder: ".<name>.<mkdtemp's 8 characters>" (".part": the new one).
 _TEMPORARY_FOLDER = re.compile(r"\.(?P<name>.*)\.[A-Za-z0-9_]{8}(?P<part>\.part)?")
+# What link(2) answers on a filesystem without hard links (FAT, exFAT, some FUSE mounts).
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
+# Linux renameat2(2): paths relative to the working folder; fail on an existing target.
+_AT_FDCWD, _RENAME_NOREPLACE = -100, 1
 
 
 def _temporary_file(final: Path, ext: str) -> tuple[int, str]:
@@ -173,8 +181,15 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def atomic_create_text(path: str | os.PathLike[str], text: str) -> bool:
     """Write UTF-8 ``text`` to ``path`` atomically unless ``path`` exists; returns whether it
-    was written. Of processes creating one file at once, exactly one does (a hard link to the
-    complete temporary file, which fails on an existing name); readers see it whole or absent."""
+    was written. Of processes creating one file at once, exactly one does: the complete
+    temporary file gets the name by a hard link, which fails on an existing name (on a
+    filesystem without hard links, by a rename that refuses to replace, Linux's
+    ``renameat2``); readers see it whole or absent.
+
+    Raises:
+        UserError: the filesystem offers neither (a full disk or a folder that is not
+            writable, as every write here).
+    """
     final = Path(path)
     with reporting_write_errors(final):
         fd, tmp_name = _temporary_file(final, final.suffix)
@@ -187,10 +202,34 @@ def atomic_create_text(path: str | os.PathLike[str], text: str) -> bool:
                 os.link(tmp, final)
             except FileExistsError:
                 return False
+            except OSError as err:
+                if err.errno not in _NO_HARD_LINKS:
+                    raise
+                return _rename_no_replace(tmp, final)
             return True
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+
+
+def _rename_no_replace(tmp: Path, final: Path) -> bool:
+    """Rename ``tmp`` to ``final`` unless ``final`` exists (one atomic step); whether it did."""
+    rename = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if not sys.platform.startswith("linux") or rename is None:
+        code = errno.ENOSYS
+    elif rename(_AT_FDCWD, os.fsencode(tmp), _AT_FDCWD, os.fsencode(final), _RENAME_NOREPLACE):
+        code = ctypes.get_errno()
+    else:
+        return True
+    if code == errno.EEXIST:
+        return False
+    if code in (errno.EINVAL, errno.ENOSYS, *_NO_HARD_LINKS):
+        raise UserError(
+            f"{final}: this filesystem has neither hard links nor exclusive renames, which "
+            "shards need to share a folder; put the output on a local or network filesystem "
+            "that has them (ext4, XFS, NFS, Lustre...), or run without shards"
+        )
+    raise OSError(code, os.strerror(code), str(final))
 
 
 class JsonLinesWriter:
