@@ -140,8 +140,8 @@ def test_without_the_token_nothing_is_served(server):
         {"X_SAMBOX_Token": wrong},
         {"Cookie": f"{cookie_name(server.port)}={wrong}"},
     ):
-        for path in ("/", "/?token=" + wrong, "/api/images", "/api/image?name=a.png",
-                     "/static/app.js"):  # fmt: skip
+        for path in ("/", "/?token=" + wrong, "/?token=%C3%A9" + server.token[2:],
+                     "/api/images", "/api/image?name=a.png", "/static/app.js"):  # fmt: skip
             status, _, body = server.request("GET", path, **token_by)
             assert status == 403, (path, token_by)
             assert "no valid SAMBOX token" in json.loads(body)["detail"]

@@ -136,7 +136,12 @@ class LocalAccess:
             return False
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         tokens = query.get("token", [])
-        return len(tokens) == 1 and hmac.compare_digest(tokens[0], self.token)
+        return len(tokens) == 1 and self._is_token(tokens[0])
+
+    def _is_token(self, sent: str) -> bool:
+        """Whether ``sent`` is the token, compared in constant time (as bytes: any text a
+        request holds, non-ASCII too, is simply not the token)."""
+        return hmac.compare_digest(sent.encode("utf-8", "surrogatepass"), self.token.encode())
 
     def _check_token(self, headers: dict[str, str], port: int) -> bool:
         """Check the token (header or cookie); whether it came in the cookie."""
@@ -148,7 +153,7 @@ class LocalAccess:
             except CookieError:
                 morsel = None
             sent = None if morsel is None else morsel.value
-        if sent is None or not hmac.compare_digest(sent.encode(), self.token.encode()):
+        if sent is None or not self._is_token(sent):
             raise _Refused(
                 403,
                 "no valid SAMBOX token; open the URL with ?token= that `samic-vos annotate` "
