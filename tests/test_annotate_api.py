@@ -388,6 +388,32 @@ def test_broken_and_vanished_images_are_4xx(folders, segmenter):
         assert point(client, *A)["objects"]
 
 
+def test_a_decompression_bomb_is_a_4xx_even_named_by_a_saved_annotation(
+    folders, segmenter, monkeypatch, caplog
+):
+    """An image with more pixels than Pillow decodes safely (a small file that would take GBs),
+    and a SAMBOX JSON that comes with it: the server starts, answers 400 naming the file for
+    that image, and serves the others (Pillow's limit lowered here: a real bomb is 180 MP)."""
+    images, annotations = folders
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)  # refused from 20,000 pixels on
+    Image.new("L", (200, 200)).save(images / "bomb.png")
+    annotations.mkdir()
+    crafted = {"format": "sambox", "version": 2, "image": "../images/bomb.png",
+               "image_size": [200, 200], "objects": []}  # fmt: skip
+    (annotations / "bomb.sambox.json").write_text(json.dumps(crafted))
+    with client_for(folders, segmenter) as client, caplog.at_level(logging.WARNING):
+        listing = client.get("/api/images").json()
+        assert {"name": "bomb.png", "saved": None} in listing["images"]
+        for response in (
+            client.get("/api/state", params={"name": "bomb.png"}),
+            client.get("/api/image", params={"name": "bomb.png"}),
+        ):
+            detail = response.json()["detail"]
+            assert response.status_code == 400 and "bomb.png" in detail and "pixels" in detail
+        assert point(client, *A)["objects"]
+    assert "ignoring an unreadable annotation" in caplog.text
+
+
 def test_saved_folder_gives_training_pairs(folders, segmenter):
     from samic_vos.training.training_pairs import pairs_from_sambox
 

@@ -87,12 +87,14 @@ def list_images(folder: Path) -> list[str]:
 
 def load_rgb(path: Path) -> np.ndarray:
     """The image at ``path`` as (H, W, 3) uint8 RGB, upright (EXIF orientation applied);
-    grayscale, palette and RGBA images are converted (alpha dropped)."""
+    grayscale, palette and RGBA images are converted (alpha dropped). :class:`UserError` for
+    a file Pillow cannot decode or refuses to (a decompression bomb: more pixels than
+    ``Image.MAX_IMAGE_PIXELS`` allows twice over)."""
     try:
         with Image.open(path) as image:
             upright = ImageOps.exif_transpose(image)
             return np.asarray(upright.convert("RGB"), dtype=np.uint8).copy()
-    except OSError as err:
+    except (OSError, Image.DecompressionBombError) as err:
         raise UserError(f"{path}: cannot decode the image ({err})") from err
 
 

@@ -99,7 +99,7 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
             return ids_from_image(image, str(path))
     except UserError:
         raise
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise UserError(f"{path}: cannot decode the mask image ({err})") from err
 
 

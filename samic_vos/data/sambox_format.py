@@ -342,7 +342,7 @@ def _check_image_file(path: Path, where: str, name: str, size: tuple[int, int]) 
     try:
         with Image.open(path) as image:
             width, height = image.size
-    except OSError as err:
+    except (OSError, Image.DecompressionBombError) as err:
         raise _fail(where, f"'{name}' file {path} is not a readable image ({err})") from err
     if (height, width) != size:
         raise _fail(
