@@ -414,6 +414,40 @@ def test_a_decompression_bomb_is_a_4xx_even_named_by_a_saved_annotation(
     assert "ignoring an unreadable annotation" in caplog.text
 
 
+def test_a_file_name_that_is_not_utf8_is_skipped_not_a_broken_listing(folders, segmenter, caplog):
+    """A name of other bytes than UTF-8 (an archive made elsewhere): the page could not name
+    it, so it is left out of the list (logged), and the list and the other images work."""
+    images, _ = folders
+    os.rename(images / "b.jpg", os.fsencode(images) + b"/caf\xe9.jpg")
+    with caplog.at_level(logging.WARNING), client_for(folders, segmenter) as client:
+        response = client.get("/api/images")
+        assert response.status_code == 200
+        assert [i["name"] for i in response.json()["images"]] == ["a.png", "c.bmp", "d.tif"]
+        assert point(client, *A)["objects"]
+    assert "'caf\\udce9.jpg': its name is not UTF-8" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b'{"image": "\\udcff", "action": {"type": "reset"}}', 404),
+        (b'{"image": "\\udcff/../x", "action": {"type": "reset"}}', 403),
+        (b'{"image": "a.png", "action": {"type": "\\udcff"}}', 400),
+        (b'{"image": "a.png", "\\udcff": 1}', 400),
+        (b'["\\udcff"]', 422),
+    ],
+)
+def test_request_text_that_is_not_unicode_gets_a_4xx(folders, segmenter, body, status):
+    """A JSON string may hold a lone surrogate ("\\udcff"), which no UTF-8 answer can quote:
+    the refusal quoting it comes escaped, not as a crash (500)."""
+    with client_for(folders, segmenter) as client:
+        headers = {"content-type": "application/json"}
+        response = client.post("/api/action", content=body, headers=headers)
+        assert response.status_code == status, response.text
+        assert response.json()["detail"] and response.content.isascii()
+        assert point(client, *A)["objects"]
+
+
 def test_saved_folder_gives_training_pairs(folders, segmenter):
     from samic_vos.training.training_pairs import pairs_from_sambox
 

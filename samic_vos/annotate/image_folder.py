@@ -49,10 +49,20 @@ def resolve_inside(root: Path, name: str) -> Path:
     return path
 
 
+def _is_utf8(name: str) -> bool:
+    """Whether file name ``name`` is UTF-8 text (Python holds other bytes as surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def list_images(folder: Path) -> list[str]:
     """Names of the images directly in ``folder`` (JPEG/PNG/BMP/TIFF), natural order.
 
-    Symlinks that lead outside ``folder`` are skipped (and logged). Raises :class:`UserError`
+    Symlinks that lead outside ``folder``, and names that are not UTF-8, are skipped (and
+    logged). Raises :class:`UserError`
     when the folder is missing or holds no image, or when two images share a name stem (their
     annotation files would collide).
     """
@@ -61,6 +71,12 @@ def list_images(folder: Path) -> list[str]:
     names = []
     for entry in sorted(os.scandir(folder), key=lambda e: natural_key(e.name)):
         if not entry.name.lower().endswith(IMAGE_SUFFIXES) or entry.name.startswith("."):
+            continue
+        if not _is_utf8(entry.name):
+            logger.warning(
+                "skipping %s: its name is not UTF-8 text, which the page cannot name; rename it",
+                ascii(entry.name),
+            )
             continue
         try:
             path = resolve_inside(folder, entry.name)

@@ -36,6 +36,7 @@ shows.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import socket
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ from types import FrameType
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
@@ -71,6 +74,15 @@ HOST = "127.0.0.1"  # local only: the page and the API are never exposed to the 
 
 
 JsonBody = Annotated[dict[str, Any], Body()]
+
+
+class Refusal(JSONResponse):
+    """A 4xx/5xx answer ``{"detail": ...}`` as ASCII JSON: its message may quote text of the
+    request that is no valid Unicode (a JSON string holding a lone surrogate such as
+    ``"\\udcff"``), which UTF-8 cannot encode; escaped, it is still an answer, not a crash."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
 def _check_keys(payload: dict[str, Any], keys: frozenset[str]) -> None:
@@ -138,39 +150,43 @@ def create_app(
     app.state.suggester = suggester
     app.router.add_event_handler("shutdown", annotator.close)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, err: RequestValidationError) -> Refusal:
+        return Refusal({"detail": jsonable_encoder(err.errors())}, status_code=422)
+
     @app.exception_handler(PathRefused)
-    async def refused(request: Request, err: PathRefused) -> JSONResponse:
+    async def refused(request: Request, err: PathRefused) -> Refusal:
         logger.warning("refused %s %s: %s", request.method, request.url.path, err)
-        return JSONResponse({"detail": f"refused: {err}"}, status_code=403)
+        return Refusal({"detail": f"refused: {err}"}, status_code=403)
 
     @app.exception_handler(UnknownImage)
-    async def unknown(request: Request, err: UnknownImage) -> JSONResponse:
-        return JSONResponse({"detail": str(err)}, status_code=404)
+    async def unknown(request: Request, err: UnknownImage) -> Refusal:
+        return Refusal({"detail": str(err)}, status_code=404)
 
     @app.exception_handler(StaleRevision)
-    async def stale(request: Request, err: StaleRevision) -> JSONResponse:
-        return JSONResponse({"detail": str(err), "revision": err.current}, status_code=409)
+    async def stale(request: Request, err: StaleRevision) -> Refusal:
+        return Refusal({"detail": str(err), "revision": err.current}, status_code=409)
 
     @app.exception_handler(NotReady)
-    async def not_ready(request: Request, err: NotReady) -> JSONResponse:
-        return JSONResponse({"detail": str(err)}, status_code=409)
+    async def not_ready(request: Request, err: NotReady) -> Refusal:
+        return Refusal({"detail": str(err)}, status_code=409)
 
     @app.exception_handler(ActionError)
-    async def bad_action(request: Request, err: ActionError) -> JSONResponse:
-        return JSONResponse({"detail": str(err)}, status_code=400)
+    async def bad_action(request: Request, err: ActionError) -> Refusal:
+        return Refusal({"detail": str(err)}, status_code=400)
 
     @app.exception_handler(UserError)
-    async def user_error(request: Request, err: UserError) -> JSONResponse:
-        return JSONResponse({"detail": str(err)}, status_code=400)
+    async def user_error(request: Request, err: UserError) -> Refusal:
+        return Refusal({"detail": str(err)}, status_code=400)
 
     @app.exception_handler(OSError)
-    async def failure(request: Request, err: OSError) -> JSONResponse:
+    async def failure(request: Request, err: OSError) -> Refusal:
         # The disk failed us (a folder that became unwritable, a full disk): the page shows
         # the message and the terminal gets one line; the traceback only with -v.
         message = f"{request.url.path} failed: {describe_failure(err)}"
         logger.error(message)
         logger.debug("traceback of the failure", exc_info=err)
-        return JSONResponse({"detail": message}, status_code=500)
+        return Refusal({"detail": message}, status_code=500)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
