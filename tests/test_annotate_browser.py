@@ -3,7 +3,9 @@ server (uvicorn on 127.0.0.1) with a tiny random-weight SAM."""
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import pairwise
@@ -17,6 +19,7 @@ from samic_vos.annotate.browser import (
     SamboxPage,
     chromium_page,
     chromium_path,
+    free_port,
     live_server,
     script_client,
 )
@@ -137,6 +140,63 @@ def test_a_rebound_name_gets_no_page_in_chromium(tmp_path: Path) -> None:
         sambox.open(url)  # the printed URL: the app
         assert sambox.text("#progress") == "0 / 4"
     assert not annotations.joinpath("a.sambox.json").exists()
+
+
+@contextmanager
+def other_site(pages: dict[str, str]) -> Iterator[int]:
+    """A plain HTTP server on another port of 127.0.0.1 serving ``pages`` (path -> HTML, looked
+    up when asked: fill it once the URLs are known); yields its port. Its pages are of another
+    origin than SAMBOX: as ``localhost:PORT`` of another site, as ``127.0.0.1:PORT`` of the same
+    site (cookies and SameSite know no ports)."""
+
+    class Pages(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = pages.get(self.path, "").encode()
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Pages)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+@pytest.mark.slow
+def test_the_printed_url_opens_the_app_from_another_sites_page_in_chromium(tmp_path: Path) -> None:
+    """The printed URL clicked in a page of another site (a web terminal, a notebook on
+    localhost:8888) or reached through a file:// page: the app opens, and stays open on a
+    reload (with a redirect, the browser kept the other site as the initiator and sent no
+    strict cookie: 403 "no valid SAMBOX token", reload or not)."""
+    pages: dict[str, str] = {}
+    with sambox_in_chromium(tmp_path) as (_, url, page), other_site(pages) as port:
+        pages["/terminal.html"] = f'<a id="open" href="{url}">{url}</a>'
+        opener = tmp_path / "open.html"
+        opener.write_text(f'<meta http-equiv="refresh" content="0; url={url}">')
+        home = url.split("?")[0]
+        for start in (f"http://localhost:{port}/terminal.html", opener.as_uri()):
+            context = page.context.browser.new_context()  # a browser without the cookie
+            tab = context.new_page()
+            tab.goto(start)
+            if start.startswith("http"):
+                tab.click("#open")
+            tab.wait_for_url(home)
+            sambox = SamboxPage(tab)
+            sambox.settle("window.sambox && window.sambox.ready")
+            assert sambox.text("#progress") == "0 / 4", start
+            tab.reload()
+            sambox.settle("window.sambox && window.sambox.ready")
+            assert sambox.text("#progress") == "0 / 4", start
+            context.close()
 
 
 @pytest.mark.slow

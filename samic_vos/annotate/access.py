@@ -8,8 +8,9 @@ the app) lets a request through only when all of these hold:
   (a rebinding page's requests carry its own name);
 - it carries the **per-launch token** (a secret made at start): the URL the server prints and
   opens is ``http://127.0.0.1:PORT/?token=T``; that first request sets a cookie
-  ``sambox-token-PORT`` (HttpOnly, SameSite=Strict) and redirects to ``/``, and the page's
-  requests then carry the cookie. Scripts send the header ``X-SAMBOX-Token: T`` instead;
+  ``sambox-token-PORT`` (HttpOnly, SameSite=Strict) and answers a page that moves on to ``/``
+  (:data:`ENTRY_PAGE`), and the page's requests then carry the cookie. Scripts send the
+  header ``X-SAMBOX-Token: T`` instead;
 - a **write** (any method but GET/HEAD) carries an **Origin** of the server itself (checked
   when present; required when the token came in the cookie, which a browser attaches on its
   own), a JSON **Content-Type** (a cross-site "simple" request, e.g. ``fetch(..., {mode:
@@ -92,7 +93,7 @@ class LocalAccess:
         try:
             port, headers = self._check_host(scope)
             if self._entry_with_token(scope):
-                await _redirect_home(send, port, self.token)
+                await _enter(send, port, self.token)
                 return
             from_cookie = self._check_token(headers, port)
             if scope["method"] not in _READS:
@@ -216,15 +217,27 @@ async def _answer(send: Send, status: int, payload: dict[str, str]) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _redirect_home(send: Send, port: int, token: str) -> None:
-    """303 to ``/`` with the token's cookie: the token leaves the address bar and history."""
+# The answer to the printed URL: a page that moves on to ``/`` itself. A 303 would not do: when
+# the URL is opened from a page of another site (a link in a web terminal, a file:// page),
+# the browser keeps that site as the initiator across the redirect, so the SameSite=Strict
+# cookie it just got is not sent with ``/``, nor with any reload of it. A navigation this
+# page makes is the server's own (same-origin): the cookie goes with it.
+ENTRY_PAGE = (
+    b'<!doctype html>\n<meta charset="utf-8">\n<meta http-equiv="refresh" content="0; url=/">\n'
+    b'<title>SAMBOX</title>\n<p><a href="/">Open SAMBOX</a></p>\n'
+)
+
+
+async def _enter(send: Send, port: int, token: str) -> None:
+    """The entry page (:data:`ENTRY_PAGE`) with the token's cookie: the token leaves the
+    address bar, and goes to no other page (``Referrer-Policy: no-referrer``)."""
     cookie = f"{cookie_name(port)}={token}; Path=/; HttpOnly; SameSite=Strict"
     headers = [
-        (b"location", b"/"),
+        (b"content-type", b"text/html; charset=utf-8"),
         (b"set-cookie", cookie.encode()),
         (b"cache-control", b"no-store"),
-        (b"content-length", b"0"),
+        (b"content-length", str(len(ENTRY_PAGE)).encode()),
         *SECURITY_HEADERS,
     ]
-    await send({"type": "http.response.start", "status": 303, "headers": headers})
-    await send({"type": "http.response.body", "body": b""})
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": ENTRY_PAGE})

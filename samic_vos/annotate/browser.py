@@ -90,7 +90,9 @@ class SamboxPage:
         page.set_default_timeout(STEP_TIMEOUT_MS)
 
     def open(self, url: str) -> None:
+        """Open the printed ``url``: its entry page moves on to ``/``, where the app starts."""
         self.page.goto(url)
+        self.page.wait_for_url(lambda address: "token=" not in address)
         self.settle("window.sambox && window.sambox.ready")
 
     def settle(self, condition: str = "true") -> None:
