@@ -24,6 +24,7 @@ from samic_vos.annotate.browser import (
     script_client,
 )
 from samic_vos.annotate.classes import parse_classes
+from samic_vos.annotate.image_folder import content_hash
 from samic_vos.annotate.server import create_app
 from samic_vos.data.sambox_format import read_annotation
 
@@ -151,7 +152,7 @@ def other_site(pages: dict[str, str]) -> Iterator[int]:
 
     class Pages(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = pages.get(self.path, "").encode()
+            body = pages.get(self.path.split("?")[0], "").encode()
             self.send_response(200 if body else 404)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
@@ -197,6 +198,83 @@ def test_the_printed_url_opens_the_app_from_another_sites_page_in_chromium(tmp_p
             sambox.settle("window.sambox && window.sambox.ready")
             assert sambox.text("#progress") == "0 / 4", start
             context.close()
+
+
+# A hostile page: everything a page may send to another origin without CORS's consent, each
+# outcome as the page sees it in window.results (TARGET: SAMBOX's address).
+ATTACK_PAGE = """<!doctype html><body><iframe name="sink"></iframe><script>
+const target = new URLSearchParams(location.search).get("target");
+const results = window.results = {};
+const outcome = (request) => request.then((r) => `${r.type} ${r.status}`, () => "failed");
+const load = (tag, src) => new Promise((done) => {
+  const element = document.createElement(tag);
+  const size = () => `shown ${element.naturalWidth}x${element.naturalHeight}`;
+  element.onload = () => done(tag === "img" ? size() : "ran");
+  element.onerror = () => done("error");
+  element.src = src;
+  document.body.append(element);
+});
+(async () => {
+  results.img = await load("img", `${target}/api/image?name=d.tif`);
+  results.script = await load("script", `${target}/api/images`);
+  results.read = await outcome(fetch(`${target}/api/state?name=d.tif`, {credentials: "include"}));
+  results.blind_read = await outcome(fetch(`${target}/api/state?name=d.tif`,
+    {mode: "no-cors", credentials: "include"}));
+  const reset = JSON.stringify({image: "a.png", action: {type: "reset"}});
+  results.blind_write = await outcome(fetch(`${target}/api/action`,
+    {method: "POST", mode: "no-cors", credentials: "include", body: reset}));
+  results.beacon = navigator.sendBeacon(`${target}/api/action`, reset);
+  const form = Object.assign(document.createElement("form"),
+    {method: "POST", action: `${target}/api/save`, enctype: "text/plain", target: "sink"});
+  const field = {name: '{"image": "a.png", "x": "', value: '"}'};  // text/plain: JSON-like
+  form.append(Object.assign(document.createElement("input"), field));
+  document.body.append(form);
+  form.submit();
+  await new Promise((done) => setTimeout(done, 1000));
+  results.done = true;
+})();
+</script>"""
+
+
+@pytest.mark.slow
+def test_a_page_of_another_origin_can_neither_show_read_nor_change_anything_in_chromium(
+    tmp_path: Path,
+) -> None:
+    """A page on another port, in another tab of the browser that has SAMBOX open: as
+    127.0.0.1:PORT it is the same site, so its requests carry the strict cookie (before, its
+    <img> showed the user's image, 80x60, and its no-cors requests made the server open and
+    encode images); as localhost:PORT it is another site. Either way nothing is shown, read or
+    changed, and the server does no work for it."""
+    annotations = tmp_path / "annotations"
+    pages = {"/attack.html": ATTACK_PAGE}
+    with sambox_in_chromium(tmp_path) as (app, url, page), other_site(pages) as port:
+        sambox = SamboxPage(page)
+        sambox.open(url)
+        sambox.click(20, 20)
+        sambox.press("s")
+        app.state.annotator.embeddings.wait()
+        before = {p: p.read_bytes() for p in annotations.rglob("*.json")}
+        home = url.split("/?")[0]
+        for origin in (f"http://127.0.0.1:{port}", f"http://localhost:{port}"):
+            tab = page.context.new_page()  # the same browser: it holds SAMBOX's cookie
+            tab.goto(f"{origin}/attack.html?target={home}")
+            tab.wait_for_function("() => window.results.done")
+            assert tab.evaluate("() => window.results") == {
+                "img": "error",
+                "script": "error",
+                "read": "failed",
+                "blind_read": "failed",  # CORP: even the opaque answer is withheld
+                "blind_write": "failed",
+                "beacon": True,
+                "done": True,
+            }, origin
+            tab.close()
+        app.state.annotator.embeddings.wait()
+        assert {p: p.read_bytes() for p in annotations.rglob("*.json")} == before
+        d_tif = content_hash(tmp_path / "images/d.tif")
+        assert not list(annotations.rglob(f"{d_tif}.pt"))  # d.tif was never encoded
+        sambox.click(60, 40)  # the user's tab works on
+        assert len(sambox.view()["objects"][0]["instances"][0]["steps"]) == 2
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@ HTTP to the real server (uvicorn on 127.0.0.1), is refused and changes nothing."
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import socket
@@ -167,6 +168,66 @@ def test_the_printed_url_hands_the_page_its_token_in_a_strict_cookie(server):
     status, headers, body = server.request("GET", "/", Cookie=server.cookie)
     assert status == 200 and b"<title>SAMBOX</title>" in body
     assert server.request("GET", "/static/app.js", Cookie=server.cookie)[0] == 200
+
+
+GET_ROUTES = ("/", "/api/images", "/api/image?name=d.tif", "/api/state?name=d.tif",
+              "/api/suggest", "/static/app.js")  # fmt: skip
+
+
+@pytest.mark.parametrize("site", ["same-site", "cross-site"])
+def test_a_page_of_another_origin_gets_nothing_even_with_the_cookie(server, site):
+    """A page on another port of 127.0.0.1 is the same site as SAMBOX (SameSite knows no
+    ports): its <img>, <script>, fetch(no-cors) and form requests come with the strict cookie.
+    The browser marks them (Fetch Metadata): each is refused before any work, as a
+    cross-site one is, and only a link that opens a page in a tab gets through."""
+    before = saved_work(server)
+    for path in GET_ROUTES:
+        for mode, dest in (("no-cors", "image"), ("no-cors", "script"), ("cors", "empty"),
+                           ("navigate", "iframe")):  # fmt: skip
+            status, headers, body = server.request(
+                "GET", path, Cookie=server.cookie, Sec_Fetch_Site=site, Sec_Fetch_Mode=mode,
+                Sec_Fetch_Dest=dest,
+            )  # fmt: skip
+            assert status == 403 and b"\x89PNG" not in body and b"images" not in body, path
+            detail = json.loads(body)["detail"]
+            assert f"a page of another origin (Sec-Fetch-Site: {site})" in detail
+    for path, payload in (("/api/action", {"image": "a.png", "action": {"type": "reset"}}),
+                          ("/api/save", {"image": "a.png"})):  # fmt: skip
+        for mode, dest in (("no-cors", "empty"), ("navigate", "document")):  # beacon, form
+            status, _, _ = server.page_post(
+                path, payload, Sec_Fetch_Site=site, Sec_Fetch_Mode=mode, Sec_Fetch_Dest=dest
+            )
+            assert status == 403
+    assert server.files() == before
+    d_tif = hashlib.sha256((server.annotations.parent / "images/d.tif").read_bytes())
+    assert not list(server.annotations.rglob(f"{d_tif.hexdigest()}.pt"))  # never encoded
+    # A link of that page opening SAMBOX in a tab: the user's own tab, which it cannot read.
+    status, _, body = server.request(
+        "GET", "/", Cookie=server.cookie, Sec_Fetch_Site=site, Sec_Fetch_Mode="navigate",
+        Sec_Fetch_Dest="document",
+    )  # fmt: skip
+    assert status == 200 and b"<title>SAMBOX</title>" in body
+    # The page's own requests and the user's.
+    for site_of_own in ("same-origin", "none"):
+        status, _, _ = server.request(
+            "GET", "/api/images", Cookie=server.cookie, Sec_Fetch_Site=site_of_own
+        )
+        assert status == 200
+
+
+def test_no_answer_is_cached_or_usable_by_another_origin(server):
+    """The images, masks and annotations are private: no answer is kept in a cache or may be
+    embedded by a page of another origin (Cross-Origin-Resource-Policy, the browser's own
+    guard where Fetch Metadata is not sent), and the page holds no handle on its opener."""
+    answers = [server.request("GET", path, Cookie=server.cookie) for path in GET_ROUTES] + [
+        server.request("GET", "/api/images"),
+        server.request("GET", f"/?token={server.token}"),
+    ]
+    for status, headers, _ in answers:
+        assert headers["cache-control"] == "no-store", status
+        assert headers["cross-origin-resource-policy"] == "same-origin"
+        assert headers["cross-origin-opener-policy"] == "same-origin"
+    assert [a[0] for a in answers] == [200] * 6 + [403, 200]
 
 
 def test_writes_from_another_origin_are_refused(server):

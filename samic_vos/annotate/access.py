@@ -11,6 +11,14 @@ the app) lets a request through only when all of these hold:
   ``sambox-token-PORT`` (HttpOnly, SameSite=Strict) and answers a page that moves on to ``/``
   (:data:`ENTRY_PAGE`), and the page's requests then carry the cookie. Scripts send the
   header ``X-SAMBOX-Token: T`` instead;
+- it is not made by a **page of another origin**: a browser says who made a request
+  (``Sec-Fetch-Site``, Fetch Metadata), and only the page's own (``same-origin``) and the
+  user's (``none``: typed, a bookmark, opened by a program) pass, plus any site's link that
+  opens a page of the server in a tab (a top-level navigation, GET). A page on another port
+  of 127.0.0.1 is the *same site* (cookies and SameSite know no ports), so the strict cookie
+  goes with its ``<img>``, ``<script>`` and ``no-cors`` requests: this check keeps it from
+  showing the user's images in its own page or making the server work. Clients that send no
+  such header (scripts, older browsers) get the other checks;
 - a **write** (any method but GET/HEAD) carries an **Origin** of the server itself (checked
   when present; required when the token came in the cookie, which a browser attaches on its
   own), a JSON **Content-Type** (a cross-site "simple" request, e.g. ``fetch(..., {mode:
@@ -18,8 +26,11 @@ the app) lets a request through only when all of these hold:
   :data:`MAX_BODY_BYTES` (read no further).
 
 Every answer forbids framing (CSP ``frame-ancestors 'none'``, ``X-Frame-Options: DENY``),
-sniffing and referrers. A refusal is a JSON ``{"detail": ...}`` saying what to do, and one
-warning line in the log. The checks are a few comparisons per request.
+sniffing, referrers, use by a page of another origin (``Cross-Origin-Resource-Policy``), a
+handle on the page to the page that opened it (``Cross-Origin-Opener-Policy``) and keeping it
+in a cache (``Cache-Control: no-store``: the images and annotations are private). A refusal
+is a JSON ``{"detail": ...}`` saying what to do, and one warning line in the log. The checks
+are a few comparisons per request.
 """
 
 from __future__ import annotations
@@ -55,8 +66,13 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-frame-options", b"DENY"),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cache-control", b"no-store"),
 )
 _READS = frozenset({"GET", "HEAD"})
+# Sec-Fetch-Site values of requests made by the server's own page or by the user.
+_OWN_SITES = frozenset({"same-origin", "none"})
 
 
 def new_token() -> str:
@@ -92,6 +108,7 @@ class LocalAccess:
             return
         try:
             port, headers = self._check_host(scope)
+            _check_fetch_site(headers, scope["method"])
             if self._entry_with_token(scope):
                 await _enter(send, port, self.token)
                 return
@@ -174,6 +191,21 @@ class LocalAccess:
             raise _Refused(415, "a write must be JSON (Content-Type: application/json)")
 
 
+def _check_fetch_site(headers: dict[str, str], method: str) -> None:
+    """Refuse a request that a page of another origin made (``Sec-Fetch-Site`` is neither
+    ``same-origin`` nor ``none``), unless it opens a page of the server in a tab."""
+    site = headers.get("sec-fetch-site")
+    if site is None or site in _OWN_SITES:
+        return
+    opens_a_tab = (
+        method in _READS
+        and headers.get("sec-fetch-mode") == "navigate"
+        and headers.get("sec-fetch-dest") == "document"
+    )
+    if not opens_a_tab:
+        raise _Refused(403, f"a request of a page of another origin (Sec-Fetch-Site: {site[:20]})")
+
+
 async def _bounded_body(receive: Receive, headers: dict[str, str]) -> Receive:
     """Read the whole body (at most :data:`MAX_BODY_BYTES`); a ``receive`` that replays it."""
     too_long = _Refused(413, f"the request body is over {MAX_BODY_BYTES} bytes")
@@ -235,7 +267,6 @@ async def _enter(send: Send, port: int, token: str) -> None:
     headers = [
         (b"content-type", b"text/html; charset=utf-8"),
         (b"set-cookie", cookie.encode()),
-        (b"cache-control", b"no-store"),
         (b"content-length", str(len(ENTRY_PAGE)).encode()),
         *SECURITY_HEADERS,
     ]
