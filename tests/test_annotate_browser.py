@@ -25,7 +25,7 @@ from samic_vos.annotate.browser import (
 )
 from samic_vos.annotate.classes import parse_classes
 from samic_vos.annotate.image_folder import content_hash
-from samic_vos.annotate.server import create_app
+from samic_vos.annotate.server import create_app, write_opener
 from samic_vos.data.sambox_format import read_annotation
 
 pytestmark = pytest.mark.skipif(
@@ -175,14 +175,13 @@ def other_site(pages: dict[str, str]) -> Iterator[int]:
 @pytest.mark.slow
 def test_the_printed_url_opens_the_app_from_another_sites_page_in_chromium(tmp_path: Path) -> None:
     """The printed URL clicked in a page of another site (a web terminal, a notebook on
-    localhost:8888) or reached through a file:// page: the app opens, and stays open on a
-    reload (with a redirect, the browser kept the other site as the initiator and sent no
-    strict cookie: 403 "no valid SAMBOX token", reload or not)."""
+    localhost:8888) or reached through the file:// page `annotate` starts the browser on: the
+    app opens, and stays open on a reload (with a redirect, the browser kept the other site as
+    the initiator and sent no strict cookie: 403 "no valid SAMBOX token", reload or not)."""
     pages: dict[str, str] = {}
     with sambox_in_chromium(tmp_path) as (_, url, page), other_site(pages) as port:
         pages["/terminal.html"] = f'<a id="open" href="{url}">{url}</a>'
-        opener = tmp_path / "open.html"
-        opener.write_text(f'<meta http-equiv="refresh" content="0; url={url}">')
+        opener = write_opener(tmp_path / "annotations", url)
         home = url.split("?")[0]
         for start in (f"http://localhost:{port}/terminal.html", opener.as_uri()):
             context = page.context.browser.new_context()  # a browser without the cookie

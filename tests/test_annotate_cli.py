@@ -129,11 +129,18 @@ def test_missing_sam_weights_offline(tmp_path, capsys, monkeypatch):
     assert not out.exists()
 
 
-def start_annotate(images: Path, out: Path, checkpoint: Path, port: int) -> subprocess.Popen:
+def start_annotate(
+    images: Path, out: Path, checkpoint: Path, port: int, browser: Path | None = None
+) -> subprocess.Popen:
+    """`annotate` in a process of its own; ``browser``: the program it opens the page with
+    (Python's ``webbrowser`` runs ``$BROWSER``), else ``--no-browser``."""
     command = [sys.executable, "-m", "samic_vos", "annotate", str(images), "-o", str(out)]
-    command += ["--sam-checkpoint", str(checkpoint), "--device", "cpu"]
-    command += ["--port", str(port), "--no-browser"]
+    command += ["--sam-checkpoint", str(checkpoint), "--device", "cpu", "--port", str(port)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if browser is None:
+        command.append("--no-browser")
+    else:
+        env["BROWSER"] = str(browser)
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 
 
@@ -182,6 +189,39 @@ def test_annotate_serves_until_interrupted(tmp_path, tiny_checkpoint, stop, stat
             "samic-vos: error: interrupted",
             "samic-vos: error: terminated",
         )
+
+
+@pytest.mark.slow
+def test_the_browser_is_opened_without_the_token_on_its_command_line(tmp_path, tiny_checkpoint):
+    """Every user of the machine can read a process's command line (ps) as long as it runs: the
+    browser is started on a page of this user only (0600) that moves on to the printed URL,
+    and that page is gone when the server stops."""
+    images, out = make_images(tmp_path / "images"), tmp_path / "out"
+    argv_file = tmp_path / "browser_argv.txt"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {argv_file}\n')
+    browser.chmod(0o755)
+    port = free_port()
+    with start_annotate(images, out, tiny_checkpoint, port, browser=browser) as proc:
+        try:
+            token, _ = wait_for_listing(proc, port)
+            for _ in range(100):
+                if argv_file.is_file() and argv_file.read_text():
+                    break
+                time.sleep(0.1)
+            argv = argv_file.read_text()
+            opener = out / ".sambox/open.html"
+            assert token not in argv and argv.strip() == opener.as_uri()
+            assert opener.stat().st_mode & 0o777 == 0o600
+            page = opener.read_text()
+            assert (
+                f'http-equiv="refresh" content="0; url=http://127.0.0.1:{port}/?token={token}"'
+                in page
+            )
+        finally:
+            proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+    assert not opener.exists()
 
 
 @pytest.mark.slow

@@ -35,9 +35,11 @@ shows.
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import logging
+import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +54,7 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image
 
 from samic_vos.annotate.access import LocalAccess, new_token
-from samic_vos.annotate.annotator import Annotator, UnknownImage
+from samic_vos.annotate.annotator import STATE_FOLDER, Annotator, UnknownImage
 from samic_vos.annotate.classes import AnnotationClass, parse_classes
 from samic_vos.annotate.image_folder import PathRefused, load_rgb
 from samic_vos.annotate.session_store import ActionError, StaleRevision
@@ -309,6 +311,31 @@ def describe_failure(err: OSError) -> str:
 def page_url(port: int, token: str) -> str:
     """The URL that opens the page: it hands the browser the launch's token."""
     return f"http://{HOST}:{port}/?token={token}"
+
+
+OPENER = "open.html"  # in ANNOTATIONS_DIR/.sambox/: the page the browser is started on
+
+
+def write_opener(annotations_dir: Path, url: str) -> Path:
+    """A page that moves on to ``url`` (it holds the token), readable by this user only:
+    ``annotations_dir/.sambox/open.html``, the file the browser is started on (the caller
+    removes it when the server stops).
+
+    A browser started on the URL itself holds the token in its command line, which every user
+    of the machine can read (``ps``) as long as it runs; started on this file, it names the
+    file (as Jupyter does). The folder is the annotations' own, not /tmp: browsers packaged as
+    snaps see a /tmp of their own."""
+    path = annotations_dir / STATE_FOLDER / OPENER
+    path.unlink(missing_ok=True)  # an earlier run's; O_EXCL below never follows a link
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    address = html.escape(url)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(
+            '<!doctype html>\n<meta charset="utf-8">\n'
+            f'<meta http-equiv="refresh" content="0; url={address}">\n'
+            f'<title>SAMBOX</title>\n<p><a href="{address}">Open SAMBOX</a></p>\n'
+        )
+    return path
 
 
 def serve(app: FastAPI, port: int) -> int | None:

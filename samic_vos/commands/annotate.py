@@ -28,7 +28,8 @@ ANNOTATIONS_DIR/exports/ (the writers of `samic-vos export`).
 
 The server listens on 127.0.0.1 only and answers only the page opened with the URL it prints,
 http://127.0.0.1:PORT/?token=... (a new secret token at every start; the browser keeps it in a
-cookie). One server per ANNOTATIONS_DIR: a second one is refused.
+cookie; the browser is started on ANNOTATIONS_DIR/.sambox/open.html, a page of yours only that
+moves on to it). One server per ANNOTATIONS_DIR: a second one is refused.
 Train SAMIC on the result with `samic-vos train --sambox ANNOTATIONS_DIR`.
 
 SAMIC suggests the prompts (--samic CKPT, a trained network; or --suggest, a fresh network
@@ -105,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         create_app,
         page_url,
         serve,
+        write_opener,
     )
     from samic_vos.commands.cli import Terminated
     from samic_vos.runtime.input_paths import require_input
@@ -173,11 +175,17 @@ def run(args: argparse.Namespace) -> int:
     )
     url = page_url(config.port, token)
     common.stdout(f"SAMBOX: {url} (annotations in {out}; Ctrl+C stops)")
+    opener = None
     if not args.no_browser:
         import webbrowser
 
-        webbrowser.open(url)
-    stopped_by = serve(app, config.port)
+        opener = write_opener(out, url)  # the browser's command line names it, not the token
+        webbrowser.open(opener.as_uri())
+    try:
+        stopped_by = serve(app, config.port)
+    finally:
+        if opener is not None:
+            opener.unlink(missing_ok=True)
     if stopped_by == signal.SIGTERM:
         raise Terminated
     if stopped_by is not None:
