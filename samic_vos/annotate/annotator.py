@@ -13,6 +13,8 @@ Files in the annotations folder (``ANNOTATIONS_DIR``):
   (``import_as="masks"``, or mask-only objects reopened from their saved mask);
 - ``.sambox/suggest/``: what SAMIC's suggestions learned (:mod:`.suggest`, when enabled);
 - ``.sambox/lock``: held while a server works on the folder (:mod:`.folder_lock`);
+- ``.sambox/open.html``: the page the browser was started on (``samic-vos annotate``,
+  :func:`~samic_vos.annotate.server.write_opener`);
 - ``exports/<format>/``: the page's exports (:meth:`Annotator.export`), each replacing the
   previous one of its format whole.
 
