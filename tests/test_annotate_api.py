@@ -24,6 +24,7 @@ from samic_vos.annotate.browser import script_client
 from samic_vos.annotate.server import create_app
 from samic_vos.data.mask_io import write_mask
 from samic_vos.data.sambox_format import read_annotation
+from samic_vos.runtime.errors import UserError
 
 A, B = (20.0, 20.0), (60.0, 40.0)  # inside the red and the blue square
 
@@ -329,6 +330,33 @@ def test_symlinks_out_of_the_folder_are_neither_listed_nor_served(folders, segme
         names = [i["name"] for i in client.get("/api/images").json()["images"]]
         assert "link.png" not in names
         assert client.get("/api/image", params={"name": "link.png"}).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("link", "target"),
+    [("exports", ".."), (".sambox/lock", "../../.bashrc"), ("masks", "../coco"),
+     (".sambox", "../coco"), (".sambox/sessions", "../../coco")],
+)  # fmt: skip
+def test_links_out_of_the_annotations_folder_are_refused_at_start(
+    tmp_path, segmenter, link, target
+):
+    """A downloaded images folder (the annotations folder by default) holding a link where
+    SAMBOX writes: `exports -> ..` made an export replace ../coco whole, `.sambox/lock ->
+    ../../.bashrc` made the lock overwrite and then empty it. Refused in one line, before
+    anything is written; the files outside are untouched."""
+    home = tmp_path / "home"
+    (home / "data/coco").mkdir(parents=True)
+    (home / "data/coco/instances.json").write_text("the user's dataset")
+    (home / ".bashrc").write_text("the user's shell")
+    images = make_images(home / "data/cats")
+    if link.startswith(".sambox/"):
+        (images / ".sambox").mkdir()
+    os.symlink(target, images / link)
+    before = {p: p.read_bytes() for p in home.rglob("*") if p.is_file()}
+    with pytest.raises(UserError, match="a link, and SAMBOX keeps its files in") as refused:
+        create_app(images, images, segmenter)
+    assert str(images / link) in str(refused.value) and "-o" in str(refused.value)
+    assert {p: p.read_bytes() for p in home.rglob("*") if p.is_file()} == before
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,7 @@ import numpy as np
 from samic_vos.annotate import IMPORT_AS
 from samic_vos.annotate.embedding_cache import EmbeddingCache, model_key
 from samic_vos.annotate.folder_lock import FolderLock
-from samic_vos.annotate.image_folder import list_images, resolve_inside
+from samic_vos.annotate.image_folder import PathRefused, list_images, resolve_inside
 from samic_vos.annotate.mask_answer import mask_fields
 from samic_vos.annotate.prompt_decoding import Composite, PromptDecoder
 from samic_vos.annotate.saved_annotation import (
@@ -99,6 +99,29 @@ PREFETCH = 2  # images encoded ahead in the background (the issue's "next two")
 BASE_CACHE = 16  # base masks kept decoded (one uint8 byte per pixel each)
 
 
+def _check_own_folders(annotations_dir: Path) -> None:
+    """Raise :class:`UserError` when SAMBOX would write or remove files outside
+    ``annotations_dir`` through a link: ``.sambox`` is a link or holds one, or ``masks`` or
+    ``exports`` leads out of the folder. A folder that came from elsewhere (an archive, the
+    images folder by default) may hold ``exports -> ..`` (an export would replace ``../coco``
+    whole) or ``.sambox/lock -> ../.bashrc`` (the lock would overwrite it)."""
+    state = annotations_dir / STATE_FOLDER
+    links = [state] if state.is_symlink() else []
+    if state.is_dir() and not links:
+        for folder, dirs, files in os.walk(state):
+            links += [Path(folder, n) for n in (*dirs, *files) if Path(folder, n).is_symlink()]
+    for name in (MASK_FOLDER, EXPORT_FOLDER):
+        try:
+            resolve_inside(annotations_dir, name)
+        except PathRefused:
+            links.append(annotations_dir / name)
+    if links:
+        raise UserError(
+            f"{links[0]}: a link, and SAMBOX keeps its files in {annotations_dir} itself (it "
+            "writes and removes files there); remove the link, or pass another folder with -o"
+        )
+
+
 class UnknownImage(LookupError):
     """A request names an image that is not in the folder (HTTP 404)."""
 
@@ -145,6 +168,7 @@ class Annotator:
             raise UserError(f"import_as is '{import_as}'; use one of {', '.join(IMPORT_AS)}")
         self.import_as = import_as
         self.annotations_dir.mkdir(parents=True, exist_ok=True)
+        _check_own_folders(self.annotations_dir)
         self._folder_lock = FolderLock(self.annotations_dir)  # FolderInUse: another server
         self.segmenter = segmenter
         state = self.annotations_dir / STATE_FOLDER
