@@ -166,8 +166,12 @@ def test_manifest_mistakes(clips, tiny_models, capsys):
     write_mask(small, np.ones((H // 2, W // 2), np.uint8))
     rows = [_row("one"), json.dumps({"video": "clips/clip_two", "first_mask": "small.png"})]
     assert _track([_manifest(clips, rows), "-o", str(out)], tiny_models) == 2
-    errors = _errors(capsys)
+    err = capsys.readouterr().err.splitlines()
+    errors = [line for line in err if "error:" in line]
     assert len(errors) == 2 and "clip_two" in errors[0] and "1 of 2 videos failed" in errors[1]
+    assert [line for line in err if "videos here" in line] == [
+        "samic-vos: tracked 1 of 2 videos here (5 frames computed now); 1 of the collection remain"
+    ]
     assert len(list((out / "clip_one" / "masks").iterdir())) == CLIPS["one"]
     assert not (out / "clip_two").exists() and not (out / "summary.json").exists()
 

@@ -184,7 +184,7 @@ def _collection(args: argparse.Namespace) -> int:
     if summary.mine:
         log.info(
             "tracked %d of %d videos here (%d frames computed now); %d of the collection remain",
-            len(summary.mine),
+            len(summary.mine) - len(summary.failed),  # a failed video is named, not counted
             summary.videos,
             summary.computed,
             summary.remaining,
