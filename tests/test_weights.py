@@ -388,6 +388,18 @@ def test_registry_entries_are_consistent() -> None:
     assert REGISTRY["sam_vit_b"].sha256.startswith("ec2df627")
 
 
+def test_cli_list_gives_the_urls_of_the_files_it_does_not_download(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The files without a published SHA-256 are never downloaded by us; `list` gives their
+    URLs, as the README and `weights --help` say, so the user can fetch them."""
+    assert main(["weights", "list"]) == 0
+    out = capsys.readouterr().out
+    for entry in REGISTRY.values():
+        listed = re.search(rf"^{re.escape(entry.name)}\s+{re.escape(entry.url)}$", out, re.M)
+        assert (listed is not None) == (entry.sha256 is None), entry.name
+
+
 def _closed_port_url(name: str) -> str:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))

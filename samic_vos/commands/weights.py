@@ -89,6 +89,15 @@ def _list(args: argparse.Namespace) -> int:
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         print("  ".join([*cells, row[-1]]))
+    by_hand = [e for e in REGISTRY.values() if e.sha256 is None]
+    if by_hand:  # never downloaded by us (unverifiable): where the user gets them
+        print(
+            "\nno published SHA-256, so never downloaded: download by hand into the cache "
+            "folder, or pass the file with --sam-checkpoint"
+        )
+        width = max(len(e.name) for e in by_hand)
+        for e in by_hand:
+            print(f"{e.name.ljust(width)}  {e.url}")
     print(f"\ncache folder: {cache_dir()}")
     return 0
 
