@@ -74,7 +74,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="masks of later frames (and of frame 0), named like the frames",
     )
-    common.add_out(parser, "output folder (default: runs/<video name>)")
+    common.add_out(
+        parser,
+        "output folder (default: runs/<video name>; a collection: runs/<manifest name>, or "
+        "runs/videos for several VIDEOs)",
+    )
     parser.add_argument(
         "--overlay", type=Path, metavar="OUT.mp4", help="also write an overlay video"
     )

@@ -17,9 +17,10 @@ Train the SAMIC network (the frozen ResNet-50 backbone stays fixed) on pairs of 
 pairs of images of one class of a few-shot dataset (--fewshot KIND --root ROOT).
 The target heat maps come from points inside the ground-truth masks.
 
-Writes into OUT: config.yaml (the resolved settings), latest.pt and best.pt (checkpoints
-with the config, the package version, the metrics and the resume state), history.json (the
-loss terms of every epoch). Stops after `patience` epochs without a better validation loss.
+Writes into OUT: config.yaml (the resolved settings), run.json (the run's manifest: another
+training into OUT is refused), latest.pt and best.pt (checkpoints with the config, the package
+version, the metrics and the resume state), history.json (the loss terms of every epoch).
+Stops after train.patience epochs without a better validation loss.
 
 Several GPUs or machines: launch with torchrun, e.g.
   torchrun --nproc_per_node 4 $(which samic-vos) train --davis-root DAVIS -o runs/x

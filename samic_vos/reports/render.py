@@ -46,7 +46,7 @@ class RenderConfig:
 
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     backend: str = "auto"  # frame decoding: auto | decord | pyav | folder
-    fps: float | None = None  # frame rate of the output (None: the video's, or 25 for folders)
+    fps: float | None = None  # frame rate of the output (None: the video's, or 24 for folders)
 
     def __post_init__(self) -> None:
         require_choice("backend", self.backend, BACKENDS)
