@@ -23,7 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ref-mask", type=Path, action="append", required=True, help="its mask")
     parser.add_argument("-o", "--out", type=Path, required=True, help="output folder")
     parser.add_argument("--instances", action="store_true", help="one id per instance")
-    parser.add_argument("--sam-model", help="vit_b, vit_l or vit_h (default: the checkpoint's)")
+    parser.add_argument(
+        "--sam-model",
+        help="segmenter, as samic-vos --sam-model: vit_b ... (default: the checkpoint's)",
+    )
     parser.add_argument("--sam-checkpoint", type=Path, help="SAM weights (default: the cache)")
     parser.add_argument("--samic", type=Path, help="trained SAMIC checkpoint")
     parser.add_argument(
