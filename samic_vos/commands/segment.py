@@ -64,7 +64,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "targets", nargs="*", metavar="TARGET", help="image files, folders or globs to segment"
+        "targets",
+        nargs="*",
+        metavar="TARGET",
+        help="image files, folders, globs or list files (*.txt) to segment",
     )
     group = parser.add_argument_group("references")
     group.add_argument(
