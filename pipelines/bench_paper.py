@@ -5,10 +5,8 @@ looked for under one root (``ROOT``, the folder `samic-vos data download --root 
 COCO-20i (``ROOT/COCO2014``) and Pascal-5i (``ROOT/VOC2012``, with ``SegmentationClassAug``) as
 4 fold runs each, FSS-1000, PerSeg, TSMU (``ROOT/TSMU``, its LabelMe export), NWPU VHR-10 and
 Kvasir-SEG as one `bench fewshot` run each, DAVIS-16 and DAVIS-17 val as one `bench davis`
-run each. A column whose folder is absent is "no data"; a dataset `bench fewshot` does not know
-yet is "not supported yet" (:data:`NOT_SUPPORTED`, decided by
-:data:`~samic_vos.data.fewshot_episodes.TEST_KINDS`). Every present dataset is opened before any
-work, so a broken layout is refused before anything runs.
+run each. A column whose folder is absent is "no data". Every present dataset is opened before
+any work, so a broken layout is refused before anything runs.
 
 Each run is the benchmark's own command (``execute``: the CLI's, given by the caller, since
 pipelines never import each other) writing ``OUT/<column>[/fold<F>]`` with ``--report``; it
@@ -42,7 +40,6 @@ import yaml
 
 from samic_vos.data.davis import DavisSelection
 from samic_vos.data.fewshot_episodes import (
-    TEST_KINDS,
     EpisodeConfig,
     FewShotSelection,
     protocol_episodes,
@@ -62,7 +59,6 @@ from samic_vos.sam.names import SAM_MODELS
 log = logging.getLogger(__name__)
 
 NO_DATA = "no data"
-NOT_SUPPORTED = "not supported yet"  # a dataset `bench fewshot` does not read yet
 TRAIN_DIR = "train-fss1000"
 DAVIS_TRAIN_CONFIG = "train-config-davis.yaml"  # `bench davis --config`: {train: the overrides}
 # What `download` fetches into ROOT, then what it prepares there (`samic-vos data`).
@@ -168,17 +164,11 @@ Execute = Callable[[list[str]], None]  # runs one `samic-vos` command; raises Us
 
 
 def find_columns(root: Path) -> dict[str, Path | str]:
-    """Each column's folder under ``root``, or why it has none (:data:`NO_DATA`,
-    :data:`NOT_SUPPORTED`)."""
+    """Each column's folder under ``root``, or :data:`NO_DATA` where it has none."""
     found: dict[str, Path | str] = {}
     for column in COLUMNS:
         folder = next((root / f for f in column.folders if (root / f).is_dir()), None)
-        if folder is None:
-            found[column.key] = NO_DATA
-        elif column.bench == "fewshot" and column.dataset not in TEST_KINDS:
-            found[column.key] = NOT_SUPPORTED
-        else:
-            found[column.key] = folder
+        found[column.key] = NO_DATA if folder is None else folder
     return found
 
 
@@ -423,8 +413,8 @@ def _read_scores(folder: Path) -> dict[str, Any]:
 
 
 def column_scores(out: Path, runs: Sequence[PaperRun], root: Path) -> dict[str, Any]:
-    """Every column's entry of ``scores.json``: ``status`` (``"scored"``, :data:`NO_DATA`,
-    :data:`NOT_SUPPORTED`), ``ours`` (x 100, ``None`` unless scored), ``metric``, the
+    """Every column's entry of ``scores.json``: ``status`` (``"scored"`` or
+    :data:`NO_DATA`), ``ours`` (x 100, ``None`` unless scored), ``metric``, the
     ``reports`` of its runs (relative to ``out``), its ``published`` figures."""
     found = find_columns(root)
     columns: dict[str, Any] = {}
