@@ -55,3 +55,11 @@ def test_davis_set_help_names_the_default_each_job_uses(capsys):
     assert set(defaults.values()) == {"val", "train"}
     for command, split in defaults.items():
         assert f"--set SET ImageSets list to use (default {split})" in _help(list(command), capsys)
+
+
+@pytest.mark.parametrize("command", [[], ["bench"], ["data"], ["eval"], ["weights"]])
+def test_a_command_without_its_action_shows_its_help_on_stderr(command, capsys):
+    assert main(command) == 2
+    out, err = capsys.readouterr()
+    assert out == ""  # stdout carries results only
+    assert err.startswith(f"usage: samic-vos {' '.join(command)}".rstrip())

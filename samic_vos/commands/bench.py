@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="benchmark runs: DAVIS J&F, few-shot mIoU beside the published figures",
         description="Benchmark runs, resumable and sharded.",
     )
-    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+    common.needs_action(parser)
     benchmarks = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK")
     davis = benchmarks.add_parser(
         "davis",

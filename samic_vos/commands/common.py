@@ -114,6 +114,17 @@ def job_config(default: T, args: argparse.Namespace) -> T:
     return config
 
 
+def needs_action(parser: argparse.ArgumentParser) -> None:
+    """A command of actions (``bench``, ``data``, ``eval``, ``weights``) run without one prints
+    its help on stderr, as ``samic-vos`` alone does (stdout carries results only), and exits 2."""
+
+    def usage(args: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        return 2
+
+    parser.set_defaults(func=usage)
+
+
 def add_common(parser: argparse.ArgumentParser, *, config: bool = True) -> None:
     """``--config`` (when the command has a job config), ``-v/--verbose`` and ``-q/--quiet``."""
     if config:

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = parser.add_subparsers(dest="data_action", metavar="ACTION")
-    parser.set_defaults(func=lambda args: _usage(parser))
+    common.needs_action(parser)
 
     listing = actions.add_parser("list", help="the known datasets and where they are installed")
     _add_root(listing)
@@ -78,11 +78,6 @@ def _add_root(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="folder holding the datasets (default: $SAMIC_VOS_HOME/datasets)",
     )
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _list(args: argparse.Namespace) -> int:

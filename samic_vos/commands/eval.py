@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="score results against a benchmark's ground truth (DAVIS J&F, few-shot mIoU)",
         description="Score results against a benchmark's ground truth.",
     )
-    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+    common.needs_action(parser)
     targets = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK")
     davis = targets.add_parser(
         "davis",

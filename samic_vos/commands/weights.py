@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = parser.add_subparsers(dest="weights_action", metavar="ACTION")
-    parser.set_defaults(func=lambda args: _usage(parser))
+    common.needs_action(parser)
 
     listing = actions.add_parser(
         "list", help="the known weights, their size and whether they are cached"
@@ -62,11 +62,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     common.add_common(where, config=False)
     where.set_defaults(func=_path)
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _size(n_bytes: int | None) -> str:
