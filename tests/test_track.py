@@ -9,6 +9,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 from tiny_models import TINY_NET
@@ -16,6 +17,7 @@ from tiny_models import TINY_NET
 from samic_vos.commands.cli import main
 from samic_vos.data.mask_io import DAVIS_PALETTE, read_mask, write_mask
 from samic_vos.model.checkpoint import load_samic
+from samic_vos.sam.encoder import resolve_precision
 
 
 def _track(args: list[str], models: dict[str, Path], samic: bool = True) -> int:
@@ -72,6 +74,8 @@ def test_track_video_end_to_end(tmp_path, shared_data, tiny_models):
     # checkpoint's own network config.
     assert config["sam_model"] == "tiny" and config["samic"] == str(tiny_models["samic"])
     assert config["device"] == "cpu"
+    auto = resolve_precision("auto", torch.device("cpu"))  # bf16 where the CPU computes it
+    assert config["encoder"]["precision"] == {torch.float32: "fp32", torch.bfloat16: "bf16"}[auto]
     assert config["network"]["input_size"] == list(TINY_NET.input_size)
     assert _h264_info(overlay) == ("h264", "yuv420p", 82, (480, 854))
 

@@ -33,7 +33,7 @@ from samic_vos.runtime.config import require_choice
 from samic_vos.runtime.devices import shard_device
 from samic_vos.runtime.input_paths import require_input
 from samic_vos.runtime.stage_threads import StageThreads, ThreadsConfig
-from samic_vos.sam.encoder import EncoderConfig
+from samic_vos.sam.encoder import EncoderConfig, precision_name
 from samic_vos.sam.models import require_models
 from samic_vos.sam.names import DEFAULT_SAM_MODEL, SAM_MODELS
 from samic_vos.sam.run_ahead import run_ahead_enabled
@@ -252,7 +252,9 @@ def job_models(
 ) -> tuple[Models, C]:
     """The models of a job config that has ``sam_model``, ``prompter``, ``device``,
     ``encoder``, ``threads`` and ``network`` (``track``'s, ``segment``'s), and that config as
-    it ran (the device, SAM architecture and network loaded: what config.yaml records).
+    it ran (the device, SAM architecture, encoder precision and network loaded: what
+    config.yaml and run.json record, so that a run resumed where ``auto`` means another device
+    or precision is refused rather than mixed).
     ``local_rank``: a launcher's GPU index for this process (torchrun's LOCAL_RANK), used
     where the device resolves to CUDA."""
     job: Any = config
@@ -273,6 +275,9 @@ def job_models(
         job,
         device=str(models.device),
         sam_model=models.sam_model or job.sam_model,
+        encoder=dataclasses.replace(
+            job.encoder, precision=precision_name(models.segmenter.encoder.dtype)
+        ),
         network=models.net.config if models.net is not None else job.network,
     )
     return models, ran

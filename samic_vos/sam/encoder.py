@@ -106,6 +106,11 @@ def fast_half_supported(dtype: torch.dtype, device: torch.device) -> bool:
     return True
 
 
+def precision_name(dtype: torch.dtype) -> str:
+    """The precision (``fp32``, ``bf16`` or ``fp16``) that computes in ``dtype``."""
+    return next(name for name, known in _DTYPES.items() if known == dtype)
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     """The encoder's compute dtype for ``precision`` on ``device``.
 
