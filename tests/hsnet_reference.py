@@ -22,6 +22,37 @@ SQUEEZE = (
 MIX = ("encoder_layer4to3", "encoder_layer3to2")
 
 
+def hsnet_correlation(
+    query_feats: list[torch.Tensor],
+    support_feats: list[torch.Tensor],
+    support_masks: list[torch.Tensor],
+    level_blocks: tuple[int, int, int] = (4, 6, 3),
+) -> list[torch.Tensor]:
+    """HSNet's ``mask_feature`` + ``Correlation.multilayer_correlation`` in float64.
+
+    Args:
+        query_feats, support_feats: the 13 maps ``(B, C, h, w)`` of layer2–layer4, fine to
+            coarse (query = target, support = reference).
+        support_masks: per feature map, the support mask at its grid ``(B, 1, h, w)`` (HSNet
+            samples a binary mask bilinearly with aligned corners; SAMIC pools its heat map).
+
+    Returns:
+        ``[layer4, layer3, layer2]`` tensors ``(B, L, hq, wq, hs, ws)``: per feature pair, every
+        vector divided by its channel norm *plus* 1e-5 (support features after the mask
+        multiplies them), dot products clamped at 0, stacked in feature order.
+    """
+    corrs = []
+    for q, s, m in zip(query_feats, support_feats, support_masks, strict=True):
+        q, s = q.double(), s.double() * m.double()
+        q = q / (q.pow(2).sum(1, keepdim=True).sqrt() + 1e-5)
+        s = s / (s.pow(2).sum(1, keepdim=True).sqrt() + 1e-5)
+        corrs.append(torch.einsum("bcij,bckl->bijkl", q, s).clamp(min=0))
+    ends = np.cumsum(level_blocks)
+    blocks = zip(level_blocks, ends, strict=True)
+    levels = [torch.stack(corrs[end - n : end], dim=1) for n, end in blocks]
+    return levels[::-1]
+
+
 def bilinear_align_corners(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize the last two dims of ``x`` to ``size``: output pixel i reads input position
     ``i · (n_in − 1) / (n_out − 1)`` (corner pixels coincide), linearly between neighbours."""

@@ -7,12 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hsnet_reference import bilinear_align_corners, hsnet_foreground, random_hsnet_checkpoint
+from hsnet_reference import (
+    bilinear_align_corners,
+    hsnet_correlation,
+    hsnet_foreground,
+    random_hsnet_checkpoint,
+)
 
 from samic_vos.model.backbone import LEVEL_BLOCKS
 from samic_vos.model.conv4d import resize_query_dims
 from samic_vos.model.hsnet_weights import load_hsnet_learner
-from samic_vos.model.samic_net import SamicHead, SamicNetConfig, hypercorrelation
+from samic_vos.model.samic_net import SamicHead, SamicNetConfig, hypercorrelation, pool_heat
 from samic_vos.runtime.errors import UserError
 
 
@@ -49,6 +54,26 @@ def _features(batch: int, size: tuple[int, int], seed: int) -> list[torch.Tensor
         shape = (batch, 8, -(-h // stride), -(-w // stride))
         feats += [torch.randn(*shape, generator=gen) for _ in range(blocks)]
     return feats
+
+
+@pytest.mark.parametrize("size", [(64, 64), (64, 96)])
+def test_correlation_is_hsnets_for_the_pooled_heat(size):
+    """With ``heat_before_norm`` (HSNet's order) and the heat map as pooled to each grid taken
+    as HSNet's support mask, the hypercorrelation is HSNet's: the eps is added to the norms
+    (``x / (‖x‖ + 1e-5)``, not ``F.normalize``'s floor), so a feature under heat near
+    1e-5 / ‖f‖ keeps about half its length; clamped at 0; levels layer4, layer3, layer2."""
+    ref, tgt = _features(2, size, seed=5), _features(2, size, seed=6)
+    heat = torch.zeros(2, 1, *size)
+    heat[0] = torch.logspace(-5.5, 0, size[1])  # every column one heat, 3e-6 to 1
+    heat[1, :, 8:40, 16:48] = 1.0  # a binary mask
+    with torch.no_grad():
+        ours = hypercorrelation(ref, heat, tgt, "max", heat_before_norm=True)
+    masks = [pool_heat(heat, tuple(f.shape[-2:]), "max") for f in ref]
+    expected = hsnet_correlation(tgt, ref, masks)
+    assert [c.shape for c in ours] == [c.shape for c in expected]
+    assert [c.shape[1] for c in ours] == [3, 6, 4]
+    for got, want in zip(ours, expected, strict=True):
+        torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("size", [(64, 64), (64, 96)])

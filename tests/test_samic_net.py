@@ -281,7 +281,7 @@ def test_correlation_skips_only_support_positions_no_reference_heats(net: SamicN
             got = [c for level in levels[::-1] for c in level.unbind(1)]  # feature order
             for r, t, g in zip(rf, tf, got, strict=True):
                 pooled = pool_heat(weights, tuple(r.shape[-2:]), "max")
-                support = (F.normalize(r, dim=1, eps=1e-5) * pooled).flatten(2)
-                query = F.normalize(t, dim=1, eps=1e-5).flatten(2).transpose(1, 2)
+                support = (r / (r.norm(dim=1, keepdim=True) + 1e-5) * pooled).flatten(2)
+                query = (t / (t.norm(dim=1, keepdim=True) + 1e-5)).flatten(2).transpose(1, 2)
                 expected = torch.bmm(query, support).clamp(min=0)
                 torch.testing.assert_close(g.flatten(1, 2).flatten(2), expected)

@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 HEAT_POOLS = ("max", "area")
-COSINE_EPS = 1e-5  # added to feature norms before dividing (HSNet's value)
+COSINE_EPS = 1e-5  # added to feature norms before dividing: x / (‖x‖ + eps), as HSNet
 # Squeezing blocks per level, coarse to fine (layer4, layer3, layer2): 4D kernel sizes and
 # support strides of their three 4D convolutions (HSNet's). The strides shrink every level's
 # support dims to the same ⌈H/256⌉ × ⌈W/256⌉ grid, so the levels can be added when mixing.
@@ -79,7 +79,8 @@ class SamicNetConfig:
         heat_before_norm: ``False``: the heat map scales the L2-normalised reference features,
             so correlations keep the heat map's grading. ``True``: HSNet's order, raw features
             × heat then normalised, which makes every position with nonzero heat (including a
-            Gaussian's far tail) count fully, as a binary mask would.
+            Gaussian's far tail) count fully, as a binary mask would (a reference feature f
+            under heat h gets length ``h‖f‖ / (h‖f‖ + 1e-5)``: 1 unless h‖f‖ is near 1e-5).
         heat_cutoff: reference heat below this is 0 where it enters the correlation (after
             pooling to each level's grid), so no denormal float reaches its matrix products;
             in [0, 1). Heat maps from :func:`samic_vos.prompts.heatmaps.points_to_heatmap` already
@@ -152,11 +153,8 @@ def hypercorrelation(
         ref, tgt = ref.float(), tgt.float()
         heat = pool_heat(ref_heat.float(), tuple(ref.shape[-2:]), heat_pool)
         heat = heat.masked_fill(heat < heat_cutoff, 0.0)
-        if heat_before_norm:
-            ref = F.normalize(ref * heat, dim=1, eps=COSINE_EPS)
-        else:
-            ref = F.normalize(ref, dim=1, eps=COSINE_EPS) * heat
-        tgt = F.normalize(tgt, dim=1, eps=COSINE_EPS)
+        ref = _unit(ref * heat) if heat_before_norm else _unit(ref) * heat
+        tgt = _unit(tgt)
         b, _, hq, wq = tgt.shape
         hs, ws = ref.shape[-2:]
         corr = _support_correlation(tgt.flatten(2).transpose(1, 2), ref.flatten(2), heat)
@@ -167,6 +165,17 @@ def hypercorrelation(
         levels.append(torch.stack(corrs[start : start + n], dim=1))
         start += n
     return levels[::-1]
+
+
+def _unit(x: Tensor) -> Tensor:
+    """``x / (‖x‖ + COSINE_EPS)``, the norm over the channels (dim 1) of ``(B, C, H, W)``.
+
+    HSNet's normalisation (``Correlation.multilayer_correlation``): the eps is *added* to the
+    norm, not a floor on it as in ``F.normalize``, so a vector of norm n comes out with length
+    ``n / (n + eps)``: about 1 for backbone features, and fading smoothly to 0 for a reference
+    feature scaled by a heat value near 0 (``heat_before_norm``).
+    """
+    return x / (torch.linalg.vector_norm(x, dim=1, keepdim=True) + COSINE_EPS)
 
 
 def _support_correlation(tgt: Tensor, ref: Tensor, heat: Tensor) -> Tensor:
