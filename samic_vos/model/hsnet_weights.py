@@ -82,6 +82,9 @@ def load_hsnet_learner(head: SamicHead, path: str | os.PathLike[str]) -> None:
 
     HSNet was trained with a binary support mask multiplied into the raw features
     (``net.heat_before_norm: true``) at 400×400; other settings still load, as a warm start.
+    With those settings our forward pass is HSNet's except for the support mask's resize:
+    HSNet samples the mask bilinearly (``align_corners=True``) to each feature grid, SAMIC
+    pools it (``heat_pool``, by design), which marks every grid cell the mask touches.
 
     Raises:
         UserError: the file is missing or undecodable, or is not an HSNet ResNet-50
