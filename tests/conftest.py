@@ -4,12 +4,22 @@ thread for heavy modules."""
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests interrupt the commands they start as Ctrl-C does (SIGINT). A suite started in the
+    background by a non-interactive shell (``.ci/run &``) inherits SIGINT ignored, and so would
+    those commands, which then never see it: handle it here, so that each command starts with
+    the default disposition (exec resets a handled signal, never an ignored one)."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def shared_data_dir() -> Path:
