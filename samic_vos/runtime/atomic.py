@@ -214,8 +214,9 @@ def atomic_create_text(path: str | os.PathLike[str], text: str) -> bool:
 
 def _rename_no_replace(tmp: Path, final: Path) -> bool:
     """Rename ``tmp`` to ``final`` unless ``final`` exists (one atomic step); whether it did."""
-    rename = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
-    if not sys.platform.startswith("linux") or rename is None:
+    linux = sys.platform.startswith("linux")
+    rename = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None) if linux else None
+    if rename is None:
         code = errno.ENOSYS
     elif rename(_AT_FDCWD, os.fsencode(tmp), _AT_FDCWD, os.fsencode(final), _RENAME_NOREPLACE):
         code = ctypes.get_errno()
