@@ -192,8 +192,7 @@ def videos_source(runs: list[Path]) -> ExportSource:
     def items() -> Iterator[ExportItem]:
         for run in runs:
             video = run.name
-            files = _frame_files(run)
-            decoder = None if files else _video_decoder(run)
+            files, decoder = _run_images(run)
             for index, line in enumerate(_lines(run)):
                 frame = line["frame"]
                 image = files.get(frame)
@@ -216,14 +215,19 @@ def videos_source(runs: list[Path]) -> ExportSource:
     return ExportSource({k: f"object {k}" for k in sorted(ids)}, items, names)
 
 
-def _frame_files(run: Path) -> dict[str, Path]:
-    """Each frame's image file (frame name → file) of the `track` run ``run`` where its input
-    was a frame folder that is still in place; none for a video file."""
+def _run_images(run: Path) -> tuple[dict[str, Path], _VideoDecoder | None]:
+    """Where the frames of the `track` run ``run`` are, from its manifest (read once): each
+    frame's image file (frame name → file) where its input was a frame folder still in place,
+    or the decoder of its video file still in place; neither where the input has moved."""
     manifest = _manifest(run) or {}
-    video = (manifest.get("inputs", {}).get("video") or {}).get("path")
-    if not isinstance(video, str) or not Path(video).is_dir():
-        return {}
-    return {file.stem: file for file in image_files(Path(video), noun="frame")}
+    recorded = manifest.get("inputs", {}).get("video") or {}
+    video = recorded.get("path")
+    if isinstance(video, str) and Path(video).is_dir():
+        return {file.stem: file for file in image_files(Path(video), noun="frame")}, None
+    if isinstance(video, str) and Path(video).is_file():
+        backend = manifest.get("config", {}).get("backend", "auto")
+        return {}, _VideoDecoder(Path(video), recorded, backend)
+    return {}, None
 
 
 class _VideoDecoder:
@@ -255,18 +259,6 @@ class _VideoDecoder:
             if self._current is None:
                 raise UserError(f"{self.path}: has no frame '{name}'; it is not the run's video")
         return self._current.rgb
-
-
-def _video_decoder(run: Path) -> _VideoDecoder | None:
-    """The decoder of the `track` run ``run``'s video file where the file is still in place;
-    ``None`` otherwise (a frame folder, a video moved away)."""
-    manifest = _manifest(run) or {}
-    recorded = manifest.get("inputs", {}).get("video") or {}
-    video = recorded.get("path")
-    if not isinstance(video, str) or not Path(video).is_file():
-        return None
-    backend = manifest.get("config", {}).get("backend", "auto")
-    return _VideoDecoder(Path(video), recorded, backend)
 
 
 def _sambox_source(folder: Path) -> ExportSource:
