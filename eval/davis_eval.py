@@ -17,7 +17,7 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +37,11 @@ GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Reca
 SEQUENCE_COLUMNS = ("Sequence", "J-Mean", "F-Mean")
 # The progress bar shows when stderr is a terminal, or in logs for runs this long (frames).
 LONG_RUN_FRAMES = 3000
-# Sets of fewer scored frames are scored in this process: starting worker processes (about a
-# second, more on a loaded machine) costs more than scoring them (a few ms per 480p frame).
+# Sets of fewer scored frames are scored in this process, where starting worker processes costs
+# more than it saves (a 480p frame takes ~1 ms): ~15 ms for two forked workers, about a second
+# (more on a loaded machine) for workers started from a fresh interpreter (forkserver, spawn).
 IN_PROCESS_FRAMES = 300
+IN_PROCESS_FRAMES_FORKED = 50
 
 
 @dataclass
@@ -193,20 +195,26 @@ def _worker_init() -> None:
 
 
 def _score_all(
-    dataset: DavisDataset, results_dir: Path, sequences: list[str], workers: int, progress
+    dataset: DavisDataset,
+    results_dir: Path,
+    sequences: list[str],
+    workers: int,
+    advance: Callable[[int], object],
 ) -> dict[str, SequenceScores]:
-    """Score ``sequences`` in ``workers`` processes, longest first (or, with fewer than
-    :data:`IN_PROCESS_FRAMES` frames in all, here, in order); updates ``progress``."""
+    """Score ``sequences`` in ``workers`` processes, longest first (or, for a small set
+    (:data:`IN_PROCESS_FRAMES`), here, in order); calls ``advance(frames)`` as sequences are
+    done."""
     sizes = {s: len(dataset.annotation_paths(s)) - 2 for s in sequences}
-    if sum(sizes.values()) < IN_PROCESS_FRAMES:
+    context = _pool_context()
+    forked = context.get_start_method() == "fork"
+    small = IN_PROCESS_FRAMES_FORKED if forked else IN_PROCESS_FRAMES
+    if sum(sizes.values()) < small:
         scores = {}
         for name in sequences:
             scores[name] = score_sequence(dataset, results_dir, name)
-            progress.update(sizes[name])
+            advance(sizes[name])
         return scores
-    pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=_pool_context(), initializer=_worker_init
-    )
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init)
     try:
         futures = {
             pool.submit(score_sequence, dataset, results_dir, s): s
@@ -217,7 +225,7 @@ def _score_all(
             done, pending = wait(pending, return_when=FIRST_EXCEPTION)
             for future in done:
                 scores[futures[future]] = future.result()  # re-raises a worker's UserError
-                progress.update(sizes[futures[future]])
+                advance(sizes[futures[future]])
         return scores
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -237,8 +245,8 @@ def evaluate_davis(
     they are.
 
     ``workers``: worker processes (default: one per CPU, at most one per sequence); the
-    scoring runs in workers, whose memory settings are tuned, except for small sets (under
-    :data:`IN_PROCESS_FRAMES` frames), scored in this process by the same code. ``progress``:
+    scoring runs in workers, whose memory settings are tuned, except for small sets
+    (:data:`IN_PROCESS_FRAMES`), scored in this process by the same code. ``progress``:
     a progress bar on stderr (default: when stderr is a terminal or the run is long).
     """
     results_dir = Path(results_dir)
@@ -252,15 +260,14 @@ def evaluate_davis(
     workers = max(1, min(workers or _cpu_count(), len(todo)))
     tty = sys.stderr.isatty()
     show = (tty or total >= LONG_RUN_FRAMES) if progress is None else progress
-    bar = console.bar(
-        total=total,
-        unit="frame",
-        desc="DAVIS J&F",
-        disable=not show,
-        mininterval=0.1 if tty else 10.0,
-    )
-    with bar:
-        by_name = {**done, **_score_all(dataset, results_dir, todo, workers, bar)}
+    if show:
+        with console.bar(
+            total=total, unit="frame", desc="DAVIS J&F", mininterval=0.1 if tty else 10.0
+        ) as bar:
+            fresh = _score_all(dataset, results_dir, todo, workers, bar.update)
+    else:  # no bar: tqdm is not even imported (`eval davis --json` starts faster)
+        fresh = _score_all(dataset, results_dir, todo, workers, lambda frames: None)
+    by_name = {**done, **fresh}
     scores = tuple(by_name[name] for name in names)
     objects = tuple(
         ObjectScores(f"{s.sequence}_{k + 1}", statistics(s.J[k]), statistics(s.F[k]))

@@ -25,6 +25,8 @@ import numpy as np
 
 # Boundary tolerance as a fraction of the image diagonal (the toolkit's ``bound_th``).
 BOUNDARY_TOLERANCE = 0.008
+# Pixels per packed word (pack_rows).
+_WORD_BITS = 64
 
 
 def boundary_radius(shape: tuple[int, int], tolerance: float = BOUNDARY_TOLERANCE) -> int:
@@ -46,28 +48,73 @@ def disk(radius: int) -> np.ndarray:
     return (offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius * radius).astype(np.uint8)
 
 
-def dilate(image: np.ndarray, radius: int) -> np.ndarray:
-    """Binary dilation of ``image`` by :func:`disk` ``(radius)``; pixels outside the array count
-    as background (as ``cv2.dilate``'s default border).
+def pack_rows(image: np.ndarray, spare: int = 0) -> np.ndarray:
+    """Each row of a bool ``(H, W)`` image as bits, followed by at least ``spare`` unset bits:
+    ``uint64`` ``(H, ceil((W + spare) / 64))``, little endian; bit ``b`` of word ``w`` of row
+    ``y`` is pixel ``(y, 64 * w + b)``."""
+    height, width = image.shape
+    packed = np.zeros((height, -(-(width + spare) // _WORD_BITS) * 8), np.uint8)
+    packed[:, : -(-width // 8)] = np.packbits(image, axis=1, bitorder="little")
+    return packed.view("<u8")
 
-    ``image``: bool ``(H, W)``. Returns bool ``(H, W)``: True where a True pixel of ``image``
-    lies within ``dy² + dx² <= radius²``. The disk is taken row by row: each of its rows is a
-    horizontal run of half-width ``k``, so the result is the union over ``dy`` of the image
-    dilated horizontally by the run of row ``dy`` and shifted by ``dy`` rows.
+
+def _shifted(bits: np.ndarray, step: int) -> np.ndarray:
+    """A 1-D ``uint64`` bit string (bit ``b`` of word ``w`` is bit ``64 * w + b``) with every
+    bit moved ``step`` places up (``step > 0``) or down; bits moved past either end are
+    dropped."""
+    out = np.empty_like(bits)
+    whole, part = divmod(abs(step), _WORD_BITS)
+    count = max(bits.size - whole, 0)
+    up, down = np.uint64(part), np.uint64(_WORD_BITS - part)
+    if step > 0:
+        out[: bits.size - count] = 0
+        source = bits[:count]
+        np.left_shift(source, up, out=out[whole:])
+        if part and count > 1:
+            out[whole + 1 :] |= source[:-1] >> down
+    else:
+        out[count:] = 0
+        source = bits[whole:]
+        np.right_shift(source, up, out=out[:count])
+        if part and count > 1:
+            out[: count - 1] |= source[1:] << down
+    return out
+
+
+def dilate(words: np.ndarray, radius: int) -> np.ndarray:
+    """Binary dilation by :func:`disk` ``(radius)`` of an image packed by :func:`pack_rows` with
+    ``spare >= radius``; pixels outside the image count as background (as ``cv2.dilate``'s
+    default border).
+
+    ``words``: C-contiguous ``uint64`` ``(H, N)``. Returns the same layout: a pixel is set where
+    a set pixel of the image lies within ``dy² + dx² <= radius²``; the spare bits may be set
+    too, so AND the result with another image packed alike before counting. The disk is taken
+    row by row: each of its rows is a horizontal run of half-width ``k``, so the result is the
+    union over ``dy`` of the image dilated horizontally by the run of row ``dy`` and shifted by
+    ``dy`` rows. The horizontal runs move the whole array as one bit string (64 pixels a machine
+    word): a pixel moved past the end of its row lands in the spare bits of its own row or of
+    the row before, never on a pixel.
     """
     half_widths = disk(radius).sum(axis=1) // 2  # (2r+1,): run half-width of each disk row
-    runs = [image]  # runs[k]: image dilated horizontally by half-width k
+    flat = words.reshape(-1)
+    runs = [flat]  # runs[k]: the image dilated horizontally by half-width k
     for k in range(1, radius + 1):
-        run = runs[-1].copy()
-        run[:, k:] |= image[:, :-k]
-        run[:, :-k] |= image[:, k:]
+        run = _shifted(flat, k)
+        run |= _shifted(flat, -k)
+        run |= runs[-1]
         runs.append(run)
-    out = runs[half_widths[radius]].copy()
+    rows = [run.reshape(words.shape) for run in runs]
+    out = rows[half_widths[radius]].copy()
     for dy in range(1, radius + 1):
-        run = runs[half_widths[radius + dy]]  # rows +dy and -dy have the same run
+        run = rows[half_widths[radius + dy]]  # rows +dy and -dy have the same run
         out[:-dy] |= run[dy:]
         out[dy:] |= run[:-dy]
     return out
+
+
+def count_bits(words: np.ndarray) -> int:
+    """Set bits of a ``uint64`` array."""
+    return int(np.count_nonzero(np.unpackbits(np.ascontiguousarray(words).view(np.uint8))))
 
 
 def boundary_map(mask: np.ndarray) -> np.ndarray:
@@ -99,10 +146,10 @@ def _box(labelled: np.ndarray) -> tuple[slice, slice] | None:
     their boundaries are empty, and a row or column of its edge that is not the array's is
     background, whose boundary pixels are the same whether its neighbours are seen or not.
     """
-    rows = _extent(labelled.max(axis=1))
+    rows = _extent(np.bitwise_or.reduce(labelled, axis=1))
     if rows is None:
         return None
-    cols = _extent(labelled.max(axis=0))
+    cols = _extent(np.bitwise_or.reduce(labelled, axis=0))
     assert cols is not None
     height, width = labelled.shape
     return (
@@ -150,14 +197,15 @@ def object_scores(gt: np.ndarray, res: np.ndarray, radius: int) -> tuple[float, 
     n_gt, n_res = np.count_nonzero(gt_boundary), np.count_nonzero(res_boundary)
     matched_res = matched_gt = 0
     if n_gt and n_res:
-        # One dilation of both maps side by side, `radius` blank columns apart (one wide
-        # image costs less than two narrow ones).
-        width = gt_boundary.shape[1]
-        pair = np.zeros((gt_boundary.shape[0], 2 * width + radius), bool)
-        pair[:, :width], pair[:, width + radius :] = gt_boundary, res_boundary
-        near = dilate(pair, radius)
-        matched_res = np.count_nonzero(res_boundary & near[:, :width])
-        matched_gt = np.count_nonzero(gt_boundary & near[:, width + radius :])
+        # One dilation of both maps, one above the other `radius` blank rows apart (one tall
+        # image costs less than two short ones).
+        height = gt_boundary.shape[0]
+        pair = np.zeros((2 * height + radius, gt_boundary.shape[1]), bool)
+        pair[:height], pair[height + radius :] = gt_boundary, res_boundary
+        packed = pack_rows(pair, spare=radius)
+        near = dilate(packed, radius)
+        matched_res = count_bits(packed[height + radius :] & near[:height])
+        matched_gt = count_bits(packed[:height] & near[height + radius :])
     return float(j), _f_measure(matched_res, n_res, matched_gt, n_gt)
 
 

@@ -17,7 +17,15 @@ from samic_vos.commands.cli import main
 from samic_vos.data.davis import DavisDataset
 from samic_vos.data.mask_io import write_mask
 from samic_vos.eval.davis_eval import GLOBAL_COLUMNS, evaluate_davis, score_sequence
-from samic_vos.eval.davis_metrics import boundary_map, disk, object_scores, statistics
+from samic_vos.eval.davis_metrics import (
+    boundary_map,
+    count_bits,
+    dilate,
+    disk,
+    object_scores,
+    pack_rows,
+    statistics,
+)
 from samic_vos.runtime.heap import keep_freed_memory
 
 TOL = 1e-6
@@ -221,6 +229,28 @@ def test_boundary_map_and_disk_conventions() -> None:
     assert not boundary_map(full).any()  # a mask filling the image has no boundary
     assert disk(1).tolist() == [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
     assert disk(8).sum() == 197
+
+
+@pytest.mark.parametrize(
+    ("shape", "radius"),
+    [((9, 5), 1), ((37, 130), 8), ((140, 300), 63), ((140, 260), 64), ((150, 190), 70)],
+)
+def test_packed_dilation_equals_opencv(shape: tuple[int, int], radius: int) -> None:
+    """Rows wider than a word, radii across word boundaries: the pixels cv2.dilate gives with
+    the same disk (pixels outside the image are background), and nothing leaks between rows."""
+    import cv2
+
+    everything = pack_rows(np.ones(shape, bool), spare=radius)
+    # One pixel at a time, so that a pixel leaked into another row shows: the ends of the whole
+    # bit string, the end and the start of a row, the middle.
+    for y, x in [(0, 0), (-1, -1), (2, -1), (-3, 0), (shape[0] // 2, shape[1] // 2)]:
+        image = np.zeros(shape, bool)
+        image[y, x] = True
+        expected = cv2.dilate(image.astype(np.uint8), disk(radius)).astype(bool)
+        near = dilate(pack_rows(image, spare=radius), radius) & everything
+        got = np.unpackbits(near.view(np.uint8), axis=1, count=shape[1], bitorder="little")
+        np.testing.assert_array_equal(got.astype(bool), expected)
+        assert count_bits(near) == np.count_nonzero(expected)
 
 
 def _official_decay(values: np.ndarray) -> float:

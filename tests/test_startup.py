@@ -1,6 +1,7 @@
 """Start-up: the parser, every `--help`, `--version`, a whole `eval davis` run and each
 command's cheapest user mistake import none of torch, torchvision, OpenCV or segment-anything;
-the parser, `--help` and `--version` import neither NumPy nor Pillow.
+the parser, `--help` and `--version` import neither NumPy nor Pillow; `eval davis` without a
+progress bar does not import tqdm.
 
 Each case runs in a fresh interpreter (this test process has imported them long ago) and reports
 ``sys.modules`` after the command.
@@ -40,12 +41,14 @@ for argv in argvs or []:
 heavy = sorted(m for m in {HEAVY!r} if m in sys.modules)
 arrays = sorted(m for m in {ARRAYS!r} if m in sys.modules)
 last_out = last_out if argvs else ""
-print(json.dumps({{"codes": codes, "heavy": heavy, "arrays": arrays, "out": last_out}}))
+done = {{"codes": codes, "heavy": heavy, "arrays": arrays, "out": last_out}}
+print(json.dumps({{**done, "bars": "tqdm" in sys.modules}}))
 """
 
 
 def run_fresh(argvs: list[list[str]] | None) -> tuple[dict, str]:
-    """``RUNNER`` in a new interpreter: ``({"codes", "heavy", "arrays", "out"}, stderr)``;
+    """``RUNNER`` in a new interpreter: ``({"codes", "heavy", "arrays", "out", "bars"},
+    stderr)`` (``bars``: tqdm was imported);
     ``None``: only build the parser."""
     done = subprocess.run(
         [sys.executable, "-c", RUNNER, json.dumps(argvs)],
@@ -86,6 +89,7 @@ def test_a_whole_eval_davis_run_imports_none_of_them(shared_data: Path, davis_ro
     scores = json.loads(result["out"])["global"]
     assert scores == pytest.approx(expected["global"], abs=1e-6)
     assert result["heavy"] == []
+    assert not result["bars"]  # stderr is no terminal: no bar, and no tqdm import (~30 ms)
 
 
 def test_missing_inputs_are_one_line_and_exit_2_before_torch(tmp_path: Path, shared_data: Path):

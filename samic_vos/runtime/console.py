@@ -12,22 +12,31 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from tqdm import tqdm
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 T = TypeVar("T")
 
 PREFIX = "samic-vos"
-_state = {"progress": True}
+# progress: bars are drawn (off with -q); bars: a bar was made in this process (tqdm, whose
+# import takes ~30 ms, is imported by the first bar).
+_state = {"progress": True, "bars": False}
 
 
 class _TqdmHandler(logging.Handler):
-    """Writes records on stderr with ``tqdm.write``, above any progress bar."""
+    """Writes records on stderr with ``tqdm.write``, above any progress bar (plainly before
+    the process's first bar)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            tqdm.write(self.format(record), file=sys.stderr)
+            if _state["bars"]:
+                from tqdm import tqdm
+
+                tqdm.write(self.format(record), file=sys.stderr)
+            else:
+                print(self.format(record), file=sys.stderr)
         except Exception:  # noqa: BLE001 - logging must never raise
             self.handleError(record)
 
@@ -76,6 +85,9 @@ def progress_enabled() -> bool:
 
 def bar(iterable: Iterable[T] | None = None, *, disable: bool = False, **kwargs: Any) -> tqdm:
     """A tqdm progress bar on stderr, hidden when the CLI runs quietly or ``disable``."""
+    from tqdm import tqdm
+
+    _state["bars"] = True
     kwargs.setdefault("file", sys.stderr)
     kwargs.setdefault("dynamic_ncols", True)
     return tqdm(iterable, disable=disable or not progress_enabled(), **kwargs)
