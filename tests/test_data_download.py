@@ -395,3 +395,75 @@ def test_a_read_only_root_is_one_line(
         assert len(err) == 1 and err[0].startswith(f"samic-vos: error: {root}: not writable (")
         assert "--root" in err[0]
     assert state.requests == []
+
+
+def _with_members(data: bytes, extra: list[tuple[str, bytes]]) -> bytes:
+    """The zip ``data`` with the members ``extra`` (name, bytes; a name ending in ``/``: a
+    folder) appended."""
+    buffer = io.BytesIO(data)
+    with zipfile.ZipFile(buffer, "a") as zf:
+        for name, content in extra:
+            zf.writestr(name, content)
+    return buffer.getvalue()
+
+
+def _tar_with_members(source: Path, extra: list[tuple[str, bytes]]) -> bytes:
+    """``source``'s files in a tar under ``DAVIS/``, then ``extra`` (a name ending in ``/``: a
+    folder)."""
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tf:
+        tf.add(source, "DAVIS")
+        for name, content in extra:
+            info = tarfile.TarInfo(name.rstrip("/"))
+            if name.endswith("/"):
+                info.type = tarfile.DIRTYPE
+            info.size = 0 if name.endswith("/") else len(content)
+            tf.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def _assert_refused_as_corrupt(err: str, filename: str, reason: str) -> None:
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"samic-vos: error: {filename} from "), err
+    assert "is corrupt or incomplete" in lines[0] and reason in lines[0], err
+    assert lines[0].endswith("run again to download it anew")
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar"])
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ([("DAVIS/notes", b"1"), ("DAVIS/notes/more", b"2")], "Not a directory"),
+        ([("DAVIS/notes/", b""), ("DAVIS/notes", b"2")], "Is a directory"),
+        ([("DAVIS/" + "n" * 300, b"1")], "File name too long"),
+    ],
+    ids=["file-then-folder", "folder-then-file", "name-too-long"],
+)
+def test_members_that_cannot_be_unpacked_are_refused_in_one_line(
+    kind: str,
+    extra: list[tuple[str, bytes]],
+    reason: str,
+    source: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A hostile or broken archive whose member names cannot all be files (a file and a folder
+    of one name, a name too long for the disk) is refused like any corrupt archive."""
+    filename = f"tiny-davis.{kind}"
+    if kind == "zip":
+        payload = _with_members(_zip(source), extra)
+    else:
+        payload = _tar_with_members(source, extra)
+        if reason == "Not a directory":  # a tar's file then folder: mkdir finds the file
+            reason = "File exists"
+    state = ServerState(payload, "/" + filename)
+    with local_server(state) as base:
+        url = f"{base}/{filename}"
+        _register(monkeypatch, base, payload, filename=filename, url=url, sha256=None, size=None)
+        assert main(["data", "download", NAME, "-q"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    _assert_refused_as_corrupt(captured.err, filename, reason)
+    assert _left_in(downloads_dir()) == [] and _left_in(default_root()) == []

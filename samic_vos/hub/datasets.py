@@ -20,6 +20,8 @@ tree) is refused with one line and removed, so that the next run downloads it ag
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import gzip
 import logging
 import os
@@ -28,7 +30,7 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
@@ -413,6 +415,24 @@ class _CorruptArchive(Exception):
     inconsistent tree)."""
 
 
+# How writing a member fails when its name cannot be a file on disk (a file and a folder of
+# the same name, a name too long): the archive's fault, not the disk's.
+_MEMBER_NAME_ERRNOS = frozenset({errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG})
+
+
+@contextlib.contextmanager
+def _member_name_errors(scratch: Path) -> Iterator[None]:
+    """Within the block, a member that cannot be written under its name is a
+    :class:`_CorruptArchive` naming it (relative to ``scratch``)."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in _MEMBER_NAME_ERRNOS:
+            raise
+        member = os.path.relpath(err.filename, scratch) if err.filename else "a member"
+        raise _CorruptArchive(f"cannot unpack {member}: {err.strerror}") from err
+
+
 def _unpack(entry: DatasetArchive, archive: Path, target: Path) -> dict[str, int]:
     """Unpack ``archive`` beside ``target``, check it, rename it into place; split counts.
 
@@ -444,10 +464,11 @@ def _extract_checked(entry: DatasetArchive, archive: Path, scratch: Path) -> dic
     """
     fix = "pass another `root`, or set SAMIC_VOS_HOME to another disk"
     label = f"unpacking {entry.filename}"
-    if entry.filename.endswith(".zip"):
-        _extract_zip(archive, scratch, label, fix)
-    else:
-        _extract_tar(archive, scratch, label, fix)
+    with _member_name_errors(scratch):
+        if entry.filename.endswith(".zip"):
+            _extract_zip(archive, scratch, label, fix)
+        else:
+            _extract_tar(archive, scratch, label, fix)
     tree = scratch / entry.top
     if not tree.is_dir():
         raise _CorruptArchive(f"it holds no {entry.top}/ folder")
