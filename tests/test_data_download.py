@@ -467,3 +467,41 @@ def test_members_that_cannot_be_unpacked_are_refused_in_one_line(
     assert captured.out == ""
     _assert_refused_as_corrupt(captured.err, filename, reason)
     assert _left_in(downloads_dir()) == [] and _left_in(default_root()) == []
+
+
+def _patch_central_header(data: bytes, offset: int, value: int) -> bytes:
+    """``data`` (a zip) with the 2-byte field at ``offset`` of every central directory
+    header set to ``value``."""
+    changed = bytearray(data)
+    start = changed.find(b"PK\x01\x02")
+    while start != -1:
+        changed[start + offset : start + offset + 2] = value.to_bytes(2, "little")
+        start = changed.find(b"PK\x01\x02", start + 4)
+    return bytes(changed)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        (10, 99, "compression method is not supported"),  # AES, as 7-Zip and WinZip write
+        (8, 1, "is encrypted, password required"),  # general purpose flag bit 0
+    ],
+    ids=["unsupported-compression", "encrypted"],
+)
+def test_a_zip_that_python_cannot_read_is_refused_in_one_line(
+    field: int,
+    value: int,
+    reason: str,
+    source: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    payload = _patch_central_header(_zip(source), field, value)
+    state = ServerState(payload, "/" + FILENAME)
+    with local_server(state) as base:
+        _register(monkeypatch, base, payload, sha256=None, size=None)
+        assert main(["data", "download", NAME, "-q"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    _assert_refused_as_corrupt(captured.err, FILENAME, reason)
+    assert _left_in(downloads_dir()) == [] and _left_in(default_root()) == []

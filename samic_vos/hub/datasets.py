@@ -492,6 +492,8 @@ def _extract_zip(archive: Path, scratch: Path, label: str, fix: str) -> None:
                     pb.update(member.file_size)
     except (zipfile.BadZipFile, zlib.error, EOFError) as err:
         raise _CorruptArchive(f"not a valid zip: {err}") from err
+    except RuntimeError as err:  # encrypted, or compressed by a method zipfile lacks
+        raise _CorruptArchive(f"cannot unpack it: {err}") from err
 
 
 def _extract_tar(archive: Path, scratch: Path, label: str, fix: str) -> None:
