@@ -505,3 +505,54 @@ def test_a_zip_that_python_cannot_read_is_refused_in_one_line(
     assert captured.out == ""
     _assert_refused_as_corrupt(captured.err, FILENAME, reason)
     assert _left_in(downloads_dir()) == [] and _left_in(default_root()) == []
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar"])
+def test_a_full_disk_while_unpacking_is_one_line_and_the_archive_is_kept(
+    kind: str,
+    source: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The disk fills up in mid-unpack (a .tgz's unpacked size is unknown beforehand): one line
+    saying so, no half tree, the verified archive kept; once space is freed the rerun unpacks
+    it without downloading it again."""
+    import errno
+
+    filename = f"tiny-davis.{kind}"
+    payload = _zip(source) if kind == "zip" else _tar_with_members(source, [])
+    written: list[str] = []
+
+    def disk_fills_up(name: str) -> None:
+        written.append(name)
+        if len(written) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device", name)
+
+    extract, copy = zipfile.ZipFile.extract, shutil.copyfileobj
+    if kind == "zip":
+
+        def writer(self: zipfile.ZipFile, member: zipfile.ZipInfo, path: Path) -> str:
+            disk_fills_up(str(Path(path) / member.filename))
+            return extract(self, member, path)
+
+        monkeypatch.setattr(zipfile.ZipFile, "extract", writer)
+    else:
+
+        def writer(source: io.BufferedReader, out: io.BufferedWriter, length: int = 0) -> None:
+            disk_fills_up(out.name)
+            copy(source, out, length)
+
+        monkeypatch.setattr(shutil, "copyfileobj", writer)
+    state = ServerState(payload, "/" + filename)
+    with local_server(state) as base:
+        _register(monkeypatch, base, payload, filename=filename, url=f"{base}/{filename}")
+        assert main(["data", "download", NAME, "-q"]) == 2
+        lines = capsys.readouterr().err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"samic-vos: error: {default_root()}: ")
+        assert "the disk is full (No space left on device); free some space" in lines[0], lines
+        assert _left_in(default_root()) == []
+        assert (downloads_dir() / filename).read_bytes() == payload
+        monkeypatch.setattr(zipfile.ZipFile, "extract", extract)  # space freed
+        monkeypatch.setattr(shutil, "copyfileobj", copy)
+        assert main(["data", "download", NAME, "-q"]) == 0
+    assert _files(default_root() / NAME) == _files(source) and len(state.requests) == 1

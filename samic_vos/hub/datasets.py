@@ -46,7 +46,11 @@ from samic_vos.hub.fetch import (
 )
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.home import samic_home
-from samic_vos.runtime.output_paths import check_writable_dir, removing_new_folders
+from samic_vos.runtime.output_paths import (
+    check_writable_dir,
+    removing_new_folders,
+    write_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -421,16 +425,20 @@ _MEMBER_NAME_ERRNOS = frozenset({errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errn
 
 
 @contextlib.contextmanager
-def _member_name_errors(scratch: Path) -> Iterator[None]:
+def _unpack_errors(scratch: Path, fix: str) -> Iterator[None]:
     """Within the block, a member that cannot be written under its name is a
-    :class:`_CorruptArchive` naming it (relative to ``scratch``)."""
+    :class:`_CorruptArchive` naming it (relative to ``scratch``); a full disk or a folder that
+    is not writable is a :class:`UserError` on ``scratch``'s folder (``fix``: what to do)."""
     try:
         yield
     except OSError as err:
-        if err.errno not in _MEMBER_NAME_ERRNOS:
+        if err.errno in _MEMBER_NAME_ERRNOS:
+            member = os.path.relpath(err.filename, scratch) if err.filename else "a member"
+            raise _CorruptArchive(f"cannot unpack {member}: {err.strerror}") from err
+        disk_error = write_error(scratch.parent, err, fix)
+        if disk_error is None:
             raise
-        member = os.path.relpath(err.filename, scratch) if err.filename else "a member"
-        raise _CorruptArchive(f"cannot unpack {member}: {err.strerror}") from err
+        raise disk_error from err
 
 
 def _unpack(entry: DatasetArchive, archive: Path, target: Path) -> dict[str, int]:
@@ -460,11 +468,11 @@ def _extract_checked(entry: DatasetArchive, archive: Path, scratch: Path) -> dic
 
     Raises:
         _CorruptArchive: the archive or its tree is damaged.
-        UserError: not enough free space for the unpacked files.
+        UserError: not enough free space for the unpacked files, or the disk filled up.
     """
     fix = "pass another `root`, or set SAMIC_VOS_HOME to another disk"
     label = f"unpacking {entry.filename}"
-    with _member_name_errors(scratch):
+    with _unpack_errors(scratch, fix):
         if entry.filename.endswith(".zip"):
             _extract_zip(archive, scratch, label, fix)
         else:
