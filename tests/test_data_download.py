@@ -556,3 +556,23 @@ def test_a_full_disk_while_unpacking_is_one_line_and_the_archive_is_kept(
         monkeypatch.setattr(shutil, "copyfileobj", copy)
         assert main(["data", "download", NAME, "-q"]) == 0
     assert _files(default_root() / NAME) == _files(source) and len(state.requests) == 1
+
+
+@pytest.mark.parametrize("year", ["2017", None], ids=["davis", "other"])
+def test_a_file_where_the_dataset_goes_is_one_line(
+    year: str | None,
+    server: tuple[ServerState, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A file (not a folder) at ``ROOT/NAME`` is refused in one line; nothing is downloaded."""
+    state, base = server
+    _register(monkeypatch, base, state.payload, year=year, required=("JPEGImages",))
+    target = default_root() / NAME
+    target.parent.mkdir(parents=True)
+    target.write_text("not a dataset")
+    assert main(["data", "download", NAME, "-q"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"samic-vos: error: {target}: not a complete ")
+    assert lines[0].endswith("or pass another --root") and state.requests == []
+    assert target.read_text() == "not a dataset"

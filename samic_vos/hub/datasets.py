@@ -255,12 +255,14 @@ def require_root(root: str | os.PathLike[str]) -> Path:
 
 
 def check_required(tree: Path, required: Sequence[str]) -> dict[str, int]:
-    """Check that ``tree`` holds something and every ``required`` path (a folder: not empty);
-    returns the number of entries of each required folder (files: 1).
+    """Check that ``tree`` is a folder holding something and every ``required`` path (a
+    folder: not empty); returns the number of entries of each required folder (files: 1).
 
     Raises:
         UserError: the first missing path, relative to ``tree``.
     """
+    if not tree.is_dir():
+        raise UserError("it is not a folder")
     if not any(tree.iterdir()):
         raise UserError("the folder is empty")
     counts: dict[str, int] = {}
