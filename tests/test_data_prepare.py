@@ -235,3 +235,24 @@ def test_prepare_without_its_downloads_is_one_line(
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and message in err[0]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_killed_prepare_leaves_no_half_written_map_in_the_target(tmp_path: Path) -> None:
+    """A process killed in mid-write (SIGKILL: no clean-up) leaves a map's temporary file in
+    the hidden folder; the rerun completes the target without it."""
+    voc = _voc_root(tmp_path)
+    scratch = voc / ".SegmentationClassAug.preparing"
+    scratch.mkdir()
+    mask_io.write_mask(
+        scratch / "2007_000032.png", read_label_map(voc / "SegmentationClass" / "2007_000032.png")
+    )
+    (scratch / ".2008_000002.k1ll3d_x.part.png").write_bytes(b"\x89PNG\r\n\x1a\n half")
+    assert main(["data", "prepare", "pascal5i", "--root", str(tmp_path), "-q"]) == 0
+    fresh = tmp_path / "fresh"
+    _voc_root(fresh)
+    assert main(["data", "prepare", "pascal5i", "--root", str(fresh), "-q"]) == 0
+    expected = fresh / "VOC2012" / "SegmentationClassAug"
+    target = voc / "SegmentationClassAug"
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == {
+        p.name: p.read_bytes() for p in expected.iterdir()
+    }

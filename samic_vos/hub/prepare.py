@@ -33,6 +33,7 @@ import numpy as np
 from samic_vos.data.mask_io import write_mask
 from samic_vos.data.names import PREPARED_KINDS
 from samic_vos.hub.datasets import require_root
+from samic_vos.runtime.atomic import remove_leftovers
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.output_paths import check_writable_dir, reporting_write_errors
 
@@ -130,6 +131,7 @@ def _build(target: Path, stems: Iterable[str], label_map: Callable[[str], np.nda
     stems = list(stems)
     with reporting_write_errors(scratch):
         scratch.mkdir(exist_ok=True)
+        remove_leftovers(scratch)  # half-written maps of a killed run
         done = {p.stem for p in scratch.glob("*.png")}
         todo = [s for s in stems if s not in done]
         if done:
