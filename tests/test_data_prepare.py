@@ -256,3 +256,46 @@ def test_a_killed_prepare_leaves_no_half_written_map_in_the_target(tmp_path: Pat
     assert {p.name: p.read_bytes() for p in target.iterdir()} == {
         p.name: p.read_bytes() for p in expected.iterdir()
     }
+
+
+def test_two_prepares_at_once_both_end_with_the_complete_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second `data prepare` started while the first writes waits for it, then finds the
+    target done; neither fails nor writes into the other's folder."""
+    import threading
+    import time
+
+    voc = _voc_root(tmp_path)
+    real = mask_io.write_mask
+    first_wrote = threading.Event()
+
+    def slow(path: Path, ids: np.ndarray) -> None:
+        real(path, ids)
+        first_wrote.set()
+        time.sleep(0.1)
+
+    monkeypatch.setattr(prepare_module, "write_mask", slow)
+    results: dict[str, object] = {}
+
+    def prepare(who: str) -> None:
+        try:
+            results[who] = prepare_module.prepare_dataset("pascal5i", tmp_path)
+        except Exception as err:  # reported by the assertion below
+            results[who] = err
+
+    first = threading.Thread(target=prepare, args=("first",))
+    first.start()
+    assert first_wrote.wait(10)
+    second = threading.Thread(target=prepare, args=("second",))
+    second.start()
+    first.join(10)
+    second.join(10)
+    target = voc / "SegmentationClassAug"
+    assert results == {"first": [target], "second": [target]}
+    assert sorted(p.name for p in target.iterdir()) == [
+        "2007_000032.png",
+        "2008_000002.png",
+        "2008_000003.png",
+    ]
+    assert sorted(p.name for p in voc.iterdir()) == ["SegmentationClass", "SegmentationClassAug"]

@@ -18,7 +18,7 @@ they overlap (:meth:`~samic_vos.data.coco.CocoInstances.label_map`).
 Resumable and atomic: maps are written one by one (each atomically) into a hidden folder beside
 the target (``.<target>.preparing``); a rerun keeps the maps already there and writes the rest;
 the folder is renamed to its final name only when complete. A target already there is left
-alone.
+alone; a second process preparing the same target waits for the first, then finds it done.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import numpy as np
 from samic_vos.data.mask_io import write_mask
 from samic_vos.data.names import PREPARED_KINDS
 from samic_vos.hub.datasets import require_root
+from samic_vos.hub.fetch import download_lock
 from samic_vos.runtime.atomic import remove_leftovers
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.output_paths import check_writable_dir, reporting_write_errors
@@ -121,14 +122,22 @@ def _prepare_coco(root: Path) -> list[Path]:
 def _build(target: Path, stems: Iterable[str], label_map: Callable[[str], np.ndarray]) -> None:
     """Write ``label_map(stem)`` as ``<stem>.png`` for every stem into ``target`` (resumable,
     renamed into place when complete; see the module docstring)."""
-    from samic_vos.runtime.console import bar
-
     if target.is_dir():
         log.info("%s: already prepared", target)
         return
     check_writable_dir(target.parent, "pass another `root`")
+    with download_lock(target):  # a second process waits, then finds the target done
+        if target.is_dir():
+            log.info("%s: prepared by another process", target)
+            return
+        _build_locked(target, list(stems), label_map)
+
+
+def _build_locked(target: Path, stems: list[str], label_map: Callable[[str], np.ndarray]) -> None:
+    """:func:`_build` once no other process works on ``target``."""
+    from samic_vos.runtime.console import bar
+
     scratch = target.with_name(f".{target.name}.preparing")
-    stems = list(stems)
     with reporting_write_errors(scratch):
         scratch.mkdir(exist_ok=True)
         remove_leftovers(scratch)  # half-written maps of a killed run
