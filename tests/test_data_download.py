@@ -576,3 +576,61 @@ def test_a_file_where_the_dataset_goes_is_one_line(
     assert len(lines) == 1 and lines[0].startswith(f"samic-vos: error: {target}: not a complete ")
     assert lines[0].endswith("or pass another --root") and state.requests == []
     assert target.read_text() == "not a dataset"
+
+
+class _SmallDisk:
+    """A buffered file opened for writing on a disk with ``room`` bytes left: what fits is
+    written, then ENOSPC."""
+
+    def __init__(self, raw: io.BufferedWriter, room: int) -> None:
+        self.raw, self.room = raw, room
+
+    def write(self, data: bytes) -> int:
+        import errno
+        import os
+
+        written = self.raw.write(data[: self.room])
+        self.room -= written
+        if written < len(data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return written
+
+    def __enter__(self) -> _SmallDisk:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.raw.close()
+
+
+def test_a_full_disk_while_downloading_is_one_line_and_the_rerun_resumes(
+    server: tuple[ServerState, str],
+    source: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The disk fills up in mid-download: one line saying so (running again alone would not
+    help), the bytes that fit kept in the .part file, which the rerun resumes."""
+    state, base = server
+    _register(monkeypatch, base, state.payload)
+    room = len(state.payload) // 3
+    real_open = Path.open
+
+    def small_disk_open(self: Path, mode: str = "r", *args: object, **kwargs: object):
+        opened = real_open(self, mode, *args, **kwargs)
+        writing = self.suffix == ".part" and mode in ("wb", "ab")
+        return _SmallDisk(opened, room) if writing else opened
+
+    monkeypatch.setattr(Path, "open", small_disk_open)
+    assert main(["data", "download", NAME, "-q"]) == 2
+    part = downloads_dir() / (FILENAME + ".part")
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0] == (
+        f"samic-vos: error: {part}: cannot write it, the disk is full (No space left on "
+        "device); free some space or choose an output on another disk"
+    )
+    assert part.read_bytes() == state.payload[:room] and _left_in(default_root()) == []
+    monkeypatch.setattr(Path, "open", real_open)  # space freed
+    assert main(["data", "download", NAME, "-q"]) == 0
+    assert state.ranges() == [None, f"bytes={room}-"]
+    assert _files(default_root() / NAME) == _files(source)

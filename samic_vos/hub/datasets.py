@@ -389,6 +389,8 @@ def _download(entry: DatasetArchive) -> Path:
             try:
                 download_resumable(entry.url, part, entry.filename, entry.size)
             except (OSError, HTTPException, ValueError) as err:
+                if isinstance(err, OSError) and (disk_error := write_error(part, err)) is not None:
+                    raise disk_error from err
                 raise UserError(
                     f"{entry.filename} could not be downloaded from {entry.url} "
                     f"({describe_error(err)}); run again to resume, or {fix}"
