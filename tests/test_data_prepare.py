@@ -299,3 +299,16 @@ def test_two_prepares_at_once_both_end_with_the_complete_target(
         "2008_000003.png",
     ]
     assert sorted(p.name for p in voc.iterdir()) == ["SegmentationClass", "SegmentationClassAug"]
+
+
+@pytest.mark.parametrize("kept", [0, 20, 200])
+def test_a_damaged_sbd_map_is_one_line_naming_it(kept: int, tmp_path: Path, capsys) -> None:
+    """A truncated SBD ``.mat`` (a cut copy, a disk error) stops `data prepare` in one line
+    naming the file; no target appears."""
+    voc = _voc_root(tmp_path)
+    damaged = tmp_path / "SBD" / "cls" / "2008_000002.mat"
+    damaged.write_bytes(damaged.read_bytes()[:kept])
+    assert main(["data", "prepare", "pascal5i", "--root", str(tmp_path), "-q"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"samic-vos: error: {damaged}: not an SBD class map")
+    assert not (voc / "SegmentationClassAug").exists()

@@ -85,10 +85,12 @@ def _sbd_class_map(path: Path) -> np.ndarray:
     """``uint8 (H, W)``: ``GTcls.Segmentation`` of one SBD ``cls/*.mat`` file."""
     from scipy.io import loadmat
 
+    # loadmat fails on a damaged file in many ways (MatReadError, IndexError, OSError ...):
+    # any failure to decode the user's file is a user error.
     try:
         found = loadmat(str(path), squeeze_me=True, struct_as_record=False)["GTcls"]
         labels = np.asarray(found.Segmentation)
-    except (OSError, ValueError, KeyError, AttributeError, TypeError) as err:
+    except Exception as err:
         raise UserError(
             f"{path}: not an SBD class map (GTcls.Segmentation: {err}); download sbd again"
         ) from err
