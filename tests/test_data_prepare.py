@@ -312,3 +312,6 @@ def test_a_damaged_sbd_map_is_one_line_naming_it(kept: int, tmp_path: Path, caps
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith(f"samic-vos: error: {damaged}: not an SBD class map")
     assert not (voc / "SegmentationClassAug").exists()
+    # The fix it gives works: `data download` would only check the SBD folder still there.
+    sbd = tmp_path / "SBD"
+    assert err[0].endswith(f"remove {sbd} and run `samic-vos data download sbd --root {tmp_path}`")

@@ -92,11 +92,21 @@ def _sbd_class_map(path: Path) -> np.ndarray:
         labels = np.asarray(found.Segmentation)
     except Exception as err:
         raise UserError(
-            f"{path}: not an SBD class map (GTcls.Segmentation: {err}); download sbd again"
+            f"{path}: not an SBD class map (GTcls.Segmentation: {err}); {_download_sbd_again(path)}"
         ) from err
     if labels.ndim != 2 or labels.size == 0 or labels.min() < 0 or labels.max() > 20:
-        raise UserError(f"{path}: GTcls.Segmentation is not a 2-D map of VOC classes 0..20")
+        raise UserError(
+            f"{path}: GTcls.Segmentation is not a 2-D map of VOC classes 0..20; "
+            f"{_download_sbd_again(path)}"
+        )
     return labels.astype(np.uint8)
+
+
+def _download_sbd_again(path: Path) -> str:
+    """How to replace the SBD folder that holds the damaged ``<root>/SBD/cls/<image>.mat``
+    (`data download` only checks a folder already there)."""
+    sbd = path.parent.parent
+    return f"remove {sbd} and run `samic-vos data download sbd --root {sbd.parent}`"
 
 
 def _prepare_coco(root: Path) -> list[Path]:
