@@ -634,3 +634,20 @@ def test_a_full_disk_while_downloading_is_one_line_and_the_rerun_resumes(
     assert main(["data", "download", NAME, "-q"]) == 0
     assert state.ranges() == [None, f"bytes={room}-"]
     assert _files(default_root() / NAME) == _files(source)
+
+
+def test_a_folder_where_the_archive_goes_is_one_line_before_downloading(
+    server: tuple[ServerState, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    state, base = server
+    _register(monkeypatch, base, state.payload)
+    archive = downloads_dir() / FILENAME
+    archive.mkdir(parents=True)
+    assert main(["data", "download", NAME, "-q"]) == 2
+    assert capsys.readouterr().err == (
+        f"samic-vos: error: {archive}: is a folder, not the downloaded file; move it away and "
+        "run again\n"
+    )
+    assert state.requests == [] and archive.is_dir() and _left_in(default_root()) == []

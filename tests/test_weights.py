@@ -492,3 +492,18 @@ def test_cli_takes_sam_model_names(capsys: pytest.CaptureFixture[str]) -> None:
         assert capsys.readouterr().out == f"{copied}\n"
     assert main(["weights", "download", "hq_vit_b"]) == 2
     assert "publish no SHA-256" in capsys.readouterr().err
+
+
+def test_a_folder_where_the_checkpoint_goes_is_one_line_before_downloading(
+    tiny: tuple[ServerState, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder at the cached file's name would make the final rename fail after the whole
+    download, on every run: refused in one line, nothing downloaded."""
+    state, final = tiny
+    (final / "something").mkdir(parents=True)
+    assert main(["weights", "download", "tiny", "-q"]) == 2
+    assert capsys.readouterr().err == (
+        f"samic-vos: error: {final}: is a folder, not the downloaded file; move it away and "
+        "run again\n"
+    )
+    assert state.requests == [] and (final / "something").is_dir()

@@ -42,6 +42,7 @@ from samic_vos.hub.fetch import (
     describe_error,
     download_lock,
     download_resumable,
+    refuse_folder,
     sha256_file,
 )
 from samic_vos.runtime.errors import UserError
@@ -382,6 +383,7 @@ def _download(entry: DatasetArchive) -> Path:
     part = final.with_name(final.name + ".part")
     fix = f"download {entry.url} yourself into {downloads_dir()}"
     with download_lock(final):
+        refuse_folder(final)
         if not final.is_file():
             if entry.size is not None:
                 have = part.stat().st_size if part.is_file() else 0

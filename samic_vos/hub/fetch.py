@@ -160,6 +160,15 @@ def _is_same_file(fd: int, path: Path) -> bool:
         return False
 
 
+def refuse_folder(final: Path) -> None:
+    """Raise :class:`UserError` when a folder stands at ``final``, where a download is to be
+    renamed (checked before downloading: the rename would fail only after the whole file)."""
+    if final.is_dir():
+        raise UserError(
+            f"{final}: is a folder, not the downloaded file; move it away and run again"
+        )
+
+
 def check_free_space(folder: Path, needed: int, what: str, fix: str) -> None:
     """Raise :class:`UserError` when ``folder``'s disk has fewer than ``needed`` bytes free.
 

@@ -37,6 +37,7 @@ from samic_vos.hub.fetch import (
     describe_error,
     download_lock,
     download_resumable,
+    refuse_folder,
     sha256_file,
 )
 from samic_vos.runtime.atomic import atomic_write_text
@@ -501,6 +502,7 @@ def _fetch_locked(entry: WeightsEntry, final: Path, fix: str, replace: bool) -> 
     """:func:`_fetch` once the cache folder exists."""
     folder, part = final.parent, _part_path(final)
     with download_lock(final):
+        refuse_folder(final)
         cached = final.is_file()
         if cached and not replace and _matches(final, entry):  # another process finished it
             return final
