@@ -507,3 +507,32 @@ def test_a_folder_where_the_checkpoint_goes_is_one_line_before_downloading(
         "run again\n"
     )
     assert state.requests == [] and (final / "something").is_dir()
+
+
+def test_force_download_leaves_another_process_s_partial_file_alone(
+    tiny: tuple[ServerState, Path],
+) -> None:
+    """`weights download --force` started while another process downloads the same file waits
+    for it instead of deleting the .part file that process is writing (which then failed on
+    its checksum step); once the lock is free it downloads afresh."""
+    import time
+
+    from samic_vos.hub.fetch import download_lock
+
+    state, final = tiny
+    final.parent.mkdir(parents=True)
+    part = final.with_name(FILENAME + ".part")
+    result: list[Path] = []
+    with download_lock(final):  # another process is downloading
+        part.write_bytes(state.payload[:1000])
+        forced = threading.Thread(
+            target=lambda: result.append(weights.download("tiny", force=True))
+        )
+        forced.start()
+        time.sleep(0.5)
+        assert part.read_bytes() == state.payload[:1000] and not result
+        final.write_bytes(state.payload)  # the other process finishes its file
+        part.unlink()
+    forced.join(timeout=10)
+    assert result == [final] and final.read_bytes() == state.payload
+    assert state.ranges() == [None]  # afresh, as --force asks

@@ -287,10 +287,7 @@ def download(name: str, *, force: bool = False) -> Path:
     if entry.sha256 is None:
         _refuse_unverifiable(entry, None)
     final = cache_dir() / entry.filename
-    if force:
-        with contextlib.suppress(FileNotFoundError):
-            _part_path(final).unlink()
-    elif final.is_file() and _matches(final, entry):
+    if not force and final.is_file() and _matches(final, entry):
         return final
     return _fetch(entry, None, replace=force)
 
@@ -481,7 +478,7 @@ def _fetch(entry: WeightsEntry, flag: str | None, replace: bool = False) -> Path
     """Download ``entry`` into the cache, verify it, rename it into place; return its path.
 
     A cached file is only ever replaced by a verified download (``replace``: even a verified
-    one), never removed before.
+    one, and a partial download is discarded first), never removed before.
     """
     folder = cache_dir()
     final = folder / entry.filename
@@ -503,6 +500,9 @@ def _fetch_locked(entry: WeightsEntry, final: Path, fix: str, replace: bool) -> 
     folder, part = final.parent, _part_path(final)
     with download_lock(final):
         refuse_folder(final)
+        if replace:  # afresh; under the lock, so never another process's partial file
+            with contextlib.suppress(FileNotFoundError):
+                part.unlink()
         cached = final.is_file()
         if cached and not replace and _matches(final, entry):  # another process finished it
             return final
