@@ -6,6 +6,7 @@ import hashlib
 import io
 import re
 import shutil
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -651,3 +652,49 @@ def test_a_folder_where_the_archive_goes_is_one_line_before_downloading(
         "run again\n"
     )
     assert state.requests == [] and archive.is_dir() and _left_in(default_root()) == []
+
+
+def test_two_roots_downloading_one_archive_at_once_both_complete(
+    server: tuple[ServerState, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, source: Path
+) -> None:
+    """Two processes download the same dataset into two roots at once: the second waits while
+    the first unpacks (and deletes) the shared archive, instead of unpacking a file the first
+    deletes under it (FileNotFoundError), then gets its own copy."""
+    import threading
+
+    state, base = server
+    _register(monkeypatch, base, state.payload)
+    unpack = dataset_download._unpack
+    first_unpacking, first_done = threading.Event(), threading.Event()
+
+    def unpack_in_turn(entry: DatasetArchive, archive: Path, target: Path) -> dict[str, int]:
+        if target.parent.name == "first":
+            first_unpacking.set()
+            time.sleep(0.3)  # time for the second to reach its own unpack, were it allowed
+        else:
+            assert first_done.wait(10)
+        return unpack(entry, archive, target)
+
+    monkeypatch.setattr(dataset_download, "_unpack", unpack_in_turn)
+    results: dict[str, object] = {}
+
+    def download(root: str) -> None:
+        try:
+            results[root] = ensure_dataset(NAME, tmp_path / root)
+        except Exception as err:  # reported by the assertion below
+            results[root] = err
+        finally:
+            if root == "first":
+                first_done.set()
+
+    first = threading.Thread(target=download, args=("first",))
+    first.start()
+    assert first_unpacking.wait(10)
+    second = threading.Thread(target=download, args=("second",))
+    second.start()
+    first.join(10)
+    second.join(10)
+    assert results == {root: tmp_path / root / NAME for root in ("first", "second")}
+    for root in ("first", "second"):
+        assert _files(tmp_path / root / NAME) == _files(source)
+    assert _left_in(downloads_dir()) == []

@@ -357,10 +357,14 @@ def _download_and_unpack(entry: DatasetArchive, target: Path, keep_archive: bool
             return _check_existing(entry, target)
         for stale in target.parent.glob(f".{entry.name}.unpacking-*"):
             shutil.rmtree(stale, ignore_errors=True)  # left by a killed unpack
-        archive = _download(entry)
-        counts = _unpack(entry, archive, target)
-        if not keep_archive:
-            archive.unlink()
+        archive = downloads_dir() / entry.filename
+        # Held until the archive is unpacked and deleted: another root's download of the same
+        # archive waits, and never unpacks a file deleted under it.
+        with download_lock(archive):
+            _download(entry, archive)
+            counts = _unpack(entry, archive, target)
+            if not keep_archive:
+                archive.unlink()
     listed = ", ".join(f"{n} {part}" for part, n in counts.items())
     log.info(f"{entry.name}: checked ({listed or 'not empty'}), in {target}")
     return target
@@ -377,35 +381,33 @@ def _check_existing(entry: DatasetArchive, target: Path) -> Path:
     return target
 
 
-def _download(entry: DatasetArchive) -> Path:
-    """Download ``entry``'s archive (resumable) and verify size and hash; returns its path."""
-    final = downloads_dir() / entry.filename
+def _download(entry: DatasetArchive, final: Path) -> None:
+    """Download ``entry``'s archive to ``final`` (resumable) unless it is there, and verify size
+    and hash; the caller holds ``final``'s download lock."""
     part = final.with_name(final.name + ".part")
     fix = f"download {entry.url} yourself into {downloads_dir()}"
-    with download_lock(final):
-        refuse_folder(final)
-        if not final.is_file():
-            if entry.size is not None:
-                have = part.stat().st_size if part.is_file() else 0
-                check_free_space(final.parent, entry.size - have, entry.filename, fix)
-            try:
-                download_resumable(entry.url, part, entry.filename, entry.size)
-            except (OSError, HTTPException, ValueError) as err:
-                if isinstance(err, OSError) and (disk_error := write_error(part, err)) is not None:
-                    raise disk_error from err
-                raise UserError(
-                    f"{entry.filename} could not be downloaded from {entry.url} "
-                    f"({describe_error(err)}); run again to resume, or {fix}"
-                ) from err
-            os.replace(part, final)
-        problem = _archive_mismatch(final, entry)
-        if problem is not None:
-            final.unlink()
+    refuse_folder(final)
+    if not final.is_file():
+        if entry.size is not None:
+            have = part.stat().st_size if part.is_file() else 0
+            check_free_space(final.parent, entry.size - have, entry.filename, fix)
+        try:
+            download_resumable(entry.url, part, entry.filename, entry.size)
+        except (OSError, HTTPException, ValueError) as err:
+            if isinstance(err, OSError) and (disk_error := write_error(part, err)) is not None:
+                raise disk_error from err
             raise UserError(
-                f"{entry.filename} from {entry.url} is corrupt ({problem}); removed it: run "
-                "again to download it anew"
-            )
-    return final
+                f"{entry.filename} could not be downloaded from {entry.url} "
+                f"({describe_error(err)}); run again to resume, or {fix}"
+            ) from err
+        os.replace(part, final)
+    problem = _archive_mismatch(final, entry)
+    if problem is not None:
+        final.unlink()
+        raise UserError(
+            f"{entry.filename} from {entry.url} is corrupt ({problem}); removed it: run "
+            "again to download it anew"
+        )
 
 
 def _archive_mismatch(path: Path, entry: DatasetArchive) -> str | None:
