@@ -536,3 +536,25 @@ def test_force_download_leaves_another_process_s_partial_file_alone(
     forced.join(timeout=10)
     assert result == [final] and final.read_bytes() == state.payload
     assert state.ranges() == [None]  # afresh, as --force asks
+
+
+def test_a_read_only_cache_is_one_line_naming_it_and_the_flag(
+    tiny: tuple[ServerState, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cache folder that cannot be written (a shared read-only mount) stops a download in
+    one line naming the folder and the ways out; nothing is requested."""
+    from mounts import readonly_folder
+
+    state, final = tiny
+    with readonly_folder(cache_dir()):
+        with pytest.raises(UserError) as err:
+            resolve("tiny", flag=FLAG)
+        message = str(err.value)
+        assert message.startswith(f"{cache_dir()}: not writable (") and "\n" not in message
+        assert message.endswith(
+            f"set SAMIC_VOS_HOME to a writable folder, or download {FILENAME} yourself and "
+            f"pass {FLAG} PATH"
+        )
+        assert main(["weights", "download", "tiny", "-q"]) == 2
+        assert capsys.readouterr().err.count("\n") == 1
+    assert state.requests == []

@@ -43,7 +43,11 @@ from samic_vos.hub.fetch import (
 from samic_vos.runtime.atomic import atomic_write_text
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.home import samic_home
-from samic_vos.runtime.output_paths import removing_new_folders, write_error
+from samic_vos.runtime.output_paths import (
+    check_writable_dir,
+    removing_new_folders,
+    write_error,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -483,6 +487,10 @@ def _fetch(entry: WeightsEntry, flag: str | None, replace: bool = False) -> Path
     folder = cache_dir()
     final = folder / entry.filename
     fix = f"pass {flag} PATH" if flag else f"copy it to {final}"
+    check_writable_dir(
+        folder,
+        f"set SAMIC_VOS_HOME to a writable folder, or download {entry.filename} yourself and {fix}",
+    )
     with removing_new_folders(folder):  # a failed first download leaves no empty cache
         try:
             folder.mkdir(parents=True, exist_ok=True)
