@@ -541,3 +541,32 @@ def test_a_training_interrupted_before_its_first_checkpoint_simply_starts_again(
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "holds no samic-vos run" in error[0]
     assert sorted(p.name for p in (tmp_path / "other").iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.slow
+def test_resume_with_other_settings_is_refused_naming_the_setting(
+    tiny, two_epochs, tmp_path, capsys
+):
+    """--resume continues the training OUT holds, with its settings (only --epochs may grow):
+    another seed or batch size (another validation split, another run) is refused in one line
+    naming the setting; a checkpoint resumed into a folder of other files is refused too.
+    Nothing is written either way."""
+    root, config = tiny
+    out = tmp_path / "run"
+    shutil.copytree(two_epochs[0], out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    for changed in (["--seed", "7"], ["--batch-size", "3"]):
+        assert _train(root, out, config, "--epochs", "3", "--resume", *changed) == 2
+        error = capsys.readouterr().err.strip().splitlines()
+        key = "train.seed" if changed[0] == "--seed" else "train.batch_size"
+        assert len(error) == 1 and key in error[0], error
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    resumed = ["--epochs", "3", "--batch-size", "2", "--resume", str(out / "latest.pt")]
+    assert _train(root, other, config, *resumed) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "holds no samic-vos run" in error[0], error
+    assert [p.name for p in other.iterdir()] == ["notes.txt"]

@@ -181,6 +181,7 @@ def open_run(
     force: bool,
     outputs: tuple[str, ...],
     shards: int = 1,
+    may_change: tuple[str, ...] = (),
 ) -> RunState:
     """How a run with ``manifest`` goes on in ``folder``; nothing is written here, except a
     new run's manifest when ``shards`` > 1.
@@ -194,6 +195,8 @@ def open_run(
         shards: how many processes write ``folder`` at once (see the module docstring):
             above 1, ``force`` is refused, another run is never replaced, and a new run's
             manifest is written here, by the first shard to get there (the others resume it).
+        may_change: dotted keys of the manifest (e.g. ``"config.train.max_epochs"``) in which
+            the same run may differ: it goes on with the new value.
 
     Returns:
         ``"new"`` (nothing to keep), ``"resume"`` (the same run, unfinished) or
@@ -232,7 +235,7 @@ def open_run(
             f"{folder}: holds a '{old.command}' run, not a '{manifest.command}' run; choose "
             "another `out_dir`"
         )
-    changed = _differences(old.key(), manifest.key())
+    changed = [k for k in _differences(old.key(), manifest.key()) if k not in may_change]
     if changed and shards == 1 and not _holds_work(folder, outputs):
         # A run that stopped before its first output (a missing weight, a wrong flag) blocks
         # nothing: the corrected run takes its place.

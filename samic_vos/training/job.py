@@ -152,6 +152,12 @@ def load_pairs(
     return pairs
 
 
+# What a training writes in OUT (removed by `force`).
+OUTPUTS = (CONFIG_FILE, LATEST, BEST, HISTORY)
+# What a resumed training may change: `max_epochs` counts the epochs of the whole run.
+RESUME_MAY_CHANGE = ("config.train.max_epochs",)
+
+
 def _checkpoint_to_resume(
     out_dir: Path,
     manifest: RunManifest,
@@ -165,16 +171,21 @@ def _checkpoint_to_resume(
     nothing is lost).
 
     Raises:
-        UserError: a checkpoint that is not there (saying what to pass instead).
+        UserError: a checkpoint that is not there (saying what to pass instead); ``out_dir``
+            holds another run (other settings than ``max_epochs``: naming them) or other files.
     """
     if resume is None or resume is False:
         return None
     if resume is not True:
         if not Path(resume).is_file():
             raise UserError(f"{resume}: no checkpoint to resume (`resume`)")
+        # OUT holds nothing yet, or this very training: another run or other files are refused.
+        open_run(out_dir, manifest, force=False, outputs=OUTPUTS, may_change=RESUME_MAY_CHANGE)
         return Path(resume)
     latest = out_dir / LATEST
     if latest.is_file():
+        # The training OUT holds goes on with its own settings; another one is refused.
+        open_run(out_dir, manifest, force=False, outputs=OUTPUTS, may_change=RESUME_MAY_CHANGE)
         return latest
     if not force:
         # Nothing there yet (a requeued job's first start), or this very training stopped
@@ -187,10 +198,6 @@ def _checkpoint_to_resume(
         f"{latest}: no checkpoint to resume (`resume`); {out_dir} holds no training to "
         "continue: run it without `resume`"
     )
-
-
-# What a training writes in OUT (removed by `force`).
-OUTPUTS = (CONFIG_FILE, LATEST, BEST, HISTORY)
 
 
 def run_training(
