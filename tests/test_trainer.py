@@ -32,7 +32,7 @@ from samic_vos.data.sambox_format import (
     annotation_path_for,
     write_annotation,
 )
-from samic_vos.model.checkpoint import load_samic
+from samic_vos.model.checkpoint import load_samic, save_samic
 from samic_vos.model.hsnet_weights import hsnet_learner_state
 from samic_vos.model.samic_net import SamicNetConfig, build_samic
 from samic_vos.prompts.heatmaps import points_to_heatmap
@@ -570,3 +570,23 @@ def test_resume_with_other_settings_is_refused_naming_the_setting(
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "holds no samic-vos run" in error[0], error
     assert [p.name for p in other.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.slow
+def test_resuming_another_network_or_an_adapted_one_says_which(tiny, two_epochs, tmp_path, capsys):
+    """A checkpoint of another architecture names the differing setting; one without training
+    state (track's samic_adapted.pt) says so; one line each, nothing written."""
+    root, config = tiny
+    latest = two_epochs[0] / "latest.pt"
+    out = tmp_path / "run"
+    capsys.readouterr()
+    assert _train(root, out, config, "--input-size", "96", "--resume", str(latest)) == 2
+    error = [x for x in capsys.readouterr().err.splitlines() if "error" in x]
+    assert len(error) == 1 and "network.input_size" in error[0], error
+    adapted = tmp_path / "samic_adapted.pt"
+    save_samic(adapted, load_samic(latest)[0], config={"track": {}}, metrics={"steps": 3})
+    assert _train(root, out, config, "--resume", str(adapted)) == 2
+    error = [x for x in capsys.readouterr().err.splitlines() if "error" in x]
+    assert len(error) == 1 and "no training state" in error[0], error
+    assert "network config" not in error[0]
+    assert not out.exists()

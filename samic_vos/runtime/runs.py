@@ -163,13 +163,13 @@ def _holds_work(folder: Path, outputs: tuple[str, ...]) -> bool:
     return False
 
 
-def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+def differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     """Dotted keys where two JSON values differ."""
     if isinstance(old, dict) and isinstance(new, dict):
         keys = sorted(set(old) | set(new))
         found: list[str] = []
         for key in keys:
-            found += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+            found += differences(old.get(key), new.get(key), f"{prefix}{key}.")
         return found
     return [] if old == new else [prefix.rstrip(".")]
 
@@ -235,7 +235,7 @@ def open_run(
             f"{folder}: holds a '{old.command}' run, not a '{manifest.command}' run; choose "
             "another `out_dir`"
         )
-    changed = [k for k in _differences(old.key(), manifest.key()) if k not in may_change]
+    changed = [k for k in differences(old.key(), manifest.key()) if k not in may_change]
     if changed and shards == 1 and not _holds_work(folder, outputs):
         # A run that stopped before its first output (a missing weight, a wrong flag) blocks
         # nothing: the corrected run takes its place.

@@ -14,6 +14,7 @@ import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -24,7 +25,13 @@ from samic_vos.runtime.atomic import remove_leftovers
 from samic_vos.runtime.config import config_to_dict, require, require_choice, save_config
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.output_paths import check_writable_dir
-from samic_vos.runtime.runs import CONFIG_FILE, RunManifest, open_run, write_manifest
+from samic_vos.runtime.runs import (
+    CONFIG_FILE,
+    RunManifest,
+    differences,
+    open_run,
+    write_manifest,
+)
 from samic_vos.runtime.stage_threads import StageThreads, ThreadsConfig
 from samic_vos.runtime.version import __version__
 from samic_vos.sam.models import require_models
@@ -269,11 +276,7 @@ def run_training(
                 )
         if resume is not None:
             model, meta = load_samic(resume, backbone_weights=backbone_weights)
-            if meta["net_config"] != config_to_dict(config.network) or not meta.get("training"):
-                raise UserError(
-                    f"{resume}: cannot resume: the checkpoint's network config differs from "
-                    "this run's, or it holds no training state; use the run's own settings"
-                )
+            _require_resumable(resume, meta, config.network)
             resume_state = meta["training"]
         else:
             seed_everything(config.train.seed)  # the head's initial weights
@@ -335,6 +338,23 @@ def run_training(
     finally:
         _leave(dist)
     return JobResult(**vars(result), rank=dist.rank)
+
+
+def _require_resumable(path: Path, meta: dict[str, Any], network: SamicNetConfig) -> None:
+    """Refuse a checkpoint (``meta``: :func:`~samic_vos.model.checkpoint.load_samic`'s) that
+    this run cannot continue: one without training state, or of another network (naming the
+    settings that differ)."""
+    if not meta.get("training"):
+        raise UserError(
+            f"{path}: cannot resume: it holds no training state (a network adapted by track "
+            "or segment, or saved without it); pass a latest.pt written by samic-vos train"
+        )
+    changed = differences(meta["net_config"], config_to_dict(network), "network.")
+    if changed:
+        raise UserError(
+            f"{path}: cannot resume: the checkpoint's network differs from this run's in "
+            f"{', '.join(changed)}; use the run's own settings"
+        )
 
 
 def _leave(dist: DistInfo) -> None:
