@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -590,3 +591,16 @@ def test_resuming_another_network_or_an_adapted_one_says_which(tiny, two_epochs,
     assert len(error) == 1 and "no training state" in error[0], error
     assert "network config" not in error[0]
     assert not out.exists()
+
+
+def test_the_epoch_bar_labels_validation_losses_as_such(tiny, tmp_path, capsys):
+    """The epoch's bar goes on through validation: its figures then are validation losses,
+    and say so (not ``loss=`` beside the training loss the log line reports)."""
+    root, config = tiny
+    out = tmp_path / "run"
+    assert _train(root, out, config, "--epochs", "1", "--batch-size", "2") == 0
+    renders = [r for r in re.split(r"[\r\n]", capsys.readouterr().err) if "epoch 1:" in r]
+    history = json.loads((out / "history.json").read_text())[0]
+    final = [r for r in renders if "100%" in r][-1]
+    assert f"val_loss={history['val_loss']:.3f}" in final, final
+    assert f" loss={history['val_loss']:.3f}" not in final, final

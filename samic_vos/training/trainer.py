@@ -232,8 +232,10 @@ def _run_epoch(
     config: TrainConfig,
     device: torch.device,
     progress: tqdm,
+    label: str = "",
 ) -> dict[str, float]:
-    """One pass; returns the per-pair sums of the loss terms and ``count`` on this process."""
+    """One pass; returns the per-pair sums of the loss terms and ``count`` on this process.
+    ``progress`` shows the running means, named ``label`` + term (``"val_"``: validation)."""
     sums = dict.fromkeys(TERMS, 0.0)
     count = 0
     for batch in loader:
@@ -253,7 +255,8 @@ def _run_epoch(
         for key in TERMS:
             sums[key] += terms[key] * size
         progress.update(1)
-        progress.set_postfix({k: f"{v / count:.3f}" for k, v in sums.items()}, refresh=False)
+        shown = {f"{label}{k}": f"{v / count:.3f}" for k, v in sums.items()}
+        progress.set_postfix(shown, refresh=False)
     sums["count"] = float(count)
     return sums
 
@@ -367,7 +370,9 @@ def _fit(
             metrics = {f"train_{k}": v for k, v in _mean_terms(sums, dist, device).items()}
             if val_loader is not None:
                 model.eval()
-                sums = _run_epoch(head, model, val_loader, None, config, device, epoch_bar)
+                sums = _run_epoch(
+                    head, model, val_loader, None, config, device, epoch_bar, label="val_"
+                )
                 metrics.update({f"val_{k}": v for k, v in _mean_terms(sums, dist, device).items()})
         monitored = metrics.get("val_loss", metrics["train_loss"])
         improved = monitored < state["best_loss"] - config.min_delta
