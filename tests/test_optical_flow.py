@@ -191,6 +191,22 @@ def test_cache_hit_does_not_recompute(tmp_path: Path, monkeypatch: pytest.Monkey
         cached_motion_scores(video, paths, masks, NATIVE, cache)
 
 
+@pytest.mark.parametrize("damage", ["cut", "garbage", "empty"])
+def test_a_damaged_cache_entry_is_recomputed(tmp_path: Path, damage: str) -> None:
+    """A cut, overwritten or emptied cache file (a copied cache, a full disk elsewhere) is
+    computed again and replaced, as a foreign entry is: not a crash in every later run."""
+    frames, _, _ = moving_square()
+    video = tmp_path / "video"
+    paths = write_frames(video, frames)
+    cache = tmp_path / "cache"
+    first = cached_motion_scores(video, paths, None, NATIVE, cache)
+    (entry,) = cache.glob("*.npz")
+    data = entry.read_bytes()
+    entry.write_bytes({"cut": data[:300], "garbage": b"\0" * 300, "empty": b""}[damage])
+    np.testing.assert_array_equal(cached_motion_scores(video, paths, None, NATIVE, cache), first)
+    assert entry.read_bytes() == data
+
+
 def test_default_cache_dir_follows_samic_vos_home(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -35,6 +35,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
@@ -287,8 +288,10 @@ def cached_motion_scores(
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     entry = folder / f"{Path(video_key).name}-{digest}.npz"
     if entry.is_file():
-        # A damaged or foreign entry is recomputed and overwritten.
-        with contextlib.suppress(OSError, ValueError, KeyError), np.load(entry) as data:
+        # A damaged (cut: BadZipFile; empty: EOFError) or foreign entry is recomputed and
+        # overwritten.
+        damaged = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+        with contextlib.suppress(*damaged), np.load(entry) as data:
             if str(data["key"]) == key_json:
                 return data["scores"].astype(np.float64)
     scores = motion_scores(frames, masks, config)
