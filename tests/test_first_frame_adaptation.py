@@ -15,6 +15,7 @@ from samic_vos.jobs.track import TrackConfig
 from samic_vos.model.samic_net import SamicNetConfig, build_samic
 from samic_vos.runtime.config import apply_overrides
 from samic_vos.runtime.errors import UserError
+from samic_vos.training.adaptation_state import load_state, save_state
 from samic_vos.training.first_frame_adaptation import (
     AdaptationConfig,
     adapt_on_first_frame,
@@ -99,6 +100,21 @@ def test_interrupted_adaptation_resumes_to_the_same_weights(judo, tmp_path, monk
     # Another configuration is never continued from this state.
     with pytest.raises(UserError, match="another frame, mask, network or configuration"):
         _adapt(judo, apply_overrides(SHORT, {"lr": 5e-4}), state_path=state)
+
+
+@pytest.mark.parametrize("damage", ["cut", "empty"])
+def test_a_damaged_state_says_to_remove_it(tmp_path, damage):
+    """A cut or empty adaptation state (a copied run folder, a failing disk) is one line that
+    says to remove it, as for another adaptation's state; nothing can "save or download" it."""
+    state = tmp_path / "adaptation_state.pt"
+    save_state(state, {"fingerprint": {"steps": 8}, "head": {"w": torch.zeros(256)}})
+    data = state.read_bytes()
+    state.write_bytes(data[: len(data) // 2] if damage == "cut" else b"")
+    with pytest.raises(UserError) as err:
+        load_state(state, {"steps": 8})
+    message = str(err.value)
+    assert message.startswith(f"{state}: ") and "\n" not in message
+    assert "remove it to adapt afresh" in message and "download" not in message
 
 
 def test_time_bound_stops_and_is_recorded(judo, tmp_path, caplog):

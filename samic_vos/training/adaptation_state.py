@@ -84,15 +84,20 @@ def load_state(path: str | os.PathLike[str], expected: dict[str, Any]) -> dict[s
     """The state saved at ``path`` (``None`` if there is no file).
 
     Raises:
-        UserError: the file is not an adaptation state, or one of another adaptation (its
-            fingerprint differs from ``expected``).
+        UserError: the file is damaged, not an adaptation state, or one of another adaptation
+            (its fingerprint differs from ``expected``); each says to remove it.
     """
     from samic_vos.hub.weights import load_checkpoint
 
     path = Path(path)
     if not path.exists():
         return None
-    state = load_checkpoint(path, map_location="cpu")
+    try:
+        state = load_checkpoint(path, map_location="cpu")
+    except UserError:  # its advice (save or download the file again) does not apply here
+        raise UserError(
+            f"{path}: damaged adaptation state (cut or corrupt); remove it to adapt afresh"
+        ) from None
     if state.get("format") != FORMAT or state.get("format_version") != FORMAT_VERSION:
         raise UserError(f"{path}: not a samic-vos adaptation state; remove it or choose another")
     if state.get("fingerprint") != expected:
