@@ -79,8 +79,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="?",
         const=True,
         metavar="CKPT",
-        help="continue the training in OUT (OUT/latest.pt; nothing there yet: start it), or the "
-        "one saved in CKPT",
+        help="continue the training in OUT (OUT/latest.pt; nothing there yet: start it) with its "
+        "settings (only --epochs may change), or the one saved in CKPT",
     )
     group.add_argument(
         "--init-hsnet",
