@@ -12,10 +12,12 @@ import samic_vos.training.first_frame_adaptation as adaptation
 from samic_vos.data.davis import read_image
 from samic_vos.data.mask_io import read_mask
 from samic_vos.jobs.track import TrackConfig
+from samic_vos.model.checkpoint import save_samic
 from samic_vos.model.samic_net import SamicNetConfig, build_samic
 from samic_vos.runtime.config import apply_overrides
 from samic_vos.runtime.errors import UserError
 from samic_vos.training.adaptation_state import load_state, save_state
+from samic_vos.training.adapted import ADAPTATION_STATE, ADAPTED, adapt_samic
 from samic_vos.training.first_frame_adaptation import (
     AdaptationConfig,
     adapt_on_first_frame,
@@ -115,6 +117,34 @@ def test_a_damaged_state_says_to_remove_it(tmp_path, damage):
     message = str(err.value)
     assert message.startswith(f"{state}: ") and "\n" not in message
     assert "remove it to adapt afresh" in message and "download" not in message
+
+
+def test_a_run_killed_after_saving_its_adapted_network_leaves_no_state_behind(tmp_path):
+    """Killed between writing samic_adapted.pt and removing adaptation_state.pt: the resumed
+    run uses the saved network and removes the state, so its folder ends as a straight run's
+    (no stale state file)."""
+    net = _fresh_net()
+    save_samic(tmp_path / ADAPTED, net)
+    save_state(tmp_path / ADAPTATION_STATE, {"fingerprint": {}, "head": net.head.state_dict()})
+
+    def references():
+        raise AssertionError("a saved adapted network needs no references")
+
+    adapted = adapt_samic(
+        _fresh_net(),
+        tmp_path,
+        references,
+        resume=True,
+        job_config=None,
+        adaptation=SHORT,
+        heat_sigma=0.02,
+        device=torch.device("cpu"),
+        backbone_weights=None,
+        progress=False,
+        what="frame 0",
+    )
+    assert _same_weights(adapted, net)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [ADAPTED]
 
 
 def test_time_bound_stops_and_is_recorded(judo, tmp_path, caplog):

@@ -94,6 +94,8 @@ def adapt_samic(
     if resume and path.is_file():
         adapted, _ = load_samic(path, device, backbone_weights)
         log.info("%s: using the network this run adapted on %s", path, what)
+        # A run killed between saving the network and removing its state left the state.
+        (out_dir / ADAPTATION_STATE).unlink(missing_ok=True)
         return adapted
     log.warning(
         "no SAMIC checkpoint given (`samic`): adapting a fresh network on %s "
