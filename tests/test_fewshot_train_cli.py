@@ -109,3 +109,23 @@ def test_the_pascal5i_training_config_loads() -> None:
     config = load_config(TrainJobConfig(), repo / "configs/train_pascal5i.yaml")
     assert (config.fewshot.fold, config.fewshot.references_per_target) == (0, 1)
     assert config.fewshot.train_fraction == 0.2
+
+
+def test_a_wrong_fewshot_layout_is_told_before_any_weight_is_loaded(
+    tmp_path: Path, tiny_config: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a wrong DAVIS root is: a --root without the layout's folders is the error, not the
+    ResNet-50 weights that would be downloaded (or are missing offline) first."""
+    import samic_vos.hub.weights
+
+    def offline(*args, **kwargs):
+        raise AssertionError("no weight should be fetched before the data source is checked")
+
+    monkeypatch.setattr(samic_vos.hub.weights, "download_resumable", offline)
+    (tmp_path / "photos").mkdir()  # a folder, but no images/ and masks/ in it
+    out = tmp_path / "run"
+    args = ["train", "--fewshot", "folder", "--root", str(tmp_path / "photos"), "-o", str(out)]
+    assert main([*args, "--config", str(tiny_config), "--epochs", "1"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "photos/images: folder not found" in errors[0], errors
+    assert not out.exists()

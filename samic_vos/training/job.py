@@ -14,7 +14,7 @@ import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -49,6 +49,9 @@ from samic_vos.training.trainer import (
     init_distributed,
 )
 from samic_vos.training.training_pairs import DEFAULT_POINTS_PER_OBJECT, TrainingPair
+
+if TYPE_CHECKING:
+    from samic_vos.data.fewshot_sets import FewShotDataset
 
 log = logging.getLogger(__name__)
 
@@ -122,27 +125,35 @@ def split_pairs(
     )
 
 
+def open_fewshot(config: TrainJobConfig, fewshot: tuple[str, str]) -> FewShotDataset:
+    """The training side of the few-shot dataset ``fewshot`` (``(kind, root)``) as
+    ``config.fewshot`` selects it (fold, FSS-1000 split); UserError naming what is missing."""
+    from samic_vos.data.fewshot_readers import open_training_set
+
+    kind, root = fewshot
+    return open_training_set(kind, root, fold=config.fewshot.fold, fss_split=config.fewshot.split)
+
+
 def load_pairs(
     config: TrainJobConfig,
     davis_root: str | None,
     sambox: str | None,
     show: bool,
     fewshot: tuple[str, str] | None = None,
+    fewshot_set: FewShotDataset | None = None,
 ) -> list[TrainingPair]:
     """The training pairs of the job's data source: exactly one of ``davis_root``, ``sambox``
     and ``fewshot`` (a few-shot dataset: ``(kind, root)``, see
-    :mod:`samic_vos.data.fewshot_sets`)."""
+    :mod:`samic_vos.data.fewshot_sets`; ``fewshot_set``: that dataset already opened by
+    :func:`open_fewshot`, not opened again)."""
     from samic_vos.training.training_pairs import pairs_from_davis, pairs_from_sambox
 
     if [davis_root, sambox, fewshot].count(None) != 2:
         raise UserError("give exactly one data source: `davis_root`, `sambox` or `fewshot`")
     if fewshot is not None:
-        from samic_vos.data.fewshot_readers import open_training_set
         from samic_vos.training.fewshot_pairs import pairs_from_fewshot
 
-        dataset = open_training_set(
-            fewshot[0], fewshot[1], fold=config.fewshot.fold, fss_split=config.fewshot.split
-        )
+        dataset = fewshot_set or open_fewshot(config, fewshot)
         pairs = pairs_from_fewshot(dataset, config.fewshot, config.data.points_per_object)
     elif sambox is not None:
         pairs = pairs_from_sambox(sambox, pairing=config.data.sambox_pairing)
@@ -258,8 +269,11 @@ def run_training(
     if torch_device.type == "cuda" and dist.world_size > 1:
         torch_device = torch.device("cuda", dist.local_rank)
     try:
-        if davis_root is not None:  # a wrong root is told before any weight is loaded
+        few = None if fewshot is None else (fewshot[0], str(fewshot[1]))
+        # A wrong root or layout is told before any weight is loaded (or downloaded).
+        if davis_root is not None:
             config.davis.open(davis_root)
+        fewshot_set = None if few is None else open_fewshot(config, few)
         if resume is None and dist.is_main:
             if (out_dir / LATEST).is_file() and not force:
                 raise UserError(
@@ -285,8 +299,7 @@ def run_training(
                 from samic_vos.model.hsnet_weights import load_hsnet_learner
 
                 load_hsnet_learner(model.head, init_hsnet)
-        few = None if fewshot is None else (fewshot[0], str(fewshot[1]))
-        pairs = load_pairs(config, davis_root, sambox, dist.is_main, few)
+        pairs = load_pairs(config, davis_root, sambox, dist.is_main, few, fewshot_set)
         train_pairs, val_pairs = split_pairs(pairs, config.data.val_fraction, config.train.seed)
         size = config.network.input_size
         resize = config.network.resize
