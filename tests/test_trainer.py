@@ -604,3 +604,23 @@ def test_the_epoch_bar_labels_validation_losses_as_such(tiny, tmp_path, capsys):
     final = [r for r in renders if "100%" in r][-1]
     assert f"val_loss={history['val_loss']:.3f}" in final, final
     assert f" loss={history['val_loss']:.3f}" not in final, final
+
+
+def test_an_unknown_sequence_is_told_before_any_weight_is_loaded(
+    tiny, tmp_path, capsys, monkeypatch
+):
+    """As a wrong DAVIS root is: --sequences naming no sequence of the split is the error,
+    not ResNet-50's weights, missing offline (or downloaded first)."""
+    import samic_vos.hub.weights
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(samic_vos.hub.weights, "download_resumable", offline)
+    root, config = tiny
+    out = tmp_path / "run"
+    args = ["train", "--davis-root", str(root), "-o", str(out), "--config", str(config)]
+    assert main([*args, "--year", "2016", "--sequences", "seq1", "nope"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "sequence 'nope' is not in the dataset split" in errors[0], errors
+    assert not out.exists()

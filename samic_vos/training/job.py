@@ -272,7 +272,9 @@ def run_training(
         few = None if fewshot is None else (fewshot[0], str(fewshot[1]))
         # A wrong root or layout is told before any weight is loaded (or downloaded).
         if davis_root is not None:
-            config.davis.open(davis_root)
+            from samic_vos.training.training_pairs import chosen_sequences
+
+            chosen_sequences(config.davis.open(davis_root).sequences, config.davis.sequences)
         fewshot_set = None if few is None else open_fewshot(config, few)
         if resume is None and dist.is_main:
             if (out_dir / LATEST).is_file() and not force:

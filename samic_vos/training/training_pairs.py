@@ -58,7 +58,9 @@ class TrainingPair:
     image_size: tuple[int, int]
 
 
-def _chosen_sequences(available: Sequence[str], wanted: Iterable[str] | None) -> list[str]:
+def chosen_sequences(available: Sequence[str], wanted: Iterable[str] | None) -> list[str]:
+    """The ``wanted`` sequences (``None``: all) in ``available``'s order; UserError naming
+    one that is not available."""
     if wanted is None:
         return list(available)
     wanted = list(wanted)
@@ -92,7 +94,7 @@ def pairs_from_davis(
     """
     config = flow_config or FlowConfig()
     pairs: list[TrainingPair] = []
-    names = _chosen_sequences(list(dataset.sequences), sequences)
+    names = chosen_sequences(list(dataset.sequences), sequences)
     for seq in bar(names, desc="dynamic frames", unit="seq", disable=not progress):
         frames = list(dataset.frame_paths(seq))
         annotations = list(dataset.annotation_paths(seq))
