@@ -562,6 +562,8 @@ def test_resume_with_other_settings_is_refused_naming_the_setting(
         error = capsys.readouterr().err.strip().splitlines()
         key = "train.seed" if changed[0] == "--seed" else "train.batch_size"
         assert len(error) == 1 and key in error[0], error
+        # --force excludes --resume: the way on is the run's own settings
+        assert "--force" not in error[0] and "config.yaml" in error[0], error
         assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     other = tmp_path / "other"
     other.mkdir()

@@ -182,6 +182,7 @@ def open_run(
     outputs: tuple[str, ...],
     shards: int = 1,
     may_change: tuple[str, ...] = (),
+    other_settings_fix: str | None = None,
 ) -> RunState:
     """How a run with ``manifest`` goes on in ``folder``; nothing is written here, except a
     new run's manifest when ``shards`` > 1.
@@ -197,6 +198,8 @@ def open_run(
             manifest is written here, by the first shard to get there (the others resume it).
         may_change: dotted keys of the manifest (e.g. ``"config.train.max_epochs"``) in which
             the same run may differ: it goes on with the new value.
+        other_settings_fix: what the refusal of a run with other settings suggests besides
+            another ``out_dir`` (default: ``force``, or removing it when sharded).
 
     Returns:
         ``"new"`` (nothing to keep), ``"resume"`` (the same run, unfinished) or
@@ -245,7 +248,9 @@ def open_run(
         shown = ", ".join(changed[:4]) + (
             f" and {len(changed) - 4} more" if len(changed) > 4 else ""
         )
-        fix = "remove it (shards cannot `force`)" if shards > 1 else "pass `force` to replace it"
+        fix = other_settings_fix or (
+            "remove it (shards cannot `force`)" if shards > 1 else "pass `force` to replace it"
+        )
         raise UserError(
             f"{folder}: holds another run (it differs in {shown}); choose another `out_dir`, "
             f"or {fix}"

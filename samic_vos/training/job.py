@@ -176,6 +176,20 @@ OUTPUTS = (CONFIG_FILE, LATEST, BEST, HISTORY)
 RESUME_MAY_CHANGE = ("config.train.max_epochs",)
 
 
+def _refuse_another_training(out_dir: Path, manifest: RunManifest) -> None:
+    """Raise :class:`UserError` unless ``out_dir`` holds nothing yet or this very training
+    (settings other than :data:`RESUME_MAY_CHANGE` differing: naming them), before a resume."""
+    open_run(
+        out_dir,
+        manifest,
+        force=False,
+        outputs=OUTPUTS,
+        may_change=RESUME_MAY_CHANGE,
+        # `force` starts afresh and excludes `resume`: not the way on for a resumed run
+        other_settings_fix=f"resume with the run's own settings ({out_dir / CONFIG_FILE})",
+    )
+
+
 def _checkpoint_to_resume(
     out_dir: Path,
     manifest: RunManifest,
@@ -197,13 +211,11 @@ def _checkpoint_to_resume(
     if resume is not True:
         if not Path(resume).is_file():
             raise UserError(f"{resume}: no checkpoint to resume (`resume`)")
-        # OUT holds nothing yet, or this very training: another run or other files are refused.
-        open_run(out_dir, manifest, force=False, outputs=OUTPUTS, may_change=RESUME_MAY_CHANGE)
+        _refuse_another_training(out_dir, manifest)
         return Path(resume)
     latest = out_dir / LATEST
     if latest.is_file():
-        # The training OUT holds goes on with its own settings; another one is refused.
-        open_run(out_dir, manifest, force=False, outputs=OUTPUTS, may_change=RESUME_MAY_CHANGE)
+        _refuse_another_training(out_dir, manifest)
         return latest
     if not force:
         # Nothing there yet (a requeued job's first start), or this very training stopped
