@@ -276,3 +276,16 @@ def test_adapting_leaves_the_callers_torch_rng_as_it_was(tiny_models, scene, one
         torch.manual_seed(1234)
         assert torch.equal(drawn, torch.rand(4))  # as if adaptation had not drawn anything
     assert np.array_equal(results[0], results[1])
+
+
+def test_write_mask_writes_ids_as_given_or_refuses_them(tmp_path):
+    """An id map of another dtype is written with its own values, or refused in one line:
+    never wrapped (300 → 44, −1 → 255 void) nor truncated (1.7 → 1)."""
+    path = tmp_path / "ids.png"
+    ids = np.array([[0, 1], [2, 254]])
+    samic_vos.write_mask(path, ids)
+    assert np.array_equal(samic_vos.read_mask(path), ids)
+    for value, shown in [(300, "300"), (-1, "-1"), (1.7, "1.7")]:
+        with pytest.raises(samic_vos.UserError, match=rf"^`ids`: ids must be .*, got {shown}$"):
+            samic_vos.write_mask(path, np.where(ids == 1, value, ids))
+    assert np.array_equal(samic_vos.read_mask(path), ids)  # left as it was

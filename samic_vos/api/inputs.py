@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from samic_vos.data.mask_io import VOID_ID, ids_from_image
+from samic_vos.data.mask_io import ids_from_image, ids_from_values
 from samic_vos.runtime.errors import UserError
 
 
@@ -59,21 +59,7 @@ def ids_array(value: object, where: str, *, paths: str) -> np.ndarray:
     array = _as_array(value, where, "an (H, W) id map")
     if array.ndim != 2:
         raise UserError(f"{where}: expected an (H, W) id map, got {_shown(array)}")
-    if array.dtype == bool:
-        return array.astype(np.uint8)
-    if array.dtype.kind not in "iuf":
-        raise UserError(f"{where}: expected an (H, W) id map of integers, got {_shown(array)}")
-    if array.dtype != np.uint8:
-        values = np.unique(array)
-        wrong = values[(values < 0) | (values > VOID_ID) | (values != np.round(values))]
-        if len(wrong):
-            shown = ", ".join(f"{v:g}" for v in wrong[:3].tolist())
-            raise UserError(
-                f"{where}: ids must be whole numbers 0..{VOID_ID} (0 background, {VOID_ID} "
-                f"void, 1..{VOID_ID - 1} objects), got {shown}"
-            )
-        array = array.astype(np.uint8)
-    return array
+    return ids_from_values(array, where)
 
 
 def require_type(name: str, value: object, kind: Any, make: str) -> None:

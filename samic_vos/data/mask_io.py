@@ -58,6 +58,34 @@ def object_ids(ids: np.ndarray) -> list[int]:
     return [int(v) for v in np.unique(ids) if v not in (0, VOID_ID)]
 
 
+def ids_from_values(array: np.ndarray, where: str) -> np.ndarray:
+    """An id map's values as ``uint8``: bool (``True``: object 1), or whole numbers
+    0..:data:`VOID_ID` of any integer or float dtype, kept as they are; ``where`` names the
+    array in messages.
+
+    Raises :class:`UserError` for other dtypes and other values (never an id that wraps
+    around, 300 → 44 or −1 → 255 void, nor a fraction cut, 1.7 → 1).
+    """
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == bool:
+        return array.astype(np.uint8)
+    if array.dtype.kind not in "iuf":
+        raise UserError(
+            f"{where}: expected an (H, W) id map of integers, got {tuple(array.shape)} "
+            f"{array.dtype}"
+        )
+    values = np.unique(array)
+    wrong = values[(values < 0) | (values > VOID_ID) | (values != np.round(values))]
+    if len(wrong):
+        shown = ", ".join(f"{v:g}" for v in wrong[:3].tolist())
+        raise UserError(
+            f"{where}: ids must be whole numbers 0..{VOID_ID} (0 background, {VOID_ID} "
+            f"void, 1..{VOID_ID - 1} objects), got {shown}"
+        )
+    return array.astype(np.uint8)
+
+
 def ids_from_image(image: Image.Image, name: str = "mask") -> np.ndarray:
     """Convert an opened mask image to an id map (``uint8``, shape ``(H, W)``).
 
@@ -116,7 +144,11 @@ def mask_image(ids: np.ndarray) -> Image.Image:
 
 
 def write_mask(path: str | os.PathLike[str], ids: np.ndarray) -> None:
-    """Write ``ids`` (``uint8``, ``(H, W)``) as a DAVIS palette PNG, atomically."""
-    image = mask_image(ids)
+    """Write ``ids`` (``(H, W)``, ``uint8``; bool or whole numbers 0..255 of another dtype are
+    converted, :func:`ids_from_values`) as a DAVIS palette PNG, atomically.
+
+    Raises :class:`UserError` for other values (``ids > 255``, negative, fractions).
+    """
+    image = mask_image(ids_from_values(np.asarray(ids), "`ids`"))
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
