@@ -289,3 +289,21 @@ def test_write_mask_writes_ids_as_given_or_refuses_them(tmp_path):
         with pytest.raises(samic_vos.UserError, match=rf"^`ids`: ids must be .*, got {shown}$"):
             samic_vos.write_mask(path, np.where(ids == 1, value, ids))
     assert np.array_equal(samic_vos.read_mask(path), ids)  # left as it was
+
+
+def test_a_0_255_array_mask_is_void_and_the_message_says_so(models, scene, tmp_path):
+    """As an array, 255 is void (DAVIS), so a 0/255 binary mask holds no object; the message
+    says that and how to pass it, instead of calling the mask background."""
+    rgb, ids = scene
+    binary = np.where(ids == 1, 255, 0).astype(np.uint8)
+    hint = r"; a 0/255 binary mask: pass mask > 0$"
+    with pytest.raises(samic_vos.UserError, match=r"^`mask`: the first frame needs .*" + hint):
+        samic_vos.VideoTracker(models).step(rgb, binary)
+    Image.fromarray(rgb).save(tmp_path / "00000.png")
+    with pytest.raises(samic_vos.UserError, match=r"^`first_mask`: .*background or void\)" + hint):
+        next(samic_vos.VideoTracker(models).track(tmp_path, binary))
+    segmenter = samic_vos.ImageSegmenter(models)
+    with pytest.raises(samic_vos.UserError, match=r"^`references`: .*background or void\)" + hint):
+        segmenter.set_references([(rgb, binary)])
+    with pytest.raises(samic_vos.UserError, match=r"\(every mask is background or void\)$"):
+        segmenter.set_references([(rgb, np.zeros_like(ids))])  # no void: no hint

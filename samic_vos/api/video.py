@@ -24,7 +24,7 @@ from samic_vos.api.inputs import ids_array, is_path, rgb_array
 from samic_vos.api.models import PathLike
 from samic_vos.api.session import Session
 from samic_vos.data.frame_source import FrameSource, open_frames
-from samic_vos.data.mask_io import object_ids, read_mask
+from samic_vos.data.mask_io import binary_mask_hint, object_ids, read_mask
 from samic_vos.inference.prompters import build_prompter
 from samic_vos.inference.tracker import CausalTracker, FrameResult, ObjectResult
 from samic_vos.runtime.errors import UserError, size_text
@@ -111,9 +111,10 @@ class VideoTracker(Session):
             )
         ids = None if mask is None else _frame_mask(mask, rgb)
         if not self.tracker.objects and (ids is None or not object_ids(ids)):
+            hint = binary_mask_hint([ids]) if ids is not None else ""
             raise UserError(
                 "`mask`: the first frame needs a mask with at least one object (ids 1..254; "
-                "0 is background, 255 void)"
+                f"0 is background, 255 void){hint}"
             )
         return self._step(rgb, ids, None)
 
@@ -255,7 +256,10 @@ def given_masks(
             )
         present = object_ids(mask)
         if not present:
-            raise UserError(f"{_label(given)}: the mask has no object (only background)")
+            raise UserError(
+                f"{_label(given)}: the mask has no object (only background or void)"
+                f"{binary_mask_hint([mask])}"
+            )
         ids.update(present)
     if sorted(ids) != list(range(1, len(ids) + 1)):
         shown = ", ".join(map(str, sorted(ids)))

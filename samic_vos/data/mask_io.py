@@ -58,6 +58,15 @@ def object_ids(ids: np.ndarray) -> list[int]:
     return [int(v) for v in np.unique(ids) if v not in (0, VOID_ID)]
 
 
+def binary_mask_hint(masks: list[np.ndarray]) -> str:
+    """What a message on id maps without an object adds where they hold void (255) pixels,
+    as a 0/255 binary mask given as an array does (there, 255 is void): how to pass it;
+    ``""`` without void."""
+    if any(np.any(mask == VOID_ID) for mask in masks):
+        return f"; a 0/{VOID_ID} binary mask: pass mask > 0"
+    return ""
+
+
 def ids_from_values(array: np.ndarray, where: str) -> np.ndarray:
     """An id map's values as ``uint8``: bool (``True``: object 1), or whole numbers
     0..:data:`VOID_ID` of any integer or float dtype, kept as they are; ``where`` names the

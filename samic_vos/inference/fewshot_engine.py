@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from samic_vos.data.mask_io import object_ids
+from samic_vos.data.mask_io import binary_mask_hint, object_ids
 from samic_vos.inference.prompter import ClassFound, ClassResult, Reference, TrackerConfig
 from samic_vos.inference.prompters import build_image_prompter
 from samic_vos.inference.tracker import compose_ids
@@ -100,7 +100,10 @@ class FewShotSegmenter:
         present = [self._check(i, ref) for i, ref in enumerate(references)]
         classes = sorted(set().union(*present))
         if not classes:
-            raise ValueError("the references hold no class (every mask is background)")
+            hint = binary_mask_hint([np.asarray(ref.ids) for ref in references])
+            raise ValueError(
+                f"the references hold no class (every mask is background or void){hint}"
+            )
         self.classes = []  # set once these references are in (a failed call leaves none)
         self.prompter.set_references(references, present)
         self.classes = classes
