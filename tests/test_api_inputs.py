@@ -64,6 +64,11 @@ def test_step_takes_the_forms_a_notebook_has(models, scene, one_torch_thread):
             r"^`frame`: expected an \(H, W, 3\) uint8 RGB image, got \(60, 80, 3\) float32 "
             r"\(floats in 0..1",
         ),
+        (
+            "float255",
+            None,
+            r"^`frame`: .*, got \(60, 80, 3\) float64 \(floats in 0..255: x.round\(\).astype",
+        ),
         ("chw", None, r"got \(3, 60, 80\) uint8 \(channels last: \(H, W, 3\), not \(3, H, W\)\)$"),
         ("gray", None, r"^`frame`: expected an \(H, W, 3\) uint8 RGB image, got \(60, 80\) uint8$"),
         (None, "hw1", r"^`mask`: expected an \(H, W\) id map, got \(60, 80, 1\) uint8$"),
@@ -78,7 +83,8 @@ def test_step_refuses_other_forms_in_one_line(models, scene, frame, mask, messag
     rgb, ids = scene
     frames = {
         None: rgb,
-        "float": rgb.astype(np.float32),
+        "float": (rgb / 255).astype(np.float32),
+        "float255": rgb.astype(np.float64),
         "chw": np.ascontiguousarray(rgb.transpose(2, 0, 1)),
         "gray": rgb[..., 0],
     }

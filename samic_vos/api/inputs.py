@@ -42,7 +42,7 @@ def rgb_array(value: object, where: str, *, paths: str) -> np.ndarray:
         if array.ndim == 3 and array.shape[0] == 3 and array.shape[2] != 3:
             hint = " (channels last: (H, W, 3), not (3, H, W))"
         elif array.dtype.kind == "f":
-            hint = " (floats in 0..1: (x * 255).round().astype(np.uint8))"
+            hint = _float_hint(array)
         raise UserError(
             f"{where}: expected an (H, W, 3) uint8 RGB image, got {_shown(array)}{hint}"
         )
@@ -76,6 +76,13 @@ def _as_array(value: object, where: str, expected: str) -> np.ndarray:
             f"{where}: expected {expected}, got a {type(value).__name__} numpy cannot read "
             f"({str(error).splitlines()[0]})"
         ) from None
+
+
+def _float_hint(array: np.ndarray) -> str:
+    """How to make a float image uint8: its values in 0..1 (torchvision's), or in 0..255."""
+    if array.size and np.nanmax(array) > 1:
+        return " (floats in 0..255: x.round().astype(np.uint8))"
+    return " (floats in 0..1: (x * 255).round().astype(np.uint8))"
 
 
 def _shown(array: np.ndarray) -> str:
