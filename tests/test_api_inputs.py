@@ -313,3 +313,29 @@ def test_a_0_255_array_mask_is_void_and_the_message_says_so(models, scene, tmp_p
         segmenter.set_references([(rgb, binary)])
     with pytest.raises(samic_vos.UserError, match=r"\(every mask is background or void\)$"):
         segmenter.set_references([(rgb, np.zeros_like(ids))])  # no void: no hint
+
+
+def test_reference_points_are_x_y_inside_the_image_or_refused(models, one_torch_thread):
+    """A Reference's clicked points are (N, 2) (x, y) pixels of its image, as a SAMBOX file's
+    must be; (row, col) points that fall outside, or another shape, are refused in one line
+    (not silently dropped from the heat map, or reshaped into other points)."""
+    rgb, ids = two_classes(0)  # 80 wide, 60 high
+    segmenter = samic_vos.ImageSegmenter(models)
+    clicked = {1: [[16.0, 17.0]], 2: []}  # class 2: none clicked, derived from its mask
+    segmenter.set_references([samic_vos.Reference(rgb, ids, points=clicked)])
+    assert segmenter.engine.reference_points[0][1].tolist() == [[16.0, 17.0]]
+    assert len(segmenter.engine.reference_points[0][2])
+    cases = [
+        (
+            {1: [[17, 70]]},
+            r"\[17, 70\] lies outside the 80x60 image \(x in \[0, 79\], y in \[0, 59\]",
+        ),
+        ({1: [[-1, 5]]}, r"\[-1, 5\] lies outside"),
+        ({1: [[1, 2, 3], [4, 5, 6]]}, r"expected \(N, 2\) \(x, y\) points, got \(2, 3\) int64$"),
+        ({1: [[np.nan, 5]]}, r"expected \(N, 2\) \(x, y\) points, got a point that is not finite"),
+    ]
+    for points, message in cases:
+        with pytest.raises(
+            samic_vos.UserError, match=r"^`references\[0\]` points\[1\]: " + message
+        ):
+            segmenter.set_references([samic_vos.Reference(rgb, ids, points=points)])

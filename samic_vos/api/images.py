@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from samic_vos.api.inputs import ids_array, is_path, rgb_array
+from samic_vos.api.inputs import ids_array, is_path, points_array, rgb_array
 from samic_vos.api.models import PathLike
 from samic_vos.api.session import Session
 from samic_vos.data.davis import read_image
@@ -55,18 +55,19 @@ class ImageSegmenter(Session):
     def set_references(self, references: Sequence[Reference | tuple[ImageLike, ImageLike]]) -> None:
         """The K labelled references, replacing any earlier ones.
 
-        Each is a :class:`~samic_vos.inference.fewshot_engine.Reference` (with clicked (x, y)
-        points per class, if any) or an ``(image, mask)`` pair: the image an RGB file or an
-        (H, W, 3) uint8 array (or a Pillow image), the mask a PNG (palette: each id its own
-        class; 0/255 or 0/1: class 1) or an (H, W) id map (uint8, bool, or integers 0..255:
-        0 background, 255 void, 1..254 classes). A class may appear in any subset of the
-        references; their sizes may differ.
+        Each is a :class:`~samic_vos.inference.fewshot_engine.Reference` (with clicked (N, 2)
+        (x, y) points per class, if any, inside its image) or an ``(image, mask)`` pair: the
+        image an RGB file or an (H, W, 3) uint8 array (or a Pillow image), the mask a PNG
+        (palette: each id its own class; 0/255 or 0/1: class 1) or an (H, W) id map (uint8,
+        bool, or integers 0..255: 0 background, 255 void, 1..254 classes). A class may appear
+        in any subset of the references; their sizes may differ.
 
         Raises:
             UserError: no reference, a single pair not in a list, an unreadable file, an image
-                or mask of another form, a mask of another size than its image, no class at
-                all (these leave the earlier references in place); a persam class without a
-                mask (this leaves none: set references again).
+                or mask of another form, a mask of another size than its image, clicked
+                points of another shape or outside their image, no class at all (these
+                leave the earlier references in place); a persam class without a mask (this
+                leaves none: set references again).
         """
         if isinstance(references, Reference) or _one_pair(references):
             raise UserError(
@@ -163,5 +164,9 @@ def _reference(index: int, ref: object) -> Reference:
             f"{where}: mask is {size_text(ids.shape)} but the image is {size_text(rgb.shape)}"
         )
     if isinstance(ref, Reference):
-        return dataclasses.replace(ref, rgb=rgb, ids=ids)
+        points = ref.points
+        if points is not None:
+            size = (rgb.shape[0], rgb.shape[1])
+            points = {k: points_array(p, f"{where} points[{k}]", size) for k, p in points.items()}
+        return dataclasses.replace(ref, rgb=rgb, ids=ids, points=points)
     return Reference(rgb, ids)

@@ -62,6 +62,28 @@ def ids_array(value: object, where: str, *, paths: str) -> np.ndarray:
     return ids_from_values(array, where)
 
 
+def points_array(value: object, where: str, size: tuple[int, int]) -> np.ndarray:
+    """``value`` as (N, 2) float32 (x, y) points of an image of ``size`` (H, W): each inside
+    it (0 <= x <= W - 1, 0 <= y <= H - 1, as a SAMBOX file's must be), or none (a class whose
+    points are derived from its mask); ``where`` names them."""
+    array = _as_array(value, where, "(N, 2) (x, y) points")
+    if array.size == 0:  # none clicked: derived from the mask
+        return np.zeros((0, 2), np.float32)
+    if array.ndim != 2 or array.shape[1] != 2 or array.dtype.kind not in "iuf":
+        raise UserError(f"{where}: expected (N, 2) (x, y) points, got {_shown(array)}")
+    if not np.isfinite(array).all():
+        raise UserError(f"{where}: expected (N, 2) (x, y) points, got a point that is not finite")
+    height, width = size
+    outside = (array < 0).any(axis=1) | (array[:, 0] > width - 1) | (array[:, 1] > height - 1)
+    if outside.any():
+        x, y = array[np.flatnonzero(outside)[0]].tolist()
+        raise UserError(
+            f"{where}: [{x:g}, {y:g}] lies outside the {width}x{height} image (x in "
+            f"[0, {width - 1}], y in [0, {height - 1}]; points are (x, y), not (row, col))"
+        )
+    return array.astype(np.float32)
+
+
 def require_type(name: str, value: object, kind: Any, make: str) -> None:
     """One :class:`UserError` line where ``value`` is not a ``kind`` (what ``make`` builds)."""
     if not isinstance(value, kind):
