@@ -339,3 +339,15 @@ def test_reference_points_are_x_y_inside_the_image_or_refused(models, one_torch_
             samic_vos.UserError, match=r"^`references\[0\]` points\[1\]: " + message
         ):
             segmenter.set_references([samic_vos.Reference(rgb, ids, points=points)])
+
+
+def test_track_refuses_frames_in_memory_in_one_line(models, scene):
+    """track() reads a video file or frame folder; frames already in memory go to step()."""
+    rgb, ids = scene
+    for video, kind in [([rgb, rgb], "list"), (np.stack([rgb, rgb]), "ndarray")]:
+        with pytest.raises(
+            samic_vos.UserError,
+            match=rf"^`video`: expected a video file or frame folder, got a {kind}; for frames "
+            r"in memory call step\(frame, mask\) per frame$",
+        ):
+            next(samic_vos.VideoTracker(models).track(video, ids))  # type: ignore[arg-type]

@@ -161,10 +161,16 @@ class VideoTracker(Session):
             (on CUDA, also encoded) in a worker thread while frame t is tracked.
 
         Raises:
-            UserError: when the iteration starts: a missing video or mask, a mask that names
+            UserError: when the iteration starts: a ``video`` that is not a path (frames in
+                memory go to :meth:`step`), a missing video or mask, a mask that names
                 no frame or has the wrong size, ids that are not 1..K; while it runs: a
                 frame that cannot be decoded.
         """
+        if not is_path(video):
+            raise UserError(
+                f"`video`: expected a video file or frame folder, got a {type(video).__name__}; "
+                "for frames in memory call step(frame, mask) per frame"
+            )
         if self.tracker.frame_index >= 0:
             raise RuntimeError(
                 "track() runs a whole video on a new VideoTracker; make one, or reset() this one"
