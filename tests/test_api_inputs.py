@@ -351,3 +351,15 @@ def test_track_refuses_frames_in_memory_in_one_line(models, scene):
             r"in memory call step\(frame, mask\) per frame$",
         ):
             next(samic_vos.VideoTracker(models).track(video, ids))  # type: ignore[arg-type]
+
+
+def test_an_empty_image_is_refused_in_one_line(models, scene):
+    """A crop that came out empty is named, not an OpenCV assertion from inside SAMIC."""
+    rgb, ids = scene
+    empty = rgb[:0]
+    segmenter = samic_vos.ImageSegmenter(models)
+    segmenter.set_references([(rgb, ids)])
+    with pytest.raises(samic_vos.UserError, match=r"^`images\[1\]`: the image is empty, 80x0$"):
+        segmenter.segment([rgb, empty])
+    with pytest.raises(samic_vos.UserError, match=r"^`frame`: the image is empty, 80x0$"):
+        samic_vos.VideoTracker(models).step(empty, ids[:0])

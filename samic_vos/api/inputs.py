@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from samic_vos.data.mask_io import ids_from_image, ids_from_values
-from samic_vos.runtime.errors import UserError
+from samic_vos.runtime.errors import UserError, size_text
 
 
 def is_path(value: object) -> bool:
@@ -46,6 +46,8 @@ def rgb_array(value: object, where: str, *, paths: str) -> np.ndarray:
         raise UserError(
             f"{where}: expected an (H, W, 3) uint8 RGB image, got {_shown(array)}{hint}"
         )
+    if not array.size:
+        raise UserError(f"{where}: the image is empty, {size_text(array.shape)}")
     return array
 
 
