@@ -363,3 +363,13 @@ def test_an_empty_image_is_refused_in_one_line(models, scene):
         segmenter.segment([rgb, empty])
     with pytest.raises(samic_vos.UserError, match=r"^`frame`: the image is empty, 80x0$"):
         samic_vos.VideoTracker(models).step(empty, ids[:0])
+
+
+def test_write_mask_into_a_missing_folder_names_it(tmp_path):
+    """As in the module docstring's loop, before the folder exists: one line naming the mask
+    and its folder, not the temporary file it would have been written as first."""
+    path = tmp_path / "masks" / "00000.png"
+    with pytest.raises(samic_vos.UserError) as error:
+        samic_vos.write_mask(path, np.ones((4, 4), np.uint8))
+    assert str(error.value) == f"{path}: cannot write it, folder {path.parent} not found"
+    assert not path.parent.exists()

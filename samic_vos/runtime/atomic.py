@@ -52,12 +52,16 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     The temporary name keeps ``path``'s extension (or ``suffix``) so that writers which pick
     a format from the extension (Pillow, video muxers) still work. On an exception the
     temporary file is removed and ``path`` is left untouched; a full disk or a permission error
-    (in the block or in the rename) is raised as a UserError naming ``path``.
+    (in the block or in the rename), or a missing folder, is raised as a UserError naming
+    ``path``.
     """
     final = Path(path)
     ext = final.suffix if suffix is None else suffix
     with reporting_write_errors(final):
-        fd, tmp_name = _temporary_file(final, ext)
+        try:
+            fd, tmp_name = _temporary_file(final, ext)
+        except FileNotFoundError as err:  # not the temporary name: the user never gave it
+            raise UserError(f"{final}: cannot write it, folder {final.parent} not found") from err
         os.close(fd)
         tmp = Path(tmp_name)
         # The writer creates the file anew: opening the empty placeholder again would truncate
