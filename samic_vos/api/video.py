@@ -94,7 +94,10 @@ class VideoTracker(Session):
 
         Returns:
             ``ids`` (H, W) uint8 id map, and per object its (N, 2) float32 (x, y) points,
-            their heat values and SAM's confidence in [0, 1].
+            their heat values and SAM's confidence in [0, 1]. An object whose heat map has no
+            peak gets (0, 2) points, confidence 0 and no pixel in ``ids``; it stays in
+            ``objects`` with its last good reference, and comes back where it is found again
+            (or given by a mask).
 
         Raises:
             UserError: a frame or mask of another form (a path, a float or (3, H, W) image),
