@@ -220,3 +220,32 @@ def test_mistakes_in_api_calls(shared_data, tiny_models, one_torch_thread):
     images = samic_vos.ImageSegmenter(models)
     with pytest.raises(samic_vos.UserError, match="mask is 63x48 but the image is 64x48"):
         images.set_references([(rgb, mask[:, :63])])
+
+
+def test_objects_added_mid_video_give_the_bytes_of_track_masks(
+    tmp_path, tiny_models, bmx, one_torch_thread
+):
+    """Masks of later frames (``masks_dir``, the CLI's --masks): object 2 starts on frame 2;
+    track() and step() give `samic-vos track --masks`'s masks and prompts lines."""
+    frames, first = bmx
+    ids = samic_vos.read_mask(first)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    write_mask(masks / "00000.png", np.where(ids == 1, 1, 0).astype(np.uint8))
+    write_mask(masks / "00002.png", np.where(ids == 2, 2, 0).astype(np.uint8))
+    cli = tmp_path / "cli"
+    lines = _cli("track", [str(frames), "--masks", str(masks)], tiny_models, True, None, cli)
+    assert [sorted(line["objects"]) for line in lines] == [["1"], ["1"], ["1", "2"]]
+
+    models = _models(tiny_models, True, device="cpu")
+    names = sorted(p.stem for p in frames.iterdir())
+    tracked = list(samic_vos.VideoTracker(models).track(frames, masks_dir=masks))
+    stepper = samic_vos.VideoTracker(models)
+    for name, (index, ids, prompts), line in zip(names, tracked, lines, strict=True):
+        assert frame_record(name, samic_vos.FrameResult(ids, prompts)) == line
+        write_mask(tmp_path / "ours.png", ids)
+        assert (tmp_path / "ours.png").read_bytes() == (cli / "masks" / f"{name}.png").read_bytes()
+        given = masks / f"{name}.png"
+        rgb = samic_vos.read_image(frames / f"{name}.jpg")
+        result = stepper.step(rgb, samic_vos.read_mask(given) if given.exists() else None)
+        assert np.array_equal(result.ids, ids), index
