@@ -373,3 +373,18 @@ def test_write_mask_into_a_missing_folder_names_it(tmp_path):
         samic_vos.write_mask(path, np.ones((4, 4), np.uint8))
     assert str(error.value) == f"{path}: cannot write it, folder {path.parent} not found"
     assert not path.parent.exists()
+
+
+def test_segment_takes_a_batch_array_and_refuses_one_image_tensor(models, one_torch_thread):
+    """An (N, H, W, 3) batch is N images, a numpy array as a tensor; one (H, W, 3) image, a
+    numpy array or a tensor, is asked for in a list (not segmented row by row)."""
+    (rgb, ids), (target, _) = two_classes(0), two_classes(1)
+    segmenter = samic_vos.ImageSegmenter(models)
+    segmenter.set_references([(rgb, ids)])
+    expected = [found.ids for found in segmenter.segment([target, rgb])]
+    for batch in (np.stack([target, rgb]), torch.from_numpy(np.stack([target, rgb]))):
+        found = [result.ids for result in segmenter.segment(batch)]  # type: ignore[arg-type]
+        assert all(np.array_equal(a, b) for a, b in zip(found, expected, strict=True))
+    for single in (target, torch.from_numpy(target)):
+        with pytest.raises(samic_vos.UserError, match=r"^`images`: expected a list of images"):
+            segmenter.segment(single)  # type: ignore[arg-type]

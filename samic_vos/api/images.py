@@ -104,9 +104,9 @@ class ImageSegmenter(Session):
             lambda: self._references, what=what, resume=resume, record=record, on_step=on_step
         )
 
-    def segment(self, images: Sequence[ImageLike]) -> list[ImageResult]:
-        """Segment ``images`` (a list of files, (H, W, 3) uint8 RGB arrays or Pillow images;
-        sizes may differ).
+    def segment(self, images: Sequence[ImageLike] | np.ndarray) -> list[ImageResult]:
+        """Segment ``images`` (a list of files, (H, W, 3) uint8 RGB arrays or Pillow images,
+        sizes may differ; or an (N, H, W, 3) uint8 array or CPU tensor).
 
         Returns, per image: ``ids`` (H, W) uint8 class map, ``instances`` (H, W) uint8
         instance map (1..M, class order then point order), and per class its (N, 2) float32
@@ -117,7 +117,9 @@ class ImageSegmenter(Session):
                 form (float, grayscale, (3, H, W)).
             RuntimeError: no references yet (:meth:`set_references`).
         """
-        if is_path(images) or isinstance(images, (np.ndarray, Image.Image)):
+        if getattr(images, "ndim", None) == 4:  # an (N, H, W, 3) batch, numpy or torch
+            images = list(images)
+        if is_path(images) or isinstance(images, Image.Image) or hasattr(images, "ndim"):
             raise UserError("`images`: expected a list of images, got a single one; pass [image]")
         rgbs = [
             read_image(image, what="target image")
