@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import re
@@ -381,6 +382,24 @@ def test_a_failed_download_leaves_no_empty_folder(
     assert not (tmp_path / "new").exists() and not downloads_dir().exists()
     assert main(["data", "download", NAME]) == 2
     assert not default_root().exists() and not downloads_dir().exists()
+
+
+def test_a_url_the_server_refuses_is_not_worth_a_rerun(
+    server: tuple[ServerState, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """HTTP 404 (the archive moved): the line says so and how to fetch it by hand, not to run
+    again; a cut connection still says to run again (test above)."""
+    state, base = server
+    entry = _register(monkeypatch, base, state.payload)
+    monkeypatch.setattr(
+        dataset_download, "ARCHIVES", {NAME: dataclasses.replace(entry, url=f"{base}/moved.zip")}
+    )
+    assert main(["data", "download", NAME]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "HTTP 404" in error[0], error
+    assert "run again" not in error[0] and "yourself" in error[0], error
 
 
 def test_a_read_only_root_is_one_line(

@@ -43,6 +43,7 @@ from samic_vos.hub.fetch import (
     download_lock,
     download_resumable,
     refuse_folder,
+    retry_may_help,
     sha256_file,
 )
 from samic_vos.runtime.errors import UserError
@@ -396,9 +397,10 @@ def _download(entry: DatasetArchive, final: Path) -> None:
         except (OSError, HTTPException, ValueError) as err:
             if isinstance(err, OSError) and (disk_error := write_error(part, err)) is not None:
                 raise disk_error from err
+            again = "run again to resume, or " if retry_may_help(err) else ""
             raise UserError(
                 f"{entry.filename} could not be downloaded from {entry.url} "
-                f"({describe_error(err)}); run again to resume, or {fix}"
+                f"({describe_error(err)}); {again}{fix}"
             ) from err
         os.replace(part, final)
     problem = _archive_mismatch(final, entry)

@@ -117,6 +117,15 @@ def describe_error(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
 
+def retry_may_help(err: BaseException) -> bool:
+    """Whether running a failed transfer again may succeed: not after the server refused the
+    request itself (HTTP 4xx: a URL gone, access denied), except a timeout (408), too early
+    (425) or too many requests (429)."""
+    if isinstance(err, urllib.error.HTTPError):
+        return not 400 <= err.code < 500 or err.code in (408, 425, 429)
+    return True
+
+
 @contextlib.contextmanager
 def download_lock(final: Path) -> Iterator[None]:
     """Hold ``.<name>.lock`` beside ``final`` so that two processes never write the same files
