@@ -5,6 +5,7 @@ wraps around or becomes object 0, never an error from deep inside SAM)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 
@@ -226,6 +227,12 @@ def test_constructors_refuse_what_is_not_their_settings(models):
         samic_vos.ImageSegmenter(models, {"heat_sigma": 0.1})  # type: ignore[arg-type]
     with pytest.raises(samic_vos.UserError, match=r"^`adaptation`: expected .*, got a dict$"):
         samic_vos.VideoTracker(models, adaptation={"steps": 3})  # type: ignore[arg-type]
+
+
+def test_an_image_segmenter_refuses_a_video_only_prompter_in_one_line(models):
+    video_only = dataclasses.replace(models, prompter="previous-mask", net=None)
+    with pytest.raises(samic_vos.UserError, match=r"^`prompter`: 'previous-mask' tracks videos"):
+        samic_vos.ImageSegmenter(video_only)
 
 
 def test_load_models_refuses_settings_of_another_type(tiny_models):

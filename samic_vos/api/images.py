@@ -23,6 +23,7 @@ from samic_vos.api.session import Session
 from samic_vos.data.davis import read_image
 from samic_vos.data.mask_io import read_mask
 from samic_vos.inference.fewshot_engine import FewShotSegmenter, ImageResult
+from samic_vos.inference.names import IMAGE_PROMPTERS
 from samic_vos.inference.prompter import Reference
 from samic_vos.runtime.errors import UserError, size_text
 
@@ -47,6 +48,11 @@ class ImageSegmenter(Session):
 
     def _build(self) -> None:
         models = self.models
+        if models.prompter not in IMAGE_PROMPTERS:
+            raise UserError(
+                f"`prompter`: {models.prompter!r} tracks videos only; images take one of "
+                f"{', '.join(IMAGE_PROMPTERS)} (load_models(prompter=...))"
+            )
         self.engine = FewShotSegmenter(
             models.prompter, models.segmenter, self.net, self.config, models.device
         )
