@@ -5,7 +5,6 @@ wraps around or becomes object 0, never an error from deep inside SAM)."""
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import re
 
@@ -229,17 +228,17 @@ def test_constructors_refuse_what_is_not_their_settings(models):
         samic_vos.VideoTracker(models, adaptation={"steps": 3})  # type: ignore[arg-type]
 
 
-def test_an_image_segmenter_refuses_a_video_only_prompter_in_one_line(models):
-    video_only = dataclasses.replace(models, prompter="previous-mask", net=None)
-    with pytest.raises(samic_vos.UserError, match=r"^`prompter`: 'previous-mask' tracks videos"):
-        samic_vos.ImageSegmenter(video_only)
-
-
 def test_load_models_refuses_settings_of_another_type(tiny_models):
     with pytest.raises(samic_vos.UserError, match=r"^`encoder`: expected .*, got a dict$"):
         samic_vos.load_models(sam_checkpoint=tiny_models["sam"], encoder={"precision": "fp32"})  # type: ignore[arg-type]
     with pytest.raises(samic_vos.UserError, match=r"^`network`: expected samic_vos.SamicNet"):
         samic_vos.load_models(sam_checkpoint=tiny_models["sam"], network={"backbone": "random"})  # type: ignore[arg-type]
+    # as the CLI refuses --samic with --prompter persam: a checkpoint that would never load
+    for prompter in ("persam", "previous-mask"):
+        with pytest.raises(samic_vos.UserError, match=rf"^`samic` is ignored: the {prompter} "):
+            samic_vos.load_models(
+                sam_checkpoint=tiny_models["sam"], samic=tiny_models["samic"], prompter=prompter
+            )
 
 
 def test_reset_starts_another_video_as_a_new_tracker_would(models, shared_data, one_torch_thread):

@@ -215,7 +215,7 @@ def test_mistakes_in_api_calls(shared_data, tiny_models, one_torch_thread):
     assert tracker.step(rgb, mask).objects[1].given
     with pytest.raises(RuntimeError, match="new VideoTracker"):
         next(tracker.track(frames, mask))
-    with pytest.raises(ValueError, match="unknown prompter"):
+    with pytest.raises(samic_vos.UserError, match="^`prompter`: 'previous-mask' tracks videos"):
         samic_vos.ImageSegmenter(_models(tiny_models, False, prompter="previous-mask"))
     images = samic_vos.ImageSegmenter(models)
     with pytest.raises(samic_vos.UserError, match="mask is 63x48 but the image is 64x48"):

@@ -31,6 +31,7 @@ from samic_vos.model.checkpoint import stored_net_config
 from samic_vos.model.samic_net import SamicNet, SamicNetConfig
 from samic_vos.runtime.config import require_choice
 from samic_vos.runtime.devices import shard_device
+from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.input_paths import require_input
 from samic_vos.runtime.stage_threads import StageThreads, ThreadsConfig
 from samic_vos.sam.encoder import EncoderConfig, precision_name
@@ -142,7 +143,8 @@ def load_models(
             on each video's first frame or each set of references before use (minutes on a
             CPU; pass a trained checkpoint for the paper's setting).
         backbone_weights: torchvision's ResNet-50 ImageNet weights (SAMIC's frozen backbone);
-            ``None``: from the cache. Must stay ``None`` for a ``random`` backbone.
+            ``None``: from the cache. Must stay ``None`` for a ``random`` backbone and for the
+            prompters other than ``samic`` (as must ``samic``).
         prompter: ``samic`` (the paper), or the training-free ``previous-mask`` (video only)
             and ``persam``; only ``samic`` loads a SAMIC network.
         device: ``auto`` (CUDA, then MPS, then the CPU), ``cuda``, ``cuda:N``, ``mps``, ``cpu``.
@@ -159,7 +161,8 @@ def load_models(
 
     Raises:
         UserError: a missing or unreadable weights file that cannot be downloaded (naming
-            the file and the argument to pass), a device this machine lacks, a bad value.
+            the file and the argument to pass), a device this machine lacks, a bad value, a
+            SAMIC file given to a prompter that runs no SAMIC network.
     """
     from samic_vos.training.adapted import samic_network
 
@@ -167,6 +170,12 @@ def load_models(
     require_type("threads", threads, ThreadsConfig | None, "samic_vos.ThreadsConfig(...)")
     require_type("network", network, SamicNetConfig | None, "samic_vos.SamicNetConfig(...)")
     require_choice("prompter", prompter, PROMPTERS)
+    for name, value in (("samic", samic), ("backbone_weights", backbone_weights)):
+        if value is not None and prompter != "samic":
+            raise UserError(
+                f"`{name}` is ignored: the {prompter} prompter runs no SAMIC network; drop it, "
+                "or use prompter='samic'"
+            )
     require_models(sam_model, str(device))
     encoder = encoder or EncoderConfig()
     if precision is not None:
