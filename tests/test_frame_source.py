@@ -32,13 +32,16 @@ def synthetic_frames(count: int, height: int = 48, width: int = 64) -> list[np.n
     ]
 
 
-def encode(path, frames: list[np.ndarray], rate: int = 24) -> None:
-    """Encode ``frames`` with PyAV directly (independent of the project's writer)."""
+def encode(path, frames: list[np.ndarray], rate: int = 24, rotation: int = 0) -> None:
+    """Encode ``frames`` with PyAV directly (independent of the project's writer);
+    ``rotation``: the display matrix's counter-clockwise degrees, as a phone writes it."""
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=rate)
         stream.height, stream.width = frames[0].shape[:2] if frames else (48, 64)
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": "4"}
+        if rotation:
+            stream.set_display_rotation(rotation)
         if not frames:
             container.start_encoding()
         for rgb in frames:
@@ -75,6 +78,28 @@ def test_video_frames_names_and_metadata(video10, backend):
         # A second iteration starts again at frame 0.
         again = next(iter(source))
         assert again.index == 0 and np.array_equal(again.rgb, frames[0].rgb)
+
+
+@pytest.mark.parametrize("rotation", [-90, 180, 90])
+def test_a_phone_videos_frames_are_upright_as_players_show_them(tmp_path, rotation):
+    """A portrait phone video stores landscape pixels and a display matrix: the frames (and so
+    the first mask and the masks written) are the ones a player shows, turned upright (what
+    ffmpeg extracts); decord, which turns them itself into arrays of the wrong shape at some
+    sizes, is not used for them."""
+    originals = synthetic_frames(3)
+    path = tmp_path / "phone.mp4"
+    encode(path, originals, rotation=rotation)
+    shown = [np.rot90(rgb, rotation // 90) for rgb in originals]  # both counter-clockwise
+    for backend in ("auto", "pyav"):
+        with open_frames(path, backend) as source:
+            assert source.size == shown[0].shape[:2]
+            frames = list(source)
+        assert [f.rgb.shape for f in frames] == [s.shape for s in shown]
+        for frame, expected in zip(frames, shown, strict=True):
+            assert np.abs(frame.rgb.astype(int) - expected).mean() < 3
+    if HAVE_DECORD:
+        message = one_line_error(lambda: open_frames(path, "decord"))
+        assert message.endswith("decord does not turn reliably; use `backend` pyav")
 
 
 def test_auto_uses_decord_when_importable_else_pyav(video10, monkeypatch):

@@ -198,6 +198,39 @@ def test_bad_first_mask(tmp_path, capsys, shared_data, small_video, tiny_models,
     assert not out.exists()
 
 
+def test_a_phone_video_is_tracked_upright_as_players_show_it(tmp_path, capsys, tiny_models):
+    """A portrait phone video stores landscape pixels and a display matrix: the first mask is
+    of the frame as shown (upright) and so are the masks written; a mask of the stored
+    orientation is refused in one line that says so."""
+    video = tmp_path / "phone.mp4"
+    with av.open(str(video), "w") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.height, stream.width, stream.pix_fmt = 48, 64, "yuv420p"
+        stream.set_display_rotation(-90)  # shown turned clockwise: 48 wide, 64 high
+        for value in (40, 80):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), value, np.uint8), "rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    shown = np.zeros((64, 48), np.uint8)
+    shown[40:60, 5:20] = 1
+    write_mask(tmp_path / "shown.png", shown)
+    write_mask(tmp_path / "stored.png", np.ascontiguousarray(np.rot90(shown)))
+    out = tmp_path / "out"
+    code = _track(
+        [str(video), "--first-mask", str(tmp_path / "stored.png"), "-o", str(out)], tiny_models
+    )
+    _assert_user_error(capsys, code, "mask is 64x48 but the video frames are 48x64", "upright")
+    assert not out.exists()
+
+    args = [str(video), "--first-mask", str(tmp_path / "shown.png"), "-o", str(out)]
+    assert _track(args, tiny_models) == 0
+    masks = sorted((out / "masks").iterdir())
+    assert [read_mask(p).shape for p in masks] == [(64, 48), (64, 48)]
+    assert np.array_equal(read_mask(masks[0]), shown)
+
+
 def test_bad_video_and_output(tmp_path, capsys, small_video, tiny_models):
     frames, first = small_video
     cases = {

@@ -259,9 +259,11 @@ def given_masks(
     for frame, given in sorted(found.items()):
         mask = read_mask(given) if isinstance(given, Path) else given
         if mask.shape != frames.size:
+            turned = mask.shape == frames.size[::-1]  # drawn on a frame stored turned?
             raise UserError(
                 f"{_label(given)}: mask is {size_text(mask.shape)} but the video frames are "
                 f"{size_text(frames.size)}; pass the mask of frame {names[frame]}"
+                + (" as players show it, upright" if turned else "")
             )
         present = object_ids(mask)
         if not present:

@@ -14,10 +14,14 @@ Frame names (the stems of the mask PNGs written for them):
 Every video is probed with PyAV first (PyAV is a hard dependency): the frame rate, the declared
 frame count and the size come from it whatever the decoding backend, so both backends report
 the same :attr:`FrameSource.num_frames`, and a missing, undecodable or empty video is reported
-the same way. A video that ends before its declared frame count (a truncated file) raises
-:class:`UserError` naming both counts when the iteration reaches its end; a folder's image
-sizes are read from the image headers when it is opened, so a frame of another size is refused
-before the first frame is decoded.
+the same way. Frames are upright as players show them: a video whose display matrix turns it
+(a phone's portrait video stores landscape pixels) is turned, so its size, its frames, the
+first mask expected and the masks written are all in the orientation the user sees (what
+``ffmpeg -i video.mp4 %05d.png`` extracts); such a video is decoded by PyAV (decord turns it
+itself, into arrays of the wrong shape at some sizes). A video that ends before its declared
+frame count (a truncated file) raises :class:`UserError` naming both counts when the iteration
+reaches its end; a folder's image sizes are read from the image headers when it is opened, so
+a frame of another size is refused before the first frame is decoded.
 
 Third-party log text never reaches the user: PyAV leaves FFmpeg's logging off unless asked
 (``av.logging``), and decord's bundled FFmpeg is set to quiet when decord is first imported.
@@ -213,9 +217,10 @@ def _image_error(path: Path, err: Exception) -> UserError:
 
 @dataclass(frozen=True)
 class _VideoInfo:
-    size: tuple[int, int]
+    size: tuple[int, int]  # (H, W) upright, as shown
     fps: float
     num_frames: int | None
+    turns: int = 0  # quarter turns counter-clockwise (np.rot90's k) from stored to shown
 
 
 def _probe_video(path: Path) -> _VideoInfo:
@@ -231,10 +236,13 @@ def _probe_video(path: Path) -> _VideoInfo:
             if first is None:
                 raise UserError(f"{path}: the video has 0 frames; pass a video with frames")
             rate = stream.average_rate or stream.guessed_rate
+            turns = round(first.rotation / 90) % 4  # the display matrix, counter-clockwise
+            size = (first.height, first.width)
             return _VideoInfo(
-                size=(first.height, first.width),
+                size=size[::-1] if turns % 2 else size,
                 fps=float(rate) if rate else DEFAULT_FOLDER_FPS,
                 num_frames=stream.frames or None,
+                turns=turns,
             )
     except av.FFmpegError as err:
         raise UserError(
@@ -249,6 +257,7 @@ class _VideoSource(FrameSource):
     def __init__(self, path: Path, info: _VideoInfo, fps: float | None) -> None:
         super().__init__(path, info.size, fps or info.fps)
         self._num_frames = info.num_frames
+        self._turns = info.turns
         self._counted: int | None = None
 
     @property
@@ -272,7 +281,11 @@ class _VideoSource(FrameSource):
 
 
 class PyAVSource(_VideoSource):
-    """A video decoded by PyAV (FFmpeg), frame by frame in presentation order."""
+    """A video decoded by PyAV (FFmpeg), frame by frame in presentation order, turned upright."""
+
+    def _upright(self, rgb: np.ndarray) -> np.ndarray:
+        """A decoded (H, W, 3) frame turned as the container's display matrix shows it."""
+        return np.ascontiguousarray(np.rot90(rgb, self._turns)) if self._turns else rgb
 
     def _decode(self) -> Iterator[tuple[str, np.ndarray]]:
         import av
@@ -283,7 +296,7 @@ class PyAVSource(_VideoSource):
             stream.thread_type = "AUTO"  # frame threading: a few frames in flight, still O(1)
             try:
                 for frame in container.decode(stream):
-                    yield video_frame_name(index), frame.to_ndarray(format="rgb24")
+                    yield video_frame_name(index), self._upright(frame.to_ndarray(format="rgb24"))
                     index += 1
             except av.FFmpegError as err:
                 raise _corrupt_error(self.path, index, err.strerror) from err
@@ -300,6 +313,11 @@ class DecordSource(_VideoSource):
     """
 
     def __init__(self, path: Path, info: _VideoInfo, fps: float | None) -> None:
+        if info.turns:
+            raise UserError(
+                f"{path}: the video is shown turned {info.turns * 90} degrees (its display "
+                "matrix), which decord does not turn reliably; use `backend` pyav"
+            )
         decord = _import_decord()
         try:
             self._reader = decord.VideoReader(str(path), ctx=decord.cpu(0))
