@@ -102,6 +102,36 @@ def test_a_phone_videos_frames_are_upright_as_players_show_them(tmp_path, rotati
         assert message.endswith("decord does not turn reliably; use `backend` pyav")
 
 
+def test_a_clip_cut_without_re_encoding_has_the_frames_players_show(tmp_path, video10):
+    """A clip cut at a frame that is not a keyframe (``ffmpeg -ss 0.12 -c copy``) keeps the
+    packets from the keyframe before the cut, hidden by its edit list: its frames, their count
+    and names are the 7 shown (what ffmpeg extracts), not the 10 stored; decord, which shows
+    the hidden ones, is not used for it."""
+    path, originals = video10
+    cut = tmp_path / "cut.mp4"
+    with av.open(str(path)) as source, av.open(str(cut), "w") as container:
+        stream = source.streams.video[0]
+        out = container.add_stream_from_template(stream)
+        shift = round(3 / (25 * stream.time_base))  # three frames before the cut: pts < 0
+        for packet in source.demux(stream):
+            if packet.dts is not None:
+                packet.pts, packet.dts, packet.stream = packet.pts - shift, packet.dts - shift, out
+                container.mux(packet)
+    for backend in ("auto", "pyav"):
+        with open_frames(cut, backend) as frames:
+            assert frames.num_frames == 7 and frames.names == [f"{i:05d}" for i in range(7)]
+            decoded = [frame.rgb for frame in frames]
+        assert len(decoded) == 7
+        for rgb, shown in zip(decoded, originals[3:], strict=True):
+            assert np.abs(rgb.astype(int) - shown).mean() < 3
+    if HAVE_DECORD:
+        message = one_line_error(lambda: open_frames(cut, "decord"))
+        assert (
+            message
+            == f"{cut}: its edit list hides 3 frames, which decord shows; use `backend` pyav"
+        )
+
+
 def test_auto_uses_decord_when_importable_else_pyav(video10, monkeypatch):
     path, _ = video10
     expected = "DecordSource" if HAVE_DECORD else "PyAVSource"

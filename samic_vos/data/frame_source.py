@@ -9,7 +9,9 @@ Frame names (the stems of the mask PNGs written for them):
 - folders keep their file stems (``00000.jpg`` → ``"00000"``), in natural order
   (``frame2`` before ``frame10``);
 - videos use zero-padded indices ``"00000"``, ``"00001"``, ... (DAVIS style, so masks can be
-  scored with ``samic-vos eval davis``; beyond 99999 frames the names simply get longer).
+  scored with ``samic-vos eval davis``; beyond 99999 frames the names simply get longer) of
+  the frames players show: frames an edit list hides (a clip cut without re-encoding) are
+  neither decoded nor counted, and such a video is decoded by PyAV (decord shows them).
 
 Every video is probed with PyAV first (PyAV is a hard dependency): the frame rate, the declared
 frame count and the size come from it whatever the decoding backend, so both backends report
@@ -219,8 +221,9 @@ def _image_error(path: Path, err: Exception) -> UserError:
 class _VideoInfo:
     size: tuple[int, int]  # (H, W) upright, as shown
     fps: float
-    num_frames: int | None
+    num_frames: int | None  # the frames shown (those the edit list hides not counted)
     turns: int = 0  # quarter turns counter-clockwise (np.rot90's k) from stored to shown
+    hidden: int = 0  # frames stored before the edit list's start (PyAV skips them)
 
 
 def _probe_video(path: Path) -> _VideoInfo:
@@ -228,6 +231,7 @@ def _probe_video(path: Path) -> _VideoInfo:
     import av
 
     try:
+        hidden = _hidden_frames(path)
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise UserError(f"{path}: the video has 0 frames; pass a video with frames")
@@ -241,14 +245,32 @@ def _probe_video(path: Path) -> _VideoInfo:
             return _VideoInfo(
                 size=size[::-1] if turns % 2 else size,
                 fps=float(rate) if rate else DEFAULT_FOLDER_FPS,
-                num_frames=stream.frames or None,
+                num_frames=stream.frames - hidden if stream.frames else None,
                 turns=turns,
+                hidden=hidden,
             )
     except av.FFmpegError as err:
         raise UserError(
             f"{path}: cannot decode the video ({err.strerror}); pass a video file "
             "(mp4, mov, mkv, ...) or a folder of frames"
         ) from err
+
+
+def _hidden_frames(path: Path) -> int:
+    """The frames of ``path``'s video stream that its edit list hides (packets flagged
+    discard), which players, ffmpeg and PyAV skip: a clip cut without re-encoding keeps the
+    packets from the keyframe before the cut. 0 unless the first packet is one of them (only
+    then one demux pass, no decoding, counts them)."""
+    import av
+
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            return 0
+        packets = (p for p in container.demux(container.streams.video[0]) if p.size)
+        first = next(packets, None)
+        if first is None or not first.is_discard:
+            return 0
+        return 1 + sum(packet.is_discard for packet in packets)
 
 
 class _VideoSource(FrameSource):
@@ -276,7 +298,9 @@ class _VideoSource(FrameSource):
         if self._counted is None:
             with av.open(str(self.path)) as container:
                 stream = container.streams.video[0]
-                self._counted = sum(1 for packet in container.demux(stream) if packet.size)
+                self._counted = sum(
+                    1 for packet in container.demux(stream) if packet.size and not packet.is_discard
+                )
         return self._counted
 
 
@@ -313,6 +337,11 @@ class DecordSource(_VideoSource):
     """
 
     def __init__(self, path: Path, info: _VideoInfo, fps: float | None) -> None:
+        if info.hidden:
+            raise UserError(
+                f"{path}: its edit list hides {info.hidden} frames, which decord shows; use "
+                "`backend` pyav"
+            )
         if info.turns:
             raise UserError(
                 f"{path}: the video is shown turned {info.turns * 90} degrees (its display "
