@@ -11,6 +11,7 @@ import pytest
 from damaged_files import corrupt_video, cut_video
 from PIL import Image
 
+from samic_vos.data.davis import read_image
 from samic_vos.data.frame_source import DEFAULT_FOLDER_FPS, decord_available, open_frames
 from samic_vos.runtime.errors import UserError
 
@@ -158,6 +159,20 @@ def test_folder_keeps_stems_in_natural_order(tmp_path):
     assert np.array_equal(frames[3].rgb, originals[1])
     assert frames[2].rgb.shape == (5, 7, 3)  # grayscale JPEG converted to RGB
     assert open_frames(tmp_path, "folder", fps=10).fps == 10.0
+
+
+def test_16_bit_grayscale_frames_keep_their_picture(tmp_path):
+    """A 16-bit grayscale PNG (scientific, thermal, depth cameras) is its top 8 bits, in a
+    frame folder and as a `segment` image alike, not clipped to white above 255."""
+    gray = np.arange(5 * 7, dtype=np.uint8).reshape(5, 7) * 7
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    Image.fromarray(gray.astype(np.uint16) * 257).save(folder / "00000.png")  # mode I;16
+    with open_frames(folder) as source:
+        (frame,) = list(source)
+    expected = np.repeat(gray[..., None], 3, axis=2)
+    assert np.array_equal(frame.rgb, expected)
+    assert np.array_equal(read_image(folder / "00000.png"), expected)
 
 
 def test_iteration_holds_no_frames(video10, tmp_path):

@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
+from samic_vos.data.frame_source import rgb_pixels
 from samic_vos.data.indexed_png import read_ids
 from samic_vos.data.mask_io import VOID_ID
 from samic_vos.data.names import DEFAULT_YEAR, RESOLUTIONS, YEARS
@@ -73,7 +74,8 @@ class DavisSelection:
 def read_image(
     path: str | os.PathLike[str], mode: str = "RGB", what: str = "image", luma: bool = False
 ) -> np.ndarray:
-    """Read a frame as ``uint8`` RGB, shape ``(H, W, 3)`` (row, column, channel).
+    """Read a frame as ``uint8`` RGB, shape ``(H, W, 3)`` (row, column, channel); 16-bit
+    grayscale keeps its top 8 bits (:func:`~samic_vos.data.frame_source.rgb_pixels`).
 
     ``mode``: another Pillow mode to convert to, e.g. ``"L"`` (grayscale, ``(H, W)``);
     ``what`` names the file in error messages. ``luma`` (with ``"L"``): a JPEG's grayscale as
@@ -88,6 +90,8 @@ def read_image(
         with Image.open(path) as image:
             if luma:
                 image.draft("L", image.size)  # JPEG: decode Y alone, at full size
+            if mode == "RGB":
+                return rgb_pixels(image).copy()
             return np.asarray(image.convert(mode), dtype=np.uint8).copy()
     except (OSError, ValueError) as err:
         raise UserError(f"{path}: cannot decode the {what} ({err})") from err

@@ -198,10 +198,23 @@ class FolderSource(FrameSource):
         for file in self._files:
             try:
                 with Image.open(file) as image:
-                    rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+                    rgb = rgb_pixels(image)
             except (OSError, ValueError) as err:  # e.g. a truncated JPEG
                 raise _image_error(file, err) from err
             yield file.stem, rgb
+
+
+def rgb_pixels(image: Image.Image) -> np.ndarray:
+    """An opened image's pixels as ``uint8`` RGB, shape ``(H, W, 3)`` (possibly read-only).
+
+    16-bit grayscale (modes ``I;16*``: PNG and TIFF of scientific, thermal or depth cameras)
+    keeps its 8 most significant bits, as Pillow does for 16-bit colour; Pillow's own
+    conversion would clip every value above 255 to white.
+    """
+    if image.mode.startswith("I;16"):
+        gray = (np.asarray(image).astype(np.uint16) >> 8).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
 def _header_size(path: Path) -> tuple[int, int]:
