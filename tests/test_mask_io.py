@@ -53,6 +53,16 @@ def test_refuses_ambiguous_masks(tmp_path, mode, values, message):
         read_mask(path)
 
 
+def test_a_16_bit_binary_mask_is_one_object(tmp_path):
+    """0/65535 is a 16-bit PNG's 0/255 (MATLAB, ImageJ, scikit-image save binary masks so)."""
+    ids = np.zeros((3, 4), np.uint8)
+    ids[1:, 2:] = 1
+    path = tmp_path / "m.png"
+    Image.fromarray(ids.astype(np.uint16) * 65535).save(path)
+    assert Image.open(path).mode.startswith("I;16")
+    assert np.array_equal(read_mask(path), ids)
+
+
 def test_missing_and_undecodable(tmp_path):
     with pytest.raises(UserError, match="not found"):
         read_mask(tmp_path / "nope.png")

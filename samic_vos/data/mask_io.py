@@ -6,8 +6,8 @@ An *id map* is a ``uint8`` array of shape ``(H, W)`` (row, column): 0 is backgro
 Accepted inputs:
 - indexed palette PNGs (mode ``P``, DAVIS-2017 and our own outputs): the indices are the ids;
 - binary grayscale PNGs (mode ``L``/``I;16``/``I``) with values 0/255 (the original DAVIS-2016
-  format) or 0/1: one object, id 1. Other grayscale masks are refused (ids without a palette
-  are ambiguous with soft masks);
+  format), 0/1 or 0/65535 (16-bit): one object, id 1. Other grayscale masks are refused (ids
+  without a palette are ambiguous with soft masks);
 - 1-bit PNGs (mode ``1``): 0/1.
 
 Colour (RGB/RGBA) masks are refused: the mapping from colours to ids is ambiguous. Masks are
@@ -108,13 +108,13 @@ def ids_from_image(image: Image.Image, name: str = "mask") -> np.ndarray:
     if mode in ("L", "I", "I;16", "I;16B", "I;16L"):
         values = np.asarray(image)
         present = set(np.unique(values).tolist())
-        if present <= {0, 255} or present <= {0, 1}:
+        if present <= {0, 255} or present <= {0, 1} or present <= {0, 65535}:
             # Binary grayscale, e.g. the original DAVIS-2016 format (0/255): one object.
             return (values > 0).astype(np.uint8)
         raise UserError(
             f"{name}: grayscale mask with {len(present)} distinct values; a grayscale mask must be "
-            "binary (0/255 or 0/1). Save object ids as an indexed (palette) PNG, or threshold "
-            "a soft mask first"
+            "binary (0/255, 0/1 or 16-bit 0/65535). Save object ids as an indexed (palette) PNG, "
+            "or threshold a soft mask first"
         )
     raise UserError(
         f"{name}: is a colour ({mode}) image; masks must be indexed palette PNGs "
