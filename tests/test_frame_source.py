@@ -127,9 +127,47 @@ def test_a_clip_cut_without_re_encoding_has_the_frames_players_show(tmp_path, vi
             assert np.abs(rgb.astype(int) - shown).mean() < 3
     if HAVE_DECORD:
         message = one_line_error(lambda: open_frames(cut, "decord"))
-        assert (
-            message
-            == f"{cut}: its edit list hides 3 frames, which decord shows; use `backend` pyav"
+        assert message == (
+            f"{cut}: players skip 3 frames of this video (before its first keyframe, or hidden "
+            "by its edit list), which decord decodes; use `backend` pyav"
+        )
+
+
+def test_a_stream_recorded_from_mid_gop_has_the_frames_players_show(tmp_path):
+    """A transport stream that starts between keyframes (a recording or a cut .ts) declares no
+    frame count; its first packets cannot be decoded: its names are the 16 frames decoded
+    (from the first keyframe), not its 21 packets, and decord, which shows frames in their
+    place, is not used for it."""
+    originals = synthetic_frames(24)
+    full, cut = tmp_path / "full.ts", tmp_path / "cut.ts"
+    with av.open(str(full), "w") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.height, stream.width, stream.pix_fmt = 48, 64, "yuv420p"
+        stream.codec_context.gop_size = 8
+        stream.options = {"crf": "4"}
+        for rgb in originals:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    with av.open(str(full)) as source, av.open(str(cut), "w") as container:
+        stream = source.streams.video[0]
+        out = container.add_stream_from_template(stream)
+        for k, packet in enumerate(p for p in source.demux(stream) if p.size):
+            if k >= 3:  # the first keyframe and two packets after it are lost
+                packet.stream = out
+                container.mux(packet)
+    for backend in ("auto", "pyav"):
+        with open_frames(cut, backend) as frames:
+            decoded = list(frames)
+            assert frames.names == [frame.name for frame in decoded]
+        assert len(decoded) == 16
+        assert np.abs(decoded[0].rgb.astype(int) - originals[8]).mean() < 3
+    if HAVE_DECORD:
+        message = one_line_error(lambda: open_frames(cut, "decord"))
+        assert message == (
+            f"{cut}: players skip 5 frames of this video (before its first keyframe, or hidden "
+            "by its edit list), which decord decodes; use `backend` pyav"
         )
 
 

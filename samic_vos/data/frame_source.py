@@ -10,8 +10,9 @@ Frame names (the stems of the mask PNGs written for them):
   (``frame2`` before ``frame10``);
 - videos use zero-padded indices ``"00000"``, ``"00001"``, ... (DAVIS style, so masks can be
   scored with ``samic-vos eval davis``; beyond 99999 frames the names simply get longer) of
-  the frames players show: frames an edit list hides (a clip cut without re-encoding) are
-  neither decoded nor counted, and such a video is decoded by PyAV (decord shows them).
+  the frames players show: frames an edit list hides (a clip cut without re-encoding) and
+  frames before the first keyframe (a stream recorded from its middle) are neither decoded
+  nor counted, and such a video is decoded by PyAV (decord shows them).
 
 Every video is probed with PyAV first (PyAV is a hard dependency): the frame rate, the declared
 frame count and the size come from it whatever the decoding backend, so both backends report
@@ -34,6 +35,7 @@ redirected: that would also swallow this process's own messages and progress bar
 from __future__ import annotations
 
 import abc
+import itertools
 import os
 import re
 import weakref
@@ -236,7 +238,7 @@ class _VideoInfo:
     fps: float
     num_frames: int | None  # the frames shown (those the edit list hides not counted)
     turns: int = 0  # quarter turns counter-clockwise (np.rot90's k) from stored to shown
-    hidden: int = 0  # frames stored before the edit list's start (PyAV skips them)
+    hidden: int = 0  # frames stored but not shown (PyAV, like players, skips them)
 
 
 def _probe_video(path: Path) -> _VideoInfo:
@@ -270,10 +272,11 @@ def _probe_video(path: Path) -> _VideoInfo:
 
 
 def _hidden_frames(path: Path) -> int:
-    """The frames of ``path``'s video stream that its edit list hides (packets flagged
-    discard), which players, ffmpeg and PyAV skip: a clip cut without re-encoding keeps the
-    packets from the keyframe before the cut. 0 unless the first packet is one of them (only
-    then one demux pass, no decoding, counts them)."""
+    """The frames of ``path``'s video stream that players, ffmpeg and PyAV skip: packets
+    before the first keyframe (a stream recorded or cut between keyframes, e.g. a .ts), which
+    cannot be decoded, and packets an edit list hides (flagged discard: a clip cut without
+    re-encoding keeps those from the keyframe before the cut). 0 unless the first packet is
+    one of them (only then one demux pass, no decoding, counts them)."""
     import av
 
     with av.open(str(path)) as container:
@@ -281,9 +284,13 @@ def _hidden_frames(path: Path) -> int:
             return 0
         packets = (p for p in container.demux(container.streams.video[0]) if p.size)
         first = next(packets, None)
-        if first is None or not first.is_discard:
+        if first is None or (first.is_keyframe and not first.is_discard):
             return 0
-        return 1 + sum(packet.is_discard for packet in packets)
+        hidden, keyed = 0, False
+        for packet in itertools.chain([first], packets):
+            keyed = keyed or packet.is_keyframe
+            hidden += packet.is_discard or not keyed
+        return hidden
 
 
 class _VideoSource(FrameSource):
@@ -293,6 +300,7 @@ class _VideoSource(FrameSource):
         super().__init__(path, info.size, fps or info.fps)
         self._num_frames = info.num_frames
         self._turns = info.turns
+        self._hidden = info.hidden
         self._counted: int | None = None
 
     @property
@@ -301,7 +309,9 @@ class _VideoSource(FrameSource):
 
     @property
     def names(self) -> list[str]:
-        count = self._num_frames if self._num_frames is not None else self._count_packets()
+        count = self._num_frames
+        if count is None:
+            count = self._count_packets() - self._hidden
         return [video_frame_name(i) for i in range(count)]
 
     def _count_packets(self) -> int:
@@ -311,9 +321,7 @@ class _VideoSource(FrameSource):
         if self._counted is None:
             with av.open(str(self.path)) as container:
                 stream = container.streams.video[0]
-                self._counted = sum(
-                    1 for packet in container.demux(stream) if packet.size and not packet.is_discard
-                )
+                self._counted = sum(1 for packet in container.demux(stream) if packet.size)
         return self._counted
 
 
@@ -352,8 +360,8 @@ class DecordSource(_VideoSource):
     def __init__(self, path: Path, info: _VideoInfo, fps: float | None) -> None:
         if info.hidden:
             raise UserError(
-                f"{path}: its edit list hides {info.hidden} frames, which decord shows; use "
-                "`backend` pyav"
+                f"{path}: players skip {info.hidden} frames of this video (before its first "
+                "keyframe, or hidden by its edit list), which decord decodes; use `backend` pyav"
             )
         if info.turns:
             raise UserError(
