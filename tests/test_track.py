@@ -231,6 +231,31 @@ def test_a_phone_video_is_tracked_upright_as_players_show_it(tmp_path, capsys, t
     assert np.array_equal(read_mask(masks[0]), shown)
 
 
+def test_a_masks_folder_as_other_systems_fill_it(tmp_path, capsys, tiny_models):
+    """Masks named ``.PNG`` (Windows tools) are read, macOS's hidden ``._`` files beside them
+    are not masks, and a JPEG mask is refused in one line rather than ignored."""
+    frames, masks = tmp_path / "frames", tmp_path / "masks"
+    frames.mkdir()
+    masks.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((48, 64, 3), 60 * i, np.uint8)).save(frames / f"{i:05d}.png")
+    first = np.zeros((48, 64), np.uint8)
+    first[5:20, 5:20] = 1
+    later = first.copy()
+    later[30:45, 40:60] = 2
+    write_mask(tmp_path / "first.png", first)
+    write_mask(masks / "00002.PNG", later)
+    (masks / "._00002.PNG").write_bytes(b"\0\5\26\7 AppleDouble")
+    args = [str(frames), "--first-mask", str(tmp_path / "first.png"), "--masks", str(masks)]
+    assert _track([*args, "-o", str(tmp_path / "out")], tiny_models) == 0
+    assert np.array_equal(read_mask(tmp_path / "out/masks/00002.png") == 2, later == 2)
+
+    Image.fromarray(later * 100).save(masks / "00001.jpg")
+    code = _track([*args, "-o", str(tmp_path / "again")], tiny_models)
+    _assert_user_error(capsys, code, "00001.jpg: grayscale mask with")
+    assert not (tmp_path / "again").exists()
+
+
 def test_bad_video_and_output(tmp_path, capsys, small_video, tiny_models):
     frames, first = small_video
     cases = {

@@ -23,7 +23,7 @@ from PIL import Image
 from samic_vos.api.inputs import ids_array, is_path, rgb_array
 from samic_vos.api.models import PathLike
 from samic_vos.api.session import Session
-from samic_vos.data.frame_source import FrameSource, open_frames
+from samic_vos.data.frame_source import FrameSource, image_files, open_frames
 from samic_vos.data.mask_io import binary_mask_hint, object_ids, read_mask
 from samic_vos.inference.prompters import build_prompter
 from samic_vos.inference.tracker import CausalTracker, FrameResult, ObjectResult
@@ -222,7 +222,8 @@ def given_masks(
 ) -> dict[int, Mask]:
     """Frame index → mask (a file, or an (H, W) uint8 id map) of every given mask, each
     checked (ids, size) here; ``first_mask`` is frame 0's, ``masks_dir`` holds PNGs named like
-    the frames.
+    the frames (``.png`` in any case; hidden files, such as macOS's ``._*``, skipped; a JPEG
+    there is read, and refused as lossy, rather than ignored).
 
     Raises:
         UserError: a mask that names no frame, is unreadable, has the wrong size or no
@@ -234,7 +235,7 @@ def given_masks(
     if masks_dir is not None:
         if not masks_dir.is_dir():
             raise UserError(f"{masks_dir}: mask folder not found (`masks_dir`)")
-        for path in sorted(masks_dir.glob("*.png")):
+        for path in image_files(masks_dir, noun="mask"):  # JPEGs too: refused, not ignored
             if path.stem not in index:
                 raise UserError(
                     f"{path}: names no frame of {video} (frames are named "
