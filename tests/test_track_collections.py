@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from PIL import Image
@@ -190,6 +191,29 @@ def test_videos_named_alike_on_the_command_line(tmp_path, tiny_models, capsys):
         f"and {tmp_path / 'b/frames'}; list them in a manifest whose `name` column names each"
     ]
     assert not out.exists()
+
+
+def test_shards_deal_a_video_that_declares_no_frame_count(clips, tiny_models):
+    """An .mkv (as .webm and .ts) declares no frame count: it is dealt by the frames it has,
+    with the others, not a TypeError traceback."""
+    folder = clips / "clips/clip_one"
+    with av.open(str(clips / "one.mkv"), "w") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.height, stream.width, stream.pix_fmt = H, W, "yuv420p"
+        for path in sorted(folder.iterdir()):
+            frame = av.VideoFrame.from_ndarray(np.asarray(Image.open(path)), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    rows = ["video,first_mask,name", "one.mkv,clips/clip_one_first.png,mkv"]
+    rows += [f"clips/clip_{name}/,clips/clip_{name}_first.png,{name}" for name in ("two", "three")]
+    (clips / "mixed.csv").write_text("\n".join(rows) + "\n")
+    out = clips / "out"
+    assert _track([str(clips / "mixed.csv"), "-o", str(out), "--shard", "0/2"], tiny_models) == 0
+    # dealt by frames, heaviest first: mkv (5) to shard 0, three (4) to 1, two (3) to 0
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["mkv", "two"]
+    assert len(list((out / "mkv/masks").iterdir())) == CLIPS["one"]
 
 
 def test_interrupted_shard_reruns_only_its_missing_frames(clips, tiny_models, monkeypatch):
