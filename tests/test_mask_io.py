@@ -41,12 +41,18 @@ def test_write_roundtrip_is_indexed_with_palette(tmp_path):
 
 @pytest.mark.parametrize(
     ("mode", "values", "message"),
-    [("RGB", None, "colour"), ("L", [0, 1, 2], "grayscale mask with 3 distinct values")],
+    [
+        ("RGB", None, "colour"),
+        ("L", [0, 1, 2], "grayscale mask with 3 distinct values"),
+        ("LA", None, r"grayscale image with transparency \(LA\); save it without transparency"),
+    ],
 )
 def test_refuses_ambiguous_masks(tmp_path, mode, values, message):
     path = tmp_path / "m.png"
     if mode == "RGB":
         Image.new("RGB", (4, 4), (128, 0, 0)).save(path)
+    elif mode == "LA":  # GIMP's "grayscale with alpha": not a colour image
+        Image.new("LA", (4, 4), (255, 255)).save(path)
     else:
         Image.fromarray(np.array(values * 4, np.uint8).reshape(3, 4)).save(path)
     with pytest.raises(UserError, match=message):

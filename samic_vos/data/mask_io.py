@@ -116,6 +116,11 @@ def ids_from_image(image: Image.Image, name: str = "mask") -> np.ndarray:
             "binary (0/255, 0/1 or 16-bit 0/65535). Save object ids as an indexed (palette) PNG, "
             "or threshold a soft mask first"
         )
+    if mode in ("LA", "La"):  # e.g. GIMP's "grayscale with alpha"
+        raise UserError(
+            f"{name}: is a grayscale image with transparency ({mode}); save it without "
+            "transparency, as a grayscale PNG (0/255) or an indexed palette PNG"
+        )
     raise UserError(
         f"{name}: is a colour ({mode}) image; masks must be indexed palette PNGs "
         "(0 = background, 1..K = objects) or grayscale PNGs"
