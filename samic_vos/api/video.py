@@ -153,7 +153,8 @@ class VideoTracker(Session):
             video: a video file (mp4, ...) or a folder of JPEG/PNG frames (name order).
             first_mask: frame 0's objects: a mask PNG (palette, 0/255 or 0/1) or an (H, W)
                 id map (uint8, bool, or integers 0..255, as :meth:`step` takes); objects
-                numbered 1..K.
+                numbered 1..K; of the frame as players show it (a phone video's frames are
+                turned upright, :mod:`samic_vos.data.frame_source`).
             masks_dir: masks of later frames (and of frame 0), PNGs named like the frames
                 (``00005.png``; video frames are named by their index, 5 digits): their
                 objects start or restart there.

@@ -66,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="MASK.png",
-        help="mask of frame 0 (object ids); one per VIDEO, same order",
+        help="mask of frame 0 (object ids) as players show it (a phone video turned upright); "
+        "one per VIDEO, same order",
     )
     parser.add_argument(
         "--masks",
