@@ -213,6 +213,15 @@ def test_16_bit_grayscale_frames_keep_their_picture(tmp_path):
     assert np.array_equal(read_image(folder / "00000.png"), expected)
 
 
+def test_a_frame_over_pillows_pixel_limit_is_one_line_when_opened(tmp_path):
+    """Pillow refuses to open a 200-megapixel image (a decompression bomb to it): one line
+    naming the frame, before any frame is decoded, not a traceback."""
+    Image.fromarray(synthetic_frames(1)[0]).save(tmp_path / "00000.png")
+    Image.new("1", (20_000, 10_000)).save(tmp_path / "00001.png")  # 24 KB on disk
+    message = one_line_error(lambda: open_frames(tmp_path))
+    assert message.startswith(f"{tmp_path / '00001.png'}: cannot decode the image (")
+
+
 def test_iteration_holds_no_frames(video10, tmp_path):
     """Frames are freed as soon as the caller drops them: the source keeps no references."""
     path, originals = video10

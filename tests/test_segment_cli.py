@@ -14,6 +14,7 @@ from PIL import Image
 from samic_vos.commands.cli import main
 from samic_vos.data.mask_io import read_mask, write_mask
 from samic_vos.data.sambox_format import SamboxAnnotation, SamboxObject, write_annotation
+from samic_vos.jobs.segment_inputs import image_pixels
 from samic_vos.sam.segmenter import SamSegmenter, Segmentation
 
 
@@ -314,6 +315,23 @@ def test_unreadable_targets_are_named_at_the_end_and_the_rest_written(images, ti
         "img_3.png",
     ]
     assert json.loads((out / "run.json").read_text())["finished"] is False
+
+
+def test_a_target_over_pillows_pixel_limit_is_named_at_the_end(images, tiny_models, capfd):
+    """A 200-megapixel image (a stitched panorama, an orthomosaic) is one that Pillow refuses
+    to decode (a decompression bomb to it): named like an unreadable target, no traceback."""
+    huge = images / "targets" / "huge.png"
+    Image.new("1", (20_000, 10_000)).save(huge)  # 24 KB on disk
+    assert image_pixels(huge) == 0  # weighed as unreadable when shards are dealt
+    out = images / "out"
+    code = _segment(
+        [*_refs(images / "refs", 1), str(images / "targets"), "-o", str(out)], tiny_models
+    )
+    errors = _error_lines(capfd)
+    assert code == 2 and len(errors) == 2, errors
+    assert errors[0].startswith(f"samic-vos: error: {huge}: cannot decode the target image (")
+    assert "exceeds limit" in errors[0]
+    assert len(list((out / "masks").iterdir())) == 3
 
 
 def _bad_mask_size(root: Path) -> list[str]:

@@ -93,7 +93,7 @@ def read_image(
             if mode == "RGB":
                 return rgb_pixels(image).copy()
             return np.asarray(image.convert(mode), dtype=np.uint8).copy()
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise UserError(f"{path}: cannot decode the {what} ({err})") from err
 
 

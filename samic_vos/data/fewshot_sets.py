@@ -167,7 +167,7 @@ def header_size(path: Path, what: str = "image") -> tuple[int, int]:
     try:
         with Image.open(path) as image:
             return image.height, image.width
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise UserError(f"{path}: cannot read the {what} ({err})") from err
 
 

@@ -201,7 +201,7 @@ class FolderSource(FrameSource):
             try:
                 with Image.open(file) as image:
                     rgb = rgb_pixels(image)
-            except (OSError, ValueError) as err:  # e.g. a truncated JPEG
+            except (OSError, ValueError, Image.DecompressionBombError) as err:
                 raise _image_error(file, err) from err
             yield file.stem, rgb
 
@@ -224,7 +224,7 @@ def _header_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as image:
             return image.size
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, Image.DecompressionBombError) as err:  # over Pillow's limit
         raise _image_error(path, err) from err
 
 

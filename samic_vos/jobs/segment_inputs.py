@@ -133,7 +133,7 @@ def image_pixels(path: Path) -> int:
     try:
         with Image.open(path) as image:
             return image.width * image.height
-    except (OSError, ValueError):
+    except (OSError, ValueError, Image.DecompressionBombError):
         return 0
 
 
