@@ -17,6 +17,7 @@ from pycocotools.coco import COCO
 
 from samic_vos.commands.cli import main
 from samic_vos.data.mask_io import read_mask
+from samic_vos.jobs.segment_inputs import find_targets
 from samic_vos.runtime.shards import Shard
 
 SHARD_ENVS = (
@@ -295,3 +296,12 @@ def test_a_list_file_is_the_collection_it_names(collection, tiny_models, capsys)
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert len(errors) == 1 and "line 2" in errors[0] and "gone.png" in errors[0]
     assert not (collection / "never").exists()
+
+
+def test_a_list_file_saved_with_a_byte_order_mark(collection):
+    """Notepad and Excel may start a UTF-8 text file with a byte-order mark: the first line is
+    the path written, not "\\ufefftargets/t0.png" (not found, shown as "targets/t0.png")."""
+    listed = collection / "bom.txt"
+    listed.write_bytes(b"\xef\xbb\xbftargets/t0.png\r\ntargets/t1.png\r\n")
+    expected = [collection / "targets" / f"t{n}.png" for n in range(2)]
+    assert find_targets([str(listed)]) == expected

@@ -177,6 +177,17 @@ def test_manifest_mistakes(clips, tiny_models, capsys):
     assert not (out / "clip_two").exists() and not (out / "summary.json").exists()
 
 
+def test_a_manifest_saved_by_excel(clips, tiny_models):
+    """Excel's "CSV UTF-8" starts with a byte-order mark and ends lines with CRLF: its header
+    is read as written, not as an unknown column "\\ufeffvideo" (shown as "video")."""
+    manifest = clips / "excel.csv"
+    rows = ["video,first_mask,name", "clips/clip_two/,clips/clip_two_first.png,two"]
+    manifest.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(rows).encode() + b"\r\n")
+    out = clips / "out"
+    assert _track([str(manifest), "-o", str(out)], tiny_models) == 0
+    assert len(list((out / "two" / "masks").iterdir())) == CLIPS["two"]
+
+
 def test_videos_named_alike_on_the_command_line(tmp_path, tiny_models, capsys):
     """Two frame folders with one name (a/frames/, b/frames/): the one-line refusal says how to
     name them (a manifest's `name` column), not to give a `name` the command line cannot take."""

@@ -100,7 +100,7 @@ def _listed(path: Path) -> list[Path]:
     """The image paths of list file ``path``, each checked to be a file."""
     files = []
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8-sig") as handle:  # a byte-order mark (Notepad) dropped
             for number, line in enumerate(handle, 1):
                 text = line.strip()
                 if not text or text.startswith("#"):

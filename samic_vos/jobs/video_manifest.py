@@ -120,7 +120,8 @@ def check_names(
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
     """(row number from 1, columns) of a CSV or JSON Lines manifest."""
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark (else the same as utf-8)
+        with open(path, newline="", encoding="utf-8-sig") as handle:
             if path.suffix.lower() == ".csv":
                 for number, row in enumerate(csv.DictReader(handle), 1):
                     if None in row:
