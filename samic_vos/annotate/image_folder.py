@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
 
+from samic_vos.data.davis import read_image
 from samic_vos.data.sambox_format import natural_key
 from samic_vos.runtime.errors import UserError
 
@@ -102,16 +102,11 @@ def list_images(folder: Path) -> list[str]:
 
 
 def load_rgb(path: Path) -> np.ndarray:
-    """The image at ``path`` as (H, W, 3) uint8 RGB, upright (EXIF orientation applied);
+    """The image at ``path`` as (H, W, 3) uint8 RGB, upright (EXIF orientation applied, as
+    every reader of SAMBOX annotations reads it: :func:`~samic_vos.data.davis.read_image`);
     grayscale, palette and RGBA images are converted (alpha dropped). :class:`UserError` for
-    a file Pillow cannot decode or refuses to (a decompression bomb: more pixels than
-    ``Image.MAX_IMAGE_PIXELS`` allows twice over)."""
-    try:
-        with Image.open(path) as image:
-            upright = ImageOps.exif_transpose(image)
-            return np.asarray(upright.convert("RGB"), dtype=np.uint8).copy()
-    except (OSError, Image.DecompressionBombError) as err:
-        raise UserError(f"{path}: cannot decode the image ({err})") from err
+    a file Pillow cannot decode or refuses to (a decompression bomb)."""
+    return read_image(path, upright=True)
 
 
 def content_hash(path: Path) -> str:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from samic_vos.data.frame_source import rgb_pixels
 from samic_vos.data.indexed_png import read_ids
@@ -71,8 +71,26 @@ class DavisSelection:
         return DavisDataset(root, self.year, self.split, self.resolution)
 
 
+# EXIF orientations (tag 0x0112) that turn an image a quarter: its shown width is its stored height.
+_QUARTER_TURNS = frozenset({5, 6, 7, 8})
+_ORIENTATION_TAG = 0x0112
+
+
+def upright_size(image: Image.Image) -> tuple[int, int]:
+    """``(H, W)`` of an opened image as viewers show it: its EXIF orientation applied (the
+    header alone: nothing is decoded)."""
+    width, height = image.size
+    if image.getexif().get(_ORIENTATION_TAG) in _QUARTER_TURNS:
+        return width, height
+    return height, width
+
+
 def read_image(
-    path: str | os.PathLike[str], mode: str = "RGB", what: str = "image", luma: bool = False
+    path: str | os.PathLike[str],
+    mode: str = "RGB",
+    what: str = "image",
+    luma: bool = False,
+    upright: bool = False,
 ) -> np.ndarray:
     """Read a frame as ``uint8`` RGB, shape ``(H, W, 3)`` (row, column, channel); 16-bit
     grayscale keeps its top 8 bits (:func:`~samic_vos.data.frame_source.rgb_pixels`).
@@ -81,7 +99,9 @@ def read_image(
     ``what`` names the file in error messages. ``luma`` (with ``"L"``): a JPEG's grayscale as
     libjpeg decodes it, its luma alone, which is what OpenCV's ``IMREAD_GRAYSCALE`` reads
     (Pillow's ``draft("L")``), not Pillow's ``L`` of the decoded colours, which differs from
-    it where a colour saturates; other formats are converted as without it.
+    it where a colour saturates; other formats are converted as without it. ``upright``: the
+    EXIF orientation applied, as viewers and SAMBOX show the image (a phone's portrait photo);
+    without it, the stored pixels, as the benchmarks' reference code reads them.
     """
     path = Path(path)
     if not path.is_file():
@@ -90,6 +110,8 @@ def read_image(
         with Image.open(path) as image:
             if luma:
                 image.draft("L", image.size)  # JPEG: decode Y alone, at full size
+            if upright:
+                image = ImageOps.exif_transpose(image)
             if mode == "RGB":
                 return rgb_pixels(image).copy()
             return np.asarray(image.convert(mode), dtype=np.uint8).copy()

@@ -60,7 +60,6 @@ from samic_vos.data.fewshot_sets import (
     FewShotItem,
     PerSegDataset,
     check_mask_size,
-    header_size,
 )
 from samic_vos.data.fold_sets import FOLDS, FoldDataset
 from samic_vos.data.listed_sets import LIST_SPLITS, ListedDataset
@@ -374,4 +373,4 @@ def check_episode_files(dataset: FewShotDataset, episodes: Sequence[Episode]) ->
                         f"{item.image}: image not found, named by {source}; complete the "
                         "dataset, or pass the folder that holds it"
                     )
-                check_mask_size(item, dataset.mask_size(item), header_size(item.image))
+                check_mask_size(item, dataset.mask_size(item), dataset.image_size(item))

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from samic_vos.data.davis import read_image
+from samic_vos.data.davis import read_image, upright_size
 from samic_vos.data.frame_source import IMAGE_SUFFIXES, image_files
 from samic_vos.data.mask_io import VOID_ID, read_mask
 from samic_vos.data.names import FEWSHOT_KINDS, FSS_SPLITS
@@ -94,10 +94,13 @@ class FewShotDataset:
     """Classes and their labelled images; subclasses say how a tree is laid out and read.
 
     ``classes``: the class names in the dataset's order. ``kind``: one of
-    :data:`~samic_vos.data.names.FEWSHOT_KINDS`.
+    :data:`~samic_vos.data.names.FEWSHOT_KINDS`. ``upright``: images are read with their EXIF
+    orientation applied (SAMBOX's, annotated as shown), else as stored (the benchmarks', as
+    their reference code reads them).
     """
 
     kind: str = ""
+    upright: bool = False
 
     def __init__(self, root: Path, items: dict[str, list[FewShotItem]]) -> None:
         self.root = root
@@ -149,24 +152,29 @@ class FewShotDataset:
         """``(H, W)`` of ``item``'s mask, from the file's header (nothing decoded)."""
         return header_size(item.mask, "mask")
 
+    def image_size(self, item: FewShotItem) -> tuple[int, int]:
+        """``(H, W)`` of ``item``'s image as :meth:`load` reads it, from the file's header."""
+        return header_size(item.image, upright=self.upright)
+
     def load(self, item: FewShotItem) -> tuple[np.ndarray, np.ndarray]:
         """Image (``uint8`` RGB ``(H, W, 3)``) and mask (``bool`` ``(H, W)``) of ``item``.
 
         Raises :class:`UserError` naming the mask when the two sizes differ.
         """
-        image, mask = read_image(item.image), self.read_mask(item)
+        image, mask = read_image(item.image, upright=self.upright), self.read_mask(item)
         check_mask_size(item, mask.shape, image.shape[:2])
         return image, mask
 
 
-def header_size(path: Path, what: str = "image") -> tuple[int, int]:
-    """``(H, W)`` of the image file at ``path``, from its header (nothing decoded).
+def header_size(path: Path, what: str = "image", upright: bool = False) -> tuple[int, int]:
+    """``(H, W)`` of the image file at ``path``, from its header (nothing decoded); ``upright``:
+    as shown, its EXIF orientation applied (:func:`~samic_vos.data.davis.upright_size`).
 
     Raises :class:`UserError` naming the file (``what``: its role) when it cannot be read.
     """
     try:
         with Image.open(path) as image:
-            return image.height, image.width
+            return upright_size(image) if upright else (image.height, image.width)
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise UserError(f"{path}: cannot read the {what} ({err})") from err
 
@@ -320,6 +328,7 @@ class SamboxDataset(FewShotDataset):
     """The SAMBOX annotations under a folder: objects with a saved mask, classes by label."""
 
     kind = "sambox"
+    upright = True  # SAMBOX shows, annotates and sizes images upright
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         root = Path(root)

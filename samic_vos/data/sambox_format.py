@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from samic_vos.data.davis import upright_size
 from samic_vos.data.mask_edits import EDIT_KEYS, MaskEdit, parse_edit
 from samic_vos.runtime.atomic import atomic_write_text
 from samic_vos.runtime.errors import UserError, size_text
@@ -341,7 +342,7 @@ def _check_image_file(path: Path, where: str, name: str, size: tuple[int, int]) 
         raise _fail(where, f"'{name}' file {path} not found; save it beside the annotation")
     try:
         with Image.open(path) as image:
-            width, height = image.size
+            height, width = upright_size(image)  # SAMBOX shows and saves images upright
     except (OSError, Image.DecompressionBombError) as err:
         raise _fail(where, f"'{name}' file {path} is not a readable image ({err})") from err
     if (height, width) != size:

@@ -217,7 +217,7 @@ def load_sambox_reference(
     saved mask gets SAM's mask of its clicks (its instances prompted one by one, unioned)."""
     assert ref.sambox is not None
     annotation = read_annotation(ref.sambox)  # checks the image's and masks' sizes
-    rgb = read_image(ref.image, what="reference image")
+    rgb = read_image(ref.image, what="reference image", upright=True)  # as SAMBOX showed it
     ids = np.zeros(rgb.shape[:2], dtype=np.uint8)
     points: dict[int, np.ndarray] = {}
     for obj in annotation.objects:

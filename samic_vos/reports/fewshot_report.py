@@ -179,7 +179,7 @@ def _row(out_dir: Path, dataset: FewShotDataset, episode: Episode) -> list[np.nd
     """Reference, target and prediction tiles of ``episode``, each ``TILE_PX`` square."""
     support = episode.supports[0]
     ref_rgb, ref_mask = dataset.load(support)
-    rgb = read_image(episode.query.image)
+    rgb = read_image(episode.query.image, upright=dataset.upright)
     truth = dataset.read_mask(episode.query).astype(np.uint8)
     predicted = read_mask(prediction_path(out_dir / "pred", episode))
     record_path = out_dir / "prompts" / episode.class_name / f"{episode.name}.json"

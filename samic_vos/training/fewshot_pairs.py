@@ -24,7 +24,6 @@ from samic_vos.data.fewshot_sets import (
     FewShotDataset,
     FewShotItem,
     check_mask_size,
-    header_size,
 )
 from samic_vos.data.fold_sets import FOLDS
 from samic_vos.data.names import FSS_SPLITS
@@ -120,7 +119,7 @@ def pairs_from_fewshot(
     for class_name in dataset.classes:
         labelled: list[tuple[FewShotItem, np.ndarray, tuple[int, int]]] = []
         for item in chosen_items(class_name, dataset.items(class_name), config):
-            mask, size = dataset.read_mask(item), header_size(item.image)
+            mask, size = dataset.read_mask(item), dataset.image_size(item)
             check_mask_size(item, mask.shape, size)
             points = interior_points(mask, points_per_object, min_area)
             if len(points) == 0:
@@ -141,6 +140,7 @@ def pairs_from_fewshot(
                         ref_points=ref_points,
                         tgt_points=tgt_points,
                         image_size=size,
+                        upright=dataset.upright,
                     )
                 )
     if empty:

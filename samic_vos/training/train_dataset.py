@@ -213,7 +213,7 @@ class PairDataset(Dataset):
         }
         if with_images:
             for key, path in (("ref_image", pair.ref_frame), ("tgt_image", pair.tgt_frame)):
-                image = geometry.image(read_image(path))
+                image = geometry.image(read_image(path, upright=pair.upright))
                 if factors is not None:
                     image = jitter_colours(image, factors)
                 item[key] = preprocess(image, self.input_size, self.resize)[0]

@@ -46,7 +46,9 @@ class TrainingPair:
     coordinates of the original images (x = column, y = row, pixel centres at integers).
     Both frames have ``image_size`` = ``(H, W)``. ``sequence`` names the video (DAVIS
     sequence, SAMBOX folder) or, for SAMBOX label pairing, the label; ``object_id`` is the
-    object's id in the target frame.
+    object's id in the target frame. ``upright``: the frames are read with their EXIF
+    orientation applied (SAMBOX's images, annotated as shown; see
+    :func:`~samic_vos.data.davis.read_image`).
     """
 
     sequence: str
@@ -56,6 +58,7 @@ class TrainingPair:
     ref_points: np.ndarray
     tgt_points: np.ndarray
     image_size: tuple[int, int]
+    upright: bool = False
 
 
 def chosen_sequences(available: Sequence[str], wanted: Iterable[str] | None) -> list[str]:
@@ -143,6 +146,7 @@ def _sambox_pair(
         ref_points=np.asarray(ref_points, dtype=np.float32).reshape(-1, 2),
         tgt_points=np.asarray(tgt_points, dtype=np.float32).reshape(-1, 2),
         image_size=tgt.image_size,
+        upright=True,  # SAMBOX shows and annotates images upright
     )
 
 
