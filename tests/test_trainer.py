@@ -576,6 +576,31 @@ def test_resume_with_other_settings_is_refused_naming_the_setting(
 
 
 @pytest.mark.slow
+def test_a_requeued_training_resumes_on_another_node(tiny, two_epochs, tmp_path):
+    """What a requeued job changes without making it another training is accepted: its data
+    staged in another folder, the device spelt out, more patience, another package version
+    (the run goes on to --epochs); the resumed run records them."""
+    root, config = tiny
+    out, staged = tmp_path / "run", tmp_path / "node2" / "DAVIS"
+    shutil.copytree(two_epochs[0], out)
+    shutil.copytree(root, staged)
+    started = json.loads((out / "run.json").read_text())
+    started["version"] = "0.0.9"  # started by an older release: upgraded between the jobs
+    (out / "run.json").write_text(json.dumps(started))
+    patient = tmp_path / "patient.yaml"  # the same settings, with more patience
+    patient.write_text(
+        config.read_text().replace("{cache_dtype: float32}", "{cache_dtype: float32, patience: 50}")
+    )
+    assert "patience: 50" in patient.read_text()
+    args = ["train", "--davis-root", str(staged), "-o", str(out), "--config", str(patient)]
+    extra = ["--input-size", "64", "--random-backbone", "--batch-size", "2", "--epochs", "3"]
+    assert main([*args, *extra, "--device", "cpu", "--resume"]) == 0
+    assert [h["epoch"] for h in json.loads((out / "history.json").read_text())] == [1, 2, 3]
+    recorded = json.loads((out / "run.json").read_text())
+    assert recorded["inputs"]["davis_root"] == str(staged.resolve())
+
+
+@pytest.mark.slow
 def test_resuming_another_network_or_an_adapted_one_says_which(tiny, two_epochs, tmp_path, capsys):
     """A checkpoint of another architecture names the differing setting; one without training
     state (track's samic_adapted.pt) says so; one line each, nothing written."""

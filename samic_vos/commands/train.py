@@ -80,7 +80,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         const=True,
         metavar="CKPT",
         help="continue the training in OUT (OUT/latest.pt; nothing there yet: start it) with its "
-        "settings (only --epochs may change), or the one saved in CKPT",
+        "settings (--epochs, the device, threads and input paths may change), or the one saved in "
+        "CKPT",
     )
     group.add_argument(
         "--init-hsnet",

@@ -196,8 +196,9 @@ def open_run(
         shards: how many processes write ``folder`` at once (see the module docstring):
             above 1, ``force`` is refused, another run is never replaced, and a new run's
             manifest is written here, by the first shard to get there (the others resume it).
-        may_change: dotted keys of the manifest (e.g. ``"config.train.max_epochs"``) in which
-            the same run may differ: it goes on with the new value.
+        may_change: dotted keys of the manifest (e.g. ``"config.train.max_epochs"``), each
+            with everything under it (``"inputs"``: every input path), in which the same run
+            may differ: it goes on with the new value.
         other_settings_fix: what the refusal of a run with other settings suggests besides
             another ``out_dir`` (default: ``force``, or removing it when sharded).
 
@@ -238,7 +239,11 @@ def open_run(
             f"{folder}: holds a '{old.command}' run, not a '{manifest.command}' run; choose "
             "another `out_dir`"
         )
-    changed = [k for k in differences(old.key(), manifest.key()) if k not in may_change]
+    changed = [
+        k
+        for k in differences(old.key(), manifest.key())
+        if not any(k == p or k.startswith(f"{p}.") for p in may_change)
+    ]
     if changed and shards == 1 and not _holds_work(folder, outputs):
         # A run that stopped before its first output (a missing weight, a wrong flag) blocks
         # nothing: the corrected run takes its place.

@@ -172,13 +172,25 @@ def load_pairs(
 
 # What a training writes in OUT (removed by `force`).
 OUTPUTS = (CONFIG_FILE, LATEST, BEST, HISTORY)
-# What a resumed training may change: `max_epochs` counts the epochs of the whole run.
-RESUME_MAY_CHANGE = ("config.train.max_epochs",)
+# What a resumed training may change (everything else would make it another training: the
+# seed, the batch, the learning rate, the data settings, the network, feature caching): how many
+# epochs in all and when to stop early; where it runs and how fast (a requeued job may land on
+# another node, with its data staged in another folder); the package's version.
+RESUME_MAY_CHANGE = (
+    "version",
+    "inputs",
+    "config.device",
+    "config.threads",
+    "config.train.max_epochs",
+    "config.train.patience",
+    "config.train.min_delta",
+    "config.train.num_workers",
+)
 
 
 def _refuse_another_training(out_dir: Path, manifest: RunManifest) -> None:
     """Raise :class:`UserError` unless ``out_dir`` holds nothing yet or this very training
-    (settings other than :data:`RESUME_MAY_CHANGE` differing: naming them), before a resume."""
+    (settings outside :data:`RESUME_MAY_CHANGE` differing: naming them), before a resume."""
     open_run(
         out_dir,
         manifest,
@@ -186,7 +198,8 @@ def _refuse_another_training(out_dir: Path, manifest: RunManifest) -> None:
         outputs=OUTPUTS,
         may_change=RESUME_MAY_CHANGE,
         # `force` starts afresh and excludes `resume`: not the way on for a resumed run
-        other_settings_fix=f"resume with the run's own settings ({out_dir / CONFIG_FILE})",
+        other_settings_fix=f"resume with the settings it was started with ({out_dir / CONFIG_FILE} "
+        "lists them)",
     )
 
 
