@@ -489,6 +489,24 @@ def test_members_that_cannot_be_unpacked_are_refused_in_one_line(
     assert _left_in(downloads_dir()) == [] and _left_in(default_root()) == []
 
 
+def test_an_official_archive_whose_names_the_disk_cannot_hold_is_kept(
+    source: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same names in a checksum-verified archive (the official bytes) are this disk's
+    limit, not damage (eCryptfs: 143-byte names; a case-insensitive disk): one line naming the
+    folder and how to go on, and the archive kept, so that a rerun elsewhere downloads nothing."""
+    payload = _with_members(_zip(source), [("DAVIS/" + "n" * 300, b"1")])
+    state = ServerState(payload, "/" + FILENAME)
+    with local_server(state) as base:
+        _register(monkeypatch, base, payload)  # with its SHA-256 and size
+        assert main(["data", "download", NAME, "-q"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "File name too long" in error[0], error
+    assert "cannot hold the archive's names" in error[0] and "another `root`" not in error[0]
+    assert "--root" in error[0] and "corrupt" not in error[0], error
+    assert _left_in(downloads_dir()) == [FILENAME] and _left_in(default_root()) == []
+
+
 def _patch_central_header(data: bytes, offset: int, value: int) -> bytes:
     """``data`` (a zip) with the 2-byte field at ``offset`` of every central directory
     header set to ``value``."""

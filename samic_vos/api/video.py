@@ -224,7 +224,8 @@ def given_masks(
     """Frame index → mask (a file, or an (H, W) uint8 id map) of every given mask, each
     checked (ids, size) here; ``first_mask`` is frame 0's, ``masks_dir`` holds PNGs named like
     the frames (``.png`` in any case; hidden files, such as macOS's ``._*``, skipped; a JPEG
-    there is read, and refused as lossy, rather than ignored).
+    there is read like a PNG rather than ignored, and refused where its compression left values
+    that are not exactly binary).
 
     Raises:
         UserError: a mask that names no frame, is unreadable, has the wrong size or no

@@ -429,21 +429,30 @@ class _CorruptArchive(Exception):
     inconsistent tree)."""
 
 
-# How writing a member fails when its name cannot be a file on disk (a file and a folder of
-# the same name, a name too long): the archive's fault, not the disk's.
+# How writing a member fails when its name cannot be a file on disk: a file and a folder of
+# the same name (in the archive, or differing only in case on a case-insensitive disk), a name
+# too long (for the disk: eCryptfs allows 143 bytes).
 _MEMBER_NAME_ERRNOS = frozenset({errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG})
 
 
 @contextlib.contextmanager
-def _unpack_errors(scratch: Path, fix: str) -> Iterator[None]:
-    """Within the block, a member that cannot be written under its name is a
-    :class:`_CorruptArchive` naming it (relative to ``scratch``); a full disk or a folder that
-    is not writable is a :class:`UserError` on ``scratch``'s folder (``fix``: what to do)."""
+def _unpack_errors(scratch: Path, fix: str, verified: bool) -> Iterator[None]:
+    """Within the block, a member that cannot be written under its name (named relative to
+    ``scratch``) is the disk's limit when the archive's checksum was ``verified`` (the official
+    bytes: a :class:`UserError`, the archive kept), else a :class:`_CorruptArchive`; a full
+    disk or a folder that is not writable is a :class:`UserError` on ``scratch``'s folder
+    (``fix``: what to do)."""
     try:
         yield
     except OSError as err:
         if err.errno in _MEMBER_NAME_ERRNOS:
             member = os.path.relpath(err.filename, scratch) if err.filename else "a member"
+            if verified:
+                raise UserError(
+                    f"{scratch.parent}: cannot unpack {member} ({err.strerror}): this disk "
+                    "cannot hold the archive's names (too long, or differing only in case); "
+                    f"{fix}"
+                ) from err
             raise _CorruptArchive(f"cannot unpack {member}: {err.strerror}") from err
         disk_error = write_error(scratch.parent, err, fix)
         if disk_error is None:
@@ -482,7 +491,7 @@ def _extract_checked(entry: DatasetArchive, archive: Path, scratch: Path) -> dic
     """
     fix = "pass another `root`, or set SAMIC_VOS_HOME to another disk"
     label = f"unpacking {entry.filename}"
-    with _unpack_errors(scratch, fix):
+    with _unpack_errors(scratch, fix, verified=entry.sha256 is not None):
         if entry.filename.endswith(".zip"):
             _extract_zip(archive, scratch, label, fix)
         else:
