@@ -8,6 +8,7 @@ import io
 import os
 import pickle
 import re
+import shutil
 import socket
 import threading
 import warnings
@@ -536,6 +537,33 @@ def test_force_download_leaves_another_process_s_partial_file_alone(
     forced.join(timeout=10)
     assert result == [final] and final.read_bytes() == state.payload
     assert state.ranges() == [None]  # afresh, as --force asks
+
+
+def test_a_waiting_process_goes_on_when_the_holder_removed_the_folder(tmp_path: Path) -> None:
+    """A first download that fails removes the cache folder it made (lock file included) while
+    another process waits on its lock: the waiter goes on in a folder made anew, not a
+    FileNotFoundError traceback."""
+    from samic_vos.hub.fetch import download_lock
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    final = folder / FILENAME
+    locked, inside = threading.Event(), []
+
+    def waiter() -> None:
+        locked.wait(5)
+        with download_lock(final):
+            inside.append(folder.is_dir())
+
+    second = threading.Thread(target=waiter)
+    with download_lock(final):
+        second.start()
+        locked.set()
+        second.join(timeout=0.5)  # it waits on the lock
+        assert second.is_alive()
+        shutil.rmtree(folder)  # the holder's failed first download leaves no empty cache
+    second.join(timeout=10)
+    assert inside == [True]
 
 
 def test_a_read_only_cache_is_one_line_naming_it_and_the_flag(

@@ -140,7 +140,10 @@ def download_lock(final: Path) -> Iterator[None]:
         yield
         return
     lock = final.with_name(f".{final.name}.lock")
+    waited = False
     while True:
+        if waited:  # a holder whose first download failed removed the folder it had made
+            lock.parent.mkdir(parents=True, exist_ok=True)
         fh = lock.open("a")
         try:
             try:
@@ -154,6 +157,7 @@ def download_lock(final: Path) -> Iterator[None]:
             fh.close()
             raise
         fh.close()  # its holder removed it while we waited: lock the new one
+        waited = True
     try:
         yield
     finally:
