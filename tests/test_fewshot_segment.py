@@ -8,7 +8,11 @@ import torch
 from fewshot_images import scene, two_blob_logits, two_classes
 from tiny_models import TINY_NET
 
-from samic_vos.inference.baseline_prompters import IMAGE_POOLING, persam_similarity, persam_target
+from samic_vos.inference.baseline_prompters import (
+    IMAGE_MASK_VALUE,
+    persam_features,
+    persam_similarity,
+)
 from samic_vos.inference.fewshot_engine import FewShotSegmenter
 from samic_vos.inference.prompter import Reference, TrackerConfig
 from samic_vos.model.samic_net import build_samic, preprocess
@@ -189,18 +193,22 @@ def test_persam_image_recipe_mean_target_argmax_argmin(models, shots, monkeypatc
     engine.set_references(references)
     assert engine.reference_feature_calls == shots
     for class_id in (1, 2):
-        units = [
-            persam_target(segmenter, segmenter.embed(r.rgb), r.ids == class_id, IMAGE_POOLING)
+        means = [
+            persam_features(
+                segmenter, segmenter.embed(r.rgb), r.ids == class_id, IMAGE_MASK_VALUE
+            ).mean(0)
             for r in references
         ]
-        mean = torch.stack(units).mean(0)
-        assert torch.allclose(engine.prompter._targets[class_id], mean / mean.norm(), atol=1e-6)
+        unit = torch.stack([m / m.norm() for m in means]).mean(0)
+        target, semantic = engine.prompter._targets[class_id]
+        assert torch.allclose(target, unit / unit.norm(), atol=1e-6)
+        assert torch.allclose(semantic, torch.stack(means).mean(0), atol=1e-6)
     prompts = _counting(monkeypatch, segmenter, "prompt")
     target = two_classes(9)[0]
     (result,) = engine.segment([target])
     _check_result(result, (60, 80))
     assert len(prompts) == 3 * 2  # three SAM calls per class
-    sim = persam_similarity(segmenter, segmenter.embed(target), engine.prompter._targets[1])
+    sim = persam_similarity(segmenter, segmenter.embed(target), engine.prompter._targets[1][0])
     (x, y), (score,) = result.classes[1].points[0], result.classes[1].scores
     assert sim[int(y), int(x)] == pytest.approx(sim.max()) and score == pytest.approx(sim.max())
     assert len(result.classes[1].instances) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from segment_anything.utils.transforms import ResizeLongestSide
 
 from samic_vos.inference.baseline_prompters import BOX_MARGIN, PerSamPrompter, PreviousMaskPrompter
 from samic_vos.inference.prompter import RestoredFrame, Tracked
@@ -23,10 +24,13 @@ class FakeSegmenter:
         self.sam = build_sam("tiny", random_init=True)
         self.features = torch.zeros(1, 32, GRID, GRID)
         self.calls: list[dict] = []
-        self.next_masks: list[np.ndarray] = []
+        self.next_masks: list[np.ndarray | list[np.ndarray]] = []
 
     # SAM's own placement of a mask on the encoder's input and upscaling back (PerSAM uses them).
-    grid_mask = SamSegmenter.grid_mask
+    device = torch.device("cpu")
+    transform = ResizeLongestSide(SIDE)
+    _resized = SamSegmenter._resized
+    mask_as_image = SamSegmenter.mask_as_image
     upscale = SamSegmenter.upscale
     mask_threshold = 0.0
 
@@ -37,19 +41,24 @@ class FakeSegmenter:
     def set_frame(self, rgb: np.ndarray) -> None:
         pass
 
-    def prompt(self, points, labels, box=None, mask_input=None, multimask=None) -> PromptResult:
-        self.calls.append(
-            {
-                "points": points,
-                "labels": labels,
-                "box": box,
-                "mask_input": mask_input,
-                "multi": multimask,
-            }
-        )
-        mask = self.next_masks.pop(0)
-        low_res = np.full((4 * GRID, 4 * GRID), float(len(self.calls)), np.float32)
-        return PromptResult(mask, np.where(mask, 3.0, -3.0).astype(np.float32), low_res, 0.8)
+    def _record(self, call: dict) -> list[PromptResult]:
+        self.calls.append(call)
+        masks = self.next_masks.pop(0)
+        results = []
+        for index, mask in enumerate(masks if isinstance(masks, list) else [masks]):
+            # the call's number, and a tenth per candidate: which one was passed on shows
+            low_res = np.full((4 * GRID, 4 * GRID), len(self.calls) + index / 10, np.float32)
+            logits = np.where(mask, 3.0, -3.0).astype(np.float32)
+            results.append(PromptResult(mask, logits, low_res, 0.8))
+        return results
+
+    def prompt(self, points, labels, box=None, mask_input=None, multimask=None, guidance=None):
+        call = {"points": points, "labels": labels, "box": box, "mask_input": mask_input}
+        return self._record({**call, "multi": multimask, "guidance": guidance, "all": False})[0]
+
+    def prompt_all_masks(self, points, labels, box=None, mask_input=None):
+        call = {"points": points, "labels": labels, "box": box, "mask_input": mask_input}
+        return self._record({**call, "multi": True, "guidance": None, "all": True})
 
     def segment(self, groups) -> Segmentation:
         self.calls.append({"groups": [np.asarray(g) for g in groups]})
@@ -87,37 +96,42 @@ def test_persam_points_follow_the_similarity_and_the_three_calls_chain():
     seg.features[0] = ground_vec[:, None, None]
     _cells(seg.features, [(5, 5)], object_vec)
     _cells(seg.features, [(0, 7)], -object_vec)
-    sim = prompter.similarity(1)
+    sim = prompter.similarity(1).numpy()
     assert sim.shape == (SIDE, SIDE)
     peak_row, peak_col = np.unravel_index(sim.argmax(), sim.shape)
     assert 5 * CELL - 8 <= peak_row < 6 * CELL + 8 and 5 * CELL - 8 <= peak_col < 6 * CELL + 8
 
     second_mask = _square(5 * CELL, 5 * CELL, CELL)
-    seg.next_masks = [_square(0, 0, 10), second_mask, second_mask]
+    # (1)'s three masks: areas 300, 100 and 16 px; PerSAM's script compares them as uint8 (44,
+    # 100, 16), so its "largest" is the second.
+    first_masks = [_square(0, 0, 10) | _square(40, 40, 14), _square(0, 0, 10), _square(0, 0, 4)]
+    first_masks[0][60, 60:64] = True  # 196 + 100 + 4 = 300 px
+    assert [int(m.sum()) for m in first_masks] == [300, 100, 16]
+    seg.next_masks = [first_masks, second_mask, second_mask]
     result = prompter.track([1])[1]
     first, second, third = seg.calls
     points, labels = first["points"], first["labels"]
-    # Two most similar pixels, the previous box's centre, then the global argmin as negative.
-    assert labels.tolist() == [1, 1, 1, 0]
+    # Two most similar pixels, then the centre of the previous box grown by 10 px; no negative.
+    assert labels.tolist() == [1, 1, 1]
     for x, y in points[:2]:
         assert abs(sim[int(y), int(x)] - sim.max()) < 1e-6
-    assert np.allclose(points[2], [31.5, 31.5])  # centre of the frame-0 mask's box
-    neg_x, neg_y = points[3]
-    assert abs(sim[int(neg_y), int(neg_x)] - sim.min()) < 1e-6
-    assert 0 <= neg_y < CELL + 8 and 7 * CELL - 8 <= neg_x  # inside the opposite cell
-    # (1) previous box + 10 px, one mask; (2) its logits, 3 masks; (3) box of (2) + its logits.
-    expanded = [
+    # frame 0's mask spans pixels 16..47: grown to 6..57, centre (6 + 57) // 2 = 31
+    assert points[2].tolist() == [31.0, 31.0]
+    grown = [
         CELL - BOX_MARGIN,
         CELL - BOX_MARGIN,
         3 * CELL - 1 + BOX_MARGIN,
         3 * CELL - 1 + BOX_MARGIN,
     ]
-    assert first["box"].tolist() == expanded and first["mask_input"] is None and not first["multi"]
-    assert second["box"] is None and second["multi"] and np.all(second["mask_input"] == 1.0)
+    # (1) points + grown box, SAM's three masks; (2) the "largest" one's logits; (3) box of (2).
+    assert first["box"].tolist() == grown and first["mask_input"] is None
+    assert first["all"] and first["guidance"] is None
+    assert second["box"] is None and second["multi"]
+    assert np.all(second["mask_input"] == np.float32(1.1))  # the second of (1)'s masks
     assert third["box"].tolist() == [5 * CELL, 5 * CELL, 6 * CELL - 1, 6 * CELL - 1]
     assert third["multi"] and np.all(third["mask_input"] == 2.0)
     assert np.array_equal(result.segmentation.mask, second_mask)
-    assert result.negative.shape == (1, 2) and result.points.shape == (3, 2)
+    assert result.negative.shape == (0, 2) and result.points.shape == (3, 2)
 
     # The written mask becomes the previous mask; a lost object keeps its last good one.
     ids = second_mask.astype(np.uint8)

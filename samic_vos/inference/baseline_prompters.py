@@ -6,23 +6,28 @@ good mask, for recovery.
 
 - :class:`PreviousMaskPrompter` (``previous-mask``): the interior points of that mask, one per
   connected component (as the first frame's mask is prompted), one SAM prompt per component.
-- :class:`PerSamPrompter` (``persam``): PerSAM's video recipe on stock ``segment_anything`` (no
-  patched attention, no learned weights). The object's *target feature* comes from the SAM
-  embedding of the frame where it was given: the features under the mask (resized and padded
-  as SAM's input, then bilinearly resized to the embedding grid; positions > 0 kept), ½·max +
-  ½·mean over those positions, L2-normalised. On frame t: cosine similarity with every
-  embedding position, upsampled to the frame (×4 bilinear, then SAM's own postprocessing); the
-  2 most similar pixels and the centre of the previous mask's box are positive points, the
-  least similar pixel the negative one; then three SAM calls: (1) points + the previous box
-  expanded by 10 px, one mask; (2) points + (1)'s low-res logits as ``mask_input``, SAM's three
-  masks; (3) points + the box of (2)'s best mask + (2)'s logits, three masks; the best of (3)
-  by SAM's predicted IoU is the object's mask. Objects are combined by the highest logit with 0
-  as the background (the tracker's rule), i.e. argmax over a background channel.
+- :class:`PerSamPrompter` (``persam``): PerSAM's training-free video recipe, step for step as
+  its ``persam_video.py`` runs it (its defaults: ``--topk 2 --exp 215 --threshold 10``, box
+  prompt, centre point, "largest" first mask), on the stock decoder. The object's *target
+  feature*: the SAM features under its mask on the frame where it was given, read as PerSAM
+  reads it (:func:`persam_features`, the mask painted with :data:`VIDEO_MASK_VALUE`), pooled as
+  ½·max + ½·mean, L2-normalised. On frame t: cosine similarity with every embedding position,
+  upsampled to the frame (×4 bilinear, then SAM's own postprocessing); the 2 most similar
+  pixels and the centre of the previous mask's box grown by 10 px are positive points (no
+  negative point); then three SAM calls: (1) the points and that grown box, SAM's three masks,
+  of which PerSAM keeps the "largest" as its script computes it (areas cast to uint8, i.e.
+  compared modulo 256); (2) the points + (1)'s low-res logits as ``mask_input``, three masks,
+  the best by predicted IoU; (3) the points + the box of (2)'s mask + (2)'s logits, three
+  masks, the best by predicted IoU is the object's mask. Objects are combined by the highest
+  logit with 0 as the background (the tracker's rule), i.e. argmax over a background channel,
+  as PerSAM does. Where PerSAM's script would fail or mislabel, ours goes on: an object that
+  is lost keeps its last mask (PerSAM drops its box and shifts the later objects' boxes), an
+  empty mask (2) keeps the grown box, and a reference mask too small for the embedding grid
+  uses the feature at its strongest position (PerSAM's mean of nothing is NaN).
+- :class:`PerSamImagePrompter` (``persam``, images): PerSAM's image recipe (``persam.py``).
 
-Its steps are functions shared with PerSAM's *image* recipe of the few-shot path
-(:mod:`samic_vos.inference.fewshot_engine`): :func:`persam_target` (the image recipe pools the
-features under the mask by their mean, :data:`IMAGE_POOLING`), :func:`persam_similarity`,
-:func:`similarity_points` and :func:`persam_cascade` (the image recipe's first call has no box).
+Steps shared by the recipes: :func:`persam_features`, :func:`persam_similarity`,
+:func:`similarity_points` and :func:`persam_refine` (PerSAM's two cascaded refinements).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from samic_vos.inference.prompter import (
     reference_embedding,
 )
 from samic_vos.prompts.mask_points import DEFAULT_MIN_AREA, MAX_POINTS_PER_OBJECT, interior_points
+from samic_vos.sam.guidance import DecoderGuidance
 from samic_vos.sam.segmenter import (
     ImageEmbedding,
     PromptResult,
@@ -51,12 +57,15 @@ from samic_vos.sam.segmenter import (
     group_points_by_component,
 )
 
-BOX_MARGIN = 10  # PerSAM's video recipe expands the previous box by 10 px
-PERSAM_TOP_POSITIVES = 2  # positive points from the similarity map (video recipe)
-VIDEO_POOLING = "max_mean"  # PerSAM's video recipe: ½·max + ½·mean of the features under the mask
-IMAGE_POOLING = "mean"  # PerSAM's image recipe (persam.py): their mean
+BOX_MARGIN = 10  # PerSAM's video recipe grows the previous box by 10 px (--threshold)
+PERSAM_TOP_POSITIVES = 2  # positive points from the similarity map (video recipe, --topk)
 PERSAM_IMAGE_POSITIVES = 1  # PerSAM's image recipe: the one most similar pixel (top-1)
-POOLINGS = (VIDEO_POOLING, IMAGE_POOLING)
+# PerSAM reads a reference mask as an RGB image and keeps the embedding positions where its
+# red channel, after SAM's pixel normalisation, is > 0: the value of the mask's pixels sets how
+# far inside the mask a position must be. persam_video.py paints masks with 215 (--exp);
+# persam.py reads PerSeg's palette PNGs with OpenCV, whose object is RGB (128, 0, 0).
+VIDEO_MASK_VALUE = 215
+IMAGE_MASK_VALUE = 128
 
 
 class _MaskMemory:
@@ -112,21 +121,27 @@ class PreviousMaskPrompter:
         self.memory.restore(obj_id, given, last)
 
 
-def _box(mask: np.ndarray, margin: int = 0) -> np.ndarray | None:
-    """(4,) float32 (x0, y0, x1, y1) box of ``mask``'s pixels grown by ``margin``, clipped."""
+def _box(mask: np.ndarray) -> np.ndarray | None:
+    """(4,) float32 (x0, y0, x1, y1) box of ``mask``'s pixels (pixel indexes), or ``None``."""
     rows, cols = np.nonzero(mask)
     if len(rows) == 0:
         return None
+    return np.array([cols.min(), rows.min(), cols.max(), rows.max()], dtype=np.float32)
+
+
+def _grown_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """PerSAM's video box (``get_box_prompt``): ``mask``'s box grown by :data:`BOX_MARGIN`,
+    clipped to [0, W] × [0, H], as (4,) float32 (x0, y0, x1, y1), and its centre rounded down,
+    (1, 2) float32 (x, y); ``None`` for an empty mask."""
+    box = _box(mask)
+    if box is None:
+        return None
     height, width = mask.shape
-    return np.array(
-        [
-            max(cols.min() - margin, 0),
-            max(rows.min() - margin, 0),
-            min(cols.max() + margin, width - 1),
-            min(rows.max() + margin, height - 1),
-        ],
-        dtype=np.float32,
-    )
+    x0, y0, x1, y1 = (int(v) for v in box)
+    x0, y0 = max(x0 - BOX_MARGIN, 0), max(y0 - BOX_MARGIN, 0)
+    x1, y1 = min(x1 + BOX_MARGIN, width), min(y1 + BOX_MARGIN, height)
+    centre = np.array([[(x0 + x1) // 2, (y0 + y1) // 2]], dtype=np.float32)
+    return np.array([x0, y0, x1, y1], dtype=np.float32), centre
 
 
 class PerSamPrompter:
@@ -155,9 +170,11 @@ class PerSamPrompter:
         self.memory.update(ids, tracked)
 
     def _target_feature(self, mask: np.ndarray) -> torch.Tensor:
-        return persam_target(self.segmenter, self.segmenter.embedding, mask, VIDEO_POOLING)
+        feats = persam_features(self.segmenter, self.segmenter.embedding, mask, VIDEO_MASK_VALUE)
+        target = feats.max(dim=0).values / 2 + feats.mean(dim=0) / 2
+        return target / target.norm()
 
-    def similarity(self, obj_id: int) -> np.ndarray:
+    def similarity(self, obj_id: int) -> torch.Tensor:
         """(H, W) float32 cosine similarity of the current frame with the object's target."""
         return persam_similarity(self.segmenter, self.segmenter.embedding, self.targets[obj_id])
 
@@ -166,89 +183,96 @@ class PerSamPrompter:
 
     def _track_one(self, obj_id: int) -> Tracked:
         sim = self.similarity(obj_id)
-        found, scores, negative = similarity_points(sim, PERSAM_TOP_POSITIVES)
-        positives = found.tolist()
-        previous = self.memory.masks[obj_id]
-        box = _box(previous, BOX_MARGIN)
-        if box is not None:
-            x0, y0, x1, y1 = _box(previous)  # type: ignore[misc]
-            positives.append([(x0 + x1) / 2.0, (y0 + y1) / 2.0])
-            scores.append(float(sim[int(round((y0 + y1) / 2)), int(round((x0 + x1) / 2))]))
-        points = np.array(positives, dtype=np.float32)
-        coords = np.vstack([points, negative])
-        labels = np.array([1] * len(points) + [0], dtype=np.int64)
-        third, box = persam_cascade(self.segmenter, coords, labels, box)
+        points, scores, _ = similarity_points(sim, PERSAM_TOP_POSITIVES)
+        grown = _grown_box(self.memory.masks[obj_id])
+        box = None
+        if grown is not None:
+            box, centre = grown
+            points = np.vstack([points, centre])
+            x, y = (int(v) for v in centre[0])
+            scores.append(float(sim[min(y, sim.shape[0] - 1), min(x, sim.shape[1] - 1)]))
+        labels = np.ones(len(points), dtype=np.int64)
+        candidates = self.segmenter.prompt_all_masks(points, labels, box=box)
+        # persam_video.py's --large: np.array([areas], dtype=np.uint8), so areas modulo 256.
+        areas = np.array([int(c.mask.sum()) % 256 for c in candidates])
+        first = candidates[int(np.argmax(areas))]
+        third, box = persam_refine(self.segmenter, points, labels, first, box)
         segmentation = persam_segmentation(third)
-        return Tracked(points, scores, segmentation, reference=[], negative=negative, box=box)
+        return Tracked(points, scores, segmentation, reference=[], box=box)
 
 
 @torch.inference_mode()
-def persam_target(
-    segmenter: SamSegmenter, embedding: ImageEmbedding, mask: np.ndarray, pooling: str
+def persam_features(
+    segmenter: SamSegmenter, embedding: ImageEmbedding, mask: np.ndarray, value: int
 ) -> torch.Tensor:
-    """PerSAM's (C,) unit target feature of ``mask`` (H, W) bool in the image of ``embedding``.
-
-    The mask is resized and padded as SAM's input, bilinearly resized to the embedding grid,
-    and the features at positions > 0 are pooled (``pooling``: :data:`VIDEO_POOLING` or
-    :data:`IMAGE_POOLING`), then L2-normalised. A mask too small for the grid uses the feature
-    at its largest value's position.
-    """
-    if pooling not in POOLINGS:
-        raise ValueError(f"unknown PerSAM pooling {pooling!r}: use one of {POOLINGS}")
+    """(N, C) image features of ``embedding`` under the (H, W) bool ``mask``, chosen as PerSAM
+    chooses them: the mask, painted with ``value`` and pre-processed as the image
+    (:meth:`~samic_vos.sam.segmenter.SamSegmenter.mask_as_image`), bilinearly resized to the
+    embedding grid; the positions > 0. A mask with no such position gives the feature at the
+    position of its largest value (N = 1)."""
     grid = embedding.features.shape[-2:]
-    padded = segmenter.grid_mask(mask, embedding)
-    small = F.interpolate(torch.from_numpy(padded)[None, None], size=grid, mode="bilinear")
-    feats = embedding.features[0].permute(1, 2, 0)[small[0, 0].to(embedding.features.device) > 0]
+    image = segmenter.mask_as_image(mask, value)
+    small = F.interpolate(image[None, None], size=grid, mode="bilinear")[0, 0]
+    small = small.to(embedding.features.device)
+    feats = embedding.features[0].permute(1, 2, 0)[small > 0]
     if len(feats) == 0:
-        index = int(small.flatten().argmax())
-        feats = embedding.features[0].flatten(1)[:, index][None]
-    target = feats.mean(dim=0)
-    if pooling == VIDEO_POOLING:
-        target = 0.5 * feats.max(dim=0).values + 0.5 * target
-    return target / target.norm()
+        feats = embedding.features[0].flatten(1)[:, int(small.flatten().argmax())][None]
+    return feats
 
 
 @torch.inference_mode()
 def persam_similarity(
     segmenter: SamSegmenter, embedding: ImageEmbedding, target: torch.Tensor
-) -> np.ndarray:
+) -> torch.Tensor:
     """(H, W) float32 cosine similarity of every pixel of ``embedding``'s image with the (C,)
     unit ``target``: per embedding position, upsampled ×4 bilinearly, then SAM's own
     postprocessing (unpadding, resizing to the image)."""
     feats = embedding.features[0]
+    channels, rows, cols = feats.shape
     feats = feats / feats.norm(dim=0, keepdim=True)
-    sim = torch.einsum("c,chw->hw", target.to(feats.device), feats)[None, None]
-    sim = F.interpolate(sim, scale_factor=4, mode="bilinear")
-    full = segmenter.upscale(sim, embedding)
-    return full[0, 0].float().cpu().numpy()
+    sim = target.to(feats.device)[None] @ feats.reshape(channels, rows * cols)
+    sim = F.interpolate(sim.reshape(1, 1, rows, cols), scale_factor=4, mode="bilinear")
+    return segmenter.upscale(sim, embedding)[0, 0].float()
 
 
 def similarity_points(
-    sim: np.ndarray, positives: int
+    sim: torch.Tensor, positives: int
 ) -> tuple[np.ndarray, list[float], np.ndarray]:
     """PerSAM's location prior on an (H, W) similarity map: the ``positives`` most similar
     pixels, (P, 2) float32 (x, y), with their similarities, and the least similar pixel, (1, 2)
-    float32 (x, y), the negative point (ties: the first in row-major order)."""
+    float32 (x, y), the negative point (``torch.topk``, as PerSAM picks them)."""
+    flat = sim.flatten()
     width = sim.shape[1]
-    order = np.argsort(sim, axis=None, kind="stable")
-    best = order[::-1][:positives]
-    points = np.array([[i % width, i // width] for i in best], dtype=np.float32).reshape(-1, 2)
-    negative = np.array([[order[0] % width, order[0] // width]], dtype=np.float32)
-    return points, [float(sim.flat[i]) for i in best], negative
+    best = flat.topk(positives).indices.cpu().numpy()
+    worst = int(flat.topk(1, largest=False).indices[0])
+    points = np.stack([best % width, best // width], axis=1).astype(np.float32)
+    negative = np.array([[worst % width, worst // width]], dtype=np.float32)
+    return points, [float(flat[i]) for i in best], negative
 
 
-def persam_cascade(
+def persam_guidance(
+    sim: torch.Tensor, target: torch.Tensor, grid: tuple[int, int]
+) -> DecoderGuidance:
+    """PerSAM's decoder guidance from the (H, W) similarity map and the (C,) target feature:
+    the map standardised (unbiased std), bilinearly resized to the embedding ``grid``, through
+    a sigmoid (target-guided attention); the target itself (target-semantic prompting)."""
+    standard = (sim - sim.mean()) / torch.std(sim)
+    small = F.interpolate(standard[None, None], size=tuple(grid), mode="bilinear")
+    return DecoderGuidance(attention=small.sigmoid().flatten(), target=target)
+
+
+def persam_refine(
     segmenter: SamSegmenter,
     coords: np.ndarray,
     labels: np.ndarray,
+    first: PromptResult,
     box: np.ndarray | None = None,
 ) -> tuple[PromptResult, np.ndarray | None]:
-    """PerSAM's three SAM calls on the current frame: (1) ``coords`` (N, 2) (x, y) with
-    ``labels`` (N,) (1 positive, 0 negative), and ``box`` (x0, y0, x1, y1) if given, one mask;
-    (2) the points + (1)'s low-res logits as ``mask_input``, three masks; (3) the points + the
-    box of (2)'s best mask (``box`` when that mask is empty) + (2)'s logits, three masks.
-    Returns (3)'s best mask by predicted IoU and the box of call (3)."""
-    first = segmenter.prompt(coords, labels, box=box, multimask=False)
+    """PerSAM's two cascaded refinements of its ``first`` mask on the current frame, with
+    ``coords`` (N, 2) (x, y) and ``labels`` (N,) (1 positive, 0 negative): (2) the points +
+    ``first``'s low-res logits as ``mask_input``, SAM's three masks; (3) the points + the box of
+    (2)'s best mask (``box`` when that mask is empty) + (2)'s logits, three masks. Returns (3)'s
+    best mask by predicted IoU and the box of call (3)."""
     second = segmenter.prompt(coords, labels, mask_input=first.low_res_logits, multimask=True)
     box = _box(second.mask) if second.mask.any() else box
     third = segmenter.prompt(
@@ -264,12 +288,15 @@ def persam_segmentation(result: PromptResult) -> Segmentation:
 
 
 class PerSamImagePrompter:
-    """PerSAM's training-free *image* recipe on stock ``segment_anything`` (PerSAM's
-    ``persam.py``): the class's target feature is the mean SAM feature under its mask in a
-    reference; with K references, the mean of the K unit target features, renormalised (our
-    choice: PerSAM is one-shot). On a target: cosine similarity, the most similar pixel the
-    positive point and the least similar the negative one, then SAM with the points (one mask)
-    and PerSAM's two cascaded refinements. One instance per class."""
+    """PerSAM's training-free *image* recipe, step for step as its ``persam.py`` runs it, on the
+    stock decoder: the class's features under its reference mask (:func:`persam_features`, the
+    mask painted with :data:`IMAGE_MASK_VALUE`); their mean, L2-normalised, is the target for
+    the similarity, and the mean itself the target-semantic prompt. With K references (our
+    choice: PerSAM is one-shot) the unit targets are averaged and renormalised, and the means
+    averaged. On a target: cosine similarity; the most similar pixel the positive point and the
+    least similar the negative one; SAM with the points and PerSAM's decoder guidance
+    (:func:`persam_guidance`), one mask; then PerSAM's two cascaded refinements. One instance
+    per class."""
 
     name = "persam"
 
@@ -277,7 +304,7 @@ class PerSamImagePrompter:
         self.segmenter = segmenter
         self.reference_feature_calls = 0
         self.reference_points: list[dict[int, np.ndarray]] = []  # PerSAM uses masks, no points
-        self._targets: dict[int, torch.Tensor] = {}  # class → (C,) unit target feature
+        self._targets: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # class → (unit, mean)
 
     def set_references(self, references: Sequence[Reference], present: list[set[int]]) -> None:
         classes = sorted(set().union(*present))
@@ -291,17 +318,17 @@ class PerSamImagePrompter:
             embedding = reference_embedding(self.segmenter, ref)
             self.reference_feature_calls += 1
             for class_id in found:
-                per_class[class_id].append(
-                    persam_target(self.segmenter, embedding, ref.ids == class_id, IMAGE_POOLING)
-                )
-        for class_id, targets in per_class.items():
-            if not targets:
+                mask = ref.ids == class_id
+                feats = persam_features(self.segmenter, embedding, mask, IMAGE_MASK_VALUE)
+                per_class[class_id].append(feats.mean(dim=0))
+        for class_id, means in per_class.items():
+            if not means:
                 raise ValueError(
                     f"class {class_id} has an empty mask in every reference (persam needs its "
                     "mask, not only points)"
                 )
-            mean = torch.stack(targets).mean(dim=0)
-            self._targets[class_id] = mean / mean.norm()
+            unit = torch.stack([m / m.norm() for m in means]).mean(dim=0)
+            self._targets[class_id] = (unit / unit.norm(), torch.stack(means).mean(dim=0))
 
     def prepare(self, images: Sequence[np.ndarray]) -> None:
         """Nothing is shared between targets: each is prompted from its own SAM embedding."""
@@ -309,11 +336,14 @@ class PerSamImagePrompter:
     def prompt_class(self, index: int, class_id: int, size: tuple[int, int]) -> ClassFound:
         """One class on the current target with PerSAM's image recipe."""
         embedding = self.segmenter.embedding
-        sim = persam_similarity(self.segmenter, embedding, self._targets[class_id])
+        unit, mean = self._targets[class_id]
+        sim = persam_similarity(self.segmenter, embedding, unit)
         points, scores, negative = similarity_points(sim, PERSAM_IMAGE_POSITIVES)
         coords = np.vstack([points, negative])
         labels = np.array([1] * len(points) + [0], dtype=np.int64)
-        third, _ = persam_cascade(self.segmenter, coords, labels)
+        guidance = persam_guidance(sim, mean, embedding.features.shape[-2:])
+        first = self.segmenter.prompt(coords, labels, multimask=False, guidance=guidance)
+        third, _ = persam_refine(self.segmenter, coords, labels, first)
         segmentation = persam_segmentation(third)
         result = ClassResult(points, scores, segmentation.confidence, [third.mask])
         return result, segmentation, third.logits[None]

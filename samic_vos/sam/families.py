@@ -69,6 +69,8 @@ TINY_SAM2_OVERRIDES: tuple[str, ...] = (
     "++model.memory_encoder.fuser.layer.dim=32",
 )
 TINY_SAM2_CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
+# SAM's red pixel mean (ImageNet's 0.485 × 255; SAM 2 normalises by the same mean).
+SAM_RED_MEAN = 123.675
 # MedSAM's recipe keeps probabilities; logits are recovered with this clamp (|logit| <= 13.8).
 _MEDSAM_EPS = 1e-6
 
@@ -150,8 +152,7 @@ class HqSegmenter(SamSegmenter):
         return _precision_encoder(forward, config, self.device)
 
     def _encode(self, rgb: np.ndarray) -> ImageEmbedding:
-        resized = self.transform.apply_image(rgb)
-        pixels = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
+        pixels = self._resized(rgb)
         features, vit = self.encoder(self.sam.preprocess(pixels))
         return ImageEmbedding(
             features=features,
@@ -189,14 +190,17 @@ class _SquareResize(SamSegmenter):
         scale = np.array([cols, rows], dtype=np.float32)
         return (np.asarray(xy, np.float32) / scale * np.float32(self._side())).astype(np.float32)
 
-    def grid_mask(self, mask: np.ndarray, embedding: ImageEmbedding) -> np.ndarray:
+    def mask_as_image(self, mask: np.ndarray, value: int) -> torch.Tensor:
+        """PerSAM's reading of a mask (``SamSegmenter.mask_as_image``) for a square family: the
+        mask resized bilinearly to the input square, times ``value``, less SAM's red pixel mean
+        (ours: PerSAM defines it for SAM's pre-processing only)."""
         side = self._side()
         resized = F.interpolate(
             torch.from_numpy(mask.astype(np.float32))[None, None],
             size=(side, side),
             mode="bilinear",
         )
-        return resized[0, 0].numpy()
+        return (resized[0, 0] * value - SAM_RED_MEAN).to(self.device)
 
 
 class MedSamSegmenter(_SquareResize):
@@ -337,6 +341,9 @@ class Sam2Segmenter(_SquareResize):
             high_res_features=list(embedding.extras),
         )
         return low_res, iou
+
+    def _decoder_transformer(self) -> torch.nn.Module:
+        return self.sam.sam_mask_decoder.transformer
 
     def upscale(self, low_res: torch.Tensor, embedding: ImageEmbedding) -> torch.Tensor:
         return self.transforms.postprocess_masks(low_res, embedding.original_size)

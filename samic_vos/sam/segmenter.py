@@ -32,6 +32,7 @@ from samic_vos.prompts.mask_points import (
 from samic_vos.runtime.stage_threads import StageThreads
 from samic_vos.sam.decoder_reuse import reuse_image_projections
 from samic_vos.sam.encoder import EncoderConfig, SamImageEncoder, build_image_encoder
+from samic_vos.sam.guidance import DecoderGuidance, guided_decoding
 
 # Logit of a pixel no group covers (an object with no prompt): far below any SAM logit, yet
 # finite so that differences and softmaxes over objects stay NaN-free.
@@ -145,10 +146,16 @@ class SamSegmenter:
         self.transform = ResizeLongestSide(self.sam.image_encoder.img_size)
         return build_image_encoder(self.sam, config, self.device)
 
+    def _resized(self, rgb: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 → (1, 3, h, w) uint8 on the device, the longest side resized to the
+        encoder's input side (SAM's ``ResizeLongestSide``); ``sam.preprocess`` normalises and
+        pads it."""
+        resized = self.transform.apply_image(rgb)
+        return torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
+
     def _encode(self, rgb: np.ndarray) -> ImageEmbedding:
         """SAM's pre-processing (resize the longest side, normalise, pad) and encoder."""
-        resized = self.transform.apply_image(rgb)
-        pixels = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
+        pixels = self._resized(rgb)
         features = self.encoder(self.sam.preprocess(pixels))  # float32, whatever precision
         return ImageEmbedding(
             features=features,
@@ -182,20 +189,24 @@ class SamSegmenter:
             multimask_output=multimask,
         )
 
+    def _decoder_transformer(self) -> torch.nn.Module:
+        """The mask decoder's two-way transformer (where PerSAM's guidance goes)."""
+        return self.sam.mask_decoder.transformer
+
     def upscale(self, low_res: torch.Tensor, embedding: ImageEmbedding) -> torch.Tensor:
         """(B, C, 4h, 4w) low-resolution maps → (B, C, H, W) at ``embedding``'s image size
         (SAM: unpadded, resized; what the family's own predictor does)."""
         return self.sam.postprocess_masks(low_res, embedding.input_size, embedding.original_size)
 
-    def grid_mask(self, mask: np.ndarray, embedding: ImageEmbedding) -> np.ndarray:
-        """(H, W) bool ``mask`` placed as the encoder's input places the image: (S, S) float32
-        (SAM: resized by the longest side, padded)."""
-        side = self.sam.image_encoder.img_size
-        rows, cols = embedding.input_size
-        resized = cv2.resize(mask.astype(np.float32), (cols, rows), interpolation=cv2.INTER_LINEAR)
-        padded = np.zeros((side, side), np.float32)
-        padded[:rows, :cols] = resized
-        return padded
+    def mask_as_image(self, mask: np.ndarray, value: int) -> torch.Tensor:
+        """(S, S) float32 on the device: the (H, W) bool ``mask`` read as PerSAM reads a
+        reference mask: painted with ``value`` (1–255) in the red channel of an RGB image and
+        pre-processed as the image is (SAM: resized by the longest side, normalised by SAM's
+        pixel mean and std, padded with 0), red channel kept. > 0 where the mask's value beats
+        the red pixel mean (so, near the mask's edge, where enough of it is around)."""
+        image = np.zeros((*mask.shape, 3), np.uint8)
+        image[..., 0] = np.where(mask, value, 0)
+        return self.sam.preprocess(self._resized(image))[0, 0]
 
     # --- the same for every family ---------------------------------------------------------
 
@@ -271,8 +282,8 @@ class SamSegmenter:
             batch_logits, batch_scores, _ = self._decode(
                 points, labels, multimask=len(points[0]) == 1
             )
-            logits[indexes] = batch_logits
-            scores[indexes] = batch_scores
+            logits[indexes] = batch_logits[:, 0]
+            scores[indexes] = batch_scores[:, 0]
         group_masks = logits > self.mask_threshold
         union_logits = logits.amax(dim=0)
         areas = group_masks.flatten(1).sum(dim=1)
@@ -295,6 +306,7 @@ class SamSegmenter:
         box: np.ndarray | None = None,
         mask_input: np.ndarray | None = None,
         multimask: bool | None = None,
+        guidance: DecoderGuidance | None = None,
     ) -> PromptResult:
         """One SAM prompt of any kind on the current frame.
 
@@ -306,9 +318,35 @@ class SamSegmenter:
                 :class:`PromptResult` (refinement), or ``None``.
             multimask: SAM's three masks, the best predicted IoU kept. Default: only for a lone
                 point (one point, no box, no mask input), where SAM's single mask is ambiguous.
+            guidance: PerSAM's decoder guidance (:mod:`samic_vos.sam.guidance`), or ``None``.
 
         At least one point or a box is needed.
         """
+        return self._prompt(points, labels, box, mask_input, multimask, guidance, every=False)[0]
+
+    @torch.inference_mode()
+    def prompt_all_masks(
+        self,
+        points: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+    ) -> list[PromptResult]:
+        """SAM's three masks (multimask output) for one prompt of :meth:`prompt`'s kinds, in
+        SAM's order (HQ-SAM's decoder keeps one of them itself: a list of one)."""
+        return self._prompt(points, labels, box, mask_input, True, None, every=True)
+
+    def _prompt(
+        self,
+        points: np.ndarray | None,
+        labels: np.ndarray | None,
+        box: np.ndarray | None,
+        mask_input: np.ndarray | None,
+        multimask: bool | None,
+        guidance: DecoderGuidance | None,
+        *,
+        every: bool,
+    ) -> list[PromptResult]:
         if self._frame_size is None:
             raise RuntimeError("call set_frame() before prompt()")
         coords = None if points is None else np.asarray(points, dtype=np.float32).reshape(1, -1, 2)
@@ -324,14 +362,21 @@ class SamSegmenter:
         if multimask is None:
             multimask = coords is not None and coords.shape[1] == 1 and box is None
             multimask = multimask and mask_input is None
-        logits, iou, low_res = self._decode(coords, labels, boxes, masks, multimask=multimask)
-        full = logits[0].float().cpu().numpy()
-        return PromptResult(
-            mask=full > self.mask_threshold,
-            logits=full,
-            low_res_logits=low_res[0].float().cpu().numpy(),
-            iou=float(iou[0]),
+        logits, iou, low_res = self._decode(
+            coords, labels, boxes, masks, multimask=multimask, guidance=guidance, every=every
         )
+        results = []
+        for index in range(logits.shape[1]):
+            full = logits[0, index].float().cpu().numpy()
+            results.append(
+                PromptResult(
+                    mask=full > self.mask_threshold,
+                    logits=full,
+                    low_res_logits=low_res[0, index].float().cpu().numpy(),
+                    iou=float(iou[0, index]),
+                )
+            )
+        return results
 
     def _decode(
         self,
@@ -341,12 +386,15 @@ class SamSegmenter:
         masks: np.ndarray | None = None,
         *,
         multimask: bool,
+        guidance: DecoderGuidance | None = None,
+        every: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Decode a batch of B prompts: points (B, N, 2) with labels (B, N), boxes (B, 4),
-        low-res masks (B, 1, 4h, 4w), each optional → full-size logits (B, H, W), IoU (B,),
-        low-res logits (B, 4h, 4w); with ``multimask``, the best of SAM's three masks."""
+        low-res masks (B, 1, 4h, 4w), each optional → full-size logits (B, M, H, W), IoU (B, M),
+        low-res logits (B, M, 4h, 4w): M = 1, with ``multimask`` the best of SAM's three masks,
+        unless ``every`` keeps all three (M = 3)."""
         with self.threads.stage("decoder"):
-            return self._decode_batch(points, labels, boxes, masks, multimask)
+            return self._decode_batch(points, labels, boxes, masks, multimask, guidance, every)
 
     def _decode_batch(
         self,
@@ -355,6 +403,8 @@ class SamSegmenter:
         boxes: np.ndarray | None,
         masks: np.ndarray | None,
         multimask: bool,
+        guidance: DecoderGuidance | None,
+        every: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         point_prompt = None
         if points is not None:
@@ -370,13 +420,15 @@ class SamSegmenter:
             box_t = torch.as_tensor(corners.reshape(-1, 4), dtype=torch.float32, device=self.device)
         mask_t = None if masks is None else torch.as_tensor(masks, device=self.device)
         sparse, dense = self._prompt_embeddings(point_prompt, box_t, mask_t)
-        low_res, iou = self._mask_decoder(sparse, dense, multimask)
-        best = iou.argmax(dim=1)  # single-mask output: C == 1, so best == 0
-        rows = torch.arange(low_res.shape[0], device=self.device)
-        low_res, iou = low_res[rows, best][:, None], iou[rows, best]
-        # Upscale only the kept mask of each prompt (the predictors upscale all three).
+        with guided_decoding(self._decoder_transformer(), guidance):
+            low_res, iou = self._mask_decoder(sparse, dense, multimask)
+        if not every:
+            best = iou.argmax(dim=1)  # single-mask output: C == 1, so best == 0
+            rows = torch.arange(low_res.shape[0], device=self.device)
+            low_res, iou = low_res[rows, best][:, None], iou[rows, best][:, None]
+        # Upscale only the kept masks (the predictors upscale all three).
         full = self.upscale(low_res, self._current)  # type: ignore[arg-type]
-        return full[:, 0], iou, low_res[:, 0]
+        return full, iou, low_res
 
 
 def weighted_confidence(scores: np.ndarray, areas: np.ndarray) -> float:
