@@ -292,11 +292,10 @@ class PerSamImagePrompter:
     stock decoder: the class's features under its reference mask (:func:`persam_features`, the
     mask painted with :data:`IMAGE_MASK_VALUE`); their mean, L2-normalised, is the target for
     the similarity, and the mean itself the target-semantic prompt. With K references (our
-    choice: PerSAM is one-shot) the unit targets are averaged and renormalised, and the means
-    averaged. On a target: cosine similarity; the most similar pixel the positive point and the
-    least similar the negative one; SAM with the points and PerSAM's decoder guidance
-    (:func:`persam_guidance`), one mask; then PerSAM's two cascaded refinements. One instance
-    per class."""
+    choice: PerSAM is one-shot) the K means are averaged first. On a target: cosine
+    similarity; the most similar pixel the positive point and the least similar the negative
+    one; SAM with the points and PerSAM's decoder guidance (:func:`persam_guidance`), one mask;
+    then PerSAM's two cascaded refinements. One instance per class."""
 
     name = "persam"
 
@@ -327,8 +326,8 @@ class PerSamImagePrompter:
                     f"class {class_id} has an empty mask in every reference (persam needs its "
                     "mask, not only points)"
                 )
-            unit = torch.stack([m / m.norm() for m in means]).mean(dim=0)
-            self._targets[class_id] = (unit / unit.norm(), torch.stack(means).mean(dim=0))
+            mean = torch.stack(means).mean(dim=0)
+            self._targets[class_id] = (mean / mean.norm(), mean)
 
     def prepare(self, images: Sequence[np.ndarray]) -> None:
         """Nothing is shared between targets: each is prompted from its own SAM embedding."""
