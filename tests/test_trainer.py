@@ -470,19 +470,23 @@ def test_two_gloo_processes_train_like_one_process_with_the_same_global_batch(ti
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 process(es)" in done.stderr
+    # Adam divides each gradient by its running RMS, so where a gradient is ~0 a rounding
+    # difference (two processes' batch means averaged, against one mean of the whole batch)
+    # flips the sign of a step of ~lr, and the runs part a little. How much depends on the CPU:
+    # after these 4 steps, on an AVX2-only EPYC, the weights 2.0% of their update apart and
+    # val_cc 2.0% (on AVX512 EPYCs under 1% and 1e-4). A real mistake is far outside: keeping a
+    # batch of 2 per step (the global batch lost) puts the weights 125% of the update apart and
+    # val_cc 44-61%. Hence 5% for both.
     one = json.loads((single / "history.json").read_text())
     two = json.loads((double / "history.json").read_text())
     for a, b in zip(one, two, strict=True):
         for key in ("train_loss", "train_kld", "val_loss", "val_cc"):
-            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), key
-    # Weights: Adam divides by the gradient's running RMS, so for the few weights whose
-    # gradient is ~0 a rounding difference (sums in another order) becomes a step of ~lr.
-    # Compare the whole update instead: it must agree to 1% of its own size.
+            assert a[key] == pytest.approx(b[key], rel=5e-2), key
     a, b = _flat(_head(single / "latest.pt")), _flat(_head(double / "latest.pt"))
     start = _flat(_head_initial())
     moved = (a - start).norm()
     assert moved > 0.1  # training did move the weights: the comparison is not trivially true
-    assert (a - b).norm() < 1e-2 * moved
+    assert (a - b).norm() < 5e-2 * moved
 
 
 def _flat(state: dict[str, torch.Tensor]) -> torch.Tensor:
