@@ -62,6 +62,17 @@ def _frames(count: int) -> tuple[list[np.ndarray], str]:
     return [rng.integers(0, 256, (480, 854, 3), dtype=np.uint8) for _ in range(count)], "random"
 
 
+def build_or_skip(model: str) -> torch.nn.Module | None:
+    """The random-weight ``model`` (torch seeded with 0 first), or ``None`` after a table row
+    saying why it is skipped (its family's package is not installed)."""
+    torch.manual_seed(0)
+    try:
+        return build_named(model)
+    except UserError as err:
+        print(f"| {model} | skipped: {err} |", flush=True)
+        return None
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -122,11 +133,8 @@ def main() -> int:
     )
     print("|---|---|---|---|---|---|---|---|")
     for model in args.models.split(","):
-        torch.manual_seed(0)
-        try:
-            sam = build_named(model)
-        except UserError as err:  # the family's package is not installed
-            print(f"| {model} | skipped: {err} |", flush=True)
+        sam = build_or_skip(model)
+        if sam is None:
             continue
         family = family_of(model)
         if family in ("sam", "medsam", "hq"):

@@ -29,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from gpu_check import build_or_skip  # this folder's script (run as benchmarks/...)
 
 import samic_vos
 from samic_vos.model.samic_net import SamicNetConfig
-from samic_vos.runtime.errors import UserError
-from samic_vos.sam.models import build_named, save_sam
+from samic_vos.sam.models import save_sam
 from samic_vos.sam.segmenter import mask_iou
 from samic_vos.training.first_frame_adaptation import AdaptationConfig
 
@@ -96,11 +96,8 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="gpu_jobs_check_") as tmp:
         for family in args.families.split(","):
-            torch.manual_seed(0)
-            try:
-                sam = build_named(family)
-            except UserError as err:  # the family's package is not installed
-                print(f"| {family} | skipped: {err} |", flush=True)
+            sam = build_or_skip(family)
+            if sam is None:
                 continue
             checkpoint = Path(tmp) / f"{family}.pt"
             save_sam(checkpoint, sam, family)
