@@ -23,17 +23,19 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, ImageOps
 
-from samic_vos.data.frame_source import rgb_pixels
 from samic_vos.data.indexed_png import read_ids
 from samic_vos.data.mask_io import VOID_ID
 from samic_vos.data.names import DEFAULT_YEAR, RESOLUTIONS, YEARS
 from samic_vos.runtime.config import require, require_choice
 from samic_vos.runtime.errors import UserError
 from samic_vos.runtime.input_paths import require_input
+
+if TYPE_CHECKING:  # Pillow is imported where a frame is read: scoring reads masks only
+    from PIL import Image
 
 
 def require_davis_root(root: str | os.PathLike[str] | None) -> None:
@@ -103,6 +105,10 @@ def read_image(
     EXIF orientation applied, as viewers and SAMBOX show the image (a phone's portrait photo);
     without it, the stored pixels, as the benchmarks' reference code reads them.
     """
+    from PIL import Image, ImageOps
+
+    from samic_vos.data.frame_source import rgb_pixels
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: {what} file not found")

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image
 
 from samic_vos.runtime.atomic import atomic_path
 from samic_vos.runtime.errors import UserError
+
+if TYPE_CHECKING:  # Pillow is imported where an image is opened or made: `eval davis` reads
+    from PIL import Image  # its masks without it (samic_vos.data.indexed_png)
 
 VOID_ID = 255
 # zlib level of the PNGs we write (masks; images sent to the SAMBOX page): 1 is 3-5x faster
@@ -132,6 +135,8 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
 
     Raises :class:`UserError` for a missing/undecodable file or a colour image.
     """
+    from PIL import Image
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: mask file not found")
@@ -147,6 +152,8 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
 
 def mask_image(ids: np.ndarray) -> Image.Image:
     """An indexed (mode ``P``) Pillow image of ``ids`` with the DAVIS palette."""
+    from PIL import Image
+
     if ids.ndim != 2:
         raise ValueError(f"an id map has shape (H, W), got {ids.shape}")
     height, width = ids.shape
