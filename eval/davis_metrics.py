@@ -95,15 +95,21 @@ def dilate(words: np.ndarray, radius: int) -> np.ndarray:
     word): a pixel moved past the end of its row lands in the spare bits of its own row or of
     the row before, never on a pixel.
     """
-    half_widths = disk(radius).sum(axis=1) // 2  # (2r+1,): run half-width of each disk row
-    flat = words.reshape(-1)
-    runs = [flat]  # runs[k]: the image dilated horizontally by half-width k
-    for k in range(1, radius + 1):
-        run = _shifted(flat, k)
-        run |= _shifted(flat, -k)
-        run |= runs[-1]
-        runs.append(run)
-    rows = [run.reshape(words.shape) for run in runs]
+    half_widths = [int(k) for k in disk(radius).sum(axis=1) // 2]  # run half-width of each row
+    run = words.reshape(-1)
+    runs = {0: run}  # runs[k]: the image dilated horizontally by half-width k
+    width = 0
+    for k in sorted(set(half_widths)):
+        while width < k:
+            # Grow the run of half-width `width` by `step` on each side: its copies moved
+            # ±step overlap it or touch it (step <= width + 1), so no offset is left out.
+            step = min(k - width, width + 1)
+            grown = _shifted(run, step)
+            grown |= _shifted(run, -step)
+            grown |= run
+            run, width = grown, width + step
+        runs[k] = run
+    rows = {k: run.reshape(words.shape) for k, run in runs.items()}
     out = rows[half_widths[radius]].copy()
     for dy in range(1, radius + 1):
         run = rows[half_widths[radius + dy]]  # rows +dy and -dy have the same run
