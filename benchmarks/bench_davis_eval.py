@@ -12,9 +12,10 @@ Each is scored by ``samic_vos.eval.davis_eval.evaluate_davis`` and, with ``--off
 Python that has its dependencies, ``--official-python``), by the toolkit's
 ``DAVISEvaluation``, each in a fresh process. Three times are taken: the evaluation itself
 (reading the masks included, interpreter start-up and imports excluded), the whole process
-(``samic-vos eval davis ... --json`` for ours), and the CPU time of the evaluation process
-and its workers (less sensitive to other jobs on the machine than wall time). Every global
-and per-object number of the two is compared.
+(``samic-vos eval davis ... --json`` for ours: ``python -m samic_vos`` of this interpreter, or
+the ``samic-vos`` given by ``--cli``, e.g. one installed from the built wheel, as users run it),
+and the CPU time of the evaluation process and its workers (less sensitive to other jobs on the
+machine than wall time). Every global and per-object number of the two is compared.
 
     python benchmarks/bench_davis_eval.py --official /tmp/davis2017-evaluation \\
         --official-python /tmp/davis_official_venv/bin/python
@@ -137,6 +138,11 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--official", type=Path, help="checkout of davis2017-evaluation")
     parser.add_argument("--official-python", default=sys.executable)
+    parser.add_argument(
+        "--cli",
+        help="the samic-vos command to time as the whole process, e.g. a wheel install's "
+        "bin/samic-vos (default: this interpreter's -m samic_vos)",
+    )
     parser.add_argument("--workers", type=int, help="our --workers (default: one per CPU)")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each; best is kept")
     args = parser.parse_args()
@@ -172,9 +178,7 @@ def main() -> None:
             runner = [sys.executable, str(tmp / "ours_runner.py"), str(root), str(results)]
             (ours_s, _, ours_cpu), ours = _best_of(runner + workers, args.repeats)
             cli = [
-                sys.executable,
-                "-m",
-                "samic_vos",
+                *([args.cli] if args.cli else [sys.executable, "-m", "samic_vos"]),
                 "eval",
                 "davis",
                 str(results),
