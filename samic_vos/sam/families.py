@@ -38,7 +38,7 @@ from samic_vos.runtime.errors import UserError
 from samic_vos.sam.encoder import EncoderConfig, SamImageEncoder, resolve_precision
 from samic_vos.sam.names import FAMILY_EXTRAS
 from samic_vos.sam.segmenter import ImageEmbedding, SamSegmenter
-from samic_vos.sam.vit_sam import assemble_sam
+from samic_vos.sam.vit_sam import PIXEL_MEAN, assemble_sam
 
 # SAM 2.1 at test size: each hydra key of the package's tiny config shrunk (Hiera of 5 blocks,
 # 128-pixel input, 32 channels); the memory modules are shrunk too, though never run here.
@@ -69,8 +69,6 @@ TINY_SAM2_OVERRIDES: tuple[str, ...] = (
     "++model.memory_encoder.fuser.layer.dim=32",
 )
 TINY_SAM2_CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
-# SAM's red pixel mean (ImageNet's 0.485 × 255; SAM 2 normalises by the same mean).
-SAM_RED_MEAN = 123.675
 # MedSAM's recipe keeps probabilities; logits are recovered with this clamp (|logit| <= 13.8).
 _MEDSAM_EPS = 1e-6
 
@@ -193,14 +191,15 @@ class _SquareResize(SamSegmenter):
     def mask_as_image(self, mask: np.ndarray, value: int) -> torch.Tensor:
         """PerSAM's reading of a mask (``SamSegmenter.mask_as_image``) for a square family: the
         mask resized bilinearly to the input square, times ``value``, less SAM's red pixel mean
-        (ours: PerSAM defines it for SAM's pre-processing only)."""
+        (SAM 2 normalises by the same ImageNet mean; ours: PerSAM defines it for SAM's
+        pre-processing only)."""
         side = self._side()
         resized = F.interpolate(
             torch.from_numpy(mask.astype(np.float32))[None, None],
             size=(side, side),
             mode="bilinear",
         )
-        return (resized[0, 0] * value - SAM_RED_MEAN).to(self.device)
+        return (resized[0, 0] * value - PIXEL_MEAN[0]).to(self.device)
 
 
 class MedSamSegmenter(_SquareResize):
